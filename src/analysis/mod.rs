@@ -1,0 +1,2 @@
+//! Per-interface aggregation (in progress).
+pub mod result;

@@ -1,0 +1,324 @@
+//! The result of a run as data: what `--json` writes, what `report` and `merge` read back,
+//! and what every report format renders. Field names are a contract (DESIGN.md, "Result
+//! JSON"): extend, never rename. `schema/result.schema.json` describes this shape.
+
+use crate::compare::{FetchErrorKind, Outcome};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Current value of the `shadowdiff_result` format marker.
+pub const RESULT_FORMAT: u32 = 1;
+
+/// The verdict of the gates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// No gate tripped.
+    Pass,
+    /// At least one gate tripped; `gate_failures` says which.
+    Fail,
+}
+
+/// A whole run's result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Format marker, always [`RESULT_FORMAT`].
+    pub shadowdiff_result: u32,
+    /// Pass or fail.
+    pub verdict: Verdict,
+    /// One plain sentence per tripped gate.
+    pub gate_failures: Vec<String>,
+    /// Counts over all interfaces.
+    pub summary: Summary,
+    /// One entry per interface, sorted by interface key.
+    pub interfaces: Vec<InterfaceResult>,
+    /// How the run was made: inputs, targets, thresholds, timing.
+    pub run: RunInfo,
+}
+
+/// Counts per outcome; `total` always equals the sum of the others.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Exchanges that got an outcome.
+    pub total: u64,
+    /// See [`Outcome::Identical`].
+    pub identical: u64,
+    /// See [`Outcome::NoiseOnly`].
+    pub noise_only: u64,
+    /// See [`Outcome::Different`].
+    pub different: u64,
+    /// See [`Outcome::MissingRule`].
+    pub missing_rule: u64,
+    /// See [`Outcome::CandidateError`].
+    pub candidate_error: u64,
+    /// See [`Outcome::BaselineError`].
+    pub baseline_error: u64,
+    /// See [`Outcome::Skipped`].
+    pub skipped: u64,
+}
+
+impl Counts {
+    /// Adds `n` exchanges with outcome `o` (and to `total`).
+    pub fn add(&mut self, o: Outcome, n: u64) {
+        *self.get_mut(o) += n;
+        self.total += n;
+    }
+
+    /// The count for one outcome.
+    pub fn get(&self, o: Outcome) -> u64 {
+        match o {
+            Outcome::Identical => self.identical,
+            Outcome::NoiseOnly => self.noise_only,
+            Outcome::Different => self.different,
+            Outcome::MissingRule => self.missing_rule,
+            Outcome::CandidateError => self.candidate_error,
+            Outcome::BaselineError => self.baseline_error,
+            Outcome::Skipped => self.skipped,
+        }
+    }
+
+    fn get_mut(&mut self, o: Outcome) -> &mut u64 {
+        match o {
+            Outcome::Identical => &mut self.identical,
+            Outcome::NoiseOnly => &mut self.noise_only,
+            Outcome::Different => &mut self.different,
+            Outcome::MissingRule => &mut self.missing_rule,
+            Outcome::CandidateError => &mut self.candidate_error,
+            Outcome::BaselineError => &mut self.baseline_error,
+            Outcome::Skipped => &mut self.skipped,
+        }
+    }
+
+    /// Adds another set of counts.
+    pub fn merge(&mut self, other: &Counts) {
+        for o in Outcome::ALL {
+            self.add(o, other.get(o));
+        }
+    }
+
+    /// True when `total` equals the sum of the outcome counts.
+    pub fn is_consistent(&self) -> bool {
+        Outcome::ALL.iter().map(|o| self.get(*o)).sum::<u64>() == self.total
+    }
+}
+
+/// Counts over the whole run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Outcome counts.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Number of interfaces seen.
+    pub interfaces: u64,
+    /// Number of interfaces flagged with a latency regression.
+    pub latency_regressions: u64,
+    /// Why skipped exchanges were skipped (`side_effect`, `truncated_body`, ...), with counts.
+    pub skipped_reasons: BTreeMap<String, u64>,
+}
+
+/// Everything known about one interface.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceResult {
+    /// The interface key, e.g. `GET /api/users/{id}`.
+    pub interface: String,
+    /// Outcome counts.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Exchanges where both baseline and candidate answered and were compared.
+    pub compared: u64,
+    /// Exchanges where the noise probe answered too.
+    pub probed: u64,
+    /// Status-code differences (path `status`).
+    pub status: Vec<PathResult>,
+    /// Body field paths that differed (folded: `$.items[*].price`).
+    pub fields: Vec<PathResult>,
+    /// Header and trailer names that differed (`content-type`, `trailer:grpc-status`).
+    pub headers: Vec<PathResult>,
+    /// Errors by side and kind.
+    pub errors: Vec<ErrorResult>,
+    /// Up to 5 exchange ids whose outcome was `missing_rule`.
+    pub missing_rule_samples: Vec<String>,
+    /// Latency of both targets and the paired difference.
+    pub latency: LatencyResult,
+    /// Distinct sets of differing keys with their exchange counts; lets `merge` recompute
+    /// `noise_only` vs `different` exactly once noise is known over all shards.
+    pub signatures: Vec<Signature>,
+    /// Exchanges whose signature did not fit the per-interface cap; counted as `different`.
+    pub signature_overflow: u64,
+}
+
+/// Aggregated differences at one path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathResult {
+    /// Folded path or key.
+    pub path: String,
+    /// Exchanges where baseline and candidate differed here (not tolerated per exchange).
+    pub raw: u64,
+    /// Exchanges where baseline and the noise probe differed here.
+    pub noise: u64,
+    /// Differences here that were times within the tolerance (noise by definition).
+    pub tolerated: u64,
+    /// True when `raw` exceeds `noise` by the noise rule: a real difference.
+    pub regression: bool,
+    /// Up to 5 exchange ids with a raw difference here.
+    pub samples: Vec<String>,
+    /// The first raw difference seen here, as an example.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub example: Option<Example>,
+}
+
+/// One example pair of values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    /// Exchange id the values come from.
+    pub id: String,
+    /// Exact (unfolded) path.
+    pub path: String,
+    /// Baseline's value, if present.
+    pub baseline: Option<String>,
+    /// Candidate's value, if present.
+    pub candidate: Option<String>,
+}
+
+/// Errors of one side and kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorResult {
+    /// `baseline`, `candidate` or `secondary`.
+    pub side: String,
+    /// Class of failure.
+    pub kind: FetchErrorKind,
+    /// How many exchanges.
+    pub count: u64,
+    /// The first message seen.
+    pub message: String,
+    /// Up to 5 exchange ids.
+    pub samples: Vec<String>,
+}
+
+/// Latency of one interface.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatencyResult {
+    /// Baseline latencies.
+    pub baseline: LatencyStats,
+    /// Candidate latencies.
+    pub candidate: LatencyStats,
+    /// Per-request candidate minus baseline.
+    pub paired: PairedStats,
+    /// True when the candidate is slower by both the relative and absolute threshold, with
+    /// enough samples.
+    pub regression: bool,
+}
+
+/// Percentiles of one target's latencies, with the histogram for exact merging.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyStats {
+    /// Number of samples.
+    pub count: u64,
+    /// Median, µs.
+    pub p50_us: u64,
+    /// 90th percentile, µs.
+    pub p90_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// 99.9th percentile, µs.
+    pub p999_us: u64,
+    /// Largest sample, µs.
+    pub max_us: u64,
+    /// The HDR histogram, V2 deflate serialization, base64.
+    pub hdr: String,
+}
+
+/// Paired per-request latency differences (candidate minus baseline).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PairedStats {
+    /// Number of pairs.
+    pub count: u64,
+    /// Median of the differences, µs (negative: candidate faster).
+    pub median_diff_us: i64,
+    /// Share of pairs where the candidate was slower.
+    pub slower_share: f64,
+    /// Histogram of positive differences (candidate slower), serialized like `hdr`.
+    pub hdr_slower: String,
+    /// Histogram of magnitudes of negative differences (candidate faster).
+    pub hdr_faster: String,
+}
+
+/// A set of differing keys and how many exchanges had exactly that set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signature {
+    /// Sorted keys (see `Difference::key`).
+    pub keys: Vec<String>,
+    /// Exchanges.
+    pub count: u64,
+}
+
+/// How a run was made.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// RFC 3339 time the result was made.
+    pub created: String,
+    /// shadowdiff version.
+    pub tool_version: String,
+    /// Recording files read.
+    pub recordings: Vec<String>,
+    /// Baseline URL.
+    pub baseline: String,
+    /// Candidate URL.
+    pub candidate: String,
+    /// Noise probe target (the baseline again, or `--secondary`), if the probe was on.
+    pub secondary: Option<String>,
+    /// Exchanges read from the recordings (before filters).
+    pub exchanges_read: u64,
+    /// Wall time of the replay, ms.
+    pub duration_ms: u64,
+    /// Pacing used: `concurrency N`, `rate N/s` or `speed X`.
+    pub pacing: String,
+    /// Time each target took to become ready under `--wait-ready`, ms.
+    pub ready_ms: BTreeMap<String, u64>,
+    /// Thresholds the analysis used.
+    pub thresholds: Thresholds,
+    /// Warnings raised while reading input (truncated lines and the like).
+    pub warnings: Vec<String>,
+}
+
+/// Thresholds of the noise rule, the latency rule and the gates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// A field is a regression only if its raw rate exceeds its noise rate by this share of
+    /// the larger (Diffy: 0.2).
+    pub noise_relative: f64,
+    /// ...and by this many percentage points (Diffy: 0.03).
+    pub noise_absolute_pct: f64,
+    /// Time tolerance, ms.
+    pub time_tolerance_ms: u64,
+    /// Latency: the paired median must exceed this share of the baseline median...
+    pub latency_relative: f64,
+    /// ...and this many µs...
+    pub latency_absolute_us: u64,
+    /// ...with at least this many pairs.
+    pub latency_min_samples: u64,
+    /// Outcome classes (and `latency`) that fail the run.
+    pub fail_on: Vec<String>,
+    /// Maximum share of compared exchanges that may be `different` (when set).
+    pub max_diff_rate: Option<f64>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            noise_relative: 0.2,
+            noise_absolute_pct: 0.03,
+            time_tolerance_ms: 5000,
+            latency_relative: 0.25,
+            latency_absolute_us: 2000,
+            latency_min_samples: 20,
+            fail_on: vec![
+                "missing_rule".into(),
+                "different".into(),
+                "latency".into(),
+                "candidate_error".into(),
+            ],
+            max_diff_rate: None,
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! Per-exchange comparison: given what the baseline, the candidate and (optionally) the noise
+//! probe answered for one request, list every difference and give the exchange a preliminary
+//! outcome. Whether a difference is a regression or noise across many exchanges is decided
+//! later, in `analysis`, from counts; this module only sees one exchange at a time.
+//!
+//! Sub-modules, one job each: [`decode`] undoes content encodings, [`headers`] compares header
+//! lists minus the volatile ones, [`body`] picks a comparison by media type, [`json`] is the
+//! structural diff with field paths, [`text`] the line diff, [`timeval`] recognises times
+//! that may differ by the tolerance.
+
+pub mod body;
+pub mod decode;
+pub mod headers;
+pub mod json;
+pub mod text;
+pub mod timeval;
+
+use crate::exchange::Headers;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// One live answer from a target, as the comparison needs it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Status code.
+    pub status: u16,
+    /// Response headers in wire order.
+    pub headers: Headers,
+    /// Trailers (empty when none were sent).
+    pub trailers: Headers,
+    /// Body bytes as received (still content-encoded).
+    pub body: Bytes,
+    /// Time from the intended send time to the end of the body, in microseconds.
+    pub latency_us: u64,
+}
+
+/// Why a target gave no usable answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetchErrorKind {
+    /// TCP connect refused or failed.
+    Connect,
+    /// No complete answer within `--timeout`.
+    Timeout,
+    /// Connection closed or reset before the answer was complete.
+    Reset,
+    /// The answer was not valid HTTP.
+    Malformed,
+    /// The answer exceeded the body size limit.
+    TooLarge,
+    /// The request itself could not be built from the recording.
+    BadRequest,
+}
+
+impl fmt::Display for FetchErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FetchErrorKind::Connect => "connect",
+            FetchErrorKind::Timeout => "timeout",
+            FetchErrorKind::Reset => "reset",
+            FetchErrorKind::Malformed => "malformed",
+            FetchErrorKind::TooLarge => "too_large",
+            FetchErrorKind::BadRequest => "bad_request",
+        })
+    }
+}
+
+/// A failed fetch: what kind of failure and the underlying message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FetchError {
+    /// Class of failure, used for grouping in reports.
+    pub kind: FetchErrorKind,
+    /// Human-readable detail from the client stack.
+    pub message: String,
+}
+
+/// The result of sending one request to one target.
+pub type Fetched = Result<Observed, FetchError>;
+
+/// Knobs of the per-exchange comparison.
+#[derive(Clone, Debug)]
+pub struct CompareOptions {
+    /// Two values that both read as times and differ by at most this much are noise.
+    pub time_tolerance: Duration,
+    /// Candidate statuses that mean "the gateway has no route for this" when the baseline
+    /// answered with a status outside this set.
+    pub missing_rule_statuses: Vec<u16>,
+    /// At most this many differences are listed per exchange (the rest are counted in a
+    /// final `…` difference so nothing is silently lost).
+    pub max_diffs: usize,
+    /// Header names (lower case) not compared, in addition to the built-in volatile list.
+    pub ignore_headers: Vec<String>,
+}
+
+impl Default for CompareOptions {
+    fn default() -> Self {
+        CompareOptions {
+            time_tolerance: Duration::from_secs(5),
+            missing_rule_statuses: vec![404, 501],
+            max_diffs: 64,
+            ignore_headers: Vec::new(),
+        }
+    }
+}
+
+/// Which part of the response a difference is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiffKind {
+    /// The status code.
+    Status,
+    /// A response header.
+    Header,
+    /// A trailer (gRPC status and message live here).
+    Trailer,
+    /// The body: a JSON field path, or the whole body for text and binary.
+    Body,
+}
+
+/// One difference between two answers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Difference {
+    /// Where it is.
+    pub kind: DiffKind,
+    /// Exact location: `status`, a lower-case header name, `$.a.b[3].c`, or `body`.
+    pub path: String,
+    /// The value on the first side (the baseline), rendered short; `None` when absent there.
+    pub baseline: Option<String>,
+    /// The value on the second side (candidate or noise probe); `None` when absent there.
+    pub candidate: Option<String>,
+    /// True when both values read as times within the tolerance: noise by definition.
+    pub tolerated: bool,
+}
+
+impl Difference {
+    /// The aggregation key: kind-prefixed, array indices folded to `[*]`.
+    /// `status`, `header:content-type`, `trailer:grpc-status`, `$.items[*].price`, `body`.
+    pub fn key(&self) -> String {
+        match self.kind {
+            DiffKind::Status => "status".to_string(),
+            DiffKind::Header => format!("header:{}", self.path),
+            DiffKind::Trailer => format!("trailer:{}", self.path),
+            DiffKind::Body => fold_path(&self.path),
+        }
+    }
+}
+
+/// Folds array indices out of a field path: `$.a.b[3].c` becomes `$.a.b[*].c`, so that the
+/// same field in different array elements aggregates as one.
+pub fn fold_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut chars = path.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '[' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                chars.next();
+            }
+            out.push('*');
+        }
+    }
+    out
+}
+
+/// Lists every difference between two answers: status, headers (minus volatile ones),
+/// trailers, and body (decoded, then compared by media type).
+pub fn diff(a: &Observed, b: &Observed, opts: &CompareOptions) -> Vec<Difference> {
+    let mut out = Vec::new();
+    if a.status != b.status {
+        out.push(Difference {
+            kind: DiffKind::Status,
+            path: "status".into(),
+            baseline: Some(a.status.to_string()),
+            candidate: Some(b.status.to_string()),
+            tolerated: false,
+        });
+    }
+    headers::diff_headers(&a.headers, &b.headers, DiffKind::Header, opts, &mut out);
+    headers::diff_headers(&a.trailers, &b.trailers, DiffKind::Trailer, opts, &mut out);
+    body::diff_bodies(a, b, opts, &mut out);
+    if out.len() > opts.max_diffs {
+        let extra = out.len() - opts.max_diffs;
+        out.truncate(opts.max_diffs);
+        out.push(Difference {
+            kind: DiffKind::Body,
+            path: "…".into(),
+            baseline: None,
+            candidate: Some(format!("{extra} more differences not listed")),
+            tolerated: false,
+        });
+    }
+    out
+}
+
+/// The class of one replayed exchange (DESIGN.md, "Outcomes").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// No difference at all.
+    Identical,
+    /// Every difference is explained as noise.
+    NoiseOnly,
+    /// Status, a header or the body differs beyond noise.
+    Different,
+    /// The candidate answered with the gateway's "no route" signature.
+    MissingRule,
+    /// The candidate gave no usable answer.
+    CandidateError,
+    /// The baseline gave no usable answer, so nothing could be judged.
+    BaselineError,
+    /// Not replayed (side-effecting method, truncated body, filtered).
+    Skipped,
+}
+
+impl Outcome {
+    /// Every outcome, in report order.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Identical,
+        Outcome::NoiseOnly,
+        Outcome::Different,
+        Outcome::MissingRule,
+        Outcome::CandidateError,
+        Outcome::BaselineError,
+        Outcome::Skipped,
+    ];
+
+    /// The snake_case name used in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Identical => "identical",
+            Outcome::NoiseOnly => "noise_only",
+            Outcome::Different => "different",
+            Outcome::MissingRule => "missing_rule",
+            Outcome::CandidateError => "candidate_error",
+            Outcome::BaselineError => "baseline_error",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    /// Position in [`Outcome::ALL`], for count arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What comparing one exchange produced, before noise is measured across exchanges.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Judgement {
+    /// Preliminary outcome. `Different` here means "has differences not tolerated per
+    /// exchange"; analysis turns it into `NoiseOnly` when all of them prove to be noise.
+    pub outcome: Outcome,
+    /// Baseline-vs-candidate differences (empty for errors and missing rules).
+    pub diffs: Vec<Difference>,
+    /// Baseline-vs-noise-probe differences, when a probe answered.
+    pub probe: Option<Vec<Difference>>,
+    /// The failure behind an error outcome.
+    pub error: Option<FetchError>,
+}
+
+/// Compares one exchange's answers and gives it a preliminary outcome.
+///
+/// A failed baseline makes the exchange unjudgeable (`baseline_error`) whatever the
+/// candidate did; a failed probe only loses the noise sample.
+pub fn judge(
+    baseline: &Fetched,
+    candidate: &Fetched,
+    probe: Option<&Fetched>,
+    opts: &CompareOptions,
+) -> Judgement {
+    let base = match baseline {
+        Ok(b) => b,
+        Err(e) => {
+            return Judgement {
+                outcome: Outcome::BaselineError,
+                diffs: Vec::new(),
+                probe: None,
+                error: Some(e.clone()),
+            }
+        }
+    };
+    let cand = match candidate {
+        Ok(c) => c,
+        Err(e) => {
+            return Judgement {
+                outcome: Outcome::CandidateError,
+                diffs: Vec::new(),
+                probe: None,
+                error: Some(e.clone()),
+            }
+        }
+    };
+    let probe = match probe {
+        Some(Ok(p)) => Some(diff(base, p, opts)),
+        _ => None,
+    };
+    let missing = opts.missing_rule_statuses.contains(&cand.status)
+        && !opts.missing_rule_statuses.contains(&base.status);
+    let diffs = diff(base, cand, opts);
+    let outcome = if missing {
+        Outcome::MissingRule
+    } else if diffs.is_empty() {
+        Outcome::Identical
+    } else if diffs.iter().all(|d| d.tolerated) {
+        Outcome::NoiseOnly
+    } else {
+        Outcome::Different
+    };
+    Judgement {
+        outcome,
+        diffs,
+        probe,
+        error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_path_folds_indices_only() {
+        assert_eq!(fold_path("$.a.b[3].c"), "$.a.b[*].c");
+        assert_eq!(fold_path("$[0][12]"), "$[*][*]");
+        assert_eq!(fold_path("$['x[1]']"), "$['x[1]']");
+        assert_eq!(fold_path("$.plain"), "$.plain");
+    }
+
+    fn ok(status: u16, body: &str) -> Fetched {
+        Ok(Observed {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::copy_from_slice(body.as_bytes()),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn missing_rule_needs_baseline_outside_the_set() {
+        let o = CompareOptions::default();
+        assert_eq!(judge(&ok(200, "{}"), &ok(404, "{}"), None, &o).outcome, Outcome::MissingRule);
+        assert_eq!(judge(&ok(404, "{}"), &ok(404, "{}"), None, &o).outcome, Outcome::Identical);
+        assert_eq!(judge(&ok(500, "{}"), &ok(501, "{}"), None, &o).outcome, Outcome::MissingRule);
+    }
+
+    #[test]
+    fn baseline_error_wins_over_candidate_error() {
+        let e: Fetched = Err(FetchError {
+            kind: FetchErrorKind::Connect,
+            message: "refused".into(),
+        });
+        let o = CompareOptions::default();
+        assert_eq!(judge(&e, &e, None, &o).outcome, Outcome::BaselineError);
+        assert_eq!(judge(&ok(200, "{}"), &e, None, &o).outcome, Outcome::CandidateError);
+    }
+}

@@ -1,0 +1,152 @@
+//! The one data model every stage shares: an [`Exchange`] is one captured request with the
+//! response production gave and its timing. The tap and the importers produce exchanges, the
+//! recording module stores them, replay sends their requests, compare judges the answers.
+
+use bytes::Bytes;
+use std::fmt;
+
+/// Header fields in wire order, repeats kept: a list of pairs, never a map, because order and
+/// duplicates (`Set-Cookie`, `Via`) are part of what a gateway may change.
+pub type Headers = Vec<(String, String)>;
+
+/// One captured request/response pair.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exchange {
+    /// Unique id within a recording; used by `--id`, `show`, sharding and samples.
+    pub id: String,
+    /// When the request reached the tap, in microseconds since the Unix epoch (UTC).
+    pub ts_us: i64,
+    /// The interface key, when the producer computed one (replay recomputes it if absent).
+    pub interface: Option<String>,
+    /// The tenant, when the producer knew one.
+    pub tenant: Option<String>,
+    /// The request as the client sent it.
+    pub request: Request,
+    /// The answer production gave, if it was captured.
+    pub response: Option<Response>,
+    /// Production latency (request start to response end), if known.
+    pub latency_us: Option<u64>,
+}
+
+/// A captured HTTP request.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Request {
+    /// Method as sent, e.g. `GET`.
+    pub method: String,
+    /// Origin-form target (`/a/b?x=1`), or absolute form when that is what was captured.
+    pub uri: String,
+    /// Protocol version as captured: `HTTP/1.1`, `HTTP/2`, ...
+    pub version: String,
+    /// Request headers in order.
+    pub headers: Headers,
+    /// Request body (possibly cut at the capture limit).
+    pub body: Bytes,
+    /// True when the capture kept only a prefix of the body.
+    pub body_truncated: bool,
+}
+
+/// A captured or live HTTP response.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Response headers in order.
+    pub headers: Headers,
+    /// HTTP trailers (gRPC status lives here), when any were sent.
+    pub trailers: Option<Headers>,
+    /// Response body as sent on the wire (still content-encoded).
+    pub body: Bytes,
+    /// True when the capture kept only a prefix of the body.
+    pub body_truncated: bool,
+}
+
+impl Request {
+    /// The path part of the URI, without query, for origin-form and absolute-form targets.
+    pub fn path(&self) -> &str {
+        let uri = self.uri.as_str();
+        let rest = match uri.find("://") {
+            Some(i) => {
+                let after = &uri[i + 3..];
+                match after.find('/') {
+                    Some(j) => &after[j..],
+                    None => "/",
+                }
+            }
+            None => uri,
+        };
+        let end = rest.find(['?', '#']).unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    /// True for methods that may change server state; replay skips them unless allowed.
+    pub fn is_side_effecting(&self) -> bool {
+        !matches!(
+            self.method.to_ascii_uppercase().as_str(),
+            "GET" | "HEAD" | "OPTIONS" | "TRACE"
+        )
+    }
+}
+
+/// The first value of header `name` (case-insensitive).
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Which party an error or a response belongs to, so every message can say who failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    /// The recording tap in front of production.
+    Tap,
+    /// The old version of the gateway.
+    Baseline,
+    /// The new version of the gateway.
+    Candidate,
+    /// The second baseline used to measure noise.
+    Secondary,
+    /// Files and flags given by the user.
+    Input,
+}
+
+impl fmt::Display for Side {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Side::Tap => "tap",
+            Side::Baseline => "baseline",
+            Side::Candidate => "candidate",
+            Side::Secondary => "secondary",
+            Side::Input => "input",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_strips_query_and_authority() {
+        let mut r = Request {
+            uri: "/a/b?x=1".into(),
+            ..Default::default()
+        };
+        assert_eq!(r.path(), "/a/b");
+        r.uri = "http://h:8080/c/d#frag".into();
+        assert_eq!(r.path(), "/c/d");
+        r.uri = "http://h:8080".into();
+        assert_eq!(r.path(), "/");
+    }
+
+    #[test]
+    fn side_effecting_methods() {
+        for (m, se) in [("GET", false), ("head", false), ("POST", true), ("DELETE", true)] {
+            let r = Request {
+                method: m.into(),
+                ..Default::default()
+            };
+            assert_eq!(r.is_side_effecting(), se, "{m}");
+        }
+    }
+}
