@@ -141,7 +141,12 @@ mod tests {
 
     #[test]
     fn side_effecting_methods() {
-        for (m, se) in [("GET", false), ("head", false), ("POST", true), ("DELETE", true)] {
+        for (m, se) in [
+            ("GET", false),
+            ("head", false),
+            ("POST", true),
+            ("DELETE", true),
+        ] {
             let r = Request {
                 method: m.into(),
                 ..Default::default()

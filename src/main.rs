@@ -1,1 +1,16 @@
-fn main() {}
+//! The `shadowdiff` binary: parse the command line, run the library, map errors to exit
+//! codes (0 pass, 1 fail, 2 bad usage or input, 3 target unusable).
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = shadowdiff::cli::Cli::parse();
+    match shadowdiff::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("shadowdiff: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

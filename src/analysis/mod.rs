@@ -1,2 +1,554 @@
-//! Per-interface aggregation (in progress).
+//! Per-interface aggregation: turns a stream of per-exchange judgements into counts, field
+//! paths with raw and noise rates, latency histograms, and from those the final outcome of
+//! every exchange. Each replay worker owns an [`Aggregator`] and they are merged once at the
+//! end, so the hot path shares nothing.
+//!
+//! Exchanges with differences are kept as *signatures* (the set of keys that differed, with a
+//! count) because whether such an exchange is `noise_only` or `different` depends on the
+//! noise rates of its keys, known only once every exchange has been seen.
+
+pub mod latency;
+pub mod noise;
 pub mod result;
+
+use crate::compare::{DiffKind, Difference, FetchError, FetchErrorKind, Judgement, Outcome};
+use latency::LatencyAgg;
+use result::{
+    Counts, ErrorResult, Example, InterfaceResult, LatencyResult, PathResult, Signature, Summary,
+    Thresholds,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Sample exchange ids kept per interface and path.
+pub const MAX_SAMPLES: usize = 5;
+
+/// Distinct signatures kept per interface; beyond it exchanges count as `different`, which
+/// can only make a verdict stricter.
+pub const MAX_SIGNATURES: usize = 4096;
+
+#[derive(Clone, Debug)]
+struct PathAgg {
+    raw: u64,
+    noise: u64,
+    tolerated: u64,
+    samples: Vec<String>,
+    example: Option<Example>,
+}
+
+#[derive(Clone, Debug)]
+struct ErrAgg {
+    count: u64,
+    message: String,
+    samples: Vec<String>,
+}
+
+/// Everything aggregated about one interface.
+#[derive(Clone, Debug, Default)]
+struct InterfaceAgg {
+    /// Outcomes known per exchange; `different` and `noise_only` come from signatures.
+    counts: Counts,
+    compared: u64,
+    probed: u64,
+    paths: HashMap<String, PathAgg>,
+    signatures: HashMap<Vec<String>, u64>,
+    overflow: u64,
+    errors: BTreeMap<(String, FetchErrorKind), ErrAgg>,
+    missing_samples: Vec<String>,
+    latency: LatencyAgg,
+}
+
+fn push_sample(v: &mut Vec<String>, id: &str) {
+    if v.len() < MAX_SAMPLES {
+        v.push(id.to_string());
+    }
+}
+
+impl InterfaceAgg {
+    fn path(&mut self, key: String) -> &mut PathAgg {
+        self.paths.entry(key).or_insert_with(|| PathAgg {
+            raw: 0,
+            noise: 0,
+            tolerated: 0,
+            samples: Vec::new(),
+            example: None,
+        })
+    }
+
+    fn error(&mut self, side: &str, e: &FetchError, id: &str) {
+        let agg = self
+            .errors
+            .entry((side.to_string(), e.kind))
+            .or_insert_with(|| ErrAgg {
+                count: 0,
+                message: e.message.clone(),
+                samples: Vec::new(),
+            });
+        agg.count += 1;
+        push_sample(&mut agg.samples, id);
+    }
+}
+
+/// Accumulates judgements; one per worker, merged at the end.
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    interfaces: HashMap<String, InterfaceAgg>,
+    skipped_reasons: BTreeMap<String, u64>,
+}
+
+/// Latencies of one exchange's baseline and candidate answers, µs.
+#[derive(Clone, Copy, Debug)]
+pub struct PairLatency {
+    /// Baseline latency.
+    pub baseline_us: u64,
+    /// Candidate latency.
+    pub candidate_us: u64,
+}
+
+impl Aggregator {
+    /// An empty aggregator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn iface(&mut self, interface: &str) -> &mut InterfaceAgg {
+        if !self.interfaces.contains_key(interface) {
+            self.interfaces
+                .insert(interface.to_string(), InterfaceAgg::default());
+        }
+        // The entry was just ensured above.
+        self.interfaces
+            .get_mut(interface)
+            .expect("interface entry present")
+    }
+
+    /// Records an exchange that was not replayed, with the reason (`side_effect`, ...).
+    pub fn record_skip(&mut self, interface: &str, reason: &str) {
+        self.iface(interface).counts.add(Outcome::Skipped, 1);
+        *self.skipped_reasons.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Records that the noise probe failed for an exchange (the exchange's outcome is not
+    /// affected; the failure is reported so it is not silently lost).
+    pub fn record_probe_error(&mut self, interface: &str, id: &str, e: &FetchError) {
+        self.iface(interface).error("secondary", e, id);
+    }
+
+    /// Records one judged exchange.
+    pub fn record(&mut self, interface: &str, id: &str, j: &Judgement, lat: Option<PairLatency>) {
+        let agg = self.iface(interface);
+        match j.outcome {
+            Outcome::BaselineError | Outcome::CandidateError => {
+                agg.counts.add(j.outcome, 1);
+                if let Some(e) = &j.error {
+                    let side = if j.outcome == Outcome::BaselineError {
+                        "baseline"
+                    } else {
+                        "candidate"
+                    };
+                    agg.error(side, e, id);
+                }
+                return;
+            }
+            Outcome::MissingRule => {
+                agg.counts.add(Outcome::MissingRule, 1);
+                push_sample(&mut agg.missing_samples, id);
+                return;
+            }
+            Outcome::Skipped => {
+                agg.counts.add(Outcome::Skipped, 1);
+                return;
+            }
+            Outcome::Identical | Outcome::NoiseOnly | Outcome::Different => {}
+        }
+        agg.compared += 1;
+        if let Some(l) = lat {
+            agg.latency.record_pair(l.baseline_us, l.candidate_us);
+        }
+        if let Some(probe) = &j.probe {
+            agg.probed += 1;
+            let keys: BTreeSet<String> = probe
+                .iter()
+                .filter(|d| !d.tolerated)
+                .map(Difference::key)
+                .collect();
+            for k in keys {
+                agg.path(k).noise += 1;
+            }
+        }
+        if j.outcome == Outcome::Identical {
+            agg.counts.add(Outcome::Identical, 1);
+            return;
+        }
+        let mut signature: BTreeSet<String> = BTreeSet::new();
+        let mut tolerated: BTreeSet<String> = BTreeSet::new();
+        for d in &j.diffs {
+            let key = d.key();
+            if d.tolerated {
+                tolerated.insert(key);
+                continue;
+            }
+            if signature.insert(key.clone()) {
+                let p = agg.path(key);
+                p.raw += 1;
+                push_sample(&mut p.samples, id);
+                if p.example.is_none() {
+                    p.example = Some(Example {
+                        id: id.to_string(),
+                        path: d.path.clone(),
+                        baseline: d.baseline.clone(),
+                        candidate: d.candidate.clone(),
+                    });
+                }
+            }
+        }
+        for k in tolerated {
+            agg.path(k).tolerated += 1;
+        }
+        let signature: Vec<String> = signature.into_iter().collect();
+        if let Some(c) = agg.signatures.get_mut(&signature) {
+            *c += 1;
+        } else if agg.signatures.len() < MAX_SIGNATURES {
+            agg.signatures.insert(signature, 1);
+        } else {
+            agg.overflow += 1;
+        }
+    }
+
+    /// Adds another aggregator (from another worker) into this one.
+    pub fn merge(&mut self, other: Aggregator) {
+        for (reason, n) in other.skipped_reasons {
+            *self.skipped_reasons.entry(reason).or_default() += n;
+        }
+        for (name, o) in other.interfaces {
+            let a = self.iface(&name);
+            a.counts.merge(&o.counts);
+            a.compared += o.compared;
+            a.probed += o.probed;
+            for (k, p) in o.paths {
+                let mine = a.path(k);
+                mine.raw += p.raw;
+                mine.noise += p.noise;
+                mine.tolerated += p.tolerated;
+                for s in p.samples {
+                    push_sample(&mut mine.samples, &s);
+                }
+                if mine.example.is_none() {
+                    mine.example = p.example;
+                }
+            }
+            for (sig, n) in o.signatures {
+                if let Some(c) = a.signatures.get_mut(&sig) {
+                    *c += n;
+                } else if a.signatures.len() < MAX_SIGNATURES {
+                    a.signatures.insert(sig, n);
+                } else {
+                    a.overflow += n;
+                }
+            }
+            a.overflow += o.overflow;
+            for (k, e) in o.errors {
+                let mine = a.errors.entry(k).or_insert_with(|| ErrAgg {
+                    count: 0,
+                    message: e.message.clone(),
+                    samples: Vec::new(),
+                });
+                mine.count += e.count;
+                for s in e.samples {
+                    push_sample(&mut mine.samples, &s);
+                }
+            }
+            for s in o.missing_samples {
+                push_sample(&mut a.missing_samples, &s);
+            }
+            a.latency.merge(&o.latency);
+        }
+    }
+
+    /// Exchanges recorded so far (all outcomes, including those still pending noise).
+    pub fn total(&self) -> u64 {
+        self.interfaces
+            .values()
+            .map(|a| a.counts.total + a.signatures.values().sum::<u64>() + a.overflow)
+            .sum()
+    }
+
+    /// Decides every exchange's final outcome and every flag under `th`.
+    pub fn finish(self, th: &Thresholds) -> (Summary, Vec<InterfaceResult>) {
+        let mut interfaces: Vec<InterfaceResult> = self
+            .interfaces
+            .into_iter()
+            .map(|(name, a)| interface_result(name, a, th))
+            .collect();
+        interfaces.sort_by(|a, b| a.interface.cmp(&b.interface));
+        let summary = summarize(&interfaces, self.skipped_reasons);
+        (summary, interfaces)
+    }
+}
+
+/// Sums interface results into the run summary.
+pub fn summarize(
+    interfaces: &[InterfaceResult],
+    skipped_reasons: BTreeMap<String, u64>,
+) -> Summary {
+    let mut summary = Summary {
+        skipped_reasons,
+        interfaces: interfaces.len() as u64,
+        ..Default::default()
+    };
+    for i in interfaces {
+        summary.counts.merge(&i.counts);
+        if i.latency.regression {
+            summary.latency_regressions += 1;
+        }
+    }
+    summary
+}
+
+fn interface_result(name: String, a: InterfaceAgg, th: &Thresholds) -> InterfaceResult {
+    let mut status = Vec::new();
+    let mut fields = Vec::new();
+    let mut headers = Vec::new();
+    for (key, p) in a.paths {
+        let (list, path) = if key == "status" {
+            (&mut status, key)
+        } else if let Some(h) = key.strip_prefix("header:") {
+            (&mut headers, h.to_string())
+        } else if key.starts_with("trailer:") {
+            (&mut headers, key)
+        } else {
+            (&mut fields, key)
+        };
+        list.push(PathResult {
+            path,
+            raw: p.raw,
+            noise: p.noise,
+            tolerated: p.tolerated,
+            regression: false,
+            samples: p.samples,
+            example: p.example,
+        });
+    }
+    let mut counts = a.counts;
+    // Recomputed by `decide` from the signatures.
+    counts.total -= counts.different + counts.noise_only;
+    counts.different = 0;
+    counts.noise_only = 0;
+    let mut r = InterfaceResult {
+        interface: name,
+        counts,
+        compared: a.compared,
+        probed: a.probed,
+        status,
+        fields,
+        headers,
+        errors: a
+            .errors
+            .into_iter()
+            .map(|((side, kind), e)| ErrorResult {
+                side,
+                kind,
+                count: e.count,
+                message: e.message,
+                samples: e.samples,
+            })
+            .collect(),
+        missing_rule_samples: a.missing_samples,
+        latency: a.latency.to_result(th),
+        signatures: a
+            .signatures
+            .into_iter()
+            .map(|(keys, count)| Signature { keys, count })
+            .collect(),
+        signature_overflow: a.overflow,
+    };
+    r.signatures
+        .sort_by(|x, y| y.count.cmp(&x.count).then(x.keys.cmp(&y.keys)));
+    decide(&mut r, th);
+    r
+}
+
+/// The aggregation key of a path entry in one of the three lists.
+fn key_of(list: DiffKind, path: &str) -> String {
+    match list {
+        DiffKind::Header if !path.starts_with("trailer:") => format!("header:{path}"),
+        _ => path.to_string(),
+    }
+}
+
+/// Sets every regression flag and the `different` / `noise_only` split from the raw counts
+/// and signatures. Used after a run and again after merging shard results, so a merged
+/// result is decided on the merged counts exactly as a single run would be.
+pub fn decide(r: &mut InterfaceResult, th: &Thresholds) {
+    let mut regressing: BTreeSet<String> = BTreeSet::new();
+    for (kind, list) in [
+        (DiffKind::Status, &mut r.status),
+        (DiffKind::Body, &mut r.fields),
+        (DiffKind::Header, &mut r.headers),
+    ] {
+        for p in list.iter_mut() {
+            p.regression = noise::is_regression(p.raw, p.noise, r.compared, r.probed, th);
+            if p.regression {
+                regressing.insert(key_of(kind, &p.path));
+            }
+        }
+        list.sort_by(|a, b| {
+            b.regression
+                .cmp(&a.regression)
+                .then(b.raw.cmp(&a.raw))
+                .then(a.path.cmp(&b.path))
+        });
+    }
+    let mut different = r.signature_overflow;
+    let mut noise_only = 0;
+    for s in &r.signatures {
+        if s.keys.iter().any(|k| regressing.contains(k)) {
+            different += s.count;
+        } else {
+            noise_only += s.count;
+        }
+    }
+    let c = &mut r.counts;
+    c.total = c.total - c.different - c.noise_only + different + noise_only;
+    c.different = different;
+    c.noise_only = noise_only;
+    r.latency.regression = latency_regression(&r.latency, th);
+}
+
+/// The latency rule on a finished latency result.
+pub fn latency_regression(l: &LatencyResult, th: &Thresholds) -> bool {
+    let median = l.paired.median_diff_us;
+    l.paired.count >= th.latency_min_samples
+        && median > 0
+        && median as u64 > th.latency_absolute_us
+        && median as f64 > th.latency_relative * l.baseline.p50_us as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::{DiffKind, Difference};
+
+    fn diff(path: &str, tolerated: bool) -> Difference {
+        Difference {
+            kind: DiffKind::Body,
+            path: path.into(),
+            baseline: Some("1".into()),
+            candidate: Some("2".into()),
+            tolerated,
+        }
+    }
+
+    fn judged(diffs: Vec<Difference>, probe: Option<Vec<Difference>>) -> Judgement {
+        let outcome = if diffs.is_empty() {
+            Outcome::Identical
+        } else if diffs.iter().all(|d| d.tolerated) {
+            Outcome::NoiseOnly
+        } else {
+            Outcome::Different
+        };
+        Judgement {
+            outcome,
+            diffs,
+            probe,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn measured_noise_turns_differences_into_noise_only() {
+        let mut agg = Aggregator::new();
+        for i in 0..50 {
+            // request_id differs everywhere, also between two baseline calls
+            let mut d = vec![diff("$.request_id", false)];
+            if i % 2 == 0 {
+                d.push(diff("$.items[3].price", false)); // real change, never in the probe
+            }
+            agg.record(
+                "GET /x",
+                &format!("e{i}"),
+                &judged(d, Some(vec![diff("$.request_id", false)])),
+                None,
+            );
+        }
+        let (summary, ifs) = agg.finish(&Thresholds::default());
+        let x = &ifs[0];
+        assert_eq!(x.counts.total, 50);
+        assert_eq!(x.counts.different, 25);
+        assert_eq!(x.counts.noise_only, 25);
+        assert!(x.counts.is_consistent() && summary.counts.is_consistent());
+        let price = x
+            .fields
+            .iter()
+            .find(|f| f.path == "$.items[*].price")
+            .unwrap();
+        assert!(price.regression);
+        assert_eq!(price.raw, 25);
+        assert_eq!(price.samples.len(), MAX_SAMPLES);
+        assert_eq!(price.example.as_ref().unwrap().path, "$.items[3].price");
+        let rid = x.fields.iter().find(|f| f.path == "$.request_id").unwrap();
+        assert!(!rid.regression);
+        assert_eq!((rid.raw, rid.noise), (50, 50));
+    }
+
+    #[test]
+    fn tolerated_times_are_noise_and_every_outcome_is_counted() {
+        let mut a = Aggregator::new();
+        let mut b = Aggregator::new();
+        a.record("I", "1", &judged(vec![diff("$.ts", true)], None), None);
+        a.record(
+            "I",
+            "2",
+            &judged(vec![], None),
+            Some(PairLatency {
+                baseline_us: 10,
+                candidate_us: 12,
+            }),
+        );
+        b.record_skip("I", "side_effect");
+        b.record(
+            "I",
+            "3",
+            &Judgement {
+                outcome: Outcome::MissingRule,
+                diffs: vec![],
+                probe: None,
+                error: None,
+            },
+            None,
+        );
+        b.record(
+            "I",
+            "4",
+            &Judgement {
+                outcome: Outcome::CandidateError,
+                diffs: vec![],
+                probe: None,
+                error: Some(FetchError {
+                    kind: FetchErrorKind::Timeout,
+                    message: "no answer in 1s".into(),
+                }),
+            },
+            None,
+        );
+        a.merge(b);
+        assert_eq!(a.total(), 5);
+        let (s, ifs) = a.finish(&Thresholds::default());
+        let c = s.counts;
+        assert_eq!(
+            (
+                c.total,
+                c.identical,
+                c.noise_only,
+                c.missing_rule,
+                c.candidate_error,
+                c.skipped
+            ),
+            (5, 1, 1, 1, 1, 1)
+        );
+        assert_eq!(s.skipped_reasons["side_effect"], 1);
+        assert_eq!(ifs[0].missing_rule_samples, ["3"]);
+        assert_eq!(ifs[0].errors[0].side, "candidate");
+        assert_eq!(ifs[0].fields[0].tolerated, 1);
+        assert!(!ifs[0].fields[0].regression);
+    }
+}

@@ -152,13 +152,24 @@ impl Difference {
 pub fn fold_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut chars = path.chars().peekable();
+    let mut quoted = false;
     while let Some(c) = chars.next() {
         out.push(c);
-        if c == '[' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
-            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
-                chars.next();
+        match c {
+            // Inside `['...']` a backslash escapes the next character.
+            '\\' if quoted => {
+                if let Some(n) = chars.next() {
+                    out.push(n);
+                }
             }
-            out.push('*');
+            '\'' => quoted = !quoted,
+            '[' if !quoted && chars.peek().is_some_and(|d| d.is_ascii_digit()) => {
+                while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                    chars.next();
+                }
+                out.push('*');
+            }
+            _ => {}
         }
     }
     out
@@ -345,9 +356,18 @@ mod tests {
     #[test]
     fn missing_rule_needs_baseline_outside_the_set() {
         let o = CompareOptions::default();
-        assert_eq!(judge(&ok(200, "{}"), &ok(404, "{}"), None, &o).outcome, Outcome::MissingRule);
-        assert_eq!(judge(&ok(404, "{}"), &ok(404, "{}"), None, &o).outcome, Outcome::Identical);
-        assert_eq!(judge(&ok(500, "{}"), &ok(501, "{}"), None, &o).outcome, Outcome::MissingRule);
+        assert_eq!(
+            judge(&ok(200, "{}"), &ok(404, "{}"), None, &o).outcome,
+            Outcome::MissingRule
+        );
+        assert_eq!(
+            judge(&ok(404, "{}"), &ok(404, "{}"), None, &o).outcome,
+            Outcome::Identical
+        );
+        assert_eq!(
+            judge(&ok(500, "{}"), &ok(501, "{}"), None, &o).outcome,
+            Outcome::MissingRule
+        );
     }
 
     #[test]
@@ -358,6 +378,9 @@ mod tests {
         });
         let o = CompareOptions::default();
         assert_eq!(judge(&e, &e, None, &o).outcome, Outcome::BaselineError);
-        assert_eq!(judge(&ok(200, "{}"), &e, None, &o).outcome, Outcome::CandidateError);
+        assert_eq!(
+            judge(&ok(200, "{}"), &e, None, &o).outcome,
+            Outcome::CandidateError
+        );
     }
 }

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Replays large synthetic recordings against two local nginx upstreams and prints, for each
+# size, the upstream requests/s replay achieved, its peak RSS, and wrk's requests/s against
+# one of the same upstreams with the same connection count (the ratio is what to compare:
+# this machine is shared and absolute figures move).
+#
+#   benches/replay_rss.sh            # 100,000 and 1,000,000 exchanges
+#   SIZES="20000" benches/replay_rss.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZES=${SIZES:-"100000 1000000"}
+CONC=${CONC:-64}
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && apt-get install -y -qq nginx-light; }
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+[ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet --bin shadowdiff --example gen_recording
+BIN=target/release/shadowdiff
+work=$(mktemp -d)
+trap 'for p in $work/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+start_nginx() { # name port
+  local d=$work/$1; mkdir -p "$d"
+  cat > "$d/nginx.conf" <<CONF
+worker_processes 1;
+error_log $d/error.log warn;
+pid $work/$1.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $d; proxy_temp_path $d; fastcgi_temp_path $d; uwsgi_temp_path $d; scgi_temp_path $d;
+  default_type application/json;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$2;
+    location / { return 200 '{"path":"\$uri","items":[{"id":1,"name":"widget","price":12.5,"tags":["a","b"]},{"id":2,"name":"gadget","price":7.25,"tags":["c"]}],"total":2,"currency":"EUR","page":{"size":20,"number":1}}'; }
+  }
+}
+CONF
+  "$NGINX" -p "$d" -c "$d/nginx.conf"
+}
+P1=$(free_port); start_nginx up1 "$P1"
+P2=$(free_port); start_nginx up2 "$P2"
+sleep 0.5
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; concurrency $CONC"
+wrk_out=$(wrk -t1 -c"$CONC" -d10s "http://127.0.0.1:$P1/api/users/1" | awk '/Requests\/sec/{print $2}')
+echo "wrk, one upstream, $CONC connections: $wrk_out req/s"
+
+for n in $SIZES; do
+  rec=$work/rec-$n.jsonl.zst
+  cargo run --release --quiet --example gen_recording -- "$n" "$rec" 2>/dev/null
+  for probe in off on; do
+    flags=(--no-noise-probe); per=2
+    [ "$probe" = on ] && { flags=(); per=3; }
+    /usr/bin/time -f '%e %M' -o "$work/time" "$BIN" replay "$rec" --quiet \
+      --baseline "http://127.0.0.1:$P1" --candidate "http://127.0.0.1:$P2" \
+      --concurrency "$CONC" "${flags[@]}" --json "$work/r.json" || true
+    read -r secs rss_kb < "$work/time"
+    python3 - "$n" "$per" "$secs" "$rss_kb" "$wrk_out" "$probe" <<'PY'
+import sys
+n, per, secs, rss_kb, wrk, probe = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+rate = n * per / secs
+print(f"replay {n:>9} exchanges, noise probe {probe:>3}: {secs:7.1f} s, {rate:9.0f} upstream req/s "
+      f"({rate / wrk:.2f}x wrk), peak RSS {rss_kb / 1024:.1f} MB")
+PY
+  done
+done

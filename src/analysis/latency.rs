@@ -1,0 +1,257 @@
+//! Latency per interface: one HDR histogram per target plus the paired per-request
+//! difference (candidate minus baseline), and the regression rule. Pairing matters: both
+//! targets get each request at the same moment, so load spikes hit both and cancel out in the
+//! difference, which is why an A/A run reports no regression.
+
+use super::result::{LatencyResult, LatencyStats, PairedStats, Thresholds};
+use base64::Engine;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
+
+/// Highest latency tracked exactly: one hour in µs; larger values are clamped.
+const MAX_US: u64 = 3_600_000_000;
+
+/// A fresh histogram: 1 µs to one hour, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants within hdrhistogram's limits, so this cannot fail; fall back to
+    // an auto-resizing histogram rather than panic if a future version disagrees.
+    Histogram::new_with_bounds(1, MAX_US, 3).unwrap_or_else(|_| {
+        let mut h = Histogram::new(3).unwrap_or_else(|_| Histogram::new(2).expect("hdr sigfig 2"));
+        h.auto(true);
+        h
+    })
+}
+
+/// Records `v` clamped into the histogram's range.
+pub fn record(h: &mut Histogram<u64>, v: u64) {
+    let _ = h.record(v.clamp(1, MAX_US));
+}
+
+/// Serializes a histogram (V2 deflate, base64), the interchange form other HDR tools read.
+pub fn serialize(h: &Histogram<u64>) -> String {
+    let mut buf = Vec::new();
+    match V2DeflateSerializer::new().serialize(h, &mut buf) {
+        Ok(_) => base64::engine::general_purpose::STANDARD.encode(buf),
+        Err(_) => String::new(),
+    }
+}
+
+/// Reads a histogram written by [`serialize`]; the empty string is an empty histogram.
+pub fn deserialize(s: &str) -> Result<Histogram<u64>, String> {
+    if s.is_empty() {
+        return Ok(new_histogram());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| format!("histogram is not base64: {e}"))?;
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("histogram does not decode: {e:?}"))?;
+    let mut out = new_histogram();
+    out.add(&h)
+        .map_err(|e| format!("histogram out of range: {e:?}"))?;
+    Ok(out)
+}
+
+/// Latency samples of one interface.
+#[derive(Clone, Debug)]
+pub struct LatencyAgg {
+    /// Baseline latencies.
+    pub baseline: Histogram<u64>,
+    /// Candidate latencies.
+    pub candidate: Histogram<u64>,
+    /// Positive paired differences (candidate slower), µs.
+    pub slower: Histogram<u64>,
+    /// Magnitudes of negative paired differences (candidate faster), µs.
+    pub faster: Histogram<u64>,
+    /// Pairs with no difference at all.
+    pub equal: u64,
+}
+
+impl Default for LatencyAgg {
+    fn default() -> Self {
+        LatencyAgg {
+            baseline: new_histogram(),
+            candidate: new_histogram(),
+            slower: new_histogram(),
+            faster: new_histogram(),
+            equal: 0,
+        }
+    }
+}
+
+impl LatencyAgg {
+    /// Records one pair of latencies of the same request.
+    pub fn record_pair(&mut self, baseline_us: u64, candidate_us: u64) {
+        record(&mut self.baseline, baseline_us);
+        record(&mut self.candidate, candidate_us);
+        match candidate_us.cmp(&baseline_us) {
+            std::cmp::Ordering::Greater => record(&mut self.slower, candidate_us - baseline_us),
+            std::cmp::Ordering::Less => record(&mut self.faster, baseline_us - candidate_us),
+            std::cmp::Ordering::Equal => self.equal += 1,
+        }
+    }
+
+    /// Adds another aggregate's samples.
+    pub fn merge(&mut self, other: &LatencyAgg) {
+        let _ = self.baseline.add(&other.baseline);
+        let _ = self.candidate.add(&other.candidate);
+        let _ = self.slower.add(&other.slower);
+        let _ = self.faster.add(&other.faster);
+        self.equal += other.equal;
+    }
+
+    /// Number of pairs.
+    pub fn pairs(&self) -> u64 {
+        self.slower.len() + self.faster.len() + self.equal
+    }
+
+    /// The median of the signed differences: the sorted order is the faster magnitudes from
+    /// largest to smallest (negative), the equal pairs, then the slower ones ascending.
+    pub fn median_diff_us(&self) -> i64 {
+        let n = self.pairs();
+        if n == 0 {
+            return 0;
+        }
+        let rank = (n - 1) / 2; // 0-based rank of the lower median
+        let faster = self.faster.len();
+        if rank < faster {
+            // rank 0 is the largest magnitude among the faster ones
+            let q = 1.0 - (rank as f64 + 0.5) / faster as f64;
+            -(self.faster.value_at_quantile(q) as i64)
+        } else if rank < faster + self.equal {
+            0
+        } else {
+            let r = rank - faster - self.equal;
+            let q = (r as f64 + 0.5) / self.slower.len() as f64;
+            self.slower.value_at_quantile(q) as i64
+        }
+    }
+
+    /// The JSON form, with the regression flag decided by `th`.
+    pub fn to_result(&self, th: &Thresholds) -> LatencyResult {
+        let pairs = self.pairs();
+        let median = self.median_diff_us();
+        let base = stats(&self.baseline);
+        let regression = pairs >= th.latency_min_samples
+            && median > 0
+            && median as u64 > th.latency_absolute_us
+            && median as f64 > th.latency_relative * base.p50_us as f64;
+        LatencyResult {
+            candidate: stats(&self.candidate),
+            baseline: base,
+            paired: PairedStats {
+                count: pairs,
+                median_diff_us: median,
+                slower_share: if pairs == 0 {
+                    0.0
+                } else {
+                    self.slower.len() as f64 / pairs as f64
+                },
+                hdr_slower: serialize(&self.slower),
+                hdr_faster: serialize(&self.faster),
+            },
+            regression,
+        }
+    }
+
+    /// Rebuilds the aggregate from its JSON form (for `merge` and `report`).
+    pub fn from_result(r: &LatencyResult) -> Result<Self, String> {
+        let slower = deserialize(&r.paired.hdr_slower)?;
+        let faster = deserialize(&r.paired.hdr_faster)?;
+        let equal = r.paired.count.saturating_sub(slower.len() + faster.len());
+        Ok(LatencyAgg {
+            baseline: deserialize(&r.baseline.hdr)?,
+            candidate: deserialize(&r.candidate.hdr)?,
+            slower,
+            faster,
+            equal,
+        })
+    }
+}
+
+/// Percentiles of one histogram.
+pub fn stats(h: &Histogram<u64>) -> LatencyStats {
+    if h.is_empty() {
+        return LatencyStats {
+            hdr: serialize(h),
+            ..Default::default()
+        };
+    }
+    LatencyStats {
+        count: h.len(),
+        p50_us: h.value_at_quantile(0.5),
+        p90_us: h.value_at_quantile(0.9),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+        hdr: serialize(h),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_signed_differences() {
+        let mut a = LatencyAgg::default();
+        // differences: -300, -100, 0, +200, +400 -> median 0
+        for (b, c) in [
+            (1000, 700),
+            (1000, 900),
+            (1000, 1000),
+            (1000, 1200),
+            (1000, 1400),
+        ] {
+            a.record_pair(b, c);
+        }
+        assert_eq!(a.median_diff_us(), 0);
+        a.record_pair(1000, 1600);
+        a.record_pair(1000, 1800);
+        // -300 -100 0 200 400 600 800 -> median 200
+        assert_eq!(a.median_diff_us(), 200);
+        let mut f = LatencyAgg::default();
+        for d in [500, 400, 300] {
+            f.record_pair(1000, 1000 - d);
+        }
+        assert_eq!(f.median_diff_us(), -400);
+    }
+
+    #[test]
+    fn regression_needs_samples_relative_and_absolute() {
+        let th = Thresholds::default();
+        let mut a = LatencyAgg::default();
+        for _ in 0..19 {
+            a.record_pair(1000, 50_000);
+        }
+        assert!(!a.to_result(&th).regression, "too few samples");
+        a.record_pair(1000, 50_000);
+        assert!(a.to_result(&th).regression);
+        let mut small = LatencyAgg::default();
+        for _ in 0..100 {
+            small.record_pair(1000, 2500); // +150% but only 1.5 ms
+        }
+        assert!(!small.to_result(&th).regression, "absolute threshold");
+        let mut rel = LatencyAgg::default();
+        for _ in 0..100 {
+            rel.record_pair(100_000, 110_000); // +10 ms but only 10%
+        }
+        assert!(!rel.to_result(&th).regression, "relative threshold");
+    }
+
+    #[test]
+    fn serialization_round_trips_exactly() {
+        let mut a = LatencyAgg::default();
+        for i in 1..500u64 {
+            a.record_pair(i * 13, i * 17 % 900 + 1);
+        }
+        let r = a.to_result(&Thresholds::default());
+        let back = LatencyAgg::from_result(&r).unwrap();
+        assert_eq!(back.baseline, a.baseline);
+        assert_eq!(back.candidate, a.candidate);
+        assert_eq!(back.slower, a.slower);
+        assert_eq!(back.faster, a.faster);
+        assert_eq!(back.equal, a.equal);
+    }
+}

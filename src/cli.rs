@@ -1,0 +1,143 @@
+//! The command line as the user types it (clap derive): every subcommand and flag with its
+//! help text. Nothing here is interpreted beyond parsing; `config` turns these raw values
+//! into a validated run configuration, so the rest of the program never sees raw strings.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Capture production HTTP/RPC traffic, replay it against the old and the new version of a
+/// gateway side by side, and report what differs.
+#[derive(Debug, Parser)]
+#[command(name = "shadowdiff", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Print nothing but errors (the exit code still tells the verdict).
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more about what is happening (repeat for more).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start two embedded gateway versions, replay the bundled recording against both, and
+    /// print the report (writes demo-report.json).
+    Demo(DemoArgs),
+    /// Replay recordings against a baseline and a candidate and report what differs.
+    Replay(Box<ReplayArgs>),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Flags of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to write the JSON result.
+    #[arg(long, default_value = "demo-report.json", value_name = "FILE")]
+    pub json: PathBuf,
+}
+
+/// How the Host header of replayed requests is set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HostHeaderMode {
+    /// Each target's own authority (what a gateway behind a new address expects).
+    Target,
+    /// The Host header as recorded (for virtual-host routing).
+    Keep,
+}
+
+/// Flags of `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Recording files (format v1, `.zst` for zstd); several are merged in timestamp order.
+    #[arg(required = true, value_name = "RECORDING")]
+    pub recordings: Vec<PathBuf>,
+    /// The old version: `http://host:port[/prefix]`, or `h2c://host:port` for HTTP/2 prior knowledge.
+    #[arg(long, value_name = "URL")]
+    pub baseline: String,
+    /// The new version, same forms as --baseline.
+    #[arg(long, value_name = "URL")]
+    pub candidate: String,
+    /// A second baseline for the noise probe (default: the baseline again).
+    #[arg(long, value_name = "URL", conflicts_with = "no_noise_probe")]
+    pub secondary: Option<String>,
+    /// Do not send the noise probe; every candidate difference then counts.
+    #[arg(long)]
+    pub no_noise_probe: bool,
+    /// Exchanges in flight at once (closed loop), or the cap on in-flight exchanges with
+    /// --rate/--speed.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    pub concurrency: usize,
+    /// Open loop: start this many exchanges per second whatever the targets do; latencies
+    /// count from the scheduled start (no coordinated omission).
+    #[arg(long, value_name = "N", conflicts_with = "speed")]
+    pub rate: Option<f64>,
+    /// Keep the recorded inter-arrival times, divided by X (2 = twice as fast).
+    #[arg(long, value_name = "X")]
+    pub speed: Option<f64>,
+    /// Per-request deadline for a complete answer (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_name = "DUR")]
+    pub timeout: String,
+    /// Before replaying, poll GET PATH on every target until it answers 2xx.
+    #[arg(long, value_name = "PATH")]
+    pub wait_ready: Option<String>,
+    /// How long --wait-ready waits before giving up (exit 3).
+    #[arg(long, default_value = "15m", value_name = "DUR")]
+    pub ready_timeout: String,
+    /// Interface key: `default` (gRPC method or METHOD /path with ids templated),
+    /// `header:NAME`, or `json:/pointer` into the request body.
+    #[arg(long, value_name = "KEY")]
+    pub interface: Option<String>,
+    /// Header whose value names the tenant.
+    #[arg(long, value_name = "H")]
+    pub tenant_header: Option<String>,
+    /// Replay POST, PUT, PATCH and DELETE too (they are skipped by default).
+    #[arg(long)]
+    pub allow_side_effects: bool,
+    /// Set a header on every replayed request, replacing a recorded one ('Name: value').
+    #[arg(long, value_name = "'H: V'")]
+    pub set_header: Vec<String>,
+    /// Host header of replayed requests.
+    #[arg(long, value_enum, default_value_t = HostHeaderMode::Target, value_name = "MODE")]
+    pub host_header: HostHeaderMode,
+    /// Skip recording lines that do not parse (with a warning) instead of stopping.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+    /// Write the result as JSON (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Outcome classes that fail the run: missing_rule, different, latency,
+    /// candidate_error, baseline_error (comma-separated).
+    #[arg(
+        long,
+        value_name = "CLASSES",
+        default_value = "missing_rule,different,latency,candidate_error"
+    )]
+    pub fail_on: String,
+    /// Fail on `different` only when more than this share of compared exchanges differ.
+    #[arg(long, value_name = "F")]
+    pub max_diff_rate: Option<f64>,
+    /// Relative slowdown of the paired median latency that counts as a regression.
+    #[arg(long, value_name = "F", default_value_t = 0.25)]
+    pub max_latency_regression: f64,
+    /// Absolute slowdown (paired median) that a latency regression also needs.
+    #[arg(long, value_name = "DUR", default_value = "2ms")]
+    pub latency_min_slowdown: String,
+    /// Two values that read as times and differ by at most this much are noise.
+    #[arg(long, value_name = "DUR", default_value = "5s")]
+    pub time_tolerance: String,
+    /// Largest response body read from a target; larger answers are errors.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub max_body: usize,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+}

@@ -1,0 +1,214 @@
+//! Interface keys: the unit a gateway routes by, and so the unit every report groups by.
+//! gRPC calls are keyed by `/pkg.Service/Method`; other HTTP by `METHOD /path` with ids
+//! templated as `{id}` (numbers, UUIDs, long hex), so `/users/17` and `/users/42` are one
+//! interface. A header or a JSON pointer into the request body can be chosen instead, for
+//! gateways that route by those (JSON-RPC style).
+
+use crate::exchange::{header, Request};
+use std::fmt;
+use std::str::FromStr;
+
+/// How to compute an exchange's interface key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum InterfaceKey {
+    /// gRPC path, else `METHOD /templated/path`.
+    #[default]
+    Default,
+    /// The value of this request header (falls back to the default key when absent).
+    Header(String),
+    /// The string at this JSON pointer in the request body (falls back likewise).
+    JsonPointer(String),
+}
+
+impl FromStr for InterfaceKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "default" || s == "path" {
+            Ok(InterfaceKey::Default)
+        } else if let Some(h) = s.strip_prefix("header:") {
+            if h.is_empty() {
+                return Err("expected a header name after `header:`".into());
+            }
+            Ok(InterfaceKey::Header(h.to_ascii_lowercase()))
+        } else if let Some(p) = s.strip_prefix("json:") {
+            if !p.is_empty() && !p.starts_with('/') {
+                return Err(format!(
+                    "expected a JSON pointer starting with `/` after `json:`, found {p:?}"
+                ));
+            }
+            Ok(InterfaceKey::JsonPointer(p.to_string()))
+        } else {
+            Err(format!(
+                "expected `default`, `header:NAME` or `json:/pointer`, found {s:?}"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for InterfaceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InterfaceKey::Default => f.write_str("default"),
+            InterfaceKey::Header(h) => write!(f, "header:{h}"),
+            InterfaceKey::JsonPointer(p) => write!(f, "json:{p}"),
+        }
+    }
+}
+
+/// The interface key of a request under `key`.
+pub fn interface_of(req: &Request, key: &InterfaceKey) -> String {
+    match key {
+        InterfaceKey::Default => default_key(req),
+        InterfaceKey::Header(h) => match header(&req.headers, h) {
+            Some(v) if !v.is_empty() => v.to_string(),
+            _ => default_key(req),
+        },
+        InterfaceKey::JsonPointer(p) => serde_json::from_slice::<serde_json::Value>(&req.body)
+            .ok()
+            .and_then(|v| match v.pointer(p) {
+                Some(serde_json::Value::String(s)) => Some(s.clone()),
+                Some(other) if !other.is_null() => Some(other.to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| default_key(req)),
+    }
+}
+
+fn default_key(req: &Request) -> String {
+    let path = req.path();
+    let is_grpc = header(&req.headers, "content-type")
+        .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/grpc"));
+    if is_grpc {
+        return path.to_string();
+    }
+    let mut out = String::with_capacity(req.method.len() + 1 + path.len());
+    out.push_str(&req.method.to_ascii_uppercase());
+    out.push(' ');
+    out.push_str(&template_path(path));
+    out
+}
+
+/// Replaces id-like path segments by `{id}`.
+pub fn template_path(path: &str) -> String {
+    if path.is_empty() {
+        return "/".into();
+    }
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        if is_id_segment(seg) {
+            out.push_str("{id}");
+        } else {
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
+/// True for segments that are ids rather than route words: numbers, UUIDs, long hex.
+fn is_id_segment(seg: &str) -> bool {
+    if seg.is_empty() {
+        return false;
+    }
+    let b = seg.as_bytes();
+    if b.iter().all(u8::is_ascii_digit) {
+        return true;
+    }
+    if is_uuid(b) {
+        return true;
+    }
+    // Long hex: object ids, hashes, tokens. 16 characters keeps words like `deadbeef` out.
+    b.len() >= 16 && b.iter().all(u8::is_ascii_hexdigit)
+}
+
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Request {
+        Request {
+            method: method.into(),
+            uri: uri.into(),
+            version: "HTTP/1.1".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: bytes::Bytes::copy_from_slice(body.as_bytes()),
+            body_truncated: false,
+        }
+    }
+
+    #[test]
+    fn ids_are_templated() {
+        let k = InterfaceKey::Default;
+        assert_eq!(
+            interface_of(&req("get", "/api/users/17?x=1", &[], ""), &k),
+            "GET /api/users/{id}"
+        );
+        assert_eq!(
+            interface_of(
+                &req(
+                    "GET",
+                    "/cart/123e4567-e89b-12d3-a456-426614174000/items",
+                    &[],
+                    ""
+                ),
+                &k
+            ),
+            "GET /cart/{id}/items"
+        );
+        assert_eq!(
+            interface_of(&req("GET", "/sku/0123456789abcdef01", &[], ""), &k),
+            "GET /sku/{id}"
+        );
+        assert_eq!(
+            interface_of(&req("GET", "/v2/deadbeef", &[], ""), &k),
+            "GET /v2/deadbeef"
+        );
+        assert_eq!(interface_of(&req("GET", "/", &[], ""), &k), "GET /");
+    }
+
+    #[test]
+    fn grpc_keeps_the_method_path() {
+        let r = req(
+            "POST",
+            "/pkg.Svc/Get",
+            &[("Content-Type", "application/grpc+proto")],
+            "",
+        );
+        assert_eq!(interface_of(&r, &InterfaceKey::Default), "/pkg.Svc/Get");
+    }
+
+    #[test]
+    fn header_and_json_pointer_keys() {
+        let h: InterfaceKey = "header:X-Api".parse().unwrap();
+        assert_eq!(
+            interface_of(&req("POST", "/rpc", &[("x-api", "user.get")], ""), &h),
+            "user.get"
+        );
+        assert_eq!(interface_of(&req("POST", "/rpc", &[], ""), &h), "POST /rpc");
+        let j: InterfaceKey = "json:/method".parse().unwrap();
+        assert_eq!(
+            interface_of(&req("POST", "/rpc", &[], r#"{"method":"order.list"}"#), &j),
+            "order.list"
+        );
+        assert_eq!(
+            interface_of(&req("POST", "/rpc", &[], "not json"), &j),
+            "POST /rpc"
+        );
+        assert!("json:method".parse::<InterfaceKey>().is_err());
+        assert!("bogus".parse::<InterfaceKey>().is_err());
+    }
+}

@@ -1,0 +1,290 @@
+//! Recording format v1 on the wire: the serde shapes of the header line and of one exchange
+//! line, and the conversion to and from the in-memory [`Exchange`]. Kept apart from the
+//! reader and writer so both agree on one definition of the format.
+
+use crate::exchange::{Exchange, Headers, Request, Response};
+use base64::Engine;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Current value of the `shadowdiff_recording` marker in the header line.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// The header line (line 1 of every recording file).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecordingHeader {
+    /// Format version; readers refuse versions they do not know.
+    pub shadowdiff_recording: u64,
+    /// When the file was started, RFC 3339.
+    #[serde(default)]
+    pub created: String,
+    /// Who produced it: `tap`, `import:gor`, `import:har`, `import:pcap`, `demo`, ...
+    #[serde(default)]
+    pub source: String,
+    /// Any further producer-specific fields, kept so a rewrite loses nothing.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RecordingHeader {
+    /// A header for a file created now by `source`.
+    pub fn new(source: &str) -> Self {
+        RecordingHeader {
+            shadowdiff_recording: FORMAT_VERSION,
+            created: format_ts_us(now_us()),
+            source: source.to_string(),
+            extra: serde_json::Map::new(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireExchange {
+    id: String,
+    ts: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    interface: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
+    request: WireRequest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    response: Option<WireResponse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    latency_us: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireRequest {
+    method: String,
+    uri: String,
+    #[serde(default = "default_version")]
+    version: String,
+    #[serde(default)]
+    headers: Headers,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    body_encoding: BodyEncoding,
+    #[serde(default)]
+    body_truncated: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireResponse {
+    status: u16,
+    #[serde(default)]
+    headers: Headers,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trailers: Option<Headers>,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    body_encoding: BodyEncoding,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    body_truncated: bool,
+}
+
+#[derive(Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum BodyEncoding {
+    #[default]
+    Utf8,
+    Base64,
+}
+
+fn default_version() -> String {
+    "HTTP/1.1".to_string()
+}
+
+/// Parses one exchange line. The error says which field was wrong and what was expected.
+pub fn parse_exchange(line: &[u8]) -> Result<Exchange, String> {
+    let w: WireExchange = serde_json::from_slice(line).map_err(|e| describe_json_error(&e))?;
+    let ts_us = parse_ts_us(&w.ts).ok_or_else(|| {
+        format!(
+            "field \"ts\": expected an RFC 3339 time like 2026-11-02T09:00:00.000001Z, found {:?}",
+            w.ts
+        )
+    })?;
+    if w.id.is_empty() {
+        return Err("field \"id\": expected a non-empty string".into());
+    }
+    let request = Request {
+        body: decode_body(w.request.body, w.request.body_encoding)
+            .map_err(|e| format!("field \"request.body\": {e}"))?,
+        method: w.request.method,
+        uri: w.request.uri,
+        version: w.request.version,
+        headers: w.request.headers,
+        body_truncated: w.request.body_truncated,
+    };
+    let response = match w.response {
+        Some(r) => Some(Response {
+            body: decode_body(r.body, r.body_encoding)
+                .map_err(|e| format!("field \"response.body\": {e}"))?,
+            status: r.status,
+            headers: r.headers,
+            trailers: r.trailers,
+            body_truncated: r.body_truncated,
+        }),
+        None => None,
+    };
+    Ok(Exchange {
+        id: w.id,
+        ts_us,
+        interface: w.interface,
+        tenant: w.tenant,
+        request,
+        response,
+        latency_us: w.latency_us,
+    })
+}
+
+/// Serializes one exchange as a line (without the trailing newline).
+pub fn exchange_to_line(ex: &Exchange, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    let (body, body_encoding) = encode_body(&ex.request.body);
+    let w = WireExchange {
+        id: ex.id.clone(),
+        ts: format_ts_us(ex.ts_us),
+        interface: ex.interface.clone(),
+        tenant: ex.tenant.clone(),
+        request: WireRequest {
+            method: ex.request.method.clone(),
+            uri: ex.request.uri.clone(),
+            version: ex.request.version.clone(),
+            headers: ex.request.headers.clone(),
+            body,
+            body_encoding,
+            body_truncated: ex.request.body_truncated,
+        },
+        response: ex.response.as_ref().map(|r| {
+            let (body, body_encoding) = encode_body(&r.body);
+            WireResponse {
+                status: r.status,
+                headers: r.headers.clone(),
+                trailers: r.trailers.clone(),
+                body,
+                body_encoding,
+                body_truncated: r.body_truncated,
+            }
+        }),
+        latency_us: ex.latency_us,
+    };
+    serde_json::to_writer(out, &w)
+}
+
+fn decode_body(body: String, enc: BodyEncoding) -> Result<Bytes, String> {
+    match enc {
+        BodyEncoding::Utf8 => Ok(Bytes::from(body)),
+        BodyEncoding::Base64 => base64::engine::general_purpose::STANDARD
+            .decode(body.as_bytes())
+            .map(Bytes::from)
+            .map_err(|e| format!("expected base64 (body_encoding is \"base64\"): {e}")),
+    }
+}
+
+fn encode_body(body: &Bytes) -> (String, BodyEncoding) {
+    match std::str::from_utf8(body) {
+        Ok(s) => (s.to_string(), BodyEncoding::Utf8),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(body),
+            BodyEncoding::Base64,
+        ),
+    }
+}
+
+/// Turns serde's message into one that names the field and what was expected.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => format!("incomplete JSON object ({e})"),
+        Category::Syntax => format!("not valid JSON ({e})"),
+        Category::Data => format!("not a recording exchange: {e}"),
+        Category::Io => format!("read error: {e}"),
+    }
+}
+
+/// Parses an RFC 3339 time to microseconds since the epoch.
+pub fn parse_ts_us(s: &str) -> Option<i64> {
+    let t = OffsetDateTime::parse(s, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1000).ok()
+}
+
+/// Formats microseconds since the epoch as RFC 3339 UTC with six fraction digits.
+pub fn format_ts_us(us: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// Microseconds since the epoch, now.
+pub fn now_us() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_with_microseconds() {
+        let us = parse_ts_us("2026-11-02T09:00:00.123456Z").unwrap();
+        assert_eq!(format_ts_us(us), "2026-11-02T09:00:00.123456Z");
+        assert_eq!(
+            parse_ts_us("2026-11-02T10:00:00+01:00"),
+            parse_ts_us("2026-11-02T09:00:00Z")
+        );
+    }
+
+    #[test]
+    fn binary_bodies_use_base64() {
+        let ex = Exchange {
+            id: "x".into(),
+            ts_us: 1,
+            interface: None,
+            tenant: None,
+            request: Request {
+                method: "POST".into(),
+                uri: "/".into(),
+                version: "HTTP/1.1".into(),
+                headers: vec![("a".into(), "1".into()), ("a".into(), "2".into())],
+                body: Bytes::from_static(&[0xff, 0x00, 0x01]),
+                body_truncated: true,
+            },
+            response: Some(Response {
+                status: 200,
+                body: Bytes::from_static(b"ok"),
+                trailers: Some(vec![("grpc-status".into(), "0".into())]),
+                ..Default::default()
+            }),
+            latency_us: Some(5),
+        };
+        let mut line = Vec::new();
+        exchange_to_line(&ex, &mut line).unwrap();
+        let text = String::from_utf8(line.clone()).unwrap();
+        assert!(text.contains("\"body_encoding\":\"base64\""), "{text}");
+        assert_eq!(parse_exchange(&line).unwrap(), ex);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e =
+            parse_exchange(br#"{"id":"a","ts":"yesterday","request":{"method":"GET","uri":"/"}}"#)
+                .unwrap_err();
+        assert!(e.contains("\"ts\""), "{e}");
+        let e = parse_exchange(br#"{"id":"a","ts":"2026-11-02T09:00:00Z"}"#).unwrap_err();
+        assert!(e.contains("request"), "{e}");
+        let e = parse_exchange(br#"{"id":"a","ts":"2026-11-02T09:00:00Z","request":{"method":"GET","uri":"/","body":"!!","body_encoding":"base64"}}"#).unwrap_err();
+        assert!(e.contains("request.body"), "{e}");
+    }
+}

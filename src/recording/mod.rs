@@ -1,0 +1,169 @@
+//! Recording format v1 (DESIGN.md): JSON Lines, a header line then one exchange per line,
+//! zstd when the name ends in `.zst`. [`format`] defines the lines, [`reader`] streams one or
+//! several files in timestamp order, [`writer`] writes a file safely.
+
+pub mod format;
+pub mod reader;
+pub mod writer;
+
+pub use format::{RecordingHeader, FORMAT_VERSION};
+pub use reader::{FileReader, ReadOptions, RecordingReader};
+pub use writer::RecordingWriter;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::exchange::{Exchange, Request};
+    use std::io::Write;
+    use std::path::PathBuf;
+
+    fn ex(id: &str, ts: i64) -> Exchange {
+        Exchange {
+            id: id.into(),
+            ts_us: ts,
+            interface: None,
+            tenant: None,
+            request: Request {
+                method: "GET".into(),
+                uri: format!("/x/{id}"),
+                version: "HTTP/1.1".into(),
+                ..Default::default()
+            },
+            response: None,
+            latency_us: None,
+        }
+    }
+
+    fn write_file(dir: &std::path::Path, name: &str, items: &[Exchange]) -> PathBuf {
+        let path = dir.join(name);
+        let mut w = RecordingWriter::create(&path, &RecordingHeader::new("test")).unwrap();
+        for e in items {
+            w.write(e).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn ids(r: RecordingReader) -> Vec<String> {
+        r.map(|e| e.unwrap().id).collect()
+    }
+
+    #[test]
+    fn plain_and_zstd_round_trip_and_merge_by_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write_file(dir.path(), "a.jsonl", &[ex("a1", 10), ex("a2", 30)]);
+        let b = write_file(dir.path(), "b.jsonl.zst", &[ex("b1", 20), ex("b2", 40)]);
+        assert!(!writer::partial_path(&a).exists());
+        let r = RecordingReader::open(&[a, b], ReadOptions::default()).unwrap();
+        assert_eq!(ids(r), ["a1", "b1", "a2", "b2"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let a = write_file(dir.path(), "a.jsonl", &[ex("a1", 10)]);
+        let mode = std::fs::metadata(a).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn truncated_last_line_is_skipped_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(dir.path(), "t.jsonl", &[ex("a1", 10), ex("a2", 20)]);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(br#"{"id":"a3","ts":"2026-11-02T09:0"#).unwrap();
+        let mut r = RecordingReader::open(&[path], ReadOptions::default()).unwrap();
+        let mut got = Vec::new();
+        while let Some(e) = r.next_exchange().unwrap() {
+            got.push(e.id);
+        }
+        assert_eq!(got, ["a1", "a2"]);
+        let w = r.take_warnings();
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("t.jsonl:4") && w[0].contains("incomplete"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn truncated_zstd_stream_keeps_what_was_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let items: Vec<_> = (0..2000).map(|i| ex(&format!("e{i}"), i)).collect();
+        let path = write_file(dir.path(), "t.jsonl.zst", &items);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let mut r = RecordingReader::open(&[path], ReadOptions::default()).unwrap();
+        let mut n = 0;
+        while let Some(e) = r.next_exchange().unwrap() {
+            assert_eq!(e.id, format!("e{n}"));
+            n += 1;
+        }
+        assert!(n > 0 && n < 2000, "{n}");
+        assert!(!r.take_warnings().is_empty());
+    }
+
+    #[test]
+    fn bad_middle_line_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.jsonl");
+        std::fs::write(
+            &path,
+            "{\"shadowdiff_recording\":1}\n{\"id\":\"a\",\"ts\":\"2026-11-02T09:00:00Z\",\"request\":{\"method\":\"GET\",\"uri\":\"/\"}}\nnot json\n{\"id\":\"b\",\"ts\":\"2026-11-02T09:00:01Z\",\"request\":{\"method\":\"GET\",\"uri\":\"/\"}}\n",
+        )
+        .unwrap();
+        let r = RecordingReader::open(std::slice::from_ref(&path), ReadOptions::default()).unwrap();
+        let err = r.collect::<Result<Vec<_>, _>>().unwrap_err();
+        match &err {
+            Error::Input {
+                file,
+                line,
+                message,
+            } => {
+                assert_eq!(file, &path);
+                assert_eq!(*line, 3);
+                assert!(message.contains("not valid JSON"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut r = RecordingReader::open(
+            &[path],
+            ReadOptions {
+                skip_bad_lines: true,
+            },
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        while let Some(e) = r.next_exchange().unwrap() {
+            got.push(e.id);
+        }
+        assert_eq!(got, ["a", "b"]);
+        assert_eq!(r.take_warnings().len(), 1);
+    }
+
+    #[test]
+    fn header_is_required_and_versioned() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("h.jsonl");
+        std::fs::write(&p, "{\"id\":\"a\"}\n").unwrap();
+        let e =
+            RecordingReader::open(std::slice::from_ref(&p), ReadOptions::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("h.jsonl:1: expected the header line"),
+            "{e}"
+        );
+        std::fs::write(&p, "{\"shadowdiff_recording\":7}\n").unwrap();
+        let e =
+            RecordingReader::open(std::slice::from_ref(&p), ReadOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("version 7"), "{e}");
+        std::fs::write(&p, "").unwrap();
+        let e = RecordingReader::open(&[p], ReadOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("empty file"), "{e}");
+    }
+}

@@ -1,0 +1,425 @@
+//! A target: one server that replayed requests go to, with its own hyper client and
+//! keep-alive pool (so the baseline's connections never queue behind the candidate's), the
+//! request rewriting replay needs (target authority, Host header, hop-by-hop headers, set
+//! headers), a per-request deadline, and errors classified by what failed.
+
+use crate::cli::HostHeaderMode;
+use crate::compare::{FetchError, FetchErrorKind, Fetched, Observed};
+use crate::error::{Error, Result};
+use crate::exchange::{header, Request, Side};
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST};
+use http::{Method, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::time::{Duration, Instant};
+
+/// Request headers that belong to one connection and are never replayed as recorded: the
+/// client stack sets its own (`content-length` from the body, `host` per `--host-header`).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "host",
+    "http2-settings",
+];
+
+/// Settings shared by every target of a run.
+#[derive(Clone, Debug)]
+pub struct TargetOptions {
+    /// Deadline for a complete answer.
+    pub timeout: Duration,
+    /// Largest body accepted.
+    pub max_body: usize,
+    /// Idle connections kept per target.
+    pub pool_size: usize,
+    /// Host header mode.
+    pub host_header: HostHeaderMode,
+    /// Headers set on every request (lower-case names).
+    pub set_headers: Vec<(String, String)>,
+}
+
+/// One server replayed requests go to.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Which side this target plays.
+    pub side: Side,
+    /// The URL as given.
+    pub url: String,
+    /// `scheme://authority` used to build request URIs.
+    origin: String,
+    /// `host:port` for connecting and for the Host header.
+    authority: String,
+    /// Path prefix from the URL, without trailing slash.
+    prefix: String,
+    http2: bool,
+    client: Client<HttpConnector, Full<Bytes>>,
+    opts: TargetOptions,
+}
+
+impl Target {
+    /// Builds a target for `url` (`http://` or `h2c://`, optionally with a path prefix).
+    pub fn new(side: Side, url: &str, opts: TargetOptions) -> Result<Self> {
+        let (http2, rest) = if let Some(r) = url.strip_prefix("h2c://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(Error::Target {
+                side,
+                url: url.into(),
+                message: "expected http:// or h2c://".into(),
+            });
+        };
+        let (authority, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        let uri: Uri = format!("http://{authority}/")
+            .parse()
+            .map_err(|e| Error::Usage(format!("--{side} {url}: not a valid URL ({e})")))?;
+        let host = uri.host().unwrap_or_default();
+        let port = uri.port_u16().unwrap_or(80);
+        let authority = if uri.port().is_some() {
+            authority.to_string()
+        } else {
+            format!("{host}:{port}")
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(opts.timeout));
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_max_idle_per_host(opts.pool_size)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .http2_only(http2)
+            .set_host(false);
+        let client = builder.build(connector);
+        Ok(Target {
+            side,
+            url: url.to_string(),
+            origin: format!("http://{authority}"),
+            authority,
+            prefix: prefix.to_string(),
+            http2,
+            client,
+            opts,
+        })
+    }
+
+    /// `host:port` of the target.
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    fn build(
+        &self,
+        req: &Request,
+        path_and_query: &str,
+    ) -> Result<http::Request<Full<Bytes>>, FetchError> {
+        let bad = |m: String| FetchError {
+            kind: FetchErrorKind::BadRequest,
+            message: m,
+        };
+        let method = Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| bad(format!("method {:?} is not valid", req.method)))?;
+        let uri = format!("{}{}{}", self.origin, self.prefix, path_and_query);
+        let mut r = http::Request::builder()
+            .method(method)
+            .uri(&uri)
+            .body(Full::new(req.body.clone()))
+            .map_err(|e| bad(format!("URI {uri:?} is not valid: {e}")))?;
+        let h = r.headers_mut();
+        for (k, v) in &req.headers {
+            let lk = k.to_ascii_lowercase();
+            if k.starts_with(':') || HOP_BY_HOP.contains(&lk.as_str()) {
+                continue;
+            }
+            // `te: trailers` is what gRPC needs; any other TE is connection-specific.
+            if lk == "te" && !v.eq_ignore_ascii_case("trailers") {
+                continue;
+            }
+            if self.opts.set_headers.iter().any(|(n, _)| *n == lk) {
+                continue;
+            }
+            let name = HeaderName::from_bytes(lk.as_bytes())
+                .map_err(|_| bad(format!("header name {k:?} is not valid")))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| bad(format!("value of header {k} is not valid")))?;
+            h.append(name, value);
+        }
+        for (k, v) in &self.opts.set_headers {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                h.insert(n, v);
+            }
+        }
+        let host = match self.opts.host_header {
+            HostHeaderMode::Target => Some(self.authority.as_str()),
+            HostHeaderMode::Keep => header(&req.headers, "host"),
+        };
+        // Over HTTP/2 the authority travels in the URI; a Host header would duplicate it.
+        if let (Some(host), false) = (host, self.http2) {
+            if !h.contains_key(HOST) {
+                if let Ok(v) = HeaderValue::from_str(host) {
+                    h.insert(HOST, v);
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// Sends `req` and reads the whole answer. Latency counts from `started` (the scheduled
+    /// start), so time spent waiting for a free slot is not hidden.
+    pub async fn send(&self, req: &Request, started: Instant) -> Fetched {
+        let pq = path_and_query(&req.uri);
+        self.send_path(req, &pq, started).await
+    }
+
+    async fn send_path(&self, req: &Request, pq: &str, started: Instant) -> Fetched {
+        let request = self.build(req, pq)?;
+        let work = async {
+            let resp = self
+                .client
+                .request(request)
+                .await
+                .map_err(classify_client_error)?;
+            let (parts, body) = resp.into_parts();
+            let collected = Limited::new(body, self.opts.max_body)
+                .collect()
+                .await
+                .map_err(|e| classify_body_error(e, self.opts.max_body))?;
+            let trailers = collected.trailers().map(header_list).unwrap_or_default();
+            let body = collected.to_bytes();
+            Ok(Observed {
+                status: parts.status.as_u16(),
+                headers: header_list(&parts.headers),
+                trailers,
+                body,
+                latency_us: started.elapsed().as_micros() as u64,
+            })
+        };
+        match tokio::time::timeout(self.opts.timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError {
+                kind: FetchErrorKind::Timeout,
+                message: format!("no complete answer within {:?}", self.opts.timeout),
+            }),
+        }
+    }
+
+    /// Checks that a TCP connection can be made (preflight).
+    pub async fn preflight(&self) -> Result<()> {
+        let connect = tokio::net::TcpStream::connect(&self.authority);
+        match tokio::time::timeout(Duration::from_secs(5), connect).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(Error::Target {
+                side: self.side,
+                url: self.url.clone(),
+                message: format!("cannot connect to {}: {e}", self.authority),
+            }),
+            Err(_) => Err(Error::Target {
+                side: self.side,
+                url: self.url.clone(),
+                message: format!("connecting to {} timed out after 5s", self.authority),
+            }),
+        }
+    }
+
+    /// Polls `GET path` until it answers 2xx; returns how long that took.
+    pub async fn wait_ready(&self, path: &str, deadline: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        let probe = Request {
+            method: "GET".into(),
+            uri: path.into(),
+            version: "HTTP/1.1".into(),
+            ..Default::default()
+        };
+        loop {
+            let last = match self.send_path(&probe, path, Instant::now()).await {
+                Ok(o) if (200..300).contains(&o.status) => return Ok(start.elapsed()),
+                Ok(o) => format!("status {}", o.status),
+                Err(e) => e.message,
+            };
+            if start.elapsed() >= deadline {
+                return Err(Error::Target {
+                    side: self.side,
+                    url: self.url.clone(),
+                    message: format!(
+                        "not ready: GET {path} did not answer 2xx within {} (last: {last})",
+                        humantime::format_duration(deadline)
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The path and query of a recorded URI (origin form, or taken out of absolute form).
+pub fn path_and_query(uri: &str) -> String {
+    if uri.starts_with('/') {
+        return uri.to_string();
+    }
+    if let Some(i) = uri.find("://") {
+        let after = &uri[i + 3..];
+        return match after.find('/') {
+            Some(j) => after[j..].to_string(),
+            None => match after.find('?') {
+                Some(q) => format!("/{}", &after[q..]),
+                None => "/".to_string(),
+            },
+        };
+    }
+    if uri == "*" {
+        return uri.to_string();
+    }
+    format!("/{uri}")
+}
+
+fn header_list(h: &http::HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn classify_client_error(e: hyper_util::client::legacy::Error) -> FetchError {
+    if e.is_connect() {
+        return FetchError {
+            kind: FetchErrorKind::Connect,
+            message: error_chain(&e),
+        };
+    }
+    FetchError {
+        kind: kind_from_chain(&e),
+        message: error_chain(&e),
+    }
+}
+
+fn classify_body_error(e: Box<dyn std::error::Error + Send + Sync>, limit: usize) -> FetchError {
+    if e.is::<http_body_util::LengthLimitError>() {
+        return FetchError {
+            kind: FetchErrorKind::TooLarge,
+            message: format!("body larger than {limit} bytes (--max-body)"),
+        };
+    }
+    FetchError {
+        kind: kind_from_chain(e.as_ref()),
+        message: error_chain(e.as_ref()),
+    }
+}
+
+fn kind_from_chain(e: &(dyn std::error::Error + 'static)) -> FetchErrorKind {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
+                return FetchErrorKind::Malformed;
+            }
+        }
+        cur = err.source();
+    }
+    FetchErrorKind::Reset
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let m = err.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = err.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_and_query_forms() {
+        assert_eq!(path_and_query("/a?b=1"), "/a?b=1");
+        assert_eq!(path_and_query("http://h:1/a/b?c"), "/a/b?c");
+        assert_eq!(path_and_query("http://h:1"), "/");
+        assert_eq!(path_and_query("http://h:1?x=1"), "/?x=1");
+        assert_eq!(path_and_query("a/b"), "/a/b");
+    }
+
+    fn opts() -> TargetOptions {
+        TargetOptions {
+            timeout: Duration::from_secs(1),
+            max_body: 1024,
+            pool_size: 1,
+            host_header: HostHeaderMode::Target,
+            set_headers: vec![("authorization".into(), "Bearer real".into())],
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_are_rewritten_for_the_target() {
+        let t = Target::new(Side::Baseline, "http://127.0.0.1:9/prefix/", opts()).unwrap();
+        let req = Request {
+            method: "GET".into(),
+            uri: "/a?x=1".into(),
+            version: "HTTP/1.1".into(),
+            headers: vec![
+                ("Host".into(), "prod.example".into()),
+                ("Connection".into(), "keep-alive".into()),
+                ("Authorization".into(), "redacted:0123".into()),
+                ("X-A".into(), "1".into()),
+                ("X-A".into(), "2".into()),
+            ],
+            ..Default::default()
+        };
+        let r = t.build(&req, "/a?x=1").unwrap();
+        assert_eq!(r.uri(), "http://127.0.0.1:9/prefix/a?x=1");
+        assert_eq!(r.headers()["host"], "127.0.0.1:9");
+        assert!(r.headers().get("connection").is_none());
+        assert_eq!(r.headers()["authorization"], "Bearer real");
+        let xa: Vec<_> = r.headers().get_all("x-a").iter().collect();
+        assert_eq!(xa, ["1", "2"]);
+        let mut keep = opts();
+        keep.host_header = HostHeaderMode::Keep;
+        let t = Target::new(Side::Baseline, "http://127.0.0.1:9", keep).unwrap();
+        assert_eq!(
+            t.build(&req, "/a").unwrap().headers()["host"],
+            "prod.example"
+        );
+        assert_eq!(t.authority(), "127.0.0.1:9");
+    }
+
+    #[tokio::test]
+    async fn connect_failures_are_classified() {
+        // A port that was just free: nothing listens there.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        drop(l);
+        let t = Target::new(Side::Candidate, &format!("http://127.0.0.1:{port}"), opts()).unwrap();
+        let req = Request {
+            method: "GET".into(),
+            uri: "/".into(),
+            ..Default::default()
+        };
+        let e = t.send(&req, Instant::now()).await.unwrap_err();
+        assert_eq!(e.kind, FetchErrorKind::Connect, "{e:?}");
+        let e = t.preflight().await.unwrap_err();
+        assert!(e.to_string().starts_with("candidate target"), "{e}");
+        assert_eq!(e.exit_code(), 3);
+    }
+}

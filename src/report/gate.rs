@@ -1,0 +1,119 @@
+//! Gates: turn a finished result into the verdict. Each tripped gate adds one plain sentence
+//! to `gate_failures`, naming the interfaces involved, so the release engineer reading a
+//! failed CI job knows what to look at without opening the report.
+
+use crate::analysis::result::{InterfaceResult, Summary, Thresholds, Verdict};
+
+/// Interface names listed in one sentence before "and N more".
+const MAX_NAMES: usize = 5;
+
+fn names<'a>(it: impl Iterator<Item = &'a InterfaceResult>) -> (usize, String) {
+    let all: Vec<&str> = it.map(|i| i.interface.as_str()).collect();
+    let mut s = all
+        .iter()
+        .take(MAX_NAMES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > MAX_NAMES {
+        s.push_str(&format!(" and {} more", all.len() - MAX_NAMES));
+    }
+    (all.len(), s)
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// Evaluates the gates named in `th.fail_on`.
+pub fn evaluate(
+    summary: &Summary,
+    interfaces: &[InterfaceResult],
+    th: &Thresholds,
+) -> (Verdict, Vec<String>) {
+    let on = |c: &str| th.fail_on.iter().any(|f| f == c);
+    let mut failures = Vec::new();
+    let c = &summary.counts;
+    if on("missing_rule") && c.missing_rule > 0 {
+        let (n, list) = names(interfaces.iter().filter(|i| i.counts.missing_rule > 0));
+        failures.push(format!(
+            "missing_rule: the candidate has no route for {} ({}), which the baseline serves: {list}",
+            plural(n as u64, "interface", "interfaces"),
+            plural(c.missing_rule, "exchange", "exchanges"),
+        ));
+    }
+    if on("different") && c.different > 0 {
+        let compared: u64 = interfaces.iter().map(|i| i.compared).sum();
+        let rate = c.different as f64 / compared.max(1) as f64;
+        let (n, list) = names(interfaces.iter().filter(|i| i.counts.different > 0));
+        match th.max_diff_rate {
+            Some(max) if rate <= max => {}
+            Some(max) => failures.push(format!(
+                "different: {:.2}% of compared exchanges differ beyond noise (limit {:.2}%), in {}: {list}",
+                rate * 100.0,
+                max * 100.0,
+                plural(n as u64, "interface", "interfaces"),
+            )),
+            None => failures.push(format!(
+                "different: {} differ beyond noise, in {}: {list}",
+                plural(c.different, "exchange", "exchanges"),
+                plural(n as u64, "interface", "interfaces"),
+            )),
+        }
+    }
+    if on("latency") && summary.latency_regressions > 0 {
+        let slow: Vec<String> = interfaces
+            .iter()
+            .filter(|i| i.latency.regression)
+            .take(MAX_NAMES)
+            .map(|i| {
+                format!(
+                    "{} (p50 {:.1} -> {:.1} ms)",
+                    i.interface,
+                    i.latency.baseline.p50_us as f64 / 1000.0,
+                    i.latency.candidate.p50_us as f64 / 1000.0
+                )
+            })
+            .collect();
+        let more = summary.latency_regressions as usize - slow.len();
+        failures.push(format!(
+            "latency: the candidate is slower on {}: {}{}",
+            plural(summary.latency_regressions, "interface", "interfaces"),
+            slow.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    for (class, count, who) in [
+        ("candidate_error", c.candidate_error, "candidate"),
+        ("baseline_error", c.baseline_error, "baseline"),
+    ] {
+        if on(class) && count > 0 {
+            let (n, list) = names(interfaces.iter().filter(|i| {
+                if who == "candidate" {
+                    i.counts.candidate_error > 0
+                } else {
+                    i.counts.baseline_error > 0
+                }
+            }));
+            failures.push(format!(
+                "{class}: the {who} gave no usable answer for {} in {}: {list}",
+                plural(count, "exchange", "exchanges"),
+                plural(n as u64, "interface", "interfaces"),
+            ));
+        }
+    }
+    let verdict = if failures.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    (verdict, failures)
+}

@@ -1,0 +1,326 @@
+//! Turns a [`RunResult`] into the formats people and scripts read. Each format is an
+//! [`Exporter`] that renders to bytes; [`write_output`] puts the bytes in a file or on
+//! standard output. Rendering and writing are separate so every format is testable without
+//! touching the file system, and so `-` means stdout the same way for all of them.
+
+pub mod gate;
+pub mod json;
+pub mod terminal;
+
+pub use json::JsonExporter;
+pub use terminal::TerminalExporter;
+
+use crate::analysis::result::RunResult;
+use std::io::{self, Write};
+use std::path::Path;
+
+/// One output format of a run's result.
+pub trait Exporter {
+    /// Renders the whole result in this format.
+    fn export(&self, result: &RunResult) -> io::Result<Vec<u8>>;
+}
+
+/// Writes `bytes` to the file at `path`, or to standard output when `path` is `-`.
+///
+/// A closed pipe on standard output (`shadowdiff ... --json - | head`) is not an error: the
+/// reader has taken what it wanted.
+pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if path.as_os_str() == "-" {
+        let stdout = io::stdout();
+        let mut lock = stdout.lock();
+        write_tolerating_broken_pipe(&mut lock, bytes)
+    } else {
+        std::fs::write(path, bytes)
+    }
+}
+
+fn write_tolerating_broken_pipe(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    match w.write_all(bytes).and_then(|()| w.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+/// A hand-built result shared by the report tests: one interface with a missing rule, one
+/// with a field regression, one with a latency regression and candidate errors, one clean,
+/// and one whose exchanges were all skipped as side-effecting.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use crate::analysis::result::*;
+    use crate::compare::FetchErrorKind;
+    use std::collections::BTreeMap;
+
+    fn counts(f: impl FnOnce(&mut Counts)) -> Counts {
+        let mut c = Counts::default();
+        f(&mut c);
+        c.total = c.identical
+            + c.noise_only
+            + c.different
+            + c.missing_rule
+            + c.candidate_error
+            + c.baseline_error
+            + c.skipped;
+        c
+    }
+
+    fn stats(count: u64, p50: u64, p90: u64, p99: u64) -> LatencyStats {
+        LatencyStats {
+            count,
+            p50_us: p50,
+            p90_us: p90,
+            p99_us: p99,
+            p999_us: p99 + 200,
+            max_us: p99 + 400,
+            hdr: "HISTFAKE".into(),
+        }
+    }
+
+    fn latency(
+        base: LatencyStats,
+        cand: LatencyStats,
+        median: i64,
+        regression: bool,
+    ) -> LatencyResult {
+        let count = base.count.min(cand.count);
+        LatencyResult {
+            baseline: base,
+            candidate: cand,
+            paired: PairedStats {
+                count,
+                median_diff_us: median,
+                slower_share: if median > 0 { 0.97 } else { 0.5 },
+                hdr_slower: String::new(),
+                hdr_faster: String::new(),
+            },
+            regression,
+        }
+    }
+
+    fn path(
+        p: &str,
+        raw: u64,
+        noise: u64,
+        tolerated: u64,
+        regression: bool,
+        samples: &[&str],
+    ) -> PathResult {
+        PathResult {
+            path: p.into(),
+            raw,
+            noise,
+            tolerated,
+            regression,
+            samples: samples.iter().map(|s| s.to_string()).collect(),
+            example: None,
+        }
+    }
+
+    fn interface(name: &str, c: Counts) -> InterfaceResult {
+        InterfaceResult {
+            interface: name.into(),
+            counts: c,
+            compared: c.identical + c.noise_only + c.different,
+            probed: c.identical + c.noise_only + c.different,
+            status: Vec::new(),
+            fields: Vec::new(),
+            headers: Vec::new(),
+            errors: Vec::new(),
+            missing_rule_samples: Vec::new(),
+            latency: latency(LatencyStats::default(), LatencyStats::default(), 0, false),
+            signatures: Vec::new(),
+            signature_overflow: 0,
+        }
+    }
+
+    /// The result a demo run would roughly produce.
+    pub(crate) fn failing() -> RunResult {
+        let mut export = interface(
+            "GET /api/reports/annual-export",
+            counts(|c| c.missing_rule = 1),
+        );
+        export.compared = 0;
+        export.probed = 0;
+        export.missing_rule_samples = vec!["demo-000311".into()];
+        export.latency = latency(
+            stats(1, 182_000, 182_000, 182_000),
+            stats(1, 400, 400, 400),
+            -181_600,
+            false,
+        );
+
+        let mut product = interface("GET /api/products/{id}", counts(|c| c.different = 95));
+        let mut price = path(
+            "$.price",
+            95,
+            0,
+            0,
+            true,
+            &["demo-000004", "demo-000009", "demo-000017"],
+        );
+        price.example = Some(Example {
+            id: "demo-000004".into(),
+            path: "$.price".into(),
+            baseline: Some("12.5".into()),
+            candidate: Some("\"12.50\"".into()),
+        });
+        product.fields = vec![
+            price,
+            path("$.request_id", 95, 95, 0, false, &["demo-000004"]),
+            path("$.served_at", 0, 0, 95, false, &[]),
+        ];
+        product.latency = latency(
+            stats(95, 1_100, 2_000, 3_100),
+            stats(95, 1_150, 2_100, 3_000),
+            40,
+            false,
+        );
+        product.signatures = vec![Signature {
+            keys: vec!["$.price".into(), "$.request_id".into()],
+            count: 95,
+        }];
+
+        let mut search = interface(
+            "GET /api/search",
+            counts(|c| {
+                c.noise_only = 68;
+                c.candidate_error = 2;
+            }),
+        );
+        search.fields = vec![path("$.request_id", 68, 68, 0, false, &["demo-000002"])];
+        search.errors = vec![ErrorResult {
+            side: "candidate".into(),
+            kind: FetchErrorKind::Timeout,
+            count: 2,
+            message: "no complete answer within 5s".into(),
+            samples: vec!["demo-000120".into(), "demo-000233".into()],
+        }];
+        search.latency = latency(
+            stats(68, 1_200, 2_300, 4_000),
+            stats(68, 41_800, 43_000, 45_200),
+            40_600,
+            true,
+        );
+
+        let mut users = interface("GET /api/users/{id}", counts(|c| c.noise_only = 60));
+        users.fields = vec![path("$.request_id", 60, 60, 0, false, &["demo-000001"])];
+        users.headers = vec![path("x-trace-id", 3, 4, 0, false, &["demo-000007"])];
+        users.latency = latency(
+            stats(60, 900, 1_500, 2_600),
+            stats(60, 910, 1_480, 2_700),
+            10,
+            false,
+        );
+
+        let orders = interface("POST /api/orders", counts(|c| c.skipped = 12));
+
+        let interfaces = vec![export, product, search, users, orders];
+        let mut summary = Summary::default();
+        for i in &interfaces {
+            summary.counts.merge(&i.counts);
+        }
+        summary.interfaces = interfaces.len() as u64;
+        summary.latency_regressions = 1;
+        summary.skipped_reasons = BTreeMap::from([("side_effect".to_string(), 12)]);
+
+        RunResult {
+            shadowdiff_result: RESULT_FORMAT,
+            verdict: Verdict::Fail,
+            gate_failures: vec![
+                "missing_rule: 1 exchange in 1 interface".into(),
+                "different: 95 exchanges in 1 interface".into(),
+                "latency: 1 interface slower than the baseline".into(),
+                "candidate_error: 2 exchanges in 1 interface".into(),
+            ],
+            summary,
+            interfaces,
+            run: RunInfo {
+                created: "2026-11-02T10:00:00Z".into(),
+                tool_version: "0.1.0".into(),
+                recordings: vec!["recordings/demo.jsonl".into()],
+                baseline: "http://127.0.0.1:40001".into(),
+                candidate: "http://127.0.0.1:40002".into(),
+                secondary: Some("http://127.0.0.1:40001".into()),
+                exchanges_read: 238,
+                duration_ms: 1_840,
+                pacing: "concurrency 16".into(),
+                ready_ms: BTreeMap::from([
+                    ("baseline".to_string(), 3),
+                    ("candidate".to_string(), 4),
+                ]),
+                thresholds: Thresholds {
+                    max_diff_rate: Some(0.01),
+                    ..Thresholds::default()
+                },
+                warnings: vec!["recordings/demo.jsonl:561: truncated last line skipped".into()],
+            },
+        }
+    }
+
+    /// A result where nothing differs and no gate tripped.
+    pub(crate) fn passing() -> RunResult {
+        let mut r = failing();
+        r.verdict = Verdict::Pass;
+        r.gate_failures.clear();
+        r.run.warnings.clear();
+        r.interfaces
+            .retain(|i| i.interface == "GET /api/users/{id}");
+        r.summary = Summary {
+            counts: r.interfaces[0].counts,
+            interfaces: 1,
+            ..Summary::default()
+        };
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct BrokenPipe;
+
+    impl Write for BrokenPipe {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "reader went away",
+            ))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn broken_pipe_is_not_an_error_but_others_are() {
+        assert!(write_tolerating_broken_pipe(&mut BrokenPipe, b"x").is_ok());
+        assert!(write_tolerating_broken_pipe(&mut Full, b"x").is_err());
+    }
+
+    #[test]
+    fn writes_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.json");
+        write_output(&p, b"{}\n").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{}\n");
+    }
+
+    #[test]
+    fn fixture_counts_are_consistent() {
+        for r in [fixture::failing(), fixture::passing()] {
+            assert!(r.summary.counts.is_consistent());
+            assert!(r.interfaces.iter().all(|i| i.counts.is_consistent()));
+        }
+    }
+}

@@ -1,0 +1,560 @@
+//! The report a person reads in the terminal: the verdict first, in plain words; then one
+//! table row per interface with the ones that need attention on top; then what exactly
+//! differs in each of those; then what was set aside as noise or skipped, so nothing is
+//! hidden. Colour is optional and decided by the caller (TTY, `NO_COLOR`).
+
+use super::Exporter;
+use crate::analysis::result::{
+    ErrorResult, InterfaceResult, LatencyStats, PathResult, RunResult, Verdict,
+};
+use std::io;
+
+/// Renders the human-readable terminal report.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TerminalExporter {
+    /// Emit ANSI colour codes.
+    pub color: bool,
+}
+
+impl Exporter for TerminalExporter {
+    fn export(&self, result: &RunResult) -> io::Result<Vec<u8>> {
+        Ok(self.render(result).into_bytes())
+    }
+}
+
+impl TerminalExporter {
+    /// The report as text, ending in a newline.
+    pub fn render(&self, r: &RunResult) -> String {
+        let p = Paint { on: self.color };
+        let mut rows: Vec<(&InterfaceResult, Vec<Flag>)> =
+            r.interfaces.iter().map(|i| (i, flags_of(i))).collect();
+        // Stable: flagged first, each group keeps the result's interface order.
+        rows.sort_by_key(|(_, f)| f.is_empty());
+        let flagged = rows.iter().filter(|(_, f)| !f.is_empty()).count();
+
+        let mut out = Out::default();
+        verdict(&mut out, r, flagged, p);
+        out.blank();
+        summary_line(&mut out, r);
+        out.blank();
+        table(&mut out, &rows, p);
+        for (i, f) in rows.iter().filter(|(_, f)| !f.is_empty()) {
+            out.blank();
+            details(&mut out, i, f, p);
+        }
+        notes(&mut out, r, p);
+        out.text
+    }
+}
+
+/// Lines of text; trailing spaces are trimmed because padded last columns would leave them.
+#[derive(Default)]
+struct Out {
+    text: String,
+}
+
+impl Out {
+    fn line(&mut self, s: impl AsRef<str>) {
+        self.text.push_str(s.as_ref().trim_end());
+        self.text.push('\n');
+    }
+
+    fn blank(&mut self) {
+        self.text.push('\n');
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Paint {
+    on: bool,
+}
+
+impl Paint {
+    fn wrap(self, code: &str, s: &str) -> String {
+        if self.on {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn bold(self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+
+    fn dim(self, s: &str) -> String {
+        self.wrap("2", s)
+    }
+}
+
+/// Why an interface needs attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Flag {
+    MissingRule,
+    Different,
+    Slower,
+    Errors,
+}
+
+impl Flag {
+    fn label(self) -> &'static str {
+        match self {
+            Flag::MissingRule => "MISSING RULE",
+            Flag::Different => "DIFFERENT",
+            Flag::Slower => "SLOWER",
+            Flag::Errors => "ERRORS",
+        }
+    }
+
+    fn paint(self, p: Paint) -> String {
+        let code = match self {
+            Flag::Slower => "1;33",
+            _ => "1;31",
+        };
+        p.wrap(code, self.label())
+    }
+}
+
+fn flags_of(i: &InterfaceResult) -> Vec<Flag> {
+    let mut f = Vec::new();
+    if i.counts.missing_rule > 0 {
+        f.push(Flag::MissingRule);
+    }
+    let regressed = [&i.status, &i.headers, &i.fields]
+        .iter()
+        .any(|paths| paths.iter().any(|p| p.regression));
+    if i.counts.different > 0 || regressed {
+        f.push(Flag::Different);
+    }
+    if i.latency.regression {
+        f.push(Flag::Slower);
+    }
+    if i.counts.candidate_error + i.counts.baseline_error > 0 {
+        f.push(Flag::Errors);
+    }
+    f
+}
+
+fn flag_cell(f: &[Flag], p: Paint) -> String {
+    if f.is_empty() {
+        p.wrap("32", "ok")
+    } else {
+        f.iter().map(|f| f.paint(p)).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `1 exchange`, `2 exchanges`.
+fn count_of(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn verdict(out: &mut Out, r: &RunResult, flagged: usize, p: Paint) {
+    let n = flagged as u64;
+    let (code, headline) = match (r.verdict, flagged) {
+        (Verdict::Fail, 0) if r.gate_failures.is_empty() => ("1;31", "FAIL: a gate tripped".into()),
+        (Verdict::Fail, 0) => (
+            "1;31",
+            format!(
+                "FAIL: {} tripped",
+                count_of(r.gate_failures.len() as u64, "gate", "gates")
+            ),
+        ),
+        (Verdict::Fail, _) => (
+            "1;31",
+            format!(
+                "FAIL: {} attention",
+                count_of(n, "interface needs", "interfaces need")
+            ),
+        ),
+        (Verdict::Pass, 0) => (
+            "1;32",
+            "PASS: the candidate answered like the baseline".into(),
+        ),
+        (Verdict::Pass, _) => (
+            "1;32",
+            format!(
+                "PASS: no gate tripped, but {} (see below)",
+                count_of(n, "interface differs", "interfaces differ")
+            ),
+        ),
+    };
+    out.line(p.wrap(code, &headline));
+    for g in &r.gate_failures {
+        out.line(format!("  - {g}"));
+    }
+}
+
+fn summary_line(out: &mut Out, r: &RunResult) {
+    let c = &r.summary.counts;
+    out.line(format!(
+        "{} over {}: {} identical, {} noise only, {} different, {} missing rule, {}, {}, {} skipped",
+        count_of(c.total, "exchange", "exchanges"),
+        count_of(r.summary.interfaces, "interface", "interfaces"),
+        c.identical,
+        c.noise_only,
+        c.different,
+        c.missing_rule,
+        count_of(c.candidate_error, "candidate error", "candidate errors"),
+        count_of(c.baseline_error, "baseline error", "baseline errors"),
+        c.skipped,
+    ));
+}
+
+/// Milliseconds with one decimal, from microseconds.
+fn ms(us: u64) -> String {
+    format!("{:.1}", us as f64 / 1000.0)
+}
+
+fn p50(s: &LatencyStats) -> String {
+    if s.count == 0 {
+        "-".into()
+    } else {
+        ms(s.p50_us)
+    }
+}
+
+fn width(s: &str) -> usize {
+    s.chars().count()
+}
+
+fn table(out: &mut Out, rows: &[(&InterfaceResult, Vec<Flag>)], p: Paint) {
+    const HEAD: [&str; 10] = [
+        "interface",
+        "total",
+        "identical",
+        "noise",
+        "different",
+        "missing",
+        "errors",
+        "skipped",
+        "p50 ms base → cand",
+        "flag",
+    ];
+    // The latency pair is aligned on its arrow: each side gets its own width.
+    let lat: Vec<(String, String)> = rows
+        .iter()
+        .map(|(i, _)| (p50(&i.latency.baseline), p50(&i.latency.candidate)))
+        .collect();
+    let wb = lat.iter().map(|(b, _)| width(b)).max().unwrap_or(0);
+    let wc = lat.iter().map(|(_, c)| width(c)).max().unwrap_or(0);
+    let cells: Vec<[String; 9]> = rows
+        .iter()
+        .zip(&lat)
+        .map(|((i, _), (b, c))| {
+            let k = &i.counts;
+            [
+                i.interface.clone(),
+                k.total.to_string(),
+                k.identical.to_string(),
+                k.noise_only.to_string(),
+                k.different.to_string(),
+                k.missing_rule.to_string(),
+                (k.candidate_error + k.baseline_error).to_string(),
+                k.skipped.to_string(),
+                format!("{b:>wb$} → {c:>wc$}"),
+            ]
+        })
+        .collect();
+    let mut widths = [0usize; 9];
+    for (col, w) in widths.iter_mut().enumerate() {
+        *w = cells
+            .iter()
+            .map(|row| width(&row[col]))
+            .chain([width(HEAD[col])])
+            .max()
+            .unwrap_or(0);
+    }
+    let fmt_row = |row: &[String], last: &str| {
+        let mut line = String::new();
+        for (col, cell) in row.iter().enumerate() {
+            let w = widths[col];
+            // Text columns read left to right; numbers line up on their last digit.
+            let padded = if col == 0 || col == 8 {
+                format!("{cell:<w$}")
+            } else {
+                format!("{cell:>w$}")
+            };
+            line.push_str(&padded);
+            line.push_str("  ");
+        }
+        line.push_str(last);
+        line
+    };
+    let head: Vec<String> = HEAD[..9].iter().map(|h| h.to_string()).collect();
+    out.line(p.bold(&fmt_row(&head, HEAD[9])));
+    for (row, (_, f)) in cells.iter().zip(rows) {
+        out.line(fmt_row(row, &flag_cell(f, p)));
+    }
+}
+
+fn samples_line(out: &mut Out, samples: &[String]) {
+    if !samples.is_empty() {
+        out.line(format!("    samples: {}", samples.join(", ")));
+    }
+}
+
+fn path_label(kind: &str, p: &PathResult) -> String {
+    match kind {
+        "status" => "status".into(),
+        _ => format!("{kind} {}", p.path),
+    }
+}
+
+fn details(out: &mut Out, i: &InterfaceResult, flags: &[Flag], p: Paint) {
+    out.line(format!("{}  {}", p.bold(&i.interface), flag_cell(flags, p)));
+    if i.counts.missing_rule > 0 {
+        out.line(format!(
+            "  missing rule: the candidate gave its no-route answer for {} of {}",
+            i.counts.missing_rule,
+            count_of(i.counts.total, "exchange", "exchanges")
+        ));
+        samples_line(out, &i.missing_rule_samples);
+    }
+    let groups = [
+        ("status", &i.status),
+        ("header", &i.headers),
+        ("field", &i.fields),
+    ];
+    for (kind, paths) in groups {
+        for path in paths.iter().filter(|x| x.regression) {
+            out.line(format!(
+                "  {}: differed in {} (between two baseline calls: {})",
+                path_label(kind, path),
+                count_of(path.raw, "exchange", "exchanges"),
+                path.noise
+            ));
+            if let Some(ex) = &path.example {
+                let at = if ex.path == path.path {
+                    ex.id.clone()
+                } else {
+                    format!("{} at {}", ex.id, ex.path)
+                };
+                out.line(format!(
+                    "    e.g. {} → {} ({at})",
+                    ex.baseline.as_deref().unwrap_or("(absent)"),
+                    ex.candidate.as_deref().unwrap_or("(absent)"),
+                ));
+            }
+            samples_line(out, &path.samples);
+        }
+    }
+    if i.latency.regression {
+        latency(out, i);
+    }
+    for e in &i.errors {
+        error(out, e);
+    }
+}
+
+fn latency(out: &mut Out, i: &InterfaceResult) {
+    let l = &i.latency;
+    let sign = if l.paired.median_diff_us >= 0 {
+        "+"
+    } else {
+        "-"
+    };
+    out.line(format!(
+        "  slower: paired median {sign}{} ms, candidate slower in {:.0}% of {}",
+        ms(l.paired.median_diff_us.unsigned_abs()),
+        l.paired.slower_share * 100.0,
+        count_of(l.paired.count, "pair", "pairs")
+    ));
+    let rows = [("baseline", &l.baseline), ("candidate", &l.candidate)];
+    let cells: Vec<[String; 3]> = rows
+        .iter()
+        .map(|(_, s)| [s.p50_us, s.p90_us, s.p99_us].map(|v| format!("{} ms", ms(v))))
+        .collect();
+    let label_w = rows.iter().map(|(n, _)| width(n)).max().unwrap_or(0);
+    let mut widths = [3usize; 3];
+    for (col, w) in widths.iter_mut().enumerate() {
+        *w = cells
+            .iter()
+            .map(|c| width(&c[col]))
+            .max()
+            .unwrap_or(0)
+            .max(3);
+    }
+    out.line(format!(
+        "    {:label_w$}  {:>w0$}  {:>w1$}  {:>w2$}",
+        "",
+        "p50",
+        "p90",
+        "p99",
+        w0 = widths[0],
+        w1 = widths[1],
+        w2 = widths[2]
+    ));
+    for ((name, _), c) in rows.iter().zip(&cells) {
+        out.line(format!(
+            "    {name:label_w$}  {:>w0$}  {:>w1$}  {:>w2$}",
+            c[0],
+            c[1],
+            c[2],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        ));
+    }
+}
+
+fn error(out: &mut Out, e: &ErrorResult) {
+    out.line(format!(
+        "  {} {} in {}: {}",
+        e.side,
+        e.kind,
+        count_of(e.count, "exchange", "exchanges"),
+        e.message
+    ));
+    samples_line(out, &e.samples);
+}
+
+/// `5 s` for whole seconds, else `1500 ms`.
+fn tolerance(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+fn notes(out: &mut Out, r: &RunResult, p: Paint) {
+    let tol = tolerance(r.run.thresholds.time_tolerance_ms);
+    let mut noise: Vec<(String, Vec<String>)> = Vec::new();
+    for i in &r.interfaces {
+        let groups = [
+            ("status", &i.status),
+            ("header", &i.headers),
+            ("field", &i.fields),
+        ];
+        let mut items = Vec::new();
+        for (kind, paths) in groups {
+            for path in paths.iter().filter(|x| !x.regression) {
+                let label = match kind {
+                    "field" => path.path.clone(),
+                    _ => path_label(kind, path),
+                };
+                if path.raw > 0 {
+                    items.push(format!("{label} (raw {}, noise {})", path.raw, path.noise));
+                } else if path.tolerated > 0 {
+                    items.push(format!("{label} (times within {tol})"));
+                }
+            }
+        }
+        if !items.is_empty() {
+            noise.push((i.interface.clone(), items));
+        }
+    }
+    let skipped = r.summary.counts.skipped;
+    if noise.is_empty() && skipped == 0 && r.run.warnings.is_empty() {
+        return;
+    }
+    out.blank();
+    if !noise.is_empty() {
+        out.line(
+            p.dim("note: treated as noise (differed only as much as between two baseline calls):"),
+        );
+        for (name, items) in &noise {
+            out.line(p.dim(&format!("  {name}: {}", items.join(", "))));
+        }
+    }
+    if skipped > 0 {
+        let reasons = &r.summary.skipped_reasons;
+        let mut text = format!(
+            "note: {} skipped",
+            count_of(skipped, "exchange", "exchanges")
+        );
+        if !reasons.is_empty() {
+            let list: Vec<String> = reasons.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            text.push_str(&format!(" ({})", list.join(", ")));
+        }
+        if reasons.contains_key("side_effect") {
+            text.push_str("; pass --allow-side-effects to replay them");
+        }
+        out.line(p.dim(&text));
+    }
+    for w in &r.run.warnings {
+        out.line(p.wrap("33", &format!("warning: {w}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+
+    const SNAPSHOT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/report/snapshots/terminal_fail.txt"
+    );
+
+    #[test]
+    fn failing_run_matches_snapshot() {
+        let text = TerminalExporter { color: false }.render(&fixture::failing());
+        if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
+            std::fs::write(SNAPSHOT, &text).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(SNAPSHOT).unwrap_or_else(|e| {
+            panic!("{SNAPSHOT}: {e}; run with UPDATE_SNAPSHOTS=1 to create it")
+        });
+        assert!(
+            text == expected,
+            "terminal report changed; rerun with UPDATE_SNAPSHOTS=1 if intended\n--- expected\n{expected}\n--- got\n{text}"
+        );
+    }
+
+    #[test]
+    fn no_escape_bytes_without_colour() {
+        for r in [fixture::failing(), fixture::passing()] {
+            let bytes = TerminalExporter { color: false }.export(&r).unwrap();
+            assert!(!bytes.contains(&0x1b));
+            let coloured = TerminalExporter { color: true }.export(&r).unwrap();
+            assert!(coloured.contains(&0x1b));
+        }
+    }
+
+    #[test]
+    fn passing_run_says_so_first() {
+        let text = TerminalExporter { color: false }.render(&fixture::passing());
+        assert!(text.starts_with("PASS: the candidate answered like the baseline\n"));
+        assert!(!text.contains("pass --allow-side-effects"));
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("GET /api/users/{id}"))
+            .unwrap();
+        assert!(row.ends_with("  ok"), "{row}");
+    }
+
+    #[test]
+    fn flagged_interfaces_come_first() {
+        let text = TerminalExporter { color: false }.render(&fixture::failing());
+        let order: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("interface"))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .map(|l| l.split("  ").next().unwrap())
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "GET /api/reports/annual-export",
+                "GET /api/products/{id}",
+                "GET /api/search",
+                "GET /api/users/{id}",
+                "POST /api/orders"
+            ]
+        );
+    }
+
+    #[test]
+    fn fail_without_flagged_interfaces_names_the_gates() {
+        let mut r = fixture::passing();
+        r.verdict = Verdict::Fail;
+        r.gate_failures = vec!["max_diff_rate: 2% of compared exchanges differ".into()];
+        let text = TerminalExporter { color: false }.render(&r);
+        assert!(text.starts_with(
+            "FAIL: 1 gate tripped\n  - max_diff_rate: 2% of compared exchanges differ\n"
+        ));
+    }
+}

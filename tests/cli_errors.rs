@@ -1,0 +1,141 @@
+//! Bad flags, bad recordings and unusable targets: each gives its exit code and a message
+//! that names the problem.
+
+use crate::util::*;
+
+#[test]
+fn malformed_flag_exits_2_naming_the_flag() {
+    let o = shadowdiff(&[
+        "replay",
+        "x.jsonl",
+        "--baseline",
+        "http://127.0.0.1:1",
+        "--candidate",
+        "http://127.0.0.1:1",
+        "--concurrency",
+        "lots",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--concurrency"),
+        "{}",
+        describe(&o)
+    );
+}
+
+#[test]
+fn invalid_values_exit_2_with_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &[get("a", "/", 1)]);
+    let rec = rec.to_str().unwrap();
+    for (flag, value, expect) in [
+        ("--baseline", "https://x", "https targets are not supported"),
+        ("--timeout", "soon", "expected a duration"),
+        (
+            "--fail-on",
+            "different,slowness",
+            "unknown class \"slowness\"",
+        ),
+        ("--set-header", "NoColon", "expected 'Name: value'"),
+        (
+            "--interface",
+            "cookie:x",
+            "expected `default`, `header:NAME` or `json:/pointer`",
+        ),
+    ] {
+        let mut args = vec![
+            "replay",
+            rec,
+            "--baseline",
+            "http://127.0.0.1:1",
+            "--candidate",
+            "http://127.0.0.1:1",
+        ];
+        if flag == "--baseline" {
+            args[3] = value;
+        } else {
+            args.extend([flag, value]);
+        }
+        let o = shadowdiff(&args);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {}", describe(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(expect),
+            "{flag}: {}",
+            describe(&o)
+        );
+    }
+}
+
+#[test]
+fn bad_recording_line_exits_2_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            "{\"shadowdiff_recording\":1,\"created\":\"2026-11-02T09:00:00Z\",\"source\":\"test\"}\n",
+            "{\"id\":\"a\",\"ts\":\"2026-11-02T09:00:00Z\",\"request\":{\"method\":\"GET\",\"uri\":\"/\"}}\n",
+            "{\"id\":\"b\",\"ts\":\"2026-11-02T09:00:01Z\",\"request\":{\"method\":\"GET\"}}\n",
+        ),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(TestServer::start(|_| Answer::json(200, "{}")));
+    let o = shadowdiff(&[
+        "replay",
+        path.to_str().unwrap(),
+        "--baseline",
+        &server.url(),
+        "--candidate",
+        &server.url(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.jsonl:3:") && err.contains("uri"),
+        "{}",
+        describe(&o)
+    );
+}
+
+#[test]
+fn missing_recording_exits_2_naming_the_file() {
+    let o = shadowdiff(&[
+        "replay",
+        "/nonexistent/cap.jsonl",
+        "--baseline",
+        "http://127.0.0.1:1",
+        "--candidate",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/nonexistent/cap.jsonl"),
+        "{}",
+        describe(&o)
+    );
+}
+
+#[test]
+fn unreachable_target_exits_3_naming_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &[get("a", "/", 1)]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(TestServer::start(|_| Answer::json(200, "{}")));
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let o = shadowdiff(&[
+        "replay",
+        rec.to_str().unwrap(),
+        "--baseline",
+        &server.url(),
+        "--candidate",
+        &dead,
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("candidate target") && err.contains(&dead),
+        "{}",
+        describe(&o)
+    );
+}

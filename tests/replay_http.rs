@@ -1,0 +1,431 @@
+//! Replay against in-process hyper servers: outcomes, noise, side effects, header rewriting,
+//! HTTP/2, readiness, pacing, and the JSON result against its schema.
+
+use crate::util::*;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+fn rand_hex() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn now_rfc3339() -> String {
+    shadowdiff::recording::format::format_ts_us(shadowdiff::recording::format::now_us())
+}
+
+/// A shop-like API. `price` is what /products/{id} answers; `legacy` whether the rare route exists.
+fn shop(price: &'static str, legacy: bool) -> impl Fn(Seen) -> Answer + Send + Sync + 'static {
+    move |s: Seen| {
+        let p = s.path_and_query.clone();
+        let volatile = format!(
+            r#""served_at":"{}","request_id":"{}""#,
+            now_rfc3339(),
+            rand_hex()
+        );
+        if let Some(id) = p.strip_prefix("/products/") {
+            Answer::json(200, format!(r#"{{"id":{id},"price":{price},{volatile}}}"#))
+        } else if let Some(id) = p.strip_prefix("/users/") {
+            Answer::json(
+                200,
+                format!(r#"{{"id":{id},"name":"user {id}",{volatile}}}"#),
+            )
+        } else if p == "/legacy/export" && legacy {
+            Answer::json(200, format!(r#"{{"rows":3,{volatile}}}"#))
+        } else if p == "/orders" && s.method == "POST" {
+            Answer::json(201, format!(r#"{{"created":true,{volatile}}}"#))
+        } else {
+            Answer::json(404, r#"{"error":"no route"}"#)
+        }
+    }
+}
+
+fn shop_recording(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut items = Vec::new();
+    for i in 0..30 {
+        items.push(get(
+            &format!("u{i}"),
+            &format!("/users/{i}"),
+            1_000_000 + i * 10,
+        ));
+        items.push(get(
+            &format!("p{i}"),
+            &format!("/products/{}", 100 + i),
+            1_000_005 + i * 10,
+        ));
+    }
+    items.push(get("legacy-1", "/legacy/export", 2_000_000));
+    let mut post = get("post-1", "/orders", 2_000_001);
+    post.request.method = "POST".into();
+    post.request.body = bytes::Bytes::from_static(br#"{"sku":"a"}"#);
+    items.push(post);
+    write_recording(&dir.join("shop.jsonl"), &items)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_field_a_missing_route_and_noise_are_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = shop_recording(dir.path());
+    let old = TestServer::start(shop("12.5", true)).await;
+    let new = TestServer::start(shop("\"12.50\"", false)).await;
+    let json = dir.path().join("result.json");
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        old.url(),
+        "--candidate".into(),
+        new.url(),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_counts_consistent(&r);
+    assert_eq!(r["verdict"], "fail");
+    assert_eq!(r["summary"]["total"], 62);
+    assert_eq!(r["summary"]["skipped"], 1);
+    assert_eq!(r["summary"]["skipped_reasons"]["side_effect"], 1);
+
+    let users = interface(&r, "GET /users/{id}");
+    assert_eq!(users["different"], 0, "{users:#}");
+    assert_eq!(
+        users["noise_only"], 30,
+        "request_id differs on every call: noise"
+    );
+    let rid = users["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "$.request_id")
+        .unwrap();
+    assert_eq!(rid["regression"], false);
+    assert_eq!(rid["raw"], 30);
+    assert_eq!(rid["noise"], 30);
+    let served = users["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "$.served_at")
+        .unwrap();
+    assert_eq!(served["regression"], false);
+
+    let products = interface(&r, "GET /products/{id}");
+    assert_eq!(products["different"], 30);
+    let price = &products["fields"][0];
+    assert_eq!(price["path"], "$.price");
+    assert_eq!(price["regression"], true);
+    assert_eq!(price["samples"].as_array().unwrap().len(), 5);
+    assert_eq!(price["example"]["baseline"], "12.5");
+    assert_eq!(price["example"]["candidate"], "\"12.50\"");
+
+    let legacy = interface(&r, "GET /legacy/export");
+    assert_eq!(legacy["missing_rule"], 1);
+    assert_eq!(legacy["missing_rule_samples"][0], "legacy-1");
+
+    let gates = r["gate_failures"].as_array().unwrap();
+    assert!(
+        gates
+            .iter()
+            .any(|g| g.as_str().unwrap().starts_with("missing_rule")
+                && g.as_str().unwrap().contains("GET /legacy/export")),
+        "{gates:?}"
+    );
+    assert!(
+        gates
+            .iter()
+            .any(|g| g.as_str().unwrap().starts_with("different")
+                && g.as_str().unwrap().contains("GET /products/{id}")),
+        "{gates:?}"
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("--allow-side-effects"), "{}", describe(&o));
+
+    // The real output validates against the committed schema.
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schema/result.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&r)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_noise_probe_volatile_fields_count_and_side_effects_can_be_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = shop_recording(dir.path());
+    let posts = Arc::new(AtomicU64::new(0));
+    let p2 = posts.clone();
+    let inner = shop("12.5", true);
+    let server = TestServer::start(move |s| {
+        if s.method == "POST" {
+            assert_eq!(&s.body[..], br#"{"sku":"a"}"#, "the recorded body is replayed");
+            p2.fetch_add(1, Ordering::SeqCst);
+        }
+        inner(s)
+    })
+    .await;
+    let json = dir.path().join("r.json");
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        server.url(),
+        "--candidate".into(),
+        server.url(),
+        "--no-noise-probe".into(),
+        "--allow-side-effects".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .await;
+    // Same server, but request_id is random and nothing measured it as noise.
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_counts_consistent(&r);
+    assert_eq!(r["summary"]["skipped"], 0);
+    assert_eq!(
+        posts.load(Ordering::SeqCst),
+        2,
+        "POST sent to baseline and candidate, no probe"
+    );
+    assert_eq!(r["run"]["secondary"], serde_json::Value::Null);
+    let users = interface(&r, "GET /users/{id}");
+    assert_eq!(users["different"], 30);
+    assert_eq!(users["probed"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_header_is_rewritten_and_set_header_replaces_recorded_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ex = get("a", "/users/1", 1);
+    ex.request
+        .headers
+        .push(("authorization".into(), "redacted:abcdef012345".into()));
+    ex.request
+        .headers
+        .push(("connection".into(), "close".into()));
+    let rec = write_recording(&dir.path().join("r.jsonl"), &[ex]);
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let s2 = seen.clone();
+    let server = TestServer::start(move |s| {
+        let h = |n: &str| {
+            s.headers
+                .get(n)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        s2.lock().unwrap().push((h("host"), h("authorization")));
+        Answer::json(200, "{}")
+    })
+    .await;
+    for (mode, expect_host) in [
+        ("target", server.addr.to_string()),
+        ("keep", "prod.example".to_string()),
+    ] {
+        seen.lock().unwrap().clear();
+        let o = shadowdiff_async(vec![
+            "replay".into(),
+            rec.display().to_string(),
+            "--baseline".into(),
+            server.url(),
+            "--candidate".into(),
+            server.url(),
+            "--host-header".into(),
+            mode.into(),
+            "--set-header".into(),
+            "Authorization: Bearer real-token".into(),
+        ])
+        .await;
+        assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3, "baseline, candidate, noise probe");
+        for (host, auth) in seen.iter() {
+            assert_eq!(host, &expect_host, "{mode}");
+            assert_eq!(auth, "Bearer real-token");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_targets_speak_http2_prior_knowledge() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..10)
+        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let versions: Arc<Mutex<Vec<http::Version>>> = Arc::default();
+    let v2 = versions.clone();
+    let server = TestServer::start(move |s| {
+        v2.lock().unwrap().push(s.version);
+        Answer::json(200, r#"{"ok":true}"#)
+    })
+    .await;
+    let h2 = format!("h2c://{}", server.addr);
+    let json = dir.path().join("r.json");
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        h2.clone(),
+        "--candidate".into(),
+        h2,
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_eq!(r["summary"]["identical"], 10);
+    let v = versions.lock().unwrap();
+    assert_eq!(v.len(), 30);
+    assert!(v.iter().all(|v| *v == http::Version::HTTP_2), "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_ready_polls_until_the_target_answers_2xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &[get("a", "/users/1", 1)]);
+    let polls = Arc::new(AtomicU64::new(0));
+    let p2 = polls.clone();
+    let slow_start = TestServer::start(move |s| {
+        if s.path_and_query == "/ready" {
+            let n = p2.fetch_add(1, Ordering::SeqCst);
+            return Answer::json(if n < 3 { 503 } else { 200 }, "{}");
+        }
+        Answer::json(200, "{}")
+    })
+    .await;
+    let ok = TestServer::start(|_| Answer::json(200, "{}")).await;
+    let json = dir.path().join("r.json");
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        ok.url(),
+        "--candidate".into(),
+        slow_start.url(),
+        "--wait-ready".into(),
+        "/ready".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(polls.load(Ordering::SeqCst) >= 4);
+    let r = read_json(&json);
+    assert!(
+        r["run"]["ready_ms"]["candidate"].as_u64().is_some(),
+        "{:#}",
+        r["run"]
+    );
+    assert!(r["run"]["ready_ms"]["baseline"].as_u64().is_some());
+
+    // A target that never gets ready: exit 3 naming it.
+    let never = TestServer::start(|_| Answer::json(503, "{}")).await;
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        ok.url(),
+        "--candidate".into(),
+        never.url(),
+        "--wait-ready".into(),
+        "/ready".into(),
+        "--ready-timeout".into(),
+        "1s".into(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(3), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("candidate target") && err.contains("status 503"),
+        "{}",
+        describe(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speed_and_rate_pace_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    // 20 exchanges recorded 100 ms apart: 1.9 s of traffic.
+    let items: Vec<_> = (0..20)
+        .map(|i| get(&format!("e{i}"), "/users/1", i * 100_000))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let server = TestServer::start(|_| Answer::json(200, "{}")).await;
+    for (flag, value, min_ms) in [("--speed", "4", 475u64), ("--rate", "40", 475)] {
+        let json = dir.path().join(format!("{flag}.json"));
+        let o = shadowdiff_async(vec![
+            "replay".into(),
+            rec.display().to_string(),
+            "--baseline".into(),
+            server.url(),
+            "--candidate".into(),
+            server.url(),
+            flag.into(),
+            value.into(),
+            "--json".into(),
+            json.display().to_string(),
+        ])
+        .await;
+        assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+        let r = read_json(&json);
+        assert_eq!(r["summary"]["identical"], 20);
+        let took = r["run"]["duration_ms"].as_u64().unwrap();
+        // The schedule spreads 19 gaps over 19/40 s (rate) or 1.9/4 s (speed); it cannot
+        // finish earlier than that.
+        assert!(took >= min_ms, "{flag} {value}: {took} ms");
+        assert!(
+            r["run"]["pacing"].as_str().unwrap().contains(&flag[2..]),
+            "{:#}",
+            r["run"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidate_failures_are_outcomes_not_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..10)
+        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let ok = TestServer::start(|_| Answer::json(200, "{}")).await;
+    // Answers every other request too slowly for the timeout.
+    let n = Arc::new(AtomicU64::new(0));
+    let slow = TestServer::start(move |_| {
+        if n.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }
+        Answer::json(200, "{}")
+    })
+    .await;
+    let json = dir.path().join("r.json");
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        ok.url(),
+        "--candidate".into(),
+        slow.url(),
+        "--timeout".into(),
+        "200ms".into(),
+        "--concurrency".into(),
+        "1".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_counts_consistent(&r);
+    assert_eq!(r["summary"]["total"], 10);
+    assert_eq!(r["summary"]["candidate_error"], 5);
+    let i = interface(&r, "GET /users/{id}");
+    assert_eq!(i["errors"][0]["side"], "candidate");
+    assert_eq!(i["errors"][0]["kind"], "timeout");
+    assert_eq!(i["errors"][0]["count"], 5);
+}

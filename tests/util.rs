@@ -1,0 +1,294 @@
+//! Shared helpers for the integration tests: in-process hyper servers on port 0, nginx
+//! started from a config string, recordings written with the library's own writer, and the
+//! real binary run as a subprocess.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use shadowdiff::exchange::{Exchange, Request};
+use shadowdiff::recording::{RecordingHeader, RecordingWriter};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+/// The request as a test handler sees it.
+pub struct Seen {
+    pub method: String,
+    pub path_and_query: String,
+    pub version: http::Version,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// What a test handler answers.
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(status: u16, body: impl Into<String>) -> Self {
+        Answer {
+            status,
+            headers: vec![("content-type", "application/json".into())],
+            body: body.into(),
+        }
+    }
+}
+
+type Handler = Arc<dyn Fn(Seen) -> Answer + Send + Sync>;
+
+/// An in-process HTTP server (HTTP/1.1 and HTTP/2 prior knowledge) on 127.0.0.1:0.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(f: impl Fn(Seen) -> Answer + Send + Sync + 'static) -> Self {
+        let handler: Handler = Arc::new(f);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    break;
+                };
+                let h = handler.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let h = h.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
+                            let seen = Seen {
+                                version: parts.version,
+                                method: parts.method.to_string(),
+                                path_and_query: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default(),
+                                headers: parts.headers,
+                                body,
+                            };
+                            let a = h(seen);
+                            let mut resp = http::Response::builder().status(a.status);
+                            for (k, v) in a.headers {
+                                resp = resp.header(k, v);
+                            }
+                            Ok::<_, std::convert::Infallible>(
+                                resp.body(Full::new(Bytes::from(a.body))).unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        TestServer { addr, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A GET exchange for `uri` at `ts_us`.
+pub fn get(id: &str, uri: &str, ts_us: i64) -> Exchange {
+    Exchange {
+        id: id.into(),
+        ts_us,
+        interface: None,
+        tenant: None,
+        request: Request {
+            method: "GET".into(),
+            uri: uri.into(),
+            version: "HTTP/1.1".into(),
+            headers: vec![("host".into(), "prod.example".into())],
+            ..Default::default()
+        },
+        response: None,
+        latency_us: None,
+    }
+}
+
+/// Writes a recording with the library's writer.
+pub fn write_recording(path: &Path, items: &[Exchange]) -> PathBuf {
+    let mut w = RecordingWriter::create(path, &RecordingHeader::new("test")).unwrap();
+    for e in items {
+        w.write(e).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+/// Path of the built binary.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_shadowdiff")
+}
+
+/// Runs the binary with `args` (blocking; call from `spawn_blocking` inside async tests).
+pub fn shadowdiff(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run shadowdiff")
+}
+
+/// Runs the binary off the async runtime so in-process servers keep serving.
+pub async fn shadowdiff_async(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        shadowdiff(&a)
+    })
+    .await
+    .unwrap()
+}
+
+/// Exit code, stdout and stderr of a finished run, for assertions that explain themselves.
+pub fn describe(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Reads a result JSON file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The interface entry named `name` in a result.
+pub fn interface<'a>(result: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    result["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["interface"] == name)
+        .unwrap_or_else(|| panic!("no interface {name} in {result:#}"))
+}
+
+/// Checks `total` equals the sum of the outcome counts, in the summary and every interface.
+pub fn assert_counts_consistent(result: &serde_json::Value) {
+    const CLASSES: [&str; 7] = [
+        "identical",
+        "noise_only",
+        "different",
+        "missing_rule",
+        "candidate_error",
+        "baseline_error",
+        "skipped",
+    ];
+    let check = |o: &serde_json::Value| {
+        let sum: u64 = CLASSES.iter().map(|c| o[*c].as_u64().unwrap()).sum();
+        assert_eq!(o["total"].as_u64().unwrap(), sum, "{o:#}");
+    };
+    check(&result["summary"]);
+    for i in result["interfaces"].as_array().unwrap() {
+        check(i);
+    }
+}
+
+/// A port that was free a moment ago (for servers that cannot report a port 0 binding).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// nginx started from a `server { ... }` block, stopped when dropped.
+pub struct Nginx {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+/// The nginx binary, or `None` (with a note) when it is not installed and not required.
+pub fn nginx_binary() -> Option<PathBuf> {
+    for p in ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"] {
+        if Path::new(p).exists() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    if std::env::var_os("SHADOWDIFF_REQUIRE_NGINX").is_some() {
+        panic!("nginx is required (SHADOWDIFF_REQUIRE_NGINX is set) but not installed");
+    }
+    eprintln!("skipped: nginx not installed");
+    None
+}
+
+impl Nginx {
+    /// Starts nginx with `server_body` inside `server { listen ...; <server_body> }`.
+    pub fn start(bin: &Path, server_body: &str) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        for attempt in 0..5 {
+            let port = free_port();
+            let d = dir.path().display();
+            let conf = format!(
+                "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  default_type application/json;\n\
+                 server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n}}\n"
+            );
+            let conf_path = dir.path().join(format!("nginx-{attempt}.conf"));
+            std::fs::write(&conf_path, conf).unwrap();
+            let mut child = Command::new(bin)
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(&conf_path)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start nginx");
+            // Ready when the port accepts connections; a lost race for the port ends the child.
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Nginx {
+                        port,
+                        child,
+                        _dir: dir,
+                    };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+        panic!("nginx did not start: {log}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
