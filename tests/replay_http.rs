@@ -161,7 +161,11 @@ async fn without_the_noise_probe_volatile_fields_count_and_side_effects_can_be_a
     let inner = shop("12.5", true);
     let server = TestServer::start(move |s| {
         if s.method == "POST" {
-            assert_eq!(&s.body[..], br#"{"sku":"a"}"#, "the recorded body is replayed");
+            assert_eq!(
+                &s.body[..],
+                br#"{"sku":"a"}"#,
+                "the recorded body is replayed"
+            );
             p2.fetch_add(1, Ordering::SeqCst);
         }
         inner(s)

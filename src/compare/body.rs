@@ -1,4 +1,379 @@
-//! (in progress)
-use super::{CompareOptions, Difference, Observed};
-/// Body comparison.
-pub fn diff_bodies(_a: &Observed, _b: &Observed, _o: &CompareOptions, _out: &mut Vec<Difference>) {}
+//! Body comparison: decodes both bodies, then picks the JSON, text or binary comparison from
+//! the media types and the content.
+
+use super::decode::{decode_body, DEFAULT_DECODE_LIMIT};
+use super::json::diff_json;
+use super::text::diff_text;
+use super::{CompareOptions, DiffKind, Difference, Observed};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+/// How a media type says a body should be compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    /// `application/json`, `*+json`.
+    Json,
+    /// `text/*`, XML, JavaScript, form data.
+    Text,
+    /// A type known to be binary: images, protobuf, archives, …
+    Binary,
+    /// No content type, or one not listed here: judged by content.
+    Unknown,
+}
+
+/// The media type of a header list: the first `Content-Type`, parameters stripped,
+/// lower-cased.
+fn media_type(headers: &[(String, String)]) -> Option<String> {
+    let value = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v)?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    if essence.is_empty() {
+        None
+    } else {
+        Some(essence.to_ascii_lowercase())
+    }
+}
+
+fn family(media: Option<&str>) -> Family {
+    let Some(m) = media else {
+        return Family::Unknown;
+    };
+    if m == "application/json" || m.ends_with("+json") {
+        return Family::Json;
+    }
+    if m.starts_with("text/")
+        || m == "application/xml"
+        || m.ends_with("+xml")
+        || m.contains("javascript")
+        || m == "application/x-www-form-urlencoded"
+    {
+        return Family::Text;
+    }
+    const BINARY_PREFIXES: &[&str] = &["image/", "audio/", "video/", "font/", "application/grpc"];
+    const BINARY_TYPES: &[&str] = &[
+        "application/octet-stream",
+        "application/protobuf",
+        "application/x-protobuf",
+        "application/pdf",
+        "application/zip",
+        "application/gzip",
+    ];
+    if BINARY_PREFIXES.iter().any(|p| m.starts_with(p)) || BINARY_TYPES.contains(&m) {
+        return Family::Binary;
+    }
+    Family::Unknown
+}
+
+/// All `Content-Encoding` values, normalised, so that `gzip` and `GZIP` compare equal.
+fn encoding_of(headers: &[(String, String)]) -> String {
+    let mut s = String::new();
+    for (_, v) in headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("content-encoding"))
+    {
+        for c in v.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            if !s.is_empty() {
+                s.push_str(", ");
+            }
+            s.push_str(&c.to_ascii_lowercase());
+        }
+    }
+    s
+}
+
+fn hex_prefix(bytes: &[u8], n: usize) -> String {
+    bytes.iter().take(n).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `1234 bytes, sha256 0a1b2c3d4e5f`: enough to tell two binaries apart and to match them
+/// against files by hash prefix.
+fn binary_summary(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("{} bytes, sha256 {}", body.len(), hex_prefix(&digest, 6))
+}
+
+fn diff_binary(a: &[u8], b: &[u8], out: &mut Vec<Difference>) {
+    let first = a
+        .iter()
+        .zip(b)
+        .position(|(x, y)| x != y)
+        .unwrap_or_else(|| a.len().min(b.len()));
+    out.push(Difference {
+        kind: DiffKind::Body,
+        path: "body".into(),
+        baseline: Some(binary_summary(a)),
+        candidate: Some(format!(
+            "{}, first difference at byte {first}",
+            binary_summary(b)
+        )),
+        tolerated: false,
+    });
+}
+
+/// Decodes one side; on failure returns the raw body and the reason.
+fn decode_side(o: &Observed) -> (Bytes, Option<String>) {
+    match decode_body(&o.headers, &o.body, DEFAULT_DECODE_LIMIT) {
+        Ok(b) => (b, None),
+        Err(e) => (o.body.clone(), Some(e)),
+    }
+}
+
+/// Compares two bodies and appends the differences.
+///
+/// Identical raw bytes under the same `Content-Encoding` are equal without decoding. Else
+/// both are decoded (a decode failure is itself a difference, and the raw bytes are then
+/// compared instead) and compared by media type: JSON structurally ([`diff_json`]), text by
+/// lines ([`diff_text`]), anything else as bytes (sizes, hashes, first differing offset).
+/// With no recognised type on either side the content decides: JSON if both parse, text if
+/// both are UTF-8. A JSON-typed body that does not parse falls back to text or binary.
+pub fn diff_bodies(a: &Observed, b: &Observed, opts: &CompareOptions, out: &mut Vec<Difference>) {
+    let enc_a = encoding_of(&a.headers);
+    let enc_b = encoding_of(&b.headers);
+    if a.body == b.body && enc_a == enc_b {
+        return;
+    }
+
+    let (mut da, err_a) = decode_side(a);
+    let (mut db, err_b) = decode_side(b);
+    if err_a.is_some() || err_b.is_some() {
+        if err_a != err_b {
+            let say = |err: &Option<String>, enc: &str| match err {
+                Some(e) => format!("could not decode: {e}"),
+                None if enc.is_empty() => "not encoded".to_string(),
+                None => format!("decoded {enc}"),
+            };
+            out.push(Difference {
+                kind: DiffKind::Body,
+                path: "body".into(),
+                baseline: Some(say(&err_a, &enc_a)),
+                candidate: Some(say(&err_b, &enc_b)),
+                tolerated: false,
+            });
+        }
+        // With one side undecodable there is no common content to compare; the raw bytes at
+        // least show whether the encoded payloads differ.
+        da = a.body.clone();
+        db = b.body.clone();
+    }
+    if da == db {
+        return;
+    }
+
+    let fa = family(media_type(&a.headers).as_deref());
+    let fb = family(media_type(&b.headers).as_deref());
+    let both_unknown = fa == Family::Unknown && fb == Family::Unknown;
+
+    if fa == Family::Json || fb == Family::Json || both_unknown {
+        if let (Ok(ja), Ok(jb)) = (
+            serde_json::from_slice::<serde_json::Value>(&da),
+            serde_json::from_slice::<serde_json::Value>(&db),
+        ) {
+            diff_json(&ja, &jb, opts, out);
+            return;
+        }
+    }
+
+    let texty = |f: Family| f == Family::Text || f == Family::Json;
+    if texty(fa) || texty(fb) || both_unknown {
+        if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(&da), std::str::from_utf8(&db)) {
+            diff_text(ta, tb, out);
+            return;
+        }
+    }
+
+    diff_binary(&da, &db, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn obs(ct: Option<&str>, ce: Option<&str>, body: &[u8]) -> Observed {
+        let mut headers = Vec::new();
+        if let Some(ct) = ct {
+            headers.push(("Content-Type".to_string(), ct.to_string()));
+        }
+        if let Some(ce) = ce {
+            headers.push(("Content-Encoding".to_string(), ce.to_string()));
+        }
+        Observed {
+            status: 200,
+            headers,
+            body: Bytes::copy_from_slice(body),
+            ..Default::default()
+        }
+    }
+
+    fn run(a: &Observed, b: &Observed) -> Vec<Difference> {
+        let mut out = Vec::new();
+        diff_bodies(a, b, &CompareOptions::default(), &mut out);
+        out
+    }
+
+    fn gzip(d: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(d).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn media_type_parsing() {
+        let h = vec![(
+            "content-type".to_string(),
+            " Application/JSON ; charset=utf-8".to_string(),
+        )];
+        assert_eq!(media_type(&h).as_deref(), Some("application/json"));
+        assert_eq!(media_type(&[]), None);
+        assert_eq!(family(Some("application/problem+json")), Family::Json);
+        assert_eq!(family(Some("application/atom+xml")), Family::Text);
+        assert_eq!(family(Some("text/html")), Family::Text);
+        assert_eq!(family(Some("application/javascript")), Family::Text);
+        assert_eq!(
+            family(Some("application/x-www-form-urlencoded")),
+            Family::Text
+        );
+        assert_eq!(family(Some("image/png")), Family::Binary);
+        assert_eq!(family(Some("application/x-thing")), Family::Unknown);
+    }
+
+    #[test]
+    fn identical_raw_is_equal() {
+        let a = obs(Some("application/json"), None, br#"{"a":1}"#);
+        assert!(run(&a, &a.clone()).is_empty());
+    }
+
+    #[test]
+    fn json_compared_structurally_across_encodings() {
+        let a = obs(
+            Some("application/json"),
+            Some("gzip"),
+            &gzip(br#"{"a": 1, "b": [1, 2]}"#),
+        );
+        let b = obs(
+            Some("application/json; charset=utf-8"),
+            None,
+            br#"{"b":[1,3],"a":1.0}"#,
+        );
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].path, "$.b[1]");
+    }
+
+    #[test]
+    fn same_content_different_encoding_is_equal() {
+        let raw = b"hello\nworld\n";
+        let a = obs(Some("text/plain"), Some("gzip"), &gzip(raw));
+        let b = obs(Some("text/plain"), None, raw);
+        assert!(run(&a, &b).is_empty());
+    }
+
+    #[test]
+    fn unknown_types_sniffed_as_json_or_text() {
+        let a = obs(None, None, br#"{"x": 1}"#);
+        let b = obs(Some("application/x-custom"), None, br#"{"x": 2}"#);
+        assert_eq!(run(&a, &b)[0].path, "$.x");
+        let a = obs(None, None, b"plain\n");
+        let b = obs(None, None, b"words\n");
+        let d = run(&a, &b);
+        assert_eq!(d[0].path, "body");
+        assert_eq!(d[0].baseline.as_deref(), Some("line 1: plain"));
+    }
+
+    #[test]
+    fn json_typed_but_not_json_falls_back_to_text() {
+        let a = obs(Some("application/json"), None, br#"{"ok": true}"#);
+        let b = obs(Some("text/html"), None, b"<html>502 Bad Gateway</html>\n");
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].path, "body");
+        assert_eq!(
+            d[0].candidate.as_deref(),
+            Some("line 1: <html>502 Bad Gateway</html>")
+        );
+    }
+
+    #[test]
+    fn text_line_diff() {
+        let a = obs(Some("text/plain"), None, b"a\nb\nc\n");
+        let b = obs(Some("text/plain"), None, b"a\nB\nc\n");
+        let d = run(&a, &b);
+        assert_eq!(d[0].baseline.as_deref(), Some("line 2: b"));
+        assert_eq!(d[0].candidate.as_deref(), Some("line 2: B"));
+    }
+
+    #[test]
+    fn binary_offset_and_hash() {
+        let mut x = vec![0u8; 1234];
+        x[0] = 0xff;
+        let mut y = x.clone();
+        y[17] = 1;
+        y.extend_from_slice(&[9; 66]);
+        let a = obs(Some("application/octet-stream"), None, &x);
+        let b = obs(Some("application/octet-stream"), None, &y);
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 1);
+        let base = d[0].baseline.as_deref().unwrap();
+        let cand = d[0].candidate.as_deref().unwrap();
+        assert!(base.starts_with("1234 bytes, sha256 "), "{base}");
+        assert_eq!(base.len(), "1234 bytes, sha256 ".len() + 12);
+        assert!(cand.starts_with("1300 bytes, sha256 "), "{cand}");
+        assert!(cand.ends_with(", first difference at byte 17"), "{cand}");
+        let hex = &base["1234 bytes, sha256 ".len()..];
+        assert!(hex.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn binary_prefix_difference_at_shorter_length() {
+        let a = obs(Some("image/png"), None, &[0x89, b'P', b'N', b'G']);
+        let b = obs(Some("image/png"), None, &[0x89, b'P', b'N', b'G', 0]);
+        let d = run(&a, &b);
+        assert!(d[0]
+            .candidate
+            .as_deref()
+            .unwrap()
+            .ends_with("first difference at byte 4"));
+    }
+
+    #[test]
+    fn non_utf8_without_type_is_binary() {
+        let a = obs(None, None, &[0xff, 0xfe, 1]);
+        let b = obs(None, None, &[0xff, 0xfe, 2]);
+        let d = run(&a, &b);
+        assert!(d[0]
+            .candidate
+            .as_deref()
+            .unwrap()
+            .ends_with("first difference at byte 2"));
+    }
+
+    #[test]
+    fn decode_failure_is_reported_then_raw_compared() {
+        let a = obs(Some("text/plain"), Some("gzip"), &gzip(b"hi\n"));
+        let b = obs(Some("text/plain"), Some("gzip"), b"not gzip at all\n");
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 2, "{d:?}");
+        assert_eq!(d[0].path, "body");
+        assert_eq!(d[0].baseline.as_deref(), Some("decoded gzip"));
+        let why = d[0].candidate.as_deref().unwrap();
+        assert!(why.starts_with("could not decode: gzip"), "{why}");
+        // Raw gzip bytes are not UTF-8 text: compared as binary.
+        assert!(d[1]
+            .candidate
+            .as_deref()
+            .unwrap()
+            .contains("first difference at byte 0"));
+    }
+
+    #[test]
+    fn unknown_encoding_on_one_side_named() {
+        let a = obs(Some("text/plain"), None, b"x\n");
+        let b = obs(Some("text/plain"), Some("compress"), b"x\n");
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].baseline.as_deref(), Some("not encoded"));
+        assert!(d[0].candidate.as_deref().unwrap().contains("compress"));
+    }
+}

@@ -152,24 +152,32 @@ impl Difference {
 pub fn fold_path(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
     let mut chars = path.chars().peekable();
+    // Inside a quoted key (`['x[1]']`) brackets are key text, not indices.
     let mut quoted = false;
     while let Some(c) = chars.next() {
         out.push(c);
-        match c {
-            // Inside `['...']` a backslash escapes the next character.
-            '\\' if quoted => {
-                if let Some(n) = chars.next() {
-                    out.push(n);
+        if quoted {
+            match c {
+                '\\' => {
+                    if let Some(escaped) = chars.next() {
+                        out.push(escaped);
+                    }
                 }
+                '\'' => quoted = false,
+                _ => {}
             }
-            '\'' => quoted = !quoted,
-            '[' if !quoted && chars.peek().is_some_and(|d| d.is_ascii_digit()) => {
-                while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
-                    chars.next();
-                }
-                out.push('*');
+            continue;
+        }
+        if c == '[' && chars.peek() == Some(&'\'') {
+            if let Some(q) = chars.next() {
+                out.push(q);
             }
-            _ => {}
+            quoted = true;
+        } else if c == '[' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                chars.next();
+            }
+            out.push('*');
         }
     }
     out
@@ -342,6 +350,8 @@ mod tests {
         assert_eq!(fold_path("$[0][12]"), "$[*][*]");
         assert_eq!(fold_path("$['x[1]']"), "$['x[1]']");
         assert_eq!(fold_path("$.plain"), "$.plain");
+        assert_eq!(fold_path("$['it\\'s [2]'][3]"), "$['it\\'s [2]'][*]");
+        assert_eq!(fold_path("$['a\\\\'][4]['[5]']"), "$['a\\\\'][*]['[5]']");
     }
 
     fn ok(status: u16, body: &str) -> Fetched {
@@ -368,6 +378,58 @@ mod tests {
             judge(&ok(500, "{}"), &ok(501, "{}"), None, &o).outcome,
             Outcome::MissingRule
         );
+    }
+
+    #[test]
+    fn end_to_end_noise_only_and_different() {
+        let answer = |date: &str, body: &str| -> Fetched {
+            Ok(Observed {
+                status: 200,
+                headers: vec![
+                    ("Date".into(), date.into()),
+                    ("Content-Type".into(), "application/json".into()),
+                    ("Content-Length".into(), body.len().to_string()),
+                ],
+                body: Bytes::copy_from_slice(body.as_bytes()),
+                ..Default::default()
+            })
+        };
+        let o = CompareOptions::default();
+        let base = answer(
+            "Tue, 14 Nov 2023 22:13:20 GMT",
+            r#"{"id": 7, "at": "2023-11-14T22:13:20Z", "ts": 1700000000}"#,
+        );
+        let noise = answer(
+            "Tue, 14 Nov 2023 22:13:21 GMT",
+            r#"{"id":7,"at":"2023-11-14T22:13:21.5Z","ts":1700000001.0}"#,
+        );
+        let j = judge(&base, &noise, None, &o);
+        assert_eq!(j.outcome, Outcome::NoiseOnly, "{:?}", j.diffs);
+        let changed = answer(
+            "Tue, 14 Nov 2023 22:13:20 GMT",
+            r#"{"id": 8, "at": "2023-11-14T22:13:20Z", "ts": 1700000000}"#,
+        );
+        let j = judge(&base, &changed, Some(&noise), &o);
+        assert_eq!(j.outcome, Outcome::Different);
+        assert_eq!(j.diffs.len(), 1);
+        assert_eq!(j.diffs[0].key(), "$.id");
+        assert!(j.probe.is_some_and(|p| p.iter().all(|d| d.tolerated)));
+    }
+
+    #[test]
+    fn diff_lists_at_most_max_diffs_plus_summary() {
+        let a: Vec<u32> = (0..1000).collect();
+        let b: Vec<u32> = (1..1001).collect();
+        let mk = |v: &Vec<u32>| Observed {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::from(serde_json::to_vec(v).unwrap()),
+            ..Default::default()
+        };
+        let o = CompareOptions::default();
+        let d = diff(&mk(&a), &mk(&b), &o);
+        assert_eq!(d.len(), o.max_diffs + 1);
+        assert_eq!(d[o.max_diffs].path, "…");
     }
 
     #[test]
