@@ -258,7 +258,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut rng = StdRng::seed_from_u64(SEED);
     let mut kinds: Vec<Kind> = PLAN
         .iter()
-        .flat_map(|(k, n)| std::iter::repeat(*k).take(*n))
+        .flat_map(|(k, n)| std::iter::repeat_n(*k, *n))
         .collect();
     kinds.shuffle(&mut rng);
 

@@ -115,25 +115,31 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Outcome classes that fail the run: missing_rule, different, latency,
-    /// candidate_error, baseline_error (comma-separated).
-    #[arg(
-        long,
-        value_name = "CLASSES",
-        default_value = "missing_rule,different,latency,candidate_error"
-    )]
-    pub fail_on: String,
+    /// candidate_error, baseline_error (comma-separated)
+    /// [default: missing_rule,different,latency,candidate_error].
+    #[arg(long, value_name = "CLASSES")]
+    pub fail_on: Option<String>,
     /// Fail on `different` only when more than this share of compared exchanges differ.
     #[arg(long, value_name = "F")]
     pub max_diff_rate: Option<f64>,
-    /// Relative slowdown of the paired median latency that counts as a regression.
-    #[arg(long, value_name = "F", default_value_t = 0.25)]
-    pub max_latency_regression: f64,
-    /// Absolute slowdown (paired median) that a latency regression also needs.
-    #[arg(long, value_name = "DUR", default_value = "2ms")]
-    pub latency_min_slowdown: String,
-    /// Two values that read as times and differ by at most this much are noise.
-    #[arg(long, value_name = "DUR", default_value = "5s")]
-    pub time_tolerance: String,
+    /// Relative slowdown of the paired median latency that counts as a regression
+    /// [default: 0.25].
+    #[arg(long, value_name = "F")]
+    pub max_latency_regression: Option<f64>,
+    /// Absolute slowdown (paired median) that a latency regression also needs [default: 2ms].
+    #[arg(long, value_name = "DUR")]
+    pub latency_min_slowdown: Option<String>,
+    /// Two values that read as times and differ by at most this much are noise [default: 5s].
+    #[arg(long, value_name = "DUR")]
+    pub time_tolerance: Option<String>,
+    /// Rules file (see shadowdiff.example.toml): ignore rules, tolerances, interface keys,
+    /// missing-rule signature, thresholds. Flags win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write one JSON line per exchange that was not identical: its outcome and every
+    /// difference with both values and whether it was noise.
+    #[arg(long, value_name = "FILE")]
+    pub diffs: Option<PathBuf>,
     /// Largest response body read from a target; larger answers are errors.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_body: usize,

@@ -1,13 +1,20 @@
-//! What a run does, validated: raw flags from `cli` become a [`ReplayConfig`] here, in one
-//! place, with every value checked and every error naming the flag and what was expected.
+//! What a run does, validated: raw flags from `cli` and the rules file ([`file`]) become a
+//! [`ReplayConfig`] here, in one place, with every value checked and every error naming the
+//! flag, or the file, line and key, and what was expected. Flags win over the file.
 
-use crate::analysis::result::Thresholds;
+pub mod file;
+
+use crate::analysis::result::{NoiseRule, Thresholds};
 use crate::cli::{HostHeaderMode, ReplayArgs};
-use crate::compare::CompareOptions;
+use crate::compare::pathpat::PathPattern;
+use crate::compare::{CompareOptions, NumericTolerance};
 use crate::error::{Error, Result};
-use crate::interface::InterfaceKey;
+use crate::interface::{InterfaceKey, Keyer};
 use crate::recording::ReadOptions;
+use file::LoadedConfig;
+use globset::GlobMatcher;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How exchanges are paced.
@@ -61,8 +68,8 @@ pub struct ReplayConfig {
     pub wait_ready: Option<String>,
     /// How long to poll for readiness.
     pub ready_timeout: Duration,
-    /// Interface key rule.
-    pub interface_key: InterfaceKey,
+    /// Interface key rule and templates.
+    pub keyer: Keyer,
     /// Tenant header (lower case).
     pub tenant_header: Option<String>,
     /// Replay side-effecting methods.
@@ -75,12 +82,106 @@ pub struct ReplayConfig {
     pub read: ReadOptions,
     /// Largest response body accepted.
     pub max_body: usize,
-    /// Per-exchange comparison options.
-    pub compare: CompareOptions,
+    /// Per-interface comparison rules.
+    pub rules: Arc<Rules>,
     /// Analysis and gate thresholds.
     pub thresholds: Thresholds,
     /// Where to write JSON.
     pub json: Option<PathBuf>,
+    /// Where to write per-exchange differences (JSON Lines).
+    pub diffs: Option<PathBuf>,
+}
+
+/// A rule that applies to the interfaces a glob matches (all when there is no glob).
+#[derive(Clone, Debug)]
+struct Scoped<T> {
+    interfaces: Option<GlobMatcher>,
+    rule: T,
+}
+
+impl<T> Scoped<T> {
+    fn applies(&self, interface: &str) -> bool {
+        self.interfaces
+            .as_ref()
+            .is_none_or(|g| g.is_match(interface))
+    }
+}
+
+/// The comparison rules of a run, resolved per interface on demand.
+#[derive(Clone, Debug, Default)]
+pub struct Rules {
+    base: CompareOptions,
+    ignore: Vec<Scoped<(Vec<String>, Vec<PathPattern>)>>,
+    tolerance: Vec<Scoped<NumericTolerance>>,
+    unordered: Vec<Scoped<Vec<PathPattern>>>,
+}
+
+impl Rules {
+    /// Rules with no file: the base options everywhere.
+    pub fn new(base: CompareOptions) -> Self {
+        Rules {
+            base,
+            ..Default::default()
+        }
+    }
+
+    /// The comparison options for one interface: the base plus every rule whose glob
+    /// matches it.
+    pub fn options_for(&self, interface: &str) -> CompareOptions {
+        let mut o = self.base.clone();
+        for r in self.ignore.iter().filter(|r| r.applies(interface)) {
+            o.ignore_headers.extend(r.rule.0.iter().cloned());
+            o.ignore_paths.extend(r.rule.1.iter().cloned());
+        }
+        for r in self.tolerance.iter().filter(|r| r.applies(interface)) {
+            o.tolerances.push(r.rule.clone());
+        }
+        for r in self.unordered.iter().filter(|r| r.applies(interface)) {
+            o.unordered.extend(r.rule.iter().cloned());
+        }
+        o
+    }
+}
+
+/// Compiles an interface glob (`*` matches any characters, `/` included).
+pub fn interface_glob(pattern: &str) -> std::result::Result<GlobMatcher, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("expected a glob like \"GET /api/*\": {e}"))
+}
+
+fn scoped_glob(
+    f: &LoadedConfig,
+    key: &str,
+    g: &Option<toml::Spanned<String>>,
+) -> Result<Option<GlobMatcher>> {
+    match g {
+        None => Ok(None),
+        Some(s) => interface_glob(s.get_ref())
+            .map(Some)
+            .map_err(|e| f.error_at(s.span(), key, e)),
+    }
+}
+
+fn pattern(f: &LoadedConfig, key: &str, s: &toml::Spanned<String>) -> Result<PathPattern> {
+    s.get_ref()
+        .parse()
+        .map_err(|e: String| f.error_at(s.span(), key, e))
+}
+
+fn duration_at(f: &LoadedConfig, key: &str, s: &toml::Spanned<String>) -> Result<Duration> {
+    humantime::parse_duration(s.get_ref()).map_err(|e| {
+        f.error_at(
+            s.span(),
+            key,
+            format!(
+                "expected a duration like 5s or 500ms, found {:?} ({e})",
+                s.get_ref()
+            ),
+        )
+    })
 }
 
 /// Parses a duration like `10s`, `500ms`, `2m`.
@@ -148,8 +249,16 @@ pub fn parse_fail_on(s: &str) -> Result<Vec<String>> {
 }
 
 impl ReplayConfig {
-    /// Validates the flags of `replay`.
+    /// Validates the flags of `replay` together with the rules file, if any.
     pub fn from_args(a: &ReplayArgs) -> Result<Self> {
+        let file = match &a.config {
+            Some(p) => Some(LoadedConfig::load(p)?),
+            None => None,
+        };
+        Self::build(a, file.as_ref())
+    }
+
+    fn build(a: &ReplayArgs, file: Option<&LoadedConfig>) -> Result<Self> {
         check_url("baseline", &a.baseline)?;
         check_url("candidate", &a.candidate)?;
         if let Some(s) = &a.secondary {
@@ -180,44 +289,169 @@ impl ReplayConfig {
                 )));
             }
         }
-        let interface_key = match &a.interface {
-            Some(s) => s
+        let empty = file::FileConfig::default();
+        let fc = file.map(|f| &f.config).unwrap_or(&empty);
+
+        // Interface keys: flag, else file, else default; templates from the file.
+        let key = match (&a.interface, &fc.interface.key) {
+            (Some(s), _) => s
                 .parse()
                 .map_err(|e| Error::Usage(format!("--interface: {e}")))?,
-            None => InterfaceKey::Default,
+            (None, Some(s)) => s
+                .get_ref()
+                .parse()
+                .map_err(|e: String| file_error(file, s.span(), "interface.key", e))?,
+            (None, None) => InterfaceKey::Default,
         };
+        let mut templates = Vec::new();
+        for t in &fc.interface.templates {
+            templates.push(
+                t.get_ref()
+                    .parse()
+                    .map_err(|e: String| file_error(file, t.span(), "interface.templates", e))?,
+            );
+        }
+
         let set_headers = a
             .set_header
             .iter()
             .map(|h| parse_header_flag("set-header", h))
             .collect::<Result<Vec<_>>>()?;
-        let mut thresholds = Thresholds {
-            fail_on: parse_fail_on(&a.fail_on)?,
-            ..Thresholds::default()
-        };
+
+        // Thresholds: defaults, then the file, then flags.
+        let mut th = Thresholds::default();
+        if let Some(v) = fc.noise.relative {
+            th.noise_relative = v;
+        }
+        if let Some(v) = fc.noise.absolute_pct {
+            th.noise_absolute_pct = v;
+        }
+        if let Some(v) = fc.latency.relative {
+            th.latency_relative = v;
+        }
+        if let (Some(f), Some(s)) = (file, &fc.latency.absolute) {
+            th.latency_absolute_us = duration_at(f, "latency.absolute", s)?.as_micros() as u64;
+        }
+        if let Some(v) = fc.latency.min_samples {
+            th.latency_min_samples = v;
+        }
+        if let Some(list) = &fc.gate.fail_on {
+            th.fail_on = parse_fail_on(&list.get_ref().join(","))
+                .map_err(|e| file_error(file, list.span(), "gate.fail_on", e))?;
+        }
+        th.max_diff_rate = fc.gate.max_diff_rate;
+        for r in &fc.noise_rule {
+            if let Some(f) = file {
+                interface_glob(r.interfaces.get_ref())
+                    .map_err(|e| f.error_at(r.interfaces.span(), "noise_rule.interfaces", e))?;
+            }
+            th.noise_rules.push(NoiseRule {
+                interfaces: r.interfaces.get_ref().clone(),
+                relative: r.relative.unwrap_or(th.noise_relative),
+                absolute_pct: r.absolute_pct.unwrap_or(th.noise_absolute_pct),
+            });
+        }
+        if let Some(s) = &a.fail_on {
+            th.fail_on = parse_fail_on(s)?;
+        }
         if let Some(r) = a.max_diff_rate {
+            th.max_diff_rate = Some(r);
+        }
+        if let Some(r) = th.max_diff_rate {
             if !(0.0..=1.0).contains(&r) {
                 return Err(Error::Usage(format!(
                     "--max-diff-rate: expected a share between 0 and 1, found {r}"
                 )));
             }
-            thresholds.max_diff_rate = Some(r);
         }
-        if !(a.max_latency_regression.is_finite() && a.max_latency_regression >= 0.0) {
+        if let Some(v) = a.max_latency_regression {
+            th.latency_relative = v;
+        }
+        if !(th.latency_relative.is_finite() && th.latency_relative >= 0.0) {
             return Err(Error::Usage(format!(
                 "--max-latency-regression: expected a non-negative share (0.25 = 25% slower), found {}",
-                a.max_latency_regression
+                th.latency_relative
             )));
         }
-        thresholds.latency_relative = a.max_latency_regression;
-        thresholds.latency_absolute_us =
-            parse_duration("latency-min-slowdown", &a.latency_min_slowdown)?.as_micros() as u64;
-        let time_tolerance = parse_duration("time-tolerance", &a.time_tolerance)?;
-        thresholds.time_tolerance_ms = time_tolerance.as_millis() as u64;
+        if let Some(s) = &a.latency_min_slowdown {
+            th.latency_absolute_us = parse_duration("latency-min-slowdown", s)?.as_micros() as u64;
+        }
+        let time_tolerance = match (&a.time_tolerance, file, &fc.time_tolerance) {
+            (Some(s), _, _) => parse_duration("time-tolerance", s)?,
+            (None, Some(f), Some(s)) => duration_at(f, "time_tolerance", s)?,
+            _ => Duration::from_secs(5),
+        };
+        th.time_tolerance_ms = time_tolerance.as_millis() as u64;
+
         let timeout = parse_duration("timeout", &a.timeout)?;
         if timeout.is_zero() {
             return Err(Error::Usage("--timeout: expected more than 0".into()));
         }
+
+        let mut base = CompareOptions {
+            time_tolerance,
+            ..CompareOptions::default()
+        };
+        if let Some(st) = &fc.missing_rule.statuses {
+            base.missing_rule_statuses = st.clone();
+        }
+        if let (Some(f), Some(re)) = (file, &fc.missing_rule.body) {
+            base.missing_rule_body = Some(regex::Regex::new(re.get_ref()).map_err(|e| {
+                f.error_at(
+                    re.span(),
+                    "missing_rule.body",
+                    format!("not a valid regular expression: {e}"),
+                )
+            })?);
+        }
+        let mut rules = Rules::new(base);
+        if let Some(f) = file {
+            for r in &fc.ignore {
+                let paths = r
+                    .paths
+                    .iter()
+                    .map(|p| pattern(f, "ignore.paths", p))
+                    .collect::<Result<Vec<_>>>()?;
+                let headers = r.headers.iter().map(|h| h.to_ascii_lowercase()).collect();
+                rules.ignore.push(Scoped {
+                    interfaces: scoped_glob(f, "ignore.interfaces", &r.interfaces)?,
+                    rule: (headers, paths),
+                });
+            }
+            for r in &fc.tolerance {
+                if r.absolute.is_none() && r.relative.is_none() {
+                    return Err(f.error_at(
+                        r.path.span(),
+                        "tolerance",
+                        "expected `absolute`, `relative` or both",
+                    ));
+                }
+                rules.tolerance.push(Scoped {
+                    interfaces: scoped_glob(f, "tolerance.interfaces", &r.interfaces)?,
+                    rule: NumericTolerance {
+                        path: pattern(f, "tolerance.path", &r.path)?,
+                        absolute: r.absolute.unwrap_or(0.0),
+                        relative: r.relative.unwrap_or(0.0),
+                    },
+                });
+            }
+            for r in &fc.unordered {
+                rules.unordered.push(Scoped {
+                    interfaces: scoped_glob(f, "unordered.interfaces", &r.interfaces)?,
+                    rule: r
+                        .paths
+                        .iter()
+                        .map(|p| pattern(f, "unordered.paths", p))
+                        .collect::<Result<Vec<_>>>()?,
+                });
+            }
+        }
+
+        let tenant_header = a
+            .tenant_header
+            .clone()
+            .or_else(|| fc.tenant_header.clone())
+            .map(|h| h.to_ascii_lowercase());
         Ok(ReplayConfig {
             recordings: a.recordings.clone(),
             baseline: a.baseline.clone(),
@@ -232,8 +466,8 @@ impl ReplayConfig {
             timeout,
             wait_ready: a.wait_ready.clone(),
             ready_timeout: parse_duration("ready-timeout", &a.ready_timeout)?,
-            interface_key,
-            tenant_header: a.tenant_header.as_ref().map(|h| h.to_ascii_lowercase()),
+            keyer: Keyer { key, templates },
+            tenant_header,
             allow_side_effects: a.allow_side_effects,
             set_headers,
             host_header: a.host_header,
@@ -241,13 +475,24 @@ impl ReplayConfig {
                 skip_bad_lines: a.skip_bad_lines,
             },
             max_body: a.max_body,
-            compare: CompareOptions {
-                time_tolerance,
-                ..CompareOptions::default()
-            },
-            thresholds,
+            rules: Arc::new(rules),
+            thresholds: th,
             json: a.json.clone(),
+            diffs: a.diffs.clone(),
         })
+    }
+}
+
+/// An error at a span of the rules file (or a usage error when there is no file).
+fn file_error(
+    file: Option<&LoadedConfig>,
+    span: std::ops::Range<usize>,
+    key: &str,
+    e: impl std::fmt::Display,
+) -> Error {
+    match file {
+        Some(f) => f.error_at(span, key, e),
+        None => Error::Usage(format!("{key}: {e}")),
     }
 }
 

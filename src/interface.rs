@@ -56,6 +56,92 @@ impl fmt::Display for InterfaceKey {
     }
 }
 
+/// A user path template like `/users/{id}/orders`, optionally limited to one method
+/// (`GET /users/{id}`): `{name}` matches exactly one non-empty segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathTemplate {
+    method: Option<String>,
+    segments: Vec<Option<String>>,
+    text: String,
+}
+
+impl FromStr for PathTemplate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (method, path) = match s.split_once(' ') {
+            Some((m, p)) => (Some(m.trim().to_ascii_uppercase()), p.trim()),
+            None => (None, s.trim()),
+        };
+        if !path.starts_with('/') {
+            return Err(format!(
+                "expected a path template starting with '/' (optionally after a method), found {s:?}"
+            ));
+        }
+        let segments = path
+            .split('/')
+            .skip(1)
+            .map(|seg| {
+                if seg.starts_with('{') && seg.ends_with('}') && seg.len() > 2 {
+                    None
+                } else {
+                    Some(seg.to_string())
+                }
+            })
+            .collect();
+        Ok(PathTemplate {
+            method,
+            segments,
+            text: path.to_string(),
+        })
+    }
+}
+
+impl PathTemplate {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        if self
+            .method
+            .as_deref()
+            .is_some_and(|m| !m.eq_ignore_ascii_case(method))
+        {
+            return false;
+        }
+        let mut segs = path.split('/').skip(1);
+        for want in &self.segments {
+            match (want, segs.next()) {
+                (Some(w), Some(got)) if w == got => {}
+                (None, Some(got)) if !got.is_empty() => {}
+                _ => return false,
+            }
+        }
+        segs.next().is_none()
+    }
+}
+
+/// Computes interface keys: the key rule plus user path templates.
+#[derive(Clone, Debug, Default)]
+pub struct Keyer {
+    /// The key rule.
+    pub key: InterfaceKey,
+    /// Templates tried before the default templating (first match wins).
+    pub templates: Vec<PathTemplate>,
+}
+
+impl Keyer {
+    /// The interface key of `req`.
+    pub fn key_of(&self, req: &Request) -> String {
+        if let InterfaceKey::Default = self.key {
+            if !self.templates.is_empty() {
+                let path = req.path();
+                if let Some(t) = self.templates.iter().find(|t| t.matches(&req.method, path)) {
+                    return format!("{} {}", req.method.to_ascii_uppercase(), t.text);
+                }
+            }
+        }
+        interface_of(req, &self.key)
+    }
+}
+
 /// The interface key of a request under `key`.
 pub fn interface_of(req: &Request, key: &InterfaceKey) -> String {
     match key {
@@ -178,6 +264,34 @@ mod tests {
             "GET /v2/deadbeef"
         );
         assert_eq!(interface_of(&req("GET", "/", &[], ""), &k), "GET /");
+    }
+
+    #[test]
+    fn templates_come_first() {
+        let k = Keyer {
+            key: InterfaceKey::Default,
+            templates: vec![
+                "/users/{id}/orders".parse().unwrap(),
+                "GET /files/{name}".parse().unwrap(),
+            ],
+        };
+        assert_eq!(
+            k.key_of(&req("GET", "/users/alice/orders?x", &[], "")),
+            "GET /users/{id}/orders"
+        );
+        assert_eq!(
+            k.key_of(&req("GET", "/files/report.pdf", &[], "")),
+            "GET /files/{name}"
+        );
+        assert_eq!(
+            k.key_of(&req("DELETE", "/files/report.pdf", &[], "")),
+            "DELETE /files/report.pdf"
+        );
+        assert_eq!(
+            k.key_of(&req("GET", "/users/7", &[], "")),
+            "GET /users/{id}"
+        );
+        assert!("users/{id}".parse::<PathTemplate>().is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub mod latency;
 pub mod noise;
 pub mod result;
 
-use crate::compare::{DiffKind, Difference, FetchError, FetchErrorKind, Judgement, Outcome};
+use crate::compare::{hints, DiffKind, Difference, FetchError, FetchErrorKind, Judgement, Outcome};
 use latency::LatencyAgg;
 use result::{
     Counts, ErrorResult, Example, InterfaceResult, LatencyResult, PathResult, Signature, Summary,
@@ -33,6 +33,8 @@ struct PathAgg {
     tolerated: u64,
     samples: Vec<String>,
     example: Option<Example>,
+    volatile_like: u64,
+    volatile_kind: Option<&'static str>,
 }
 
 #[derive(Clone, Debug)]
@@ -71,6 +73,8 @@ impl InterfaceAgg {
             tolerated: 0,
             samples: Vec::new(),
             example: None,
+            volatile_like: 0,
+            volatile_kind: None,
         })
     }
 
@@ -190,6 +194,12 @@ impl Aggregator {
             if signature.insert(key.clone()) {
                 let p = agg.path(key);
                 p.raw += 1;
+                if let Some(kind) =
+                    hints::shared_kind(d.baseline.as_deref(), d.candidate.as_deref())
+                {
+                    p.volatile_like += 1;
+                    p.volatile_kind.get_or_insert(kind);
+                }
                 push_sample(&mut p.samples, id);
                 if p.example.is_none() {
                     p.example = Some(Example {
@@ -229,6 +239,10 @@ impl Aggregator {
                 mine.raw += p.raw;
                 mine.noise += p.noise;
                 mine.tolerated += p.tolerated;
+                mine.volatile_like += p.volatile_like;
+                if mine.volatile_kind.is_none() {
+                    mine.volatile_kind = p.volatile_kind;
+                }
                 for s in p.samples {
                     push_sample(&mut mine.samples, &s);
                 }
@@ -326,6 +340,9 @@ fn interface_result(name: String, a: InterfaceAgg, th: &Thresholds) -> Interface
             regression: false,
             samples: p.samples,
             example: p.example,
+            volatile_like: p.volatile_like,
+            volatile_kind: p.volatile_kind.map(str::to_string),
+            hint: None,
         });
     }
     let mut counts = a.counts;
@@ -379,6 +396,7 @@ fn key_of(list: DiffKind, path: &str) -> String {
 /// and signatures. Used after a run and again after merging shard results, so a merged
 /// result is decided on the merged counts exactly as a single run would be.
 pub fn decide(r: &mut InterfaceResult, th: &Thresholds) {
+    let th = &thresholds_for(&r.interface, th);
     let mut regressing: BTreeSet<String> = BTreeSet::new();
     for (kind, list) in [
         (DiffKind::Status, &mut r.status),
@@ -390,6 +408,7 @@ pub fn decide(r: &mut InterfaceResult, th: &Thresholds) {
             if p.regression {
                 regressing.insert(key_of(kind, &p.path));
             }
+            p.hint = hint(&r.interface, kind, p);
         }
         list.sort_by(|a, b| {
             b.regression
@@ -412,6 +431,38 @@ pub fn decide(r: &mut InterfaceResult, th: &Thresholds) {
     c.different = different;
     c.noise_only = noise_only;
     r.latency.regression = latency_regression(&r.latency, th);
+}
+
+/// A suggestion for a regressing path whose every difference looked volatile.
+fn hint(interface: &str, kind: DiffKind, p: &PathResult) -> Option<String> {
+    if !p.regression || p.raw == 0 || p.volatile_like < p.raw {
+        return None;
+    }
+    let looks = p.volatile_kind.as_deref().unwrap_or("volatile values");
+    let rule = match kind {
+        DiffKind::Body => format!("paths = [{:?}]", p.path),
+        DiffKind::Header if !p.path.starts_with("trailer:") => format!("headers = [{:?}]", p.path),
+        _ => return None,
+    };
+    Some(format!(
+        "both sides hold {looks} that differ on every call; if they are per-request values, \
+         add to the config: [[ignore]] interfaces = {interface:?} {rule}"
+    ))
+}
+
+/// The thresholds for one interface: the first `noise_rules` entry whose glob matches
+/// replaces the noise margins.
+pub fn thresholds_for(interface: &str, th: &Thresholds) -> Thresholds {
+    let mut out = th.clone();
+    if let Some(rule) = th
+        .noise_rules
+        .iter()
+        .find(|r| crate::config::interface_glob(&r.interfaces).is_ok_and(|g| g.is_match(interface)))
+    {
+        out.noise_relative = rule.relative;
+        out.noise_absolute_pct = rule.absolute_pct;
+    }
+    out
 }
 
 /// The latency rule on a finished latency result.

@@ -165,6 +165,16 @@ pub struct PathResult {
     /// The first raw difference seen here, as an example.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub example: Option<Example>,
+    /// Raw differences here whose two values both looked volatile in the same way.
+    #[serde(default)]
+    pub volatile_like: u64,
+    /// What they looked like (`UUIDs`, `times`, ...), when they did.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub volatile_kind: Option<String>,
+    /// A suggestion when every raw difference looked volatile: what it looks like and the
+    /// ignore rule to add. It never changes the outcome by itself.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub hint: Option<String>,
 }
 
 /// One example pair of values.
@@ -301,6 +311,20 @@ pub struct Thresholds {
     pub fail_on: Vec<String>,
     /// Maximum share of compared exchanges that may be `different` (when set).
     pub max_diff_rate: Option<f64>,
+    /// Noise thresholds for some interfaces (first matching glob wins).
+    #[serde(default)]
+    pub noise_rules: Vec<NoiseRule>,
+}
+
+/// Noise thresholds for the interfaces a glob matches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoiseRule {
+    /// Glob on the interface key.
+    pub interfaces: String,
+    /// Relative margin (see [`Thresholds::noise_relative`]).
+    pub relative: f64,
+    /// Absolute margin in percentage points.
+    pub absolute_pct: f64,
 }
 
 impl Default for Thresholds {
@@ -319,6 +343,7 @@ impl Default for Thresholds {
                 "candidate_error".into(),
             ],
             max_diff_rate: None,
+            noise_rules: Vec::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Structural JSON diff: walks two documents side by side and reports each differing value
 //! with its field path (`$.items[3].price`), tolerating times a few seconds apart.
 
+use super::pathpat::parse_path;
 use super::timeval::{is_time_field_name, within_tolerance_num, within_tolerance_str};
 use super::{CompareOptions, DiffKind, Difference};
 use serde_json::{Number, Value};
@@ -174,13 +175,43 @@ impl Walker<'_> {
     }
 
     fn push(&mut self, seg: &Seg<'_>, a: Option<&Value>, b: Option<&Value>, tolerated: bool) {
+        let path = seg.render();
+        if !self.opts.ignore_paths.is_empty() {
+            if let Some(steps) = parse_path(&path) {
+                if self.opts.ignore_paths.iter().any(|p| p.covers(&steps)) {
+                    return;
+                }
+            }
+        }
         self.out.push(Difference {
             kind: DiffKind::Body,
-            path: seg.render(),
+            path,
             baseline: a.map(render_value),
             candidate: b.map(render_value),
             tolerated,
         });
+    }
+
+    fn is_unordered(&self, seg: &Seg<'_>) -> bool {
+        !self.opts.unordered.is_empty()
+            && parse_path(&seg.render())
+                .is_some_and(|steps| self.opts.unordered.iter().any(|p| p.matches(&steps)))
+    }
+
+    fn within_numeric_tolerance(&self, seg: &Seg<'_>, x: &Number, y: &Number) -> bool {
+        if self.opts.tolerances.is_empty() {
+            return false;
+        }
+        let (Some(a), Some(b)) = (x.as_f64(), y.as_f64()) else {
+            return false;
+        };
+        let Some(steps) = parse_path(&seg.render()) else {
+            return false;
+        };
+        self.opts
+            .tolerances
+            .iter()
+            .any(|t| t.path.matches(&steps) && t.accepts(a, b))
     }
 
     fn time_named(seg: &Seg<'_>) -> bool {
@@ -213,6 +244,27 @@ impl Walker<'_> {
                 }
             }
             (Value::Array(xa), Value::Array(xb)) => {
+                if self.is_unordered(seg) {
+                    // Compare as multisets: sort both sides by their canonical text, then
+                    // pair elements in that order.
+                    let mut sa: Vec<(String, &Value)> =
+                        xa.iter().map(|v| (v.to_string(), v)).collect();
+                    let mut sb: Vec<(String, &Value)> =
+                        xb.iter().map(|v| (v.to_string(), v)).collect();
+                    sa.sort_by(|x, y| x.0.cmp(&y.0));
+                    sb.sort_by(|x, y| x.0.cmp(&y.0));
+                    for i in 0..sa.len().max(sb.len()) {
+                        if self.full() {
+                            return;
+                        }
+                        let child = Seg::Index(seg, i);
+                        match (sa.get(i), sb.get(i)) {
+                            (Some(va), Some(vb)) => self.walk(va.1, vb.1, &child),
+                            (va, vb) => self.push(&child, va.map(|v| v.1), vb.map(|v| v.1), false),
+                        }
+                    }
+                    return;
+                }
                 for i in 0..xa.len().max(xb.len()) {
                     if self.full() {
                         return;
@@ -226,13 +278,14 @@ impl Walker<'_> {
             }
             (Value::Number(x), Value::Number(y)) => {
                 if !numbers_equal(x, y) {
-                    let tolerated = Self::time_named(seg)
-                        && match (x.as_f64(), y.as_f64()) {
-                            (Some(p), Some(q)) => {
-                                within_tolerance_num(p, q, self.opts.time_tolerance)
-                            }
-                            _ => false,
-                        };
+                    let tolerated = self.within_numeric_tolerance(seg, x, y)
+                        || Self::time_named(seg)
+                            && match (x.as_f64(), y.as_f64()) {
+                                (Some(p), Some(q)) => {
+                                    within_tolerance_num(p, q, self.opts.time_tolerance)
+                                }
+                                _ => false,
+                            };
                     self.push(seg, Some(a), Some(b), tolerated);
                 }
             }

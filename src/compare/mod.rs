@@ -11,7 +11,9 @@
 pub mod body;
 pub mod decode;
 pub mod headers;
+pub mod hints;
 pub mod json;
+pub mod pathpat;
 pub mod text;
 pub mod timeval;
 
@@ -92,6 +94,35 @@ pub struct CompareOptions {
     pub max_diffs: usize,
     /// Header names (lower case) not compared, in addition to the built-in volatile list.
     pub ignore_headers: Vec<String>,
+    /// Body field paths not compared (ignore rules): a pattern covers the path and
+    /// everything under it.
+    pub ignore_paths: Vec<pathpat::PathPattern>,
+    /// Numbers at these paths are equal within the tolerance.
+    pub tolerances: Vec<NumericTolerance>,
+    /// Arrays at these paths compare as multisets: order does not matter.
+    pub unordered: Vec<pathpat::PathPattern>,
+    /// When set, a candidate answer is a missing rule only if its body also matches this.
+    pub missing_rule_body: Option<regex::Regex>,
+}
+
+/// Two numbers at a path are equal when they differ by at most `absolute`, or by at most
+/// `relative` of the larger magnitude.
+#[derive(Clone, Debug)]
+pub struct NumericTolerance {
+    /// Where the tolerance applies (exact match).
+    pub path: pathpat::PathPattern,
+    /// Absolute tolerance.
+    pub absolute: f64,
+    /// Relative tolerance (0.01 = 1%).
+    pub relative: f64,
+}
+
+impl NumericTolerance {
+    /// True when `a` and `b` are within this tolerance.
+    pub fn accepts(&self, a: f64, b: f64) -> bool {
+        let d = (a - b).abs();
+        d <= self.absolute || d <= self.relative * a.abs().max(b.abs())
+    }
 }
 
 impl Default for CompareOptions {
@@ -101,6 +132,10 @@ impl Default for CompareOptions {
             missing_rule_statuses: vec![404, 501],
             max_diffs: 64,
             ignore_headers: Vec::new(),
+            ignore_paths: Vec::new(),
+            tolerances: Vec::new(),
+            unordered: Vec::new(),
+            missing_rule_body: None,
         }
     }
 }
@@ -321,7 +356,12 @@ pub fn judge(
         _ => None,
     };
     let missing = opts.missing_rule_statuses.contains(&cand.status)
-        && !opts.missing_rule_statuses.contains(&base.status);
+        && !opts.missing_rule_statuses.contains(&base.status)
+        && opts.missing_rule_body.as_ref().is_none_or(|re| {
+            let body = decode::decode_body(&cand.headers, &cand.body, decode::DEFAULT_DECODE_LIMIT)
+                .unwrap_or_else(|_| cand.body.clone());
+            re.is_match(&String::from_utf8_lossy(&body))
+        });
     let diffs = diff(base, cand, opts);
     let outcome = if missing {
         Outcome::MissingRule

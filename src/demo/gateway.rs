@@ -441,7 +441,7 @@ fn products(query: &str) -> (u16, Value) {
         .filter(|id| {
             category
                 .as_deref()
-                .map_or(true, |c| product_category(*id) == c)
+                .is_none_or(|c| product_category(*id) == c)
         })
         .collect();
     let start = usize::try_from((page - 1).saturating_mul(10)).unwrap_or(usize::MAX);

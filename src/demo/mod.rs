@@ -111,7 +111,7 @@ mod tests {
             assert_eq!(x["id"], format!("demo-{:06}", n + 1));
             let ts = time(&x["ts"]);
             assert!(
-                last.map_or(true, |l| l < ts),
+                last.is_none_or(|l| l < ts),
                 "ts must increase at {}",
                 x["id"]
             );

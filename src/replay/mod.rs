@@ -14,12 +14,15 @@ pub mod target;
 use crate::analysis::result::{RunInfo, RunResult, RESULT_FORMAT};
 use crate::analysis::{Aggregator, PairLatency};
 use crate::compare::{judge, CompareOptions};
-use crate::config::{Pacing, ReplayConfig};
+use crate::config::{Pacing, ReplayConfig, Rules};
 use crate::error::{Error, Result};
 use crate::exchange::{Exchange, Side};
-use crate::interface::{interface_of, InterfaceKey};
+use crate::interface::InterfaceKey;
 use crate::recording::RecordingReader;
+use crate::report::diffs::{DiffLine, DiffSink};
 use crate::report::gate;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -147,21 +150,44 @@ pub async fn replay_reader(
 
     let (job_tx, job_rx) = async_channel::bounded::<Job>(cfg.concurrency);
     let mut workers = Vec::with_capacity(cfg.concurrency);
-    for _ in 0..cfg.concurrency {
+    for n in 0..cfg.concurrency {
+        let sink = match &cfg.diffs {
+            Some(p) => Some(DiffSink::create(p, n + 1)?),
+            None => None,
+        };
         let rx = job_rx.clone();
         let t = targets.clone();
-        let opts = cfg.compare.clone();
+        let rules = cfg.rules.clone();
         let progress = progress.clone();
-        workers.push(tokio::spawn(worker(rx, t, opts, progress)));
+        workers.push(tokio::spawn(worker(rx, t, rules, sink, progress)));
     }
     drop(job_rx);
 
-    let dispatcher_agg = dispatch(cfg, ex_rx, job_tx, &progress).await;
+    let skip_sink = match &cfg.diffs {
+        Some(p) => Some(DiffSink::create(p, 0)?),
+        None => None,
+    };
+    let (dispatcher_agg, skip_sink) = dispatch(cfg, ex_rx, job_tx, skip_sink, &progress).await;
 
     let mut agg = dispatcher_agg;
+    let mut parts: Vec<PathBuf> = Vec::new();
+    let mut sink_error = None;
+    if let Some(sink) = skip_sink {
+        match sink.close() {
+            Ok(p) => parts.push(p),
+            Err(e) => sink_error = Some(e),
+        }
+    }
     for w in workers {
         match w.await {
-            Ok(a) => agg.merge(a),
+            Ok((a, sink)) => {
+                agg.merge(a);
+                match sink.map(DiffSink::close) {
+                    Some(Ok(p)) => parts.push(p),
+                    Some(Err(e)) => sink_error = Some(e),
+                    None => {}
+                }
+            }
             Err(e) => {
                 return Err(Error::Runtime {
                     side: Side::Input,
@@ -189,6 +215,12 @@ pub async fn replay_reader(
 
     let th = cfg.thresholds.clone();
     let (summary, interfaces) = agg.finish(&th);
+    if let Some(e) = sink_error {
+        return Err(e);
+    }
+    if let Some(path) = &cfg.diffs {
+        crate::report::diffs::finish(path, &parts, &interfaces)?;
+    }
     let (verdict, gate_failures) = gate::evaluate(&summary, &interfaces, &th);
     Ok(RunResult {
         shadowdiff_result: RESULT_FORMAT,
@@ -221,16 +253,22 @@ async fn dispatch(
     cfg: &ReplayConfig,
     rx: async_channel::Receiver<Exchange>,
     tx: async_channel::Sender<Job>,
+    mut sink: Option<DiffSink>,
     progress: &Progress,
-) -> Aggregator {
+) -> (Aggregator, Option<DiffSink>) {
     let mut skipped = Aggregator::new();
     let start = Instant::now();
     let mut first_ts: Option<i64> = None;
     let mut n: u64 = 0;
     while let Ok(mut ex) = rx.recv().await {
-        let interface = match (&cfg.interface_key, &ex.interface) {
-            (InterfaceKey::Default, Some(recorded)) if !recorded.is_empty() => recorded.clone(),
-            (key, _) => interface_of(&ex.request, key),
+        // A recorded key is kept unless the user chose how to key interfaces.
+        let interface = match (&cfg.keyer.key, &ex.interface) {
+            (InterfaceKey::Default, Some(recorded))
+                if !recorded.is_empty() && cfg.keyer.templates.is_empty() =>
+            {
+                recorded.clone()
+            }
+            _ => cfg.keyer.key_of(&ex.request),
         };
         if let Some(h) = &cfg.tenant_header {
             if let Some(v) = crate::exchange::header(&ex.request.headers, h) {
@@ -246,6 +284,12 @@ async fn dispatch(
         };
         if let Some(reason) = reason {
             skipped.record_skip(&interface, reason);
+            if let Some(s) = sink.as_mut() {
+                if let Err(e) = s.write(&DiffLine::skipped(&ex.id, &interface, reason)) {
+                    tracing::error!("{e}; no further lines are written to the diffs file");
+                    sink = None;
+                }
+            }
             progress.done.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -271,18 +315,29 @@ async fn dispatch(
             break;
         }
     }
-    skipped
+    (skipped, sink)
 }
 
 /// Takes jobs until the channel closes; returns its own aggregate.
 async fn worker(
     rx: async_channel::Receiver<Job>,
     t: Targets,
-    opts: CompareOptions,
+    rules: Arc<Rules>,
+    mut sink: Option<DiffSink>,
     progress: Arc<Progress>,
-) -> Aggregator {
+) -> (Aggregator, Option<DiffSink>) {
     let mut agg = Aggregator::new();
+    // Rules resolved once per interface, then reused for every exchange of it.
+    let mut options: HashMap<String, Arc<CompareOptions>> = HashMap::new();
     while let Ok(job) = rx.recv().await {
+        let opts = match options.get(&job.interface) {
+            Some(o) => o.clone(),
+            None => {
+                let o = Arc::new(rules.options_for(&job.interface));
+                options.insert(job.interface.clone(), o.clone());
+                o
+            }
+        };
         let start = job.scheduled.unwrap_or_else(Instant::now);
         let req = &job.exchange.request;
         let (b, c) = tokio::join!(t.baseline.send(req, start), t.candidate.send(req, start));
@@ -305,7 +360,16 @@ async fn worker(
             _ => None,
         };
         agg.record(&job.interface, &job.exchange.id, &judgement, lat);
+        if let Some(s) = sink.as_mut() {
+            if let Some(line) = DiffLine::judged(&job.exchange.id, &job.interface, &judgement) {
+                if let Err(e) = s.write(&line) {
+                    // The run itself goes on; the diffs file is reported incomplete.
+                    tracing::error!("{e}; no further lines are written to the diffs file");
+                    sink = None;
+                }
+            }
+        }
         progress.done.fetch_add(1, Ordering::Relaxed);
     }
-    agg
+    (agg, sink)
 }

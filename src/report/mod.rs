@@ -3,6 +3,7 @@
 //! standard output. Rendering and writing are separate so every format is testable without
 //! touching the file system, and so `-` means stdout the same way for all of them.
 
+pub mod diffs;
 pub mod gate;
 pub mod json;
 pub mod terminal;
@@ -112,6 +113,9 @@ pub(crate) mod fixture {
             regression,
             samples: samples.iter().map(|s| s.to_string()).collect(),
             example: None,
+            volatile_like: 0,
+            volatile_kind: None,
+            hint: None,
         }
     }
 

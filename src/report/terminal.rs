@@ -336,6 +336,9 @@ fn details(out: &mut Out, i: &InterfaceResult, flags: &[Flag], p: Paint) {
                 ));
             }
             samples_line(out, &path.samples);
+            if let Some(h) = &path.hint {
+                out.line(format!("    hint: {h}"));
+            }
         }
     }
     if i.latency.regression {

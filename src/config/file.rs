@@ -1,0 +1,265 @@
+//! `shadowdiff.toml`: what the user says is noise, how interfaces are keyed, what a missing
+//! rule looks like, and the thresholds, as a typed file. Unknown keys are errors (a typo must
+//! not silently turn a rule off), and every error names the file, the line and the key.
+
+use crate::error::{Error, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Two values that read as times and differ by at most this much are noise (`5s`).
+    pub time_tolerance: Option<Spanned<String>>,
+    /// Header whose value names the tenant.
+    pub tenant_header: Option<String>,
+    /// How interfaces are keyed.
+    #[serde(default)]
+    pub interface: InterfaceSection,
+    /// What the gateway's "no route" answer looks like.
+    #[serde(default)]
+    pub missing_rule: MissingRuleSection,
+    /// The noise rule's thresholds.
+    #[serde(default)]
+    pub noise: NoiseSection,
+    /// The latency rule's thresholds.
+    #[serde(default)]
+    pub latency: LatencySection,
+    /// Gates.
+    #[serde(default)]
+    pub gate: GateSection,
+    /// Headers and field paths not compared.
+    #[serde(default)]
+    pub ignore: Vec<IgnoreRule>,
+    /// Numeric tolerances per path.
+    #[serde(default)]
+    pub tolerance: Vec<ToleranceRule>,
+    /// Arrays whose order does not matter.
+    #[serde(default)]
+    pub unordered: Vec<UnorderedRule>,
+    /// Noise thresholds for some interfaces.
+    #[serde(default)]
+    pub noise_rule: Vec<NoiseRuleEntry>,
+    /// What the tap redacts before writing.
+    #[serde(default)]
+    pub redact: RedactSection,
+}
+
+/// `[interface]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceSection {
+    /// `default`, `header:NAME` or `json:/pointer`.
+    pub key: Option<Spanned<String>>,
+    /// Path templates (`/users/{id}/orders`, optionally `GET /users/{id}`) tried before the
+    /// default id templating.
+    #[serde(default)]
+    pub templates: Vec<Spanned<String>>,
+}
+
+/// `[missing_rule]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingRuleSection {
+    /// Candidate statuses that mean "no route" (default 404 and 501).
+    pub statuses: Option<Vec<u16>>,
+    /// A regular expression the candidate's body must also match.
+    pub body: Option<Spanned<String>>,
+}
+
+/// `[noise]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseSection {
+    /// Relative margin of the raw rate over the noise rate (Diffy: 0.2).
+    pub relative: Option<f64>,
+    /// Absolute margin in percentage points (Diffy: 0.03).
+    pub absolute_pct: Option<f64>,
+}
+
+/// `[latency]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencySection {
+    /// Relative slowdown of the paired median that counts (0.25).
+    pub relative: Option<f64>,
+    /// Absolute slowdown it also needs (`2ms`).
+    pub absolute: Option<Spanned<String>>,
+    /// Pairs needed before judging.
+    pub min_samples: Option<u64>,
+}
+
+/// `[gate]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSection {
+    /// Classes that fail the run.
+    pub fail_on: Option<Spanned<Vec<String>>>,
+    /// Share of compared exchanges that may differ.
+    pub max_diff_rate: Option<f64>,
+}
+
+/// `[[ignore]]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IgnoreRule {
+    /// Glob on the interface key; absent means every interface.
+    pub interfaces: Option<Spanned<String>>,
+    /// Header names not compared.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Field-path patterns not compared.
+    #[serde(default)]
+    pub paths: Vec<Spanned<String>>,
+}
+
+/// `[[tolerance]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToleranceRule {
+    /// Glob on the interface key; absent means every interface.
+    pub interfaces: Option<Spanned<String>>,
+    /// Field-path pattern (exact match).
+    pub path: Spanned<String>,
+    /// Absolute tolerance.
+    pub absolute: Option<f64>,
+    /// Relative tolerance.
+    pub relative: Option<f64>,
+}
+
+/// `[[unordered]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnorderedRule {
+    /// Glob on the interface key; absent means every interface.
+    pub interfaces: Option<Spanned<String>>,
+    /// Array paths.
+    pub paths: Vec<Spanned<String>>,
+}
+
+/// `[[noise_rule]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseRuleEntry {
+    /// Glob on the interface key.
+    pub interfaces: Spanned<String>,
+    /// Relative margin for these interfaces.
+    pub relative: Option<f64>,
+    /// Absolute margin (percentage points) for these interfaces.
+    pub absolute_pct: Option<f64>,
+}
+
+/// `[redact]` (used by the tap)
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedactSection {
+    /// Extra header names to redact.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// JSON body paths to redact.
+    #[serde(default)]
+    pub json_paths: Vec<String>,
+}
+
+/// A loaded file: the parsed content and what is needed to point at a line.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The file's path.
+    pub path: PathBuf,
+    text: String,
+    /// The parsed content.
+    pub config: FileConfig,
+}
+
+/// 1-based line of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> u64 {
+    text.as_bytes()[..at.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count() as u64
+        + 1
+}
+
+impl LoadedConfig {
+    /// Reads and parses the file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(path, text)
+    }
+
+    /// Parses `text` as the content of `path`.
+    pub fn parse(path: &Path, text: String) -> Result<Self> {
+        match toml::from_str::<FileConfig>(&text) {
+            Ok(config) => Ok(LoadedConfig {
+                path: path.to_path_buf(),
+                text,
+                config,
+            }),
+            Err(e) => {
+                let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(1);
+                Err(Error::Input {
+                    file: path.to_path_buf(),
+                    line,
+                    message: e.message().to_string(),
+                })
+            }
+        }
+    }
+
+    /// An error about the value at `span` of key `key`.
+    pub fn error_at(
+        &self,
+        span: std::ops::Range<usize>,
+        key: &str,
+        message: impl std::fmt::Display,
+    ) -> Error {
+        Error::Input {
+            file: self.path.clone(),
+            line: line_of(&self.text, span.start),
+            message: format!("{key}: {message}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<LoadedConfig> {
+        LoadedConfig::parse(Path::new("shadowdiff.toml"), text.to_string())
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../../shadowdiff.example.toml");
+        let c = parse(text).unwrap().config;
+        assert!(!c.ignore.is_empty());
+        assert!(!c.tolerance.is_empty());
+        assert!(!c.unordered.is_empty());
+        assert!(!c.interface.templates.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_name_key_and_line() {
+        let e =
+            parse("time_tolerance = \"5s\"\n\n[[ignore]]\npaths = [\"$.a\"]\nheaderz = [\"x\"]\n")
+                .unwrap_err();
+        match e {
+            Error::Input { line, message, .. } => {
+                assert_eq!(line, 5, "{message}");
+                assert!(message.contains("headerz"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn wrong_types_name_the_line() {
+        let e = parse("[noise]\nrelative = \"lots\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("shadowdiff.toml:2:"), "{e}");
+    }
+}
