@@ -68,6 +68,7 @@ async fn a_changed_field_a_missing_route_and_noise_are_told_apart() {
     let old = TestServer::start(shop("12.5", true)).await;
     let new = TestServer::start(shop("\"12.50\"", false)).await;
     let json = dir.path().join("result.json");
+    let diffs = dir.path().join("diffs.jsonl");
     let o = shadowdiff_async(vec![
         "replay".into(),
         rec.display().to_string(),
@@ -77,10 +78,43 @@ async fn a_changed_field_a_missing_route_and_noise_are_told_apart() {
         new.url(),
         "--json".into(),
         json.display().to_string(),
+        "--diffs".into(),
+        diffs.display().to_string(),
     ])
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let r = read_json(&json);
+    // The diffs file marks measured noise and real differences per exchange.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&diffs)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        62,
+        "every exchange differs at least in request_id"
+    );
+    let p0 = lines.iter().find(|l| l["id"] == "p0").unwrap();
+    assert_eq!(p0["outcome"], "different");
+    for d in p0["differences"].as_array().unwrap() {
+        match d["path"].as_str().unwrap() {
+            "$.price" => assert_eq!(
+                (d["noise"].as_bool(), d["why"].as_str()),
+                (Some(false), None)
+            ),
+            "$.request_id" => assert_eq!(d["why"], "measured_noise"),
+            "$.served_at" => assert_eq!(d["why"], "time_tolerance"),
+            other => panic!("unexpected difference at {other}"),
+        }
+    }
+    let u0 = lines.iter().find(|l| l["id"] == "u0").unwrap();
+    assert_eq!(u0["outcome"], "noise_only");
+    let post = lines.iter().find(|l| l["id"] == "post-1").unwrap();
+    assert_eq!(
+        (post["outcome"].as_str(), post["skip_reason"].as_str()),
+        (Some("skipped"), Some("side_effect"))
+    );
     assert_counts_consistent(&r);
     assert_eq!(r["verdict"], "fail");
     assert_eq!(r["summary"]["total"], 62);

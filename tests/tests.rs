@@ -4,6 +4,7 @@
 mod util;
 
 mod cli_errors;
+mod config;
 mod demo;
 mod nginx;
 mod replay_http;

@@ -22,6 +22,22 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// Sample exchange ids kept per interface and path.
 pub const MAX_SAMPLES: usize = 5;
 
+/// Distinct tenants counted per interface; the rest are counted under [`OTHER_TENANTS`].
+pub const MAX_TENANTS: usize = 64;
+
+/// The bucket for tenants beyond [`MAX_TENANTS`].
+pub const OTHER_TENANTS: &str = "(other)";
+
+fn count_tenant(map: &mut BTreeMap<String, u64>, tenant: &str, n: u64) {
+    if let Some(c) = map.get_mut(tenant) {
+        *c += n;
+    } else if map.len() < MAX_TENANTS {
+        map.insert(tenant.to_string(), n);
+    } else {
+        *map.entry(OTHER_TENANTS.to_string()).or_default() += n;
+    }
+}
+
 /// Distinct signatures kept per interface; beyond it exchanges count as `different`, which
 /// can only make a verdict stricter.
 pub const MAX_SIGNATURES: usize = 4096;
@@ -57,6 +73,7 @@ struct InterfaceAgg {
     errors: BTreeMap<(String, FetchErrorKind), ErrAgg>,
     missing_samples: Vec<String>,
     latency: LatencyAgg,
+    tenants: BTreeMap<String, u64>,
 }
 
 fn push_sample(v: &mut Vec<String>, id: &str) {
@@ -129,6 +146,11 @@ impl Aggregator {
     pub fn record_skip(&mut self, interface: &str, reason: &str) {
         self.iface(interface).counts.add(Outcome::Skipped, 1);
         *self.skipped_reasons.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Counts one exchange of `interface` for `tenant`.
+    pub fn record_tenant(&mut self, interface: &str, tenant: &str) {
+        count_tenant(&mut self.iface(interface).tenants, tenant, 1);
     }
 
     /// Records that the noise probe failed for an exchange (the exchange's outcome is not
@@ -275,6 +297,9 @@ impl Aggregator {
                 push_sample(&mut a.missing_samples, &s);
             }
             a.latency.merge(&o.latency);
+            for (t, n) in o.tenants {
+                count_tenant(&mut a.tenants, &t, n);
+            }
         }
     }
 
@@ -377,6 +402,7 @@ fn interface_result(name: String, a: InterfaceAgg, th: &Thresholds) -> Interface
             .map(|(keys, count)| Signature { keys, count })
             .collect(),
         signature_overflow: a.overflow,
+        tenants: a.tenants,
     };
     r.signatures
         .sort_by(|x, y| y.count.cmp(&x.count).then(x.keys.cmp(&y.keys)));

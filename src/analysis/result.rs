@@ -145,6 +145,9 @@ pub struct InterfaceResult {
     pub signatures: Vec<Signature>,
     /// Exchanges whose signature did not fit the per-interface cap; counted as `different`.
     pub signature_overflow: u64,
+    /// Exchanges per tenant (from the tenant header), when tenants are known.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenants: BTreeMap<String, u64>,
 }
 
 /// Aggregated differences at one path.

@@ -275,6 +275,9 @@ async fn dispatch(
                 ex.tenant = Some(v.to_string());
             }
         }
+        if let Some(t) = &ex.tenant {
+            skipped.record_tenant(&interface, t);
+        }
         let reason = if ex.request.is_side_effecting() && !cfg.allow_side_effects {
             Some("side_effect")
         } else if ex.request.body_truncated {

@@ -133,6 +133,7 @@ pub(crate) mod fixture {
             latency: latency(LatencyStats::default(), LatencyStats::default(), 0, false),
             signatures: Vec::new(),
             signature_overflow: 0,
+            tenants: Default::default(),
         }
     }
 
