@@ -29,6 +29,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Replay recordings against a baseline and a candidate and report what differs.
     Replay(Box<ReplayArgs>),
+    /// Show one exchange in full: its request, the recorded response, and with
+    /// --baseline/--candidate both live answers with a unified diff of headers and bodies.
+    Show(ShowArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -43,6 +46,35 @@ pub struct DemoArgs {
     /// Where to write the JSON result.
     #[arg(long, default_value = "demo-report.json", value_name = "FILE")]
     pub json: PathBuf,
+}
+
+/// Flags of `show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Recording files to search.
+    #[arg(required = true, value_name = "RECORDING")]
+    pub recordings: Vec<PathBuf>,
+    /// The exchange id.
+    #[arg(long, value_name = "ID")]
+    pub id: String,
+    /// Send the request to this baseline too.
+    #[arg(long, value_name = "URL", requires = "candidate")]
+    pub baseline: Option<String>,
+    /// ...and to this candidate, at the same moment.
+    #[arg(long, value_name = "URL", requires = "baseline")]
+    pub candidate: Option<String>,
+    /// Rules file, for the comparison (ignore rules, tolerances).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Per-request deadline.
+    #[arg(long, default_value = "10s", value_name = "DUR")]
+    pub timeout: String,
+    /// Host header of the requests sent.
+    #[arg(long, value_enum, default_value_t = HostHeaderMode::Target, value_name = "MODE")]
+    pub host_header: HostHeaderMode,
+    /// Set a header on the requests sent ('Name: value').
+    #[arg(long, value_name = "'H: V'")]
+    pub set_header: Vec<String>,
 }
 
 /// How the Host header of replayed requests is set.

@@ -21,6 +21,7 @@ pub mod interface;
 pub mod recording;
 pub mod replay;
 pub mod report;
+pub mod show;
 
 use analysis::result::{RunResult, Verdict};
 use clap::CommandFactory;
@@ -70,6 +71,13 @@ pub fn run(cli: Cli) -> Result<u8> {
                 Verdict::Pass => EXIT_PASS,
                 Verdict::Fail => EXIT_FAIL,
             })
+        }
+        Command::Show(args) => {
+            let rt = runtime(None)?;
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let text = rt.block_on(show::run(&args, color))?;
+            report::write_output(Path::new("-"), text.as_bytes()).map_err(|e| Error::io("-", e))?;
+            Ok(EXIT_PASS)
         }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();

@@ -8,3 +8,4 @@ mod config;
 mod demo;
 mod nginx;
 mod replay_http;
+mod show;

@@ -120,6 +120,27 @@ fn decode_side(o: &Observed) -> (Bytes, Option<String>) {
     }
 }
 
+/// A body as a person reads it: decoded, JSON pretty-printed, text as is, anything else as
+/// its size and hash. Used by `show` for side-by-side diffs.
+pub fn render_body(headers: &[(String, String)], body: &Bytes) -> String {
+    if body.is_empty() {
+        return String::new();
+    }
+    let decoded = decode_body(headers, body, DEFAULT_DECODE_LIMIT).unwrap_or_else(|_| body.clone());
+    let fam = family(media_type(headers).as_deref());
+    if matches!(fam, Family::Json | Family::Unknown) {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&decoded) {
+            if let Ok(s) = serde_json::to_string_pretty(&v) {
+                return s;
+            }
+        }
+    }
+    match (fam, std::str::from_utf8(&decoded)) {
+        (Family::Binary, _) | (_, Err(_)) => format!("({})", binary_summary(&decoded)),
+        (_, Ok(text)) => text.to_string(),
+    }
+}
+
 /// Compares two bodies and appends the differences.
 ///
 /// Identical raw bytes under the same `Content-Encoding` are equal without decoding. Else

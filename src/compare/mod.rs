@@ -170,6 +170,17 @@ pub struct Difference {
 }
 
 impl Difference {
+    /// The exact location as a person reads it: `status`, `header content-type`,
+    /// `trailer grpc-status`, or the field path with indices.
+    pub fn key_display(&self) -> String {
+        match self.kind {
+            DiffKind::Status => "status".into(),
+            DiffKind::Header => format!("header {}", self.path),
+            DiffKind::Trailer => format!("trailer {}", self.path),
+            DiffKind::Body => self.path.clone(),
+        }
+    }
+
     /// The aggregation key: kind-prefixed, array indices folded to `[*]`.
     /// `status`, `header:content-type`, `trailer:grpc-status`, `$.items[*].price`, `body`.
     pub fn key(&self) -> String {
