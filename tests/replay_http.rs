@@ -435,10 +435,11 @@ async fn candidate_failures_are_outcomes_not_silence() {
     // Answers every other request too slowly for the timeout.
     let n = Arc::new(AtomicU64::new(0));
     let slow = TestServer::start(move |_| {
+        let mut a = Answer::json(200, "{}");
         if n.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
-            std::thread::sleep(std::time::Duration::from_millis(400));
+            a.delay = Some(std::time::Duration::from_secs(5));
         }
-        Answer::json(200, "{}")
+        a
     })
     .await;
     let json = dir.path().join("r.json");
@@ -450,7 +451,7 @@ async fn candidate_failures_are_outcomes_not_silence() {
         "--candidate".into(),
         slow.url(),
         "--timeout".into(),
-        "200ms".into(),
+        "1s".into(),
         "--concurrency".into(),
         "1".into(),
         "--json".into(),

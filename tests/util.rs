@@ -27,6 +27,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    /// Answer only after this long (an async wait: other connections are served meanwhile).
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Answer {
@@ -35,6 +37,7 @@ impl Answer {
             status,
             headers: vec![("content-type", "application/json".into())],
             body: body.into(),
+            delay: None,
         }
     }
 }
@@ -80,6 +83,9 @@ impl TestServer {
                                 body,
                             };
                             let a = h(seen);
+                            if let Some(d) = a.delay {
+                                tokio::time::sleep(d).await;
+                            }
                             let mut resp = http::Response::builder().status(a.status);
                             for (k, v) in a.headers {
                                 resp = resp.header(k, v);
