@@ -6,8 +6,8 @@
 //!    runtime) into a bounded channel, so memory stays flat however large the input;
 //! 2. the dispatcher keys each exchange, skips what must not be replayed (counted, never
 //!    dropped), and paces the rest: closed loop, `--rate`, or `--speed`;
-//! 3. `concurrency` workers send, judge and aggregate locally; their aggregates are merged
-//!    once at the end.
+//! 3. one worker per runtime thread keeps its share of `concurrency` exchanges in flight,
+//!    judges the answers and aggregates locally; the aggregates are merged once at the end.
 
 pub mod target;
 
@@ -38,7 +38,6 @@ struct Job {
 }
 
 /// The three targets of a run.
-#[derive(Clone)]
 struct Targets {
     baseline: Target,
     candidate: Target,
@@ -149,8 +148,16 @@ pub async fn replay_reader(
         })?;
 
     let (job_tx, job_rx) = async_channel::bounded::<Job>(cfg.concurrency);
-    let mut workers = Vec::with_capacity(cfg.concurrency);
-    for n in 0..cfg.concurrency {
+    // One worker per runtime thread, the concurrency spread over them.
+    let threads = tokio::runtime::Handle::current()
+        .metrics()
+        .num_workers()
+        .max(1);
+    let n_workers = threads.min(cfg.concurrency);
+    let targets = Arc::new(targets);
+    let mut workers = Vec::with_capacity(n_workers);
+    for n in 0..n_workers {
+        let slots = cfg.concurrency / n_workers + usize::from(n < cfg.concurrency % n_workers);
         let sink = match &cfg.diffs {
             Some(p) => Some(DiffSink::create(p, n + 1)?),
             None => None,
@@ -159,7 +166,7 @@ pub async fn replay_reader(
         let t = targets.clone();
         let rules = cfg.rules.clone();
         let progress = progress.clone();
-        workers.push(tokio::spawn(worker(rx, t, rules, sink, progress)));
+        workers.push(tokio::spawn(worker(rx, t, rules, sink, progress, slots)));
     }
     drop(job_rx);
 
@@ -321,50 +328,107 @@ async fn dispatch(
     (skipped, sink)
 }
 
-/// Takes jobs until the channel closes; returns its own aggregate.
+/// What one exchange's replay produced, handed back to its worker for aggregation.
+struct Replayed {
+    job: Job,
+    judgement: crate::compare::Judgement,
+    lat: Option<PairLatency>,
+    probe_error: Option<crate::compare::FetchError>,
+}
+
+/// Sends one exchange to the targets and judges the answers.
+async fn replay_one(job: Job, t: Arc<Targets>, opts: Arc<CompareOptions>) -> Replayed {
+    let start = job.scheduled.unwrap_or_else(Instant::now);
+    let req = &job.exchange.request;
+    let (b, c) = tokio::join!(t.baseline.send(req, start), t.candidate.send(req, start));
+    // The probe goes after the pair has answered, so it never adds load to the baseline
+    // while the baseline's latency is being measured against the candidate's.
+    let probe = match (&t.probe, &b) {
+        (Some(p), Ok(_)) => Some(p.send(req, Instant::now()).await),
+        _ => None,
+    };
+    let probe_error = match &probe {
+        Some(Err(e)) => Some(e.clone()),
+        _ => None,
+    };
+    let probe_ok = probe.as_ref().filter(|p| p.is_ok());
+    let judgement = judge(&b, &c, probe_ok, &opts);
+    let lat = match (&b, &c) {
+        (Ok(b), Ok(c)) => Some(PairLatency {
+            baseline_us: b.latency_us,
+            candidate_us: c.latency_us,
+        }),
+        _ => None,
+    };
+    Replayed {
+        job,
+        judgement,
+        lat,
+        probe_error,
+    }
+}
+
+/// Takes jobs until the channel closes, keeping up to `slots` exchanges in flight, and
+/// aggregates their results itself. A few workers each with many exchanges in flight keep
+/// the number of aggregates (and their histograms) at the number of workers, not at the
+/// concurrency.
 async fn worker(
     rx: async_channel::Receiver<Job>,
-    t: Targets,
+    t: Arc<Targets>,
     rules: Arc<Rules>,
     mut sink: Option<DiffSink>,
     progress: Arc<Progress>,
+    slots: usize,
 ) -> (Aggregator, Option<DiffSink>) {
     let mut agg = Aggregator::new();
     // Rules resolved once per interface, then reused for every exchange of it.
     let mut options: HashMap<String, Arc<CompareOptions>> = HashMap::new();
-    while let Ok(job) = rx.recv().await {
-        let opts = match options.get(&job.interface) {
-            Some(o) => o.clone(),
-            None => {
-                let o = Arc::new(rules.options_for(&job.interface));
-                options.insert(job.interface.clone(), o.clone());
-                o
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut open = true;
+    loop {
+        let done = if open && in_flight.len() < slots {
+            tokio::select! {
+                biased;
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => done,
+                job = rx.recv() => {
+                    match job {
+                        Ok(job) => {
+                            let opts = match options.get(&job.interface) {
+                                Some(o) => o.clone(),
+                                None => {
+                                    let o = Arc::new(rules.options_for(&job.interface));
+                                    options.insert(job.interface.clone(), o.clone());
+                                    o
+                                }
+                            };
+                            in_flight.spawn(replay_one(job, t.clone(), opts));
+                        }
+                        Err(_) => open = false,
+                    }
+                    continue;
+                }
+            }
+        } else {
+            match in_flight.join_next().await {
+                Some(done) => done,
+                None => break,
             }
         };
-        let start = job.scheduled.unwrap_or_else(Instant::now);
-        let req = &job.exchange.request;
-        let (b, c) = tokio::join!(t.baseline.send(req, start), t.candidate.send(req, start));
-        // The probe goes after the pair has answered, so it never adds load to the baseline
-        // while the baseline's latency is being measured against the candidate's.
-        let probe = match (&t.probe, &b) {
-            (Some(p), Ok(_)) => Some(p.send(req, Instant::now()).await),
-            _ => None,
+        let r = match done {
+            Ok(r) => r,
+            Err(e) => {
+                // A replay task cannot fail short of a bug; say so rather than lose it.
+                tracing::error!("a replay task failed: {e}");
+                continue;
+            }
         };
-        if let Some(Err(e)) = &probe {
-            agg.record_probe_error(&job.interface, &job.exchange.id, e);
+        let (id, interface) = (&r.job.exchange.id, &r.job.interface);
+        if let Some(e) = &r.probe_error {
+            agg.record_probe_error(interface, id, e);
         }
-        let probe_ok = probe.as_ref().filter(|p| p.is_ok());
-        let judgement = judge(&b, &c, probe_ok, &opts);
-        let lat = match (&b, &c) {
-            (Ok(b), Ok(c)) => Some(PairLatency {
-                baseline_us: b.latency_us,
-                candidate_us: c.latency_us,
-            }),
-            _ => None,
-        };
-        agg.record(&job.interface, &job.exchange.id, &judgement, lat);
+        agg.record(interface, id, &r.judgement, r.lat);
         if let Some(s) = sink.as_mut() {
-            if let Some(line) = DiffLine::judged(&job.exchange.id, &job.interface, &judgement) {
+            if let Some(line) = DiffLine::judged(id, interface, &r.judgement) {
                 if let Err(e) = s.write(&line) {
                     // The run itself goes on; the diffs file is reported incomplete.
                     tracing::error!("{e}; no further lines are written to the diffs file");
