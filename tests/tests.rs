@@ -6,6 +6,7 @@ mod util;
 mod cli_errors;
 mod config;
 mod demo;
+mod faults;
 mod nginx;
 mod replay_http;
 mod show;
