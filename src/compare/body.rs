@@ -1,9 +1,11 @@
-//! Body comparison: decodes both bodies, then picks the JSON, text or binary comparison from
-//! the media types and the content.
+//! Body comparison: decodes both bodies, then picks the comparison from the media types and
+//! the content: gRPC messages, protobuf, form fields and multipart parts, JSON, text lines,
+//! or bytes.
 
 use super::decode::{decode_body, DEFAULT_DECODE_LIMIT};
 use super::json::diff_json;
 use super::text::diff_text;
+use super::{form, grpc, protobuf};
 use super::{CompareOptions, DiffKind, Difference, Observed};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -124,11 +126,25 @@ fn decode_side(o: &Observed) -> (Bytes, Option<String>) {
 ///
 /// Identical raw bytes under the same `Content-Encoding` are equal without decoding. Else
 /// both are decoded (a decode failure is itself a difference, and the raw bytes are then
-/// compared instead) and compared by media type: JSON structurally ([`diff_json`]), text by
-/// lines ([`diff_text`]), anything else as bytes (sizes, hashes, first differing offset).
+/// compared instead) and compared by media type: gRPC ([`super::grpc`]) and protobuf
+/// ([`super::protobuf`]) as decoded messages, form-urlencoded and multipart
+/// ([`super::form`]) by field and part, JSON structurally ([`diff_json`]), text by lines
+/// ([`diff_text`]), anything else as bytes (sizes, hashes, first differing offset).
 /// With no recognised type on either side the content decides: JSON if both parse, text if
 /// both are UTF-8. A JSON-typed body that does not parse falls back to text or binary.
 pub fn diff_bodies(a: &Observed, b: &Observed, opts: &CompareOptions, out: &mut Vec<Difference>) {
+    diff_bodies_for(None, a, b, opts, out);
+}
+
+/// [`diff_bodies`] for answers to the request at `request_path`: gRPC bodies then decode
+/// with the field names `opts.proto_descriptor` gives that method.
+pub fn diff_bodies_for(
+    request_path: Option<&str>,
+    a: &Observed,
+    b: &Observed,
+    opts: &CompareOptions,
+    out: &mut Vec<Difference>,
+) {
     let enc_a = encoding_of(&a.headers);
     let enc_b = encoding_of(&b.headers);
     if a.body == b.body && enc_a == enc_b {
@@ -157,18 +173,78 @@ pub fn diff_bodies(a: &Observed, b: &Observed, opts: &CompareOptions, out: &mut 
         da = a.body.clone();
         db = b.body.clone();
     }
+    compare_content(&a.headers, &da, &b.headers, &db, request_path, opts, out, 0);
+}
+
+/// Media types of protobuf messages sent over plain HTTP (not gRPC framed).
+const PROTOBUF_TYPES: &[&str] = &[
+    "application/protobuf",
+    "application/x-protobuf",
+    "application/vnd.google.protobuf",
+    "application/x-google-protobuf",
+];
+
+/// Compares two decoded bodies by their media types (`headers` are each body's own, of the
+/// whole answer or of a multipart part); `depth` counts multipart nesting.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn compare_content(
+    headers_a: &[(String, String)],
+    da: &[u8],
+    headers_b: &[(String, String)],
+    db: &[u8],
+    request_path: Option<&str>,
+    opts: &CompareOptions,
+    out: &mut Vec<Difference>,
+    depth: usize,
+) {
     if da == db {
         return;
     }
+    let ma = media_type(headers_a);
+    let mb = media_type(headers_b);
+    let (ma_s, mb_s) = (ma.as_deref().unwrap_or(""), mb.as_deref().unwrap_or(""));
+    if grpc::is_grpc(ma_s) && grpc::is_grpc(mb_s) {
+        grpc::diff_grpc(
+            headers_a,
+            ma_s,
+            da,
+            headers_b,
+            mb_s,
+            db,
+            request_path,
+            opts,
+            out,
+        );
+        return;
+    }
+    if PROTOBUF_TYPES.contains(&ma_s) && PROTOBUF_TYPES.contains(&mb_s) {
+        if let (Ok(mut ja), Ok(mut jb)) = (protobuf::decode(da), protobuf::decode(db)) {
+            protobuf::harmonize(&mut ja, &mut jb);
+            diff_json(&ja, &jb, opts, out);
+            return;
+        }
+    }
+    const FORM: &str = "application/x-www-form-urlencoded";
+    if ma_s == FORM && mb_s == FORM {
+        form::diff_urlencoded(da, db, opts, out);
+        return;
+    }
+    if ma_s.starts_with("multipart/")
+        && mb_s.starts_with("multipart/")
+        && depth < form::MAX_NESTING
+        && form::diff_multipart(headers_a, da, headers_b, db, opts, out, depth)
+    {
+        return;
+    }
 
-    let fa = family(media_type(&a.headers).as_deref());
-    let fb = family(media_type(&b.headers).as_deref());
+    let fa = family(ma.as_deref());
+    let fb = family(mb.as_deref());
     let both_unknown = fa == Family::Unknown && fb == Family::Unknown;
 
     if fa == Family::Json || fb == Family::Json || both_unknown {
         if let (Ok(ja), Ok(jb)) = (
-            serde_json::from_slice::<serde_json::Value>(&da),
-            serde_json::from_slice::<serde_json::Value>(&db),
+            serde_json::from_slice::<serde_json::Value>(da),
+            serde_json::from_slice::<serde_json::Value>(db),
         ) {
             diff_json(&ja, &jb, opts, out);
             return;
@@ -177,13 +253,13 @@ pub fn diff_bodies(a: &Observed, b: &Observed, opts: &CompareOptions, out: &mut 
 
     let texty = |f: Family| f == Family::Text || f == Family::Json;
     if texty(fa) || texty(fb) || both_unknown {
-        if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(&da), std::str::from_utf8(&db)) {
+        if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(da), std::str::from_utf8(db)) {
             diff_text(ta, tb, out);
             return;
         }
     }
 
-    diff_binary(&da, &db, out);
+    diff_binary(da, db, out);
 }
 
 #[cfg(test)]

@@ -46,7 +46,9 @@ fn content_codings(headers: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
-fn decode_one(coding: &str, data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
+/// Undoes one coding (`gzip`, `x-gzip`, `deflate`, `br`, `zstd`), failing past `limit`
+/// bytes. Also used for gRPC's per-message compression, which names codings the same way.
+pub(crate) fn decode_one(coding: &str, data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
     match coding {
         // Multi-member: concatenated gzip members are one valid gzip stream.
         "gzip" | "x-gzip" => read_limited(flate2::read::MultiGzDecoder::new(data), limit)
