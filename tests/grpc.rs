@@ -583,3 +583,34 @@ async fn grpc_a_a_run_reports_nothing() {
     assert_eq!(r["summary"]["missing_rule"], 0);
     assert_eq!(r["verdict"], "pass");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_flags_are_validated_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &[get("a", "/x", 1)]);
+    let bad = dir.path().join("not-a-descriptor.pb");
+    std::fs::write(&bad, b"\x0a\x05\xff\xff\xff\xff\xff").unwrap();
+    let json = dir.path().join("r.json");
+    // Nothing listens on port 9: validation must fail first, with exit 2.
+    let cases = [
+        vec!["--proto-descriptor".to_string(), bad.display().to_string()],
+        vec![
+            "--missing-rule-grpc-status".to_string(),
+            "12,UNIMPLEMENTED".to_string(),
+        ],
+    ];
+    for extra in cases {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let o = replay(
+            &rec,
+            "h2c://127.0.0.1:9",
+            "h2c://127.0.0.1:9",
+            &json,
+            &extra,
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(extra[0]), "{}", describe(&o));
+    }
+}

@@ -444,6 +444,85 @@ mod tests {
     }
 
     #[test]
+    fn form_bodies_by_key_after_content_decoding() {
+        let a = obs(
+            Some("application/x-www-form-urlencoded"),
+            Some("gzip"),
+            &gzip(b"q=red+shoes&page=1"),
+        );
+        let b = obs(
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            None,
+            b"page=2&q=red%20shoes",
+        );
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].path, "$.page[0]");
+    }
+
+    #[test]
+    fn multipart_parts_with_their_own_boundaries() {
+        let mk = |boundary: &str, size: u32| {
+            let body = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"meta\"\r\n\
+                 Content-Type: application/json\r\n\r\n{{\"size\": {size}}}\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"page\"\r\n\
+                 Content-Type: text/html\r\n\r\n<p>\nhi\n</p>\r\n--{boundary}--\r\n"
+            );
+            obs(
+                Some(&format!("multipart/form-data; boundary={boundary}")),
+                None,
+                body.as_bytes(),
+            )
+        };
+        assert!(run(&mk("aaa", 1), &mk("bbb", 1)).is_empty());
+        let d = run(&mk("aaa", 1), &mk("bbb", 2));
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].path, "$.part.meta.size");
+    }
+
+    #[test]
+    fn xml_is_compared_by_lines() {
+        let a = obs(Some("application/xml"), None, b"<a>\n<b>1</b>\n</a>\n");
+        let b = obs(Some("text/xml"), Some("br"), &{
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                w.write_all(b"<a>\n<b>2</b>\n</a>\n").unwrap();
+            }
+            out
+        });
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].baseline.as_deref(), Some("line 2: <b>1</b>"));
+        assert_eq!(d[0].candidate.as_deref(), Some("line 2: <b>2</b>"));
+    }
+
+    #[test]
+    fn protobuf_over_http_by_field_number() {
+        let a = obs(
+            Some("application/x-protobuf"),
+            None,
+            &[0x08, 0x01, 0x12, 0x01, b'a'],
+        );
+        let b = obs(
+            Some("application/x-protobuf"),
+            None,
+            &[0x08, 0x02, 0x12, 0x01, b'a'],
+        );
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].path, "$.1");
+        // Not protobuf on one side: compared as bytes.
+        let c = obs(Some("application/x-protobuf"), None, &[0xff]);
+        assert!(run(&a, &c)[0]
+            .candidate
+            .as_deref()
+            .unwrap()
+            .contains("sha256"));
+    }
+
+    #[test]
     fn unknown_encoding_on_one_side_named() {
         let a = obs(Some("text/plain"), None, b"x\n");
         let b = obs(Some("text/plain"), Some("compress"), b"x\n");

@@ -312,9 +312,9 @@ impl<'d> Decoder<'d> {
     /// fields as arrays, otherwise single when seen once and an array when repeated.
     fn shape(&self, mut slot: Slot<'d>) -> Value {
         if let Some(f) = slot.info {
-            let is_map = f.repeated && self.message_type(Some(f)).is_some_and(|m| m.map_entry);
-            if is_map {
-                if let Some(obj) = map_object(&slot.values) {
+            let entry = self.message_type(Some(f)).filter(|m| m.map_entry);
+            if let Some(entry) = entry.filter(|_| f.repeated) {
+                if let Some(obj) = self.map_object(&slot.values, entry) {
                     return Value::Object(obj);
                 }
             }
@@ -326,6 +326,47 @@ impl<'d> Decoder<'d> {
             slot.values.pop().unwrap_or(Value::Null)
         } else {
             Value::Array(slot.values)
+        }
+    }
+
+    /// Decoded `map<K, V>` entries as one object keyed by `K`; `None` when an entry is not
+    /// an object with a scalar key, so the caller keeps the array. proto3 leaves a default
+    /// key or value out of an entry; it is filled in, as a protobuf parser would.
+    fn map_object(&self, entries: &[Value], entry: &MessageInfo) -> Option<Map<String, Value>> {
+        let kf = entry.fields.get(&1)?;
+        let vf = entry.fields.get(&2)?;
+        let mut out = Map::new();
+        for e in entries {
+            let e = e.as_object()?;
+            let key = match e.get(&kf.name) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(Value::Bool(b)) => b.to_string(),
+                Some(_) => return None,
+                None => match self.default_value(kf) {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                },
+            };
+            let value = e
+                .get(&vf.name)
+                .cloned()
+                .unwrap_or_else(|| self.default_value(vf));
+            // Later entries win, as when protobuf parses a map.
+            out.insert(key, value);
+        }
+        Some(out)
+    }
+
+    /// The proto3 default of a field, as this decoder would show it.
+    fn default_value(&self, f: &FieldInfo) -> Value {
+        match f.ty {
+            FieldType::Double | FieldType::Float => float(0.0),
+            FieldType::Bool => Value::Bool(false),
+            FieldType::String | FieldType::Bytes => Value::String(String::new()),
+            FieldType::Message | FieldType::Group => Value::Object(Map::new()),
+            FieldType::Enum => self.varint_value(0, Some(f)),
+            _ => Value::from(0),
         }
     }
 
@@ -441,25 +482,6 @@ fn fixed32_value(v: u32, f: Option<&FieldInfo>) -> Value {
         Some(FieldType::Sfixed32) => Value::from(v as i32),
         _ => Value::from(v),
     }
-}
-
-/// Decoded `map<K, V>` entries (`{"key": k, "value": v}` objects) as one object keyed by
-/// `k`; `None` when an entry is not such an object, so the caller keeps the array.
-fn map_object(entries: &[Value]) -> Option<Map<String, Value>> {
-    let mut out = Map::new();
-    for e in entries {
-        let e = e.as_object()?;
-        let key = match e.get("key") {
-            None => String::new(),
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            Some(Value::Bool(b)) => b.to_string(),
-            Some(_) => return None,
-        };
-        // Later entries win, as when protobuf parses a map.
-        out.insert(key, e.get("value").cloned().unwrap_or(Value::Null));
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -694,8 +716,74 @@ mod tests {
         (printable(), 1..=u32::MAX).prop_map(|(city, zip)| Address { city, zip })
     }
 
+    /// What `decode_typed` must make of a `User`: proto3 JSON without the zero values.
+    fn user_json(u: &User) -> Value {
+        let mut o = Map::new();
+        if u.id != 0 {
+            o.insert("id".into(), json!(u.id));
+        }
+        if !u.name.is_empty() {
+            o.insert("name".into(), json!(u.name));
+        }
+        if let Some(a) = &u.address {
+            let mut m = Map::new();
+            if !a.city.is_empty() {
+                m.insert("city".into(), json!(a.city));
+            }
+            if a.zip != 0 {
+                m.insert("zip".into(), json!(a.zip));
+            }
+            o.insert("address".into(), Value::Object(m));
+        }
+        if !u.tags.is_empty() {
+            o.insert("tags".into(), json!(u.tags));
+        }
+        match u.role {
+            0 => {}
+            2 => {
+                o.insert("role".into(), json!("ADMIN"));
+            }
+            r => {
+                o.insert("role".into(), json!(r));
+            }
+        }
+        if !u.attrs.is_empty() {
+            o.insert("attrs".into(), json!(u.attrs));
+        }
+        if !u.scores.is_empty() {
+            o.insert("scores".into(), json!(u.scores));
+        }
+        if u.delta != 0 {
+            o.insert("delta".into(), json!(u.delta));
+        }
+        if u.active {
+            o.insert("active".into(), json!(true));
+        }
+        Value::Object(o)
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn prost_round_trip_with_descriptor(
+            id in any::<u64>(), name in proptest::option::of(printable()),
+            address in proptest::option::of((proptest::option::of(printable()), any::<u32>())),
+            tags in proptest::collection::vec("[a-z]{0,5}", 0..4),
+            role in prop_oneof![Just(0i32), Just(2), any::<i32>()],
+            attrs in proptest::collection::btree_map("[a-z]{0,4}", any::<i64>(), 0..4),
+            scores in proptest::collection::vec(-1e12f64..1e12, 0..4),
+            delta in any::<i64>(), active in any::<bool>(),
+        ) {
+            let u = User {
+                id, name: name.unwrap_or_default(),
+                address: address.map(|(city, zip)| Address { city: city.unwrap_or_default(), zip }),
+                tags, role, attrs, scores, delta, active,
+            };
+            let d = Descriptors::from_bytes(&sample_set().encode_to_vec()).unwrap();
+            let got = decode_typed(&u.encode_to_vec(), &d, "pkg.User").unwrap();
+            prop_assert_eq!(got, user_json(&u));
+        }
 
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
