@@ -263,12 +263,7 @@ pub(crate) mod tests {
         MethodDescriptorProto, ServiceDescriptorProto,
     };
 
-    pub(crate) fn field(
-        name: &str,
-        number: i32,
-        ty: Type,
-        type_name: Option<&str>,
-    ) -> FieldDescriptorProto {
+    fn field(name: &str, number: i32, ty: Type, type_name: Option<&str>) -> FieldDescriptorProto {
         FieldDescriptorProto {
             name: Some(name.into()),
             number: Some(number),
@@ -279,7 +274,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn repeated(mut f: FieldDescriptorProto) -> FieldDescriptorProto {
+    fn repeated(mut f: FieldDescriptorProto) -> FieldDescriptorProto {
         f.label = Some(Label::Repeated as i32);
         f
     }

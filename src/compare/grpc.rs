@@ -125,8 +125,10 @@ impl GrpcBody {
 /// Where the field names come from: a descriptor set and the answer's message type.
 pub type Schema<'a> = Option<(&'a Descriptors, &'a str)>;
 
-/// Decodes a gRPC body: frames, per-message decompression (bounded by `limit` bytes per
-/// message), then each message by the codec the content type names.
+/// Decodes a gRPC body: frames, per-message decompression, then each message by the codec
+/// the content type names. `limit` bounds the payload bytes decoded for the whole body
+/// (after decompression), so many small compressed frames cannot add up to a bomb; frames
+/// past it are noted, not decoded.
 pub fn decode_grpc_body(
     headers: &[(String, String)],
     media: &str,
@@ -162,7 +164,15 @@ pub fn decode_grpc_body(
         .filter(|e| !e.is_empty() && e != "identity");
     let (frames, truncated) = split_frames(body);
     let mut skipped = 0usize;
+    let mut used = 0usize;
     for (i, f) in frames.iter().enumerate() {
+        let room = limit.saturating_sub(used);
+        if f.payload.len() > room {
+            out.note(format!(
+                "frames from {i} on not compared: the body decodes to more than {limit} bytes"
+            ));
+            break;
+        }
         let decompressed;
         let payload = if f.compressed {
             match &encoding {
@@ -173,14 +183,22 @@ pub fn decode_grpc_body(
                     out.messages.push(bytes_value(f.payload));
                     continue;
                 }
-                Some(enc) => match super::decode::decode_one(enc, f.payload, limit) {
+                Some(enc) => match super::decode::decode_one(enc, f.payload, room) {
                     Ok(d) => {
                         decompressed = d;
                         &decompressed[..]
                     }
+                    Err(e) if super::decode::is_limit_error(&e) => {
+                        out.note(format!(
+                            "frames from {i} on not compared: the body decodes to more than \
+                             {limit} bytes"
+                        ));
+                        break;
+                    }
                     Err(e) => {
                         out.note(format!("frame {i}: cannot decompress: {e}"));
                         out.messages.push(bytes_value(f.payload));
+                        used += f.payload.len();
                         continue;
                     }
                 },
@@ -188,6 +206,7 @@ pub fn decode_grpc_body(
         } else {
             f.payload
         };
+        used += payload.len();
         if f.trailers {
             out.trailers.extend(parse_trailer_block(payload));
             continue;
@@ -429,6 +448,28 @@ mod tests {
         assert!(d[0].candidate.as_deref().unwrap().contains("truncated"));
         let (_, note) = split_frames(&[0, 0, 0]);
         assert!(note.unwrap().contains("3 of 5 prefix bytes"));
+    }
+
+    #[test]
+    fn decoded_size_is_bounded_across_frames() {
+        let zeros = vec![0u8; 4096];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&zeros).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut body = Vec::new();
+        for _ in 0..10 {
+            body.push(1u8);
+            body.extend_from_slice(&(gz.len() as u32).to_be_bytes());
+            body.extend_from_slice(&gz);
+        }
+        let headers = h(&[("grpc-encoding", "gzip")]);
+        // Room for two and a half frames: the third does not inflate within the rest.
+        let g = decode_grpc_body(&headers, "application/grpc", &body, None, 10_000);
+        assert_eq!(g.messages.len(), 2, "{:?}", g.notes);
+        assert_eq!(
+            g.notes.last().map(String::as_str),
+            Some("frames from 2 on not compared: the body decodes to more than 10000 bytes")
+        );
     }
 
     #[test]
