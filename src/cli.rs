@@ -172,6 +172,14 @@ pub struct ReplayArgs {
     /// difference with both values and whether it was noise.
     #[arg(long, value_name = "FILE")]
     pub diffs: Option<PathBuf>,
+    /// A protobuf FileDescriptorSet (`protoc --include_imports --descriptor_set_out=FILE`):
+    /// gRPC answers of the methods it describes show field names instead of numbers.
+    #[arg(long, value_name = "FILE")]
+    pub proto_descriptor: Option<PathBuf>,
+    /// Candidate gRPC statuses that mean a missing routing rule when the baseline's status
+    /// was not one of them (comma-separated codes; an empty list disables the check).
+    #[arg(long, value_name = "LIST", default_value = "12")]
+    pub missing_rule_grpc_status: String,
     /// Largest response body read from a target; larger answers are errors.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_body: usize,

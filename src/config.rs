@@ -6,6 +6,7 @@ pub mod file;
 
 use crate::analysis::result::{NoiseRule, Thresholds};
 use crate::cli::{HostHeaderMode, ReplayArgs};
+use crate::compare::descriptor::Descriptors;
 use crate::compare::pathpat::PathPattern;
 use crate::compare::{CompareOptions, NumericTolerance};
 use crate::error::{Error, Result};
@@ -248,6 +249,27 @@ pub fn parse_fail_on(s: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Parses the `--missing-rule-grpc-status` list (`12`, `12,5`; empty for none).
+pub fn parse_grpc_statuses(s: &str) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let code = part
+            .parse::<u32>()
+            .ok()
+            .filter(|c| *c <= 16)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "--missing-rule-grpc-status: expected gRPC status codes 0-16 separated by \
+                     commas (12 is UNIMPLEMENTED), found {part:?}"
+                ))
+            })?;
+        if !out.contains(&code) {
+            out.push(code);
+        }
+    }
+    Ok(out)
+}
+
 impl ReplayConfig {
     /// Validates the flags of `replay` together with the rules file, if any.
     pub fn from_args(a: &ReplayArgs) -> Result<Self> {
@@ -390,6 +412,11 @@ impl ReplayConfig {
 
         let mut base = CompareOptions {
             time_tolerance,
+            missing_rule_grpc_statuses: parse_grpc_statuses(&a.missing_rule_grpc_status)?,
+            proto_descriptor: match &a.proto_descriptor {
+                Some(p) => Some(Arc::new(Descriptors::load(p)?)),
+                None => None,
+            },
             ..CompareOptions::default()
         };
         if let Some(st) = &fc.missing_rule.statuses {
@@ -518,6 +545,18 @@ mod tests {
         );
         let e = parse_fail_on("different,slow").unwrap_err().to_string();
         assert!(e.contains("\"slow\"") && e.contains("missing_rule"), "{e}");
+    }
+
+    #[test]
+    fn grpc_status_lists() {
+        assert_eq!(parse_grpc_statuses("12").unwrap(), [12]);
+        assert_eq!(parse_grpc_statuses(" 12, 5,12").unwrap(), [12, 5]);
+        assert!(parse_grpc_statuses("").unwrap().is_empty());
+        let e = parse_grpc_statuses("12,UNIMPLEMENTED")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--missing-rule-grpc-status"), "{e}");
+        assert!(parse_grpc_statuses("17").is_err());
     }
 
     #[test]

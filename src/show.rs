@@ -5,7 +5,7 @@
 
 use crate::cli::ShowArgs;
 use crate::compare::body::render_body;
-use crate::compare::{judge, Observed};
+use crate::compare::{judge_for, Observed};
 use crate::config::{parse_duration, parse_header_flag, Rules};
 use crate::error::{Error, Result};
 use crate::exchange::{Exchange, Headers, Side};
@@ -146,7 +146,7 @@ pub async fn run(args: &ShowArgs, color: bool) -> Result<String> {
         }
     }
     let opts = rules.options_for(&interface);
-    let j = judge(&b, &c, None, &opts);
+    let j = judge_for(Some(ex.request.path()), &b, &c, None, &opts);
     let _ = writeln!(out, "\n{} {}", p.bold("outcome:"), j.outcome);
     if !j.diffs.is_empty() {
         let _ = writeln!(out, "{}", p.bold("differences:"));

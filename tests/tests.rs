@@ -7,6 +7,7 @@ mod cli_errors;
 mod config;
 mod demo;
 mod faults;
+mod grpc;
 mod nginx;
 mod replay_http;
 mod show;

@@ -1,9 +1,11 @@
-//! Body comparison: decodes both bodies, then picks the JSON, text or binary comparison from
-//! the media types and the content.
+//! Body comparison: decodes both bodies, then picks the comparison from the media types and
+//! the content: gRPC messages, protobuf, form fields and multipart parts, JSON, text lines,
+//! or bytes.
 
 use super::decode::{decode_body, DEFAULT_DECODE_LIMIT};
 use super::json::diff_json;
 use super::text::diff_text;
+use super::{form, grpc, protobuf};
 use super::{CompareOptions, DiffKind, Difference, Observed};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -127,7 +129,17 @@ pub fn render_body(headers: &[(String, String)], body: &Bytes) -> String {
         return String::new();
     }
     let decoded = decode_body(headers, body, DEFAULT_DECODE_LIMIT).unwrap_or_else(|_| body.clone());
-    let fam = family(media_type(headers).as_deref());
+    let media = media_type(headers);
+    if let Some(m) = media.as_deref().filter(|m| super::grpc::is_grpc(m)) {
+        // gRPC shows as its decoded messages, the same `{"msg":[...]}` the diff paths use.
+        let g = super::grpc::decode_grpc_body(headers, m, &decoded, None, DEFAULT_DECODE_LIMIT);
+        let mut v = serde_json::json!({ "msg": g.messages });
+        if !g.notes.is_empty() {
+            v["notes"] = serde_json::json!(g.notes);
+        }
+        return serde_json::to_string_pretty(&v).unwrap_or_default();
+    }
+    let fam = family(media.as_deref());
     if matches!(fam, Family::Json | Family::Unknown) {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&decoded) {
             if let Ok(s) = serde_json::to_string_pretty(&v) {
@@ -145,11 +157,25 @@ pub fn render_body(headers: &[(String, String)], body: &Bytes) -> String {
 ///
 /// Identical raw bytes under the same `Content-Encoding` are equal without decoding. Else
 /// both are decoded (a decode failure is itself a difference, and the raw bytes are then
-/// compared instead) and compared by media type: JSON structurally ([`diff_json`]), text by
-/// lines ([`diff_text`]), anything else as bytes (sizes, hashes, first differing offset).
+/// compared instead) and compared by media type: gRPC ([`super::grpc`]) and protobuf
+/// ([`super::protobuf`]) as decoded messages, form-urlencoded and multipart
+/// ([`super::form`]) by field and part, JSON structurally ([`diff_json`]), text by lines
+/// ([`diff_text`]), anything else as bytes (sizes, hashes, first differing offset).
 /// With no recognised type on either side the content decides: JSON if both parse, text if
 /// both are UTF-8. A JSON-typed body that does not parse falls back to text or binary.
 pub fn diff_bodies(a: &Observed, b: &Observed, opts: &CompareOptions, out: &mut Vec<Difference>) {
+    diff_bodies_for(None, a, b, opts, out);
+}
+
+/// [`diff_bodies`] for answers to the request at `request_path`: gRPC bodies then decode
+/// with the field names `opts.proto_descriptor` gives that method.
+pub fn diff_bodies_for(
+    request_path: Option<&str>,
+    a: &Observed,
+    b: &Observed,
+    opts: &CompareOptions,
+    out: &mut Vec<Difference>,
+) {
     let enc_a = encoding_of(&a.headers);
     let enc_b = encoding_of(&b.headers);
     if a.body == b.body && enc_a == enc_b {
@@ -178,18 +204,78 @@ pub fn diff_bodies(a: &Observed, b: &Observed, opts: &CompareOptions, out: &mut 
         da = a.body.clone();
         db = b.body.clone();
     }
+    compare_content(&a.headers, &da, &b.headers, &db, request_path, opts, out, 0);
+}
+
+/// Media types of protobuf messages sent over plain HTTP (not gRPC framed).
+const PROTOBUF_TYPES: &[&str] = &[
+    "application/protobuf",
+    "application/x-protobuf",
+    "application/vnd.google.protobuf",
+    "application/x-google-protobuf",
+];
+
+/// Compares two decoded bodies by their media types (`headers` are each body's own, of the
+/// whole answer or of a multipart part); `depth` counts multipart nesting.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn compare_content(
+    headers_a: &[(String, String)],
+    da: &[u8],
+    headers_b: &[(String, String)],
+    db: &[u8],
+    request_path: Option<&str>,
+    opts: &CompareOptions,
+    out: &mut Vec<Difference>,
+    depth: usize,
+) {
     if da == db {
         return;
     }
+    let ma = media_type(headers_a);
+    let mb = media_type(headers_b);
+    let (ma_s, mb_s) = (ma.as_deref().unwrap_or(""), mb.as_deref().unwrap_or(""));
+    if grpc::is_grpc(ma_s) && grpc::is_grpc(mb_s) {
+        grpc::diff_grpc(
+            headers_a,
+            ma_s,
+            da,
+            headers_b,
+            mb_s,
+            db,
+            request_path,
+            opts,
+            out,
+        );
+        return;
+    }
+    if PROTOBUF_TYPES.contains(&ma_s) && PROTOBUF_TYPES.contains(&mb_s) {
+        if let (Ok(mut ja), Ok(mut jb)) = (protobuf::decode(da), protobuf::decode(db)) {
+            protobuf::harmonize(&mut ja, &mut jb);
+            diff_json(&ja, &jb, opts, out);
+            return;
+        }
+    }
+    const FORM: &str = "application/x-www-form-urlencoded";
+    if ma_s == FORM && mb_s == FORM {
+        form::diff_urlencoded(da, db, opts, out);
+        return;
+    }
+    if ma_s.starts_with("multipart/")
+        && mb_s.starts_with("multipart/")
+        && depth < form::MAX_NESTING
+        && form::diff_multipart(headers_a, da, headers_b, db, opts, out, depth)
+    {
+        return;
+    }
 
-    let fa = family(media_type(&a.headers).as_deref());
-    let fb = family(media_type(&b.headers).as_deref());
+    let fa = family(ma.as_deref());
+    let fb = family(mb.as_deref());
     let both_unknown = fa == Family::Unknown && fb == Family::Unknown;
 
     if fa == Family::Json || fb == Family::Json || both_unknown {
         if let (Ok(ja), Ok(jb)) = (
-            serde_json::from_slice::<serde_json::Value>(&da),
-            serde_json::from_slice::<serde_json::Value>(&db),
+            serde_json::from_slice::<serde_json::Value>(da),
+            serde_json::from_slice::<serde_json::Value>(db),
         ) {
             diff_json(&ja, &jb, opts, out);
             return;
@@ -198,18 +284,36 @@ pub fn diff_bodies(a: &Observed, b: &Observed, opts: &CompareOptions, out: &mut 
 
     let texty = |f: Family| f == Family::Text || f == Family::Json;
     if texty(fa) || texty(fb) || both_unknown {
-        if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(&da), std::str::from_utf8(&db)) {
+        if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(da), std::str::from_utf8(db)) {
             diff_text(ta, tb, out);
             return;
         }
     }
 
-    diff_binary(&da, &db, out);
+    diff_binary(da, db, out);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn render_body_shows_grpc_as_decoded_messages_and_json_pretty() {
+        let grpc = vec![("content-type".to_string(), "application/grpc".to_string())];
+        let body = Bytes::from(crate::compare::grpc::frame(&[0x08, 0x96, 0x01]));
+        let shown = render_body(&grpc, &body);
+        assert!(
+            shown.contains("\"msg\"") && shown.contains("150"),
+            "{shown}"
+        );
+        let json = vec![("content-type".to_string(), "application/json".to_string())];
+        assert_eq!(
+            render_body(&json, &Bytes::from_static(b"{\"a\":1}")),
+            "{\n  \"a\": 1\n}"
+        );
+        let bin = vec![("content-type".to_string(), "image/png".to_string())];
+        assert!(render_body(&bin, &Bytes::from_static(b"\x89PNG")).starts_with("(4 bytes, sha256 "));
+    }
     use std::io::Write;
 
     fn obs(ct: Option<&str>, ce: Option<&str>, body: &[u8]) -> Observed {
@@ -386,6 +490,85 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains("first difference at byte 0"));
+    }
+
+    #[test]
+    fn form_bodies_by_key_after_content_decoding() {
+        let a = obs(
+            Some("application/x-www-form-urlencoded"),
+            Some("gzip"),
+            &gzip(b"q=red+shoes&page=1"),
+        );
+        let b = obs(
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            None,
+            b"page=2&q=red%20shoes",
+        );
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].path, "$.page[0]");
+    }
+
+    #[test]
+    fn multipart_parts_with_their_own_boundaries() {
+        let mk = |boundary: &str, size: u32| {
+            let body = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"meta\"\r\n\
+                 Content-Type: application/json\r\n\r\n{{\"size\": {size}}}\r\n\
+                 --{boundary}\r\nContent-Disposition: form-data; name=\"page\"\r\n\
+                 Content-Type: text/html\r\n\r\n<p>\nhi\n</p>\r\n--{boundary}--\r\n"
+            );
+            obs(
+                Some(&format!("multipart/form-data; boundary={boundary}")),
+                None,
+                body.as_bytes(),
+            )
+        };
+        assert!(run(&mk("aaa", 1), &mk("bbb", 1)).is_empty());
+        let d = run(&mk("aaa", 1), &mk("bbb", 2));
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].path, "$.part.meta.size");
+    }
+
+    #[test]
+    fn xml_is_compared_by_lines() {
+        let a = obs(Some("application/xml"), None, b"<a>\n<b>1</b>\n</a>\n");
+        let b = obs(Some("text/xml"), Some("br"), &{
+            let mut out = Vec::new();
+            {
+                let mut w = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                w.write_all(b"<a>\n<b>2</b>\n</a>\n").unwrap();
+            }
+            out
+        });
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].baseline.as_deref(), Some("line 2: <b>1</b>"));
+        assert_eq!(d[0].candidate.as_deref(), Some("line 2: <b>2</b>"));
+    }
+
+    #[test]
+    fn protobuf_over_http_by_field_number() {
+        let a = obs(
+            Some("application/x-protobuf"),
+            None,
+            &[0x08, 0x01, 0x12, 0x01, b'a'],
+        );
+        let b = obs(
+            Some("application/x-protobuf"),
+            None,
+            &[0x08, 0x02, 0x12, 0x01, b'a'],
+        );
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].path, "$.1");
+        // Not protobuf on one side: compared as bytes.
+        let c = obs(Some("application/x-protobuf"), None, &[0xff]);
+        assert!(run(&a, &c)[0]
+            .candidate
+            .as_deref()
+            .unwrap()
+            .contains("sha256"));
     }
 
     #[test]

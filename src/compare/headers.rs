@@ -56,6 +56,20 @@ fn group(headers: &[(String, String)]) -> Vec<(String, String)> {
     out
 }
 
+/// A `Content-Type` value without its `boundary` parameter: servers pick a fresh random
+/// multipart boundary for every answer, and the parts themselves are compared by body.
+fn without_boundary(value: &str) -> String {
+    value
+        .split(';')
+        .map(str::trim)
+        .filter(|p| {
+            !p.split_once('=')
+                .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Compares two header lists and appends one [`Difference`] of `kind` per differing name.
 ///
 /// Names compare case-insensitively; each name's values are joined in order with `, `, so
@@ -93,6 +107,13 @@ pub fn diff_headers(
         let vb = lookup(&gb, name);
         if va == vb {
             continue;
+        }
+        if name == "content-type" {
+            if let (Some(x), Some(y)) = (&va, &vb) {
+                if without_boundary(x) == without_boundary(y) {
+                    continue;
+                }
+            }
         }
         let tolerated = match (&va, &vb) {
             (Some(x), Some(y)) => within_tolerance_str(x, y, opts.time_tolerance),
@@ -265,6 +286,29 @@ mod tests {
         );
         assert_eq!(d.len(), 2);
         assert!(d.iter().all(|x| x.tolerated), "{d:?}");
+    }
+
+    #[test]
+    fn multipart_boundary_is_not_compared() {
+        let o = CompareOptions::default();
+        let d = run(
+            &[("Content-Type", "multipart/mixed; boundary=a1b2")],
+            &[("Content-Type", "multipart/mixed;boundary=\"zz9\"")],
+            DiffKind::Header,
+            &o,
+        );
+        assert!(d.is_empty(), "{d:?}");
+        let d = run(
+            &[("Content-Type", "multipart/mixed; boundary=a1b2")],
+            &[("Content-Type", "multipart/form-data; boundary=a1b2")],
+            DiffKind::Header,
+            &o,
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            d[0].baseline.as_deref(),
+            Some("multipart/mixed; boundary=a1b2")
+        );
     }
 
     #[test]

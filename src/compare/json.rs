@@ -57,7 +57,12 @@ impl Seg<'_> {
     }
 }
 
+/// True for keys written as `.key`: identifiers, and all-digit keys (protobuf field numbers,
+/// `$.msg[0].3.1`), which cannot be mistaken for an array index since indices use brackets.
 fn is_identifier(key: &str) -> bool {
+    if !key.is_empty() && key.bytes().all(|b| b.is_ascii_digit()) {
+        return true;
+    }
     let mut bytes = key.bytes();
     match bytes.next() {
         Some(b) if b.is_ascii_alphabetic() || b == b'_' => {}
@@ -387,6 +392,10 @@ mod tests {
         want.sort();
         assert_eq!(p, want);
         assert_eq!(key_path("$.a", "b c"), "$.a['b c']");
+        // Field numbers read as in `protoc --decode_raw`, and fold like any key.
+        assert_eq!(key_path("$.msg[0]", "3"), "$.msg[0].3");
+        let d = run(json!({"3": {"1": 1}}), json!({"3": {"1": 2}}));
+        assert_eq!(paths(&d), ["$.3.1"]);
     }
 
     #[test]

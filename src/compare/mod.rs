@@ -6,21 +6,29 @@
 //! Sub-modules, one job each: [`decode`] undoes content encodings, [`headers`] compares header
 //! lists minus the volatile ones, [`body`] picks a comparison by media type, [`json`] is the
 //! structural diff with field paths, [`text`] the line diff, [`timeval`] recognises times
-//! that may differ by the tolerance.
+//! that may differ by the tolerance. [`grpc`] splits gRPC bodies into messages, [`protobuf`]
+//! decodes the wire format (field names from [`descriptor`] when a descriptor set is given),
+//! [`form`] handles form-urlencoded and multipart bodies.
 
 pub mod body;
 pub mod decode;
+pub mod descriptor;
+pub mod form;
+pub mod grpc;
 pub mod headers;
 pub mod hints;
 pub mod json;
 pub mod pathpat;
+pub mod protobuf;
 pub mod text;
 pub mod timeval;
 
 use crate::exchange::Headers;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One live answer from a target, as the comparison needs it.
@@ -103,6 +111,13 @@ pub struct CompareOptions {
     pub unordered: Vec<pathpat::PathPattern>,
     /// When set, a candidate answer is a missing rule only if its body also matches this.
     pub missing_rule_body: Option<regex::Regex>,
+    /// Candidate `grpc-status` codes that mean "the gateway has no route for this" when the
+    /// baseline's status was outside this set (12, UNIMPLEMENTED, by default; gRPC reports
+    /// it with HTTP 200, so the HTTP status set cannot see it). Empty disables the check.
+    pub missing_rule_grpc_statuses: Vec<u32>,
+    /// Protobuf schemas (`--proto-descriptor`): gRPC answers of the methods they describe
+    /// are decoded with field names instead of numbers.
+    pub proto_descriptor: Option<Arc<descriptor::Descriptors>>,
 }
 
 /// Two numbers at a path are equal when they differ by at most `absolute`, or by at most
@@ -136,6 +151,8 @@ impl Default for CompareOptions {
             tolerances: Vec::new(),
             unordered: Vec::new(),
             missing_rule_body: None,
+            missing_rule_grpc_statuses: vec![12],
+            proto_descriptor: None,
         }
     }
 }
@@ -229,9 +246,60 @@ pub fn fold_path(path: &str) -> String {
     out
 }
 
+/// Header names that carry the outcome of a gRPC call. A "trailers-only" answer (an error
+/// with no messages) sends them in the headers; they are compared as trailers wherever they
+/// arrive, so the same status change always has the same key (`trailer:grpc-status`).
+pub const GRPC_STATUS_FIELDS: &[&str] = &["grpc-status", "grpc-message", "grpc-status-details-bin"];
+
+fn is_grpc_status_field(name: &str) -> bool {
+    GRPC_STATUS_FIELDS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(name))
+}
+
+/// The headers and trailers of an answer as compared: gRPC status fields found in the
+/// headers are moved in front of the trailers. Borrows when there are none (the usual case).
+fn status_as_trailers(o: &Observed) -> (Cow<'_, Headers>, Cow<'_, Headers>) {
+    if !o.headers.iter().any(|(n, _)| is_grpc_status_field(n)) {
+        return (Cow::Borrowed(&o.headers), Cow::Borrowed(&o.trailers));
+    }
+    let (moved, kept): (Headers, Headers) = o
+        .headers
+        .iter()
+        .cloned()
+        .partition(|(n, _)| is_grpc_status_field(n));
+    let trailers = moved
+        .into_iter()
+        .chain(o.trailers.iter().cloned())
+        .collect();
+    (Cow::Owned(kept), Cow::Owned(trailers))
+}
+
+/// The gRPC status code of an answer: from the trailers, else from the headers (a
+/// trailers-only answer); `None` when the answer carries none (not gRPC).
+pub fn grpc_status(o: &Observed) -> Option<u32> {
+    let find = |h: &Headers| {
+        h.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case("grpc-status"))
+            .and_then(|(_, v)| v.trim().parse::<u32>().ok())
+    };
+    find(&o.trailers).or_else(|| find(&o.headers))
+}
+
 /// Lists every difference between two answers: status, headers (minus volatile ones),
 /// trailers, and body (decoded, then compared by media type).
 pub fn diff(a: &Observed, b: &Observed, opts: &CompareOptions) -> Vec<Difference> {
+    diff_for(None, a, b, opts)
+}
+
+/// [`diff`] for answers to the request at `request_path` (path only, no query): gRPC bodies
+/// are decoded with the field names `opts.proto_descriptor` gives that method.
+pub fn diff_for(
+    request_path: Option<&str>,
+    a: &Observed,
+    b: &Observed,
+    opts: &CompareOptions,
+) -> Vec<Difference> {
     let mut out = Vec::new();
     if a.status != b.status {
         out.push(Difference {
@@ -242,9 +310,11 @@ pub fn diff(a: &Observed, b: &Observed, opts: &CompareOptions) -> Vec<Difference
             tolerated: false,
         });
     }
-    headers::diff_headers(&a.headers, &b.headers, DiffKind::Header, opts, &mut out);
-    headers::diff_headers(&a.trailers, &b.trailers, DiffKind::Trailer, opts, &mut out);
-    body::diff_bodies(a, b, opts, &mut out);
+    let (ha, ta) = status_as_trailers(a);
+    let (hb, tb) = status_as_trailers(b);
+    headers::diff_headers(&ha, &hb, DiffKind::Header, opts, &mut out);
+    headers::diff_headers(&ta, &tb, DiffKind::Trailer, opts, &mut out);
+    body::diff_bodies_for(request_path, a, b, opts, &mut out);
     if out.len() > opts.max_diffs {
         let extra = out.len() - opts.max_diffs;
         out.truncate(opts.max_diffs);
@@ -333,8 +403,22 @@ pub struct Judgement {
 /// Compares one exchange's answers and gives it a preliminary outcome.
 ///
 /// A failed baseline makes the exchange unjudgeable (`baseline_error`) whatever the
-/// candidate did; a failed probe only loses the noise sample.
+/// candidate did; a failed probe only loses the noise sample. The candidate shows the
+/// gateway's "no route" signature (`missing_rule`) with an HTTP status in
+/// `opts.missing_rule_statuses`, or a gRPC status in `opts.missing_rule_grpc_statuses`,
+/// that the baseline's answer did not have.
 pub fn judge(
+    baseline: &Fetched,
+    candidate: &Fetched,
+    probe: Option<&Fetched>,
+    opts: &CompareOptions,
+) -> Judgement {
+    judge_for(None, baseline, candidate, probe, opts)
+}
+
+/// [`judge`] for answers to the request at `request_path` (see [`diff_for`]).
+pub fn judge_for(
+    request_path: Option<&str>,
     baseline: &Fetched,
     candidate: &Fetched,
     probe: Option<&Fetched>,
@@ -363,17 +447,25 @@ pub fn judge(
         }
     };
     let probe = match probe {
-        Some(Ok(p)) => Some(diff(base, p, opts)),
+        Some(Ok(p)) => Some(diff_for(request_path, base, p, opts)),
         _ => None,
     };
-    let missing = opts.missing_rule_statuses.contains(&cand.status)
-        && !opts.missing_rule_statuses.contains(&base.status)
-        && opts.missing_rule_body.as_ref().is_none_or(|re| {
-            let body = decode::decode_body(&cand.headers, &cand.body, decode::DEFAULT_DECODE_LIMIT)
-                .unwrap_or_else(|_| cand.body.clone());
-            re.is_match(&String::from_utf8_lossy(&body))
-        });
-    let diffs = diff(base, cand, opts);
+    let grpc_set = &opts.missing_rule_grpc_statuses;
+    let missing_grpc = grpc_status(cand).is_some_and(|c| grpc_set.contains(&c))
+        && !grpc_status(base).is_some_and(|b| grpc_set.contains(&b));
+    let missing_http = opts.missing_rule_statuses.contains(&cand.status)
+        && !opts.missing_rule_statuses.contains(&base.status);
+    // The body pattern tells a gateway's "no route" page from a backend's own 404; gRPC's
+    // UNIMPLEMENTED has no body to match.
+    let missing = missing_grpc
+        || missing_http
+            && opts.missing_rule_body.as_ref().is_none_or(|re| {
+                let body =
+                    decode::decode_body(&cand.headers, &cand.body, decode::DEFAULT_DECODE_LIMIT)
+                        .unwrap_or_else(|_| cand.body.clone());
+                re.is_match(&String::from_utf8_lossy(&body))
+            });
+    let diffs = diff_for(request_path, base, cand, opts);
     let outcome = if missing {
         Outcome::MissingRule
     } else if diffs.is_empty() {
@@ -481,6 +573,56 @@ mod tests {
         let d = diff(&mk(&a), &mk(&b), &o);
         assert_eq!(d.len(), o.max_diffs + 1);
         assert_eq!(d[o.max_diffs].path, "…");
+    }
+
+    fn grpc(headers: &[(&str, &str)], trailers: &[(&str, &str)], body: &[u8]) -> Fetched {
+        let list = |p: &[(&str, &str)]| -> Headers {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut h = list(&[("content-type", "application/grpc")]);
+        h.extend(list(headers));
+        Ok(Observed {
+            status: 200,
+            headers: h,
+            trailers: list(trailers),
+            body: Bytes::copy_from_slice(body),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn grpc_unimplemented_is_a_missing_rule() {
+        let o = CompareOptions::default();
+        let ok = grpc(&[], &[("grpc-status", "0")], &grpc::frame(&[0x08, 1]));
+        // Trailers-only: the status arrives in the headers.
+        let unimpl = grpc(&[("grpc-status", "12"), ("grpc-message", "no")], &[], b"");
+        let j = judge(&ok, &unimpl, None, &o);
+        assert_eq!(j.outcome, Outcome::MissingRule);
+        // Unimplemented on both sides is the same answer, not a missing rule.
+        assert_eq!(
+            judge(&unimpl, &unimpl, None, &o).outcome,
+            Outcome::Identical
+        );
+        // Disabled: a status difference, keyed as a trailer however it arrived.
+        let off = CompareOptions {
+            missing_rule_grpc_statuses: Vec::new(),
+            ..Default::default()
+        };
+        let j = judge(&ok, &unimpl, None, &off);
+        assert_eq!(j.outcome, Outcome::Different);
+        let keys: Vec<String> = j.diffs.iter().map(Difference::key).collect();
+        assert_eq!(
+            keys,
+            ["trailer:grpc-status", "trailer:grpc-message", "$.msg[*]"],
+            "{:?}",
+            j.diffs
+        );
+        let in_trailers = grpc(&[], &[("grpc-status", "12"), ("grpc-message", "no")], b"");
+        assert!(diff(unimpl.as_ref().unwrap(), in_trailers.as_ref().unwrap(), &o).is_empty());
+        assert_eq!(grpc_status(in_trailers.as_ref().unwrap()), Some(12));
+        assert_eq!(grpc_status(ok.as_ref().unwrap()), Some(0));
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod target;
 
 use crate::analysis::result::{RunInfo, RunResult, RESULT_FORMAT};
 use crate::analysis::{Aggregator, PairLatency};
-use crate::compare::{judge, CompareOptions};
+use crate::compare::{judge_for, CompareOptions};
 use crate::config::{Pacing, ReplayConfig, Rules};
 use crate::error::{Error, Result};
 use crate::exchange::{Exchange, Side};
@@ -352,7 +352,7 @@ async fn replay_one(job: Job, t: Arc<Targets>, opts: Arc<CompareOptions>) -> Rep
         _ => None,
     };
     let probe_ok = probe.as_ref().filter(|p| p.is_ok());
-    let judgement = judge(&b, &c, probe_ok, &opts);
+    let judgement = judge_for(Some(req.path()), &b, &c, probe_ok, &opts);
     let lat = match (&b, &c) {
         (Ok(b), Ok(c)) => Some(PairLatency {
             baseline_us: b.latency_us,
