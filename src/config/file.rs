@@ -262,4 +262,20 @@ mod tests {
             .to_string();
         assert!(e.starts_with("shadowdiff.toml:2:"), "{e}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any text either parses or gives an error with a line inside the file.
+        #[test]
+        fn random_text_never_panics(text in "[\\[\\]a-z_=\"0-9 .\n$*]{0,200}") {
+            match parse(&text) {
+                Ok(_) => {}
+                Err(Error::Input { line, .. }) => {
+                    proptest::prop_assert!(line >= 1 && line as usize <= text.lines().count().max(1) + 1);
+                }
+                Err(other) => proptest::prop_assert!(false, "unexpected error {other:?}"),
+            }
+        }
+    }
 }

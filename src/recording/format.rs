@@ -287,4 +287,22 @@ mod tests {
         let e = parse_exchange(br#"{"id":"a","ts":"2026-11-02T09:00:00Z","request":{"method":"GET","uri":"/","body":"!!","body_encoding":"base64"}}"#).unwrap_err();
         assert!(e.contains("request.body"), "{e}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// No line, however broken, panics the parser.
+        #[test]
+        fn random_lines_never_panic(line in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = parse_exchange(&line);
+        }
+
+        /// Cutting a valid line anywhere gives an error, never a panic or a wrong exchange.
+        #[test]
+        fn truncated_lines_are_errors(cut in 0usize..400) {
+            let line = br#"{"id":"x","ts":"2026-11-02T09:00:00Z","request":{"method":"GET","uri":"/a","headers":[["a","b"]],"body":"aGk=","body_encoding":"base64"},"response":{"status":200,"body":""},"latency_us":5}"#;
+            let cut = cut.min(line.len() - 1);
+            proptest::prop_assert!(parse_exchange(&line[..cut]).is_err());
+        }
+    }
 }
