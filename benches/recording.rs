@@ -1,0 +1,115 @@
+//! Benchmarks the recording format (write and read, plain and zstd, in MB/s of the plain
+//! JSON Lines) and interface-key extraction, the two per-exchange costs before any request
+//! is sent.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use shadowdiff::exchange::{Exchange, Request, Response};
+use shadowdiff::interface::{interface_of, InterfaceKey, Keyer};
+use shadowdiff::recording::{ReadOptions, RecordingHeader, RecordingReader, RecordingWriter};
+use std::path::Path;
+
+fn exchange(i: u64) -> Exchange {
+    let body = format!(
+        r#"{{"id":{i},"name":"user {i}","email":"user{i}@example.com","tags":["a","b"],"score":{}.5}}"#,
+        i % 997
+    );
+    Exchange {
+        id: format!("bench-{i:08}"),
+        ts_us: 1_793_000_000_000_000 + i as i64 * 100,
+        interface: None,
+        tenant: None,
+        request: Request {
+            method: "GET".into(),
+            uri: format!("/api/users/{}/orders?page={}", i % 10_007, i % 7),
+            version: "HTTP/1.1".into(),
+            headers: vec![
+                ("host".into(), "shop.example".into()),
+                ("user-agent".into(), "bench/1.0".into()),
+                ("accept".into(), "application/json".into()),
+                ("x-request-id".into(), format!("{i:016x}")),
+            ],
+            ..Default::default()
+        },
+        response: Some(Response {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("content-length".into(), body.len().to_string()),
+            ],
+            body: body.into(),
+            ..Default::default()
+        }),
+        latency_us: Some(1200),
+    }
+}
+
+const N: u64 = 20_000;
+
+fn write_file(path: &Path, items: &[Exchange]) {
+    let mut w = RecordingWriter::create(path, &RecordingHeader::new("bench")).unwrap();
+    for e in items {
+        w.write(e).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn bench_recording(c: &mut Criterion) {
+    let items: Vec<Exchange> = (0..N).map(exchange).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("b.jsonl");
+    write_file(&plain, &items);
+    let bytes = std::fs::metadata(&plain).unwrap().len();
+
+    let mut g = c.benchmark_group("recording");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(bytes));
+    for name in ["b.jsonl", "b.jsonl.zst"] {
+        let path = dir.path().join(format!("w-{name}"));
+        g.bench_function(format!("write {name}"), |b| {
+            b.iter(|| write_file(&path, &items))
+        });
+        let path = dir.path().join(name);
+        write_file(&path, &items);
+        g.bench_function(format!("read {name}"), |b| {
+            b.iter(|| {
+                let r = RecordingReader::open(std::slice::from_ref(&path), ReadOptions::default())
+                    .unwrap();
+                let mut n = 0u64;
+                for e in r {
+                    black_box(e.unwrap());
+                    n += 1;
+                }
+                assert_eq!(n, N);
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bench_interface(c: &mut Criterion) {
+    let items: Vec<Exchange> = (0..1000).map(exchange).collect();
+    let mut g = c.benchmark_group("interface key");
+    g.throughput(Throughput::Elements(items.len() as u64));
+    g.bench_function("default", |b| {
+        b.iter(|| {
+            for e in &items {
+                black_box(interface_of(&e.request, &InterfaceKey::Default));
+            }
+        })
+    });
+    let keyer = Keyer {
+        key: InterfaceKey::Default,
+        templates: vec!["/api/users/{id}/orders".parse().unwrap()],
+    };
+    g.bench_function("template", |b| {
+        b.iter(|| {
+            for e in &items {
+                black_box(keyer.key_of(&e.request));
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_recording, bench_interface);
+criterion_main!(benches);
