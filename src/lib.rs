@@ -71,6 +71,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 Verdict::Fail => EXIT_FAIL,
             })
         }
+        Command::Import(args) => recording::import::run(&args, cli.quiet),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "shadowdiff", &mut std::io::stdout());
