@@ -5,5 +5,6 @@ mod util;
 
 mod cli_errors;
 mod demo;
+mod import;
 mod nginx;
 mod replay_http;

@@ -49,8 +49,11 @@ enum Entry {
         counted: bool,
         last_us: i64,
     },
+    /// Ended; its initial sequence numbers tell a late duplicate SYN from a new
+    /// connection on the same addresses.
     Closed {
         last_us: i64,
+        isns: [Option<u32>; 2],
     },
 }
 
@@ -170,7 +173,7 @@ impl Tracker {
             let now = seg.ts_us;
             self.conns.retain(|_, e| match e {
                 Entry::Live(_) => true,
-                Entry::Mid { last_us, .. } | Entry::Closed { last_us } => {
+                Entry::Mid { last_us, .. } | Entry::Closed { last_us, .. } => {
                     now.saturating_sub(*last_us) < FORGET_AFTER_US
                 }
             });
@@ -203,9 +206,11 @@ impl Tracker {
                 }
                 return Ok(());
             }
-            Some(Entry::Closed { last_us }) if !opens => {
+            Some(Entry::Closed { last_us, isns }) if !opens || isns.contains(&Some(seg.seq)) => {
                 *last_us = seg.ts_us;
-                if !seg.payload.is_empty() {
+                if opens {
+                    ctx.report.note(NOTE_RETRANSMIT);
+                } else if !seg.payload.is_empty() {
                     ctx.report.note(NOTE_AFTER_CLOSE);
                 }
                 return Ok(());
@@ -260,10 +265,20 @@ impl Tracker {
 
     /// Finishes a connection whose directions have both ended.
     fn close(&mut self, key: Key, now_us: i64, ctx: &mut Ctx<'_>) -> Result<()> {
-        if let Some(Entry::Live(mut conn)) =
-            self.conns.insert(key, Entry::Closed { last_us: now_us })
-        {
+        let closed = Entry::Closed {
+            last_us: now_us,
+            isns: [None, None],
+        };
+        if let Some(Entry::Live(mut conn)) = self.conns.insert(key, closed) {
             conn.flow.finish(ctx)?;
+            let isns = [conn.dirs[0].isn, conn.dirs[1].isn];
+            self.conns.insert(
+                key,
+                Entry::Closed {
+                    last_us: now_us,
+                    isns,
+                },
+            );
         }
         Ok(())
     }
