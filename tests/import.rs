@@ -316,6 +316,165 @@ fn own_tcpdump_capture_imports_exactly() {
     assert!(out.iter().all(|e| e.interface.is_some()));
 }
 
+/// The packets of own_traffic.pcap: (seconds, microseconds, Ethernet frame).
+fn own_frames() -> Vec<(u32, u32, Vec<u8>)> {
+    let own = std::fs::read(local("own_traffic.pcap")).unwrap();
+    let le = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap());
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at + 16 <= own.len() {
+        let incl = le(&own[at + 8..at + 12]) as usize;
+        frames.push((
+            le(&own[at..at + 4]),
+            le(&own[at + 4..at + 8]),
+            own[at + 16..at + 16 + incl].to_vec(),
+        ));
+        at += 16 + incl;
+    }
+    frames
+}
+
+/// A classic pcap written by hand: either byte order, micro- or nanosecond stamps.
+fn classic_pcap(link: u32, big: bool, nanos: bool, frames: &[(u32, u32, Vec<u8>)]) -> Vec<u8> {
+    let u32b = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let u16b = |v: u16| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let mut out = Vec::new();
+    out.extend_from_slice(&u32b(if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 }));
+    out.extend_from_slice(&u16b(2));
+    out.extend_from_slice(&u16b(4));
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&u32b(262_144));
+    out.extend_from_slice(&u32b(link));
+    for (sec, usec, data) in frames {
+        out.extend_from_slice(&u32b(*sec));
+        out.extend_from_slice(&u32b(if nanos { usec * 1000 } else { *usec }));
+        out.extend_from_slice(&u32b(data.len() as u32));
+        out.extend_from_slice(&u32b(data.len() as u32));
+        out.extend_from_slice(data);
+    }
+    out
+}
+
+/// A pcapng written by hand: one section, one Ethernet interface with nanosecond stamps.
+fn pcapng_ns(frames: &[(u32, u32, Vec<u8>)]) -> Vec<u8> {
+    fn block(out: &mut Vec<u8>, ty: u32, body: &[u8]) {
+        let pad = (4 - body.len() % 4) % 4;
+        let len = (12 + body.len() + pad) as u32;
+        out.extend_from_slice(&ty.to_le_bytes());
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(&vec![0; pad]);
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    let mut out = Vec::new();
+    let mut shb = vec![0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0];
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut out, 0x0a0d_0d0a, &shb);
+    // Ethernet, snaplen 0, if_tsresol = 9 (nanoseconds), end of options.
+    let idb = [1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0];
+    block(&mut out, 1, &idb);
+    for (sec, usec, data) in frames {
+        let ns = u64::from(*sec) * 1_000_000_000 + u64::from(*usec) * 1000;
+        let mut epb = Vec::new();
+        epb.extend_from_slice(&0u32.to_le_bytes());
+        epb.extend_from_slice(&((ns >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(ns as u32).to_le_bytes());
+        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(data);
+        block(&mut out, 6, &epb);
+    }
+    out
+}
+
+/// The frame's TCP segment rebuilt over IPv6 (::1 to ::1).
+fn over_ipv6(frame: &[u8]) -> Vec<u8> {
+    let p = etherparse::SlicedPacket::from_ethernet(frame).unwrap();
+    let Some(etherparse::TransportSlice::Tcp(t)) = p.transport else {
+        panic!("own_traffic.pcap holds TCP only")
+    };
+    let mut lo = [0u8; 16];
+    lo[15] = 1;
+    let mut out = Vec::new();
+    etherparse::PacketBuilder::ethernet2([2; 6], [2; 6])
+        .ipv6(lo, lo, 64)
+        .tcp_header(t.to_header())
+        .write(&mut out, t.payload())
+        .unwrap();
+    out
+}
+
+#[test]
+fn link_layers_ip_versions_and_file_variants_import_the_same() {
+    let frames = own_frames();
+    let (expected, _) = run_import(ImportFormat::Pcap, &[local("own_traffic.pcap")]);
+    let ip = |f: &[u8]| f[14..].to_vec();
+    let with = |head: &[u8], f: &[u8]| [head, &f[14..]].concat();
+    let map = |g: &dyn Fn(&[u8]) -> Vec<u8>| -> Vec<(u32, u32, Vec<u8>)> {
+        frames.iter().map(|(s, u, f)| (*s, *u, g(f))).collect()
+    };
+    // Linux cooked v1: packet type, ARPHRD_LOOPBACK, address length and address, protocol.
+    let sll = [0, 0, 3, 4, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0];
+    // Linux cooked v2: protocol, reserved, interface index, ARPHRD, packet type, address.
+    let sll2 = [8, 0, 0, 0, 0, 0, 0, 1, 3, 4, 0, 6, 0, 0, 0, 0, 0, 0, 0, 0];
+    let variants: Vec<(&str, Vec<u8>)> = vec![
+        ("raw IP", classic_pcap(101, false, false, &map(&ip))),
+        (
+            "Linux cooked v1",
+            classic_pcap(113, false, false, &map(&|f| with(&sll, f))),
+        ),
+        (
+            "Linux cooked v2",
+            classic_pcap(276, false, false, &map(&|f| with(&sll2, f))),
+        ),
+        (
+            "BSD loopback",
+            classic_pcap(0, false, false, &map(&|f| with(&[2, 0, 0, 0], f))),
+        ),
+        ("big-endian, ns", classic_pcap(1, true, true, &frames)),
+        ("pcapng, ns", pcapng_ns(&frames)),
+        ("IPv6", classic_pcap(1, false, false, &map(&over_ipv6))),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in variants {
+        let path = dir.path().join("v.pcap");
+        std::fs::write(&path, &bytes).unwrap();
+        let (got, r) = run_import(ImportFormat::Pcap, &[path]);
+        assert!(
+            r.skipped.is_empty() && r.ignored.is_empty(),
+            "{name}: {r:?}"
+        );
+        assert_eq!(got.len(), expected.len(), "{name}");
+        for (g, e) in got.iter().zip(&expected) {
+            assert_eq!(
+                (&g.id, g.ts_us, g.latency_us, &g.request, &g.response),
+                (&e.id, e.ts_us, e.latency_us, &e.request, &e.response),
+                "{name}"
+            );
+        }
+    }
+    // The same capture gzipped.
+    let gz = dir.path().join("own.pcap.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, &std::fs::read(local("own_traffic.pcap")).unwrap())
+        .unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let (got, _) = run_import(ImportFormat::Pcap, &[gz]);
+    assert_eq!(got, expected);
+}
+
 /// Imports `input` with the binary into `dir/NAME.jsonl`.
 async fn import_with_binary(format: &str, input: &Path, dir: &Path) -> (PathBuf, String) {
     let out = dir.join(format!(

@@ -319,6 +319,11 @@ impl GorImporter {
     }
 }
 
+/// 1xx answers other than 101 are interim: the final answer follows them.
+fn is_interim(status: u16) -> bool {
+    (100..200).contains(&status) && status != 101
+}
+
 /// Parses `TYPE ID TIMESTAMP [LATENCY]`.
 fn parse_meta(line: &[u8]) -> std::result::Result<Meta, String> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -365,19 +370,23 @@ fn parse_one(
 ) -> Option<super::http1::Message> {
     let mut r = MessageReader::new(role);
     r.push(payload);
-    let msg = match r.next(true, method) {
-        Ok(Step::Message(m)) => *m,
-        Ok(_) => {
-            report.skip(bad, || format!("{}: no HTTP message in the record", at()));
-            return None;
-        }
-        Err(ParseError::Malformed(e)) => {
-            report.skip(bad, || format!("{}: {e}", at()));
-            return None;
-        }
-        Err(ParseError::Incomplete(e)) => {
-            report.skip(cut, || format!("{}: {e}", at()));
-            return None;
+    let msg = loop {
+        match r.next(true, method) {
+            // An interim answer (100 Continue) may precede the final one in the record.
+            Ok(Step::Message(m)) if role == Role::Response && is_interim(m.status()) => {}
+            Ok(Step::Message(m)) => break *m,
+            Ok(_) => {
+                report.skip(bad, || format!("{}: no HTTP message in the record", at()));
+                return None;
+            }
+            Err(ParseError::Malformed(e)) => {
+                report.skip(bad, || format!("{}: {e}", at()));
+                return None;
+            }
+            Err(ParseError::Incomplete(e)) => {
+                report.skip(cut, || format!("{}: {e}", at()));
+                return None;
+            }
         }
     };
     if !r.is_idle() {
@@ -420,19 +429,25 @@ mod tests {
              1 bb 2000000\nHEAD /y HTTP/1.1\r\n\r\n{SEP}\
              2 bb 2500000 7000\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{SEP}\
              3 bb 2600000 7000\nHTTP/1.1 200 OK\r\n\r\n{SEP}\
+             1 cc 2700000\nPOST /z HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nz{SEP}\
+             2 cc 2800000 1000\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n{SEP}\
              2 aa 1000000 3000000\nHTTP/1.1 404\nContent-Length: 2\n\nno{SEP}"
         );
         let (out, report) = run(input.as_bytes());
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 3);
         assert_eq!(out[0].id, "bb");
         assert_eq!(out[0].interface.as_deref(), Some("HEAD /y"));
         assert_eq!(out[0].response.as_ref().unwrap().status, 200);
         assert_eq!(out[0].latency_us, Some(7));
-        assert_eq!(out[1].id, "aa");
-        assert_eq!(out[1].ts_us, 1000);
-        assert_eq!(&out[1].response.as_ref().unwrap().body[..], b"no");
-        assert_eq!(out[1].latency_us, Some(3000));
-        assert_eq!((report.read, report.requests, report.responses), (5, 2, 2));
+        assert_eq!(
+            (out[1].id.as_str(), out[1].response.as_ref().unwrap().status),
+            ("cc", 201)
+        );
+        assert_eq!(out[2].id, "aa");
+        assert_eq!(out[2].ts_us, 1000);
+        assert_eq!(&out[2].response.as_ref().unwrap().body[..], b"no");
+        assert_eq!(out[2].latency_us, Some(3000));
+        assert_eq!((report.read, report.requests, report.responses), (7, 3, 3));
         assert_eq!(report.ignored["replayed responses (type 3 records)"], 1);
         assert!(report.skipped.is_empty(), "{report:?}");
     }

@@ -16,6 +16,8 @@ const MAX_HEADERS: usize = 256;
 const MAX_CHUNK_LINE: usize = 4096;
 /// Largest trailer section accepted.
 const MAX_TRAILERS: usize = 64 << 10;
+/// How much of an unfinished header section is checked for a valid beginning.
+const PROBE: usize = 4096;
 /// Consumed bytes are dropped from the buffer once this many have piled up.
 const COMPACT_AT: usize = 64 << 10;
 
@@ -252,6 +254,11 @@ impl MessageReader {
                                 MAX_HEAD >> 10
                             )));
                         }
+                        // What has arrived must at least begin like a message; a stream
+                        // of another protocol is told apart now, not after 1 MiB.
+                        if *scanned < PROBE {
+                            probe(self.role, &avail[..avail.len().min(PROBE)])?;
+                        }
                         if eof {
                             return Err(ParseError::Incomplete(format!(
                                 "the stream ends inside a header section ({} bytes, no empty line)",
@@ -337,6 +344,41 @@ fn head_end(b: &[u8], from: usize) -> Option<usize> {
         }
     }
     None
+}
+
+/// Fails when `partial`, the start of a header section, cannot begin a valid message.
+fn probe(role: Role, partial: &[u8]) -> Result<(), ParseError> {
+    let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+    let r = match role {
+        Role::Request => httparse::ParserConfig::default()
+            .allow_multiple_spaces_in_request_line_delimiters(true)
+            .parse_request(&mut httparse::Request::new(&mut slots), partial)
+            .map(|_| ()),
+        Role::Response => httparse::ParserConfig::default()
+            .allow_multiple_spaces_in_response_status_delimiters(true)
+            .allow_obsolete_multiline_headers_in_responses(true)
+            .allow_spaces_after_header_name_in_responses(true)
+            .parse_response(&mut httparse::Response::new(&mut slots), partial)
+            .map(|_| ()),
+    };
+    match r {
+        // Too many fields is decided on the whole section, not on a prefix.
+        Ok(()) | Err(httparse::Error::TooManyHeaders) => Ok(()),
+        Err(e) => {
+            let end = partial
+                .iter()
+                .position(|&c| c == b'\n')
+                .unwrap_or(partial.len());
+            let what = match role {
+                Role::Request => "request",
+                Role::Response => "response",
+            };
+            Err(ParseError::Malformed(format!(
+                "expected an HTTP/1.x {what}, found {:?} ({e})",
+                text(&partial[..end.min(40)]).trim_end()
+            )))
+        }
+    }
 }
 
 fn text(b: &[u8]) -> String {
