@@ -40,23 +40,37 @@ const SKIP_NO_IFACE: &str = "pcapng packets naming an interface the file does no
 /// One TCP segment as the reassembler needs it.
 #[derive(Clone, Debug)]
 pub(crate) struct Segment<'a> {
+    /// Sender address and port.
     pub src: SocketAddr,
+    /// Receiver address and port.
     pub dst: SocketAddr,
+    /// Sequence number.
     pub seq: u32,
+    /// Acknowledgment number (meaningful when `has_ack`).
     pub ack: u32,
+    /// SYN flag.
     pub syn: bool,
+    /// ACK flag.
     pub has_ack: bool,
+    /// FIN flag.
     pub fin: bool,
+    /// RST flag.
     pub rst: bool,
+    /// TCP payload.
     pub payload: &'a [u8],
+    /// Capture time, microseconds since the epoch.
     pub ts_us: i64,
 }
 
 /// Where the current packet is, for skip examples and errors.
 pub(crate) struct Ctx<'a> {
+    /// Where exchanges go.
     pub sink: &'a mut dyn Sink,
+    /// What is counted.
     pub report: &'a mut ImportReport,
+    /// The file being read.
     pub file: &'a Path,
+    /// 1-based packet number in `file`; 0 once the capture is over.
     pub packet: u64,
 }
 
