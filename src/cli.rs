@@ -32,6 +32,9 @@ pub enum Command {
     /// Show one exchange in full: its request, the recorded response, and with
     /// --baseline/--candidate both live answers with a unified diff of headers and bodies.
     Show(ShowArgs),
+    /// Turn captures made by other tools (GoReplay `.gor`, HAR, pcap/pcapng) into a
+    /// recording, and say what was read, written and skipped.
+    Import(ImportArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -186,4 +189,32 @@ pub struct ReplayArgs {
     /// Worker threads of the runtime (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+}
+
+/// Capture formats `import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// GoReplay `.gor` files (requests, original responses; `.gz` accepted).
+    Gor,
+    /// HAR 1.2 files saved by browsers and proxies.
+    Har,
+    /// pcap or pcapng captures (tcpdump, Wireshark) of HTTP/1.x over TCP.
+    Pcap,
+}
+
+/// Flags of `import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The format of the inputs.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub from: ImportFormat,
+    /// Input files, read as one capture (gzip-compressed files are recognised).
+    #[arg(required = true, value_name = "INPUT")]
+    pub inputs: Vec<PathBuf>,
+    /// The recording to write (`.zst` for zstd, `-` for standard output).
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Exit 2 and write no recording when anything had to be skipped.
+    #[arg(long)]
+    pub strict: bool,
 }

@@ -18,6 +18,17 @@ pub enum Error {
         /// What was wrong and what was expected.
         message: String,
     },
+    /// A record of a binary or structured input (a packet, a block, an entry) is not what
+    /// was expected; `at` says which one, since such files have no useful line numbers.
+    #[error("{}: {at}: {message}", file.display())]
+    InputAt {
+        /// The file.
+        file: PathBuf,
+        /// Where in it, e.g. `packet 17 (byte 2048)`.
+        at: String,
+        /// What was wrong and what was expected.
+        message: String,
+    },
     /// An input or output file could not be opened, read or written.
     #[error("{}: {source}", file.display())]
     Io {

@@ -79,6 +79,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             report::write_output(Path::new("-"), text.as_bytes()).map_err(|e| Error::io("-", e))?;
             Ok(EXIT_PASS)
         }
+        Command::Import(args) => recording::import::run(&args, cli.quiet),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "shadowdiff", &mut std::io::stdout());

@@ -8,6 +8,7 @@ mod config;
 mod demo;
 mod faults;
 mod grpc;
+mod import;
 mod nginx;
 mod replay_http;
 mod show;

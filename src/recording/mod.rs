@@ -1,8 +1,10 @@
 //! Recording format v1 (DESIGN.md): JSON Lines, a header line then one exchange per line,
 //! zstd when the name ends in `.zst`. [`format`] defines the lines, [`reader`] streams one or
-//! several files in timestamp order, [`writer`] writes a file safely.
+//! several files in timestamp order, [`writer`] writes a file safely, [`import`] turns
+//! other tools' captures (gor, HAR, pcap) into recordings.
 
 pub mod format;
+pub mod import;
 pub mod reader;
 pub mod writer;
 

@@ -1,0 +1,603 @@
+//! HAR 1.2 files (browser devtools, Charles, Fiddler, mitmproxy): each `log.entries[]`
+//! item becomes one exchange: the request (method, URL, headers, `postData` text or
+//! params), the response (status, headers, `content` text or base64), `startedDateTime`
+//! as the time and `timings.wait` as the latency. Entries are streamed one at a time, so a
+//! large HAR never sits in memory whole.
+
+use super::{emit, exchange, ImportReport, Sink, MAX_BODY, SKIP_BODY_CAP as SKIP_TOO_BIG};
+use crate::error::{Error, Result};
+use crate::exchange::{header, Headers, Request, Response};
+use crate::recording::format::parse_ts_us;
+use base64::Engine;
+use bytes::Bytes;
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+const SKIP_NOT_ENTRY: &str =
+    "entry does not match HAR 1.2 (request or response fields missing or of the wrong type)";
+const SKIP_BAD_TIME: &str = "entry's startedDateTime is not an RFC 3339 time";
+const SKIP_BAD_URL: &str = "entry's request.url is not an absolute http(s) URL";
+const SKIP_BAD_POST: &str = "entry's postData cannot be turned back into bytes (bad base64, or multipart given only as params)";
+const SKIP_REQ_BODY_MISSING: &str = "request body not saved in the HAR (written, marked truncated)";
+const SKIP_RESP_BODY_MISSING: &str =
+    "response body not saved in the HAR (kept empty, marked truncated)";
+const SKIP_RESP_BAD_BASE64: &str =
+    "response content is not valid base64 (kept empty, marked truncated)";
+const SKIP_BAD_STATUS: &str = "response status outside 100-999 (written without a response)";
+const NOTE_NO_RESPONSE: &str = "HAR entries with no response (status 0: failed or blocked)";
+const NOTE_DECODED: &str = "HAR responses stored decoded: Content-Encoding header dropped";
+
+#[derive(Deserialize)]
+struct HarEntry {
+    #[serde(rename = "startedDateTime")]
+    started: String,
+    request: HarRequest,
+    #[serde(default)]
+    response: Option<HarResponse>,
+    #[serde(default)]
+    timings: Option<HarTimings>,
+}
+
+#[derive(Deserialize)]
+struct HarRequest {
+    method: String,
+    url: String,
+    #[serde(rename = "httpVersion", default)]
+    http_version: Option<String>,
+    #[serde(default)]
+    headers: Option<Vec<HarHeader>>,
+    #[serde(rename = "postData", default)]
+    post_data: Option<HarPostData>,
+    #[serde(rename = "bodySize", default)]
+    body_size: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct HarHeader {
+    name: String,
+    #[serde(default)]
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HarPostData {
+    #[serde(rename = "mimeType", default)]
+    mime_type: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    params: Option<Vec<HarParam>>,
+    /// Not in HAR 1.2, but some exporters base64 binary request bodies and say so here.
+    #[serde(default)]
+    encoding: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HarParam {
+    name: String,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(rename = "fileName", default)]
+    file_name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HarResponse {
+    status: f64,
+    #[serde(default)]
+    headers: Option<Vec<HarHeader>>,
+    #[serde(default)]
+    content: Option<HarContent>,
+}
+
+#[derive(Deserialize)]
+struct HarContent {
+    #[serde(default)]
+    size: Option<f64>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    encoding: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct HarTimings {
+    #[serde(default)]
+    wait: Option<f64>,
+}
+
+/// Imports HAR files; entry numbers run on across files so ids stay unique.
+#[derive(Default)]
+pub struct HarImporter {
+    entries: u64,
+}
+
+impl HarImporter {
+    /// An importer with nothing read yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads one HAR document, writing an exchange per usable entry.
+    pub fn read(
+        &mut self,
+        path: &Path,
+        input: impl Read,
+        sink: &mut dyn Sink,
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        let mut failure: Option<Error> = None;
+        let mut on_entry = |value: serde_json::Value| -> std::result::Result<(), ()> {
+            self.entries += 1;
+            report.read += 1;
+            let n = self.entries;
+            let at = |detail: &str| format!("{}: entry {n}: {detail}", path.display());
+            match convert(value, n, report, &at) {
+                Some(ex) => emit(sink, report, ex).map_err(|e| failure = Some(e)),
+                None => Ok(()),
+            }
+        };
+        let mut de =
+            serde_json::Deserializer::from_reader(BufReader::with_capacity(256 << 10, input));
+        let parsed = Root {
+            on_entry: &mut on_entry,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        parsed.map_err(|e| json_error(path, &e))
+    }
+}
+
+/// Turns a serde_json error into one naming the file, line and what was expected.
+fn json_error(path: &Path, e: &serde_json::Error) -> Error {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Eof => "the file ends inside the JSON document".to_string(),
+        Category::Syntax => format!("not valid JSON ({e})"),
+        Category::Data => format!("not a HAR document: {e}"),
+        Category::Io => format!("read error: {e}"),
+    };
+    Error::Input {
+        file: path.to_path_buf(),
+        line: e.line() as u64,
+        message: format!(
+            "column {}: {what}; expected a HAR 1.2 document {{\"log\": {{\"entries\": [...]}}}}",
+            e.column()
+        ),
+    }
+}
+
+/// The top-level object: only `log` matters.
+struct Root<'f> {
+    on_entry: &'f mut dyn FnMut(serde_json::Value) -> std::result::Result<(), ()>,
+}
+
+impl<'de> DeserializeSeed<'de> for Root<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Root<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a HAR object with a `log` member")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let mut seen = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "log" && !seen {
+                seen = true;
+                map.next_value_seed(Log {
+                    on_entry: &mut *self.on_entry,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if !seen {
+            return Err(A::Error::custom("no `log` member"));
+        }
+        Ok(())
+    }
+}
+
+/// The `log` object: only `entries` matters.
+struct Log<'f> {
+    on_entry: &'f mut dyn FnMut(serde_json::Value) -> std::result::Result<(), ()>,
+}
+
+impl<'de> DeserializeSeed<'de> for Log<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Log<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a `log` object with an `entries` array")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let mut seen = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "entries" && !seen {
+                seen = true;
+                map.next_value_seed(Entries {
+                    on_entry: &mut *self.on_entry,
+                })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        if !seen {
+            return Err(A::Error::custom("no `log.entries` array"));
+        }
+        Ok(())
+    }
+}
+
+/// The `entries` array, handed over one entry at a time.
+struct Entries<'f> {
+    on_entry: &'f mut dyn FnMut(serde_json::Value) -> std::result::Result<(), ()>,
+}
+
+impl<'de> DeserializeSeed<'de> for Entries<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Entries<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an `entries` array")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while let Some(v) = seq.next_element::<serde_json::Value>()? {
+            (self.on_entry)(v)
+                .map_err(|()| A::Error::custom("stopped: writing the recording failed"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Converts one entry; `None` (with a counted skip) when it cannot be used.
+fn convert(
+    value: serde_json::Value,
+    n: u64,
+    report: &mut ImportReport,
+    at: &dyn Fn(&str) -> String,
+) -> Option<crate::exchange::Exchange> {
+    let entry: HarEntry = match serde_json::from_value(value) {
+        Ok(e) => e,
+        Err(e) => {
+            report.skip(SKIP_NOT_ENTRY, || at(&e.to_string()));
+            return None;
+        }
+    };
+    let Some(ts_us) = parse_ts_us(&entry.started) else {
+        report.skip(SKIP_BAD_TIME, || at(&format!("{:?}", entry.started)));
+        return None;
+    };
+    let request = request(entry.request, report, at)?;
+    report.requests += 1;
+    let response = entry.response.and_then(|r| response(r, report, at));
+    let latency_us = entry
+        .timings
+        .and_then(|t| t.wait)
+        .filter(|w| w.is_finite() && *w >= 0.0)
+        .map(|w| (w * 1000.0).round() as u64);
+    Some(exchange(
+        format!("har-{n}"),
+        ts_us,
+        request,
+        response,
+        latency_us,
+    ))
+}
+
+fn headers(list: Option<Vec<HarHeader>>) -> Headers {
+    list.unwrap_or_default()
+        .into_iter()
+        .map(|h| (h.name, h.value.unwrap_or_default()))
+        .collect()
+}
+
+/// `HTTP/1.1`, `HTTP/2`, `HTTP/3` from the spellings exporters use (`http/2.0`, `h3`, ``).
+fn version(v: Option<String>) -> String {
+    let v = v.unwrap_or_default();
+    match v.to_ascii_lowercase().as_str() {
+        "http/1.0" => "HTTP/1.0".into(),
+        "http/2" | "http/2.0" | "h2" | "h2c" => "HTTP/2".into(),
+        "http/3" | "http/3.0" | "h3" => "HTTP/3".into(),
+        // Unknown or empty (a failed or cached request): the recording format's default.
+        "" | "http/1.1" | "unknown" => "HTTP/1.1".into(),
+        _ => v,
+    }
+}
+
+fn request(
+    r: HarRequest,
+    report: &mut ImportReport,
+    at: &dyn Fn(&str) -> String,
+) -> Option<Request> {
+    let Some((authority, uri)) = split_url(&r.url) else {
+        report.skip(SKIP_BAD_URL, || at(&format!("{:?}", r.url)));
+        return None;
+    };
+    let mut headers = headers(r.headers);
+    // HTTP/2 and HTTP/3 entries carry the authority in the URL (or `:authority`), not in a
+    // Host header; replay with `--host-header keep` needs one.
+    if header(&headers, "host").is_none() && !authority.is_empty() {
+        headers.push(("host".into(), authority.to_string()));
+    }
+    let mut body_truncated = false;
+    let body = match r.post_data {
+        Some(pd) => match post_body(pd) {
+            Some(b) => b,
+            None => {
+                report.skip(SKIP_BAD_POST, || at("postData"));
+                return None;
+            }
+        },
+        None if r.body_size.is_some_and(|s| s > 0.0) => {
+            report.skip(SKIP_REQ_BODY_MISSING, || {
+                at(&format!("bodySize {}", r.body_size.unwrap_or_default()))
+            });
+            body_truncated = true;
+            Vec::new()
+        }
+        None => Vec::new(),
+    };
+    let (body, cut) = cap(body);
+    if cut {
+        report.skip(SKIP_TOO_BIG, || at("request body"));
+    }
+    Some(Request {
+        method: r.method,
+        uri,
+        version: version(r.http_version),
+        headers,
+        body: Bytes::from(body),
+        body_truncated: body_truncated || cut,
+    })
+}
+
+/// The request body from `postData`: its text (base64-decoded when marked so), or the
+/// params form-encoded again; `None` when the bytes cannot be rebuilt.
+fn post_body(pd: HarPostData) -> Option<Vec<u8>> {
+    if let Some(text) = pd.text {
+        if pd.encoding.as_deref() == Some("base64") {
+            return base64::engine::general_purpose::STANDARD
+                .decode(text.as_bytes())
+                .ok();
+        }
+        return Some(text.into_bytes());
+    }
+    let params = pd.params.unwrap_or_default();
+    if params.is_empty() {
+        return Some(Vec::new());
+    }
+    let mime = pd.mime_type.unwrap_or_default().to_ascii_lowercase();
+    if !mime.starts_with("application/x-www-form-urlencoded")
+        || params.iter().any(|p| p.file_name.is_some())
+    {
+        // A multipart body needs its boundary and part headers, which params do not keep.
+        return None;
+    }
+    let mut out = String::new();
+    for (i, p) in params.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        form_encode(&p.name, &mut out);
+        out.push('=');
+        form_encode(p.value.as_deref().unwrap_or_default(), &mut out);
+    }
+    Some(out.into_bytes())
+}
+
+/// application/x-www-form-urlencoded encoding of one name or value.
+fn form_encode(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+}
+
+fn cap(mut body: Vec<u8>) -> (Vec<u8>, bool) {
+    if body.len() > MAX_BODY {
+        body.truncate(MAX_BODY);
+        (body, true)
+    } else {
+        (body, false)
+    }
+}
+
+fn response(
+    r: HarResponse,
+    report: &mut ImportReport,
+    at: &dyn Fn(&str) -> String,
+) -> Option<Response> {
+    if r.status <= 0.0 {
+        report.note(NOTE_NO_RESPONSE);
+        return None;
+    }
+    if !(100.0..=999.0).contains(&r.status) || r.status.fract() != 0.0 {
+        report.skip(SKIP_BAD_STATUS, || at(&format!("status {}", r.status)));
+        return None;
+    }
+    report.responses += 1;
+    let status = r.status as u16;
+    let mut headers = headers(r.headers);
+    let content = r.content;
+    let (text, encoding, size) = match content {
+        Some(c) => (c.text, c.encoding, c.size),
+        None => (None, None, None),
+    };
+    let mut body_truncated = false;
+    let body = match text {
+        Some(t) if encoding.as_deref() == Some("base64") => {
+            match base64::engine::general_purpose::STANDARD.decode(t.trim().as_bytes()) {
+                Ok(b) => b,
+                Err(_) => {
+                    report.skip(SKIP_RESP_BAD_BASE64, || at("response.content.text"));
+                    body_truncated = true;
+                    Vec::new()
+                }
+            }
+        }
+        Some(t) => t.into_bytes(),
+        None => {
+            let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
+            if !bodiless && size != Some(0.0) {
+                report.skip(SKIP_RESP_BODY_MISSING, || at(&format!("status {status}")));
+                body_truncated = true;
+            }
+            Vec::new()
+        }
+    };
+    // HAR keeps the content decoded (HAR 1.2, `content.text`); a Content-Encoding header
+    // would claim a coding the stored body no longer has.
+    if !body.is_empty() {
+        let before = headers.len();
+        headers.retain(|(k, v)| {
+            !k.eq_ignore_ascii_case("content-encoding") || v.trim().eq_ignore_ascii_case("identity")
+        });
+        if headers.len() != before {
+            report.note(NOTE_DECODED);
+        }
+    }
+    let (body, cut) = cap(body);
+    if cut {
+        report.skip(SKIP_TOO_BIG, || at("response body"));
+    }
+    Some(Response {
+        status,
+        headers,
+        trailers: None,
+        body: Bytes::from(body),
+        body_truncated: body_truncated || cut,
+    })
+}
+
+/// Splits an absolute URL into its authority and the URL without fragment (kept absolute,
+/// as captured; replay sends only its path and query).
+fn split_url(url: &str) -> Option<(&str, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    // Userinfo never reaches the server in a request line or Host header.
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if authority.is_empty() {
+        return None;
+    }
+    let without_fragment = url.split('#').next().unwrap_or(url);
+    Some((authority, without_fragment.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::Exchange;
+
+    fn run(input: &str) -> Result<(Vec<Exchange>, ImportReport)> {
+        let mut out = Vec::new();
+        let mut report = ImportReport::new("entries");
+        HarImporter::new().read(Path::new("t.har"), input.as_bytes(), &mut out, &mut report)?;
+        Ok((out, report))
+    }
+
+    #[test]
+    fn entry_fields_map_to_an_exchange() {
+        let har = r#"{"log":{"version":"1.2","creator":{"name":"t"},"entries":[
+          {"startedDateTime":"2023-07-25T10:58:25.577252+00:00","time":5,
+           "request":{"method":"POST","url":"https://api.example/orders/17?x=1#top","httpVersion":"HTTP/2.0",
+             "headers":[{"name":":authority","value":"api.example"}],
+             "postData":{"mimeType":"application/x-www-form-urlencoded","params":[{"name":"a b","value":"1&2"}]}},
+           "response":{"status":201,"httpVersion":"HTTP/2.0","headers":[{"name":"content-encoding","value":"gzip"}],
+             "content":{"size":3,"mimeType":"application/json","text":"e30=","encoding":"base64"}},
+           "timings":{"send":0.5,"wait":12.25,"receive":1}}]}}"#;
+        let (out, report) = run(har).unwrap();
+        assert_eq!(out.len(), 1, "{report:?}");
+        let e = &out[0];
+        assert_eq!(e.id, "har-1");
+        assert_eq!(e.request.uri, "https://api.example/orders/17?x=1");
+        assert_eq!(e.interface.as_deref(), Some("POST /orders/{id}"));
+        assert_eq!(e.request.version, "HTTP/2");
+        assert_eq!(&e.request.body[..], b"a+b=1%262");
+        assert_eq!(header(&e.request.headers, "host"), Some("api.example"));
+        let r = e.response.as_ref().unwrap();
+        assert_eq!((r.status, &r.body[..]), (201, &b"{}"[..]));
+        assert!(header(&r.headers, "content-encoding").is_none());
+        assert_eq!(e.latency_us, Some(12250));
+        assert_eq!(e.ts_us, parse_ts_us("2023-07-25T10:58:25.577252Z").unwrap());
+    }
+
+    #[test]
+    fn failed_entries_and_bad_entries_are_accounted() {
+        let har = r#"{"log":{"entries":[
+          {"startedDateTime":"2023-07-13T12:32:32.676Z","request":{"method":"GET","url":"https://www.google.com/"},
+           "response":{"status":0,"content":{"size":0}},"timings":{"wait":-1}},
+          {"startedDateTime":"yesterday","request":{"method":"GET","url":"https://a/"}},
+          {"startedDateTime":"2023-07-13T12:32:32.676Z","request":{"url":"https://a/"}},
+          {"startedDateTime":"2023-07-13T12:32:32.676Z","request":{"method":"GET","url":"/relative"}},
+          {"startedDateTime":"2023-07-13T12:32:32.676Z","request":{"method":"GET","url":"https://a/p.png"},
+           "response":{"status":200,"content":{"mimeType":"image/png"}}}
+        ]}}"#;
+        let (out, report) = run(har).unwrap();
+        assert_eq!(out.len(), 2);
+        assert!(out[0].response.is_none());
+        assert_eq!(out[0].latency_us, None);
+        assert!(out[1].response.as_ref().unwrap().body_truncated);
+        assert_eq!(report.read, 5);
+        assert_eq!(report.skipped[SKIP_BAD_TIME], 1);
+        assert_eq!(report.skipped[SKIP_NOT_ENTRY], 1);
+        assert_eq!(report.skipped[SKIP_BAD_URL], 1);
+        assert_eq!(report.skipped[SKIP_RESP_BODY_MISSING], 1);
+        assert_eq!(report.notes[NOTE_NO_RESPONSE], 1);
+        assert!(
+            report.examples[SKIP_NOT_ENTRY][0]
+                .starts_with("t.har: entry 3: missing field `method`"),
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn not_a_har_names_line_and_expectation() {
+        for (input, want) in [
+            (
+                "{\"log\": {\"entries\": [\n{,]}}",
+                "t.har:2: column 2: not valid JSON",
+            ),
+            ("[1,2]", "t.har:1: column 1: not a HAR document"),
+            ("{\"log\": {}}", "no `log.entries` array"),
+            (
+                "{\"log\": {\"entries\": [",
+                "the file ends inside the JSON document",
+            ),
+            ("{\"log\": {\"entries\": []}} x", "not valid JSON"),
+        ] {
+            let e = run(input).unwrap_err().to_string();
+            assert!(e.contains(want), "{input}: {e}");
+            assert!(e.contains("expected a HAR 1.2 document"), "{e}");
+        }
+    }
+}

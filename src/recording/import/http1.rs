@@ -1,0 +1,850 @@
+//! HTTP/1.x message framing for the importers: an incremental reader that takes one byte
+//! stream (a GoReplay record, or one direction of a reassembled TCP connection) and yields
+//! whole requests or responses, bodies de-chunked and capped. gor and pcap share it, so
+//! "where does this message end" has one answer (RFC 9112 §6: HEAD, 1xx/204/304,
+//! Transfer-Encoding, Content-Length, read-until-close).
+
+use super::MAX_BODY;
+use crate::exchange::{Headers, Request, Response};
+use bytes::Bytes;
+
+/// Largest header section accepted; real ones are a few KiB.
+pub const MAX_HEAD: usize = 1 << 20;
+/// Most header fields accepted in one message.
+const MAX_HEADERS: usize = 256;
+/// Longest chunk-size line (with extensions) accepted.
+const MAX_CHUNK_LINE: usize = 4096;
+/// Largest trailer section accepted.
+const MAX_TRAILERS: usize = 64 << 10;
+/// How much of an unfinished header section is checked for a valid beginning.
+const PROBE: usize = 4096;
+/// Consumed bytes are dropped from the buffer once this many have piled up.
+const COMPACT_AT: usize = 64 << 10;
+
+/// Which kind of message a reader expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Client to server.
+    Request,
+    /// Server to client.
+    Response,
+}
+
+/// The first line of a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartLine {
+    /// `METHOD target HTTP/1.x`.
+    Request {
+        /// Method as sent.
+        method: String,
+        /// Request target as sent.
+        target: String,
+    },
+    /// `HTTP/1.x status reason`.
+    Response {
+        /// Status code.
+        status: u16,
+    },
+}
+
+/// One whole HTTP/1.x message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Request or status line.
+    pub start: StartLine,
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub version: String,
+    /// Header fields in order.
+    pub headers: Headers,
+    /// The body with transfer coding undone (content coding kept).
+    pub body: Vec<u8>,
+    /// True when the body was longer than [`MAX_BODY`] and only a prefix is kept.
+    pub body_truncated: bool,
+    /// Chunked trailer fields, when any were sent.
+    pub trailers: Option<Headers>,
+    /// Stream offset of the message's first byte.
+    pub begin: u64,
+    /// Stream offset one past the message's last byte.
+    pub end: u64,
+    /// After this message the connection stops speaking HTTP/1 (a `101` answer, a `2xx`
+    /// to CONNECT, or a request asking for that), so the caller must stop reading.
+    pub switches: bool,
+}
+
+impl Message {
+    /// The status code of a response (0 for a request).
+    pub fn status(&self) -> u16 {
+        match self.start {
+            StartLine::Response { status } => status,
+            StartLine::Request { .. } => 0,
+        }
+    }
+
+    /// The method of a request (empty for a response).
+    pub fn method(&self) -> &str {
+        match &self.start {
+            StartLine::Request { method, .. } => method,
+            StartLine::Response { .. } => "",
+        }
+    }
+
+    /// The message as a captured request (a response gives an empty method and target).
+    pub fn into_request(self) -> Request {
+        let (method, uri) = match self.start {
+            StartLine::Request { method, target } => (method, target),
+            StartLine::Response { .. } => (String::new(), String::new()),
+        };
+        Request {
+            method,
+            uri,
+            version: self.version,
+            headers: self.headers,
+            body: Bytes::from(self.body),
+            body_truncated: self.body_truncated,
+        }
+    }
+
+    /// The message as a captured response.
+    pub fn into_response(self) -> Response {
+        Response {
+            status: self.status(),
+            headers: self.headers,
+            trailers: self.trailers,
+            body: Bytes::from(self.body),
+            body_truncated: self.body_truncated,
+        }
+    }
+}
+
+/// Why a stream could not be read as HTTP/1.x.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// The bytes are not a valid message (the text says what was expected).
+    Malformed(String),
+    /// The stream ended inside a message.
+    Incomplete(String),
+}
+
+/// What [`MessageReader::next`] found.
+#[derive(Debug)]
+pub enum Step {
+    /// A whole message.
+    Message(Box<Message>),
+    /// The buffered bytes end inside a message; feed more.
+    NeedMore,
+    /// A response is buffered but its framing depends on the request it answers (HEAD,
+    /// CONNECT), which is not known yet.
+    NeedRequest,
+    /// Nothing is buffered.
+    Idle,
+}
+
+enum Framing {
+    Length(u64),
+    Chunked(Chunk),
+    UntilClose,
+}
+
+#[derive(Clone, Copy)]
+enum Chunk {
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+}
+
+struct Partial {
+    start: StartLine,
+    version: String,
+    headers: Headers,
+    body: Vec<u8>,
+    body_truncated: bool,
+    trailers: Headers,
+    trailer_bytes: usize,
+    begin: u64,
+    switches: bool,
+}
+
+enum State {
+    /// Looking for the end of a header section; `scanned` bytes after `pos` hold none.
+    Head {
+        scanned: usize,
+    },
+    Body(Box<Partial>, Framing),
+}
+
+/// Reads HTTP/1.x messages of one role from a byte stream fed in pieces.
+pub struct MessageReader {
+    role: Role,
+    buf: Vec<u8>,
+    pos: usize,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    state: State,
+}
+
+impl MessageReader {
+    /// A reader for messages of `role`, starting at stream offset 0.
+    pub fn new(role: Role) -> Self {
+        MessageReader {
+            role,
+            buf: Vec::new(),
+            pos: 0,
+            base: 0,
+            state: State::Head { scanned: 0 },
+        }
+    }
+
+    /// Appends bytes that follow what was pushed before.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Stream offset of the next unread byte.
+    pub fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Bytes buffered and not yet part of a returned message.
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.pos
+            + match &self.state {
+                State::Body(p, _) => p.body.len() + 1,
+                State::Head { .. } => 0,
+            }
+    }
+
+    /// True when the reader is between messages with nothing buffered.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Head { .. }) && self.pos == self.buf.len()
+    }
+
+    /// Reads the next message. `eof` says no more bytes will come (so a read-until-close
+    /// body ends here); `request_method` is the method of the request the next response
+    /// answers (ignored for requests).
+    pub fn next(&mut self, eof: bool, request_method: Option<&str>) -> Result<Step, ParseError> {
+        let step = self.step(eof, request_method);
+        self.compact();
+        step
+    }
+
+    fn step(&mut self, eof: bool, request_method: Option<&str>) -> Result<Step, ParseError> {
+        loop {
+            match &mut self.state {
+                State::Head { scanned } => {
+                    if *scanned == 0 {
+                        // Empty lines between messages are allowed (RFC 9112 §2.2).
+                        while self.pos < self.buf.len()
+                            && matches!(self.buf[self.pos], b'\r' | b'\n')
+                        {
+                            self.pos += 1;
+                        }
+                    }
+                    if self.pos == self.buf.len() {
+                        return Ok(Step::Idle);
+                    }
+                    if self.role == Role::Response && request_method.is_none() {
+                        return Ok(Step::NeedRequest);
+                    }
+                    let avail = &self.buf[self.pos..];
+                    let Some(len) = head_end(avail, *scanned) else {
+                        if avail.len() > MAX_HEAD {
+                            return Err(ParseError::Malformed(format!(
+                                "header section longer than {} KiB",
+                                MAX_HEAD >> 10
+                            )));
+                        }
+                        // What has arrived must at least begin like a message; a stream
+                        // of another protocol is told apart now, not after 1 MiB.
+                        if *scanned < PROBE {
+                            probe(self.role, &avail[..avail.len().min(PROBE)])?;
+                        }
+                        if eof {
+                            return Err(ParseError::Incomplete(format!(
+                                "the stream ends inside a header section ({} bytes, no empty line)",
+                                avail.len()
+                            )));
+                        }
+                        *scanned = avail.len().saturating_sub(3);
+                        return Ok(Step::NeedMore);
+                    };
+                    if len > MAX_HEAD {
+                        return Err(ParseError::Malformed(format!(
+                            "header section longer than {} KiB",
+                            MAX_HEAD >> 10
+                        )));
+                    }
+                    let begin = self.offset();
+                    let (partial, framing) =
+                        parse_head(self.role, &avail[..len], begin, request_method)?;
+                    self.pos += len;
+                    match framing {
+                        None => {
+                            self.state = State::Head { scanned: 0 };
+                            let end = self.offset();
+                            return Ok(Step::Message(Box::new(finish(*partial, end))));
+                        }
+                        Some(f) => self.state = State::Body(partial, f),
+                    }
+                }
+                State::Body(partial, framing) => {
+                    let done =
+                        read_body(partial, framing, &self.buf, &mut self.pos, eof, self.base)?;
+                    if !done {
+                        return Ok(Step::NeedMore);
+                    }
+                    let previous = std::mem::replace(&mut self.state, State::Head { scanned: 0 });
+                    if let State::Body(partial, _) = previous {
+                        let end = self.offset();
+                        return Ok(Step::Message(Box::new(finish(*partial, end))));
+                    }
+                }
+            }
+        }
+    }
+
+    fn compact(&mut self) {
+        if self.pos == self.buf.len() {
+            self.base += self.pos as u64;
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos >= COMPACT_AT {
+            self.buf.drain(..self.pos);
+            self.base += self.pos as u64;
+            self.pos = 0;
+        }
+    }
+}
+
+fn finish(p: Partial, end: u64) -> Message {
+    Message {
+        start: p.start,
+        version: p.version,
+        headers: p.headers,
+        body: p.body,
+        body_truncated: p.body_truncated,
+        trailers: (!p.trailers.is_empty()).then_some(p.trailers),
+        begin: p.begin,
+        end,
+        switches: p.switches,
+    }
+}
+
+/// Length of the header section at the start of `b` (through its empty line), looking for
+/// the end from `from` on. Bare LF line ends are accepted, as servers and GoReplay files
+/// written on Unix use them.
+fn head_end(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(off) = b.get(i..)?.iter().position(|&c| c == b'\n') {
+        let nl = i + off;
+        match (b.get(nl + 1), b.get(nl + 2)) {
+            (Some(b'\n'), _) => return Some(nl + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
+}
+
+/// Fails when `partial`, the start of a header section, cannot begin a valid message.
+fn probe(role: Role, partial: &[u8]) -> Result<(), ParseError> {
+    let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+    let r = match role {
+        Role::Request => httparse::ParserConfig::default()
+            .allow_multiple_spaces_in_request_line_delimiters(true)
+            .parse_request(&mut httparse::Request::new(&mut slots), partial)
+            .map(|_| ()),
+        Role::Response => httparse::ParserConfig::default()
+            .allow_multiple_spaces_in_response_status_delimiters(true)
+            .allow_obsolete_multiline_headers_in_responses(true)
+            .allow_spaces_after_header_name_in_responses(true)
+            .parse_response(&mut httparse::Response::new(&mut slots), partial)
+            .map(|_| ()),
+    };
+    match r {
+        // Too many fields is decided on the whole section, not on a prefix.
+        Ok(()) | Err(httparse::Error::TooManyHeaders) => Ok(()),
+        Err(e) => {
+            let end = partial
+                .iter()
+                .position(|&c| c == b'\n')
+                .unwrap_or(partial.len());
+            let what = match role {
+                Role::Request => "request",
+                Role::Response => "response",
+            };
+            Err(ParseError::Malformed(format!(
+                "expected an HTTP/1.x {what}, found {:?} ({e})",
+                text(&partial[..end.min(40)]).trim_end()
+            )))
+        }
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn version_name(v: Option<u8>) -> String {
+    match v {
+        Some(0) => "HTTP/1.0".into(),
+        _ => "HTTP/1.1".into(),
+    }
+}
+
+/// Parses a header section and decides how the body is framed (`None`: no body).
+fn parse_head(
+    role: Role,
+    head: &[u8],
+    begin: u64,
+    request_method: Option<&str>,
+) -> Result<(Box<Partial>, Option<Framing>), ParseError> {
+    let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+    let first_line = || {
+        let end = head.iter().position(|&c| c == b'\n').unwrap_or(head.len());
+        let line = text(&head[..end.min(120)]);
+        line.trim_end().to_string()
+    };
+    let bad = |what: &str, e: httparse::Error| {
+        let hint = match e {
+            httparse::Error::TooManyHeaders => format!("more than {MAX_HEADERS} header fields"),
+            httparse::Error::Version => "not HTTP/1.0 or HTTP/1.1".to_string(),
+            other => other.to_string(),
+        };
+        ParseError::Malformed(format!(
+            "expected an HTTP/1.x {what}, found {:?} ({hint})",
+            first_line()
+        ))
+    };
+    let (start, version, raw_headers): (StartLine, String, Vec<(String, String)>) = match role {
+        Role::Request => {
+            let mut req = httparse::Request::new(&mut slots);
+            let status = httparse::ParserConfig::default()
+                .allow_multiple_spaces_in_request_line_delimiters(true)
+                .parse_request(&mut req, head)
+                .map_err(|e| bad("request", e))?;
+            if status.is_partial() {
+                return Err(ParseError::Malformed(format!(
+                    "expected an HTTP/1.x request header section, found {:?}",
+                    first_line()
+                )));
+            }
+            let start = StartLine::Request {
+                method: req.method.unwrap_or_default().to_string(),
+                target: req.path.unwrap_or_default().to_string(),
+            };
+            let headers = req
+                .headers
+                .iter()
+                .map(|h| (h.name.to_string(), text(h.value)))
+                .collect();
+            (start, version_name(req.version), headers)
+        }
+        Role::Response => {
+            let mut resp = httparse::Response::new(&mut slots);
+            let status = httparse::ParserConfig::default()
+                .allow_multiple_spaces_in_response_status_delimiters(true)
+                .allow_obsolete_multiline_headers_in_responses(true)
+                .allow_spaces_after_header_name_in_responses(true)
+                .parse_response(&mut resp, head)
+                .map_err(|e| bad("response", e))?;
+            if status.is_partial() {
+                return Err(ParseError::Malformed(format!(
+                    "expected an HTTP/1.x response header section, found {:?}",
+                    first_line()
+                )));
+            }
+            let start = StartLine::Response {
+                status: resp.code.unwrap_or_default(),
+            };
+            let headers = resp
+                .headers
+                .iter()
+                .map(|h| (h.name.to_string(), text(h.value)))
+                .collect();
+            (start, version_name(resp.version), headers)
+        }
+    };
+    let framing = framing(&start, &raw_headers, request_method)?;
+    let switches = match &start {
+        StartLine::Request { method, .. } => {
+            method.eq_ignore_ascii_case("CONNECT")
+                || raw_headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("upgrade"))
+        }
+        StartLine::Response { status } => {
+            *status == 101
+                || (request_method.is_some_and(|m| m.eq_ignore_ascii_case("CONNECT"))
+                    && (200..300).contains(status))
+        }
+    };
+    let partial = Partial {
+        start,
+        version,
+        headers: raw_headers,
+        body: Vec::new(),
+        body_truncated: false,
+        trailers: Vec::new(),
+        trailer_bytes: 0,
+        begin,
+        switches,
+    };
+    Ok((Box::new(partial), framing))
+}
+
+/// How the body after this header section ends (RFC 9112 §6.3); `None` when there is none.
+fn framing(
+    start: &StartLine,
+    headers: &[(String, String)],
+    request_method: Option<&str>,
+) -> Result<Option<Framing>, ParseError> {
+    let is_request = matches!(start, StartLine::Request { .. });
+    if let StartLine::Response { status } = start {
+        let method = request_method.unwrap_or("GET");
+        let no_body = method.eq_ignore_ascii_case("HEAD")
+            || (100..200).contains(status)
+            || *status == 204
+            || *status == 304
+            || (method.eq_ignore_ascii_case("CONNECT") && (200..300).contains(status));
+        if no_body {
+            return Ok(None);
+        }
+    }
+    let codings: Vec<String> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(|c| c.trim().to_ascii_lowercase())
+        .filter(|c| !c.is_empty())
+        .collect();
+    if !codings.is_empty() {
+        return if codings.last().map(String::as_str) == Some("chunked") {
+            Ok(Some(Framing::Chunked(Chunk::Size)))
+        } else if is_request {
+            Err(ParseError::Malformed(format!(
+                "request Transfer-Encoding {:?} does not end in chunked, so its length is unknown",
+                codings.join(", ")
+            )))
+        } else {
+            Ok(Some(Framing::UntilClose))
+        };
+    }
+    let mut length: Option<u64> = None;
+    for (_, v) in headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        for part in v.split(',') {
+            let part = part.trim();
+            let n: u64 = part
+                .parse()
+                .ok()
+                .filter(|_| !part.starts_with('+'))
+                .ok_or_else(|| {
+                    ParseError::Malformed(format!(
+                        "expected a decimal Content-Length, found {part:?}"
+                    ))
+                })?;
+            if length.is_some_and(|l| l != n) {
+                return Err(ParseError::Malformed(format!(
+                    "conflicting Content-Length values {v:?}"
+                )));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => None,
+        Some(n) => Some(Framing::Length(n)),
+        None if is_request => None,
+        None => Some(Framing::UntilClose),
+    })
+}
+
+/// Appends body bytes, keeping at most [`MAX_BODY`].
+fn keep(p: &mut Partial, data: &[u8]) {
+    let room = MAX_BODY.saturating_sub(p.body.len());
+    if data.len() > room {
+        p.body_truncated = true;
+    }
+    p.body.extend_from_slice(&data[..data.len().min(room)]);
+}
+
+/// Moves body bytes from `buf[*pos..]` into the message; true when the body is complete.
+fn read_body(
+    p: &mut Partial,
+    framing: &mut Framing,
+    buf: &[u8],
+    pos: &mut usize,
+    eof: bool,
+    base: u64,
+) -> Result<bool, ParseError> {
+    match framing {
+        Framing::Length(rem) => {
+            let avail = (buf.len() - *pos) as u64;
+            let n = avail.min(*rem) as usize;
+            keep(p, &buf[*pos..*pos + n]);
+            *pos += n;
+            *rem -= n as u64;
+            if *rem == 0 {
+                Ok(true)
+            } else if eof {
+                Err(ParseError::Incomplete(format!(
+                    "the stream ends {rem} bytes before the end of a Content-Length body"
+                )))
+            } else {
+                Ok(false)
+            }
+        }
+        Framing::UntilClose => {
+            keep(p, &buf[*pos..]);
+            *pos = buf.len();
+            Ok(eof)
+        }
+        Framing::Chunked(state) => loop {
+            match state {
+                Chunk::Size => {
+                    let avail = &buf[*pos..];
+                    let Some(nl) = avail.iter().position(|&c| c == b'\n') else {
+                        if avail.len() > MAX_CHUNK_LINE {
+                            return Err(ParseError::Malformed(format!(
+                                "chunk-size line longer than {MAX_CHUNK_LINE} bytes at offset {}",
+                                base + *pos as u64
+                            )));
+                        }
+                        return incomplete(eof, "inside a chunk-size line");
+                    };
+                    let line = &avail[..nl];
+                    let size_text = line
+                        .split(|&c| c == b';')
+                        .next()
+                        .unwrap_or_default()
+                        .trim_ascii();
+                    let size = std::str::from_utf8(size_text)
+                        .ok()
+                        .filter(|s| !s.is_empty() && s.len() <= 15)
+                        .and_then(|s| u64::from_str_radix(s, 16).ok())
+                        .ok_or_else(|| {
+                            ParseError::Malformed(format!(
+                                "expected a hex chunk size at offset {}, found {:?}",
+                                base + *pos as u64,
+                                text(&line[..line.len().min(40)])
+                            ))
+                        })?;
+                    *pos += nl + 1;
+                    *state = if size == 0 {
+                        Chunk::Trailers
+                    } else {
+                        Chunk::Data(size)
+                    };
+                }
+                Chunk::Data(rem) => {
+                    let avail = (buf.len() - *pos) as u64;
+                    let n = avail.min(*rem) as usize;
+                    keep(p, &buf[*pos..*pos + n]);
+                    *pos += n;
+                    *rem -= n as u64;
+                    if *rem > 0 {
+                        return incomplete(eof, "inside chunk data");
+                    }
+                    *state = Chunk::DataEnd;
+                }
+                Chunk::DataEnd => {
+                    let avail = &buf[*pos..];
+                    match avail {
+                        [b'\n', ..] => *pos += 1,
+                        [b'\r', b'\n', ..] => *pos += 2,
+                        [] | [b'\r'] => return incomplete(eof, "after chunk data"),
+                        _ => {
+                            return Err(ParseError::Malformed(format!(
+                                "expected CRLF after chunk data at offset {}",
+                                base + *pos as u64
+                            )))
+                        }
+                    }
+                    *state = Chunk::Size;
+                }
+                Chunk::Trailers => {
+                    let avail = &buf[*pos..];
+                    let Some(nl) = avail.iter().position(|&c| c == b'\n') else {
+                        if avail.len() > MAX_TRAILERS {
+                            return Err(ParseError::Malformed(format!(
+                                "trailer section longer than {} KiB",
+                                MAX_TRAILERS >> 10
+                            )));
+                        }
+                        return incomplete(eof, "inside the trailer section");
+                    };
+                    let line = avail[..nl].strip_suffix(b"\r").unwrap_or(&avail[..nl]);
+                    *pos += nl + 1;
+                    p.trailer_bytes += nl + 1;
+                    if line.is_empty() {
+                        return Ok(true);
+                    }
+                    if p.trailer_bytes > MAX_TRAILERS {
+                        return Err(ParseError::Malformed(format!(
+                            "trailer section longer than {} KiB",
+                            MAX_TRAILERS >> 10
+                        )));
+                    }
+                    let Some(colon) = line.iter().position(|&c| c == b':') else {
+                        return Err(ParseError::Malformed(format!(
+                            "expected a `Name: value` trailer field, found {:?}",
+                            text(&line[..line.len().min(40)])
+                        )));
+                    };
+                    p.trailers.push((
+                        text(line[..colon].trim_ascii()),
+                        text(line[colon + 1..].trim_ascii()),
+                    ));
+                }
+            }
+        },
+    }
+}
+
+fn incomplete(eof: bool, what: &str) -> Result<bool, ParseError> {
+    if eof {
+        Err(ParseError::Incomplete(format!(
+            "the stream ends {what} of a chunked body"
+        )))
+    } else {
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(role: Role, input: &[u8], pieces: usize, method: &str) -> Vec<Message> {
+        let mut r = MessageReader::new(role);
+        let mut out = Vec::new();
+        let step = input.len().div_ceil(pieces.max(1)).max(1);
+        for chunk in input.chunks(step) {
+            r.push(chunk);
+            while let Step::Message(m) = r.next(false, Some(method)).unwrap() {
+                out.push(*m);
+            }
+        }
+        while let Step::Message(m) = r.next(true, Some(method)).unwrap() {
+            out.push(*m);
+        }
+        out
+    }
+
+    #[test]
+    fn pipelined_requests_in_any_split() {
+        let input = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\r\nGET /c HTTP/1.0\n\n";
+        for pieces in [1, 2, 7, input.len()] {
+            let got = all(Role::Request, input, pieces, "GET");
+            assert_eq!(got.len(), 3, "{pieces}");
+            assert_eq!(
+                got[1].start,
+                StartLine::Request {
+                    method: "POST".into(),
+                    target: "/b".into()
+                }
+            );
+            assert_eq!(got[1].body, b"abc");
+            assert_eq!(got[2].version, "HTTP/1.0");
+            assert_eq!((got[0].begin, got[0].end), (0, 28));
+            assert_eq!(got[1].begin, 28);
+        }
+    }
+
+    #[test]
+    fn chunked_with_extensions_trailers_and_bare_lf() {
+        let input = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\nde\n0\r\nGrpc-Status: 0\r\n\r\n";
+        for pieces in [1, 3, input.len()] {
+            let got = all(Role::Response, input, pieces, "GET");
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].body, b"abcde");
+            assert_eq!(
+                got[0].trailers,
+                Some(vec![("Grpc-Status".into(), "0".into())])
+            );
+        }
+    }
+
+    #[test]
+    fn response_framing_follows_the_request() {
+        let head = b"HTTP/1.1 301 Moved\r\nContent-Length: 219\r\n\r\n";
+        let got = all(Role::Response, head, 1, "HEAD");
+        assert_eq!(got.len(), 1);
+        assert!(got[0].body.is_empty());
+        let got = all(
+            Role::Response,
+            b"HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 304 NM\r\n\r\n",
+            1,
+            "GET",
+        );
+        assert_eq!(got.len(), 2);
+        let got = all(
+            Role::Response,
+            b"HTTP/1.0 200 OK\r\n\r\nuntil close",
+            2,
+            "GET",
+        );
+        assert_eq!(got[0].body, b"until close");
+        let mut r = MessageReader::new(Role::Response);
+        r.push(b"HTTP/1.1 200 OK\r\n\r\n");
+        assert!(matches!(r.next(false, None), Ok(Step::NeedRequest)));
+        let got = all(
+            Role::Response,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+            1,
+            "GET",
+        );
+        assert!(got[0].switches);
+    }
+
+    #[test]
+    fn incomplete_and_malformed_are_told_apart() {
+        let mut r = MessageReader::new(Role::Request);
+        r.push(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+        assert!(matches!(r.next(false, None), Ok(Step::NeedMore)));
+        assert!(matches!(r.next(true, None), Err(ParseError::Incomplete(_))));
+        let mut r = MessageReader::new(Role::Request);
+        r.push(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n");
+        let e = r.next(false, None).unwrap_err();
+        assert!(
+            matches!(e, ParseError::Malformed(ref m) if m.contains("expected an HTTP/1.x request")),
+            "{e:?}"
+        );
+        let mut r = MessageReader::new(Role::Request);
+        r.push(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
+        assert!(
+            matches!(r.next(false, None), Err(ParseError::Malformed(m)) if m.contains("conflicting"))
+        );
+        let mut r = MessageReader::new(Role::Response);
+        r.push(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+        assert!(
+            matches!(r.next(false, Some("GET")), Err(ParseError::Malformed(m)) if m.contains("hex chunk size"))
+        );
+    }
+
+    #[test]
+    fn bodies_over_the_cap_keep_a_prefix() {
+        let mut r = MessageReader::new(Role::Response);
+        let n = MAX_BODY + 10;
+        r.push(format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n").as_bytes());
+        let block = vec![b'x'; 1 << 20];
+        let mut sent = 0;
+        while sent < n {
+            let k = (n - sent).min(block.len());
+            r.push(&block[..k]);
+            sent += k;
+            assert!(r.buffered() <= MAX_BODY + (2 << 20));
+            if sent < n {
+                assert!(matches!(r.next(false, Some("GET")), Ok(Step::NeedMore)));
+            }
+        }
+        let Ok(Step::Message(m)) = r.next(false, Some("GET")) else {
+            panic!("expected a message")
+        };
+        assert!(m.body_truncated);
+        assert_eq!(m.body.len(), MAX_BODY);
+    }
+}

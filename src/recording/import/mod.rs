@@ -1,0 +1,358 @@
+//! `shadowdiff import`: turns captures made by other tools (GoReplay `.gor` files, HAR
+//! files, pcap/pcapng captures) into a recording (format v1), and accounts for every input
+//! unit it read: written as an exchange, ignored (not HTTP traffic by nature), or skipped
+//! with a reason. [`gor`], [`har`] and [`pcap`] each turn one format into [`Exchange`]s
+//! through a [`Sink`]; [`http1`] is the HTTP/1.x framing that gor and pcap share; this file
+//! holds the [`ImportReport`], the output and `--strict`.
+
+pub mod gor;
+pub mod har;
+pub mod http1;
+pub mod pcap;
+
+use crate::cli::{ImportArgs, ImportFormat};
+use crate::error::{Error, Result};
+use crate::exchange::{Exchange, Request, Response, Side};
+use crate::interface::{interface_of, InterfaceKey};
+use crate::recording::format::exchange_to_line;
+use crate::recording::writer::partial_path;
+use crate::recording::{RecordingHeader, RecordingWriter};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Largest body kept for one message; longer bodies keep this prefix and are marked
+/// truncated, so a hostile or corrupt input cannot make the importer allocate without bound.
+pub const MAX_BODY: usize = 64 << 20;
+
+/// Skip reason for a body cut at [`MAX_BODY`] (the exchange is written, marked truncated).
+pub const SKIP_BODY_CAP: &str = "body longer than 64 MiB (written with a truncated prefix)";
+
+/// Exit code of an import that failed `--strict` (the same as bad input).
+const EXIT_STRICT: u8 = 2;
+
+/// How many example locations are kept per skip reason for the summary.
+const EXAMPLES_PER_REASON: usize = 3;
+
+/// Where imported exchanges go: the recording writer, or a `Vec` in tests.
+pub trait Sink {
+    /// Takes one finished exchange.
+    fn put(&mut self, ex: Exchange) -> Result<()>;
+}
+
+impl Sink for Vec<Exchange> {
+    fn put(&mut self, ex: Exchange) -> Result<()> {
+        self.push(ex);
+        Ok(())
+    }
+}
+
+/// What one import read, wrote, ignored and skipped. Every unit read ends in exactly one of
+/// these places, so the summary can be checked against the input.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Input files read.
+    pub files: u64,
+    /// Name of the unit counted by `read` (`records`, `entries`, `packets`).
+    pub unit: &'static str,
+    /// Units read (gor records, HAR entries, pcap packets).
+    pub read: u64,
+    /// HTTP requests found in the input.
+    pub requests: u64,
+    /// HTTP responses found in the input.
+    pub responses: u64,
+    /// Exchanges written.
+    pub written: u64,
+    /// Exchanges written with a response.
+    pub with_response: u64,
+    /// Input that is not an HTTP exchange by nature (gor replayed responses, non-TCP
+    /// packets), by reason. `--strict` does not fail on these.
+    pub ignored: BTreeMap<String, u64>,
+    /// Input that could not be used, by reason. `--strict` fails on any of these.
+    pub skipped: BTreeMap<String, u64>,
+    /// Things handled that the user may want to know (retransmissions dropped, requests
+    /// with no response in the capture), by kind.
+    pub notes: BTreeMap<String, u64>,
+    /// A few locations per skip reason (`file:line: detail`), for the summary.
+    pub examples: BTreeMap<String, Vec<String>>,
+}
+
+impl ImportReport {
+    /// An empty report counting `unit`.
+    pub fn new(unit: &'static str) -> Self {
+        ImportReport {
+            unit,
+            ..Default::default()
+        }
+    }
+
+    /// Counts one skip for `reason`, keeping `location` as an example.
+    pub fn skip(&mut self, reason: &str, location: impl FnOnce() -> String) {
+        *self.skipped.entry(reason.to_string()).or_default() += 1;
+        let ex = self.examples.entry(reason.to_string()).or_default();
+        if ex.len() < EXAMPLES_PER_REASON {
+            ex.push(location());
+        }
+    }
+
+    /// Counts one ignored unit for `reason`.
+    pub fn ignore(&mut self, reason: &str) {
+        *self.ignored.entry(reason.to_string()).or_default() += 1;
+    }
+
+    /// Adds one to the note `kind`.
+    pub fn note(&mut self, kind: &str) {
+        *self.notes.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// Total skips over all reasons.
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+
+    /// Records that `ex` was written.
+    fn wrote(&mut self, ex: &Exchange) {
+        self.written += 1;
+        if ex.response.is_some() {
+            self.with_response += 1;
+        }
+    }
+
+    /// The human summary: what was read, written, ignored and skipped by reason.
+    pub fn summary(&self, format: &str, out: &str) -> String {
+        let mut s = String::new();
+        let plural = |n: u64, one: &str, many: &str| {
+            if n == 1 {
+                format!("{n} {one}")
+            } else {
+                format!("{n} {many}")
+            }
+        };
+        let _ = writeln!(
+            s,
+            "import --from {format}: {}",
+            plural(self.files, "file", "files")
+        );
+        let unit = match (self.read, self.unit) {
+            (1, "entries") => "entry",
+            (1, u) => u.strip_suffix('s').unwrap_or(u),
+            (_, u) => u,
+        };
+        let _ = writeln!(
+            s,
+            "  read     {} {unit}: {}, {}",
+            self.read,
+            plural(self.requests, "request", "requests"),
+            plural(self.responses, "response", "responses")
+        );
+        let _ = writeln!(
+            s,
+            "  wrote    {} to {out} ({} with a response, {} without)",
+            plural(self.written, "exchange", "exchanges"),
+            self.with_response,
+            self.written - self.with_response
+        );
+        let section = |s: &mut String, title: &str, map: &BTreeMap<String, u64>, ex: bool| {
+            let total: u64 = map.values().sum();
+            if total == 0 {
+                let _ = writeln!(s, "  {title:<8} none");
+                return;
+            }
+            let _ = writeln!(s, "  {title:<8} {total}");
+            for (reason, n) in map {
+                let _ = writeln!(s, "    {n:>7}  {reason}");
+                if ex {
+                    for e in self.examples.get(reason).into_iter().flatten() {
+                        let _ = writeln!(s, "             e.g. {e}");
+                    }
+                }
+            }
+        };
+        section(&mut s, "ignored", &self.ignored, false);
+        section(&mut s, "skipped", &self.skipped, true);
+        if !self.notes.is_empty() {
+            let _ = writeln!(s, "  notes");
+            for (kind, n) in &self.notes {
+                let _ = writeln!(s, "    {n:>7}  {kind}");
+            }
+        }
+        s
+    }
+}
+
+/// Builds an exchange with its interface key computed as replay computes it.
+pub fn exchange(
+    id: String,
+    ts_us: i64,
+    request: Request,
+    response: Option<Response>,
+    latency_us: Option<u64>,
+) -> Exchange {
+    let interface = Some(interface_of(&request, &InterfaceKey::Default));
+    Exchange {
+        id,
+        ts_us,
+        interface,
+        tenant: None,
+        request,
+        response,
+        latency_us,
+    }
+}
+
+/// Hands a finished exchange to the sink and counts it as written.
+pub fn emit(sink: &mut dyn Sink, report: &mut ImportReport, ex: Exchange) -> Result<()> {
+    report.wrote(&ex);
+    sink.put(ex)
+}
+
+/// Opens an input file, undoing gzip when the file starts with the gzip magic (whatever
+/// its name), so `capture.gor.gz` and a gzipped pcap need no flag.
+pub fn open_input(path: &Path) -> Result<Box<dyn Read>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut r = BufReader::with_capacity(256 << 10, file);
+    let head = r.fill_buf().map_err(|e| Error::io(path, e))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(r)))
+    } else {
+        Ok(Box::new(r))
+    }
+}
+
+/// Imports `inputs` of `format` into `sink`, filling `report`. Errors name the file and
+/// where in it; data that cannot be used is counted in the report instead.
+pub fn import(
+    format: ImportFormat,
+    inputs: &[PathBuf],
+    sink: &mut dyn Sink,
+    report: &mut ImportReport,
+) -> Result<()> {
+    match format {
+        ImportFormat::Gor => {
+            report.unit = "records";
+            let mut g = gor::GorImporter::new();
+            for path in inputs {
+                report.files += 1;
+                let r = open_input(path)?;
+                g.read(path, r, sink, report)?;
+            }
+            g.finish(sink, report)
+        }
+        ImportFormat::Har => {
+            report.unit = "entries";
+            let mut h = har::HarImporter::new();
+            for path in inputs {
+                report.files += 1;
+                let r = open_input(path)?;
+                h.read(path, r, sink, report)?;
+            }
+            Ok(())
+        }
+        ImportFormat::Pcap => {
+            report.unit = "packets";
+            let mut p = pcap::PcapImporter::new();
+            for path in inputs {
+                report.files += 1;
+                let r = open_input(path)?;
+                p.read(path, r, sink, report)?;
+            }
+            p.finish(sink, report)
+        }
+    }
+}
+
+/// Where the recording goes: a file written safely, or standard output for `--out -`.
+enum Output {
+    File(RecordingWriter),
+    Stdout(std::io::BufWriter<std::io::Stdout>, Vec<u8>),
+}
+
+impl Sink for Output {
+    fn put(&mut self, ex: Exchange) -> Result<()> {
+        match self {
+            Output::File(w) => w.write(&ex),
+            Output::Stdout(w, line) => {
+                line.clear();
+                exchange_to_line(&ex, line).map_err(|e| Error::io("-", e.into()))?;
+                line.push(b'\n');
+                w.write_all(line).map_err(|e| Error::io("-", e))
+            }
+        }
+    }
+}
+
+/// Runs `shadowdiff import`: imports, prints the summary on standard error, and returns
+/// the exit code (0, or 2 when `--strict` and anything was skipped; errors are 2 too).
+/// On an error or a strict failure no recording file is left behind.
+pub fn run(args: &ImportArgs, quiet: bool) -> Result<u8> {
+    let format_name = match args.from {
+        ImportFormat::Gor => "gor",
+        ImportFormat::Har => "har",
+        ImportFormat::Pcap => "pcap",
+    };
+    let to_stdout = args.out == Path::new("-");
+    let mut out = if to_stdout {
+        let mut w = std::io::BufWriter::new(std::io::stdout());
+        let head = serde_json::to_vec(&RecordingHeader::new(&format!("import:{format_name}")))
+            .map_err(|e| Error::Runtime {
+                side: Side::Input,
+                message: format!("serializing the recording header: {e}"),
+            })?;
+        w.write_all(&head)
+            .and_then(|_| w.write_all(b"\n"))
+            .map_err(|e| Error::io("-", e))?;
+        Output::Stdout(w, Vec::new())
+    } else {
+        Output::File(RecordingWriter::create(
+            &args.out,
+            &RecordingHeader::new(&format!("import:{format_name}")),
+        )?)
+    };
+    let mut report = ImportReport::new("");
+    let result = import(args.from, &args.inputs, &mut out, &mut report);
+    let strict_failed = args.strict && report.skipped_total() > 0;
+    let finished = match (result, strict_failed) {
+        (Ok(()), false) => finish_output(out, &args.out),
+        (Ok(()), true) => {
+            discard_output(out, &args.out);
+            Ok(())
+        }
+        (Err(e), _) => {
+            discard_output(out, &args.out);
+            Err(e)
+        }
+    };
+    let shown = if to_stdout {
+        "standard output".to_string()
+    } else {
+        args.out.display().to_string()
+    };
+    if !quiet || strict_failed {
+        eprint!("{}", report.summary(format_name, &shown));
+    }
+    finished?;
+    if strict_failed {
+        eprintln!(
+            "shadowdiff: error: --strict: {} skipped (reasons above); no recording written",
+            report.skipped_total()
+        );
+        return Ok(EXIT_STRICT);
+    }
+    Ok(crate::EXIT_PASS)
+}
+
+fn finish_output(out: Output, path: &Path) -> Result<()> {
+    match out {
+        Output::File(w) => w.finish().map(|_| ()),
+        Output::Stdout(mut w, _) => w.flush().map_err(|e| Error::io(path, e)),
+    }
+}
+
+/// Drops a half-written recording so nothing downstream mistakes it for a whole import.
+fn discard_output(out: Output, path: &Path) {
+    if let Output::File(w) = out {
+        drop(w);
+        let _ = std::fs::remove_file(partial_path(path));
+    }
+}

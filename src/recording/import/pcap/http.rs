@@ -1,0 +1,312 @@
+//! HTTP/1.x over one reassembled TCP connection: parses the client's bytes into requests
+//! and the server's into responses (keep-alive and pipelining: the n-th response answers
+//! the n-th request), and writes each pair as an exchange. Its time is the first request
+//! packet's; its latency is the first response packet's time minus the last request
+//! packet's, so it measures the server, not the transfer.
+
+use super::super::http1::{Message, MessageReader, ParseError, Role, Step, MAX_HEAD};
+use super::super::{emit, exchange, MAX_BODY, SKIP_BODY_CAP};
+use super::Ctx;
+use crate::error::Result;
+use crate::exchange::Request;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+/// Bytes one direction may hold unparsed (a capped body plus a header section) before the
+/// direction is given up, so a stalled pairing cannot grow without bound.
+const MAX_BUFFERED: usize = MAX_BODY + MAX_HEAD + (1 << 20);
+/// Requests that may wait for their responses at once on one connection.
+const MAX_UNANSWERED: usize = 10_000;
+
+const SKIP_NOT_HTTP: &str =
+    "TCP streams that are not HTTP/1.x (the client's first bytes are not a request)";
+const SKIP_BAD_REQUEST: &str = "malformed HTTP/1 requests (rest of the client's stream unusable)";
+const SKIP_BAD_RESPONSE: &str = "malformed HTTP/1 responses (rest of the server's stream unusable)";
+const SKIP_CUT_REQUEST: &str = "requests cut short (the stream ends inside them)";
+const SKIP_CUT_RESPONSE: &str = "responses cut short (the stream ends inside them)";
+const SKIP_ORPHAN: &str = "responses with no request in the stream (its request was lost or cut)";
+const SKIP_SWITCHED: &str =
+    "TCP streams that switched protocols (101 or CONNECT): bytes after the switch are not HTTP/1";
+const SKIP_PILED: &str =
+    "stream directions given up: too many bytes or requests waiting to be paired";
+const NOTE_NO_RESPONSE: &str = "requests with no response in the capture (written without one)";
+
+/// How a direction of the stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// FIN: the sender closed it.
+    Closed,
+    /// RST.
+    Reset,
+    /// The capture ended (or the addresses were reused) first.
+    CaptureOver,
+    /// A segment was lost; nothing after the hole is usable.
+    Lost,
+}
+
+impl End {
+    fn says(self) -> &'static str {
+        match self {
+            End::Closed => "connection closed",
+            End::Reset => "connection reset",
+            End::CaptureOver => "capture ended",
+            End::Lost => "segment lost",
+        }
+    }
+}
+
+struct Side {
+    reader: MessageReader,
+    /// (stream offset one past a delivered piece, its capture time), oldest first.
+    marks: VecDeque<(u64, i64)>,
+    pushed: u64,
+    end: Option<End>,
+    stopped: bool,
+}
+
+impl Side {
+    fn new(role: Role) -> Self {
+        Side {
+            reader: MessageReader::new(role),
+            marks: VecDeque::new(),
+            pushed: 0,
+            end: None,
+            stopped: false,
+        }
+    }
+
+    /// Capture time of the piece that carried stream offset `off`.
+    fn ts_at(&self, off: u64) -> i64 {
+        self.marks
+            .iter()
+            .find(|(end, _)| *end > off)
+            .or(self.marks.back())
+            .map_or(0, |(_, ts)| *ts)
+    }
+
+    fn drop_marks(&mut self, upto: u64) {
+        while self.marks.front().is_some_and(|(end, _)| *end <= upto) {
+            self.marks.pop_front();
+        }
+    }
+}
+
+struct Pending {
+    n: u64,
+    request: Request,
+    first_us: i64,
+    last_us: i64,
+    switches: bool,
+}
+
+/// The HTTP/1 side of one TCP connection.
+pub(crate) struct Flow {
+    stream: u64,
+    label: String,
+    sides: [Side; 2],
+    pending: VecDeque<Pending>,
+    requests: u64,
+    /// The client sent a request that may switch protocols; its answer decides.
+    paused: bool,
+    switched: bool,
+    after_switch: u64,
+}
+
+impl Flow {
+    /// A new flow for stream number `stream`.
+    pub fn new(stream: u64, client: SocketAddr, server: SocketAddr) -> Self {
+        Flow {
+            stream,
+            label: format!("stream {stream} ({client} -> {server})"),
+            sides: [Side::new(Role::Request), Side::new(Role::Response)],
+            pending: VecDeque::new(),
+            requests: 0,
+            paused: false,
+            switched: false,
+            after_switch: 0,
+        }
+    }
+
+    /// The stream number.
+    pub fn stream(&self) -> u64 {
+        self.stream
+    }
+
+    /// `stream N (client -> server)`, for messages.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Bytes that arrived in order on direction `d` (0 client, 1 server) at `ts_us`.
+    pub fn data(&mut self, d: usize, bytes: &[u8], ts_us: i64, ctx: &mut Ctx<'_>) -> Result<()> {
+        if self.switched {
+            self.after_switch += bytes.len() as u64;
+            return Ok(());
+        }
+        let side = &mut self.sides[d];
+        if side.stopped {
+            return Ok(());
+        }
+        side.pushed += bytes.len() as u64;
+        side.marks.push_back((side.pushed, ts_us));
+        side.reader.push(bytes);
+        if side.reader.buffered() > MAX_BUFFERED || self.pending.len() > MAX_UNANSWERED {
+            side.stopped = true;
+            let at = format!("{}: {}", ctx.at(), self.label);
+            ctx.report.skip(SKIP_PILED, || at);
+            return Ok(());
+        }
+        self.pump(ctx)
+    }
+
+    /// Direction `d` ends as `end`: a read-until-close body completes, a partial message
+    /// is counted as cut.
+    pub fn end(&mut self, d: usize, end: End, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.sides[d].end.get_or_insert(end);
+        self.pump(ctx)
+    }
+
+    /// Parses and pairs whatever the buffered bytes allow.
+    fn pump(&mut self, ctx: &mut Ctx<'_>) -> Result<()> {
+        loop {
+            let mut progress = false;
+            if !self.paused && !self.sides[0].stopped && !self.switched {
+                let eof = self.sides[0].end.is_some();
+                match self.sides[0].reader.next(eof, None) {
+                    Ok(Step::Message(m)) => {
+                        self.on_request(*m, ctx);
+                        progress = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.stop(0, e, ctx),
+                }
+            }
+            if !self.sides[1].stopped && !self.switched {
+                let eof = self.sides[1].end.is_some();
+                let method = self.pending.front().map(|p| p.request.method.clone());
+                match self.sides[1].reader.next(eof, method.as_deref()) {
+                    Ok(Step::Message(m)) => {
+                        self.on_response(*m, ctx)?;
+                        progress = true;
+                    }
+                    Ok(_) => {}
+                    Err(e) => self.stop(1, e, ctx),
+                }
+            }
+            if !progress {
+                return Ok(());
+            }
+        }
+    }
+
+    fn on_request(&mut self, m: Message, ctx: &mut Ctx<'_>) {
+        self.requests += 1;
+        ctx.report.requests += 1;
+        let side = &mut self.sides[0];
+        let first_us = side.ts_at(m.begin);
+        let last_us = side.ts_at(m.end.saturating_sub(1));
+        side.drop_marks(m.end);
+        if m.body_truncated {
+            let at = format!("{}: {}", ctx.at(), self.label);
+            ctx.report.skip(SKIP_BODY_CAP, || at);
+        }
+        let switches = m.switches;
+        self.pending.push_back(Pending {
+            n: self.requests,
+            request: m.into_request(),
+            first_us,
+            last_us,
+            switches,
+        });
+        if switches {
+            // After `Upgrade` or CONNECT the client's next bytes may be another protocol;
+            // they are read as HTTP/1 only once the answer says the switch was refused.
+            self.paused = true;
+        }
+    }
+
+    fn on_response(&mut self, m: Message, ctx: &mut Ctx<'_>) -> Result<()> {
+        let status = m.status();
+        let side = &mut self.sides[1];
+        let first_us = side.ts_at(m.begin);
+        side.drop_marks(m.end);
+        if (100..200).contains(&status) && status != 101 {
+            // An interim answer (100 Continue, 103 Early Hints): the final one follows.
+            return Ok(());
+        }
+        let Some(p) = self.pending.pop_front() else {
+            return Ok(());
+        };
+        ctx.report.responses += 1;
+        if m.body_truncated {
+            let at = format!("{}: {}", ctx.at(), self.label);
+            ctx.report.skip(SKIP_BODY_CAP, || at);
+        }
+        let switches = m.switches;
+        let latency = u64::try_from(first_us.saturating_sub(p.last_us)).unwrap_or(0);
+        let ex = exchange(
+            format!("pcap-{}-{}", self.stream, p.n),
+            p.first_us,
+            p.request,
+            Some(m.into_response()),
+            Some(latency),
+        );
+        emit(ctx.sink, ctx.report, ex)?;
+        if switches {
+            self.switched = true;
+            self.after_switch +=
+                (self.sides[0].reader.buffered() + self.sides[1].reader.buffered()) as u64;
+        } else if p.switches {
+            self.paused = false;
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self, d: usize, e: ParseError, ctx: &mut Ctx<'_>) {
+        self.sides[d].stopped = true;
+        let (reason, detail) = match (d, e) {
+            (0, ParseError::Malformed(m)) if self.requests == 0 => (SKIP_NOT_HTTP, m),
+            (0, ParseError::Malformed(m)) => (SKIP_BAD_REQUEST, m),
+            (_, ParseError::Malformed(m)) => (SKIP_BAD_RESPONSE, m),
+            (0, ParseError::Incomplete(m)) => (SKIP_CUT_REQUEST, self.cut(0, &m)),
+            (_, ParseError::Incomplete(m)) => (SKIP_CUT_RESPONSE, self.cut(1, &m)),
+        };
+        let at = format!("{}: {}: {detail}", ctx.at(), self.label);
+        ctx.report.skip(reason, || at);
+    }
+
+    fn cut(&self, d: usize, m: &str) -> String {
+        let why = self.sides[d].end.map_or("stream ended", End::says);
+        format!("{why}: {m}")
+    }
+
+    /// Both directions have ended: writes unanswered requests without a response and
+    /// counts what was left over.
+    pub fn finish(&mut self, ctx: &mut Ctx<'_>) -> Result<()> {
+        for d in 0..2 {
+            self.sides[d].end.get_or_insert(End::CaptureOver);
+        }
+        self.pump(ctx)?;
+        let server_left = !self.sides[1].stopped && !self.sides[1].reader.is_idle();
+        let client_left = !self.sides[0].stopped && self.paused && !self.sides[0].reader.is_idle();
+        if self.switched && self.after_switch > 0 || client_left {
+            let at = format!("{}: {}: {} bytes", ctx.at(), self.label, self.after_switch);
+            ctx.report.skip(SKIP_SWITCHED, || at);
+        } else if server_left && self.pending.is_empty() {
+            let at = format!("{}: {}", ctx.at(), self.label);
+            ctx.report.skip(SKIP_ORPHAN, || at);
+        }
+        while let Some(p) = self.pending.pop_front() {
+            ctx.report.note(NOTE_NO_RESPONSE);
+            let ex = exchange(
+                format!("pcap-{}-{}", self.stream, p.n),
+                p.first_us,
+                p.request,
+                None,
+                None,
+            );
+            emit(ctx.sink, ctx.report, ex)?;
+        }
+        Ok(())
+    }
+}
