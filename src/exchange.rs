@@ -24,7 +24,10 @@ pub struct Exchange {
     pub request: Request,
     /// The answer production gave, if it was captured.
     pub response: Option<Response>,
-    /// Production latency (request start to response end), if known.
+    /// Production latency as the producer measured it, if known: the tap measures request
+    /// start to response end; imports keep what the source records (GoReplay's latency field,
+    /// HAR `timings.wait`, and for pcap the first response packet minus the last request
+    /// packet). Replay never compares against it; reports show it for context.
     pub latency_us: Option<u64>,
 }
 
