@@ -7,6 +7,7 @@ use crate::compare::CompareOptions;
 use crate::error::{Error, Result};
 use crate::interface::InterfaceKey;
 use crate::recording::ReadOptions;
+use crate::replay::select::{Selection, SelectionArgs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -81,6 +82,8 @@ pub struct ReplayConfig {
     pub thresholds: Thresholds,
     /// Where to write JSON.
     pub json: Option<PathBuf>,
+    /// Shard and filters: which exchanges this run replays.
+    pub selection: Selection,
 }
 
 /// Parses a duration like `10s`, `500ms`, `2m`.
@@ -247,6 +250,13 @@ impl ReplayConfig {
             },
             thresholds,
             json: a.json.clone(),
+            selection: Selection::from_args(&SelectionArgs {
+                since: a.since.as_deref(),
+                until: a.until.as_deref(),
+                ids: &a.ids,
+                filters: &a.filters,
+                shard: a.shard.as_deref(),
+            })?,
         })
     }
 }

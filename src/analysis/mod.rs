@@ -8,8 +8,12 @@
 //! noise rates of its keys, known only once every exchange has been seen.
 
 pub mod latency;
+pub mod merge;
 pub mod noise;
 pub mod result;
+pub mod trend;
+
+pub use merge::{merge, MergeError};
 
 use crate::compare::{DiffKind, Difference, FetchError, FetchErrorKind, Judgement, Outcome};
 use latency::LatencyAgg;

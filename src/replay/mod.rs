@@ -4,11 +4,14 @@
 //!
 //! 1. a reader thread streams the recordings (blocking file and zstd I/O stays off the
 //!    runtime) into a bounded channel, so memory stays flat however large the input;
-//! 2. the dispatcher keys each exchange, skips what must not be replayed (counted, never
-//!    dropped), and paces the rest: closed loop, `--rate`, or `--speed`;
+//! 2. the dispatcher keys each exchange, leaves out what the shard split and the filters
+//!    exclude ([`select`]; counted per filter, not outcomes), skips what must not be replayed
+//!    (counted, never dropped), and paces the rest: closed loop, `--rate`, or `--speed`;
 //! 3. `concurrency` workers send, judge and aggregate locally; their aggregates are merged
 //!    once at the end.
 
+pub mod input;
+pub mod select;
 pub mod target;
 
 use crate::analysis::result::{RunInfo, RunResult, RESULT_FORMAT};
@@ -17,7 +20,6 @@ use crate::compare::{judge, CompareOptions};
 use crate::config::{Pacing, ReplayConfig};
 use crate::error::{Error, Result};
 use crate::exchange::{Exchange, Side};
-use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::RecordingReader;
 use crate::report::gate;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,11 +51,17 @@ pub struct Progress {
     pub read: AtomicU64,
     /// Exchanges that have their outcome.
     pub done: AtomicU64,
+    /// Exchanges the shard split or a filter left out (they get no outcome).
+    pub excluded: AtomicU64,
+    /// Bytes of the recording files consumed so far (compressed bytes for `.zst`).
+    pub bytes_read: Arc<AtomicU64>,
+    /// Total size of the recording files, 0 when unknown.
+    pub bytes_total: AtomicU64,
 }
 
 /// Replays the recordings in `cfg` and returns the decided result.
 pub async fn replay(cfg: &ReplayConfig, progress: Arc<Progress>) -> Result<RunResult> {
-    let reader = RecordingReader::open(&cfg.recordings, cfg.read)?;
+    let reader = input::open_counted(&cfg.recordings, cfg.read, &progress)?;
     let names: Vec<String> = cfg
         .recordings
         .iter()
@@ -156,7 +164,7 @@ pub async fn replay_reader(
     }
     drop(job_rx);
 
-    let dispatcher_agg = dispatch(cfg, ex_rx, job_tx, &progress).await;
+    let (dispatcher_agg, selected) = dispatch(cfg, ex_rx, job_tx, &progress).await;
 
     let mut agg = dispatcher_agg;
     for w in workers {
@@ -182,10 +190,13 @@ pub async fn replay_reader(
                 message: "the reader thread panicked".into(),
             })?;
     read_result?;
+    let (filters, shard, selection_warnings) = cfg.selection.report(&selected);
+    let mut warnings = warnings;
+    warnings.extend(selection_warnings);
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    debug_assert_eq!(agg.total(), exchanges_read);
+    debug_assert_eq!(agg.total() + selected.excluded(), exchanges_read);
 
     let th = cfg.thresholds.clone();
     let (summary, interfaces) = agg.finish(&th);
@@ -212,30 +223,36 @@ pub async fn replay_reader(
             ready_ms,
             thresholds: th,
             warnings,
+            filters,
+            shard,
         },
+        trend: None,
     })
 }
 
-/// Keys, filters and paces exchanges; returns the aggregate of the skipped ones.
+/// Keys, selects, filters and paces exchanges; returns the aggregate of the skipped ones and
+/// what the selection kept.
 async fn dispatch(
     cfg: &ReplayConfig,
     rx: async_channel::Receiver<Exchange>,
     tx: async_channel::Sender<Job>,
     progress: &Progress,
-) -> Aggregator {
+) -> (Aggregator, select::SelectionCounter) {
     let mut skipped = Aggregator::new();
+    let mut selected = cfg.selection.counter();
     let start = Instant::now();
     let mut first_ts: Option<i64> = None;
     let mut n: u64 = 0;
     while let Ok(mut ex) = rx.recv().await {
-        let interface = match (&cfg.interface_key, &ex.interface) {
-            (InterfaceKey::Default, Some(recorded)) if !recorded.is_empty() => recorded.clone(),
-            (key, _) => interface_of(&ex.request, key),
-        };
+        let interface = select::exchange_interface(&ex, &cfg.interface_key);
         if let Some(h) = &cfg.tenant_header {
             if let Some(v) = crate::exchange::header(&ex.request.headers, h) {
                 ex.tenant = Some(v.to_string());
             }
+        }
+        if !cfg.selection.admit(&ex, &interface, &mut selected) {
+            progress.excluded.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
         let reason = if ex.request.is_side_effecting() && !cfg.allow_side_effects {
             Some("side_effect")
@@ -271,7 +288,7 @@ async fn dispatch(
             break;
         }
     }
-    skipped
+    (skipped, selected)
 }
 
 /// Takes jobs until the channel closes; returns its own aggregate.
