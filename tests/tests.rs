@@ -5,5 +5,9 @@ mod util;
 
 mod cli_errors;
 mod demo;
+mod filters;
+mod inventory;
 mod nginx;
 mod replay_http;
+mod reports;
+mod shard_merge;
