@@ -4,7 +4,7 @@
 //! ETA is known from the start without a first pass over the files.
 
 use crate::replay::Progress;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -139,9 +139,12 @@ pub fn start(progress: Arc<Progress>, mode: Mode) -> Display {
         Mode::Bar => {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} exchanges  {per_sec}  ETA {eta}",
+                "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} exchanges  {rate}  ETA {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", s.per_sec());
+            })
             .progress_chars("=> ");
             bar.set_style(style);
             let b = bar.clone();

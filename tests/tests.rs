@@ -5,6 +5,7 @@ mod util;
 
 mod cli_errors;
 mod demo;
+mod docs;
 mod filters;
 mod inventory;
 mod nginx;

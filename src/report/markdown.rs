@@ -26,8 +26,9 @@ impl Exporter for MarkdownExporter {
 }
 
 /// Plain text with every character that Markdown (or a table) could interpret escaped. An
-/// underscore inside a word (`missing_rule`) is left alone: it cannot start emphasis, and
-/// chat clients that ignore backslash escapes would show the backslash.
+/// underscore inside a word (`missing_rule`) and `>` (a quote only at the start of a line,
+/// which this text never is) are left alone: chat clients that ignore backslash escapes
+/// would show the backslash.
 pub fn md_text(s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     let mut out = String::with_capacity(s.len());
@@ -37,7 +38,7 @@ pub fn md_text(s: &str) -> String {
             '_' if word(n.checked_sub(1).and_then(|p| chars.get(p))) && word(chars.get(n + 1)) => {
                 out.push('_')
             }
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~' | '&' => {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '|' | '#' | '~' | '&' => {
                 out.push('\\');
                 out.push(*c);
             }
@@ -264,7 +265,7 @@ mod tests {
         assert_eq!(code("a|b"), "`a\\|b`");
         assert_eq!(code("x`y"), "``x`y``");
         assert_eq!(code("`"), "`` ` ``");
-        assert_eq!(md_text("<script>[x](y)"), "\\<script\\>\\[x\\](y)");
+        assert_eq!(md_text("<script>[x](y) -> z"), "\\<script>\\[x\\](y) -> z");
         assert_eq!(
             md_text("missing_rule: _x_ a|b"),
             "missing_rule: \\_x\\_ a\\|b"
