@@ -9,9 +9,14 @@ use std::time::Duration;
 /// Longer values are shown whole, marked changed, without a character diff.
 const MAX_DIFF_CHARS: usize = 4000;
 
-/// Below this share of unchanged characters, highlighting scattered common letters helps no
-/// one: the whole value is marked changed.
-const MIN_COMMON_SHARE: f64 = 0.4;
+/// Unchanged runs shorter than this are coincidences (two random ids share letters), not
+/// structure the reader can hold on to.
+const MIN_RUN: usize = 3;
+
+/// Below this share of the shorter value in unchanged runs of at least [`MIN_RUN`]
+/// characters, highlighting scattered common letters helps no one: the whole value is
+/// marked changed.
+const MIN_COMMON_SHARE: f64 = 0.5;
 
 /// A run of text, changed or not.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,21 +81,33 @@ pub fn side_by_side(baseline: Option<&str>, candidate: Option<&str>) -> SideBySi
     let diff = TextDiff::configure()
         .timeout(Duration::from_millis(50))
         .diff_chars(a, b);
-    let mut common = 0usize;
+    // Lengths of the unchanged runs as they form (a run ends at any change on either side).
+    let mut runs: Vec<usize> = vec![0];
     for change in diff.iter_all_changes() {
         let text = change.value();
         match change.tag() {
             ChangeTag::Equal => {
-                common += text.chars().count();
+                if let Some(last) = runs.last_mut() {
+                    *last += text.chars().count();
+                }
                 push(&mut out.baseline, text, false);
                 push(&mut out.candidate, text, false);
             }
-            ChangeTag::Delete => push(&mut out.baseline, text, true),
-            ChangeTag::Insert => push(&mut out.candidate, text, true),
+            ChangeTag::Delete | ChangeTag::Insert => {
+                if runs.last() != Some(&0) {
+                    runs.push(0);
+                }
+                if change.tag() == ChangeTag::Delete {
+                    push(&mut out.baseline, text, true);
+                } else {
+                    push(&mut out.candidate, text, true);
+                }
+            }
         }
     }
-    let longest = a.chars().count().max(b.chars().count()).max(1);
-    if (common as f64) / (longest as f64) < MIN_COMMON_SHARE {
+    let common: usize = runs.iter().filter(|r| **r >= MIN_RUN).sum();
+    let shorter = a.chars().count().min(b.chars().count()).max(1);
+    if (common as f64) / (shorter as f64) < MIN_COMMON_SHARE {
         out.baseline = whole(a);
         out.candidate = whole(b);
     }
@@ -120,12 +137,24 @@ mod tests {
         assert_eq!(show(&s.candidate), "[\"]12.5[0\"]");
         let s = side_by_side(Some("line 3: <b>old</b>"), Some("line 3: <b>new</b>"));
         assert_eq!(show(&s.baseline), "line 3: <b>[old]</b>");
+        // An addition at the end: only the addition is marked.
+        let s = side_by_side(
+            Some("line 1: <p>hello</p>"),
+            Some("line 1: <p>hello</p><script>x()</script>"),
+        );
+        assert_eq!(show(&s.baseline), "line 1: <p>hello</p>");
+        assert_eq!(
+            show(&s.candidate),
+            "line 1: <p>hello</p>[<script>x()</script>]"
+        );
     }
 
     #[test]
     fn unrelated_values_are_changed_whole_and_absence_is_kept() {
         let s = side_by_side(Some("4f1a9c0d2b"), Some("e83b7a6615"));
         assert_eq!(show(&s.baseline), "[4f1a9c0d2b]");
+        let s = side_by_side(Some("\"cebe711bb8907d11\""), Some("\"543cf1fe9148cadd\""));
+        assert_eq!(show(&s.candidate), "[\"543cf1fe9148cadd\"]");
         let s = side_by_side(None, Some("x"));
         assert!(s.baseline_absent && !s.candidate_absent);
         assert!(s.baseline.is_empty());
