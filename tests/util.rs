@@ -39,7 +39,9 @@ impl Answer {
     }
 }
 
-type Handler = Arc<dyn Fn(Seen) -> Answer + Send + Sync>;
+/// A handler and how long to wait before answering; the wait is asynchronous, so a slow
+/// answer never blocks a runtime worker (which could starve other servers of the test).
+type Handler = Arc<dyn Fn(Seen) -> (Answer, Option<std::time::Duration>) + Send + Sync>;
 
 /// An in-process HTTP server (HTTP/1.1 and HTTP/2 prior knowledge) on 127.0.0.1:0.
 pub struct TestServer {
@@ -49,6 +51,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(f: impl Fn(Seen) -> Answer + Send + Sync + 'static) -> Self {
+        Self::start_delayed(move |s| (f(s), None)).await
+    }
+
+    /// Like [`TestServer::start`], but the handler may ask for its answer to be sent late.
+    pub async fn start_delayed(
+        f: impl Fn(Seen) -> (Answer, Option<std::time::Duration>) + Send + Sync + 'static,
+    ) -> Self {
         let handler: Handler = Arc::new(f);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -79,7 +88,10 @@ impl TestServer {
                                 headers: parts.headers,
                                 body,
                             };
-                            let a = h(seen);
+                            let (a, delay) = h(seen);
+                            if let Some(d) = delay {
+                                tokio::time::sleep(d).await;
+                            }
                             let mut resp = http::Response::builder().status(a.status);
                             for (k, v) in a.headers {
                                 resp = resp.header(k, v);
