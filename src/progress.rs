@@ -187,11 +187,15 @@ impl Display {
         if self.mode != Mode::Off {
             let s = Snapshot::take(&self.progress, self.start);
             let excluded = self.progress.excluded.load(Ordering::Relaxed);
+            let replayed = Snapshot {
+                done: s.done - excluded,
+                ..s
+            };
             let mut line = format!(
                 "replayed {} in {:.1}s ({:.0}/s)",
-                plural(s.done - excluded),
+                plural(replayed.done),
                 s.elapsed.as_secs_f64(),
-                s.rate()
+                replayed.rate()
             );
             if excluded > 0 {
                 line.push_str(&format!(

@@ -71,6 +71,18 @@ pub fn flagged(r: &RunResult) -> u64 {
 /// like the baseline`, ...
 pub fn headline(r: &RunResult) -> String {
     let n = flagged(r);
+    let c = &r.summary.counts;
+    // A pass over nothing is not evidence: say so instead of "answered like the baseline".
+    if r.verdict == Verdict::Pass && n == 0 && c.total == c.skipped {
+        return if c.total == 0 {
+            "PASS: but no exchange was replayed".into()
+        } else {
+            format!(
+                "PASS: but nothing was compared ({} skipped)",
+                count_of(c.total, "exchange", "exchanges")
+            )
+        };
+    }
     match (r.verdict, n) {
         (Verdict::Fail, 0) if r.gate_failures.is_empty() => "FAIL: a gate tripped".into(),
         (Verdict::Fail, 0) => format!(
@@ -172,5 +184,19 @@ mod tests {
         assert_eq!(signed_ms(-40), "0.0");
         assert_eq!(signed_ms(40_600), "+40.6");
         assert_eq!(signed_ms(-1_250), "-1.2");
+    }
+
+    #[test]
+    fn a_pass_over_nothing_says_so() {
+        let mut r = crate::report::fixture::passing();
+        r.interfaces.clear();
+        r.summary = Default::default();
+        assert_eq!(headline(&r), "PASS: but no exchange was replayed");
+        r.summary.counts.total = 3;
+        r.summary.counts.skipped = 3;
+        assert_eq!(
+            headline(&r),
+            "PASS: but nothing was compared (3 exchanges skipped)"
+        );
     }
 }
