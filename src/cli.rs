@@ -35,6 +35,12 @@ pub enum Command {
     /// Turn captures made by other tools (GoReplay `.gor`, HAR, pcap/pcapng) into a
     /// recording, and say what was read, written and skipped.
     Import(ImportArgs),
+    /// Merge results (the shards of one run) into one exact result.
+    Merge(MergeArgs),
+    /// Render a saved result again, as HTML, JUnit XML, Markdown or text.
+    Report(ReportArgs),
+    /// List every interface in recordings; with --rules, the ones no rule covers.
+    Interfaces(InterfacesArgs),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -149,6 +155,27 @@ pub struct ReplayArgs {
     /// Write the result as JSON (`-` for standard output).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Report files and the trend baseline.
+    #[command(flatten)]
+    pub reports: ReportFiles,
+    /// Replay only exchanges recorded at or after this time (RFC 3339, inclusive).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Replay only exchanges recorded before this time (RFC 3339, exclusive).
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Replay only the exchange with this id (repeat for several).
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Replay only exchanges matching KEY=VALUE or KEY!=VALUE; KEY is interface, method,
+    /// status (recorded status; 5xx and comma lists work), tenant or header:NAME; values
+    /// take * globs. Repeat to require several.
+    #[arg(long = "filter", value_name = "EXPR")]
+    pub filters: Vec<String>,
+    /// Replay only shard K of N (K from 0 to N-1, as JOB_COMPLETION_INDEX): the exchanges
+    /// whose id hashes (FNV-1a) to K modulo N. Merge the shard results with `merge`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
     /// Outcome classes that fail the run: missing_rule, different, latency,
     /// candidate_error, baseline_error (comma-separated)
     /// [default: missing_rule,different,latency,candidate_error].
@@ -217,4 +244,73 @@ pub struct ImportArgs {
     /// Exit 2 and write no recording when anything had to be skipped.
     #[arg(long)]
     pub strict: bool,
+}
+
+/// Report files every command that produces or reads a result can write.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ReportFiles {
+    /// Write a self-contained HTML report (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write JUnit XML, one testcase per interface (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write a short Markdown summary for a pull request or chat (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+    /// An earlier result: mark interfaces and paths as new, still failing, or fixed since.
+    #[arg(long, value_name = "RESULT.json")]
+    pub previous: Option<PathBuf>,
+}
+
+/// Flags of `merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Results to merge (`--json` output of `replay`, or of an earlier `merge`).
+    #[arg(required = true, value_name = "RESULT.json")]
+    pub results: Vec<PathBuf>,
+    /// Write the merged result as JSON (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Report files and the trend baseline.
+    #[command(flatten)]
+    pub reports: ReportFiles,
+}
+
+/// Flags of `report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A saved result (`--json` output of `replay` or `merge`).
+    #[arg(value_name = "RESULT.json")]
+    pub result: PathBuf,
+    /// Write the result as JSON again (with its trend when --previous is given).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Report files and the trend baseline.
+    #[command(flatten)]
+    pub reports: ReportFiles,
+}
+
+/// Flags of `interfaces`.
+#[derive(Debug, Args)]
+pub struct InterfacesArgs {
+    /// Recording files (format v1, `.zst` for zstd).
+    #[arg(required = true, value_name = "RECORDING")]
+    pub recordings: Vec<PathBuf>,
+    /// Rules of the new gateway, one pattern per line (`*` globs, `#` comments): list the
+    /// interfaces no rule covers (exit 1 if any) and the rules no traffic used.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Interface key, as for replay: `default`, `header:NAME` or `json:/pointer`.
+    #[arg(long, value_name = "KEY")]
+    pub interface: Option<String>,
+    /// Header whose value names the tenant.
+    #[arg(long, value_name = "H")]
+    pub tenant_header: Option<String>,
+    /// Skip recording lines that do not parse (with a warning) instead of stopping.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
+    /// Write the inventory as JSON (`-` for standard output).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }

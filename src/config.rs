@@ -12,6 +12,7 @@ use crate::compare::{CompareOptions, NumericTolerance};
 use crate::error::{Error, Result};
 use crate::interface::{InterfaceKey, Keyer};
 use crate::recording::ReadOptions;
+use crate::replay::select::{Selection, SelectionArgs};
 use file::LoadedConfig;
 use globset::GlobMatcher;
 use std::path::PathBuf;
@@ -91,6 +92,8 @@ pub struct ReplayConfig {
     pub json: Option<PathBuf>,
     /// Where to write per-exchange differences (JSON Lines).
     pub diffs: Option<PathBuf>,
+    /// Shard and filters: which exchanges this run replays.
+    pub selection: Selection,
 }
 
 /// A rule that applies to the interfaces a glob matches (all when there is no glob).
@@ -506,6 +509,13 @@ impl ReplayConfig {
             thresholds: th,
             json: a.json.clone(),
             diffs: a.diffs.clone(),
+            selection: Selection::from_args(&SelectionArgs {
+                since: a.since.as_deref(),
+                until: a.until.as_deref(),
+                ids: &a.ids,
+                filters: &a.filters,
+                shard: a.shard.as_deref(),
+            })?,
         })
     }
 }

@@ -2,11 +2,13 @@
 //! version of a gateway side by side, and report what differs.
 //!
 //! Data flows forward through one module per stage:
-//! [`recording`] (read captures) -> [`replay`] (send to baseline, candidate, noise probe) ->
-//! [`compare`] (judge one exchange) -> [`analysis`] (aggregate per interface, decide noise)
-//! -> [`report`] (gates, terminal, JSON). [`cli`] is what the user typed, [`config`] the
+//! [`recording`] (read captures) -> [`replay`] (select, send to baseline, candidate, noise
+//! probe) -> [`compare`] (judge one exchange) -> [`analysis`] (aggregate per interface,
+//! decide noise; merge shard results; trend against an earlier result) -> [`report`] (gates,
+//! terminal, JSON, HTML, JUnit, Markdown). [`cli`] is what the user typed, [`config`] the
 //! validated run; [`exchange`] is the data model every stage shares. [`demo`] runs the whole
-//! flow against two embedded gateway versions.
+//! flow against two embedded gateway versions; [`inventory`] lists a capture's interfaces
+//! without replaying; [`progress`] shows a replay's progress.
 //!
 //! The binary is a thin wrapper around [`run`], so tests drive the same code in-process.
 
@@ -17,7 +19,10 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod exchange;
+pub mod glob;
 pub mod interface;
+pub mod inventory;
+pub mod progress;
 pub mod recording;
 pub mod replay;
 pub mod report;
@@ -32,9 +37,7 @@ use exchange::Side;
 use report::Exporter;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Exit code: the verdict passed (or the command succeeded).
 pub const EXIT_PASS: u8 = 0;
@@ -58,19 +61,18 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Replay(args) => {
             let cfg = ReplayConfig::from_args(&args)?;
+            // Read the earlier result first: a typo in its name should not cost a replay.
+            let previous = load_previous(args.reports.previous.as_deref())?;
             let rt = runtime(args.threads)?;
-            let result = rt.block_on(replay_with_progress(&cfg, cli.quiet))?;
-            if let Some(path) = &cfg.json {
-                write_json(path, &result)?;
-            }
-            let json_on_stdout = cfg.json.as_deref() == Some(Path::new("-"));
-            if !cli.quiet && !json_on_stdout {
-                print_terminal(&result)?;
-            }
-            Ok(match result.verdict {
-                Verdict::Pass => EXIT_PASS,
-                Verdict::Fail => EXIT_FAIL,
-            })
+            let mut result = rt.block_on(replay_with_progress(&cfg, cli.quiet))?;
+            deliver(
+                &mut result,
+                cfg.json.as_deref(),
+                &args.reports,
+                previous,
+                cli.quiet,
+                true,
+            )
         }
         Command::Show(args) => {
             let rt = runtime(None)?;
@@ -80,6 +82,52 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(EXIT_PASS)
         }
         Command::Import(args) => recording::import::run(&args, cli.quiet),
+        Command::Merge(args) => {
+            let inputs = args
+                .results
+                .iter()
+                .map(|p| Ok((p.display().to_string(), read_result(p)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let previous = load_previous(args.reports.previous.as_deref())?;
+            let mut merged = analysis::merge(&inputs).map_err(|e| Error::Usage(e.to_string()))?;
+            if let Some(s) = &merged.run.shard {
+                let missing = s.missing();
+                if !missing.is_empty() && !cli.quiet {
+                    let list: Vec<String> = missing.iter().map(u32::to_string).collect();
+                    eprintln!(
+                        "shadowdiff: warning: shard {} of {} missing: the merged result covers only part of the exchanges",
+                        list.join(", "),
+                        s.count
+                    );
+                }
+            }
+            deliver(
+                &mut merged,
+                args.json.as_deref(),
+                &args.reports,
+                previous,
+                cli.quiet,
+                true,
+            )
+        }
+        Command::Report(args) => {
+            let mut result = read_result(&args.result)?;
+            let previous = load_previous(args.reports.previous.as_deref())?;
+            // Re-rendering into files is the point; the text report is for a bare `report`.
+            let nothing_asked = args.json.is_none()
+                && args.reports.html.is_none()
+                && args.reports.junit.is_none()
+                && args.reports.markdown.is_none();
+            deliver(
+                &mut result,
+                args.json.as_deref(),
+                &args.reports,
+                previous,
+                cli.quiet,
+                nothing_asked,
+            )
+        }
+        Command::Interfaces(args) => interfaces(&args, cli.quiet),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "shadowdiff", &mut std::io::stdout());
@@ -119,30 +167,107 @@ fn init_tracing(quiet: bool, verbose: u8) {
         .try_init();
 }
 
-/// Replays with a periodic progress line on standard error (unless quiet).
+/// Replays with progress on standard error: a bar on a terminal, plain lines otherwise,
+/// nothing when quiet.
 async fn replay_with_progress(cfg: &ReplayConfig, quiet: bool) -> Result<RunResult> {
     let progress = Arc::new(replay::Progress::default());
-    let ticker = (!quiet).then(|| {
-        let p = progress.clone();
-        tokio::spawn(async move {
-            let start = std::time::Instant::now();
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let done = p.done.load(Ordering::Relaxed);
-                eprintln!(
-                    "replayed {done} exchanges ({:.0}/s)",
-                    done as f64 / start.elapsed().as_secs_f64()
-                );
-            }
-        })
-    });
+    let display = progress::start(progress.clone(), progress::Mode::detect(quiet));
     let r = replay::replay(cfg, progress).await;
-    if let Some(t) = ticker {
-        t.abort();
-    }
+    display.finish();
     r
+}
+
+/// Reads a saved result (`--json` of `replay` or `merge`), naming the file in errors.
+pub fn read_result(path: &Path) -> Result<RunResult> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Input {
+        file: path.to_path_buf(),
+        line: e.line() as u64,
+        message: format!("not a shadowdiff result ({e})"),
+    })
+}
+
+fn load_previous(path: Option<&Path>) -> Result<Option<(String, RunResult)>> {
+    path.map(|p| Ok((p.display().to_string(), read_result(p)?)))
+        .transpose()
+}
+
+/// Attaches the trend, writes every requested file, prints the terminal report when wanted
+/// (never when a report goes to standard output), and returns the verdict's exit code.
+fn deliver(
+    result: &mut RunResult,
+    json: Option<&Path>,
+    files: &cli::ReportFiles,
+    previous: Option<(String, RunResult)>,
+    quiet: bool,
+    terminal: bool,
+) -> Result<u8> {
+    if let Some((label, prev)) = &previous {
+        result.trend = Some(analysis::trend::compare(result, prev, label));
+    }
+    let mut on_stdout = false;
+    let outputs: [(Option<&Path>, &dyn Exporter); 4] = [
+        (json, &report::JsonExporter),
+        (files.html.as_deref(), &report::HtmlExporter),
+        (files.junit.as_deref(), &report::JunitExporter),
+        (files.markdown.as_deref(), &report::MarkdownExporter),
+    ];
+    for (path, exporter) in outputs {
+        if let Some(path) = path {
+            let bytes = exporter.export(result).map_err(|e| Error::io(path, e))?;
+            report::write_output(path, &bytes).map_err(|e| Error::io(path, e))?;
+            on_stdout |= path == Path::new("-");
+        }
+    }
+    if terminal && !quiet && !on_stdout {
+        print_terminal(result)?;
+    }
+    Ok(match result.verdict {
+        Verdict::Pass => EXIT_PASS,
+        Verdict::Fail => EXIT_FAIL,
+    })
+}
+
+/// `shadowdiff interfaces`: the inventory, and the rules check (exit 1 if an interface is
+/// not covered).
+fn interfaces(args: &cli::InterfacesArgs, quiet: bool) -> Result<u8> {
+    let opts = inventory::InventoryOptions {
+        keyer: interface::Keyer {
+            key: match &args.interface {
+                Some(s) => s
+                    .parse()
+                    .map_err(|e| Error::Usage(format!("--interface: {e}")))?,
+                None => interface::InterfaceKey::Default,
+            },
+            templates: Vec::new(),
+        },
+        tenant_header: args.tenant_header.as_ref().map(|h| h.to_ascii_lowercase()),
+        read: recording::ReadOptions {
+            skip_bad_lines: args.skip_bad_lines,
+        },
+    };
+    let rules_text = args
+        .rules
+        .as_deref()
+        .map(inventory::read_rules)
+        .transpose()?;
+    let rules = args.rules.as_deref().zip(rules_text.as_deref());
+    let inv = inventory::inventory(&args.recordings, &opts, rules)?;
+    if let Some(path) = &args.json {
+        let mut bytes = serde_json::to_vec_pretty(&inv)
+            .map_err(|e| Error::io(path, std::io::Error::other(e)))?;
+        bytes.push(b'\n');
+        report::write_output(path, &bytes).map_err(|e| Error::io(path, e))?;
+    }
+    if !quiet && args.json.as_deref() != Some(Path::new("-")) {
+        report::write_output(Path::new("-"), inv.render_text().as_bytes())
+            .map_err(|e| Error::io("-", e))?;
+    }
+    Ok(if inv.has_uncovered() {
+        EXIT_FAIL
+    } else {
+        EXIT_PASS
+    })
 }
 
 /// Writes the result as JSON to `path` (`-` is standard output).

@@ -16,7 +16,6 @@ fn gateway(old: bool) -> impl Fn(Seen) -> Answer + Send + Sync + 'static {
                     ("x-served-by", pick("node-a", "node-b")),
                 ],
                 body: "{}".into(),
-                delay: None,
             },
             "/trace/1" => Answer::json(
                 200,

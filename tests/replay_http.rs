@@ -432,14 +432,16 @@ async fn candidate_failures_are_outcomes_not_silence() {
         .collect();
     let rec = write_recording(&dir.path().join("r.jsonl"), &items);
     let ok = TestServer::start(|_| Answer::json(200, "{}")).await;
-    // Answers every other request too slowly for the timeout.
+    // Answers every other request too slowly for the timeout. The delay is asynchronous: a
+    // blocking sleep held a runtime worker, and the baseline server's connection task, parked
+    // in that worker's (unstealable) LIFO slot, then missed the deadline itself.
     let n = Arc::new(AtomicU64::new(0));
-    let slow = TestServer::start(move |_| {
-        let mut a = Answer::json(200, "{}");
-        if n.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
-            a.delay = Some(std::time::Duration::from_secs(5));
-        }
-        a
+    let slow = TestServer::start_delayed(move |_| {
+        let late = n.fetch_add(1, Ordering::SeqCst) % 2 == 0;
+        (
+            Answer::json(200, "{}"),
+            late.then_some(std::time::Duration::from_millis(1200)),
+        )
     })
     .await;
     let json = dir.path().join("r.json");
@@ -451,7 +453,7 @@ async fn candidate_failures_are_outcomes_not_silence() {
         "--candidate".into(),
         slow.url(),
         "--timeout".into(),
-        "1s".into(),
+        "400ms".into(),
         "--concurrency".into(),
         "1".into(),
         "--json".into(),

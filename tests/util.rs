@@ -27,8 +27,6 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
-    /// Answer only after this long (an async wait: other connections are served meanwhile).
-    pub delay: Option<std::time::Duration>,
 }
 
 impl Answer {
@@ -37,12 +35,13 @@ impl Answer {
             status,
             headers: vec![("content-type", "application/json".into())],
             body: body.into(),
-            delay: None,
         }
     }
 }
 
-type Handler = Arc<dyn Fn(Seen) -> Answer + Send + Sync>;
+/// A handler and how long to wait before answering; the wait is asynchronous, so a slow
+/// answer never blocks a runtime worker (which could starve other servers of the test).
+type Handler = Arc<dyn Fn(Seen) -> (Answer, Option<std::time::Duration>) + Send + Sync>;
 
 /// An in-process HTTP server (HTTP/1.1 and HTTP/2 prior knowledge) on 127.0.0.1:0.
 pub struct TestServer {
@@ -52,6 +51,13 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(f: impl Fn(Seen) -> Answer + Send + Sync + 'static) -> Self {
+        Self::start_delayed(move |s| (f(s), None)).await
+    }
+
+    /// Like [`TestServer::start`], but the handler may ask for its answer to be sent late.
+    pub async fn start_delayed(
+        f: impl Fn(Seen) -> (Answer, Option<std::time::Duration>) + Send + Sync + 'static,
+    ) -> Self {
         let handler: Handler = Arc::new(f);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -82,8 +88,8 @@ impl TestServer {
                                 headers: parts.headers,
                                 body,
                             };
-                            let a = h(seen);
-                            if let Some(d) = a.delay {
+                            let (a, delay) = h(seen);
+                            if let Some(d) = delay {
                                 tokio::time::sleep(d).await;
                             }
                             let mut resp = http::Response::builder().status(a.status);
@@ -297,4 +303,75 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A tool the tests drive, or `None` (with a note) when it is not installed and the
+/// environment variable `require` is not set; with it set, a missing tool fails the test.
+pub fn required_tool(paths: &[&str], require: &str, what: &str) -> Option<PathBuf> {
+    for p in paths {
+        if Path::new(p).exists() {
+            return Some(PathBuf::from(p));
+        }
+    }
+    if std::env::var_os(require).is_some() {
+        panic!("{what} is required ({require} is set) but not installed");
+    }
+    eprintln!("skipped: {what} not installed (set {require} to make this an error)");
+    None
+}
+
+/// The headless browser used to check the HTML report.
+pub fn chromium_binary() -> Option<PathBuf> {
+    required_tool(
+        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
+        "SHADOWDIFF_REQUIRE_CHROMIUM",
+        "chromium",
+    )
+}
+
+/// xmllint, for validating JUnit output against the XSD.
+pub fn xmllint_binary() -> Option<PathBuf> {
+    required_tool(
+        &["/usr/bin/xmllint", "/usr/local/bin/xmllint"],
+        "SHADOWDIFF_REQUIRE_XMLLINT",
+        "xmllint",
+    )
+}
+
+/// Loads `file` in headless Chromium and returns (the DOM after scripts ran, the console
+/// messages the page logged). The browser may not touch the network: every background
+/// service is off and its profile is a fresh temporary directory.
+pub fn chromium_dump_dom(chromium: &Path, file: &Path) -> (String, Vec<String>) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-default-apps",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", file.display()))
+        .output()
+        .expect("run chromium");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Chromium logs every console message of the page (errors, CSP violations, uncaught
+    // exceptions) as `...:CONSOLE:<line>] "<message>", source: <url>`.
+    let console = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
 }

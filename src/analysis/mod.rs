@@ -8,8 +8,12 @@
 //! noise rates of its keys, known only once every exchange has been seen.
 
 pub mod latency;
+pub mod merge;
 pub mod noise;
 pub mod result;
+pub mod trend;
+
+pub use merge::{merge, MergeError};
 
 use crate::compare::{hints, DiffKind, Difference, FetchError, FetchErrorKind, Judgement, Outcome};
 use latency::LatencyAgg;
@@ -28,7 +32,8 @@ pub const MAX_TENANTS: usize = 64;
 /// The bucket for tenants beyond [`MAX_TENANTS`].
 pub const OTHER_TENANTS: &str = "(other)";
 
-fn count_tenant(map: &mut BTreeMap<String, u64>, tenant: &str, n: u64) {
+/// Counts `n` exchanges for `tenant`, folding tenants past [`MAX_TENANTS`] into one bucket.
+pub(crate) fn count_tenant(map: &mut BTreeMap<String, u64>, tenant: &str, n: u64) {
     if let Some(c) = map.get_mut(tenant) {
         *c += n;
     } else if map.len() < MAX_TENANTS {

@@ -34,6 +34,9 @@ pub struct RunResult {
     pub interfaces: Vec<InterfaceResult>,
     /// How the run was made: inputs, targets, thresholds, timing.
     pub run: RunInfo,
+    /// What changed since an earlier result (`--previous`); absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Trend>,
 }
 
 /// Counts per outcome; `total` always equals the sum of the others.
@@ -148,6 +151,65 @@ pub struct InterfaceResult {
     /// Exchanges per tenant (from the tenant header), when tenants are known.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tenants: BTreeMap<String, u64>,
+}
+
+/// Why an interface needs attention, in report order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Problem {
+    /// The candidate gave its no-route answer where the baseline served.
+    MissingRule,
+    /// Exchanges differ beyond noise, or a path regresses.
+    Different,
+    /// The latency rule flagged the candidate as slower.
+    Slower,
+    /// A target gave no usable answer for some exchanges.
+    Errors,
+}
+
+impl Problem {
+    /// The machine name: `missing_rule`, `different`, `latency`, `errors`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Problem::MissingRule => "missing_rule",
+            Problem::Different => "different",
+            Problem::Slower => "latency",
+            Problem::Errors => "errors",
+        }
+    }
+
+    /// The label reports show: `MISSING RULE`, `DIFFERENT`, `SLOWER`, `ERRORS`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Problem::MissingRule => "MISSING RULE",
+            Problem::Different => "DIFFERENT",
+            Problem::Slower => "SLOWER",
+            Problem::Errors => "ERRORS",
+        }
+    }
+}
+
+impl InterfaceResult {
+    /// What needs attention in this interface; empty when it answered like the baseline.
+    /// Independent of `--fail-on`: a report shows every problem, the gates decide which fail.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut f = Vec::new();
+        if self.counts.missing_rule > 0 {
+            f.push(Problem::MissingRule);
+        }
+        let regressed = [&self.status, &self.headers, &self.fields]
+            .iter()
+            .any(|paths| paths.iter().any(|p| p.regression));
+        if self.counts.different > 0 || regressed {
+            f.push(Problem::Different);
+        }
+        if self.latency.regression {
+            f.push(Problem::Slower);
+        }
+        if self.counts.candidate_error + self.counts.baseline_error > 0 {
+            f.push(Problem::Errors);
+        }
+        f
+    }
 }
 
 /// Aggregated differences at one path.
@@ -292,6 +354,124 @@ pub struct RunInfo {
     pub thresholds: Thresholds,
     /// Warnings raised while reading input (truncated lines and the like).
     pub warnings: Vec<String>,
+    /// The selection funnel (`--since`, `--until`, `--id`, `--filter`), in the order applied:
+    /// each entry counts what it kept and excluded of what the previous one kept. Excluded
+    /// exchanges are not outcomes of the run. Empty when nothing was filtered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterCount>,
+    /// Which share of the exchanges this result covers (`--shard K/N`, or several shards
+    /// after `merge`); absent for an unsharded run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+}
+
+/// What one selection filter kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterCount {
+    /// The filter as given, e.g. `--since 2026-11-02T09:00:00Z` or `--filter method=GET`.
+    pub filter: String,
+    /// Exchanges that passed it.
+    pub kept: u64,
+    /// Exchanges it excluded (of those the earlier filters kept).
+    pub excluded: u64,
+}
+
+/// The shards a result covers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// N: how many shards the exchanges were split into.
+    pub count: u32,
+    /// The 0-based shard indices covered, ascending (one for a shard run, several after
+    /// `merge`).
+    pub indices: Vec<u32>,
+    /// Exchanges read that belong to these shards; the others were not outcomes of this run
+    /// (`exchanges_read` minus this is what the other shards own).
+    pub owned: u64,
+}
+
+impl ShardInfo {
+    /// The indices in `0..count` not covered.
+    pub fn missing(&self) -> Vec<u32> {
+        (0..self.count)
+            .filter(|i| !self.indices.contains(i))
+            .collect()
+    }
+
+    /// `2/4`, or `0,1,3/4` for several shards.
+    pub fn label(&self) -> String {
+        let list: Vec<String> = self.indices.iter().map(u32::to_string).collect();
+        format!("{}/{}", list.join(","), self.count)
+    }
+}
+
+/// Whether an interface or a path fails now compared with an earlier run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrendState {
+    /// Fails now, did not fail (or was not seen) in the earlier run.
+    New,
+    /// Failed then and fails now.
+    StillFailing,
+    /// Failed then, replayed now and no longer fails.
+    Fixed,
+    /// Failed then, but no exchange of it was replayed now: neither fixed nor failing.
+    NotSeen,
+}
+
+impl TrendState {
+    /// The snake_case name used in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrendState::New => "new",
+            TrendState::StillFailing => "still_failing",
+            TrendState::Fixed => "fixed",
+            TrendState::NotSeen => "not_seen",
+        }
+    }
+
+    /// Words for people: `new`, `still failing`, `fixed`, `not seen`.
+    pub fn label(self) -> &'static str {
+        match self {
+            TrendState::New => "new",
+            TrendState::StillFailing => "still failing",
+            TrendState::Fixed => "fixed",
+            TrendState::NotSeen => "not seen",
+        }
+    }
+}
+
+/// The comparison with an earlier result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trend {
+    /// The earlier result's file as given.
+    pub previous: String,
+    /// When the earlier result was made.
+    pub previous_created: String,
+    /// The earlier verdict.
+    pub previous_verdict: Verdict,
+    /// Interfaces that fail now or failed then, sorted by state then name.
+    pub interfaces: Vec<TrendItem>,
+    /// Status, header and field paths that regress now or did then.
+    pub paths: Vec<TrendItem>,
+}
+
+/// One interface or path in a [`Trend`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrendItem {
+    /// The interface key.
+    pub interface: String,
+    /// For paths: `status`, `header` or `field`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// For paths: the folded path or header name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// New, still failing, fixed or not seen.
+    pub state: TrendState,
+    /// For interfaces: what fails now (or failed then, when fixed or not seen):
+    /// `missing_rule`, `different`, `latency`, `errors`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// Thresholds of the noise rule, the latency rule and the gates.

@@ -4,11 +4,14 @@
 //!
 //! 1. a reader thread streams the recordings (blocking file and zstd I/O stays off the
 //!    runtime) into a bounded channel, so memory stays flat however large the input;
-//! 2. the dispatcher keys each exchange, skips what must not be replayed (counted, never
-//!    dropped), and paces the rest: closed loop, `--rate`, or `--speed`;
+//! 2. the dispatcher keys each exchange, leaves out what the shard split and the filters
+//!    exclude ([`select`]; counted per filter, not outcomes), skips what must not be replayed
+//!    (counted, never dropped), and paces the rest: closed loop, `--rate`, or `--speed`;
 //! 3. one worker per runtime thread keeps its share of `concurrency` exchanges in flight,
 //!    judges the answers and aggregates locally; the aggregates are merged once at the end.
 
+pub mod input;
+pub mod select;
 pub mod target;
 
 use crate::analysis::result::{RunInfo, RunResult, RESULT_FORMAT};
@@ -17,7 +20,6 @@ use crate::compare::{judge_for, CompareOptions};
 use crate::config::{Pacing, ReplayConfig, Rules};
 use crate::error::{Error, Result};
 use crate::exchange::{Exchange, Side};
-use crate::interface::InterfaceKey;
 use crate::recording::RecordingReader;
 use crate::report::diffs::{DiffLine, DiffSink};
 use crate::report::gate;
@@ -51,11 +53,17 @@ pub struct Progress {
     pub read: AtomicU64,
     /// Exchanges that have their outcome.
     pub done: AtomicU64,
+    /// Exchanges the shard split or a filter left out (they get no outcome).
+    pub excluded: AtomicU64,
+    /// Bytes of the recording files consumed so far (compressed bytes for `.zst`).
+    pub bytes_read: Arc<AtomicU64>,
+    /// Total size of the recording files, 0 when unknown.
+    pub bytes_total: AtomicU64,
 }
 
 /// Replays the recordings in `cfg` and returns the decided result.
 pub async fn replay(cfg: &ReplayConfig, progress: Arc<Progress>) -> Result<RunResult> {
-    let reader = RecordingReader::open(&cfg.recordings, cfg.read)?;
+    let reader = input::open_counted(&cfg.recordings, cfg.read, &progress)?;
     let names: Vec<String> = cfg
         .recordings
         .iter()
@@ -174,7 +182,8 @@ pub async fn replay_reader(
         Some(p) => Some(DiffSink::create(p, 0)?),
         None => None,
     };
-    let (dispatcher_agg, skip_sink) = dispatch(cfg, ex_rx, job_tx, skip_sink, &progress).await;
+    let (dispatcher_agg, skip_sink, selected) =
+        dispatch(cfg, ex_rx, job_tx, skip_sink, &progress).await;
 
     let mut agg = dispatcher_agg;
     let mut parts: Vec<PathBuf> = Vec::new();
@@ -215,10 +224,13 @@ pub async fn replay_reader(
                 message: "the reader thread panicked".into(),
             })?;
     read_result?;
+    let (filters, shard, selection_warnings) = cfg.selection.report(&selected);
+    let mut warnings = warnings;
+    warnings.extend(selection_warnings);
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    debug_assert_eq!(agg.total(), exchanges_read);
+    debug_assert_eq!(agg.total() + selected.excluded(), exchanges_read);
 
     let th = cfg.thresholds.clone();
     let (summary, interfaces) = agg.finish(&th);
@@ -251,36 +263,37 @@ pub async fn replay_reader(
             ready_ms,
             thresholds: th,
             warnings,
+            filters,
+            shard,
         },
+        trend: None,
     })
 }
 
-/// Keys, filters and paces exchanges; returns the aggregate of the skipped ones.
+/// Keys, selects, filters and paces exchanges; returns the aggregate of the skipped ones and
+/// what the selection kept.
 async fn dispatch(
     cfg: &ReplayConfig,
     rx: async_channel::Receiver<Exchange>,
     tx: async_channel::Sender<Job>,
     mut sink: Option<DiffSink>,
     progress: &Progress,
-) -> (Aggregator, Option<DiffSink>) {
+) -> (Aggregator, Option<DiffSink>, select::SelectionCounter) {
     let mut skipped = Aggregator::new();
+    let mut selected = cfg.selection.counter();
     let start = Instant::now();
     let mut first_ts: Option<i64> = None;
     let mut n: u64 = 0;
     while let Ok(mut ex) = rx.recv().await {
-        // A recorded key is kept unless the user chose how to key interfaces.
-        let interface = match (&cfg.keyer.key, &ex.interface) {
-            (InterfaceKey::Default, Some(recorded))
-                if !recorded.is_empty() && cfg.keyer.templates.is_empty() =>
-            {
-                recorded.clone()
-            }
-            _ => cfg.keyer.key_of(&ex.request),
-        };
+        let interface = select::exchange_interface(&ex, &cfg.keyer);
         if let Some(h) = &cfg.tenant_header {
             if let Some(v) = crate::exchange::header(&ex.request.headers, h) {
                 ex.tenant = Some(v.to_string());
             }
+        }
+        if !cfg.selection.admit(&ex, &interface, &mut selected) {
+            progress.excluded.fetch_add(1, Ordering::Relaxed);
+            continue;
         }
         if let Some(t) = &ex.tenant {
             skipped.record_tenant(&interface, t);
@@ -325,7 +338,7 @@ async fn dispatch(
             break;
         }
     }
-    (skipped, sink)
+    (skipped, sink, selected)
 }
 
 /// What one exchange's replay produced, handed back to its worker for aggregation.

@@ -35,16 +35,47 @@ pub fn evaluate(
     interfaces: &[InterfaceResult],
     th: &Thresholds,
 ) -> (Verdict, Vec<String>) {
+    let failures: Vec<String> = gates(summary, interfaces, th)
+        .into_iter()
+        .map(|(_, sentence)| sentence)
+        .collect();
+    let verdict = if failures.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    (verdict, failures)
+}
+
+/// The gate classes that tripped (`missing_rule`, `different`, `latency`, `candidate_error`,
+/// `baseline_error`), for reports that fail individual interfaces (JUnit).
+pub fn tripped(
+    summary: &Summary,
+    interfaces: &[InterfaceResult],
+    th: &Thresholds,
+) -> Vec<&'static str> {
+    gates(summary, interfaces, th)
+        .into_iter()
+        .map(|(class, _)| class)
+        .collect()
+}
+
+/// Every tripped gate as (class, sentence).
+fn gates(
+    summary: &Summary,
+    interfaces: &[InterfaceResult],
+    th: &Thresholds,
+) -> Vec<(&'static str, String)> {
     let on = |c: &str| th.fail_on.iter().any(|f| f == c);
     let mut failures = Vec::new();
     let c = &summary.counts;
     if on("missing_rule") && c.missing_rule > 0 {
         let (n, list) = names(interfaces.iter().filter(|i| i.counts.missing_rule > 0));
-        failures.push(format!(
+        failures.push(("missing_rule", format!(
             "missing_rule: the candidate has no route for {} ({}), which the baseline serves: {list}",
             plural(n as u64, "interface", "interfaces"),
             plural(c.missing_rule, "exchange", "exchanges"),
-        ));
+        )));
     }
     if on("different") && c.different > 0 {
         let compared: u64 = interfaces.iter().map(|i| i.compared).sum();
@@ -52,17 +83,17 @@ pub fn evaluate(
         let (n, list) = names(interfaces.iter().filter(|i| i.counts.different > 0));
         match th.max_diff_rate {
             Some(max) if rate <= max => {}
-            Some(max) => failures.push(format!(
+            Some(max) => failures.push(("different", format!(
                 "different: {:.2}% of compared exchanges differ beyond noise (limit {:.2}%), in {}: {list}",
                 rate * 100.0,
                 max * 100.0,
                 plural(n as u64, "interface", "interfaces"),
-            )),
-            None => failures.push(format!(
+            ))),
+            None => failures.push(("different", format!(
                 "different: {} differ beyond noise, in {}: {list}",
                 plural(c.different, "exchange", "exchanges"),
                 plural(n as u64, "interface", "interfaces"),
-            )),
+            ))),
         }
     }
     if on("latency") && summary.latency_regressions > 0 {
@@ -80,15 +111,18 @@ pub fn evaluate(
             })
             .collect();
         let more = summary.latency_regressions as usize - slow.len();
-        failures.push(format!(
-            "latency: the candidate is slower on {}: {}{}",
-            plural(summary.latency_regressions, "interface", "interfaces"),
-            slow.join(", "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
+        failures.push((
+            "latency",
+            format!(
+                "latency: the candidate is slower on {}: {}{}",
+                plural(summary.latency_regressions, "interface", "interfaces"),
+                slow.join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            ),
         ));
     }
     for (class, count, who) in [
@@ -103,17 +137,15 @@ pub fn evaluate(
                     i.counts.baseline_error > 0
                 }
             }));
-            failures.push(format!(
-                "{class}: the {who} gave no usable answer for {} in {}: {list}",
-                plural(count, "exchange", "exchanges"),
-                plural(n as u64, "interface", "interfaces"),
+            failures.push((
+                class,
+                format!(
+                    "{class}: the {who} gave no usable answer for {} in {}: {list}",
+                    plural(count, "exchange", "exchanges"),
+                    plural(n as u64, "interface", "interfaces"),
+                ),
             ));
         }
     }
-    let verdict = if failures.is_empty() {
-        Verdict::Pass
-    } else {
-        Verdict::Fail
-    };
-    (verdict, failures)
+    failures
 }

@@ -45,14 +45,29 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        let r = fixture::failing();
-        let back: RunResult = serde_json::from_value(exported(&r)).unwrap();
-        assert_eq!(back, r);
+        for r in [fixture::failing(), fixture::with_trend()] {
+            let back: RunResult = serde_json::from_value(exported(&r)).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    /// Results written before filters, shards and trends existed still read back.
+    #[test]
+    fn results_without_the_newer_fields_still_read() {
+        let mut v = exported(&fixture::failing());
+        assert!(v.get("trend").is_none() && v["run"].get("filters").is_none());
+        v["run"].as_object_mut().unwrap().remove("shard");
+        let back: RunResult = serde_json::from_value(v).unwrap();
+        assert!(back.trend.is_none() && back.run.filters.is_empty() && back.run.shard.is_none());
     }
 
     #[test]
     fn output_matches_the_schema() {
-        for r in [fixture::failing(), fixture::passing()] {
+        for r in [
+            fixture::failing(),
+            fixture::passing(),
+            fixture::with_trend(),
+        ] {
             let errs = errors(&schema(), &exported(&r));
             assert!(errs.is_empty(), "{errs:#?}");
         }
@@ -112,7 +127,11 @@ mod tests {
         let counts = s["$defs"]["counts"].clone();
         close(&mut s);
         s["$defs"]["counts"] = counts;
-        for r in [fixture::failing(), fixture::passing()] {
+        for r in [
+            fixture::failing(),
+            fixture::passing(),
+            fixture::with_trend(),
+        ] {
             let v = exported(&r);
             let errs = errors(&s, &v);
             assert!(errs.is_empty(), "{errs:#?}");

@@ -3,12 +3,21 @@
 //! standard output. Rendering and writing are separate so every format is testable without
 //! touching the file system, and so `-` means stdout the same way for all of them.
 
+pub mod chart;
 pub mod diffs;
 pub mod gate;
+pub mod html;
 pub mod json;
+pub mod junit;
+pub mod markdown;
+pub mod sidebyside;
 pub mod terminal;
+pub mod words;
 
+pub use html::HtmlExporter;
 pub use json::JsonExporter;
+pub use junit::JunitExporter;
+pub use markdown::MarkdownExporter;
 pub use terminal::TerminalExporter;
 
 use crate::analysis::result::RunResult;
@@ -257,8 +266,60 @@ pub(crate) mod fixture {
                     ..Thresholds::default()
                 },
                 warnings: vec!["recordings/demo.jsonl:561: truncated last line skipped".into()],
+                filters: Vec::new(),
+                shard: None,
             },
+            trend: None,
         }
+    }
+
+    /// The failing result as shard 1 of 4 of a filtered run, compared with a previous night
+    /// in which the product prices were fine, the export had its missing rule too, and a
+    /// cart interface failed that passes now.
+    pub(crate) fn with_trend() -> RunResult {
+        let mut r = failing();
+        r.run.shard = Some(ShardInfo {
+            count: 4,
+            indices: vec![1],
+            owned: 252,
+        });
+        r.run.filters = vec![
+            FilterCount {
+                filter: "--since 2026-11-02T09:00:00Z".into(),
+                kept: 244,
+                excluded: 8,
+            },
+            FilterCount {
+                filter: "--filter method!=OPTIONS".into(),
+                kept: 242,
+                excluded: 2,
+            },
+        ];
+        let mut previous = failing();
+        previous.run.created = "2026-11-01T10:00:00Z".into();
+        for i in &mut previous.interfaces {
+            if i.interface == "GET /api/products/{id}" {
+                i.counts.noise_only = i.counts.different;
+                i.counts.different = 0;
+                for f in &mut i.fields {
+                    f.regression = false;
+                }
+            }
+        }
+        let mut cart = interface("GET /api/cart/{id}", counts(|c| c.different = 4));
+        cart.fields = vec![path("$.total", 4, 0, 0, true, &["demo-000050"])];
+        previous.interfaces.push(cart.clone());
+        cart.counts = counts(|c| c.identical = 4);
+        cart.fields.clear();
+        r.interfaces.insert(0, cart);
+        r.summary.counts.merge(&r.interfaces[0].counts);
+        r.summary.interfaces += 1;
+        r.trend = Some(crate::analysis::trend::compare(
+            &r,
+            &previous,
+            "nightly/2026-11-01.json",
+        ));
+        r
     }
 
     /// A result where nothing differs and no gate tripped.
@@ -323,7 +384,11 @@ mod tests {
 
     #[test]
     fn fixture_counts_are_consistent() {
-        for r in [fixture::failing(), fixture::passing()] {
+        for r in [
+            fixture::failing(),
+            fixture::passing(),
+            fixture::with_trend(),
+        ] {
             assert!(r.summary.counts.is_consistent());
             assert!(r.interfaces.iter().all(|i| i.counts.is_consistent()));
         }

@@ -3,9 +3,11 @@
 //! differs in each of those; then what was set aside as noise or skipped, so nothing is
 //! hidden. Colour is optional and decided by the caller (TTY, `NO_COLOR`).
 
+use super::words::{self, count_of, ms};
 use super::Exporter;
 use crate::analysis::result::{
-    ErrorResult, InterfaceResult, LatencyStats, PathResult, RunResult, Verdict,
+    ErrorResult, InterfaceResult, LatencyStats, PathResult, Problem, RunResult, Trend, TrendState,
+    Verdict,
 };
 use std::io;
 
@@ -30,17 +32,23 @@ impl TerminalExporter {
             r.interfaces.iter().map(|i| (i, flags_of(i))).collect();
         // Stable: flagged first, each group keeps the result's interface order.
         rows.sort_by_key(|(_, f)| f.is_empty());
-        let flagged = rows.iter().filter(|(_, f)| !f.is_empty()).count();
+        let trend = r.trend.as_ref();
 
         let mut out = Out::default();
-        verdict(&mut out, r, flagged, p);
+        verdict(&mut out, r, p);
         out.blank();
         summary_line(&mut out, r);
+        for line in words::selection_lines(r) {
+            out.line(format!("  {line}"));
+        }
         out.blank();
-        table(&mut out, &rows, p);
+        table(&mut out, &rows, trend, p);
         for (i, f) in rows.iter().filter(|(_, f)| !f.is_empty()) {
             out.blank();
-            details(&mut out, i, f, p);
+            details(&mut out, i, f, trend, p);
+        }
+        if let Some(t) = trend {
+            trend_section(&mut out, t, p);
         }
         notes(&mut out, r, p);
         out.text
@@ -87,98 +95,47 @@ impl Paint {
     }
 }
 
-/// Why an interface needs attention.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Flag {
-    MissingRule,
-    Different,
-    Slower,
-    Errors,
-}
+/// Why an interface needs attention (the shared [`Problem`], painted for the terminal).
+type Flag = Problem;
 
-impl Flag {
-    fn label(self) -> &'static str {
-        match self {
-            Flag::MissingRule => "MISSING RULE",
-            Flag::Different => "DIFFERENT",
-            Flag::Slower => "SLOWER",
-            Flag::Errors => "ERRORS",
-        }
-    }
-
-    fn paint(self, p: Paint) -> String {
-        let code = match self {
-            Flag::Slower => "1;33",
-            _ => "1;31",
-        };
-        p.wrap(code, self.label())
-    }
+fn paint_flag(f: Flag, p: Paint) -> String {
+    let code = match f {
+        Problem::Slower => "1;33",
+        _ => "1;31",
+    };
+    p.wrap(code, f.label())
 }
 
 fn flags_of(i: &InterfaceResult) -> Vec<Flag> {
-    let mut f = Vec::new();
-    if i.counts.missing_rule > 0 {
-        f.push(Flag::MissingRule);
-    }
-    let regressed = [&i.status, &i.headers, &i.fields]
-        .iter()
-        .any(|paths| paths.iter().any(|p| p.regression));
-    if i.counts.different > 0 || regressed {
-        f.push(Flag::Different);
-    }
-    if i.latency.regression {
-        f.push(Flag::Slower);
-    }
-    if i.counts.candidate_error + i.counts.baseline_error > 0 {
-        f.push(Flag::Errors);
-    }
-    f
+    i.problems()
 }
 
 fn flag_cell(f: &[Flag], p: Paint) -> String {
     if f.is_empty() {
         p.wrap("32", "ok")
     } else {
-        f.iter().map(|f| f.paint(p)).collect::<Vec<_>>().join(", ")
+        f.iter()
+            .map(|f| paint_flag(*f, p))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
-/// `1 exchange`, `2 exchanges`.
-fn count_of(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
+/// ` (new)`, ` (still failing)`, ... or nothing without a trend entry.
+fn trend_mark(state: Option<TrendState>, p: Paint) -> String {
+    match state {
+        Some(TrendState::New) => format!(" {}", p.wrap("1;35", "(new)")),
+        Some(s) => format!(" {}", p.dim(&format!("({})", s.label()))),
+        None => String::new(),
+    }
 }
 
-fn verdict(out: &mut Out, r: &RunResult, flagged: usize, p: Paint) {
-    let n = flagged as u64;
-    let (code, headline) = match (r.verdict, flagged) {
-        (Verdict::Fail, 0) if r.gate_failures.is_empty() => ("1;31", "FAIL: a gate tripped".into()),
-        (Verdict::Fail, 0) => (
-            "1;31",
-            format!(
-                "FAIL: {} tripped",
-                count_of(r.gate_failures.len() as u64, "gate", "gates")
-            ),
-        ),
-        (Verdict::Fail, _) => (
-            "1;31",
-            format!(
-                "FAIL: {} attention",
-                count_of(n, "interface needs", "interfaces need")
-            ),
-        ),
-        (Verdict::Pass, 0) => (
-            "1;32",
-            "PASS: the candidate answered like the baseline".into(),
-        ),
-        (Verdict::Pass, _) => (
-            "1;32",
-            format!(
-                "PASS: no gate tripped, but {} (see below)",
-                count_of(n, "interface differs", "interfaces differ")
-            ),
-        ),
+fn verdict(out: &mut Out, r: &RunResult, p: Paint) {
+    let code = match r.verdict {
+        Verdict::Fail => "1;31",
+        Verdict::Pass => "1;32",
     };
-    out.line(p.wrap(code, &headline));
+    out.line(p.wrap(code, &words::headline(r)));
     for g in &r.gate_failures {
         out.line(format!("  - {g}"));
     }
@@ -200,11 +157,6 @@ fn summary_line(out: &mut Out, r: &RunResult) {
     ));
 }
 
-/// Milliseconds with one decimal, from microseconds.
-fn ms(us: u64) -> String {
-    format!("{:.1}", us as f64 / 1000.0)
-}
-
 fn p50(s: &LatencyStats) -> String {
     if s.count == 0 {
         "-".into()
@@ -217,7 +169,7 @@ fn width(s: &str) -> usize {
     s.chars().count()
 }
 
-fn table(out: &mut Out, rows: &[(&InterfaceResult, Vec<Flag>)], p: Paint) {
+fn table(out: &mut Out, rows: &[(&InterfaceResult, Vec<Flag>)], trend: Option<&Trend>, p: Paint) {
     const HEAD: [&str; 10] = [
         "interface",
         "total",
@@ -282,8 +234,9 @@ fn table(out: &mut Out, rows: &[(&InterfaceResult, Vec<Flag>)], p: Paint) {
     };
     let head: Vec<String> = HEAD[..9].iter().map(|h| h.to_string()).collect();
     out.line(p.bold(&fmt_row(&head, HEAD[9])));
-    for (row, (_, f)) in cells.iter().zip(rows) {
-        out.line(fmt_row(row, &flag_cell(f, p)));
+    for (row, (i, f)) in cells.iter().zip(rows) {
+        let mark = trend_mark(trend.and_then(|t| t.interface_state(&i.interface)), p);
+        out.line(fmt_row(row, &format!("{}{mark}", flag_cell(f, p))));
     }
 }
 
@@ -300,8 +253,13 @@ fn path_label(kind: &str, p: &PathResult) -> String {
     }
 }
 
-fn details(out: &mut Out, i: &InterfaceResult, flags: &[Flag], p: Paint) {
-    out.line(format!("{}  {}", p.bold(&i.interface), flag_cell(flags, p)));
+fn details(out: &mut Out, i: &InterfaceResult, flags: &[Flag], trend: Option<&Trend>, p: Paint) {
+    let mark = trend_mark(trend.and_then(|t| t.interface_state(&i.interface)), p);
+    out.line(format!(
+        "{}  {}{mark}",
+        p.bold(&i.interface),
+        flag_cell(flags, p)
+    ));
     if i.counts.missing_rule > 0 {
         out.line(format!(
             "  missing rule: the candidate gave its no-route answer for {} of {}",
@@ -317,8 +275,12 @@ fn details(out: &mut Out, i: &InterfaceResult, flags: &[Flag], p: Paint) {
     ];
     for (kind, paths) in groups {
         for path in paths.iter().filter(|x| x.regression) {
+            let mark = trend_mark(
+                trend.and_then(|t| t.path_state(&i.interface, kind, &path.path)),
+                p,
+            );
             out.line(format!(
-                "  {}: differed in {} (between two baseline calls: {})",
+                "  {}: differed in {} (between two baseline calls: {}){mark}",
                 path_label(kind, path),
                 count_of(path.raw, "exchange", "exchanges"),
                 path.noise
@@ -396,6 +358,31 @@ fn latency(out: &mut Out, i: &InterfaceResult) {
             w0 = widths[0],
             w1 = widths[1],
             w2 = widths[2]
+        ));
+    }
+}
+
+/// The trend headline, then what the table cannot show: interfaces and paths that failed
+/// in the earlier run and are fixed or were not replayed now.
+fn trend_section(out: &mut Out, t: &Trend, p: Paint) {
+    out.blank();
+    out.line(p.bold(&format!("trend {}", words::trend_line(t))));
+    let gone = |s: TrendState| matches!(s, TrendState::Fixed | TrendState::NotSeen);
+    for item in t.interfaces.iter().filter(|x| gone(x.state)) {
+        out.line(format!(
+            "  {}: {} (was {})",
+            item.interface,
+            item.state.label(),
+            item.problems.join(", ")
+        ));
+    }
+    for item in t.paths.iter().filter(|x| gone(x.state)) {
+        out.line(format!(
+            "  {} {} {}: {}",
+            item.interface,
+            item.kind.as_deref().unwrap_or(""),
+            item.path.as_deref().unwrap_or(""),
+            item.state.label()
         ));
     }
 }
@@ -489,21 +476,34 @@ mod tests {
         env!("CARGO_MANIFEST_DIR"),
         "/src/report/snapshots/terminal_fail.txt"
     );
+    const TREND_SNAPSHOT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/report/snapshots/terminal_trend.txt"
+    );
 
-    #[test]
-    fn failing_run_matches_snapshot() {
-        let text = TerminalExporter { color: false }.render(&fixture::failing());
+    fn check_snapshot(path: &str, text: &str) {
         if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
-            std::fs::write(SNAPSHOT, &text).unwrap();
+            std::fs::write(path, text).unwrap();
             return;
         }
-        let expected = std::fs::read_to_string(SNAPSHOT).unwrap_or_else(|e| {
-            panic!("{SNAPSHOT}: {e}; run with UPDATE_SNAPSHOTS=1 to create it")
-        });
+        let expected = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e}; run with UPDATE_SNAPSHOTS=1 to create it"));
         assert!(
             text == expected,
             "terminal report changed; rerun with UPDATE_SNAPSHOTS=1 if intended\n--- expected\n{expected}\n--- got\n{text}"
         );
+    }
+
+    #[test]
+    fn failing_run_matches_snapshot() {
+        let text = TerminalExporter { color: false }.render(&fixture::failing());
+        check_snapshot(SNAPSHOT, &text);
+    }
+
+    #[test]
+    fn trend_and_selection_match_snapshot() {
+        let text = TerminalExporter { color: false }.render(&fixture::with_trend());
+        check_snapshot(TREND_SNAPSHOT, &text);
     }
 
     #[test]

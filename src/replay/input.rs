@@ -1,0 +1,103 @@
+//! Opens the recordings for a replay the way [`RecordingReader::open`] does, but counts the
+//! file bytes consumed, so the progress display can estimate how many exchanges there are in
+//! all (and so an ETA) without a first pass over the files.
+
+use super::Progress;
+use crate::error::{Error, Result};
+use crate::recording::reader::is_zstd;
+use crate::recording::{FileReader, ReadOptions, RecordingReader};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A reader that adds every byte it reads to a shared counter.
+struct Counted<R> {
+    inner: R,
+    bytes: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Opens every recording (headers checked first, as `RecordingReader::open` does), counting
+/// the raw bytes read into `progress.bytes_read` and their total into `progress.bytes_total`.
+pub fn open_counted(
+    paths: &[PathBuf],
+    opts: ReadOptions,
+    progress: &Progress,
+) -> Result<RecordingReader> {
+    let mut files = Vec::with_capacity(paths.len());
+    let mut total = 0u64;
+    for path in paths {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        total += file.metadata().map(|m| m.len()).unwrap_or(0);
+        let counted = Counted {
+            inner: file,
+            bytes: progress.bytes_read.clone(),
+        };
+        // Counting below the decompressor measures the file, which is what the total is.
+        let input: Box<dyn std::io::BufRead + Send> = if is_zstd(path) {
+            let dec = zstd::stream::read::Decoder::new(counted).map_err(|e| Error::io(path, e))?;
+            Box::new(BufReader::with_capacity(256 << 10, dec))
+        } else {
+            Box::new(BufReader::with_capacity(256 << 10, counted))
+        };
+        files.push(FileReader::from_reader(path.clone(), input, opts)?);
+    }
+    progress.bytes_total.store(total, Ordering::Relaxed);
+    RecordingReader::from_files(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::{Exchange, Request};
+    use crate::recording::{RecordingHeader, RecordingWriter};
+
+    #[test]
+    fn counts_every_byte_of_plain_and_zstd_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut paths = Vec::new();
+        for name in ["a.jsonl", "b.jsonl.zst"] {
+            let mut w = RecordingWriter::create(&dir.path().join(name), &RecordingHeader::new("t"))
+                .unwrap();
+            for i in 0..300 {
+                w.write(&Exchange {
+                    id: format!("{name}-{i}"),
+                    ts_us: i,
+                    interface: None,
+                    tenant: None,
+                    request: Request {
+                        method: "GET".into(),
+                        uri: format!("/x/{i}"),
+                        ..Default::default()
+                    },
+                    response: None,
+                    latency_us: None,
+                })
+                .unwrap();
+            }
+            paths.push(w.finish().unwrap());
+        }
+        let progress = Progress::default();
+        let mut r = open_counted(&paths, ReadOptions::default(), &progress).unwrap();
+        let mut n = 0;
+        while r.next_exchange().unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 600);
+        let total: u64 = paths
+            .iter()
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .sum();
+        assert_eq!(progress.bytes_total.load(Ordering::Relaxed), total);
+        assert_eq!(progress.bytes_read.load(Ordering::Relaxed), total);
+    }
+}

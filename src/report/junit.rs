@@ -1,0 +1,423 @@
+//! JUnit XML for CI servers (Jenkins, GitLab): one `<testsuite>` per run, one `<testcase>`
+//! per interface. An interface fails when it has a problem whose gate tripped; the failure
+//! carries the reasons (missing rule, differing fields, latency, errors) and sample exchange
+//! ids, so the CI page says what to look at. The document follows the Apache Ant JUnit
+//! report format that both servers read (`tests/fixtures/junit.xsd` checks it).
+
+use super::gate;
+use super::words::{self, count_of, ms};
+use super::Exporter;
+use crate::analysis::result::{InterfaceResult, RunResult, TrendState, Verdict};
+use std::fmt::Write as _;
+use std::io;
+
+/// Renders JUnit XML.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JunitExporter;
+
+impl Exporter for JunitExporter {
+    fn export(&self, result: &RunResult) -> io::Result<Vec<u8>> {
+        Ok(render(result).into_bytes())
+    }
+}
+
+/// Text safe inside an XML element or attribute: markup characters escaped, characters XML
+/// 1.0 cannot carry at all (most control characters) replaced by U+FFFD, and line breaks in
+/// attributes kept as character references (a parser would turn them into spaces).
+pub fn xml_escape(s: &str, attribute: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' if attribute => out.push_str("&quot;"),
+            '\'' if attribute => out.push_str("&apos;"),
+            '\n' if attribute => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' if attribute => out.push_str("&#9;"),
+            '\t' | '\n' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn attr(s: &str) -> String {
+    xml_escape(s, true)
+}
+
+fn text(s: &str) -> String {
+    xml_escape(s, false)
+}
+
+/// `2026-11-02T10:00:00`: the schema's timestamp has no fraction and no zone.
+fn timestamp(created: &str) -> String {
+    let us = crate::recording::format::parse_ts_us(created).unwrap_or(0);
+    let full = crate::recording::format::format_ts_us(us);
+    full.get(..19).unwrap_or("1970-01-01T00:00:00").to_string()
+}
+
+/// What makes one interface's testcase fail or error.
+enum Case {
+    Pass,
+    Skipped(String),
+    Failure {
+        message: String,
+        kind: String,
+        detail: String,
+    },
+    Error {
+        message: String,
+        detail: String,
+    },
+}
+
+fn samples(ids: &[String]) -> String {
+    if ids.is_empty() {
+        String::new()
+    } else {
+        format!(" (samples: {})", ids.join(", "))
+    }
+}
+
+/// Every reason an interface needs attention, as lines, with the gate class it belongs to.
+fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if i.counts.missing_rule > 0 {
+        out.push((
+            "missing_rule",
+            format!(
+                "missing rule: the candidate gave its no-route answer for {} of {}{}",
+                i.counts.missing_rule,
+                count_of(i.counts.total, "exchange", "exchanges"),
+                samples(&i.missing_rule_samples)
+            ),
+        ));
+    }
+    for (kind, list) in [
+        ("status", &i.status),
+        ("header", &i.headers),
+        ("field", &i.fields),
+    ] {
+        for p in list.iter().filter(|p| p.regression) {
+            let label = if kind == "status" {
+                "status".to_string()
+            } else {
+                format!("{kind} {}", p.path)
+            };
+            let mut line = format!(
+                "{label}: differed in {} of {} compared ({}), between two baseline calls {} of {} ({})",
+                p.raw,
+                i.compared,
+                words::pct(p.raw, i.compared),
+                p.noise,
+                i.probed,
+                words::pct(p.noise, i.probed)
+            );
+            if let Some(ex) = &p.example {
+                let _ = write!(
+                    line,
+                    "; e.g. {} at {}: {} -> {}",
+                    ex.id,
+                    ex.path,
+                    ex.baseline.as_deref().unwrap_or("(absent)"),
+                    ex.candidate.as_deref().unwrap_or("(absent)")
+                );
+            }
+            line.push_str(&samples(&p.samples));
+            out.push(("different", line));
+        }
+    }
+    if i.counts.different > 0 && !out.iter().any(|(c, _)| *c == "different") {
+        out.push((
+            "different",
+            format!(
+                "{} differ beyond noise",
+                count_of(i.counts.different, "exchange", "exchanges")
+            ),
+        ));
+    }
+    if i.latency.regression {
+        let l = &i.latency;
+        out.push((
+            "latency",
+            format!(
+                "latency: paired median {} ms, candidate slower in {:.0}% of {}; p50 {} -> {} ms, p99 {} -> {} ms",
+                words::signed_ms(l.paired.median_diff_us),
+                l.paired.slower_share * 100.0,
+                count_of(l.paired.count, "pair", "pairs"),
+                ms(l.baseline.p50_us),
+                ms(l.candidate.p50_us),
+                ms(l.baseline.p99_us),
+                ms(l.candidate.p99_us)
+            ),
+        ));
+    }
+    for e in &i.errors {
+        let class = match e.side.as_str() {
+            "candidate" => "candidate_error",
+            "baseline" => "baseline_error",
+            // Noise-probe failures lose a noise sample, never an outcome.
+            _ => "secondary_error",
+        };
+        out.push((
+            class,
+            format!(
+                "{} {} in {}: {}{}",
+                e.side,
+                e.kind,
+                count_of(e.count, "exchange", "exchanges"),
+                e.message,
+                samples(&e.samples)
+            ),
+        ));
+    }
+    out
+}
+
+fn case_of(r: &RunResult, i: &InterfaceResult, tripped: &[&str]) -> Case {
+    let all = reasons(i);
+    let trend = r
+        .trend
+        .as_ref()
+        .and_then(|t| t.interface_state(&i.interface).map(|s| (s, &t.previous)));
+    let trend_line = match trend {
+        Some((s, prev)) => format!("\ntrend: {} since {prev}", s.label()),
+        None => String::new(),
+    };
+    let failing: Vec<&(&str, String)> = all.iter().filter(|(c, _)| tripped.contains(c)).collect();
+    if !failing.is_empty() {
+        let mut classes: Vec<&str> = failing.iter().map(|(c, _)| *c).collect();
+        classes.dedup();
+        let mut message = i
+            .problems()
+            .iter()
+            .filter(|p| {
+                let class = p.name();
+                classes
+                    .iter()
+                    .any(|c| *c == class || (class == "errors" && c.ends_with("_error")))
+            })
+            .map(|p| p.label().to_lowercase())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if let Some((s, _)) = trend {
+            if s == TrendState::New {
+                message.push_str(" (new)");
+            }
+        }
+        let detail: Vec<&str> = all.iter().map(|(_, line)| line.as_str()).collect();
+        return Case::Failure {
+            message,
+            kind: classes.join(","),
+            detail: format!("{}{trend_line}", detail.join("\n")),
+        };
+    }
+    if i.counts.baseline_error > 0 && i.counts.baseline_error == i.counts.total - i.counts.skipped {
+        // Nothing of this interface could be judged: the test itself could not run.
+        let detail: Vec<&str> = all.iter().map(|(_, line)| line.as_str()).collect();
+        return Case::Error {
+            message: "the baseline gave no usable answer, nothing was compared".into(),
+            detail: detail.join("\n"),
+        };
+    }
+    if i.counts.total > 0 && i.counts.skipped == i.counts.total {
+        return Case::Skipped(format!(
+            "all {} skipped",
+            count_of(i.counts.total, "exchange was", "exchanges were")
+        ));
+    }
+    Case::Pass
+}
+
+fn render(r: &RunResult) -> String {
+    let tripped = gate::tripped(&r.summary, &r.interfaces, &r.run.thresholds);
+    let cases: Vec<(&InterfaceResult, Case)> = r
+        .interfaces
+        .iter()
+        .map(|i| (i, case_of(r, i, &tripped)))
+        .collect();
+    let count = |f: fn(&Case) -> bool| cases.iter().filter(|(_, c)| f(c)).count();
+    let failures = count(|c| matches!(c, Case::Failure { .. }));
+    let errors = count(|c| matches!(c, Case::Error { .. }));
+    let skipped = count(|c| matches!(c, Case::Skipped(_)));
+
+    let mut x = String::new();
+    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<testsuite name=\"shadowdiff\" timestamp=\"{}\" hostname=\"localhost\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{:.3}\">",
+        timestamp(&r.run.created),
+        cases.len(),
+        r.run.duration_ms as f64 / 1000.0
+    );
+    x.push_str("  <properties>\n");
+    let mut props: Vec<(&str, String)> = vec![
+        (
+            "verdict",
+            match r.verdict {
+                Verdict::Pass => "pass".into(),
+                Verdict::Fail => "fail".into(),
+            },
+        ),
+        ("baseline", r.run.baseline.clone()),
+        ("candidate", r.run.candidate.clone()),
+        ("recordings", r.run.recordings.join(", ")),
+        ("created", r.run.created.clone()),
+        ("tool_version", r.run.tool_version.clone()),
+        ("exchanges", r.summary.counts.total.to_string()),
+    ];
+    if let Some(s) = &r.run.shard {
+        props.push(("shard", s.label()));
+    }
+    for f in &r.run.filters {
+        props.push((
+            "filter",
+            format!("{}: kept {} of {}", f.filter, f.kept, f.kept + f.excluded),
+        ));
+    }
+    if let Some(t) = &r.trend {
+        props.push(("previous", t.previous.clone()));
+    }
+    for (name, value) in props {
+        let _ = writeln!(
+            x,
+            "    <property name=\"{}\" value=\"{}\"/>",
+            attr(name),
+            attr(&value)
+        );
+    }
+    x.push_str("  </properties>\n");
+    for (i, case) in &cases {
+        let _ = write!(
+            x,
+            "  <testcase name=\"{}\" classname=\"shadowdiff.interfaces\" time=\"0\"",
+            attr(&i.interface)
+        );
+        match case {
+            Case::Pass => x.push_str("/>\n"),
+            Case::Skipped(why) => {
+                let _ = writeln!(
+                    x,
+                    ">\n    <skipped message=\"{}\"/>\n  </testcase>",
+                    attr(why)
+                );
+            }
+            Case::Failure {
+                message,
+                kind,
+                detail,
+            } => {
+                let _ = writeln!(
+                    x,
+                    ">\n    <failure message=\"{}\" type=\"{}\">{}</failure>\n  </testcase>",
+                    attr(message),
+                    attr(kind),
+                    text(detail)
+                );
+            }
+            Case::Error { message, detail } => {
+                let _ = writeln!(
+                    x,
+                    ">\n    <error message=\"{}\" type=\"baseline_error\">{}</error>\n  </testcase>",
+                    attr(message),
+                    text(detail)
+                );
+            }
+        }
+    }
+    let mut out_lines = vec![words::headline(r)];
+    out_lines.extend(r.gate_failures.iter().map(|g| format!("  - {g}")));
+    out_lines.extend(words::selection_lines(r));
+    if let Some(t) = &r.trend {
+        out_lines.push(format!("trend {}", words::trend_line(t)));
+    }
+    let _ = writeln!(
+        x,
+        "  <system-out>{}</system-out>",
+        text(&out_lines.join("\n"))
+    );
+    let _ = writeln!(
+        x,
+        "  <system-err>{}</system-err>",
+        text(&r.run.warnings.join("\n"))
+    );
+    x.push_str("</testsuite>\n");
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+
+    #[test]
+    fn escapes_markup_and_drops_what_xml_cannot_carry() {
+        assert_eq!(
+            xml_escape("<a href=\"x\">'&'</a>\u{1}\n", true),
+            "&lt;a href=&quot;x&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;\u{FFFD}&#10;"
+        );
+        assert_eq!(xml_escape("a\nb\tc\u{0}", false), "a\nb\tc\u{FFFD}");
+    }
+
+    #[test]
+    fn one_testcase_per_interface_failures_carry_reasons_and_samples() {
+        let r = fixture::failing();
+        let x = render(&r);
+        assert_eq!(x.matches("<testcase ").count(), r.interfaces.len());
+        assert!(
+            x.contains("tests=\"5\" failures=\"3\" errors=\"0\" skipped=\"1\""),
+            "{x}"
+        );
+        assert!(x.contains("timestamp=\"2026-11-02T10:00:00\""), "{x}");
+        let export = x
+            .split("<testcase ")
+            .find(|c| c.contains("annual-export"))
+            .unwrap();
+        assert!(export.contains("<failure message=\"missing rule\" type=\"missing_rule\">"));
+        assert!(export.contains("samples: demo-000311"), "{export}");
+        let product = x
+            .split("<testcase ")
+            .find(|c| c.contains("products/{id}"))
+            .unwrap();
+        assert!(
+            product.contains("field $.price: differed in 95 of 95 compared"),
+            "{product}"
+        );
+        assert!(product.contains("12.5 -&gt; \"12.50\""), "{product}");
+        let search = x
+            .split("<testcase ")
+            .find(|c| c.contains("/api/search"))
+            .unwrap();
+        assert!(
+            search.contains("type=\"latency,candidate_error\""),
+            "{search}"
+        );
+        assert!(
+            search.contains("candidate timeout in 2 exchanges"),
+            "{search}"
+        );
+        let orders = x
+            .split("<testcase ")
+            .find(|c| c.contains("POST /api/orders"))
+            .unwrap();
+        assert!(orders.contains("<skipped message=\"all 12 exchanges were skipped\"/>"));
+    }
+
+    #[test]
+    fn passing_run_has_no_failures() {
+        let x = render(&fixture::passing());
+        assert!(x.contains("failures=\"0\" errors=\"0\""), "{x}");
+        assert!(!x.contains("<failure"));
+    }
+
+    #[test]
+    fn problems_outside_the_gates_do_not_fail_the_testcase() {
+        let mut r = fixture::failing();
+        r.run.thresholds.fail_on = vec!["missing_rule".into()];
+        let x = render(&r);
+        assert!(x.contains("failures=\"1\""), "{x}");
+    }
+}

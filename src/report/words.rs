@@ -1,0 +1,202 @@
+//! The sentences every report format shares, so the terminal, HTML, Markdown and JUnit
+//! outputs say the same thing in the same words: the headline, counts with their nouns,
+//! milliseconds, shares, and what the selection (shard, filters) kept.
+
+use crate::analysis::result::{RunResult, Trend, TrendItem, TrendState, Verdict};
+
+/// `1 exchange`, `2 exchanges`.
+pub fn count_of(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Milliseconds with one decimal, from microseconds.
+pub fn ms(us: u64) -> String {
+    format!("{:.1}", us as f64 / 1000.0)
+}
+
+/// Signed milliseconds with one decimal from signed microseconds: `+40.6`, `-1.2`, and
+/// `0.0` for anything that rounds to zero (never `-0.0`).
+pub fn signed_ms(us: i64) -> String {
+    let v = us as f64 / 1000.0;
+    if (v * 10.0).round() == 0.0 {
+        "0.0".into()
+    } else {
+        format!("{v:+.1}")
+    }
+}
+
+/// A share as a percentage with up to two decimals (`12.5%`, `0.03%`, `100%`).
+pub fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "-".into();
+    }
+    let p = part as f64 * 100.0 / whole as f64;
+    let s = format!("{p:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}%")
+}
+
+/// `5 s` for whole seconds, else `1500 ms`.
+pub fn duration_ms(ms: u64) -> String {
+    if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// `2026-11-02 10:00:00 UTC` from an RFC 3339 time; the input as is when it does not parse.
+pub fn readable_time(rfc3339: &str) -> String {
+    match crate::recording::format::parse_ts_us(rfc3339) {
+        Some(us) => {
+            let t = crate::recording::format::format_ts_us(us);
+            match (t.get(..10), t.get(11..19)) {
+                (Some(day), Some(time)) => format!("{day} {time} UTC"),
+                _ => t,
+            }
+        }
+        None => rfc3339.to_string(),
+    }
+}
+
+/// Interfaces with at least one problem.
+pub fn flagged(r: &RunResult) -> u64 {
+    r.interfaces
+        .iter()
+        .filter(|i| !i.problems().is_empty())
+        .count() as u64
+}
+
+/// The one-line verdict: `FAIL: 3 interfaces need attention`, `PASS: the candidate answered
+/// like the baseline`, ...
+pub fn headline(r: &RunResult) -> String {
+    let n = flagged(r);
+    let c = &r.summary.counts;
+    // A pass over nothing is not evidence: say so instead of "answered like the baseline".
+    if r.verdict == Verdict::Pass && n == 0 && c.total == c.skipped {
+        return if c.total == 0 {
+            "PASS: but no exchange was replayed".into()
+        } else {
+            format!(
+                "PASS: but nothing was compared ({} skipped)",
+                count_of(c.total, "exchange", "exchanges")
+            )
+        };
+    }
+    match (r.verdict, n) {
+        (Verdict::Fail, 0) if r.gate_failures.is_empty() => "FAIL: a gate tripped".into(),
+        (Verdict::Fail, 0) => format!(
+            "FAIL: {} tripped",
+            count_of(r.gate_failures.len() as u64, "gate", "gates")
+        ),
+        (Verdict::Fail, _) => format!(
+            "FAIL: {} attention",
+            count_of(n, "interface needs", "interfaces need")
+        ),
+        (Verdict::Pass, 0) => "PASS: the candidate answered like the baseline".into(),
+        (Verdict::Pass, _) => format!(
+            "PASS: no gate tripped, but {} (see below)",
+            count_of(n, "interface differs", "interfaces differ")
+        ),
+    }
+}
+
+/// What the shard split and the filters kept, one line each; empty when everything read was
+/// replayed.
+pub fn selection_lines(r: &RunResult) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(s) = &r.run.shard {
+        let which = if s.indices.len() == 1 {
+            format!("shard {}", s.label())
+        } else {
+            format!("shards {} merged", s.label())
+        };
+        let mut line = format!(
+            "{which}: {} of the recording",
+            count_of(s.owned, "exchange", "exchanges")
+        );
+        let missing = s.missing();
+        if s.indices.len() > 1 && !missing.is_empty() {
+            let list: Vec<String> = missing.iter().map(u32::to_string).collect();
+            line.push_str(&format!(
+                " (incomplete: shard {} of {} missing)",
+                list.join(", "),
+                s.count
+            ));
+        }
+        out.push(line);
+    }
+    for f in &r.run.filters {
+        out.push(format!(
+            "{}: kept {} of {}",
+            f.filter,
+            f.kept,
+            count_of(f.kept + f.excluded, "exchange", "exchanges")
+        ));
+    }
+    out
+}
+
+/// `1 new, 2 still failing, 1 fixed` (not seen only when there are any).
+pub fn trend_counts<'a>(items: impl Iterator<Item = &'a TrendItem> + Clone) -> String {
+    let mut parts = Vec::new();
+    for st in [
+        TrendState::New,
+        TrendState::StillFailing,
+        TrendState::Fixed,
+        TrendState::NotSeen,
+    ] {
+        let n = items.clone().filter(|i| i.state == st).count();
+        if n > 0 || st != TrendState::NotSeen {
+            parts.push(format!("{n} {}", st.label()));
+        }
+    }
+    parts.join(", ")
+}
+
+/// `since last-night.json (2026-11-01T02:00:00Z, fail): interfaces 1 new, 2 still failing,
+/// 1 fixed; paths 0 new, 1 still failing, 0 fixed`.
+pub fn trend_line(t: &Trend) -> String {
+    let verdict = match t.previous_verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+    };
+    format!(
+        "since {} ({}, {verdict}): interfaces {}; paths {}",
+        t.previous,
+        t.previous_created,
+        trend_counts(t.interfaces.iter()),
+        trend_counts(t.paths.iter()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_drop_useless_zeros() {
+        assert_eq!(pct(1, 8), "12.5%");
+        assert_eq!(pct(3, 10_000), "0.03%");
+        assert_eq!(pct(5, 5), "100%");
+        assert_eq!(pct(0, 5), "0%");
+        assert_eq!(pct(1, 0), "-");
+        assert_eq!(signed_ms(-40), "0.0");
+        assert_eq!(signed_ms(40_600), "+40.6");
+        assert_eq!(signed_ms(-1_250), "-1.2");
+    }
+
+    #[test]
+    fn a_pass_over_nothing_says_so() {
+        let mut r = crate::report::fixture::passing();
+        r.interfaces.clear();
+        r.summary = Default::default();
+        assert_eq!(headline(&r), "PASS: but no exchange was replayed");
+        r.summary.counts.total = 3;
+        r.summary.counts.skipped = 3;
+        assert_eq!(
+            headline(&r),
+            "PASS: but nothing was compared (3 exchanges skipped)"
+        );
+    }
+}

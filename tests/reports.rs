@@ -1,0 +1,347 @@
+//! The report formats from real runs: the HTML report in a real browser (no console errors,
+//! every part present, a captured `<script>` shown as text and never run), JUnit against the
+//! XSD, `report` re-rendering a saved result byte for byte, and the trend in every format.
+
+use crate::util::*;
+use std::path::{Path, PathBuf};
+
+const EVIL_BODY: &str = "<script>document.title='pwned'</script>";
+const EVIL_INTERFACE: &str = "<img src=x onerror=\"document.title='pwned2'\">";
+
+/// How the candidate under test misbehaves.
+#[derive(Clone, Copy)]
+struct Breakage {
+    price_as_string: bool,
+    legacy_missing: bool,
+    user_renamed: bool,
+}
+
+/// A small API: products, users, an HTML page (whose candidate version carries a script),
+/// a rare legacy route, and an RPC-style call keyed by a header.
+fn api(b: Breakage, candidate: bool) -> impl Fn(Seen) -> Answer + Send + Sync + 'static {
+    move |s: Seen| {
+        let p = s.path_and_query.clone();
+        if let Some(id) = p.strip_prefix("/products/") {
+            let price = if candidate && b.price_as_string {
+                "\"12.50\""
+            } else {
+                "12.5"
+            };
+            Answer::json(200, format!(r#"{{"id":{id},"price":{price}}}"#))
+        } else if let Some(id) = p.strip_prefix("/users/") {
+            let name = if candidate && b.user_renamed {
+                "User"
+            } else {
+                "user"
+            };
+            Answer::json(200, format!(r#"{{"id":{id},"name":"{name} {id}"}}"#))
+        } else if p == "/page" {
+            let extra = if candidate { EVIL_BODY } else { "" };
+            Answer {
+                status: 200,
+                headers: vec![("content-type", "text/html".into())],
+                body: format!("<p>hello</p>{extra}\n"),
+            }
+        } else if p == "/legacy/export" && !(candidate && b.legacy_missing) {
+            Answer::json(200, r#"{"rows":3}"#)
+        } else if p == "/rpc" {
+            Answer::json(200, r#"{"ok":true}"#)
+        } else {
+            Answer::json(404, r#"{"error":"no route"}"#)
+        }
+    }
+}
+
+fn recording(dir: &Path) -> PathBuf {
+    let mut items = Vec::new();
+    for i in 0..25 {
+        items.push(get(
+            &format!("p{i}"),
+            &format!("/products/{i}"),
+            1_000 + i * 10,
+        ));
+        items.push(get(
+            &format!("u{i}"),
+            &format!("/users/{i}"),
+            1_005 + i * 10,
+        ));
+    }
+    for i in 0..3 {
+        items.push(get(&format!("page{i}"), "/page", 2_000 + i));
+        let mut rpc = get(&format!("rpc{i}"), "/rpc", 2_100 + i);
+        rpc.request
+            .headers
+            .push(("x-api".into(), EVIL_INTERFACE.into()));
+        items.push(rpc);
+    }
+    items.push(get("legacy-1", "/legacy/export", 3_000));
+    write_recording(&dir.join("api.jsonl"), &items)
+}
+
+/// Replays the recording against a fresh baseline and a candidate broken as `b`.
+async fn replay(dir: &Path, b: Breakage, extra: &[String]) -> std::process::Output {
+    let rec = recording(dir);
+    let ok = Breakage {
+        price_as_string: false,
+        legacy_missing: false,
+        user_renamed: false,
+    };
+    let old = TestServer::start(api(ok, false)).await;
+    let new = TestServer::start(api(b, true)).await;
+    let mut args = vec![
+        "replay".to_string(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        old.url(),
+        "--candidate".into(),
+        new.url(),
+        "--interface".into(),
+        "header:x-api".into(),
+    ];
+    args.extend(extra.iter().cloned());
+    shadowdiff_async(args).await
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+const BROKEN: Breakage = Breakage {
+    price_as_string: true,
+    legacy_missing: true,
+    user_renamed: false,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_report_renders_in_chromium_without_running_captured_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (dir.path().join("r.json"), dir.path().join("r.html"));
+    let o = replay(
+        dir.path(),
+        BROKEN,
+        &["--json".into(), s(&json), "--html".into(), s(&html)],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let r = read_json(&json);
+    let page = std::fs::read_to_string(&html).unwrap();
+    // The escaping holds in the file itself, browser or not.
+    assert!(!page.contains(EVIL_BODY) && !page.contains("<img src=x"));
+
+    let Some(chromium) = chromium_binary() else {
+        return;
+    };
+    let (dom, console) = chromium_dump_dom(&chromium, &html);
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    // The report's own script ran (CSP allowed it) and the captured one did not.
+    assert!(
+        dom.contains("data-js=\"ready\""),
+        "the report script did not run"
+    );
+    let title = dom
+        .split("<title>")
+        .nth(1)
+        .and_then(|t| t.split("</title>").next())
+        .unwrap();
+    assert!(title.starts_with("shadowdiff: FAIL"), "{title}");
+    assert!(!dom.contains("pwned</title>") && !title.contains("pwned"));
+    assert!(
+        dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;"),
+        "the captured script is not shown as text"
+    );
+    assert!(
+        !dom.contains("<img src=\"x\""),
+        "captured markup became an element"
+    );
+    // The verdict, every interface row, and a chart per interface with latency samples.
+    assert!(dom.contains("id=\"verdict\" class=\"verdict fail\""));
+    let interfaces = r["interfaces"].as_array().unwrap();
+    assert_eq!(
+        dom.matches("<tr data-interface=").count(),
+        interfaces.len(),
+        "one row per interface"
+    );
+    for i in interfaces {
+        let name = i["interface"].as_str().unwrap();
+        let shown = name
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        assert!(dom.contains(&shown), "no row for {name}");
+    }
+    let with_latency = interfaces
+        .iter()
+        .filter(|i| i["latency"]["baseline"]["count"].as_u64().unwrap() > 0)
+        .count();
+    assert!(with_latency >= 4);
+    assert_eq!(
+        dom.matches("<svg class=\"latency-chart").count(),
+        with_latency
+    );
+    assert!(dom.contains("<polyline points="));
+    assert!(dom.contains("id=\"missing-rules\""));
+    assert!(dom.contains(&format!("{0} of {0} shown", interfaces.len())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junit_validates_against_the_xsd_and_names_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let junit = dir.path().join("junit.xml");
+    let o = replay(dir.path(), BROKEN, &["--junit".into(), s(&junit)]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(xml.matches("<testsuite ").count(), 1);
+    assert!(
+        xml.contains("<failure message=\"missing rule\" type=\"missing_rule\">"),
+        "{xml}"
+    );
+    assert!(xml.contains("samples: legacy-1"), "{xml}");
+    assert!(xml.contains("field $.price: differed in 25 of 25"), "{xml}");
+    let Some(xmllint) = xmllint_binary() else {
+        return;
+    };
+    let xsd = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/junit.xsd");
+    let v = std::process::Command::new(xmllint)
+        .args(["--noout", "--schema", xsd])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", describe(&v));
+    // The schema is not a rubber stamp: a testcase without its classname is refused.
+    let broken = dir.path().join("broken.xml");
+    std::fs::write(
+        &broken,
+        xml.replace(" classname=\"shadowdiff.interfaces\"", ""),
+    )
+    .unwrap();
+    let v = std::process::Command::new(xmllint_binary().unwrap())
+        .args(["--noout", "--schema", xsd])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(!v.status.success(), "xmllint accepted a broken file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trend_marks_every_format_and_report_rerenders_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let night1 = dir.path().join("night1.json");
+    let o = replay(dir.path(), BROKEN, &["--json".into(), s(&night1)]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+
+    // Night 2: the price is fixed, the legacy rule is still missing, users broke.
+    let tonight = Breakage {
+        price_as_string: false,
+        legacy_missing: true,
+        user_renamed: true,
+    };
+    let p = |n: &str| dir.path().join(n);
+    let o = replay(
+        dir.path(),
+        tonight,
+        &[
+            "--previous".into(),
+            s(&night1),
+            "--json".into(),
+            s(&p("night2.json")),
+            "--html".into(),
+            s(&p("night2.html")),
+            "--junit".into(),
+            s(&p("night2.xml")),
+            "--markdown".into(),
+            s(&p("night2.md")),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let r = read_json(&p("night2.json"));
+    let states: Vec<(String, String)> = r["trend"]["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["interface"].as_str().unwrap().to_string(),
+                t["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("GET /users/{id}".into(), "new".into())),
+        "{states:?}"
+    );
+    assert!(states.contains(&("GET /legacy/export".into(), "still_failing".into())));
+    assert!(states.contains(&("GET /products/{id}".into(), "fixed".into())));
+    let paths = r["trend"]["paths"].as_array().unwrap();
+    assert!(paths
+        .iter()
+        .any(|t| t["path"] == "$.name" && t["state"] == "new"));
+    assert!(paths
+        .iter()
+        .any(|t| t["path"] == "$.price" && t["state"] == "fixed"));
+
+    let terminal = String::from_utf8_lossy(&o.stdout);
+    assert!(terminal.contains("DIFFERENT (new)"), "{terminal}");
+    assert!(terminal.contains("GET /products/{id}: fixed"), "{terminal}");
+    let md = std::fs::read_to_string(p("night2.md")).unwrap();
+    assert!(
+        md.contains("| **new** |") && md.contains("Fixed: `GET /products/{id}`"),
+        "{md}"
+    );
+    let xml = std::fs::read_to_string(p("night2.xml")).unwrap();
+    assert!(xml.contains("trend: new since") && xml.contains("trend: still failing since"));
+    let html = std::fs::read_to_string(p("night2.html")).unwrap();
+    assert!(html.contains("class=\"trend t-new\"") && html.contains("class=\"trend t-fixed\""));
+
+    // `report` renders the saved result exactly as the run did.
+    let again = |flag: &str, name: &str| {
+        let out = p(name);
+        let o = shadowdiff(&["report", &s(&p("night2.json")), flag, &s(&out)]);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "verdict exit code: {}",
+            describe(&o)
+        );
+        assert!(o.stdout.is_empty(), "report into files prints nothing");
+        std::fs::read(out).unwrap()
+    };
+    assert_eq!(again("--html", "again.html"), html.as_bytes());
+    assert_eq!(again("--junit", "again.xml"), xml.as_bytes());
+    assert_eq!(again("--markdown", "again.md"), md.as_bytes());
+    // ...and to standard output, or as the terminal report when nothing else is asked.
+    let o = shadowdiff(&["report", &s(&p("night2.json")), "--markdown", "-"]);
+    assert_eq!(o.stdout, md.as_bytes());
+    let o = shadowdiff(&["report", &s(&p("night2.json"))]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("FAIL: "));
+    // A trend can also be added afterwards.
+    let o = shadowdiff(&[
+        "report",
+        &s(&night1),
+        "--previous",
+        &s(&p("night2.json")),
+        "--markdown",
+        "-",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("Trend since"),
+        "{}",
+        describe(&o)
+    );
+}
+
+#[test]
+fn report_names_a_file_that_is_not_a_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"shadowdiff_result\": 1,\n \"verdict\": 7}").unwrap();
+    let o = shadowdiff(&["report", &s(&bad), "--html", "-"]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.json:2:") && err.contains("not a shadowdiff result"),
+        "{err}"
+    );
+    let o = shadowdiff(&["report", "/nonexistent/r.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+}
