@@ -14,7 +14,6 @@ use crate::interface::{InterfaceKey, Keyer};
 use crate::recording::ReadOptions;
 use crate::replay::select::{Selection, SelectionArgs};
 use file::LoadedConfig;
-use globset::GlobMatcher;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,7 +98,7 @@ pub struct ReplayConfig {
 /// A rule that applies to the interfaces a glob matches (all when there is no glob).
 #[derive(Clone, Debug)]
 struct Scoped<T> {
-    interfaces: Option<GlobMatcher>,
+    interfaces: Option<String>,
     rule: T,
 }
 
@@ -107,7 +106,7 @@ impl<T> Scoped<T> {
     fn applies(&self, interface: &str) -> bool {
         self.interfaces
             .as_ref()
-            .is_none_or(|g| g.is_match(interface))
+            .is_none_or(|g| crate::glob::matches(g, interface))
     }
 }
 
@@ -147,26 +146,8 @@ impl Rules {
     }
 }
 
-/// Compiles an interface glob (`*` matches any characters, `/` included).
-pub fn interface_glob(pattern: &str) -> std::result::Result<GlobMatcher, String> {
-    globset::GlobBuilder::new(pattern)
-        .literal_separator(false)
-        .build()
-        .map(|g| g.compile_matcher())
-        .map_err(|e| format!("expected a glob like \"GET /api/*\": {e}"))
-}
-
-fn scoped_glob(
-    f: &LoadedConfig,
-    key: &str,
-    g: &Option<toml::Spanned<String>>,
-) -> Result<Option<GlobMatcher>> {
-    match g {
-        None => Ok(None),
-        Some(s) => interface_glob(s.get_ref())
-            .map(Some)
-            .map_err(|e| f.error_at(s.span(), key, e)),
-    }
+fn scoped_glob(g: &Option<toml::Spanned<String>>) -> Option<String> {
+    g.as_ref().map(|s| s.get_ref().clone())
 }
 
 fn pattern(f: &LoadedConfig, key: &str, s: &toml::Spanned<String>) -> Result<PathPattern> {
@@ -366,10 +347,6 @@ impl ReplayConfig {
         }
         th.max_diff_rate = fc.gate.max_diff_rate;
         for r in &fc.noise_rule {
-            if let Some(f) = file {
-                interface_glob(r.interfaces.get_ref())
-                    .map_err(|e| f.error_at(r.interfaces.span(), "noise_rule.interfaces", e))?;
-            }
             th.noise_rules.push(NoiseRule {
                 interfaces: r.interfaces.get_ref().clone(),
                 relative: r.relative.unwrap_or(th.noise_relative),
@@ -444,7 +421,7 @@ impl ReplayConfig {
                     .collect::<Result<Vec<_>>>()?;
                 let headers = r.headers.iter().map(|h| h.to_ascii_lowercase()).collect();
                 rules.ignore.push(Scoped {
-                    interfaces: scoped_glob(f, "ignore.interfaces", &r.interfaces)?,
+                    interfaces: scoped_glob(&r.interfaces),
                     rule: (headers, paths),
                 });
             }
@@ -457,7 +434,7 @@ impl ReplayConfig {
                     ));
                 }
                 rules.tolerance.push(Scoped {
-                    interfaces: scoped_glob(f, "tolerance.interfaces", &r.interfaces)?,
+                    interfaces: scoped_glob(&r.interfaces),
                     rule: NumericTolerance {
                         path: pattern(f, "tolerance.path", &r.path)?,
                         absolute: r.absolute.unwrap_or(0.0),
@@ -467,7 +444,7 @@ impl ReplayConfig {
             }
             for r in &fc.unordered {
                 rules.unordered.push(Scoped {
-                    interfaces: scoped_glob(f, "unordered.interfaces", &r.interfaces)?,
+                    interfaces: scoped_glob(&r.interfaces),
                     rule: r
                         .paths
                         .iter()
@@ -536,6 +513,22 @@ fn file_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interface_globs_take_templated_keys_literally() {
+        let r = Scoped {
+            interfaces: Some("GET /users/{id}*".to_string()),
+            rule: (),
+        };
+        assert!(r.applies("GET /users/{id}"));
+        assert!(r.applies("GET /users/{id}/orders"));
+        assert!(!r.applies("GET /users/id"));
+        assert!(Scoped {
+            interfaces: None,
+            rule: ()
+        }
+        .applies("anything"));
+    }
 
     #[test]
     fn header_flags() {

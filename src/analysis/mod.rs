@@ -488,7 +488,7 @@ pub fn thresholds_for(interface: &str, th: &Thresholds) -> Thresholds {
     if let Some(rule) = th
         .noise_rules
         .iter()
-        .find(|r| crate::config::interface_glob(&r.interfaces).is_ok_and(|g| g.is_match(interface)))
+        .find(|r| crate::glob::matches(&r.interfaces, interface))
     {
         out.noise_relative = rule.relative;
         out.noise_absolute_pct = rule.absolute_pct;
