@@ -4,7 +4,8 @@
 //! Data flows forward through one module per stage:
 //! [`recording`] (read captures) -> [`replay`] (send to baseline, candidate, noise probe) ->
 //! [`compare`] (judge one exchange) -> [`analysis`] (aggregate per interface, decide noise)
-//! -> [`report`] (gates, terminal, JSON). [`cli`] is what the user typed, [`config`] the
+//! -> [`report`] (gates, terminal, JSON); [`tap`] records production traffic and shadows it
+//! live. [`cli`] is what the user typed, [`config`] the
 //! validated run; [`exchange`] is the data model every stage shares. [`demo`] runs the whole
 //! flow against two embedded gateway versions.
 //!
@@ -21,6 +22,7 @@ pub mod interface;
 pub mod recording;
 pub mod replay;
 pub mod report;
+pub mod tap;
 
 use analysis::result::{RunResult, Verdict};
 use clap::CommandFactory;
@@ -70,6 +72,12 @@ pub fn run(cli: Cli) -> Result<u8> {
                 Verdict::Pass => EXIT_PASS,
                 Verdict::Fail => EXIT_FAIL,
             })
+        }
+        Command::Tap(args) => {
+            let cfg = tap::TapConfig::from_args(&args)?;
+            let rt = runtime(cfg.threads)?;
+            rt.block_on(tap::run(cfg, cli.quiet))?;
+            Ok(EXIT_PASS)
         }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
