@@ -7,3 +7,4 @@ mod cli_errors;
 mod demo;
 mod nginx;
 mod replay_http;
+mod tap;
