@@ -215,9 +215,9 @@ pub struct TapArgs {
     #[arg(long, default_value = "64MiB", value_name = "BYTES")]
     pub max_request_body: String,
     /// Exchanges waiting for the recorder at most; beyond it they are dropped and counted.
-    #[arg(long, default_value_t = 4096, value_name = "N")]
+    #[arg(long, default_value_t = 16384, value_name = "N")]
     pub queue_size: usize,
-    /// Bytes of bodies waiting for the recorder at most (bounds memory).
+    /// Bytes (bodies and headers) waiting for the recorder at most (bounds memory).
     #[arg(long, default_value = "64MiB", value_name = "BYTES")]
     pub queue_bytes: String,
     /// Interface key for per-interface minimums and the live report: `default`,

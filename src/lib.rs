@@ -75,7 +75,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Tap(args) => {
             let cfg = tap::TapConfig::from_args(&args)?;
-            let rt = runtime(cfg.threads)?;
+            let rt = tap::runtime(cfg.threads)?;
             rt.block_on(tap::run(cfg, cli.quiet))?;
             Ok(EXIT_PASS)
         }

@@ -56,6 +56,26 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// The runtime for `--threads N`. With one thread the tap runs on a current-thread runtime:
+/// every task of an exchange (client connection, upstream connection) then wakes on the same
+/// thread with no cross-thread hand-off, which is what one nginx worker does too.
+pub fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut b = match threads {
+        Some(0) => return Err(Error::Usage("--threads: expected at least 1".into())),
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    b.enable_all().build().map_err(|e| Error::Runtime {
+        side: Side::Tap,
+        message: format!("cannot start the async runtime: {e}"),
+    })
+}
+
 async fn bind(flag: &str, addr: std::net::SocketAddr) -> Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| Error::Runtime {
         side: Side::Tap,

@@ -27,7 +27,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -56,6 +56,8 @@ const REQUEST_HOP_BY_HOP: [HeaderName; 7] = [
     HeaderName::from_static("http2-settings"),
     header::EXPECT,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Response headers that belong to one connection.
 const RESPONSE_HOP_BY_HOP: [HeaderName; 5] = [
@@ -188,9 +190,10 @@ impl Tap {
     }
 
     /// Proxies one request. Never fails: every problem becomes the answer a proxy gives.
+    /// `peer` is the client's address as an `x-forwarded-for` value.
     pub async fn handle(
         self: Arc<Self>,
-        peer: IpAddr,
+        peer: HeaderValue,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
@@ -256,7 +259,7 @@ impl Tap {
             state.clone(),
         );
         let use_h2 = self.cfg.upstream.http2 || is_grpc(&parts.headers);
-        if let Err(msg) = self.prepare_upstream(&mut parts, peer, use_h2) {
+        if let Err(msg) = self.prepare_upstream(&mut parts, &peer, use_h2) {
             self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
             self.metrics.refuse(Refusal::BadRequest);
             tracing::debug!("tap: refused {id}: {msg}");
@@ -333,7 +336,7 @@ impl Tap {
     fn prepare_upstream(
         &self,
         parts: &mut http::request::Parts,
-        peer: IpAddr,
+        peer: &HeaderValue,
         h2: bool,
     ) -> Result<(), String> {
         let h = &mut parts.headers;
@@ -363,12 +366,18 @@ impl Tap {
             let v = HeaderValue::from_str(host).map_err(|e| format!("host {host:?}: {e}"))?;
             h.insert(header::HOST, v);
         }
-        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => HeaderValue::from_str(&format!("{prev}, {peer}")),
-            None => HeaderValue::from_str(&peer.to_string()),
-        };
-        if let Ok(v) = xff {
-            h.insert(HeaderName::from_static("x-forwarded-for"), v);
+        match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) => {
+                if let Ok(v) = HeaderValue::from_str(&format!(
+                    "{prev}, {}",
+                    String::from_utf8_lossy(peer.as_bytes())
+                )) {
+                    h.insert(X_FORWARDED_FOR, v);
+                }
+            }
+            None => {
+                h.insert(X_FORWARDED_FOR, peer.clone());
+            }
         }
         let pq = parts
             .uri
@@ -668,6 +677,11 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 
 /// Removes `list` and every header the Connection header names.
 fn strip_hop_by_hop(h: &mut HeaderMap, list: &[HeaderName]) {
+    // Most requests carry none of them: one pass over the few names present is cheaper than
+    // hashing every name of the list.
+    if !h.keys().any(|k| list.contains(k)) {
+        return;
+    }
     if let Some(conn) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()) {
         let named: Vec<HeaderName> = conn
             .split(',')
@@ -765,9 +779,11 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             let metrics = tap.metrics.clone();
-            let ip = peer.ip();
+            // Formatted once per connection, not once per request.
+            let ip = HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
             let svc = hyper::service::service_fn(move |req| {
-                let tap = tap.clone();
+                let (tap, ip) = (tap.clone(), ip.clone());
                 async move { Ok::<_, Infallible>(tap.handle(ip, req).await) }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), svc);

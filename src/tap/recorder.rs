@@ -17,12 +17,19 @@ use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::{RecordingHeader, RecordingWriter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long the recorder waits after a failed create or write before trying a new file.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Pause between batches while traffic flows: long enough that exchanges gather (the queue
+/// holds thousands), short enough that the queue never fills at any realistic rate.
+const BATCH_PAUSE: Duration = Duration::from_millis(2);
+
+/// How long the queue must stay empty before the recorder blocks on it.
+const IDLE_BEFORE_BLOCKING: Duration = Duration::from_millis(50);
 
 /// Settings of the recorder.
 #[derive(Clone, Debug)]
@@ -151,8 +158,7 @@ impl RecorderHandle {
             self.stats.drop_one(DropReason::Shutdown);
             return Err(DropReason::Shutdown);
         }
-        let size = (c.exchange.request.body.len()
-            + c.exchange.response.as_ref().map_or(0, |r| r.body.len())) as u64;
+        let size = queued_size(&c.exchange);
         let before = self.stats.queue_bytes.fetch_add(size, Ordering::Relaxed);
         if before + size > self.queue_bytes && before > 0 {
             self.stats.queue_bytes.fetch_sub(size, Ordering::Relaxed);
@@ -184,6 +190,17 @@ impl RecorderHandle {
     pub fn stats(&self) -> &Arc<RecorderStats> {
         &self.stats
     }
+}
+
+/// What an exchange weighs in the queue: bodies and header text, plus a fixed share for
+/// the structure itself, so the byte bound holds for header-heavy traffic too.
+fn queued_size(ex: &Exchange) -> u64 {
+    let headers = |h: &[(String, String)]| h.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    let mut n = 256 + ex.request.body.len() + headers(&ex.request.headers) + ex.request.uri.len();
+    if let Some(r) = &ex.response {
+        n += r.body.len() + headers(&r.headers) + r.trailers.as_deref().map_or(0, headers);
+    }
+    n as u64
 }
 
 /// The recorder thread and its handle.
@@ -420,6 +437,16 @@ impl Files {
         }
     }
 
+    fn take(&mut self, c: Box<Captured>, size: u64) {
+        self.stats.queue_len.fetch_sub(1, Ordering::Relaxed);
+        self.stats.queue_bytes.fetch_sub(size, Ordering::Relaxed);
+        self.write(*c);
+    }
+
+    /// Drains the queue in batches. While traffic flows the thread sleeps a moment between
+    /// batches instead of blocking on the channel, so senders find no waiting receiver to
+    /// wake: the proxy path makes no system call and causes no context switch per exchange.
+    /// Only an idle recorder blocks (and is woken once, by the next exchange).
     fn run(mut self, rx: mpsc::Receiver<Msg>) -> Vec<PathBuf> {
         let tick = self
             .cfg
@@ -427,23 +454,38 @@ impl Files {
             .map_or(Duration::from_secs(1), |d| {
                 (d / 4).min(Duration::from_secs(1))
             });
-        loop {
-            match rx.recv_timeout(tick) {
-                Ok(Msg::Exchange(c, size)) => {
-                    self.stats.queue_len.fetch_sub(1, Ordering::Relaxed);
-                    self.stats.queue_bytes.fetch_sub(size, Ordering::Relaxed);
-                    self.write(*c);
-                    self.rotate_if_old();
+        let mut idle_since = Instant::now();
+        'run: loop {
+            let mut took = 0usize;
+            loop {
+                match rx.try_recv() {
+                    Ok(Msg::Exchange(c, size)) => {
+                        self.take(c, size);
+                        took += 1;
+                    }
+                    Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => break 'run,
+                    Err(TryRecvError::Empty) => break,
                 }
+            }
+            self.rotate_if_old();
+            if took > 0 {
+                idle_since = Instant::now();
+            }
+            // Recently busy: keep polling, so a momentarily empty queue does not make every
+            // sender pay for waking this thread.
+            if idle_since.elapsed() < IDLE_BEFORE_BLOCKING {
+                std::thread::sleep(BATCH_PAUSE);
+                continue;
+            }
+            match rx.recv_timeout(tick) {
+                Ok(Msg::Exchange(c, size)) => self.take(c, size),
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => self.rotate_if_old(),
+                Err(RecvTimeoutError::Timeout) => {}
             }
         }
         // Whatever raced past the closed flag is still written.
         while let Ok(Msg::Exchange(c, size)) = rx.try_recv() {
-            self.stats.queue_len.fetch_sub(1, Ordering::Relaxed);
-            self.stats.queue_bytes.fetch_sub(size, Ordering::Relaxed);
-            self.write(*c);
+            self.take(c, size);
         }
         self.finish_current();
         self.completed
