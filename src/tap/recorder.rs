@@ -716,6 +716,72 @@ mod tests {
         r.close();
     }
 
+    /// The check, end to end through the queue, the thread and the file: one call
+    /// among 100,000 at `--sample 0.01 --min-per-interface 1` is in the recording.
+    #[test]
+    fn a_rare_interface_among_100k_at_one_percent_reaches_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("strat.jsonl.zst");
+        let mut c = cfg(out.clone());
+        c.queue_size = 200_000;
+        c.queue_bytes = 1 << 30;
+        let r = Recorder::start(c, Redactor::new(&[], &[]).unwrap()).unwrap();
+        let h = r.handle();
+        let s = super::super::sample::Sampler::new(0.01, 0);
+        for i in 0..100_000 {
+            let id = format!("x-{i}");
+            let (path, iface) = if i == 77_777 {
+                (
+                    "/api/reports/annual-export".to_string(),
+                    "GET /api/reports/annual-export",
+                )
+            } else {
+                (format!("/api/users/{i}"), "GET /api/users/{id}")
+            };
+            let sampled = s.picks(&id);
+            // What the proxy does: copy only what the sample picked or the minimum may want.
+            if !(sampled || h.needs(iface)) {
+                continue;
+            }
+            h.submit(Captured {
+                exchange: ex(&id, &path, ""),
+                sampled,
+            })
+            .unwrap();
+        }
+        let files = r.close();
+        let got = read_all(&files);
+        assert_eq!(
+            got.iter()
+                .filter(|e| e.request.uri == "/api/reports/annual-export")
+                .count(),
+            1
+        );
+        assert!((800..1200).contains(&got.len()), "{}", got.len());
+    }
+
+    #[test]
+    fn rotates_by_age_but_never_into_empty_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path().join("age.jsonl"));
+        c.rotate_interval = Some(Duration::from_millis(30));
+        let r = Recorder::start(c, Redactor::new(&[], &[]).unwrap()).unwrap();
+        let h = r.handle();
+        let stats = h.stats().clone();
+        for round in 0..2 {
+            h.submit(Captured {
+                exchange: ex(&format!("e{round}"), "/a", "ok"),
+                sampled: true,
+            })
+            .unwrap();
+            wait_for(|| stats.files_completed.load(Ordering::Relaxed) == round + 1);
+        }
+        let files = r.close();
+        // Two full files; the idle third one was never created.
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert_eq!(read_all(&files).len(), 2);
+    }
+
     #[test]
     fn rotated_names_keep_the_extension() {
         let p = rotated_name(Path::new("/d/traffic.jsonl.zst"), 3);
