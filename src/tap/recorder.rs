@@ -192,6 +192,24 @@ impl RecorderHandle {
     }
 }
 
+/// Lowers this thread's CPU priority below the proxy's: Linux `SCHED_BATCH` (a waking
+/// recorder never preempts a running proxy thread) at nice 10. When CPU is short the copy
+/// for the disk waits, not the traffic; if it waits too long the queue fills and exchanges
+/// are dropped and counted, which is the order of priorities the tap promises.
+fn yield_to_traffic() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread with a valid, initialised argument;
+    // failure only leaves the default priority, which is harmless.
+    unsafe {
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) != 0 {
+            tracing::debug!("tap: recorder keeps the default scheduling policy");
+        }
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid, 10);
+    }
+}
+
 /// What an exchange weighs in the queue: bodies and header text, plus a fixed share for
 /// the structure itself, so the byte bound holds for header-heavy traffic too.
 fn queued_size(ex: &Exchange) -> u64 {
@@ -228,7 +246,10 @@ impl Recorder {
         state.open_if_needed();
         let thread = std::thread::Builder::new()
             .name("shadowdiff-recorder".into())
-            .spawn(move || state.run(rx))
+            .spawn(move || {
+                yield_to_traffic();
+                state.run(rx)
+            })
             .map_err(|e| Error::Runtime {
                 side: Side::Tap,
                 message: format!("cannot start the recorder thread: {e}"),
