@@ -41,6 +41,9 @@ pub enum Command {
     Report(ReportArgs),
     /// List every interface in recordings; with --rules, the ones no rule covers.
     Interfaces(InterfacesArgs),
+    /// Reverse proxy in front of production that records traffic (and optionally shadows a
+    /// share of it to a candidate) without ever making production wait or fail.
+    Tap(Box<TapArgs>),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -313,4 +316,88 @@ pub struct InterfacesArgs {
     /// Write the inventory as JSON (`-` for standard output).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+/// Flags of `tap`.
+#[derive(Debug, Args)]
+pub struct TapArgs {
+    /// Address to accept client connections on (`127.0.0.1:0` picks a free port; the bound
+    /// address is printed as `listening on ADDR`).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+    /// Production: `http://host:port[/prefix]` (HTTP/1.1; gRPC requests go over h2c), or
+    /// `h2c://host:port` to send everything over HTTP/2 prior knowledge.
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+    /// Recording file (format v1; `.zst` for zstd). With rotation, files are named
+    /// `STEM-TIME-SEQ.EXT` next to it.
+    #[arg(long, value_name = "PATH")]
+    pub out: std::path::PathBuf,
+    /// Share of exchanges recorded (0 to 1), decided by a hash of the exchange id.
+    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    pub sample: f64,
+    /// Every interface keeps at least this many exchanges per output file, however rare.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub min_per_interface: u32,
+    /// Redact this header too (authorization, proxy-authorization, cookie, set-cookie and
+    /// x-api-key always are). Repeatable.
+    #[arg(long, value_name = "H")]
+    pub redact_header: Vec<String>,
+    /// Redact this JSON body field (`$.a.b`, `$.items[*].card`). Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub redact_json_path: Vec<String>,
+    /// Largest body kept in the recording per request and per response (`1MiB`, `64k`);
+    /// beyond it the copy is cut and marked `body_truncated`. Traffic itself is not cut.
+    #[arg(long, default_value = "1MiB", value_name = "BYTES")]
+    pub max_body: String,
+    /// Start a new file when the current one reaches this size (uncompressed, `256MiB`).
+    #[arg(long, value_name = "BYTES")]
+    pub rotate_size: Option<String>,
+    /// Start a new file when the current one is this old (`1h`, `15m`).
+    #[arg(long, value_name = "DUR")]
+    pub rotate_interval: Option<String>,
+    /// Candidate to send a copy of sampled requests to, after production answered:
+    /// `http://host:port` or `h2c://host:port`.
+    #[arg(long, value_name = "URL")]
+    pub shadow: Option<String>,
+    /// Share of requests shadowed (0 to 1), decided by a hash of the exchange id.
+    #[arg(long, default_value_t = 0.01, value_name = "F", requires = "shadow")]
+    pub shadow_sample: f64,
+    /// Shadow requests in flight at once; beyond it copies are dropped and counted.
+    #[arg(long, default_value_t = 64, value_name = "N", requires = "shadow")]
+    pub shadow_concurrency: usize,
+    /// Shadow POST, PUT, PATCH and DELETE too (they are not shadowed by default).
+    #[arg(long)]
+    pub allow_side_effects: bool,
+    /// Serve `/metrics` (Prometheus), `/healthz`, `/report` and `/report.html` here.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Worker threads of the runtime (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// On SIGTERM or SIGINT, how long in-flight exchanges may take to finish.
+    #[arg(long, default_value = "10s", value_name = "DUR")]
+    pub shutdown_grace: String,
+    /// Deadline for production's response head; past it the client gets 504.
+    #[arg(long, default_value = "60s", value_name = "DUR")]
+    pub upstream_timeout: String,
+    /// Largest request head accepted (HTTP/1 buffer, HTTP/2 header list); at least 8KiB.
+    #[arg(long, default_value = "64KiB", value_name = "BYTES")]
+    pub max_header_bytes: String,
+    /// Largest request body forwarded (`0` for no limit); beyond it the client gets 413.
+    #[arg(long, default_value = "64MiB", value_name = "BYTES")]
+    pub max_request_body: String,
+    /// Exchanges waiting for the recorder at most; beyond it they are dropped and counted.
+    #[arg(long, default_value_t = 16384, value_name = "N")]
+    pub queue_size: usize,
+    /// Bytes (bodies and headers) waiting for the recorder at most (bounds memory).
+    #[arg(long, default_value = "64MiB", value_name = "BYTES")]
+    pub queue_bytes: String,
+    /// Interface key for per-interface minimums and the live report: `default`,
+    /// `header:NAME` or `json:/pointer`.
+    #[arg(long, value_name = "KEY")]
+    pub interface: Option<String>,
+    /// Testing aid: sleep this long before every recorder write (a simulated slow disk).
+    #[arg(long, value_name = "DUR", hide = true)]
+    pub debug_write_delay: Option<String>,
 }

@@ -5,7 +5,8 @@
 //! [`recording`] (read captures) -> [`replay`] (select, send to baseline, candidate, noise
 //! probe) -> [`compare`] (judge one exchange) -> [`analysis`] (aggregate per interface,
 //! decide noise; merge shard results; trend against an earlier result) -> [`report`] (gates,
-//! terminal, JSON, HTML, JUnit, Markdown). [`cli`] is what the user typed, [`config`] the
+//! terminal, JSON, HTML, JUnit, Markdown); [`tap`] records production traffic and shadows it
+//! live. [`cli`] is what the user typed, [`config`] the
 //! validated run; [`exchange`] is the data model every stage shares. [`demo`] runs the whole
 //! flow against two embedded gateway versions; [`inventory`] lists a capture's interfaces
 //! without replaying; [`progress`] shows a replay's progress.
@@ -27,6 +28,7 @@ pub mod recording;
 pub mod replay;
 pub mod report;
 pub mod show;
+pub mod tap;
 
 use analysis::result::{RunResult, Verdict};
 use clap::CommandFactory;
@@ -128,6 +130,12 @@ pub fn run(cli: Cli) -> Result<u8> {
             )
         }
         Command::Interfaces(args) => interfaces(&args, cli.quiet),
+        Command::Tap(args) => {
+            let cfg = tap::TapConfig::from_args(&args)?;
+            let rt = tap::runtime(cfg.threads)?;
+            rt.block_on(tap::run(cfg, cli.quiet))?;
+            Ok(EXIT_PASS)
+        }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "shadowdiff", &mut std::io::stdout());

@@ -17,3 +17,4 @@ mod replay_http;
 mod reports;
 mod shard_merge;
 mod show;
+mod tap;

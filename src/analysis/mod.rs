@@ -115,7 +115,7 @@ impl InterfaceAgg {
 }
 
 /// Accumulates judgements; one per worker, merged at the end.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Aggregator {
     interfaces: HashMap<String, InterfaceAgg>,
     skipped_reasons: BTreeMap<String, u64>,

@@ -1,0 +1,324 @@
+//! What a tap run does, validated: the raw `tap` flags from [`crate::cli::TapArgs`] become a
+//! [`TapConfig`] here, in one place, with every value checked and every error naming the
+//! flag and what was expected. The proxy, recorder and shadow only ever see this.
+
+use crate::cli::TapArgs;
+use crate::config::parse_duration;
+use crate::error::{Error, Result};
+use crate::interface::InterfaceKey;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The smallest request-head buffer hyper accepts; smaller values would make it panic.
+pub const MIN_HEADER_BYTES: usize = 8 * 1024;
+
+/// Where production is and how to speak to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// The URL as given.
+    pub url: String,
+    /// `host:port`, used to connect and for absolute-form checks.
+    pub authority: String,
+    /// Path prefix prepended to every request path, without trailing slash.
+    pub prefix: String,
+    /// True for `h2c://`: every request goes over HTTP/2 prior knowledge.
+    pub http2: bool,
+}
+
+impl Upstream {
+    /// Parses `http://host:port[/prefix]` or `h2c://host:port[/prefix]`.
+    pub fn parse(flag: &str, url: &str) -> Result<Self> {
+        let (http2, rest) = if let Some(r) = url.strip_prefix("h2c://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else if url.starts_with("https://") {
+            return Err(Error::Usage(format!(
+                "--{flag} {url}: https is not supported; use the plain-HTTP port (http:// or h2c://)"
+            )));
+        } else {
+            return Err(Error::Usage(format!(
+                "--{flag}: expected a URL like http://host:port or h2c://host:port, found {url:?}"
+            )));
+        };
+        let (authority, prefix) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        let uri: http::Uri = format!("http://{authority}/")
+            .parse()
+            .map_err(|e| Error::Usage(format!("--{flag} {url}: not a valid host:port ({e})")))?;
+        let host = uri.host().unwrap_or_default();
+        if host.is_empty() {
+            return Err(Error::Usage(format!("--{flag} {url}: no host")));
+        }
+        let authority = match uri.port_u16() {
+            Some(_) => authority.to_string(),
+            None => format!("{host}:80"),
+        };
+        Ok(Upstream {
+            url: url.to_string(),
+            authority,
+            prefix: prefix.to_string(),
+            http2,
+        })
+    }
+}
+
+/// A validated tap run.
+#[derive(Clone, Debug)]
+pub struct TapConfig {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// Production.
+    pub upstream: Upstream,
+    /// Recording file (or the name rotated files are derived from).
+    pub out: PathBuf,
+    /// Share of exchanges recorded.
+    pub sample: f64,
+    /// Exchanges kept per interface per file whatever the sample.
+    pub min_per_interface: u32,
+    /// Extra headers to redact (lower case), on top of the built-in list.
+    pub redact_headers: Vec<String>,
+    /// JSON body paths to redact, as given (`$.a.b`).
+    pub redact_json_paths: Vec<String>,
+    /// Largest body copy kept per request and per response.
+    pub max_body: usize,
+    /// Rotate at this many uncompressed bytes.
+    pub rotate_size: Option<u64>,
+    /// Rotate at this file age.
+    pub rotate_interval: Option<Duration>,
+    /// Candidate for live shadowing.
+    pub shadow: Option<Upstream>,
+    /// Share of requests shadowed.
+    pub shadow_sample: f64,
+    /// Shadow requests in flight at most.
+    pub shadow_concurrency: usize,
+    /// Shadow side-effecting methods too.
+    pub allow_side_effects: bool,
+    /// Admin address for metrics, liveness and the live report.
+    pub metrics: Option<SocketAddr>,
+    /// Runtime worker threads.
+    pub threads: Option<usize>,
+    /// Time in-flight exchanges get to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Deadline for production's response head.
+    pub upstream_timeout: Duration,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Largest request body forwarded; `None` for no limit.
+    pub max_request_body: Option<u64>,
+    /// Recorder queue length.
+    pub queue_size: usize,
+    /// Recorder queue bytes.
+    pub queue_bytes: u64,
+    /// Interface key rule.
+    pub interface_key: InterfaceKey,
+    /// Simulated slow disk: delay before every recorder write.
+    pub write_delay: Option<Duration>,
+}
+
+/// Parses a byte size: a number with an optional unit (`k`/`KiB` = 1024, `KB` = 1000,
+/// likewise `M`, `G`). Errors name the flag.
+pub fn parse_size(flag: &str, s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        Error::Usage(format!(
+            "--{flag}: expected a size like 65536, 64KiB, 1MiB or 2GB, found {s:?}"
+        ))
+    };
+    let n: u64 = num.replace('_', "").parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" | "b" => 1,
+        "k" | "K" | "KiB" | "kiB" => 1 << 10,
+        "KB" | "kB" => 1_000,
+        "m" | "M" | "MiB" => 1 << 20,
+        "MB" => 1_000_000,
+        "g" | "G" | "GiB" => 1 << 30,
+        "GB" => 1_000_000_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+fn parse_addr(flag: &str, s: &str) -> Result<SocketAddr> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.to_socket_addrs()
+        .ok()
+        .and_then(|mut it| it.next())
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "--{flag}: expected an address like 127.0.0.1:8080 or [::]:8080, found {s:?}"
+            ))
+        })
+}
+
+fn share(flag: &str, f: f64) -> Result<f64> {
+    if (0.0..=1.0).contains(&f) {
+        Ok(f)
+    } else {
+        Err(Error::Usage(format!(
+            "--{flag}: expected a share between 0 and 1, found {f}"
+        )))
+    }
+}
+
+impl TapConfig {
+    /// Validates the flags of `tap`.
+    pub fn from_args(a: &TapArgs) -> Result<Self> {
+        let upstream = Upstream::parse("upstream", &a.upstream)?;
+        let shadow = match &a.shadow {
+            Some(u) => Some(Upstream::parse("shadow", u)?),
+            None => None,
+        };
+        let size = |flag: &str, s: &str| -> Result<usize> {
+            usize::try_from(parse_size(flag, s)?)
+                .map_err(|_| Error::Usage(format!("--{flag}: {s} is too large")))
+        };
+        let max_header_bytes = size("max-header-bytes", &a.max_header_bytes)?;
+        if max_header_bytes < MIN_HEADER_BYTES {
+            return Err(Error::Usage(format!(
+                "--max-header-bytes: expected at least 8KiB, found {}",
+                a.max_header_bytes
+            )));
+        }
+        let rotate_size = match &a.rotate_size {
+            Some(s) => match parse_size("rotate-size", s)? {
+                0 => return Err(Error::Usage("--rotate-size: expected more than 0".into())),
+                n => Some(n),
+            },
+            None => None,
+        };
+        let rotate_interval = match &a.rotate_interval {
+            Some(s) => {
+                let d = parse_duration("rotate-interval", s)?;
+                if d < Duration::from_secs(1) {
+                    return Err(Error::Usage(format!(
+                        "--rotate-interval: expected at least 1s, found {s}"
+                    )));
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        if a.queue_size == 0 {
+            return Err(Error::Usage("--queue-size: expected at least 1".into()));
+        }
+        if a.shadow_concurrency == 0 {
+            return Err(Error::Usage(
+                "--shadow-concurrency: expected at least 1".into(),
+            ));
+        }
+        if a.threads == Some(0) {
+            return Err(Error::Usage("--threads: expected at least 1".into()));
+        }
+        let mut redact_headers = Vec::new();
+        for h in &a.redact_header {
+            let lower = h.trim().to_ascii_lowercase();
+            if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                return Err(Error::Usage(format!(
+                    "--redact-header: {h:?} is not a valid header name"
+                )));
+            }
+            redact_headers.push(lower);
+        }
+        for p in &a.redact_json_path {
+            super::redact::JsonPath::parse(p)
+                .map_err(|e| Error::Usage(format!("--redact-json-path {p:?}: {e}")))?;
+        }
+        let upstream_timeout = parse_duration("upstream-timeout", &a.upstream_timeout)?;
+        if upstream_timeout.is_zero() {
+            return Err(Error::Usage(
+                "--upstream-timeout: expected more than 0".into(),
+            ));
+        }
+        let out_name = a.out.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if out_name.is_empty() || out_name.ends_with(".partial") {
+            return Err(Error::Usage(format!(
+                "--out: expected a file name like traffic.jsonl or traffic.jsonl.zst, found {:?}",
+                a.out.display().to_string()
+            )));
+        }
+        Ok(TapConfig {
+            listen: parse_addr("listen", &a.listen)?,
+            upstream,
+            out: a.out.clone(),
+            sample: share("sample", a.sample)?,
+            min_per_interface: a.min_per_interface,
+            redact_headers,
+            redact_json_paths: a.redact_json_path.clone(),
+            max_body: size("max-body", &a.max_body)?,
+            rotate_size,
+            rotate_interval,
+            shadow,
+            shadow_sample: share("shadow-sample", a.shadow_sample)?,
+            shadow_concurrency: a.shadow_concurrency,
+            allow_side_effects: a.allow_side_effects,
+            metrics: match &a.metrics {
+                Some(m) => Some(parse_addr("metrics", m)?),
+                None => None,
+            },
+            threads: a.threads,
+            shutdown_grace: parse_duration("shutdown-grace", &a.shutdown_grace)?,
+            upstream_timeout,
+            max_header_bytes,
+            max_request_body: match parse_size("max-request-body", &a.max_request_body)? {
+                0 => None,
+                n => Some(n),
+            },
+            queue_size: a.queue_size,
+            queue_bytes: parse_size("queue-bytes", &a.queue_bytes)?.max(1),
+            interface_key: match &a.interface {
+                Some(s) => s
+                    .parse()
+                    .map_err(|e| Error::Usage(format!("--interface: {e}")))?,
+                None => InterfaceKey::Default,
+            },
+            write_delay: match &a.debug_write_delay {
+                Some(s) => Some(parse_duration("debug-write-delay", s)?),
+                None => None,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("x", "65536").unwrap(), 65536);
+        assert_eq!(parse_size("x", "64KiB").unwrap(), 64 << 10);
+        assert_eq!(parse_size("x", "1MiB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("x", "2GB").unwrap(), 2_000_000_000);
+        assert_eq!(parse_size("x", "64k").unwrap(), 64 << 10);
+        let e = parse_size("max-body", "lots").unwrap_err().to_string();
+        assert!(e.contains("--max-body") && e.contains("lots"), "{e}");
+        assert!(parse_size("x", "1TiB").is_err());
+        assert!(parse_size("x", "99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn upstream_urls() {
+        let u = Upstream::parse("upstream", "http://127.0.0.1:8080/base/").unwrap();
+        assert_eq!(
+            (u.authority.as_str(), u.prefix.as_str(), u.http2),
+            ("127.0.0.1:8080", "/base", false)
+        );
+        let u = Upstream::parse("upstream", "h2c://gw").unwrap();
+        assert_eq!((u.authority.as_str(), u.http2), ("gw:80", true));
+        assert!(Upstream::parse("upstream", "https://gw")
+            .unwrap_err()
+            .to_string()
+            .contains("https"));
+        assert!(Upstream::parse("upstream", "gw:80").is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! The tap: a reverse proxy in front of production that records traffic, keeps rare
+//! interfaces, and shadows a share of it live — without production ever waiting for it,
+//! failing because of it, or leaking secrets through it.
+//!
+//! # One request's path through the tap, in order
+//!
+//! 1. **Accept** ([`proxy::serve`]): HTTP/1.1 or HTTP/2 prior knowledge on one port
+//!    (hyper-util's auto server); request heads are capped by `--max-header-bytes` and must
+//!    arrive within 30 s.
+//! 2. **Refuse** ([`proxy::Tap::handle`]): CONNECT (405), an HTTP/1 absolute-form target
+//!    naming another host (421), a declared body over `--max-request-body` (413). The tap
+//!    forwards only to `--upstream`; it is never an open proxy.
+//! 3. **Decide** from the head alone: an exchange id; whether the recording sample
+//!    ([`sample::Sampler`]) picks it or its interface may still need its per-file minimum
+//!    ([`sample::Coverage`]); whether the shadow sample picks it and its method may be
+//!    shadowed. Only exchanges that may be kept have their bodies copied.
+//! 4. **Forward**: hop-by-hop headers go, `x-forwarded-for` is appended, the request body
+//!    streams to production through a [`tee::RequestTee`] (a copy of at most `--max-body`,
+//!    the `--max-request-body` limit enforced on the way). gRPC goes over h2c.
+//! 5. **Answer**: production's head within `--upstream-timeout` is passed on and its body
+//!    streams back through a [`tee::ResponseTee`], trailers included; a failed connect or a
+//!    broken connection becomes 502, a timeout 504 — counted and recorded as such.
+//! 6. **Hand on** ([`tee::Finish`], at the end of the response body): latency and status
+//!    go to [`metrics`]; the exchange goes to the [`recorder`] queue with a non-blocking
+//!    `try_send` (full: dropped and counted) and, when picked, to the [`shadow`], which
+//!    sends the copy to the candidate in a task of its own (cap reached: dropped and
+//!    counted). Nothing on this path waits for the disk or the candidate.
+//! 7. **Record** (recorder thread): the per-file minimum decides, [`redact`] replaces
+//!    secrets, the line is written to `NAME.partial` (0600), rotation and rename follow.
+//! 8. **Stop** ([`run`]): on SIGTERM or SIGINT the listener closes, open connections finish
+//!    their exchanges within `--shutdown-grace`, the recorder drains its queue and renames
+//!    the file: the recording is complete and valid.
+//!
+//! `--metrics ADDR` serves [`admin`]: `/metrics`, `/healthz`, `/report`, `/report.html`.
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod proxy;
+pub mod recorder;
+pub mod redact;
+pub mod sample;
+pub mod shadow;
+pub mod tee;
+
+pub use config::TapConfig;
+
+use crate::error::{Error, Result};
+use crate::exchange::Side;
+use metrics::Metrics;
+use recorder::{Recorder, RecorderConfig};
+use redact::Redactor;
+use shadow::Shadow;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The runtime for `--threads N`. With one thread the tap runs on a current-thread runtime:
+/// every task of an exchange (client connection, upstream connection) then wakes on the same
+/// thread with no cross-thread hand-off, which is what one nginx worker does too.
+pub fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
+    let mut b = match threads {
+        Some(0) => return Err(Error::Usage("--threads: expected at least 1".into())),
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    b.enable_all().build().map_err(|e| Error::Runtime {
+        side: Side::Tap,
+        message: format!("cannot start the async runtime: {e}"),
+    })
+}
+
+async fn bind(flag: &str, addr: std::net::SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| Error::Runtime {
+        side: Side::Tap,
+        message: format!("--{flag}: cannot listen on {addr}: {e}"),
+    })
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("tap: cannot watch SIGTERM ({e}); stopping on SIGINT only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the tap until SIGTERM or SIGINT; returns once the recording is complete.
+///
+/// The bound addresses are printed on standard error as `listening on ADDR` and
+/// `metrics on ADDR` (unless `quiet`), so `--listen 127.0.0.1:0` can be used.
+pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
+    if cfg.rotate_size.is_none() && cfg.rotate_interval.is_none() && cfg.out.exists() {
+        return Err(Error::Usage(format!(
+            "--out {}: the file exists; move it away, or name another file (the tap never overwrites a recording)",
+            cfg.out.display()
+        )));
+    }
+    let redactor = Redactor::new(&cfg.redact_headers, &cfg.redact_json_paths)
+        .map_err(|e| Error::Usage(format!("--redact-json-path {e}")))?;
+    let listener = bind("listen", cfg.listen).await?;
+    let listen_addr = listener.local_addr().map_err(|e| Error::Runtime {
+        side: Side::Tap,
+        message: format!("--listen: {e}"),
+    })?;
+    let admin_listener = match cfg.metrics {
+        Some(a) => Some(bind("metrics", a).await?),
+        None => None,
+    };
+    let recorder = Recorder::start(
+        RecorderConfig {
+            out: cfg.out.clone(),
+            rotate_size: cfg.rotate_size,
+            rotate_interval: cfg.rotate_interval,
+            min_per_interface: cfg.min_per_interface,
+            queue_size: cfg.queue_size,
+            queue_bytes: cfg.queue_bytes,
+            interface_key: cfg.interface_key.clone(),
+            write_delay: cfg.write_delay,
+        },
+        redactor.clone(),
+    )?;
+    let shadow = Shadow::new(&cfg, redactor)?.map(Arc::new);
+    let grace = cfg.shutdown_grace;
+    let upstream = cfg.upstream.url.clone();
+    let metrics = Arc::new(Metrics::default());
+    let tap = Arc::new(
+        proxy::Tap::new(cfg, listen_addr, metrics.clone(), recorder.handle(), shadow)
+            .map_err(Error::Usage)?,
+    );
+    let admin = match admin_listener {
+        Some(l) => {
+            if !quiet {
+                if let Ok(a) = l.local_addr() {
+                    eprintln!("metrics on {a}");
+                }
+            }
+            Some(tokio::spawn(admin::serve(tap.clone(), l)))
+        }
+        None => None,
+    };
+    if !quiet {
+        eprintln!("listening on {listen_addr} (forwarding to {upstream})");
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        stop_signal().await;
+        let _ = stop_tx.send(true);
+        // Kept alive so connection tasks see one change, not a closed channel.
+        std::future::pending::<()>().await;
+    });
+    let left_open = proxy::serve(tap.clone(), listener, stop_rx, grace).await;
+    if left_open > 0 {
+        tracing::warn!(
+            "tap: {left_open} connections still open after --shutdown-grace; their exchanges are not recorded"
+        );
+    }
+    let handle = recorder.handle();
+    let files = tokio::task::spawn_blocking(move || recorder.close())
+        .await
+        .map_err(|e| Error::Runtime {
+            side: Side::Tap,
+            message: format!("the recorder did not stop cleanly: {e}"),
+        })?;
+    if let Some(a) = admin {
+        a.abort();
+    }
+    if !quiet {
+        let s = handle.stats();
+        let dropped: u64 = recorder::DropReason::ALL
+            .iter()
+            .map(|r| s.dropped(*r))
+            .sum();
+        eprintln!(
+            "stopped: {} exchanges proxied, {} recorded, {} sampled out, {} dropped; files: {}",
+            metrics.proxied.load(Ordering::Relaxed),
+            s.recorded.load(Ordering::Relaxed),
+            s.sampled_out.load(Ordering::Relaxed),
+            dropped,
+            if files.is_empty() {
+                "none".to_string()
+            } else {
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+    }
+    Ok(())
+}

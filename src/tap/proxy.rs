@@ -1,0 +1,847 @@
+//! The reverse proxy: accepts HTTP/1.1 and HTTP/2 (h2c) clients, forwards every request to
+//! the one upstream, streams both bodies through tee wrappers, and hands each finished
+//! exchange to the recorder and the shadow without waiting for either. The stages of one
+//! request are listed in order in the module docs of [`crate::tap`]; this file implements
+//! them in the same order in [`Tap::handle`] and [`InFlight::finish`].
+
+use super::config::TapConfig;
+use super::metrics::{Metrics, Refusal, UpstreamError};
+use super::recorder::{Captured, RecorderHandle};
+use super::sample::Sampler;
+use super::shadow::{Production, Shadow};
+use super::tee::{
+    BodyCopy, Finish, RequestEnd, RequestState, RequestTee, ResponseEnd, ResponseTee,
+};
+use crate::compare::{FetchError, FetchErrorKind, Observed};
+use crate::exchange::{
+    Exchange, Headers, Request as CapturedRequest, Response as CapturedResponse,
+};
+use crate::interface::{interface_of, InterfaceKey};
+use crate::recording::format::now_us;
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{header, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Salt of the recording sample.
+const RECORD_SALT: u64 = 0;
+
+/// How long a client may take to send a request head (slow-loris guard).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// HTTP/2 streams a client may have open on one connection.
+pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Request headers that belong to one connection and are never forwarded. `expect` is
+/// answered by the tap itself (hyper sends `100 Continue` when the body is first read).
+const REQUEST_HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+    header::EXPECT,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// Response headers that belong to one connection.
+const RESPONSE_HOP_BY_HOP: [HeaderName; 5] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// The tap's shared state: configuration, clients, counters, recorder and shadow handles.
+#[derive(Debug)]
+pub struct Tap {
+    cfg: TapConfig,
+    /// Proxy counters.
+    pub metrics: Arc<Metrics>,
+    /// The recorder's queue.
+    pub recorder: RecorderHandle,
+    /// The live shadow, when `--shadow` is set.
+    pub shadow: Option<Arc<Shadow>>,
+    sampler: Sampler,
+    h1: Client<HttpConnector, RequestTee>,
+    h2: Client<HttpConnector, RequestTee>,
+    authority: Authority,
+    /// Authorities (lower case) an absolute-form request target may name.
+    own: Vec<String>,
+    id_prefix: String,
+    seq: AtomicU64,
+}
+
+/// What is done with one exchange, decided when its request arrives.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    /// Hand it to the recorder (which makes the final sampling call).
+    record: bool,
+    /// The recording sample picked it.
+    sampled: bool,
+    /// The shadow sample picked it.
+    shadow: bool,
+    /// Bodies are copied (recorded, or shadowed with a method that may be shadowed).
+    copy_bodies: bool,
+    /// The request had no body at all.
+    request_empty: bool,
+}
+
+/// One exchange between its request and the end of its response.
+#[derive(Debug)]
+struct Ctx {
+    id: String,
+    ts_us: i64,
+    start: Instant,
+    plan: Plan,
+    head: Option<CapturedRequest>,
+    request: Arc<RequestState>,
+}
+
+impl Tap {
+    /// Builds the tap. `listen` is the bound address (absolute-form targets naming it are
+    /// accepted).
+    pub fn new(
+        cfg: TapConfig,
+        listen: SocketAddr,
+        metrics: Arc<Metrics>,
+        recorder: RecorderHandle,
+        shadow: Option<Arc<Shadow>>,
+    ) -> Result<Self, String> {
+        let authority: Authority = cfg
+            .upstream
+            .authority
+            .parse()
+            .map_err(|e| format!("--upstream {}: {e}", cfg.upstream.url))?;
+        let mut own = vec![
+            cfg.upstream.authority.to_ascii_lowercase(),
+            listen.to_string(),
+            format!("localhost:{}", listen.port()),
+        ];
+        if let Some(h) = cfg.upstream.authority.strip_suffix(":80") {
+            own.push(h.to_ascii_lowercase());
+        }
+        let h1 = client(&cfg, false);
+        let h2 = client(&cfg, true);
+        Ok(Tap {
+            sampler: Sampler::new(cfg.sample, RECORD_SALT),
+            h1,
+            h2,
+            authority,
+            own,
+            id_prefix: format!("{:08x}", rand::random::<u32>()),
+            seq: AtomicU64::new(0),
+            cfg,
+            metrics,
+            recorder,
+            shadow,
+        })
+    }
+
+    fn next_id(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n}", self.id_prefix)
+    }
+
+    fn is_own(&self, a: &Authority) -> bool {
+        let s = a.as_str().to_ascii_lowercase();
+        self.own.contains(&s)
+    }
+
+    /// The interface of a request from its head alone, when the key allows it (a JSON
+    /// pointer needs the body: then `None`).
+    fn head_interface(&self, parts: &http::request::Parts) -> Option<String> {
+        let key = &self.cfg.interface_key;
+        if matches!(key, InterfaceKey::JsonPointer(_)) {
+            return None;
+        }
+        let mut headers = Vec::new();
+        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+            headers.push(("content-type".to_string(), lossy(ct)));
+        }
+        if let InterfaceKey::Header(h) = key {
+            if let Some(v) = parts.headers.get(h.as_str()) {
+                headers.push((h.clone(), lossy(v)));
+            }
+        }
+        let r = CapturedRequest {
+            method: parts.method.as_str().to_string(),
+            uri: parts.uri.path().to_string(),
+            headers,
+            ..Default::default()
+        };
+        Some(interface_of(&r, key))
+    }
+
+    /// Proxies one request. Never fails: every problem becomes the answer a proxy gives.
+    /// `peer` is the client's address as an `x-forwarded-for` value.
+    pub async fn handle(
+        self: Arc<Self>,
+        peer: HeaderValue,
+        req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
+        let start = Instant::now();
+        // 1. Refuse what would make this an open proxy, and what is too large to forward.
+        if req.method() == Method::CONNECT {
+            self.metrics.refuse(Refusal::Connect);
+            return plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT is not supported: this is a reverse proxy for one upstream\n",
+            );
+        }
+        if req.version() < Version::HTTP_2 {
+            if let Some(a) = req.uri().authority() {
+                if !self.is_own(a) {
+                    self.metrics.refuse(Refusal::ForeignHost);
+                    return plain(
+                        StatusCode::MISDIRECTED_REQUEST,
+                        "this proxy forwards only to its configured upstream\n",
+                    );
+                }
+            }
+        }
+        if let Some(limit) = self.cfg.max_request_body {
+            if content_length(req.headers()).is_some_and(|n| n > limit) {
+                self.metrics.refuse(Refusal::TooLarge);
+                return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+            }
+        }
+        self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+
+        // 2. Name the exchange and decide what happens to it, from the head alone.
+        let id = self.next_id();
+        let ts_us = now_us();
+        let (mut parts, body) = req.into_parts();
+        let sampled = self.sampler.picks(&id);
+        let record = sampled
+            || (self.cfg.min_per_interface > 0
+                && self
+                    .head_interface(&parts)
+                    .is_none_or(|i| self.recorder.needs(&i)));
+        let shadow = self.shadow.as_ref().is_some_and(|s| s.picks(&id));
+        let shadow_body = shadow
+            && self
+                .shadow
+                .as_ref()
+                .is_some_and(|s| !s.blocks(&parts.method));
+        let plan = Plan {
+            record,
+            sampled,
+            shadow,
+            copy_bodies: record || shadow_body,
+            request_empty: body.is_end_stream(),
+        };
+        // 3. Keep the request head as the client sent it, before anything is rewritten.
+        let head = (record || shadow).then(|| capture_head(&parts));
+
+        // 4. Rewrite for the upstream and forward, the body streaming through the tee.
+        let state = Arc::new(RequestState::default());
+        let tee = RequestTee::new(
+            body,
+            plan.copy_bodies.then(|| BodyCopy::new(self.cfg.max_body)),
+            self.cfg.max_request_body,
+            state.clone(),
+        );
+        let use_h2 = self.cfg.upstream.http2 || is_grpc(&parts.headers);
+        if let Err(msg) = self.prepare_upstream(&mut parts, &peer, use_h2) {
+            self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.refuse(Refusal::BadRequest);
+            tracing::debug!("tap: refused {id}: {msg}");
+            return plain(StatusCode::BAD_REQUEST, "bad request\n");
+        }
+        let client = if use_h2 { &self.h2 } else { &self.h1 };
+        let sent = tokio::time::timeout(
+            self.cfg.upstream_timeout,
+            client.request(Request::from_parts(parts, tee)),
+        )
+        .await;
+        let ctx = Ctx {
+            id,
+            ts_us,
+            start,
+            plan,
+            head,
+            request: state,
+        };
+
+        // 5. Pass the answer on, or answer as a proxy does when production failed.
+        let resp = match sent {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                match ctx.request.end() {
+                    RequestEnd::TooLarge => {
+                        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        self.metrics.refuse(Refusal::TooLarge);
+                        return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
+                    }
+                    RequestEnd::ClientError => {
+                        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        self.metrics.client_aborted.fetch_add(1, Ordering::Relaxed);
+                        return plain(StatusCode::BAD_REQUEST, "request body broken off\n");
+                    }
+                    RequestEnd::Open | RequestEnd::Complete => {}
+                }
+                let (kind, message) = classify(&e);
+                return self.fail(ctx, StatusCode::BAD_GATEWAY, kind, message);
+            }
+            Err(_) => {
+                let message = format!(
+                    "no response head within {:?} (--upstream-timeout)",
+                    self.cfg.upstream_timeout
+                );
+                return self.fail(
+                    ctx,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    UpstreamError::Timeout,
+                    message,
+                );
+            }
+        };
+        let (mut rparts, rbody) = resp.into_parts();
+        let response_headers = ctx.head.as_ref().map(|_| header_list(&rparts.headers));
+        strip_hop_by_hop(&mut rparts.headers, &RESPONSE_HOP_BY_HOP);
+        // hyper writes the client's own protocol; the upstream's version means nothing here.
+        rparts.version = Version::HTTP_11;
+        let copy = plan.copy_bodies.then(|| BodyCopy::new(self.cfg.max_body));
+        let keep_trailers = ctx.head.is_some();
+        let in_flight = InFlight {
+            status: rparts.status.as_u16(),
+            response_headers,
+            tap: self.clone(),
+            ctx,
+        };
+        Response::from_parts(
+            rparts,
+            ProxyBody::Stream(ResponseTee::new(rbody, copy, keep_trailers, in_flight)),
+        )
+    }
+
+    /// Rewrites a client request into the upstream request.
+    fn prepare_upstream(
+        &self,
+        parts: &mut http::request::Parts,
+        peer: &HeaderValue,
+        h2: bool,
+    ) -> Result<(), String> {
+        let h = &mut parts.headers;
+        strip_hop_by_hop(h, &REQUEST_HOP_BY_HOP);
+        // `te: trailers` is what gRPC needs; any other transfer coding is per connection.
+        if let Some(te) = h.get(header::TE) {
+            let trailers = te.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+            if trailers {
+                h.insert(header::TE, HeaderValue::from_static("trailers"));
+            } else {
+                h.remove(header::TE);
+            }
+        }
+        if h2 {
+            // HTTP/2 carries the authority in the request line; a Host header would repeat it.
+            h.remove(header::HOST);
+        } else if !h.contains_key(header::HOST) {
+            // An HTTP/2 client named the host in :authority; HTTP/1.1 needs it as Host.
+            let host = parts
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .unwrap_or(self.authority.as_str());
+            let v = HeaderValue::from_str(host).map_err(|e| format!("host {host:?}: {e}"))?;
+            h.insert(header::HOST, v);
+        }
+        match h.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) => {
+                if let Ok(v) = HeaderValue::from_str(&format!(
+                    "{prev}, {}",
+                    String::from_utf8_lossy(peer.as_bytes())
+                )) {
+                    h.insert(X_FORWARDED_FOR, v);
+                }
+            }
+            None => {
+                h.insert(X_FORWARDED_FOR, peer.clone());
+            }
+        }
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let pq = if self.cfg.upstream.prefix.is_empty() {
+            pq
+        } else {
+            format!("{}{}", self.cfg.upstream.prefix, pq)
+                .parse()
+                .map_err(|e| format!("path: {e}"))?
+        };
+        let mut up = http::uri::Parts::default();
+        up.scheme = Some(Scheme::HTTP);
+        up.authority = Some(self.authority.clone());
+        up.path_and_query = Some(pq);
+        parts.uri = Uri::from_parts(up).map_err(|e| format!("uri: {e}"))?;
+        parts.version = if h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        Ok(())
+    }
+
+    /// Answers a production failure with 502/504, counted and recorded as such.
+    fn fail(
+        self: &Arc<Self>,
+        ctx: Ctx,
+        status: StatusCode,
+        kind: UpstreamError,
+        message: String,
+    ) -> Response<ProxyBody> {
+        self.metrics.upstream_error(kind);
+        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let text: &'static str = if status == StatusCode::GATEWAY_TIMEOUT {
+            "gateway timeout\n"
+        } else {
+            "bad gateway\n"
+        };
+        let latency_us = ctx.start.elapsed().as_micros() as u64;
+        self.metrics.answered(status.as_u16(), latency_us);
+        tracing::debug!("tap: {} {}: {message}", ctx.id, kind.name());
+        if ctx.head.is_some() {
+            let response = CapturedResponse {
+                status: status.as_u16(),
+                headers: vec![(
+                    "content-type".to_string(),
+                    "text/plain; charset=utf-8".to_string(),
+                )],
+                trailers: None,
+                body: Bytes::from_static(text.as_bytes()),
+                body_truncated: false,
+            };
+            let fetch_kind = match kind {
+                UpstreamError::Connect => FetchErrorKind::Connect,
+                UpstreamError::Timeout => FetchErrorKind::Timeout,
+                UpstreamError::Malformed => FetchErrorKind::Malformed,
+                UpstreamError::Reset | UpstreamError::Body => FetchErrorKind::Reset,
+            };
+            self.hand_on(
+                ctx,
+                response,
+                latency_us,
+                Some(FetchError {
+                    kind: fetch_kind,
+                    message,
+                }),
+            );
+        }
+        plain(status, text)
+    }
+
+    /// The end of an exchange: hands it to the shadow and the recorder, waiting for neither.
+    fn hand_on(
+        self: &Arc<Self>,
+        ctx: Ctx,
+        response: CapturedResponse,
+        latency_us: u64,
+        production_failed: Option<FetchError>,
+    ) {
+        let Some(mut request) = ctx.head else {
+            return;
+        };
+        if !ctx.plan.request_empty {
+            let (body, cut) = ctx
+                .request
+                .take_copy()
+                .map(BodyCopy::into_parts)
+                .unwrap_or_default();
+            request.body = body;
+            // A body not seen to its end (production answered early) is only a prefix.
+            request.body_truncated = cut || ctx.request.end() != RequestEnd::Complete;
+        }
+        let mut exchange = Exchange {
+            id: ctx.id,
+            ts_us: ctx.ts_us,
+            interface: None,
+            tenant: None,
+            request,
+            response: Some(response),
+            latency_us: Some(latency_us),
+        };
+        if ctx.plan.shadow {
+            if let (Some(shadow), Some(resp)) = (&self.shadow, &exchange.response) {
+                let interface = interface_of(&exchange.request, &self.cfg.interface_key);
+                let production: Production = match production_failed {
+                    Some(e) => Err(e),
+                    None => Ok(Observed {
+                        status: resp.status,
+                        headers: resp.headers.clone(),
+                        trailers: resp.trailers.clone().unwrap_or_default(),
+                        body: resp.body.clone(),
+                        latency_us,
+                    }),
+                };
+                let truncated = resp.body_truncated;
+                let request = if ctx.plan.record {
+                    exchange.request.clone()
+                } else {
+                    std::mem::take(&mut exchange.request)
+                };
+                shadow.submit(
+                    interface.clone(),
+                    exchange.id.clone(),
+                    request,
+                    production,
+                    truncated,
+                );
+                exchange.interface = Some(interface);
+            }
+        }
+        if ctx.plan.record {
+            // A full queue drops the exchange; the handle counts it by reason.
+            let _ = self.recorder.submit(Captured {
+                exchange,
+                sampled: ctx.plan.sampled,
+            });
+        }
+    }
+}
+
+/// An exchange whose response is streaming to the client.
+#[derive(Debug)]
+pub struct InFlight {
+    tap: Arc<Tap>,
+    ctx: Ctx,
+    status: u16,
+    response_headers: Option<Headers>,
+}
+
+impl Finish for InFlight {
+    fn finish(self, end: ResponseEnd, copy: Option<BodyCopy>, trailers: Option<HeaderMap>) {
+        let tap = self.tap;
+        tap.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        match end {
+            ResponseEnd::ClientGone => {
+                tap.metrics.client_aborted.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            ResponseEnd::UpstreamError => tap.metrics.upstream_error(UpstreamError::Body),
+            ResponseEnd::Complete => {}
+        }
+        let latency_us = self.ctx.start.elapsed().as_micros() as u64;
+        tap.metrics.answered(self.status, latency_us);
+        if self.ctx.head.is_none() {
+            return;
+        }
+        let (body, cut) = copy.map(BodyCopy::into_parts).unwrap_or_default();
+        let broken = end == ResponseEnd::UpstreamError;
+        let response = CapturedResponse {
+            status: self.status,
+            headers: self.response_headers.unwrap_or_default(),
+            trailers: trailers.as_ref().map(header_list),
+            body,
+            body_truncated: cut || broken,
+        };
+        let failed = broken.then(|| FetchError {
+            kind: FetchErrorKind::Reset,
+            message: "production broke the response body off".into(),
+        });
+        tap.hand_on(self.ctx, response, latency_us, failed);
+    }
+}
+
+/// The body of a response to a client: production's stream, or the tap's own answer.
+// The stream is the common case; boxing it would cost an allocation on every response to
+// save bytes only on the rare refusals.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum ProxyBody {
+    /// Production's body through the tee.
+    Stream(ResponseTee<InFlight>),
+    /// A complete body the tap made (refusals, 502, 504).
+    Full(Option<Bytes>),
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Stream(s) => Pin::new(s).poll_frame(cx),
+            ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Stream(s) => s.is_end_stream(),
+            ProxyBody::Full(b) => b.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Stream(s) => s.size_hint(),
+            ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::Full(Some(Bytes::from_static(text.as_bytes()))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn client(cfg: &TapConfig, http2: bool) -> Client<HttpConnector, RequestTee> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(cfg.upstream_timeout));
+    let mut b = Client::builder(TokioExecutor::new());
+    b.pool_idle_timeout(Duration::from_secs(60))
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .http2_only(http2)
+        .set_host(false);
+    b.build(connector)
+}
+
+fn lossy(v: &HeaderValue) -> String {
+    String::from_utf8_lossy(v.as_bytes()).into_owned()
+}
+
+/// Header fields as the recording keeps them: lower-case names, in order, repeats kept.
+pub fn header_list(h: &HeaderMap) -> Headers {
+    h.iter()
+        .map(|(k, v)| (k.as_str().to_string(), lossy(v)))
+        .collect()
+}
+
+fn version_name(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2",
+        Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn capture_head(parts: &http::request::Parts) -> CapturedRequest {
+    CapturedRequest {
+        method: parts.method.as_str().to_string(),
+        uri: parts.uri.to_string(),
+        version: version_name(parts.version).to_string(),
+        headers: header_list(&parts.headers),
+        body: Bytes::new(),
+        body_truncated: false,
+    }
+}
+
+fn is_grpc(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.len() >= 16 && ct[..16].eq_ignore_ascii_case("application/grpc"))
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Removes `list` and every header the Connection header names.
+fn strip_hop_by_hop(h: &mut HeaderMap, list: &[HeaderName]) {
+    // Most requests carry none of them: one pass over the few names present is cheaper than
+    // hashing every name of the list.
+    if !h.keys().any(|k| list.contains(k)) {
+        return;
+    }
+    if let Some(conn) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()) {
+        let named: Vec<HeaderName> = conn
+            .split(',')
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .collect();
+        for n in named {
+            // `te: trailers` survives: it is the one end-to-end meaning gRPC relies on.
+            if n != header::TE {
+                h.remove(n);
+            }
+        }
+    }
+    for n in list {
+        h.remove(n);
+    }
+}
+
+fn classify(e: &hyper_util::client::legacy::Error) -> (UpstreamError, String) {
+    let message = error_chain(e);
+    if e.is_connect() {
+        return (UpstreamError::Connect, message);
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
+                return (UpstreamError::Malformed, message);
+            }
+        }
+        cur = err.source();
+    }
+    (UpstreamError::Reset, message)
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let m = err.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = err.source();
+    }
+    s
+}
+
+/// Accepts client connections until `shutdown` fires, then lets open connections finish
+/// their in-flight exchanges (HTTP/1 closes after the current response, HTTP/2 sends
+/// GOAWAY) for at most `grace`. Returns the number of connections still open at the end.
+pub async fn serve(
+    tap: Arc<Tap>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) -> usize {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(tap.cfg.max_header_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(tap.cfg.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    let builder = Arc::new(builder);
+    // Every connection task holds a sender; when all are gone, recv() returns None.
+    let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment instead of spinning.
+                tracing::warn!("tap: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tap.metrics.connections.fetch_add(1, Ordering::Relaxed);
+        tap.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+        let (tap, builder, mut shutdown, open) = (
+            tap.clone(),
+            builder.clone(),
+            shutdown.clone(),
+            open_tx.clone(),
+        );
+        tokio::spawn(async move {
+            let metrics = tap.metrics.clone();
+            // Formatted once per connection, not once per request.
+            let ip = HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+            let svc = hyper::service::service_fn(move |req| {
+                let (tap, ip) = (tap.clone(), ip.clone());
+                async move { Ok::<_, Infallible>(tap.handle(ip, req).await) }
+            });
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!("tap: connection from {peer}: {e}");
+                    }
+                }
+                _ = shutdown.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(open_tx);
+    let _ = tokio::time::timeout(grace, open_rx.recv()).await;
+    usize::try_from(tap.metrics.connections_open.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_the_ones_connection_names_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret-hop, te"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h, &REQUEST_HOP_BY_HOP);
+        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["te", "x-kept"]);
+    }
+
+    #[test]
+    fn grpc_is_recognised_by_content_type() {
+        let mut h = HeaderMap::new();
+        assert!(!is_grpc(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
+        assert!(is_grpc(&h));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        assert!(!is_grpc(&h));
+    }
+}

@@ -1,0 +1,317 @@
+//! Live shadow: a copy of a sampled share of requests goes to the candidate after production
+//! has answered, and the two answers are judged by the same [`judge`] and aggregated by the
+//! same [`Aggregator`] as `replay`, so `/report` has exactly the `replay --json` schema.
+//!
+//! The client never waits: the copy is started from the end of the production response and
+//! runs in its own task. Concurrency is capped by a semaphore; when no permit is free the
+//! copy is not sent and is counted (and reported as `skipped`, reason `shadow_busy`, so
+//! every selected exchange still gets exactly one outcome). Production is never asked
+//! twice, so there is no noise probe: every difference counts.
+
+use super::config::TapConfig;
+use super::redact::Redactor;
+use super::sample::Sampler;
+use crate::analysis::result::{RunInfo, RunResult, Thresholds, RESULT_FORMAT};
+use crate::analysis::{Aggregator, PairLatency};
+use crate::cli::HostHeaderMode;
+use crate::compare::{judge, CompareOptions, FetchError, Judgement, Observed, Outcome};
+use crate::error::Result;
+use crate::exchange::{Request, Side};
+use crate::recording::format::{format_ts_us, now_us};
+use crate::replay::target::{Target, TargetOptions};
+use crate::report::gate;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::Semaphore;
+
+/// Salt of the shadow sample, so the shadowed share is independent of the recorded one.
+const SHADOW_SALT: u64 = 0x5ad0_5ad0;
+
+/// Counters of the live shadow, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct ShadowStats {
+    /// Exchanges the shadow sample picked.
+    pub selected: AtomicU64,
+    /// Copies sent to the candidate.
+    pub sent: AtomicU64,
+    /// Copies not sent because the concurrency cap was reached.
+    pub dropped_busy: AtomicU64,
+    /// Not sent: side-effecting method without `--allow-side-effects`.
+    pub skipped_side_effect: AtomicU64,
+    /// Not sent: a body was cut at `--max-body`, so the copy would not be the request.
+    pub skipped_truncated: AtomicU64,
+    /// Not sent: production itself failed (502/504), judged `baseline_error`.
+    pub production_errors: AtomicU64,
+    /// Copies in flight.
+    pub in_flight: AtomicI64,
+    outcomes: [AtomicU64; 7],
+}
+
+impl ShadowStats {
+    /// Judged copies with preliminary outcome `o`.
+    pub fn outcome(&self, o: Outcome) -> u64 {
+        self.outcomes[o.index()].load(Ordering::Relaxed)
+    }
+
+    /// Appends the shadow counters in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP shadowdiff_tap_shadow_selected_total Exchanges picked by --shadow-sample.\n\
+             # TYPE shadowdiff_tap_shadow_selected_total counter\n\
+             shadowdiff_tap_shadow_selected_total {}\n\
+             # HELP shadowdiff_tap_shadow_sent_total Copies sent to the candidate.\n\
+             # TYPE shadowdiff_tap_shadow_sent_total counter\n\
+             shadowdiff_tap_shadow_sent_total {}\n\
+             # HELP shadowdiff_tap_shadow_not_sent_total Picked exchanges not sent to the candidate, by reason.\n\
+             # TYPE shadowdiff_tap_shadow_not_sent_total counter\n\
+             shadowdiff_tap_shadow_not_sent_total{{reason=\"busy\"}} {}\n\
+             shadowdiff_tap_shadow_not_sent_total{{reason=\"side_effect\"}} {}\n\
+             shadowdiff_tap_shadow_not_sent_total{{reason=\"truncated_body\"}} {}\n\
+             shadowdiff_tap_shadow_not_sent_total{{reason=\"production_error\"}} {}\n\
+             # HELP shadowdiff_tap_shadow_in_flight Copies in flight now.\n\
+             # TYPE shadowdiff_tap_shadow_in_flight gauge\n\
+             shadowdiff_tap_shadow_in_flight {}",
+            l(&self.selected),
+            l(&self.sent),
+            l(&self.dropped_busy),
+            l(&self.skipped_side_effect),
+            l(&self.skipped_truncated),
+            l(&self.production_errors),
+            self.in_flight.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP shadowdiff_tap_shadow_judged_total Copies judged, by preliminary outcome (before noise analysis).\n\
+             # TYPE shadowdiff_tap_shadow_judged_total counter"
+        );
+        for o in Outcome::ALL {
+            let _ = writeln!(
+                out,
+                "shadowdiff_tap_shadow_judged_total{{outcome=\"{}\"}} {}",
+                o.name(),
+                self.outcome(o)
+            );
+        }
+    }
+}
+
+/// The live shadow of one tap.
+#[derive(Debug)]
+pub struct Shadow {
+    target: Target,
+    sampler: Sampler,
+    permits: Arc<Semaphore>,
+    concurrency: usize,
+    agg: Mutex<Aggregator>,
+    opts: CompareOptions,
+    thresholds: Thresholds,
+    redactor: Redactor,
+    allow_side_effects: bool,
+    /// Counters.
+    pub stats: ShadowStats,
+    started: Instant,
+    upstream_url: String,
+    shadow_url: String,
+}
+
+/// What production gave for a shadowed request.
+pub type Production = std::result::Result<Observed, FetchError>;
+
+impl Shadow {
+    /// A shadow to `url` per `cfg`; `None` when `--shadow` is not set.
+    pub fn new(cfg: &TapConfig, redactor: Redactor) -> Result<Option<Self>> {
+        let Some(up) = &cfg.shadow else {
+            return Ok(None);
+        };
+        let target = Target::new(
+            Side::Candidate,
+            &up.url,
+            TargetOptions {
+                timeout: cfg.upstream_timeout,
+                max_body: cfg.max_body,
+                pool_size: cfg.shadow_concurrency,
+                host_header: HostHeaderMode::Target,
+                set_headers: Vec::new(),
+            },
+        )?;
+        Ok(Some(Shadow {
+            target,
+            sampler: Sampler::new(cfg.shadow_sample, SHADOW_SALT),
+            permits: Arc::new(Semaphore::new(cfg.shadow_concurrency)),
+            concurrency: cfg.shadow_concurrency,
+            agg: Mutex::new(Aggregator::new()),
+            opts: CompareOptions::default(),
+            thresholds: Thresholds::default(),
+            redactor,
+            allow_side_effects: cfg.allow_side_effects,
+            stats: ShadowStats::default(),
+            started: Instant::now(),
+            upstream_url: cfg.upstream.url.clone(),
+            shadow_url: up.url.clone(),
+        }))
+    }
+
+    /// True when the exchange `id` is in the shadow sample.
+    pub fn picks(&self, id: &str) -> bool {
+        self.sampler.picks(id)
+    }
+
+    /// True when a request with `method` must not be sent to the candidate.
+    pub fn blocks(&self, method: &http::Method) -> bool {
+        !self.allow_side_effects
+            && !matches!(
+                *method,
+                http::Method::GET
+                    | http::Method::HEAD
+                    | http::Method::OPTIONS
+                    | http::Method::TRACE
+            )
+    }
+
+    fn skip(&self, interface: &str, reason: &str) {
+        if let Ok(mut a) = self.agg.lock() {
+            a.record_skip(interface, reason);
+        }
+    }
+
+    /// Hands over a picked exchange once production has answered. Never waits: the copy runs
+    /// in its own task, or is dropped (and counted) when the cap is reached.
+    pub fn submit(
+        self: &Arc<Self>,
+        interface: String,
+        id: String,
+        request: Request,
+        production: Production,
+        production_truncated: bool,
+    ) {
+        self.stats.selected.fetch_add(1, Ordering::Relaxed);
+        if self.blocks_method_str(&request.method) {
+            self.stats
+                .skipped_side_effect
+                .fetch_add(1, Ordering::Relaxed);
+            self.skip(&interface, "side_effect");
+            return;
+        }
+        let mut production = match production {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.production_errors.fetch_add(1, Ordering::Relaxed);
+                self.record(
+                    &interface,
+                    &id,
+                    &Judgement {
+                        outcome: Outcome::BaselineError,
+                        diffs: Vec::new(),
+                        probe: None,
+                        error: Some(e),
+                    },
+                    None,
+                );
+                return;
+            }
+        };
+        if request.body_truncated || production_truncated {
+            self.stats.skipped_truncated.fetch_add(1, Ordering::Relaxed);
+            self.skip(&interface, "truncated_body");
+            return;
+        }
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.stats.dropped_busy.fetch_add(1, Ordering::Relaxed);
+            self.skip(&interface, "shadow_busy");
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // Only during runtime teardown: nothing can be sent any more.
+            self.stats.dropped_busy.fetch_add(1, Ordering::Relaxed);
+            self.skip(&interface, "shadow_busy");
+            return;
+        };
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let me = self.clone();
+        rt.spawn(async move {
+            let _permit = permit;
+            let mut candidate = me.target.send(&request, Instant::now()).await;
+            me.redactor.observed(&mut production);
+            if let Ok(c) = &mut candidate {
+                me.redactor.observed(c);
+            }
+            let lat = candidate.as_ref().ok().map(|c| PairLatency {
+                baseline_us: production.latency_us,
+                candidate_us: c.latency_us,
+            });
+            let j = judge(&Ok(production), &candidate, None, &me.opts);
+            me.record(&interface, &id, &j, lat);
+            me.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+
+    fn blocks_method_str(&self, method: &str) -> bool {
+        http::Method::from_bytes(method.as_bytes()).map_or(true, |m| self.blocks(&m))
+    }
+
+    fn record(&self, interface: &str, id: &str, j: &Judgement, lat: Option<PairLatency>) {
+        self.stats.outcomes[j.outcome.index()].fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut a) = self.agg.lock() {
+            a.record(interface, id, j, lat);
+        }
+    }
+
+    /// The live result so far, decided exactly as `replay` decides a finished run.
+    pub fn result(&self) -> RunResult {
+        let agg = match self.agg.lock() {
+            Ok(a) => a.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let th = self.thresholds.clone();
+        let (summary, interfaces) = agg.finish(&th);
+        let (verdict, gate_failures) = gate::evaluate(&summary, &interfaces, &th);
+        let s = &self.stats;
+        let busy = s.dropped_busy.load(Ordering::Relaxed);
+        let mut warnings = Vec::new();
+        if busy > 0 {
+            warnings.push(format!(
+                "{busy} picked exchanges were not shadowed: {} copies were already in flight (--shadow-concurrency)",
+                self.concurrency
+            ));
+        }
+        let in_flight = s.in_flight.load(Ordering::Relaxed);
+        if in_flight > 0 {
+            warnings.push(format!(
+                "{in_flight} copies still in flight, not yet counted"
+            ));
+        }
+        RunResult {
+            shadowdiff_result: RESULT_FORMAT,
+            verdict,
+            gate_failures,
+            summary,
+            interfaces,
+            trend: None,
+            run: RunInfo {
+                created: format_ts_us(now_us()),
+                tool_version: env!("CARGO_PKG_VERSION").to_string(),
+                recordings: Vec::new(),
+                baseline: self.upstream_url.clone(),
+                candidate: self.shadow_url.clone(),
+                secondary: None,
+                exchanges_read: s.selected.load(Ordering::Relaxed),
+                duration_ms: self.started.elapsed().as_millis() as u64,
+                pacing: format!(
+                    "live shadow of {}% of traffic, at most {} in flight",
+                    self.sampler.rate() * 100.0,
+                    self.concurrency
+                ),
+                ready_ms: Default::default(),
+                thresholds: th,
+                warnings,
+                filters: Vec::new(),
+                shard: None,
+            },
+        }
+    }
+}

@@ -1,0 +1,1042 @@
+//! The tap as a real process in front of real servers: curl and wrk through it to nginx, an
+//! in-process HTTP/1.1 and HTTP/2 upstream, gRPC-shaped streams with trailers, SIGTERM under
+//! load, a recorder that cannot write, stratified sampling over HTTP, redaction on the bytes
+//! on disk, open-proxy refusals, 502/504, rotation, and the live shadow report.
+
+use crate::util::*;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use shadowdiff::exchange::Exchange;
+use shadowdiff::recording::{ReadOptions, RecordingReader};
+use shadowdiff::tap::redact::redact_value;
+use shadowdiff::tap::sample::Sampler;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The tap binary running as a child process.
+struct TapProc {
+    child: Child,
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+    stderr: Arc<Mutex<String>>,
+    done: mpsc::Receiver<()>,
+}
+
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+impl TapProc {
+    /// Starts `shadowdiff tap --listen 127.0.0.1:0 ARGS` and waits for its bound addresses.
+    fn start(args: &[&str]) -> TapProc {
+        let mut child = Command::new(bin())
+            .arg("tap")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the tap");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (line_tx, line_rx) = mpsc::channel::<String>();
+        let (done_tx, done) = mpsc::channel::<()>();
+        let pipe = child.stderr.take().unwrap();
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+                let _ = line_tx.send(line);
+            }
+            let _ = done_tx.send(());
+        });
+        let want_metrics = args.contains(&"--metrics");
+        let (mut addr, mut metrics) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while addr.is_none() || (want_metrics && metrics.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match line_rx.recv_timeout(left) {
+                Ok(line) => {
+                    addr = addr.or_else(|| addr_after(&line, "listening on "));
+                    metrics = metrics.or_else(|| addr_after(&line, "metrics on "));
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("tap did not start: {}", stderr.lock().unwrap());
+                }
+            }
+        }
+        TapProc {
+            child,
+            addr: addr.unwrap(),
+            metrics,
+            stderr,
+            done,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns standard error.
+    fn stop(mut self) -> String {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "tap did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = self.done.recv_timeout(Duration::from_secs(5));
+        let err = self.stderr.lock().unwrap().clone();
+        assert!(status.success(), "tap exited with {status}: {err}");
+        err
+    }
+
+    async fn stop_async(self) -> String {
+        tokio::task::spawn_blocking(move || self.stop())
+            .await
+            .unwrap()
+    }
+
+    /// `/metrics` as text.
+    async fn metrics_text(&self) -> String {
+        get_text(self.metrics.expect("started with --metrics"), "/metrics")
+            .await
+            .1
+    }
+
+    /// One sample of `/metrics` (the line starting with `series `), 0 when absent.
+    async fn metric(&self, series: &str) -> u64 {
+        metric_in(&self.metrics_text().await, series)
+    }
+}
+
+impl Drop for TapProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn metric_in(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse::<f64>().unwrap() as u64)
+        .unwrap_or(0)
+}
+
+/// A raw HTTP/1.0 GET, for the admin endpoint.
+async fn get_text(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    raw_response(&buf)
+}
+
+/// Sends raw bytes and reads until the server closes or 2 s pass.
+async fn raw(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    raw_response(&buf[..n])
+}
+
+fn raw_response(buf: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn send(
+    c: &Client<HttpConnector, Full<Bytes>>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Bytes) {
+    let mut b = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::from(body.to_string()))).unwrap();
+    let resp = c.request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.into_body().collect().await.unwrap().to_bytes())
+}
+
+/// Waits until `f` returns true, checking every 20 ms, for at most 20 s.
+async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn read_recordings(paths: &[PathBuf]) -> Vec<Exchange> {
+    let mut r = RecordingReader::open(paths, ReadOptions::default()).unwrap();
+    let mut out = Vec::new();
+    while let Some(e) = r.next_exchange().unwrap() {
+        out.push(e);
+    }
+    let warnings = r.take_warnings();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    out
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+const NGINX_API: &str = r#"    location ~ ^/api/users/(\d+)$ { return 200 '{"id":$1,"name":"user $1"}'; }
+    location = /api/orders { return 201 '{"created":true}'; }
+    location / { return 404 '{"error":"no route"}'; }"#;
+
+fn curl(args: &[&str]) -> String {
+    let o = Command::new("curl")
+        .args(["-s", "-S", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("curl is installed (.ci/run installs it)");
+    assert!(o.status.success(), "curl {args:?}: {}", describe(&o));
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The issue's first check: curl through the tap in front of nginx; the recording replays
+/// with `shadowdiff replay` to identical outcomes, and holds no secret in its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_through_the_tap_to_nginx_replays_identical_and_keeps_no_secret() {
+    let Some(nginx) = nginx_binary() else { return };
+    let gw = Nginx::start(&nginx, NGINX_API);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("prod.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &gw.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--redact-header",
+        "X-Session",
+        "--redact-json-path",
+        "$.card.number",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let url = tap.url();
+    let mut expected = Vec::new();
+    let out_of_curl = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for i in 1..=5 {
+            seen.push(curl(&[
+                "-H",
+                "Authorization: Bearer topsecret",
+                "-H",
+                "Cookie: sid=abc123",
+                "-H",
+                "X-Session: sess-value",
+                &format!("{url}/api/users/{i}"),
+            ]));
+        }
+        seen.push(curl(&[
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            r#"{"sku":"a-1","card":{"number":"4111111111111111","exp":"12/30"}}"#,
+            &format!("{url}/api/orders"),
+        ]));
+        seen.push(curl(&[&format!("{url}/nope")]));
+        seen.push(curl(&[
+            "--http2-prior-knowledge",
+            &format!("{url}/api/users/9"),
+        ]));
+        seen
+    })
+    .await
+    .unwrap();
+    for (s, want) in out_of_curl
+        .iter()
+        .zip(["200", "200", "200", "200", "200", "201", "404", "200"].iter())
+    {
+        assert!(s.ends_with(want), "{s}");
+        expected.push(s.clone());
+    }
+    assert!(expected[0].starts_with(r#"{"id":1,"name":"user 1"}"#));
+    let (status, health) = get_text(tap.metrics.unwrap(), "/healthz").await;
+    assert_eq!((status, health.as_str()), (200, "ok\n"));
+    until("8 recorded", || async {
+        tap.metric("shadowdiff_tap_recorded_total").await == 8
+    })
+    .await;
+    let err = tap.stop_async().await;
+    assert!(err.contains("8 recorded"), "{err}");
+
+    let bytes = std::fs::read_to_string(&out).unwrap();
+    for secret in ["topsecret", "abc123", "sess-value", "4111111111111111"] {
+        assert!(!bytes.contains(secret), "{secret} reached the disk");
+    }
+    assert!(bytes.contains(&redact_value(b"Bearer topsecret")));
+    assert!(bytes.contains(&redact_value(b"4111111111111111")));
+    let got = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(got.len(), 8);
+    let statuses: Vec<u16> = got
+        .iter()
+        .map(|e| e.response.as_ref().unwrap().status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 201, 404, 200]);
+    assert_eq!(got[7].request.version, "HTTP/2");
+    assert_eq!(got[0].interface.as_deref(), Some("GET /api/users/{id}"));
+    assert_eq!(
+        &got[0].response.as_ref().unwrap().body[..],
+        br#"{"id":1,"name":"user 1"}"#
+    );
+    let order: serde_json::Value = serde_json::from_slice(&got[5].request.body).unwrap();
+    assert_eq!(order["card"]["exp"], "12/30");
+
+    let json = dir.path().join("replay.json");
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        out.display().to_string(),
+        "--baseline".into(),
+        gw.url(),
+        "--candidate".into(),
+        gw.url(),
+        "--no-noise-probe".into(),
+        "--allow-side-effects".into(),
+        "--set-header".into(),
+        "Authorization: Bearer topsecret".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_counts_consistent(&r);
+    assert_eq!(r["summary"]["total"], 8);
+    assert_eq!(r["summary"]["identical"], 8, "{:#}", r["summary"]);
+}
+
+/// Starts wrk (or, without wrk, an in-process loop) for a while against `url`.
+fn load(url: &str) -> Child {
+    if Path::new("/usr/bin/wrk").exists() || which("wrk") {
+        Command::new("wrk")
+            .args(["-t1", "-c16", "-d20s", url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    } else {
+        // A shell loop of curl as a stand-in, still a real client.
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "for i in $(seq 100000); do curl -s -o /dev/null {url} || true; done"
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn which(cmd: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The issue's second check: SIGTERM in the middle of a wrk run leaves a recording that
+/// parses completely, with every exchange whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_wrk_leaves_a_complete_recording() {
+    let Some(nginx) = nginx_binary() else { return };
+    let gw = Nginx::start(&nginx, NGINX_API);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("load.jsonl.zst");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &gw.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+        "--shutdown-grace",
+        "5s",
+    ]);
+    let mut wrk = load(&format!("{}/api/users/7", tap.url()));
+    until("load to flow", || async {
+        tap.metric("shadowdiff_tap_proxied_total").await >= 300
+    })
+    .await;
+    let err = tap.stop_async().await;
+    let _ = wrk.kill();
+    let _ = wrk.wait();
+    assert!(!shadowdiff::recording::writer::partial_path(&out).exists());
+    let got = read_recordings(std::slice::from_ref(&out));
+    let recorded: usize = err
+        .split("proxied, ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line in {err}"));
+    assert_eq!(got.len(), recorded, "{err}");
+    assert!(got.len() >= 300);
+    for e in &got {
+        let r = e.response.as_ref().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(&r.body[..], br#"{"id":7,"name":"user 7"}"#);
+    }
+}
+
+fn echo_server() -> impl Fn(Seen) -> Answer + Send + Sync + 'static {
+    |s: Seen| Answer::json(200, format!(r#"{{"path":"{}"}}"#, s.path_and_query))
+}
+
+/// The issue's third check: a recorder that cannot write (a directory that cannot be
+/// created, a slow disk) changes nothing for clients, and the drops are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorder_that_cannot_write_does_not_touch_traffic_and_drops_are_counted() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("a-file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let out = blocker.join("rec.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let c = client();
+    for i in 0..200 {
+        let (status, body) = send(&c, "GET", &format!("{}/x/{i}", tap.url()), &[], "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, format!(r#"{{"path":"/x/{i}"}}"#));
+    }
+    until("200 write_error drops", || async {
+        tap.metric("shadowdiff_tap_dropped_total{reason=\"write_error\"}")
+            .await
+            == 200
+    })
+    .await;
+    assert_eq!(tap.metric("shadowdiff_tap_recorded_total").await, 0);
+    assert!(tap.metric("shadowdiff_tap_write_failures_total").await >= 1);
+    tap.stop_async().await;
+
+    // A slow disk: 200 ms per write behind a queue of 2. Waiting for the disk would take
+    // 50 x 200 ms = 10 s; the clients see no delay and the overflow is counted.
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        dir.path().join("slow.jsonl").to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+        "--debug-write-delay",
+        "200ms",
+        "--queue-size",
+        "2",
+    ]);
+    let start = Instant::now();
+    for i in 0..50 {
+        let (status, _) = send(&c, "GET", &format!("{}/y/{i}", tap.url()), &[], "").await;
+        assert_eq!(status, 200);
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let full = tap
+        .metric("shadowdiff_tap_dropped_total{reason=\"queue_full\"}")
+        .await;
+    assert!(full >= 40, "{full}");
+    tap.stop_async().await;
+}
+
+/// The issue's stratified-sampling check over real HTTP (the 100,000-exchange version runs
+/// in-process in `tap::sample`): one call among thousands at 1% is in the recording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rare_interface_is_recorded_at_one_percent_over_http() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sampled.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--sample",
+        "0.01",
+        "--min-per-interface",
+        "1",
+    ]);
+    let c = client();
+    let n = 3000;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (c, next, url) = (c.clone(), next.clone(), tap.url());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let path = if i == 1717 {
+                    "/api/reports/annual-export".to_string()
+                } else {
+                    format!("/api/users/{i}")
+                };
+                let (status, _) = send(&c, "GET", &format!("{url}{path}"), &[], "").await;
+                assert_eq!(status, 200);
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    tap.stop_async().await;
+    let got = read_recordings(&[out]);
+    let rare: Vec<_> = got
+        .iter()
+        .filter(|e| e.interface.as_deref() == Some("GET /api/reports/annual-export"))
+        .collect();
+    assert_eq!(rare.len(), 1);
+    let users: Vec<_> = got
+        .iter()
+        .filter(|e| e.interface.as_deref() == Some("GET /api/users/{id}"))
+        .collect();
+    assert!((5..=70).contains(&users.len()), "{}", users.len());
+    // Every recorded exchange is picked by the hash of its id, except at most one per
+    // interface kept for the minimum.
+    let s = Sampler::new(0.01, 0);
+    assert!(users.iter().filter(|e| !s.picks(&e.id)).count() <= 1);
+}
+
+/// The tap forwards only to its upstream: absolute-form targets for other hosts and CONNECT
+/// are refused before anything reaches production; size limits answer 413 and 431.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_proxy_requests_and_oversized_requests_are_refused() {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    let up = TestServer::start(move |s: Seen| {
+        h.fetch_add(1, Ordering::Relaxed);
+        Answer::json(200, format!(r#"{{"path":"{}"}}"#, s.path_and_query))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        dir.path().join("r.jsonl").to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+        "--max-request-body",
+        "1KiB",
+        "--max-header-bytes",
+        "8KiB",
+    ]);
+    let (s, _) = raw(
+        tap.addr,
+        "GET http://evil.example/steal HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    )
+    .await;
+    assert_eq!(s, 421);
+    let (s, _) = raw(
+        tap.addr,
+        "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+    )
+    .await;
+    assert_eq!(s, 405);
+    let (s, _) = raw(
+        tap.addr,
+        "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n",
+    )
+    .await;
+    assert_eq!(s, 413);
+    let big = "x".repeat(16 << 10);
+    let (s, _) = raw(
+        tap.addr,
+        &format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(s, 431);
+    assert_eq!(
+        hits.load(Ordering::Relaxed),
+        0,
+        "a refused request reached the upstream"
+    );
+    // A chunked body that grows past the limit is cut off too.
+    let c = client();
+    let chunked = format!(
+        "POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{}\r\n0\r\n\r\n",
+        "y".repeat(0x800)
+    );
+    let (s, _) = raw(tap.addr, &chunked).await;
+    assert!(s == 413 || s == 502, "{s}");
+    // Absolute form naming the upstream itself is an ordinary request.
+    let (s, body) = raw(
+        tap.addr,
+        &format!(
+            "GET {}/fine HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            up.url()
+        ),
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (200, r#"{"path":"/fine"}"#));
+    let (s, _) = send(&c, "GET", &format!("{}/ok", tap.url()), &[], "").await;
+    assert_eq!(s, 200);
+    let m = tap.metrics_text().await;
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_refused_total{reason=\"foreign_host\"}"),
+        1
+    );
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_refused_total{reason=\"connect\"}"),
+        1
+    );
+    assert!(metric_in(&m, "shadowdiff_tap_refused_total{reason=\"too_large\"}") >= 1);
+    tap.stop_async().await;
+}
+
+/// Production down: the client gets 502; production too slow: 504. Both are recorded as
+/// the client saw them and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_answer_502_and_504_and_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let out = dir.path().join("dead.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &dead,
+        "--out",
+        out.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let c = client();
+    let (s, body) = send(&c, "GET", &format!("{}/a", tap.url()), &[], "").await;
+    assert_eq!((s, &body[..]), (502, &b"bad gateway\n"[..]));
+    assert_eq!(
+        tap.metric("shadowdiff_tap_upstream_errors_total{kind=\"connect\"}")
+            .await,
+        1
+    );
+    tap.stop_async().await;
+    let got = read_recordings(&[out]);
+    assert_eq!(got[0].response.as_ref().unwrap().status, 502);
+
+    let release = Arc::new(AtomicBool::new(false));
+    let r = release.clone();
+    let slow = TestServer::start(move |_s: Seen| {
+        // Held until the test has seen the 504 (bounded, so the server never hangs).
+        let t = Instant::now();
+        while !r.load(Ordering::Relaxed) && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Answer::json(200, "{}")
+    })
+    .await;
+    let out = dir.path().join("slow.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &slow.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--upstream-timeout",
+        "300ms",
+    ]);
+    let (s, _) = send(&c, "GET", &format!("{}/slow", tap.url()), &[], "").await;
+    release.store(true, Ordering::Relaxed);
+    assert_eq!(s, 504);
+    tap.stop_async().await;
+    let got = read_recordings(&[out]);
+    assert_eq!(got[0].response.as_ref().unwrap().status, 504);
+}
+
+/// Rotation by size into zstd files: every file complete, private, none left `.partial`;
+/// an existing `--out` is never overwritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_zstd_files_are_complete_and_private() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("traffic.jsonl.zst");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--rotate-size",
+        "4KiB",
+    ]);
+    let c = client();
+    for i in 0..60 {
+        let (s, _) = send(&c, "GET", &format!("{}/r/{i}", tap.url()), &[], "").await;
+        assert_eq!(s, 200);
+    }
+    tap.stop_async().await;
+    let files = files_in(dir.path());
+    assert!(files.len() >= 3, "{files:?}");
+    for f in &files {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        assert!(
+            name.starts_with("traffic-") && name.ends_with(".jsonl.zst"),
+            "{name}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(f).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
+    assert_eq!(read_recordings(&files).len(), 60);
+
+    std::fs::write(dir.path().join("taken.jsonl"), b"precious").unwrap();
+    let o = shadowdiff_async(vec![
+        "tap".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--upstream".into(),
+        up.url(),
+        "--out".into(),
+        dir.path().join("taken.jsonl").display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("exists"));
+    assert_eq!(
+        std::fs::read(dir.path().join("taken.jsonl")).unwrap(),
+        b"precious"
+    );
+}
+
+/// A streaming response body: frames sent as they are produced, then trailers.
+struct ChanBody(tokio::sync::mpsc::Receiver<Frame<Bytes>>);
+
+impl Body for ChanBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|f| f.map(Ok))
+    }
+}
+
+/// A gRPC message frame: flag, 4-byte big-endian length, payload.
+fn grpc_frame(payload: &[u8]) -> Bytes {
+    let mut v = vec![0u8];
+    v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    v.extend_from_slice(payload);
+    Bytes::from(v)
+}
+
+/// A gRPC-shaped h2c server: `/demo.Greeter/Stream` answers three messages and
+/// `grpc-status: 0` in trailers. The first call holds its last message until `go` fires,
+/// which proves the tap streams instead of buffering.
+async fn grpc_server(go: Arc<tokio::sync::Notify>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let first = Arc::new(AtomicBool::new(true));
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
+            let (go, first) = (go.clone(), first.clone());
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (go, first) = (go.clone(), first.clone());
+                        async move {
+                            assert_eq!(req.version(), http::Version::HTTP_2);
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let name = String::from_utf8_lossy(&body[5..]).to_string();
+                            let (tx, rx) = tokio::sync::mpsc::channel(4);
+                            let hold = first.swap(false, Ordering::SeqCst);
+                            tokio::spawn(async move {
+                                let _ = tx
+                                    .send(Frame::data(grpc_frame(
+                                        format!("hello {name}").as_bytes(),
+                                    )))
+                                    .await;
+                                let _ = tx.send(Frame::data(grpc_frame(b"second"))).await;
+                                if hold {
+                                    let _ = tokio::time::timeout(
+                                        Duration::from_secs(10),
+                                        go.notified(),
+                                    )
+                                    .await;
+                                }
+                                let _ = tx.send(Frame::data(grpc_frame(b"third"))).await;
+                                let mut t = http::HeaderMap::new();
+                                t.insert("grpc-status", "0".parse().unwrap());
+                                t.insert("grpc-message", "done".parse().unwrap());
+                                let _ = tx.send(Frame::trailers(t)).await;
+                            });
+                            Ok::<_, Infallible>(
+                                http::Response::builder()
+                                    .header("content-type", "application/grpc")
+                                    .body(ChanBody(rx))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// gRPC-shaped traffic (HTTP/2, length-prefixed `application/grpc` frames, `grpc-status`
+/// trailers) streams through the tap frame by frame, is recorded with its trailers, and
+/// replays to identical outcomes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_streams_pass_through_with_trailers_and_replay() {
+    let go = Arc::new(tokio::sync::Notify::new());
+    let (addr, server) = grpc_server(go.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("grpc.jsonl");
+    // `http://` upstream: gRPC is recognised by content type and sent over h2c anyway.
+    let tap = TapProc::start(&[
+        "--upstream",
+        &format!("http://{addr}"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let c: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("{}/demo.Greeter/Stream", tap.url()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(grpc_frame(b"ann")))
+        .unwrap();
+    let resp = c.request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut data = Vec::new();
+    // Two messages arrive while the server still holds the third: nothing is buffered.
+    while data.len() < 2 * 5 + "hello ann".len() + "second".len() {
+        let f = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("frames stream through before the response ends")
+            .unwrap()
+            .unwrap();
+        data.extend_from_slice(f.data_ref().unwrap());
+    }
+    go.notify_one();
+    let mut trailers = None;
+    while let Some(f) = body.frame().await {
+        let f = f.unwrap();
+        if let Some(d) = f.data_ref() {
+            data.extend_from_slice(d);
+        } else {
+            trailers = f.into_trailers().ok();
+        }
+    }
+    assert_eq!(trailers.unwrap()["grpc-status"], "0");
+    assert!(data.ends_with(&grpc_frame(b"third")));
+    tap.stop_async().await;
+
+    let got = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(got.len(), 1);
+    let e = &got[0];
+    assert_eq!(e.interface.as_deref(), Some("/demo.Greeter/Stream"));
+    assert_eq!(e.request.version, "HTTP/2");
+    assert_eq!(e.request.body, grpc_frame(b"ann"));
+    let r = e.response.as_ref().unwrap();
+    assert_eq!(&r.body[..], &data[..]);
+    let t = r.trailers.as_ref().unwrap();
+    assert!(
+        t.contains(&("grpc-status".to_string(), "0".to_string())),
+        "{t:?}"
+    );
+
+    let json = dir.path().join("r.json");
+    let h2 = format!("h2c://{addr}");
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        out.display().to_string(),
+        "--baseline".into(),
+        h2.clone(),
+        "--candidate".into(),
+        h2,
+        "--no-noise-probe".into(),
+        "--allow-side-effects".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_eq!(
+        interface(&r, "/demo.Greeter/Stream")["identical"],
+        1,
+        "{r:#}"
+    );
+    server.abort();
+}
+
+fn shop(price: &'static str) -> impl Fn(Seen) -> Answer + Send + Sync + 'static {
+    move |s: Seen| {
+        let p = s.path_and_query.clone();
+        if let Some(id) = p.strip_prefix("/products/") {
+            Answer::json(200, format!(r#"{{"id":{id},"price":{price}}}"#))
+        } else if let Some(id) = p.strip_prefix("/users/") {
+            Answer::json(200, format!(r#"{{"id":{id},"name":"user {id}"}}"#))
+        } else if p == "/orders" {
+            Answer::json(201, r#"{"created":true}"#)
+        } else {
+            Answer::json(404, r#"{"error":"no route"}"#)
+        }
+    }
+}
+
+/// Live shadow: copies go to the candidate after production answered; `/report` has the
+/// `replay --json` schema and finds the changed field; side-effecting methods are skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_shadow_reports_differences_with_the_replay_schema() {
+    let prod = TestServer::start(shop("12.5")).await;
+    let cand_hits = Arc::new(AtomicU64::new(0));
+    let ch = cand_hits.clone();
+    let inner = shop("\"12.50\"");
+    let cand = TestServer::start(move |s: Seen| {
+        ch.fetch_add(1, Ordering::Relaxed);
+        inner(s)
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(&[
+        "--upstream",
+        &prod.url(),
+        "--out",
+        dir.path().join("s.jsonl").to_str().unwrap(),
+        "--shadow",
+        &cand.url(),
+        "--shadow-sample",
+        "1",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let c = client();
+    for i in 0..25 {
+        let (s, b) = send(&c, "GET", &format!("{}/users/{i}", tap.url()), &[], "").await;
+        assert_eq!(s, 200);
+        assert_eq!(b, format!(r#"{{"id":{i},"name":"user {i}"}}"#));
+        let (s, b) = send(&c, "GET", &format!("{}/products/{i}", tap.url()), &[], "").await;
+        // The client always gets production's answer.
+        assert_eq!(
+            (s, b),
+            (200, Bytes::from(format!(r#"{{"id":{i},"price":12.5}}"#)))
+        );
+    }
+    for _ in 0..3 {
+        let (s, _) = send(&c, "POST", &format!("{}/orders", tap.url()), &[], "{}").await;
+        assert_eq!(s, 201);
+    }
+    let m = tap.metrics.unwrap();
+    until("every shadow judged", || async {
+        let (_, body) = get_text(m, "/report").await;
+        let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+        r["summary"]["total"] == 53
+    })
+    .await;
+    let (status, body) = get_text(m, "/report").await;
+    assert_eq!(status, 200);
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schema/result.schema.json")).unwrap();
+    let v = jsonschema::validator_for(&schema).unwrap();
+    let errs: Vec<String> = v.iter_errors(&r).map(|e| e.to_string()).collect();
+    assert!(errs.is_empty(), "{errs:#?}");
+    assert_counts_consistent(&r);
+    assert_eq!(r["verdict"], "fail");
+    assert_eq!(interface(&r, "GET /users/{id}")["identical"], 25);
+    let products = interface(&r, "GET /products/{id}");
+    assert_eq!(products["different"], 25);
+    assert_eq!(products["fields"][0]["path"], "$.price");
+    assert_eq!(products["fields"][0]["regression"], true);
+    assert_eq!(interface(&r, "POST /orders")["skipped"], 3);
+    assert_eq!(r["summary"]["skipped_reasons"]["side_effect"], 3);
+    // POSTs never reached the candidate.
+    assert_eq!(cand_hits.load(Ordering::Relaxed), 50);
+    let (status, page) = get_text(m, "/report.html").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("live shadow") && page.contains("GET /products/{id}"));
+    let text = tap.metrics_text().await;
+    assert_eq!(metric_in(&text, "shadowdiff_tap_shadow_sent_total"), 50);
+    assert_eq!(
+        metric_in(
+            &text,
+            "shadowdiff_tap_shadow_not_sent_total{reason=\"side_effect\"}"
+        ),
+        3
+    );
+    tap.stop_async().await;
+}
