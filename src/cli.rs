@@ -346,6 +346,9 @@ pub struct TapArgs {
     /// Redact this JSON body field (`$.a.b`, `$.items[*].card`). Repeatable.
     #[arg(long, value_name = "PATH")]
     pub redact_json_path: Vec<String>,
+    /// Rules file: its `[redact]` section adds headers and JSON paths to redact.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// Largest body kept in the recording per request and per response (`1MiB`, `64k`);
     /// beyond it the copy is cut and marked `body_truncated`. Traffic itself is not cut.
     #[arg(long, default_value = "1MiB", value_name = "BYTES")]

@@ -219,8 +219,22 @@ impl TapConfig {
         if a.threads == Some(0) {
             return Err(Error::Usage("--threads: expected at least 1".into()));
         }
+        // The rules file's [redact] section adds to the flags.
+        let (file_headers, file_paths) = match &a.config {
+            Some(p) => {
+                let f = crate::config::file::LoadedConfig::load(p)?;
+                (f.config.redact.headers, f.config.redact.json_paths)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let all_paths: Vec<String> = a
+            .redact_json_path
+            .iter()
+            .cloned()
+            .chain(file_paths)
+            .collect();
         let mut redact_headers = Vec::new();
-        for h in &a.redact_header {
+        for h in a.redact_header.iter().chain(&file_headers) {
             let lower = h.trim().to_ascii_lowercase();
             if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
                 return Err(Error::Usage(format!(
@@ -229,7 +243,7 @@ impl TapConfig {
             }
             redact_headers.push(lower);
         }
-        for p in &a.redact_json_path {
+        for p in &all_paths {
             super::redact::JsonPath::parse(p)
                 .map_err(|e| Error::Usage(format!("--redact-json-path {p:?}: {e}")))?;
         }
@@ -253,7 +267,7 @@ impl TapConfig {
             sample: share("sample", a.sample)?,
             min_per_interface: a.min_per_interface,
             redact_headers,
-            redact_json_paths: a.redact_json_path.clone(),
+            redact_json_paths: all_paths,
             max_body: size("max-body", &a.max_body)?,
             rotate_size,
             rotate_interval,
@@ -292,6 +306,39 @@ impl TapConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_file_redact_section_adds_to_the_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("shadowdiff.toml");
+        std::fs::write(
+            &cfg,
+            "[redact]\nheaders = [\"X-Session\"]\njson_paths = [\"$.password\"]\n",
+        )
+        .unwrap();
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
+            "shadowdiff",
+            "tap",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--out",
+            "t.jsonl",
+            "--redact-header",
+            "x-a",
+            "--config",
+            cfg.to_str().unwrap(),
+        ])
+        .unwrap();
+        let crate::cli::Command::Tap(a) = cli.command else {
+            panic!()
+        };
+        let c = TapConfig::from_args(&a).unwrap();
+        assert!(c.redact_headers.contains(&"x-a".to_string()));
+        assert!(c.redact_headers.contains(&"x-session".to_string()));
+        assert_eq!(c.redact_json_paths, ["$.password"]);
+    }
 
     #[test]
     fn sizes() {
