@@ -31,6 +31,9 @@ use std::time::{Duration, Instant};
 use target::{Target, TargetOptions};
 use tokio::time::Instant as TokioInstant;
 
+/// Exchanges the reader thread hands over at a time.
+const READ_BATCH: usize = 64;
+
 /// One exchange on its way to a worker.
 struct Job {
     exchange: Exchange,
@@ -127,26 +130,37 @@ pub async fn replay_reader(
     }
 
     let started = Instant::now();
-    // Reader thread -> dispatcher: bounded, so reading never runs far ahead of replay.
-    let (ex_tx, ex_rx) = async_channel::bounded::<Exchange>(1024);
+    // Reader thread -> dispatcher: bounded, so reading never runs far ahead of replay; in
+    // batches, so the two threads wake each other once per batch, not once per exchange.
+    let (ex_tx, ex_rx) = async_channel::bounded::<Vec<Exchange>>(16);
     let read_progress = progress.clone();
     let reader_thread = std::thread::Builder::new()
         .name("shadowdiff-reader".into())
         .spawn(move || -> (Result<()>, u64, Vec<String>) {
             let mut warnings = Vec::new();
+            let mut batch = Vec::with_capacity(READ_BATCH);
             let res = loop {
                 match reader.next_exchange() {
                     Ok(Some(ex)) => {
                         read_progress.read.fetch_add(1, Ordering::Relaxed);
                         warnings.extend(reader.take_warnings());
-                        if ex_tx.send_blocking(ex).is_err() {
-                            break Ok(()); // the run stopped early
+                        batch.push(ex);
+                        if batch.len() == READ_BATCH {
+                            let full =
+                                std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH));
+                            if ex_tx.send_blocking(full).is_err() {
+                                break Ok(()); // the run stopped early
+                            }
                         }
                     }
                     Ok(None) => break Ok(()),
                     Err(e) => break Err(e),
                 }
             };
+            // What was read before the end (or before a bad line) is still replayed.
+            if !batch.is_empty() {
+                let _ = ex_tx.send_blocking(batch);
+            }
             warnings.extend(reader.take_warnings());
             (res, reader.exchanges_read(), warnings)
         })
@@ -274,7 +288,7 @@ pub async fn replay_reader(
 /// what the selection kept.
 async fn dispatch(
     cfg: &ReplayConfig,
-    rx: async_channel::Receiver<Exchange>,
+    rx: async_channel::Receiver<Vec<Exchange>>,
     tx: async_channel::Sender<Job>,
     mut sink: Option<DiffSink>,
     progress: &Progress,
@@ -284,58 +298,60 @@ async fn dispatch(
     let start = Instant::now();
     let mut first_ts: Option<i64> = None;
     let mut n: u64 = 0;
-    while let Ok(mut ex) = rx.recv().await {
-        let interface = select::exchange_interface(&ex, &cfg.keyer);
-        if let Some(h) = &cfg.tenant_header {
-            if let Some(v) = crate::exchange::header(&ex.request.headers, h) {
-                ex.tenant = Some(v.to_string());
-            }
-        }
-        if !cfg.selection.admit(&ex, &interface, &mut selected) {
-            progress.excluded.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        if let Some(t) = &ex.tenant {
-            skipped.record_tenant(&interface, t);
-        }
-        let reason = if ex.request.is_side_effecting() && !cfg.allow_side_effects {
-            Some("side_effect")
-        } else if ex.request.body_truncated {
-            Some("truncated_body")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            skipped.record_skip(&interface, reason);
-            if let Some(s) = sink.as_mut() {
-                if let Err(e) = s.write(&DiffLine::skipped(&ex.id, &interface, reason)) {
-                    tracing::error!("{e}; no further lines are written to the diffs file");
-                    sink = None;
+    'batches: while let Ok(batch) = rx.recv().await {
+        for mut ex in batch {
+            let interface = select::exchange_interface(&ex, &cfg.keyer);
+            if let Some(h) = &cfg.tenant_header {
+                if let Some(v) = crate::exchange::header(&ex.request.headers, h) {
+                    ex.tenant = Some(v.to_string());
                 }
             }
-            progress.done.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let scheduled = match cfg.pacing {
-            Pacing::Closed => None,
-            Pacing::Rate(r) => Some(start + Duration::from_secs_f64(n as f64 / r)),
-            Pacing::Speed(x) => {
-                let first = *first_ts.get_or_insert(ex.ts_us);
-                let offset_us = (ex.ts_us - first).max(0) as f64 / x;
-                Some(start + Duration::from_micros(offset_us as u64))
+            if !cfg.selection.admit(&ex, &interface, &mut selected) {
+                progress.excluded.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
-        };
-        n += 1;
-        if let Some(at) = scheduled {
-            tokio::time::sleep_until(TokioInstant::from_std(at)).await;
-        }
-        let job = Job {
-            exchange: ex,
-            interface,
-            scheduled,
-        };
-        if tx.send(job).await.is_err() {
-            break;
+            if let Some(t) = &ex.tenant {
+                skipped.record_tenant(&interface, t);
+            }
+            let reason = if ex.request.is_side_effecting() && !cfg.allow_side_effects {
+                Some("side_effect")
+            } else if ex.request.body_truncated {
+                Some("truncated_body")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                skipped.record_skip(&interface, reason);
+                if let Some(s) = sink.as_mut() {
+                    if let Err(e) = s.write(&DiffLine::skipped(&ex.id, &interface, reason)) {
+                        tracing::error!("{e}; no further lines are written to the diffs file");
+                        sink = None;
+                    }
+                }
+                progress.done.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let scheduled = match cfg.pacing {
+                Pacing::Closed => None,
+                Pacing::Rate(r) => Some(start + Duration::from_secs_f64(n as f64 / r)),
+                Pacing::Speed(x) => {
+                    let first = *first_ts.get_or_insert(ex.ts_us);
+                    let offset_us = (ex.ts_us - first).max(0) as f64 / x;
+                    Some(start + Duration::from_micros(offset_us as u64))
+                }
+            };
+            n += 1;
+            if let Some(at) = scheduled {
+                tokio::time::sleep_until(TokioInstant::from_std(at)).await;
+            }
+            let job = Job {
+                exchange: ex,
+                interface,
+                scheduled,
+            };
+            if tx.send(job).await.is_err() {
+                break 'batches;
+            }
         }
     }
     (skipped, sink, selected)
