@@ -293,3 +293,13 @@ fn print_terminal(result: &RunResult) -> Result<()> {
         .map_err(|e| Error::io("-", e))?;
     report::write_output(Path::new("-"), &bytes).map_err(|e| Error::io("-", e))
 }
+
+/// How many cases a property test runs: `default` in the normal suite, or the value of
+/// `SHADOWDIFF_FUZZ_CASES` when `benches/fuzz.sh` runs the same properties as a bounded fuzz.
+#[doc(hidden)]
+pub fn fuzz_cases(default: u32) -> u32 {
+    std::env::var("SHADOWDIFF_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

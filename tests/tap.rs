@@ -476,6 +476,7 @@ async fn a_recorder_that_cannot_write_does_not_touch_traffic_and_drops_are_count
     .await;
     assert_eq!(tap.metric("shadowdiff_tap_recorded_total").await, 0);
     assert!(tap.metric("shadowdiff_tap_write_failures_total").await >= 1);
+    assert_every_exchange_accounted(&tap).await;
     tap.stop_async().await;
 
     // A slow disk: 200 ms per write behind a queue of 2. Waiting for the disk would take
@@ -506,7 +507,32 @@ async fn a_recorder_that_cannot_write_does_not_touch_traffic_and_drops_are_count
         .metric("shadowdiff_tap_dropped_total{reason=\"queue_full\"}")
         .await;
     assert!(full >= 40, "{full}");
+    assert_every_exchange_accounted(&tap).await;
     tap.stop_async().await;
+}
+
+/// Every proxied exchange is recorded, sampled out, or dropped (and counted by reason): the
+/// counters add up exactly once the recorder has finished what it took off its queue.
+async fn assert_every_exchange_accounted(tap: &TapProc) {
+    let accounted = |text: &str| {
+        let dropped: u64 = text
+            .lines()
+            .filter(|l| l.starts_with("shadowdiff_tap_dropped_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        (
+            metric_in(text, "shadowdiff_tap_proxied_total"),
+            metric_in(text, "shadowdiff_tap_recorded_total")
+                + metric_in(text, "shadowdiff_tap_sampled_out_total")
+                + dropped
+                + metric_in(text, "shadowdiff_tap_queue_length"),
+        )
+    };
+    until("proxied = recorded + sampled out + dropped", || async {
+        let (proxied, sum) = accounted(&tap.metrics_text().await);
+        proxied > 0 && proxied == sum
+    })
+    .await;
 }
 
 /// The stratified-sampling check over real HTTP (the 100,000-exchange version runs

@@ -497,6 +497,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: crate::fuzz_cases(256), ..ProptestConfig::default() })]
+
         #[test]
         fn random_multipart_never_panics(body in proptest::collection::vec(
             prop_oneof![Just(b'-'), Just(b'B'), Just(b'\r'), Just(b'\n'), any::<u8>()], 0..200)) {

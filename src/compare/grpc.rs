@@ -545,7 +545,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: crate::fuzz_cases(256), ..ProptestConfig::default() })]
 
         #[test]
         fn random_bodies_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256),

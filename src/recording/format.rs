@@ -289,7 +289,7 @@ mod tests {
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::fuzz_cases(512)))]
 
         /// No line, however broken, panics the parser.
         #[test]
