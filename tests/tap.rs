@@ -1066,3 +1066,40 @@ async fn live_shadow_reports_differences_with_the_replay_schema() {
     );
     tap.stop_async().await;
 }
+
+/// Clients that hang up mid-body, upstreams that are down: the tap answers what it can,
+/// counts everything, and the next client is served as if nothing happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_hanging_up_mid_body_do_not_disturb_the_tap() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        dir.path().join("rec.jsonl").to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    for i in 0..20 {
+        // Promise 1000 bytes, send 10, hang up.
+        let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+        s.write_all(
+            format!(
+                "POST /upload/{i} HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n0123456789"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        drop(s);
+    }
+    let c = client();
+    for i in 0..20 {
+        let (status, body) = send(&c, "GET", &format!("{}/after/{i}", tap.url()), &[], "").await;
+        assert_eq!(status, 200);
+        assert_eq!(body, format!(r#"{{"path":"/after/{i}"}}"#));
+    }
+    assert_every_exchange_accounted(&tap).await;
+    tap.stop_async().await;
+}
