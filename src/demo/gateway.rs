@@ -25,7 +25,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime};
-use time::{OffsetDateTime, UtcOffset};
+use time::OffsetDateTime;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -84,18 +84,7 @@ impl Stamp {
 /// Formats a time as RFC 3339 in UTC with exactly six fractional digits
 /// (`2026-11-02T09:00:00.123456Z`), the precision recordings use.
 pub fn rfc3339_micros(t: OffsetDateTime) -> String {
-    // Built by hand because the `time` formatters are fallible, and nothing here can fail.
-    let t = t.to_offset(UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    crate::recording::format::format_time_us(t)
 }
 
 /// One answer of the gateway: status and JSON body text.

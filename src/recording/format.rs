@@ -213,8 +213,17 @@ pub fn parse_ts_us(s: &str) -> Option<i64> {
 
 /// Formats microseconds since the epoch as RFC 3339 UTC with six fraction digits.
 pub fn format_ts_us(us: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format_time_us(
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+    )
+}
+
+/// Formats a time as RFC 3339 UTC with six fraction digits (`2026-11-02T09:00:00.123456Z`),
+/// the precision recordings use. Built by hand: the `time` formatters are fallible, and
+/// nothing here can fail.
+pub fn format_time_us(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
         t.year(),

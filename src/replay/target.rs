@@ -334,7 +334,8 @@ fn kind_from_chain(e: &(dyn std::error::Error + 'static)) -> FetchErrorKind {
     FetchErrorKind::Reset
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error with its sources, each said once: `client error: connection reset by peer`.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(err) = cur {

@@ -18,6 +18,7 @@ use crate::exchange::{
 };
 use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::format::now_us;
+use crate::replay::target::error_chain;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -714,20 +715,6 @@ fn classify(e: &hyper_util::client::legacy::Error) -> (UpstreamError, String) {
         cur = err.source();
     }
     (UpstreamError::Reset, message)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        let m = err.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = err.source();
-    }
-    s
 }
 
 /// Accepts client connections until `shutdown` fires, then lets open connections finish
