@@ -54,22 +54,7 @@ async fn replay(
     cand: &str,
     extra: &[&str],
 ) -> (std::process::Output, serde_json::Value) {
-    let json = rec.with_extension("result.json");
-    let mut args: Vec<String> = vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        base.into(),
-        "--candidate".into(),
-        cand.into(),
-        "--json".into(),
-        json.display().to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let o = shadowdiff_async(args).await;
-    let r = read_json(&json);
-    assert_counts_consistent(&r);
-    (o, r)
+    replay_json(rec, base, cand, &rec.with_extension("result.json"), extra).await
 }
 
 fn error_kinds(r: &serde_json::Value, side: &str) -> Vec<String> {

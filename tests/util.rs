@@ -375,3 +375,29 @@ pub fn chromium_dump_dom(chromium: &Path, file: &Path) -> (String, Vec<String>) 
         .collect();
     (String::from_utf8_lossy(&out.stdout).into_owned(), console)
 }
+
+/// Runs `shadowdiff replay REC --baseline B --candidate C --json JSON EXTRA...` off the
+/// runtime and returns the run with its result, whose counts are checked to add up.
+pub async fn replay_json(
+    rec: &Path,
+    baseline: &str,
+    candidate: &str,
+    json: &Path,
+    extra: &[&str],
+) -> (Output, serde_json::Value) {
+    let mut args: Vec<String> = vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        baseline.into(),
+        "--candidate".into(),
+        candidate.into(),
+        "--json".into(),
+        json.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let o = shadowdiff_async(args).await;
+    let r = read_json(json);
+    assert_counts_consistent(&r);
+    (o, r)
+}
