@@ -100,7 +100,14 @@ fn default_version() -> String {
 
 /// Parses one exchange line. The error says which field was wrong and what was expected.
 pub fn parse_exchange(line: &[u8]) -> Result<Exchange, String> {
-    let w: WireExchange = serde_json::from_slice(line).map_err(|e| describe_json_error(&e))?;
+    // Validating the whole line once lets serde_json skip validating every string in it.
+    let text = std::str::from_utf8(line).map_err(|e| {
+        format!(
+            "not valid UTF-8 at byte {} (recording lines are UTF-8 JSON; binary bodies use \"body_encoding\":\"base64\")",
+            e.valid_up_to()
+        )
+    })?;
+    let w: WireExchange = serde_json::from_str(text).map_err(|e| describe_json_error(&e))?;
     let ts_us = parse_ts_us(&w.ts).ok_or_else(|| {
         format!(
             "field \"ts\": expected an RFC 3339 time like 2026-11-02T09:00:00.000001Z, found {:?}",
@@ -283,6 +290,12 @@ mod tests {
         let text = String::from_utf8(line.clone()).unwrap();
         assert!(text.contains("\"body_encoding\":\"base64\""), "{text}");
         assert_eq!(parse_exchange(&line).unwrap(), ex);
+    }
+
+    #[test]
+    fn non_utf8_lines_say_where() {
+        let e = parse_exchange(b"{\"id\":\"a\xff\"}").unwrap_err();
+        assert!(e.contains("not valid UTF-8 at byte 8"), "{e}");
     }
 
     #[test]
