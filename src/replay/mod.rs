@@ -23,6 +23,7 @@ use crate::exchange::{Exchange, Side};
 use crate::recording::RecordingReader;
 use crate::report::diffs::{DiffLine, DiffSink};
 use crate::report::gate;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -412,13 +413,15 @@ async fn worker(
     let mut agg = Aggregator::new();
     // Rules resolved once per interface, then reused for every exchange of it.
     let mut options: HashMap<String, Arc<CompareOptions>> = HashMap::new();
-    let mut in_flight = tokio::task::JoinSet::new();
+    // Polled by this worker itself rather than spawned: an exchange's requests, answers and
+    // aggregation stay on one thread, with no hand-off between tasks per exchange.
+    let mut in_flight = FuturesUnordered::new();
     let mut open = true;
     loop {
-        let done = if open && in_flight.len() < slots {
+        let r = if open && in_flight.len() < slots {
             tokio::select! {
                 biased;
-                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => done,
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => done,
                 job = rx.recv() => {
                     match job {
                         Ok(job) => {
@@ -430,7 +433,7 @@ async fn worker(
                                     o
                                 }
                             };
-                            in_flight.spawn(replay_one(job, t.clone(), opts));
+                            in_flight.push(replay_one(job, t.clone(), opts));
                         }
                         Err(_) => open = false,
                     }
@@ -438,17 +441,9 @@ async fn worker(
                 }
             }
         } else {
-            match in_flight.join_next().await {
+            match in_flight.next().await {
                 Some(done) => done,
                 None => break,
-            }
-        };
-        let r = match done {
-            Ok(r) => r,
-            Err(e) => {
-                // A replay task cannot fail short of a bug; say so rather than lose it.
-                tracing::error!("a replay task failed: {e}");
-                continue;
             }
         };
         let (id, interface) = (&r.job.exchange.id, &r.job.interface);
