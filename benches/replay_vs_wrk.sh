@@ -4,8 +4,8 @@
 # one of the same upstreams with the same connection count (the ratio is what to compare:
 # this machine is shared and absolute figures move).
 #
-#   benches/replay_rss.sh            # 100,000 and 1,000,000 exchanges
-#   SIZES="20000" benches/replay_rss.sh
+#   benches/replay_vs_wrk.sh            # 100,000 and 1,000,000 exchanges
+#   SIZES="20000" benches/replay_vs_wrk.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"100000 1000000"}
