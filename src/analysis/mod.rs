@@ -23,6 +23,9 @@ use result::{
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// The path of the difference that stands for those cut off by the per-exchange cap.
+const TRUNCATED_PATH: &str = "…";
+
 /// Sample exchange ids kept per interface and path.
 pub const MAX_SAMPLES: usize = 5;
 
@@ -197,9 +200,11 @@ impl Aggregator {
         }
         if let Some(probe) = &j.probe {
             agg.probed += 1;
+            // A truncated list ("…") is never explained by noise: what was cut off could be
+            // anything, so an exchange with more differences than listed stays `different`.
             let keys: BTreeSet<String> = probe
                 .iter()
-                .filter(|d| !d.tolerated)
+                .filter(|d| !d.tolerated && d.path != TRUNCATED_PATH)
                 .map(Difference::key)
                 .collect();
             for k in keys {
@@ -534,6 +539,20 @@ mod tests {
             probe,
             error: None,
         }
+    }
+
+    #[test]
+    fn a_truncated_difference_list_is_never_explained_by_noise() {
+        let mut agg = Aggregator::new();
+        for i in 0..10 {
+            let j = judged(
+                vec![diff("$.a", false), diff("…", false)],
+                Some(vec![diff("$.a", false), diff("…", false)]),
+            );
+            agg.record("I", &format!("e{i}"), &j, None);
+        }
+        let (_, ifs) = agg.finish(&Thresholds::default());
+        assert_eq!(ifs[0].counts.different, 10, "{:?}", ifs[0].fields);
     }
 
     #[test]

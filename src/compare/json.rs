@@ -172,14 +172,22 @@ struct Walker<'o> {
     opts: &'o CompareOptions,
     out: &'o mut Vec<Difference>,
     stop_at: usize,
+    /// Differences that are not tolerated: only these stop the walk, so a document full of
+    /// tolerated times cannot hide a real change after them.
+    real: usize,
+    /// Tolerated differences kept; past `stop_at` more are dropped (they are noise anyway).
+    tolerated: usize,
 }
 
 impl Walker<'_> {
     fn full(&self) -> bool {
-        self.out.len() > self.stop_at
+        self.real > self.stop_at
     }
 
     fn push(&mut self, seg: &Seg<'_>, a: Option<&Value>, b: Option<&Value>, tolerated: bool) {
+        if tolerated && self.tolerated >= self.stop_at {
+            return;
+        }
         let path = seg.render();
         if !self.opts.ignore_paths.is_empty() {
             if let Some(steps) = parse_path(&path) {
@@ -187,6 +195,11 @@ impl Walker<'_> {
                     return;
                 }
             }
+        }
+        if tolerated {
+            self.tolerated += 1;
+        } else {
+            self.real += 1;
         }
         self.out.push(Difference {
             kind: DiffKind::Body,
@@ -332,6 +345,8 @@ pub fn diff_json(a: &Value, b: &Value, opts: &CompareOptions, out: &mut Vec<Diff
         opts,
         out,
         stop_at: opts.max_diffs.saturating_add(1),
+        real: 0,
+        tolerated: 0,
     };
     w.walk(a, b, &Seg::Root);
 }

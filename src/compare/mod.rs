@@ -315,9 +315,19 @@ pub fn diff_for(
     headers::diff_headers(&ha, &hb, DiffKind::Header, opts, &mut out);
     headers::diff_headers(&ta, &tb, DiffKind::Trailer, opts, &mut out);
     body::diff_bodies_for(request_path, a, b, opts, &mut out);
-    if out.len() > opts.max_diffs {
-        let extra = out.len() - opts.max_diffs;
-        out.truncate(opts.max_diffs);
+    // The cap counts real differences only; tolerated ones (bounded by the walk) stay, so
+    // they can neither crowd out a real change nor be mistaken for one.
+    let real = out.iter().filter(|d| !d.tolerated).count();
+    if real > opts.max_diffs {
+        let extra = real - opts.max_diffs;
+        let mut kept = 0;
+        out.retain(|d| {
+            if d.tolerated {
+                return true;
+            }
+            kept += 1;
+            kept <= opts.max_diffs
+        });
         out.push(Difference {
             kind: DiffKind::Body,
             path: "…".into(),
@@ -486,6 +496,44 @@ pub fn judge_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tolerated_times_never_crowd_out_a_real_change() {
+        let doc = |at: &str, total: u32| -> Fetched {
+            let events: Vec<String> = (0..70).map(|_| format!(r#"{{"at":"{at}"}}"#)).collect();
+            Ok(Observed {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: Bytes::from(format!(
+                    r#"{{"events":[{}],"total":{total}}}"#,
+                    events.join(",")
+                )),
+                ..Default::default()
+            })
+        };
+        let o = CompareOptions::default();
+        let j = judge(
+            &doc("2026-11-02T09:00:00Z", 5),
+            &doc("2026-11-02T09:00:01Z", 6),
+            None,
+            &o,
+        );
+        assert_eq!(j.outcome, Outcome::Different);
+        assert!(
+            j.diffs.iter().any(|d| d.path == "$.total"),
+            "{:?}",
+            j.diffs.last()
+        );
+        assert!(j.diffs.iter().all(|d| d.path != "…"));
+        // Only tolerated differences, however many: noise, not a truncated difference.
+        let j = judge(
+            &doc("2026-11-02T09:00:00Z", 5),
+            &doc("2026-11-02T09:00:01Z", 5),
+            None,
+            &o,
+        );
+        assert_eq!(j.outcome, Outcome::NoiseOnly);
+    }
 
     #[test]
     fn fold_path_folds_indices_only() {

@@ -140,12 +140,14 @@ fn parse_expr(s: &str) -> Result<Rule> {
              method and status take comma-separated alternatives, status also 5xx)"
         ))
     };
-    let (key, negate, value) = match s.split_once("!=") {
-        Some((k, v)) => (k, true, v),
-        None => match s.split_once('=') {
-            Some((k, v)) => (k, false, v),
-            None => return Err(bad("no '=' or '!='".into())),
+    // The first '=' ends the key (a value may itself contain "!=" or '='); a '!' right
+    // before it makes the rule a negation.
+    let (key, negate, value) = match s.split_once('=') {
+        Some((k, v)) => match k.strip_suffix('!') {
+            Some(k) => (k, true, v),
+            None => (k, false, v),
         },
+        None => return Err(bad("no '=' or '!='".into())),
     };
     let key = key.trim();
     let field = match key.to_ascii_lowercase().as_str() {
@@ -359,6 +361,26 @@ impl SelectionCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_values_may_contain_equals_signs() {
+        assert_eq!(
+            parse_expr("header:x-q=a!=b").unwrap(),
+            Rule::Expr {
+                field: Field::Header("x-q".into()),
+                negate: false,
+                values: vec!["a!=b".into()],
+            }
+        );
+        assert_eq!(
+            parse_expr("header:x-q!=a=b").unwrap(),
+            Rule::Expr {
+                field: Field::Header("x-q".into()),
+                negate: true,
+                values: vec!["a=b".into()],
+            }
+        );
+    }
     use crate::exchange::{Request, Response};
 
     fn ex(id: &str, ts: i64, method: &str, status: u16, headers: &[(&str, &str)]) -> Exchange {
