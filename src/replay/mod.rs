@@ -202,22 +202,24 @@ pub async fn replay_reader(
 
     let mut agg = dispatcher_agg;
     let mut parts: Vec<PathBuf> = Vec::new();
-    let mut sink_error = None;
-    if let Some(sink) = skip_sink {
-        match sink.close() {
-            Ok(p) => parts.push(p),
-            Err(e) => sink_error = Some(e),
+    let mut sink_failures: Vec<String> = Vec::new();
+    let mut close = |sink: Option<DiffSink>| {
+        if let Some((path, failed)) = sink.map(DiffSink::close) {
+            if let Some(e) = failed {
+                sink_failures.push(format!(
+                    "writing {} failed ({e}): the diffs file lacks the exchanges after that point",
+                    path.display()
+                ));
+            }
+            parts.push(path);
         }
-    }
+    };
+    close(skip_sink);
     for w in workers {
         match w.await {
             Ok((a, sink)) => {
                 agg.merge(a);
-                match sink.map(DiffSink::close) {
-                    Some(Ok(p)) => parts.push(p),
-                    Some(Err(e)) => sink_error = Some(e),
-                    None => {}
-                }
+                close(sink);
             }
             Err(e) => {
                 return Err(Error::Runtime {
@@ -249,11 +251,12 @@ pub async fn replay_reader(
 
     let th = cfg.thresholds.clone();
     let (summary, interfaces) = agg.finish(&th);
-    if let Some(e) = sink_error {
-        return Err(e);
-    }
     if let Some(path) = &cfg.diffs {
-        crate::report::diffs::finish(path, &parts, &interfaces)?;
+        let (_, cut) = crate::report::diffs::finish(path, &parts, &interfaces)?;
+        for w in sink_failures.into_iter().chain(cut) {
+            tracing::warn!("{w}");
+            warnings.push(w);
+        }
     }
     let (verdict, gate_failures) = gate::evaluate(&summary, &interfaces, &th);
     Ok(RunResult {
@@ -324,10 +327,7 @@ async fn dispatch(
             if let Some(reason) = reason {
                 skipped.record_skip(&interface, reason);
                 if let Some(s) = sink.as_mut() {
-                    if let Err(e) = s.write(&DiffLine::skipped(&ex.id, &interface, reason)) {
-                        tracing::error!("{e}; no further lines are written to the diffs file");
-                        sink = None;
-                    }
+                    s.write(&DiffLine::skipped(&ex.id, &interface, reason));
                 }
                 progress.done.fetch_add(1, Ordering::Relaxed);
                 continue;
@@ -453,11 +453,7 @@ async fn worker(
         agg.record(interface, id, &r.judgement, r.lat);
         if let Some(s) = sink.as_mut() {
             if let Some(line) = DiffLine::judged(id, interface, &r.judgement) {
-                if let Err(e) = s.write(&line) {
-                    // The run itself goes on; the diffs file is reported incomplete.
-                    tracing::error!("{e}; no further lines are written to the diffs file");
-                    sink = None;
-                }
+                s.write(&line);
             }
         }
         progress.done.fetch_add(1, Ordering::Relaxed);

@@ -99,12 +99,14 @@ fn entry(d: &Difference) -> DiffLineEntry {
     }
 }
 
-/// A worker's provisional diffs file.
+/// A worker's provisional diffs file. A write failure (a full disk) does not stop the run:
+/// the sink stops writing, keeps what it wrote, and reports the failure when closed.
 #[derive(Debug)]
 pub struct DiffSink {
     path: PathBuf,
     out: BufWriter<File>,
     buf: Vec<u8>,
+    failed: Option<String>,
 }
 
 impl DiffSink {
@@ -116,23 +118,37 @@ impl DiffSink {
             path,
             out: BufWriter::new(file),
             buf: Vec::new(),
+            failed: None,
         })
     }
 
-    /// Appends a line.
-    pub fn write(&mut self, line: &DiffLine) -> Result<()> {
+    /// Appends a line; after a failure, nothing more is written.
+    pub fn write(&mut self, line: &DiffLine) {
+        if self.failed.is_some() {
+            return;
+        }
         self.buf.clear();
-        serde_json::to_writer(&mut self.buf, line).map_err(|e| Error::io(&self.path, e.into()))?;
-        self.buf.push(b'\n');
-        self.out
-            .write_all(&self.buf)
-            .map_err(|e| Error::io(&self.path, e))
+        let written = serde_json::to_writer(&mut self.buf, line)
+            .map_err(std::io::Error::from)
+            .and_then(|()| {
+                self.buf.push(b'\n');
+                self.out.write_all(&self.buf)
+            });
+        if let Err(e) = written {
+            tracing::error!(
+                "{}: {e}; no further lines are written to the diffs file",
+                self.path.display()
+            );
+            self.failed = Some(e.to_string());
+        }
     }
 
-    /// Flushes and closes; returns the provisional file's path.
-    pub fn close(mut self) -> Result<PathBuf> {
-        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
-        Ok(self.path)
+    /// Flushes and closes; returns the provisional file's path and the failure, if any.
+    pub fn close(mut self) -> (PathBuf, Option<String>) {
+        if let (None, Err(e)) = (&self.failed, self.out.flush()) {
+            self.failed = Some(e.to_string());
+        }
+        (self.path, self.failed)
     }
 }
 
@@ -143,8 +159,14 @@ fn temp_path(final_path: &Path, n: usize) -> PathBuf {
 }
 
 /// Rewrites the provisional files into `final_path` with final outcomes and noise flags,
-/// then removes them.
-pub fn finish(final_path: &Path, parts: &[PathBuf], interfaces: &[InterfaceResult]) -> Result<u64> {
+/// then removes them. A provisional file cut short by a failed write contributes the lines
+/// it holds; the returned warnings say where lines are missing.
+pub fn finish(
+    final_path: &Path,
+    parts: &[PathBuf],
+    interfaces: &[InterfaceResult],
+) -> Result<(u64, Vec<String>)> {
+    let mut warnings = Vec::new();
     let mut regressing: HashMap<&str, HashSet<String>> = HashMap::new();
     for i in interfaces {
         let set = regressing.entry(i.interface.as_str()).or_default();
@@ -174,11 +196,18 @@ pub fn finish(final_path: &Path, parts: &[PathBuf], interfaces: &[InterfaceResul
         let f = File::open(part).map_err(|e| Error::io(part, e))?;
         for (n, raw) in BufReader::new(f).lines().enumerate() {
             let raw = raw.map_err(|e| Error::io(part, e))?;
-            let mut line: DiffLine = serde_json::from_str(&raw).map_err(|e| Error::Input {
-                file: part.clone(),
-                line: n as u64 + 1,
-                message: format!("provisional diffs line does not parse: {e}"),
-            })?;
+            let mut line: DiffLine = match serde_json::from_str(&raw) {
+                Ok(l) => l,
+                Err(e) => {
+                    warnings.push(format!(
+                        "{}:{}: diffs line cut short ({e}); the rest of this part is missing from {}",
+                        part.display(),
+                        n + 1,
+                        final_path.display()
+                    ));
+                    break;
+                }
+            };
             let real = regressing.get(line.interface.as_str()).unwrap_or(&empty);
             let mut any_real = false;
             for d in &mut line.differences {
@@ -207,5 +236,34 @@ pub fn finish(final_path: &Path, parts: &[PathBuf], interfaces: &[InterfaceResul
         let _ = std::fs::remove_file(part);
     }
     out.flush().map_err(write_err)?;
-    Ok(lines)
+    Ok((lines, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_part_cut_short_keeps_its_whole_lines_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let final_path = dir.path().join("diffs.jsonl");
+        let mut sink = DiffSink::create(&final_path, 1).unwrap();
+        sink.write(&DiffLine::skipped("a", "GET /x", "side_effect"));
+        sink.write(&DiffLine::skipped("b", "GET /x", "side_effect"));
+        let (part, failed) = sink.close();
+        assert!(failed.is_none());
+        // What a full disk leaves: half a line at the end.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&part)
+            .unwrap();
+        f.write_all(br#"{"id":"c","interf"#).unwrap();
+        let (lines, warnings) = finish(&final_path, &[part.clone()], &[]).unwrap();
+        assert_eq!(lines, 2);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("cut short"), "{warnings:?}");
+        let text = std::fs::read_to_string(&final_path).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(!part.exists(), "provisional files are removed");
+    }
 }
