@@ -258,7 +258,7 @@ mod tests {
             .open(&part)
             .unwrap();
         f.write_all(br#"{"id":"c","interf"#).unwrap();
-        let (lines, warnings) = finish(&final_path, &[part.clone()], &[]).unwrap();
+        let (lines, warnings) = finish(&final_path, std::slice::from_ref(&part), &[]).unwrap();
         assert_eq!(lines, 2);
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].contains("cut short"), "{warnings:?}");
