@@ -273,6 +273,18 @@ impl ReplayConfig {
         if a.concurrency == 0 {
             return Err(Error::Usage("--concurrency: expected at least 1".into()));
         }
+        let h2c = [Some(&a.baseline), Some(&a.candidate), a.secondary.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|u| u.starts_with("h2c://"));
+        if let (HostHeaderMode::Keep, Some(url)) = (a.host_header, h2c) {
+            // HTTP/2 carries the authority in the request itself, where it also selects the
+            // connection: keeping the recorded host would mean connecting to it.
+            return Err(Error::Usage(format!(
+                "--host-header keep: not possible with the HTTP/2 target {url}; gateways that \
+                 route by host need an http:// target for this"
+            )));
+        }
         let pacing = match (a.rate, a.speed) {
             (Some(r), _) if !(r.is_finite() && r > 0.0) => {
                 return Err(Error::Usage(format!(

@@ -51,6 +51,9 @@ fn invalid_values_exit_2_with_what_was_expected() {
             "--candidate",
             "http://127.0.0.1:1",
         ];
+        if flag == "--host-header" {
+            args[5] = "h2c://127.0.0.1:1";
+        }
         if flag == "--baseline" {
             args[3] = value;
         } else {
