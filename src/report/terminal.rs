@@ -443,8 +443,16 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
         out.line(
             p.dim("note: treated as noise (differed only as much as between two baseline calls):"),
         );
-        for (name, items) in &noise {
+        // A large run would print a line per interface; the full list is in the JSON and
+        // HTML reports.
+        for (name, items) in noise.iter().take(MAX_NOISE_LINES) {
             out.line(p.dim(&format!("  {name}: {}", items.join(", "))));
+        }
+        if noise.len() > MAX_NOISE_LINES {
+            out.line(p.dim(&format!(
+                "  … and {} more interfaces (all of them in --json and --html)",
+                noise.len() - MAX_NOISE_LINES
+            )));
         }
     }
     if skipped > 0 {
@@ -467,10 +475,41 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
     }
 }
 
+/// Interfaces listed in the terminal's note on noise before the rest are summed up.
+const MAX_NOISE_LINES: usize = 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::fixture;
+
+    #[test]
+    fn the_noise_note_lists_at_most_twenty_interfaces() {
+        let mut r = fixture::passing();
+        let template = r.interfaces[0].clone();
+        r.interfaces.clear();
+        for n in 0..25 {
+            let mut i = template.clone();
+            i.interface = format!("GET /api/n{n:02}");
+            i.fields = vec![crate::analysis::result::PathResult {
+                path: "$.request_id".into(),
+                raw: 3,
+                noise: 3,
+                tolerated: 0,
+                regression: false,
+                samples: vec![],
+                example: None,
+                volatile_like: 0,
+                volatile_kind: None,
+                hint: None,
+            }];
+            r.interfaces.push(i);
+        }
+        let text = TerminalExporter { color: false }.render(&r);
+        assert!(text.contains("  GET /api/n19: "), "{text}");
+        assert!(!text.contains("GET /api/n20: "), "{text}");
+        assert!(text.contains("… and 5 more interfaces"), "{text}");
+    }
 
     const SNAPSHOT: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
