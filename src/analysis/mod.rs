@@ -526,15 +526,8 @@ mod tests {
     }
 
     fn judged(diffs: Vec<Difference>, probe: Option<Vec<Difference>>) -> Judgement {
-        let outcome = if diffs.is_empty() {
-            Outcome::Identical
-        } else if diffs.iter().all(|d| d.tolerated) {
-            Outcome::NoiseOnly
-        } else {
-            Outcome::Different
-        };
         Judgement {
-            outcome,
+            outcome: Outcome::of_diffs(&diffs),
             diffs,
             probe,
             error: None,

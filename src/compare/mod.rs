@@ -384,6 +384,19 @@ impl Outcome {
         }
     }
 
+    /// The preliminary outcome of two answers that both came back, from their differences:
+    /// none is `identical`, only tolerated ones `noise_only`, anything else `different`
+    /// (until analysis has measured the noise).
+    pub fn of_diffs(diffs: &[Difference]) -> Outcome {
+        if diffs.is_empty() {
+            Outcome::Identical
+        } else if diffs.iter().all(|d| d.tolerated) {
+            Outcome::NoiseOnly
+        } else {
+            Outcome::Different
+        }
+    }
+
     /// Position in [`Outcome::ALL`], for count arrays.
     pub fn index(self) -> usize {
         self as usize
@@ -478,12 +491,8 @@ pub fn judge_for(
     let diffs = diff_for(request_path, base, cand, opts);
     let outcome = if missing {
         Outcome::MissingRule
-    } else if diffs.is_empty() {
-        Outcome::Identical
-    } else if diffs.iter().all(|d| d.tolerated) {
-        Outcome::NoiseOnly
     } else {
-        Outcome::Different
+        Outcome::of_diffs(&diffs)
     };
     Judgement {
         outcome,
