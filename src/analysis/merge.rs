@@ -101,18 +101,7 @@ pub fn merge(inputs: &[(String, RunResult)]) -> Result<RunResult, MergeError> {
         }
     }
     let summary = summarize(&interfaces, skipped_reasons);
-    let (verdict, gate_failures) = gate::evaluate(&summary, &interfaces, &th);
-    Ok(RunResult {
-        shadowdiff_result: RESULT_FORMAT,
-        verdict,
-        gate_failures,
-        summary,
-        interfaces,
-        run: merge_run(inputs, shard),
-        // A trend compares one result with another; the merged result gets its own when the
-        // caller passes `--previous`.
-        trend: None,
-    })
+    Ok(gate::decided(summary, interfaces, merge_run(inputs, shard)))
 }
 
 fn validate(label: &str, r: &RunResult) -> Result<(), MergeError> {

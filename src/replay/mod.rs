@@ -14,7 +14,7 @@ pub mod input;
 pub mod select;
 pub mod target;
 
-use crate::analysis::result::{RunInfo, RunResult, RESULT_FORMAT};
+use crate::analysis::result::{RunInfo, RunResult};
 use crate::analysis::{Aggregator, PairLatency};
 use crate::compare::{judge_for, CompareOptions};
 use crate::config::{Pacing, ReplayConfig, Rules};
@@ -258,14 +258,10 @@ pub async fn replay_reader(
             warnings.push(w);
         }
     }
-    let (verdict, gate_failures) = gate::evaluate(&summary, &interfaces, &th);
-    Ok(RunResult {
-        shadowdiff_result: RESULT_FORMAT,
-        verdict,
-        gate_failures,
+    Ok(gate::decided(
         summary,
         interfaces,
-        run: RunInfo {
+        RunInfo {
             created: crate::recording::format::format_ts_us(crate::recording::format::now_us()),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             recordings: recording_names,
@@ -284,8 +280,7 @@ pub async fn replay_reader(
             filters,
             shard,
         },
-        trend: None,
-    })
+    ))
 }
 
 /// Keys, selects, filters and paces exchanges; returns the aggregate of the skipped ones and

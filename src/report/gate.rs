@@ -2,7 +2,9 @@
 //! to `gate_failures`, naming the interfaces involved, so the release engineer reading a
 //! failed CI job knows what to look at without opening the report.
 
-use crate::analysis::result::{InterfaceResult, Summary, Thresholds, Verdict};
+use crate::analysis::result::{
+    InterfaceResult, RunInfo, RunResult, Summary, Thresholds, Verdict, RESULT_FORMAT,
+};
 
 /// Interface names listed in one sentence before "and N more".
 const MAX_NAMES: usize = 5;
@@ -26,6 +28,22 @@ fn plural(n: u64, one: &str, many: &str) -> String {
         format!("{n} {one}")
     } else {
         format!("{n} {many}")
+    }
+}
+
+/// A finished result: the gates of `run.thresholds` evaluated on the summary and interfaces.
+/// Replay, merge and the tap's live shadow all end here.
+pub fn decided(summary: Summary, interfaces: Vec<InterfaceResult>, run: RunInfo) -> RunResult {
+    let (verdict, gate_failures) = evaluate(&summary, &interfaces, &run.thresholds);
+    RunResult {
+        shadowdiff_result: RESULT_FORMAT,
+        verdict,
+        gate_failures,
+        summary,
+        interfaces,
+        run,
+        // A trend compares with an earlier result; it is added when `--previous` is given.
+        trend: None,
     }
 }
 

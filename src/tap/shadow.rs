@@ -11,7 +11,7 @@
 use super::config::TapConfig;
 use super::redact::Redactor;
 use super::sample::Sampler;
-use crate::analysis::result::{RunInfo, RunResult, Thresholds, RESULT_FORMAT};
+use crate::analysis::result::{RunInfo, RunResult, Thresholds};
 use crate::analysis::{Aggregator, PairLatency};
 use crate::cli::HostHeaderMode;
 use crate::compare::{judge, CompareOptions, FetchError, Judgement, Observed, Outcome};
@@ -269,7 +269,6 @@ impl Shadow {
         };
         let th = self.thresholds.clone();
         let (summary, interfaces) = agg.finish(&th);
-        let (verdict, gate_failures) = gate::evaluate(&summary, &interfaces, &th);
         let s = &self.stats;
         let busy = s.dropped_busy.load(Ordering::Relaxed);
         let mut warnings = Vec::new();
@@ -285,14 +284,10 @@ impl Shadow {
                 "{in_flight} copies still in flight, not yet counted"
             ));
         }
-        RunResult {
-            shadowdiff_result: RESULT_FORMAT,
-            verdict,
-            gate_failures,
+        gate::decided(
             summary,
             interfaces,
-            trend: None,
-            run: RunInfo {
+            RunInfo {
                 created: format_ts_us(now_us()),
                 tool_version: env!("CARGO_PKG_VERSION").to_string(),
                 recordings: Vec::new(),
@@ -312,6 +307,6 @@ impl Shadow {
                 filters: Vec::new(),
                 shard: None,
             },
-        }
+        )
     }
 }
