@@ -129,3 +129,55 @@ fn nginx_a_a_run_passes() {
     assert_eq!(s["latency_regressions"], 0);
     assert_eq!(r["verdict"], "pass");
 }
+
+/// Replay keeps its own kept-alive connections per worker: connections nginx closes, with
+/// `connection: close` after `keepalive_requests` or silently after `keepalive_timeout`,
+/// must be replaced, never turned into errors.
+#[test]
+fn connections_nginx_closes_are_replaced_without_errors() {
+    let Some(bin) = nginx_binary() else { return };
+    let body =
+        format!("    keepalive_requests 3;\n    keepalive_timeout 100ms;\n{USERS}\n{NOT_FOUND}");
+    let old = Nginx::start(&bin, &body);
+    let new = Nginx::start(&bin, &body);
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..60)
+        .map(|i| get(&format!("u{i}"), &format!("/api/users/{i}"), i * 1000))
+        .collect();
+    let rec = write_recording(&dir.path().join("ka.jsonl"), &items);
+    let paced = write_recording(&dir.path().join("paced.jsonl"), &items[..6]);
+    let (old_url, new_url) = (old.url(), new.url());
+    // Closed loop (closes after every third request) and paced 200 ms apart (every
+    // connection has gone idle past nginx's timeout before it is used again).
+    for (rec, extra, n) in [
+        (&rec, vec!["--concurrency", "4"], 60),
+        (&paced, vec!["--rate", "5", "--concurrency", "1"], 6),
+    ] {
+        let json = dir.path().join("r.json");
+        let mut args = vec![
+            "replay",
+            rec.to_str().unwrap(),
+            "--baseline",
+            &old_url,
+            "--candidate",
+            &new_url,
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        args.extend(extra.iter());
+        let o = shadowdiff(&args);
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", describe(&o));
+        let r = read_json(&json);
+        let s = &r["summary"];
+        assert_eq!(s["total"], n, "{extra:?}");
+        assert_eq!(
+            s["identical"].as_u64().unwrap() + s["noise_only"].as_u64().unwrap(),
+            n,
+            "{extra:?}: {s:#}"
+        );
+        assert_eq!(
+            (s["baseline_error"].as_u64(), s["candidate_error"].as_u64()),
+            (Some(0), Some(0))
+        );
+    }
+}

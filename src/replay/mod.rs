@@ -2,13 +2,16 @@
 //! candidate at the same moment (and, after they answered, to the noise probe), judges the
 //! answers, and aggregates per worker. The stages:
 //!
-//! 1. a reader thread streams the recordings (blocking file and zstd I/O stays off the
-//!    runtime) into a bounded channel, so memory stays flat however large the input;
-//! 2. the dispatcher keys each exchange, leaves out what the shard split and the filters
-//!    exclude ([`select`]; counted per filter, not outcomes), skips what must not be replayed
-//!    (counted, never dropped), and paces the rest: closed loop, `--rate`, or `--speed`;
-//! 3. one worker per runtime thread keeps its share of `concurrency` exchanges in flight,
-//!    judges the answers and aggregates locally; the aggregates are merged once at the end.
+//! 1. the reader thread streams the recordings (blocking file and zstd I/O stays off the
+//!    runtimes), keys each exchange, leaves out what the shard split and the filters exclude
+//!    ([`select`]; counted per filter, not outcomes), skips what must not be replayed
+//!    (counted, never dropped), stamps the rest with their start (closed loop, `--rate`, or
+//!    `--speed`) and hands them over in batches through a bounded channel, so memory stays
+//!    flat however large the input;
+//! 2. one worker thread per core, each with its own single-threaded runtime and its own
+//!    connections ([`target::WorkerTarget`]), keeps its share of `concurrency` exchanges in
+//!    flight, judges the answers and aggregates locally: an exchange never crosses threads;
+//! 3. the aggregates are merged once at the end.
 
 pub mod input;
 pub mod select;
@@ -26,10 +29,11 @@ use crate::report::gate;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use target::{Target, TargetOptions};
+use target::{Target, TargetOptions, WorkerTarget};
 use tokio::time::Instant as TokioInstant;
 
 /// Exchanges the reader thread hands over at a time.
@@ -44,10 +48,39 @@ struct Job {
 }
 
 /// The three targets of a run.
+#[derive(Clone)]
 struct Targets {
     baseline: Target,
     candidate: Target,
     probe: Option<Target>,
+}
+
+/// The targets as one worker uses them, with that worker's own connections.
+struct WorkerTargets {
+    baseline: WorkerTarget,
+    candidate: WorkerTarget,
+    probe: Option<WorkerTarget>,
+}
+
+impl WorkerTargets {
+    fn new(t: Targets) -> Self {
+        WorkerTargets {
+            baseline: WorkerTarget::new(t.baseline),
+            candidate: WorkerTarget::new(t.candidate),
+            probe: t.probe.map(WorkerTarget::new),
+        }
+    }
+}
+
+impl Targets {
+    /// The same targets with clients of their own (a worker's connections are its own).
+    fn fresh(&self) -> Result<Targets> {
+        Ok(Targets {
+            baseline: self.baseline.fresh()?,
+            candidate: self.candidate.fresh()?,
+            probe: self.probe.as_ref().map(Target::fresh).transpose()?,
+        })
+    }
 }
 
 /// Live counters readable while a replay runs (for progress display).
@@ -79,7 +112,7 @@ pub async fn replay(cfg: &ReplayConfig, progress: Arc<Progress>) -> Result<RunRe
 /// Replays from an already opened reader (the demo reads its embedded recording this way).
 pub async fn replay_reader(
     cfg: &ReplayConfig,
-    mut reader: RecordingReader,
+    reader: RecordingReader,
     recording_names: Vec<String>,
     progress: Arc<Progress>,
 ) -> Result<RunResult> {
@@ -131,53 +164,30 @@ pub async fn replay_reader(
     }
 
     let started = Instant::now();
-    // Reader thread -> dispatcher: bounded, so reading never runs far ahead of replay; in
-    // batches, so the two threads wake each other once per batch, not once per exchange.
-    let (ex_tx, ex_rx) = async_channel::bounded::<Vec<Exchange>>(16);
+    // One worker thread per core, each with its own single-threaded runtime, its own
+    // connections and its own aggregate: an exchange's requests, answers and judgement never
+    // cross threads, so the hot path needs no locks and no cross-thread wake-ups. The
+    // reader thread reads, selects and paces, and hands jobs over in batches.
+    let n_workers = tokio::runtime::Handle::current()
+        .metrics()
+        .num_workers()
+        .max(1)
+        .min(cfg.concurrency);
+    let (job_tx, job_rx) = async_channel::bounded::<Vec<Job>>(2 * n_workers);
+    let skip_sink = match &cfg.diffs {
+        Some(p) => Some(DiffSink::create(p, 0)?),
+        None => None,
+    };
+    let dispatch_cfg = Arc::new(cfg.clone());
     let read_progress = progress.clone();
     let reader_thread = std::thread::Builder::new()
         .name("shadowdiff-reader".into())
-        .spawn(move || -> (Result<()>, u64, Vec<String>) {
-            let mut warnings = Vec::new();
-            let mut batch = Vec::with_capacity(READ_BATCH);
-            let res = loop {
-                match reader.next_exchange() {
-                    Ok(Some(ex)) => {
-                        read_progress.read.fetch_add(1, Ordering::Relaxed);
-                        warnings.extend(reader.take_warnings());
-                        batch.push(ex);
-                        if batch.len() == READ_BATCH {
-                            let full =
-                                std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH));
-                            if ex_tx.send_blocking(full).is_err() {
-                                break Ok(()); // the run stopped early
-                            }
-                        }
-                    }
-                    Ok(None) => break Ok(()),
-                    Err(e) => break Err(e),
-                }
-            };
-            // What was read before the end (or before a bad line) is still replayed.
-            if !batch.is_empty() {
-                let _ = ex_tx.send_blocking(batch);
-            }
-            warnings.extend(reader.take_warnings());
-            (res, reader.exchanges_read(), warnings)
-        })
+        .spawn(move || dispatch(&dispatch_cfg, reader, job_tx, skip_sink, &read_progress))
         .map_err(|e| Error::Runtime {
             side: Side::Input,
             message: format!("cannot start the reader thread: {e}"),
         })?;
 
-    let (job_tx, job_rx) = async_channel::bounded::<Job>(cfg.concurrency);
-    // One worker per runtime thread, the concurrency spread over them.
-    let threads = tokio::runtime::Handle::current()
-        .metrics()
-        .num_workers()
-        .max(1);
-    let n_workers = threads.min(cfg.concurrency);
-    let targets = Arc::new(targets);
     let mut workers = Vec::with_capacity(n_workers);
     for n in 0..n_workers {
         let slots = cfg.concurrency / n_workers + usize::from(n < cfg.concurrency % n_workers);
@@ -189,18 +199,29 @@ pub async fn replay_reader(
         let t = targets.clone();
         let rules = cfg.rules.clone();
         let progress = progress.clone();
-        workers.push(tokio::spawn(worker(rx, t, rules, sink, progress, slots)));
+        let handle = std::thread::Builder::new()
+            .name(format!("shadowdiff-worker-{n}"))
+            .spawn(move || -> Result<(Aggregator, Option<DiffSink>)> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Runtime {
+                        side: Side::Input,
+                        message: format!("cannot start a worker runtime: {e}"),
+                    })?;
+                // Each worker's clients (and so connections) are its own.
+                let t = Rc::new(WorkerTargets::new(t.fresh()?));
+                Ok(rt.block_on(worker(rx, t, rules, sink, progress, slots)))
+            })
+            .map_err(|e| Error::Runtime {
+                side: Side::Input,
+                message: format!("cannot start a worker thread: {e}"),
+            })?;
+        workers.push(handle);
     }
     drop(job_rx);
 
-    let skip_sink = match &cfg.diffs {
-        Some(p) => Some(DiffSink::create(p, 0)?),
-        None => None,
-    };
-    let (dispatcher_agg, skip_sink, selected) =
-        dispatch(cfg, ex_rx, job_tx, skip_sink, &progress).await;
-
-    let mut agg = dispatcher_agg;
+    let mut agg = Aggregator::new();
     let mut parts: Vec<PathBuf> = Vec::new();
     let mut sink_failures: Vec<String> = Vec::new();
     let mut close = |sink: Option<DiffSink>| {
@@ -214,32 +235,21 @@ pub async fn replay_reader(
             parts.push(path);
         }
     };
-    close(skip_sink);
+    let dispatched = join_thread(reader_thread, "the reader thread").await?;
+    agg.merge(dispatched.skipped);
+    close(dispatched.sink);
     for w in workers {
-        match w.await {
-            Ok((a, sink)) => {
-                agg.merge(a);
-                close(sink);
-            }
-            Err(e) => {
-                return Err(Error::Runtime {
-                    side: Side::Input,
-                    message: format!("a replay worker failed: {e}"),
-                })
-            }
-        }
+        let (a, sink) = join_thread(w, "a replay worker").await??;
+        agg.merge(a);
+        close(sink);
     }
-    let (read_result, exchanges_read, warnings) =
-        tokio::task::spawn_blocking(move || reader_thread.join())
-            .await
-            .map_err(|e| Error::Runtime {
-                side: Side::Input,
-                message: format!("reader thread: {e}"),
-            })?
-            .map_err(|_| Error::Runtime {
-                side: Side::Input,
-                message: "the reader thread panicked".into(),
-            })?;
+    let Dispatched {
+        read_result,
+        exchanges_read,
+        warnings,
+        selected,
+        ..
+    } = dispatched;
     read_result?;
     let (filters, shard, selection_warnings) = cfg.selection.report(&selected);
     let mut warnings = warnings;
@@ -283,74 +293,127 @@ pub async fn replay_reader(
     ))
 }
 
-/// Keys, selects, filters and paces exchanges; returns the aggregate of the skipped ones and
-/// what the selection kept.
-async fn dispatch(
+/// What the reader thread hands back when the recordings are exhausted.
+struct Dispatched {
+    /// Why reading stopped early, if it did.
+    read_result: Result<()>,
+    exchanges_read: u64,
+    warnings: Vec<String>,
+    /// The aggregate of the exchanges skipped (not sent).
+    skipped: Aggregator,
+    sink: Option<DiffSink>,
+    selected: select::SelectionCounter,
+}
+
+/// Runs on the reader thread: reads the recordings, keys, selects and filters exchanges,
+/// skips what must not be replayed (counted, never dropped), stamps each job with its
+/// scheduled start, and hands jobs to the workers in batches, so the threads wake each
+/// other once per batch, not once per exchange. The bounded channel keeps reading from
+/// running far ahead of replay.
+fn dispatch(
     cfg: &ReplayConfig,
-    rx: async_channel::Receiver<Vec<Exchange>>,
-    tx: async_channel::Sender<Job>,
+    mut reader: RecordingReader,
+    tx: async_channel::Sender<Vec<Job>>,
     mut sink: Option<DiffSink>,
     progress: &Progress,
-) -> (Aggregator, Option<DiffSink>, select::SelectionCounter) {
+) -> Dispatched {
     let mut skipped = Aggregator::new();
     let mut selected = cfg.selection.counter();
+    let mut warnings = Vec::new();
     let start = Instant::now();
     let mut first_ts: Option<i64> = None;
     let mut n: u64 = 0;
-    'batches: while let Ok(batch) = rx.recv().await {
-        for mut ex in batch {
-            let interface = select::exchange_interface(&ex, &cfg.keyer);
-            if let Some(h) = &cfg.tenant_header {
-                if let Some(v) = crate::exchange::header(&ex.request.headers, h) {
-                    ex.tenant = Some(v.to_string());
-                }
-            }
-            if !cfg.selection.admit(&ex, &interface, &mut selected) {
-                progress.excluded.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            if let Some(t) = &ex.tenant {
-                skipped.record_tenant(&interface, t);
-            }
-            let reason = if ex.request.is_side_effecting() && !cfg.allow_side_effects {
-                Some("side_effect")
-            } else if ex.request.body_truncated {
-                Some("truncated_body")
-            } else {
-                None
-            };
-            if let Some(reason) = reason {
-                skipped.record_skip(&interface, reason);
-                if let Some(s) = sink.as_mut() {
-                    s.write(&DiffLine::skipped(&ex.id, &interface, reason));
-                }
-                progress.done.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let scheduled = match cfg.pacing {
-                Pacing::Closed => None,
-                Pacing::Rate(r) => Some(start + Duration::from_secs_f64(n as f64 / r)),
-                Pacing::Speed(x) => {
-                    let first = *first_ts.get_or_insert(ex.ts_us);
-                    let offset_us = (ex.ts_us - first).max(0) as f64 / x;
-                    Some(start + Duration::from_micros(offset_us as u64))
-                }
-            };
-            n += 1;
-            if let Some(at) = scheduled {
-                tokio::time::sleep_until(TokioInstant::from_std(at)).await;
-            }
-            let job = Job {
-                exchange: ex,
-                interface,
-                scheduled,
-            };
-            if tx.send(job).await.is_err() {
-                break 'batches;
+    let mut batch = Vec::with_capacity(READ_BATCH);
+    let read_result = loop {
+        let mut ex = match reader.next_exchange() {
+            Ok(Some(ex)) => ex,
+            Ok(None) => break Ok(()),
+            // What was read before a bad line is still replayed.
+            Err(e) => break Err(e),
+        };
+        progress.read.fetch_add(1, Ordering::Relaxed);
+        warnings.extend(reader.take_warnings());
+        let interface = select::exchange_interface(&ex, &cfg.keyer);
+        if let Some(h) = &cfg.tenant_header {
+            if let Some(v) = crate::exchange::header(&ex.request.headers, h) {
+                ex.tenant = Some(v.to_string());
             }
         }
+        if !cfg.selection.admit(&ex, &interface, &mut selected) {
+            progress.excluded.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if let Some(t) = &ex.tenant {
+            skipped.record_tenant(&interface, t);
+        }
+        let reason = if ex.request.is_side_effecting() && !cfg.allow_side_effects {
+            Some("side_effect")
+        } else if ex.request.body_truncated {
+            Some("truncated_body")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            skipped.record_skip(&interface, reason);
+            if let Some(s) = sink.as_mut() {
+                s.write(&DiffLine::skipped(&ex.id, &interface, reason));
+            }
+            progress.done.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let scheduled = match cfg.pacing {
+            Pacing::Closed => None,
+            Pacing::Rate(r) => Some(start + Duration::from_secs_f64(n as f64 / r)),
+            Pacing::Speed(x) => {
+                let first = *first_ts.get_or_insert(ex.ts_us);
+                let offset_us = (ex.ts_us - first).max(0) as f64 / x;
+                Some(start + Duration::from_micros(offset_us as u64))
+            }
+        };
+        n += 1;
+        batch.push(Job {
+            exchange: ex,
+            interface,
+            scheduled,
+        });
+        // A paced job is handed over at once so that it is not held back until its batch
+        // fills; closed-loop jobs go in full batches.
+        if batch.len() == READ_BATCH || scheduled.is_some() {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH));
+            if tx.send_blocking(full).is_err() {
+                break Ok(()); // every worker has stopped
+            }
+        }
+    };
+    if !batch.is_empty() {
+        let _ = tx.send_blocking(batch);
     }
-    (skipped, sink, selected)
+    warnings.extend(reader.take_warnings());
+    Dispatched {
+        read_result,
+        exchanges_read: reader.exchanges_read(),
+        warnings,
+        skipped,
+        sink,
+        selected,
+    }
+}
+
+/// Waits, off the runtime, for a thread to finish; a panic becomes an error.
+async fn join_thread<T: Send + 'static>(
+    handle: std::thread::JoinHandle<T>,
+    what: &'static str,
+) -> Result<T> {
+    tokio::task::spawn_blocking(move || handle.join())
+        .await
+        .map_err(|e| Error::Runtime {
+            side: Side::Input,
+            message: format!("{what}: {e}"),
+        })?
+        .map_err(|_| Error::Runtime {
+            side: Side::Input,
+            message: format!("{what} panicked"),
+        })
 }
 
 /// What one exchange's replay produced, handed back to its worker for aggregation.
@@ -362,8 +425,14 @@ struct Replayed {
 }
 
 /// Sends one exchange to the targets and judges the answers.
-async fn replay_one(job: Job, t: Arc<Targets>, opts: Arc<CompareOptions>) -> Replayed {
-    let start = job.scheduled.unwrap_or_else(Instant::now);
+async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -> Replayed {
+    let start = match job.scheduled {
+        Some(at) => {
+            tokio::time::sleep_until(TokioInstant::from_std(at)).await;
+            at
+        }
+        None => Instant::now(),
+    };
     let req = &job.exchange.request;
     let (b, c) = tokio::join!(t.baseline.send(req, start), t.candidate.send(req, start));
     // The probe goes after the pair has answered, so it never adds load to the baseline
@@ -398,8 +467,8 @@ async fn replay_one(job: Job, t: Arc<Targets>, opts: Arc<CompareOptions>) -> Rep
 /// the number of aggregates (and their histograms) at the number of workers, not at the
 /// concurrency.
 async fn worker(
-    rx: async_channel::Receiver<Job>,
-    t: Arc<Targets>,
+    rx: async_channel::Receiver<Vec<Job>>,
+    t: Rc<WorkerTargets>,
     rules: Arc<Rules>,
     mut sink: Option<DiffSink>,
     progress: Arc<Progress>,
@@ -411,25 +480,30 @@ async fn worker(
     // Polled by this worker itself rather than spawned: an exchange's requests, answers and
     // aggregation stay on one thread, with no hand-off between tasks per exchange.
     let mut in_flight = FuturesUnordered::new();
+    let mut pending: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
     let mut open = true;
     loop {
-        let r = if open && in_flight.len() < slots {
+        while in_flight.len() < slots {
+            let Some(job) = pending.pop_front() else {
+                break;
+            };
+            let opts = match options.get(&job.interface) {
+                Some(o) => o.clone(),
+                None => {
+                    let o = Arc::new(rules.options_for(&job.interface));
+                    options.insert(job.interface.clone(), o.clone());
+                    o
+                }
+            };
+            in_flight.push(replay_one(job, t.clone(), opts));
+        }
+        let r = if open && pending.is_empty() {
             tokio::select! {
                 biased;
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => done,
-                job = rx.recv() => {
-                    match job {
-                        Ok(job) => {
-                            let opts = match options.get(&job.interface) {
-                                Some(o) => o.clone(),
-                                None => {
-                                    let o = Arc::new(rules.options_for(&job.interface));
-                                    options.insert(job.interface.clone(), o.clone());
-                                    o
-                                }
-                            };
-                            in_flight.push(replay_one(job, t.clone(), opts));
-                        }
+                batch = rx.recv() => {
+                    match batch {
+                        Ok(batch) => pending.extend(batch),
                         Err(_) => open = false,
                     }
                     continue;
@@ -438,7 +512,8 @@ async fn worker(
         } else {
             match in_flight.next().await {
                 Some(done) => done,
-                None => break,
+                None if pending.is_empty() => break,
+                None => continue,
             }
         };
         let (id, interface) = (&r.job.exchange.id, &r.job.interface);

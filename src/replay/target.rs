@@ -10,11 +10,16 @@ use crate::exchange::{header, Request, Side};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST};
 use http::{Method, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Collected, Full, Limited};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::cell::RefCell;
+use std::future::Future;
 use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
 
 /// Request headers that belong to one connection and are never replayed as recorded: the
 /// client stack sets its own (`content-length` from the body, `host` per `--host-header`).
@@ -112,15 +117,23 @@ impl Target {
         })
     }
 
+    /// The same target with a client (and so a connection pool) of its own.
+    pub fn fresh(&self) -> Result<Self> {
+        Target::new(self.side, &self.url, self.opts.clone())
+    }
+
     /// `host:port` of the target.
     pub fn authority(&self) -> &str {
         &self.authority
     }
 
+    /// The request for this target. `absolute` gives an absolute-form URI (what the pooled
+    /// client routes by); a worker's own HTTP/1 connection takes the origin form.
     fn build(
         &self,
         req: &Request,
         path_and_query: &str,
+        absolute: bool,
     ) -> Result<http::Request<Full<Bytes>>, FetchError> {
         let bad = |m: String| FetchError {
             kind: FetchErrorKind::BadRequest,
@@ -128,7 +141,8 @@ impl Target {
         };
         let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| bad(format!("method {:?} is not valid", req.method)))?;
-        let uri = format!("{}{}{}", self.origin, self.prefix, path_and_query);
+        let origin = if absolute { self.origin.as_str() } else { "" };
+        let uri = format!("{origin}{}{path_and_query}", self.prefix);
         let mut r = http::Request::builder()
             .method(method)
             .uri(&uri)
@@ -184,7 +198,7 @@ impl Target {
     }
 
     async fn send_path(&self, req: &Request, pq: &str, started: Instant) -> Fetched {
-        let request = self.build(req, pq)?;
+        let request = self.build(req, pq, true)?;
         let work = async {
             let resp = self
                 .client
@@ -192,20 +206,13 @@ impl Target {
                 .await
                 .map_err(classify_client_error)?;
             let (parts, body) = resp.into_parts();
-            let collected = Limited::new(body, self.opts.max_body)
-                .collect()
-                .await
-                .map_err(|e| classify_body_error(e, self.opts.max_body))?;
-            let trailers = collected.trailers().map(header_list).unwrap_or_default();
-            let body = collected.to_bytes();
-            Ok(Observed {
-                status: parts.status.as_u16(),
-                headers: header_list(&parts.headers),
-                trailers,
-                body,
-                latency_us: started.elapsed().as_micros() as u64,
-            })
+            let collected = collect(body, self.opts.max_body).await?;
+            Ok(observed(parts, collected, started))
         };
+        self.within_deadline(work).await
+    }
+
+    async fn within_deadline(&self, work: impl Future<Output = Fetched>) -> Fetched {
         match tokio::time::timeout(self.opts.timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(FetchError {
@@ -260,6 +267,161 @@ impl Target {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// A whole answer body, at most `max_body` bytes.
+async fn collect(body: Incoming, max_body: usize) -> Result<Collected<Bytes>, FetchError> {
+    Limited::new(body, max_body)
+        .collect()
+        .await
+        .map_err(|e| classify_body_error(e, max_body))
+}
+
+fn observed(
+    parts: http::response::Parts,
+    collected: Collected<Bytes>,
+    started: Instant,
+) -> Observed {
+    let trailers = collected.trailers().map(header_list).unwrap_or_default();
+    Observed {
+        status: parts.status.as_u16(),
+        headers: header_list(&parts.headers),
+        trailers,
+        body: collected.to_bytes(),
+        latency_us: started.elapsed().as_micros() as u64,
+    }
+}
+
+/// A target as one replay worker uses it. Over HTTP/1 the worker keeps its own connections,
+/// each driven by a task on the worker's single-threaded runtime: no pool shared between
+/// threads, no lock, and an answer never crosses threads. Over HTTP/2 it uses the target's
+/// multiplexing client.
+pub struct WorkerTarget {
+    target: Target,
+    /// Idle HTTP/1 connections, most recently used last.
+    idle: RefCell<Vec<http1::SendRequest<Full<Bytes>>>>,
+}
+
+/// Why a request on a connection failed.
+enum ConnFailure {
+    /// The connection was closed before the request went out: it can go on another one.
+    NotSent(Box<http::Request<Full<Bytes>>>, FetchError),
+    Failed(FetchError),
+}
+
+impl WorkerTarget {
+    /// `target` with connections of its own; must be used on one current-thread runtime.
+    pub fn new(target: Target) -> Self {
+        WorkerTarget {
+            target,
+            idle: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Sends `req` and reads the whole answer, as [`Target::send`] does.
+    pub async fn send(&self, req: &Request, started: Instant) -> Fetched {
+        let t = &self.target;
+        if t.http2 {
+            return t.send(req, started).await;
+        }
+        let request = t.build(req, &path_and_query(&req.uri), false)?;
+        t.within_deadline(self.send_http1(request, started)).await
+    }
+
+    async fn send_http1(&self, request: http::Request<Full<Bytes>>, started: Instant) -> Fetched {
+        let max_body = self.target.opts.max_body;
+        let (mut conn, reused) = self.checkout().await?;
+        let result = match exchange(&mut conn, request, max_body).await {
+            // A kept-alive connection the server closed just now: the request did not go
+            // out, so it goes once more, on a new connection.
+            Err(ConnFailure::NotSent(request, _)) if reused => {
+                conn = self.connect().await?;
+                exchange(&mut conn, *request, max_body).await
+            }
+            r => r,
+        };
+        match result {
+            Ok((parts, collected)) => {
+                // Dropped rather than kept when the server said `connection: close`.
+                if !conn.is_closed() {
+                    let mut idle = self.idle.borrow_mut();
+                    if idle.len() < self.target.opts.pool_size {
+                        idle.push(conn);
+                    }
+                }
+                Ok(observed(parts, collected, started))
+            }
+            Err(ConnFailure::NotSent(_, e) | ConnFailure::Failed(e)) => Err(e),
+        }
+    }
+
+    /// An idle connection still open, or a new one; `true` when reused.
+    async fn checkout(&self) -> Result<(http1::SendRequest<Full<Bytes>>, bool), FetchError> {
+        loop {
+            let Some(c) = self.idle.borrow_mut().pop() else {
+                break;
+            };
+            if !c.is_closed() {
+                return Ok((c, true));
+            }
+        }
+        Ok((self.connect().await?, false))
+    }
+
+    async fn connect(&self) -> Result<http1::SendRequest<Full<Bytes>>, FetchError> {
+        let authority = &self.target.authority;
+        let stream = TcpStream::connect(authority.as_str())
+            .await
+            .map_err(|e| FetchError {
+                kind: FetchErrorKind::Connect,
+                message: format!("cannot connect to {authority}: {e}"),
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| FetchError {
+                kind: FetchErrorKind::Connect,
+                message: error_chain(&e),
+            })?;
+        // On the worker's current-thread runtime: the connection's task runs on the thread
+        // that sends its requests. Its errors reach the request in flight.
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// Sends one request on `conn` and reads its whole answer.
+async fn exchange(
+    conn: &mut http1::SendRequest<Full<Bytes>>,
+    request: http::Request<Full<Bytes>>,
+    max_body: usize,
+) -> Result<(http::response::Parts, Collected<Bytes>), ConnFailure> {
+    if let Err(e) = conn.ready().await {
+        return Err(ConnFailure::NotSent(Box::new(request), hyper_failure(&e)));
+    }
+    let resp = match conn.try_send_request(request).await {
+        Ok(r) => r,
+        Err(mut e) => {
+            let failure = hyper_failure(e.error());
+            return Err(match e.take_message() {
+                Some(request) => ConnFailure::NotSent(Box::new(request), failure),
+                None => ConnFailure::Failed(failure),
+            });
+        }
+    };
+    let (parts, body) = resp.into_parts();
+    let collected = collect(body, max_body).await.map_err(ConnFailure::Failed)?;
+    Ok((parts, collected))
+}
+
+fn hyper_failure(e: &hyper::Error) -> FetchError {
+    FetchError {
+        kind: kind_from_chain(e),
+        message: error_chain(e),
     }
 }
 
@@ -388,7 +550,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let r = t.build(&req, "/a?x=1").unwrap();
+        let r = t.build(&req, "/a?x=1", true).unwrap();
         assert_eq!(r.uri(), "http://127.0.0.1:9/prefix/a?x=1");
         assert_eq!(r.headers()["host"], "127.0.0.1:9");
         assert!(r.headers().get("connection").is_none());
@@ -399,7 +561,7 @@ mod tests {
         keep.host_header = HostHeaderMode::Keep;
         let t = Target::new(Side::Baseline, "http://127.0.0.1:9", keep).unwrap();
         assert_eq!(
-            t.build(&req, "/a").unwrap().headers()["host"],
+            t.build(&req, "/a", true).unwrap().headers()["host"],
             "prod.example"
         );
         assert_eq!(t.authority(), "127.0.0.1:9");
