@@ -1103,3 +1103,65 @@ async fn clients_hanging_up_mid_body_do_not_disturb_the_tap() {
     assert_every_exchange_accounted(&tap).await;
     tap.stop_async().await;
 }
+
+/// Each HTTP/1 client connection keeps its own upstream connection: when nginx closes it
+/// (`connection: close` after `keepalive_requests`, silently after `keepalive_timeout`), the
+/// next request goes on a new one and the client never sees an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_production_closes_are_replaced() {
+    let Some(nginx) = nginx_binary() else { return };
+    let gw = Nginx::start(
+        &nginx,
+        &format!("    keepalive_requests 3;\n    keepalive_timeout 100ms;\n{NGINX_API}"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ka.jsonl");
+    let tap = TapProc::start(&[
+        "--threads",
+        "1",
+        "--upstream",
+        &gw.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    // One kept-alive client connection, so every request after the first reuses the tap's
+    // upstream connection unless production closed it.
+    let c = client();
+    for i in 0..12 {
+        if i % 4 == 3 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let (status, body) =
+            send(&c, "GET", &format!("{}/api/users/{i}", tap.url()), &[], "").await;
+        assert_eq!(
+            status,
+            200,
+            "request {i}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(
+            body,
+            format!(r#"{{"id":{i},"name":"user {i}"}}"#),
+            "request {i}"
+        );
+    }
+    let text = tap.metrics_text().await;
+    for kind in ["connect", "timeout", "reset", "malformed", "body"] {
+        let series = format!("shadowdiff_tap_upstream_errors_total{{kind=\"{kind}\"}}");
+        assert_eq!(metric_in(&text, &series), 0, "{series}");
+    }
+    // The client's pool may open a second connection while the first is being returned;
+    // either way most requests came on a kept-alive client connection.
+    assert!(
+        metric_in(&text, "shadowdiff_tap_connections_total") <= 2,
+        "{text}"
+    );
+    tap.stop_async().await;
+    let recorded = read_recordings(&files_in(dir.path()));
+    assert_eq!(recorded.len(), 12);
+    assert!(recorded
+        .iter()
+        .all(|e| e.response.as_ref().map(|r| r.status) == Some(200)));
+}

@@ -16,7 +16,9 @@
 //!    shadowed. Only exchanges that may be kept have their bodies copied.
 //! 4. **Forward**: hop-by-hop headers go, `x-forwarded-for` is appended, the request body
 //!    streams to production through a [`tee::RequestTee`] (a copy of at most `--max-body`,
-//!    the `--max-request-body` limit enforced on the way). gRPC goes over h2c.
+//!    the `--max-request-body` limit enforced on the way). An HTTP/1 client's requests go on
+//!    that client connection's own upstream connection ([`upstream`]); HTTP/2 clients share
+//!    pooled clients; gRPC goes over h2c.
 //! 5. **Answer**: production's head within `--upstream-timeout` is passed on and its body
 //!    streams back through a [`tee::ResponseTee`], trailers included; a failed connect or a
 //!    broken connection becomes 502, a timeout 504 — counted and recorded as such.
@@ -42,6 +44,7 @@ pub mod redact;
 pub mod sample;
 pub mod shadow;
 pub mod tee;
+pub mod upstream;
 
 pub use config::TapConfig;
 

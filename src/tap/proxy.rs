@@ -12,6 +12,7 @@ use super::shadow::{Production, Shadow};
 use super::tee::{
     BodyCopy, Finish, RequestEnd, RequestState, RequestTee, ResponseEnd, ResponseTee,
 };
+use super::upstream::{self, ConnUpstream};
 use crate::compare::{FetchError, FetchErrorKind, Observed};
 use crate::exchange::{
     Exchange, Headers, Request as CapturedRequest, Response as CapturedResponse,
@@ -192,9 +193,11 @@ impl Tap {
 
     /// Proxies one request. Never fails: every problem becomes the answer a proxy gives.
     /// `peer` is the client's address as an `x-forwarded-for` value.
+    /// `up` holds the client connection's own upstream connections (HTTP/1 clients).
     pub async fn handle(
         self: Arc<Self>,
         peer: HeaderValue,
+        up: Arc<ConnUpstream>,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
@@ -228,6 +231,7 @@ impl Tap {
         // 2. Name the exchange and decide what happens to it, from the head alone.
         let id = self.next_id();
         let ts_us = now_us();
+        let h2_client = req.version() >= Version::HTTP_2;
         let (mut parts, body) = req.into_parts();
         let sampled = self.sampler.picks(&id);
         let record = sampled
@@ -266,12 +270,25 @@ impl Tap {
             tracing::debug!("tap: refused {id}: {msg}");
             return plain(StatusCode::BAD_REQUEST, "bad request\n");
         }
-        let client = if use_h2 { &self.h2 } else { &self.h1 };
-        let sent = tokio::time::timeout(
-            self.cfg.upstream_timeout,
-            client.request(Request::from_parts(parts, tee)),
-        )
-        .await;
+        // An HTTP/1 client's requests come one at a time: they go on its own upstream
+        // connection. HTTP/2 clients and gRPC share the pooled clients.
+        let own_connection = !use_h2 && parts.version < Version::HTTP_2 && !h2_client;
+        let send = async {
+            if own_connection {
+                // The upstream connection is ours alone: the request line takes the origin form.
+                let mut uri = http::uri::Parts::default();
+                uri.path_and_query = parts.uri.path_and_query().cloned();
+                parts.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
+                up.send(Request::from_parts(parts, tee)).await
+            } else {
+                let client = if use_h2 { &self.h2 } else { &self.h1 };
+                client
+                    .request(Request::from_parts(parts, tee))
+                    .await
+                    .map_err(|e| classify(&e))
+            }
+        };
+        let sent = tokio::time::timeout(self.cfg.upstream_timeout, send).await;
         let ctx = Ctx {
             id,
             ts_us,
@@ -298,7 +315,7 @@ impl Tap {
                     }
                     RequestEnd::Open | RequestEnd::Complete => {}
                 }
-                let (kind, message) = classify(&e);
+                let (kind, message) = e;
                 return self.fail(ctx, StatusCode::BAD_GATEWAY, kind, message);
             }
             Err(_) => {
@@ -701,20 +718,10 @@ fn strip_hop_by_hop(h: &mut HeaderMap, list: &[HeaderName]) {
 }
 
 fn classify(e: &hyper_util::client::legacy::Error) -> (UpstreamError, String) {
-    let message = error_chain(e);
     if e.is_connect() {
-        return (UpstreamError::Connect, message);
+        return (UpstreamError::Connect, error_chain(e));
     }
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
-                return (UpstreamError::Malformed, message);
-            }
-        }
-        cur = err.source();
-    }
-    (UpstreamError::Reset, message)
+    upstream::classify(e)
 }
 
 /// Accepts client connections until `shutdown` fires, then lets open connections finish
@@ -769,9 +776,10 @@ pub async fn serve(
             // Formatted once per connection, not once per request.
             let ip = HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+            let up = Arc::new(ConnUpstream::new(&tap.cfg.upstream.authority));
             let svc = hyper::service::service_fn(move |req| {
-                let (tap, ip) = (tap.clone(), ip.clone());
-                async move { Ok::<_, Infallible>(tap.handle(ip, req).await) }
+                let (tap, ip, up) = (tap.clone(), ip.clone(), up.clone());
+                async move { Ok::<_, Infallible>(tap.handle(ip, up, req).await) }
             });
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
