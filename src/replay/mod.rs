@@ -9,7 +9,7 @@
 //!    `--speed`) and hands them over in batches through a bounded channel, so memory stays
 //!    flat however large the input;
 //! 2. one worker thread per core, each with its own single-threaded runtime and its own
-//!    connections ([`target::WorkerTarget`]), keeps its share of `concurrency` exchanges in
+//!    connections ([`target::ConnTarget`]), keeps its share of `concurrency` exchanges in
 //!    flight, judges the answers and aggregates locally: an exchange never crosses threads;
 //! 3. the aggregates are merged once at the end.
 
@@ -33,7 +33,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use target::{Target, TargetOptions, WorkerTarget};
+use target::{ConnTarget, Target, TargetOptions};
 use tokio::time::Instant as TokioInstant;
 
 /// Exchanges the reader thread hands over at a time.
@@ -57,17 +57,17 @@ struct Targets {
 
 /// The targets as one worker uses them, with that worker's own connections.
 struct WorkerTargets {
-    baseline: WorkerTarget,
-    candidate: WorkerTarget,
-    probe: Option<WorkerTarget>,
+    baseline: ConnTarget,
+    candidate: ConnTarget,
+    probe: Option<ConnTarget>,
 }
 
 impl WorkerTargets {
     fn new(t: Targets) -> Self {
         WorkerTargets {
-            baseline: WorkerTarget::new(t.baseline),
-            candidate: WorkerTarget::new(t.candidate),
-            probe: t.probe.map(WorkerTarget::new),
+            baseline: ConnTarget::new(t.baseline),
+            candidate: ConnTarget::new(t.candidate),
+            probe: t.probe.map(ConnTarget::new),
         }
     }
 }

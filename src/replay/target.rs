@@ -16,8 +16,8 @@ use hyper::client::conn::http1;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::cell::RefCell;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -293,14 +293,17 @@ fn observed(
     }
 }
 
-/// A target as one replay worker uses it. Over HTTP/1 the worker keeps its own connections,
-/// each driven by a task on the worker's single-threaded runtime: no pool shared between
-/// threads, no lock, and an answer never crosses threads. Over HTTP/2 it uses the target's
+/// A target with HTTP/1 connections of its own, each driven by a task on the runtime it is
+/// used from. Each replay worker has its own (on its single-threaded runtime, so an answer
+/// never crosses threads), and so has the tap's live shadow. Taking a connection is a pop
+/// under a lock only its owner takes, instead of the pooled client's search, lock and
+/// hand-off to a connection task per request. Over HTTP/2 it uses the target's
 /// multiplexing client.
-pub struct WorkerTarget {
+#[derive(Debug)]
+pub struct ConnTarget {
     target: Target,
     /// Idle HTTP/1 connections, most recently used last.
-    idle: RefCell<Vec<http1::SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<http1::SendRequest<Full<Bytes>>>>,
 }
 
 /// Why a request on a connection failed.
@@ -310,12 +313,12 @@ enum ConnFailure {
     Failed(FetchError),
 }
 
-impl WorkerTarget {
-    /// `target` with connections of its own; must be used on one current-thread runtime.
+impl ConnTarget {
+    /// `target` with connections of its own, none opened yet.
     pub fn new(target: Target) -> Self {
-        WorkerTarget {
+        ConnTarget {
             target,
-            idle: RefCell::new(Vec::new()),
+            idle: Mutex::new(Vec::new()),
         }
     }
 
@@ -345,9 +348,10 @@ impl WorkerTarget {
             Ok((parts, collected)) => {
                 // Dropped rather than kept when the server said `connection: close`.
                 if !conn.is_closed() {
-                    let mut idle = self.idle.borrow_mut();
-                    if idle.len() < self.target.opts.pool_size {
-                        idle.push(conn);
+                    if let Ok(mut idle) = self.idle.lock() {
+                        if idle.len() < self.target.opts.pool_size {
+                            idle.push(conn);
+                        }
                     }
                 }
                 Ok(observed(parts, collected, started))
@@ -359,7 +363,11 @@ impl WorkerTarget {
     /// An idle connection still open, or a new one; `true` when reused.
     async fn checkout(&self) -> Result<(http1::SendRequest<Full<Bytes>>, bool), FetchError> {
         loop {
-            let Some(c) = self.idle.borrow_mut().pop() else {
+            let next = match self.idle.lock() {
+                Ok(mut idle) => idle.pop(),
+                Err(_) => None,
+            };
+            let Some(c) = next else {
                 break;
             };
             if !c.is_closed() {
@@ -385,8 +393,8 @@ impl WorkerTarget {
                 kind: FetchErrorKind::Connect,
                 message: error_chain(&e),
             })?;
-        // On the worker's current-thread runtime: the connection's task runs on the thread
-        // that sends its requests. Its errors reach the request in flight.
+        // On a replay worker's current-thread runtime the connection's task runs on the
+        // thread that sends its requests. Its errors reach the request in flight.
         tokio::spawn(async move {
             let _ = conn.await;
         });

@@ -18,7 +18,7 @@ use crate::compare::{judge, CompareOptions, FetchError, Judgement, Observed, Out
 use crate::error::Result;
 use crate::exchange::{Request, Side};
 use crate::recording::format::{format_ts_us, now_us};
-use crate::replay::target::{Target, TargetOptions};
+use crate::replay::target::{ConnTarget, Target, TargetOptions};
 use crate::report::gate;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -102,7 +102,7 @@ impl ShadowStats {
 /// The live shadow of one tap.
 #[derive(Debug)]
 pub struct Shadow {
-    target: Target,
+    target: ConnTarget,
     sampler: Sampler,
     permits: Arc<Semaphore>,
     concurrency: usize,
@@ -139,7 +139,7 @@ impl Shadow {
             },
         )?;
         Ok(Some(Shadow {
-            target,
+            target: ConnTarget::new(target),
             sampler: Sampler::new(cfg.shadow_sample, SHADOW_SALT),
             permits: Arc::new(Semaphore::new(cfg.shadow_concurrency)),
             concurrency: cfg.shadow_concurrency,
