@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Replays large synthetic recordings against two local nginx upstreams and prints, for each
-# size, the upstream requests/s replay achieved, its peak RSS, and wrk's requests/s against
-# one of the same upstreams with the same connection count (the ratio is what to compare:
-# this machine is shared and absolute figures move).
+# size, the upstream requests/s replay achieved, its peak RSS, its CPU time per upstream
+# request, and wrk's requests/s against one of the same upstreams with the same connection
+# count (the ratio is what to compare: this machine is shared and absolute figures move).
+#
+# For calibration it also runs two wrk processes at once, one per upstream: the load shape
+# replay makes (every exchange goes to both). On a machine with few cores that is what the
+# cores can give two upstreams, and it is printed as a ratio to wrk on one upstream too.
 #
 #   benches/replay_vs_wrk.sh            # 100,000 and 1,000,000 exchanges
 #   SIZES="20000" benches/replay_vs_wrk.sh
@@ -46,8 +50,17 @@ P2=$(free_port); start_nginx up2 "$P2"
 sleep 0.5
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; concurrency $CONC"
-wrk_out=$(wrk -t1 -c"$CONC" -d10s "http://127.0.0.1:$P1/api/users/1" | awk '/Requests\/sec/{print $2}')
-echo "wrk, one upstream, $CONC connections: $wrk_out req/s"
+/usr/bin/time -f '%U %S' -o "$work/wrk.time" wrk -t1 -c"$CONC" -d10s "http://127.0.0.1:$P1/api/users/1" > "$work/wrk.txt"
+wrk_out=$(awk '/Requests\/sec/{print $2}' "$work/wrk.txt")
+wrk_n=$(awk '/requests in/{print $1}' "$work/wrk.txt")
+read -r wu ws < "$work/wrk.time"
+wrk_cpu=$(python3 -c "print(f'{($wu + $ws) * 1e6 / $wrk_n:.1f}')")
+echo "wrk, one upstream, $CONC connections: $wrk_out req/s, $wrk_cpu us CPU per request"
+wrk -t1 -c"$CONC" -d10s "http://127.0.0.1:$P1/api/users/1" > "$work/wrk1.txt" &
+wrk -t1 -c"$CONC" -d10s "http://127.0.0.1:$P2/api/users/1" > "$work/wrk2.txt"
+wait
+both=$(cat "$work/wrk1.txt" "$work/wrk2.txt" | awk '/Requests\/sec/{s+=$2} END{print s}')
+echo "wrk, both upstreams at once (two processes, $CONC connections each): $both req/s ($(python3 -c "print(f'{$both / $wrk_out:.2f}')")x wrk on one upstream)"
 
 for n in $SIZES; do
   rec=$work/rec-$n.jsonl.zst
@@ -55,16 +68,20 @@ for n in $SIZES; do
   for probe in off on; do
     flags=(--no-noise-probe); per=2
     [ "$probe" = on ] && { flags=(); per=3; }
-    /usr/bin/time -f '%e %M' -o "$work/time" "$BIN" replay "$rec" --quiet \
+    /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$BIN" replay "$rec" --quiet \
       --baseline "http://127.0.0.1:$P1" --candidate "http://127.0.0.1:$P2" \
       --concurrency "$CONC" "${flags[@]}" --json "$work/r.json" || true
-    read -r secs rss_kb < "$work/time"
-    python3 - "$n" "$per" "$secs" "$rss_kb" "$wrk_out" "$probe" <<'PY'
+    read -r secs rss_kb user sys < "$work/time"
+    python3 - "$n" "$per" "$secs" "$rss_kb" "$wrk_out" "$probe" "$both" "$user" "$sys" <<'PY'
 import sys
-n, per, secs, rss_kb, wrk, probe = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+n, per, secs, rss_kb, wrk, probe, both, user, sys_ = (int(sys.argv[1]), int(sys.argv[2]),
+    float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6], float(sys.argv[7]),
+    float(sys.argv[8]), float(sys.argv[9]))
 rate = n * per / secs
+cpu = (user + sys_) * 1e6 / (n * per)
 print(f"replay {n:>9} exchanges, noise probe {probe:>3}: {secs:7.1f} s, {rate:9.0f} upstream req/s "
-      f"({rate / wrk:.2f}x wrk), peak RSS {rss_kb / 1024:.1f} MB")
+      f"({rate / wrk:.2f}x wrk on one upstream, {rate / both:.2f}x wrk on both), "
+      f"{cpu:.1f} us CPU per upstream request, peak RSS {rss_kb / 1024:.1f} MB")
 PY
   done
 done
