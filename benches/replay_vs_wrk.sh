@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"100000 1000000"}
 CONC=${CONC:-64}
+WRK_SECS=${WRK_SECS:-5}
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && apt-get install -y -qq nginx-light; }
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
@@ -50,22 +51,29 @@ P2=$(free_port); start_nginx up2 "$P2"
 sleep 0.5
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; concurrency $CONC"
-/usr/bin/time -f '%U %S' -o "$work/wrk.time" wrk -t1 -c"$CONC" -d10s "http://127.0.0.1:$P1/api/users/1" > "$work/wrk.txt"
-wrk_out=$(awk '/Requests\/sec/{print $2}' "$work/wrk.txt")
-wrk_n=$(awk '/requests in/{print $1}' "$work/wrk.txt")
-read -r wu ws < "$work/wrk.time"
-wrk_cpu=$(python3 -c "print(f'{($wu + $ws) * 1e6 / $wrk_n:.1f}')")
-echo "wrk, one upstream, $CONC connections: $wrk_out req/s, $wrk_cpu us CPU per request"
-wrk -t1 -c"$CONC" -d10s "http://127.0.0.1:$P1/api/users/1" > "$work/wrk1.txt" &
-wrk -t1 -c"$CONC" -d10s "http://127.0.0.1:$P2/api/users/1" > "$work/wrk2.txt"
-wait
-both=$(cat "$work/wrk1.txt" "$work/wrk2.txt" | awk '/Requests\/sec/{s+=$2} END{print s}')
-echo "wrk, both upstreams at once (two processes, $CONC connections each): $both req/s ($(python3 -c "print(f'{$both / $wrk_out:.2f}')")x wrk on one upstream)"
+echo "(wrk runs for ${WRK_SECS}s right before every replay, so each ratio compares figures taken"
+echo " moments apart: this machine is shared, and wrk's own rate moves by a quarter between runs)"
+# measure_wrk -> sets wrk_out (one upstream), wrk_cpu (us per request), both (two at once)
+measure_wrk() {
+  /usr/bin/time -f '%U %S' -o "$work/wrk.time" wrk -t1 -c"$CONC" -d"${WRK_SECS}s" "http://127.0.0.1:$P1/api/users/1" > "$work/wrk.txt"
+  wrk_out=$(awk '/Requests\/sec/{print $2}' "$work/wrk.txt")
+  local n wu ws
+  n=$(awk '/requests in/{print $1}' "$work/wrk.txt")
+  read -r wu ws < "$work/wrk.time"
+  wrk_cpu=$(python3 -c "print(f'{($wu + $ws) * 1e6 / $n:.1f}')")
+  wrk -t1 -c"$CONC" -d"${WRK_SECS}s" "http://127.0.0.1:$P1/api/users/1" > "$work/wrk1.txt" &
+  wrk -t1 -c"$CONC" -d"${WRK_SECS}s" "http://127.0.0.1:$P2/api/users/1" > "$work/wrk2.txt"
+  wait
+  both=$(cat "$work/wrk1.txt" "$work/wrk2.txt" | awk '/Requests\/sec/{s+=$2} END{print s}')
+}
 
 for n in $SIZES; do
   rec=$work/rec-$n.jsonl.zst
   cargo run --release --quiet --example gen_recording -- "$n" "$rec" 2>/dev/null
   for probe in off on; do
+    measure_wrk
+    echo "  wrk, one upstream, $CONC connections: $wrk_out req/s, $wrk_cpu us CPU per request;" \
+      "both upstreams at once (two processes, $CONC connections each): $both req/s"
     flags=(--no-noise-probe); per=2
     [ "$probe" = on ] && { flags=(); per=3; }
     /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$BIN" replay "$rec" --quiet \
