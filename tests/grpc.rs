@@ -2,7 +2,8 @@
 //! `GetUser`'s reply and no longer implements `Legacy`), a recording made from what a real
 //! tonic client sent (captured by a small HTTP/2 proxy in front of v1), and the binary's
 //! replay of it: the report names the interface, the field path and the missing rule, and
-//! an A/A run reports nothing.
+//! an A/A run reports nothing. The same calls through `shadowdiff tap` (a real process) are
+//! recorded by the tap and replay to the same findings.
 
 use crate::util::*;
 use bytes::Bytes;
@@ -615,4 +616,113 @@ async fn grpc_flags_are_validated_before_any_request() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(extra[0]), "{}", describe(&o));
     }
+}
+
+/// A real tonic client calling a real tonic server through `shadowdiff tap`: unary and
+/// server-streaming calls pass with their trailers, the tap records them, and its recording
+/// replays against v1 and v2 to the changed field and the unimplemented method, and A/A to
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_through_the_tap_from_tonic_is_recorded_and_replays() {
+    use crate::tap::{files_in, read_recordings, TapProc};
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = TonicServer::start(false).await;
+    let v2 = TonicServer::start(true).await;
+    let out_dir = dir.path().join("rec");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("grpc.jsonl");
+    let upstream = format!("http://{}", v1.addr);
+    let tap = TapProc::start(&["--upstream", &upstream, "--out", out.to_str().unwrap()]);
+    let channel = tonic::transport::Endpoint::from_shared(tap.url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tonic::client::Grpc::new(channel);
+    for id in 1..=3u64 {
+        client.ready().await.unwrap();
+        let r: Response<User> = client
+            .unary(
+                tonic::Request::new(UserRequest { id }),
+                http::uri::PathAndQuery::from_static("/pkg.Svc/GetUser"),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.into_inner(), user(id, false));
+    }
+    client.ready().await.unwrap();
+    let mut stream = client
+        .server_streaming(
+            tonic::Request::new(ListRequest { count: 3 }),
+            http::uri::PathAndQuery::from_static("/pkg.Svc/ListItems"),
+            tonic_prost::ProstCodec::<ListRequest, Item>::default(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while let Some(item) = stream.message().await.unwrap() {
+        assert_eq!((item.n, item.label), (n, format!("item {n}")));
+        n += 1;
+    }
+    assert_eq!(n, 3, "every streamed message arrived");
+    client.ready().await.unwrap();
+    let legacy: Result<Response<User>, Status> = client
+        .unary(
+            tonic::Request::new(UserRequest { id: 9 }),
+            http::uri::PathAndQuery::from_static("/pkg.Svc/Legacy"),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    assert!(legacy.is_ok(), "{legacy:?}");
+    drop(client);
+    tap.stop_async().await;
+
+    let files = files_in(&out_dir);
+    let recorded = read_recordings(&files);
+    assert_eq!(recorded.len(), 5, "{recorded:#?}");
+    for e in &recorded {
+        let resp = e.response.as_ref().unwrap();
+        assert_eq!(resp.status, 200, "{e:?}");
+        let trailers = resp.trailers.as_ref().expect("gRPC trailers recorded");
+        assert_eq!(
+            shadowdiff::exchange::header(trailers, "grpc-status"),
+            Some("0"),
+            "{e:?}"
+        );
+    }
+    let list = recorded
+        .iter()
+        .find(|e| e.request.uri.ends_with("/pkg.Svc/ListItems"))
+        .unwrap();
+    // Three length-prefixed messages, as the server streamed them.
+    let body = &list.response.as_ref().unwrap().body;
+    let mut frames = 0;
+    let mut at = 0;
+    while at + 5 <= body.len() {
+        let len = u32::from_be_bytes(body[at + 1..at + 5].try_into().unwrap()) as usize;
+        at += 5 + len;
+        frames += 1;
+    }
+    assert_eq!((frames, at), (3, body.len()));
+
+    let json = dir.path().join("r.json");
+    let o = replay(&files[0], &v1.h2c(), &v2.h2c(), &json, &[]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_counts_consistent(&r);
+    assert_eq!(r["summary"]["total"], 5);
+    let get = interface(&r, "/pkg.Svc/GetUser");
+    assert_eq!(get["different"], 3, "{get:#}");
+    field(get, "fields", "$.msg[*].3.2");
+    assert_eq!(interface(&r, "/pkg.Svc/Legacy")["missing_rule"], 1);
+    assert_eq!(interface(&r, "/pkg.Svc/ListItems")["identical"], 1);
+
+    let other_v1 = TonicServer::start(false).await;
+    let json = dir.path().join("aa.json");
+    let o = replay(&files[0], &v1.h2c(), &other_v1.h2c(), &json, &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_eq!(r["summary"]["identical"], 5, "{:#}", r["summary"]);
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The tap binary running as a child process.
-struct TapProc {
+pub(crate) struct TapProc {
     child: Child,
     addr: SocketAddr,
     metrics: Option<SocketAddr>,
@@ -42,7 +42,7 @@ fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
 
 impl TapProc {
     /// Starts `shadowdiff tap --listen 127.0.0.1:0 ARGS` and waits for its bound addresses.
-    fn start(args: &[&str]) -> TapProc {
+    pub(crate) fn start(args: &[&str]) -> TapProc {
         let mut child = Command::new(bin())
             .arg("tap")
             .args(["--listen", "127.0.0.1:0"])
@@ -90,7 +90,7 @@ impl TapProc {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
@@ -116,7 +116,7 @@ impl TapProc {
         err
     }
 
-    async fn stop_async(self) -> String {
+    pub(crate) async fn stop_async(self) -> String {
         tokio::task::spawn_blocking(move || self.stop())
             .await
             .unwrap()
@@ -220,7 +220,7 @@ where
     }
 }
 
-fn read_recordings(paths: &[PathBuf]) -> Vec<Exchange> {
+pub(crate) fn read_recordings(paths: &[PathBuf]) -> Vec<Exchange> {
     let mut r = RecordingReader::open(paths, ReadOptions::default()).unwrap();
     let mut out = Vec::new();
     while let Some(e) = r.next_exchange().unwrap() {
@@ -231,7 +231,7 @@ fn read_recordings(paths: &[PathBuf]) -> Vec<Exchange> {
     out
 }
 
-fn files_in(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
