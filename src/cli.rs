@@ -216,7 +216,7 @@ pub struct ReplayArgs {
     /// Largest response body read from a target; larger answers are errors.
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
     pub max_body: usize,
-    /// Worker threads of the runtime (default: one per core).
+    /// Replay worker threads, each with its own connections (default: one per core).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }

@@ -1,7 +1,9 @@
-//! A target: one server that replayed requests go to, with its own hyper client and
-//! keep-alive pool (so the baseline's connections never queue behind the candidate's), the
-//! request rewriting replay needs (target authority, Host header, hop-by-hop headers, set
-//! headers), a per-request deadline, and errors classified by what failed.
+//! A target: one server that replayed requests go to, with the request rewriting replay
+//! needs (target authority, Host header, hop-by-hop headers, set headers), a per-request
+//! deadline, and errors classified by what failed. [`Target`] sends through a pooled hyper
+//! client (readiness checks, HTTP/2); [`ConnTarget`] keeps HTTP/1 connections of its own, one
+//! set per replay worker and one for the tap's shadow, so the baseline's connections never
+//! queue behind the candidate's and a worker never waits on another thread.
 
 use crate::cli::HostHeaderMode;
 use crate::compare::{FetchError, FetchErrorKind, Fetched, Observed};
