@@ -424,6 +424,111 @@ async fn speed_and_rate_pace_the_replay() {
     }
 }
 
+/// A paced exchange starts on time while another worker's only slot is busy: with two
+/// worker threads of one slot each, a 1.5 s request must not hold back the ones due every
+/// 200 ms after it, which the other worker is free to send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paced_exchange_is_not_held_behind_a_busy_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut items = vec![get("slow", "/slow", 0)];
+    items.extend((1..=5).map(|i| get(&format!("fast-{i}"), "/fast", i * 200_000)));
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let server = TestServer::start_delayed(|s| {
+        let late = s.path_and_query == "/slow";
+        (
+            Answer::json(200, "{}"),
+            late.then_some(std::time::Duration::from_millis(1500)),
+        )
+    })
+    .await;
+    let json = dir.path().join("r.json");
+    let o = shadowdiff_async(
+        [
+            "replay",
+            rec.to_str().unwrap(),
+            "--baseline",
+            &server.url(),
+            "--candidate",
+            &server.url(),
+            "--speed",
+            "1",
+            "--threads",
+            "2",
+            "--concurrency",
+            "2",
+            "--no-noise-probe",
+            "--json",
+            json.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_eq!(r["summary"]["identical"], 6);
+    let fast = &interface(&r, "GET /fast")["latency"]["baseline"];
+    let max_us = fast["max_us"].as_u64().unwrap();
+    assert!(
+        max_us < 400_000,
+        "a fast call waited for the slow one: {fast:#}"
+    );
+}
+
+/// A small `--concurrency` over several worker threads is still honoured: with two workers
+/// of one slot each, two requests are in flight at once, not one after the other behind the
+/// worker that took the first batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_concurrency_is_spread_over_the_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..8)
+        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    let baseline = TestServer::start_delayed(move |_| {
+        seen.lock().unwrap().push(std::time::Instant::now());
+        (
+            Answer::json(200, "{}"),
+            Some(std::time::Duration::from_millis(200)),
+        )
+    })
+    .await;
+    let candidate = TestServer::start(|_| Answer::json(200, "{}")).await;
+    let json = dir.path().join("r.json");
+    let o = shadowdiff_async(
+        [
+            "replay",
+            rec.to_str().unwrap(),
+            "--baseline",
+            &baseline.url(),
+            "--candidate",
+            &candidate.url(),
+            "--threads",
+            "2",
+            "--concurrency",
+            "2",
+            "--no-noise-probe",
+            "--json",
+            json.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert_eq!(read_json(&json)["summary"]["identical"], 8);
+    let mut at = arrivals.lock().unwrap().clone();
+    at.sort();
+    // One after the other, arrivals are at least 200 ms apart; two at a time, they pair up.
+    let overlapping = at
+        .windows(2)
+        .filter(|w| w[1] - w[0] < std::time::Duration::from_millis(100))
+        .count();
+    assert!(overlapping >= 3, "requests were not concurrent: {at:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn candidate_failures_are_outcomes_not_silence() {
     let dir = tempfile::tempdir().unwrap();

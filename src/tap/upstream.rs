@@ -17,9 +17,12 @@ use hyper_util::rt::TokioIo;
 use std::sync::Mutex;
 use tokio::net::TcpStream;
 
-/// Idle upstream connections one client connection keeps. One is enough for an HTTP/1
-/// client; a few cover a request whose upstream connection is still finishing a body.
-const MAX_IDLE: usize = 2;
+/// Idle upstream connections one client connection keeps. One is enough: hyper's server
+/// reads an HTTP/1 client's next request only once the previous exchange has ended, so the
+/// connection that carried it is free again. An idle client therefore holds one upstream
+/// connection until either side closes it (production's own keep-alive timeout, or the
+/// client leaving); the connection is closed when the client connection is.
+const MAX_IDLE: usize = 1;
 
 /// Why a request on one connection failed.
 enum Failure {
