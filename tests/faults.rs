@@ -371,3 +371,76 @@ async fn baseline_dying_mid_run_gives_baseline_errors() {
         .unwrap()
         .starts_with("baseline_error"));
 }
+
+/// A server that answers a large upload before reading its body (413 at once, as gateways
+/// with a body limit do) leaves that connection busy sending the rest: the next exchange
+/// must go on another connection, not wait behind it until its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_to_an_upload_does_not_block_the_next_exchange() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 << 10];
+                loop {
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if head.starts_with(b"POST") {
+                        let _ = s
+                            .write_all(
+                                b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n",
+                            )
+                            .await;
+                        // Never reads the body: the client's write stalls on a full buffer.
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                        return;
+                    }
+                    let body = br#"{"ok":true}"#;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        body.len()
+                    );
+                    if s.write_all(resp.as_bytes()).await.is_err()
+                        || s.write_all(body).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut upload = get("upload", "/upload", 0);
+    upload.request.method = "POST".into();
+    upload.request.body = bytes::Bytes::from(vec![b'a'; 32 << 20]);
+    let items = vec![upload, get("a", "/a", 1000), get("b", "/b", 2000)];
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let (o, r) = replay(
+        &rec,
+        &url,
+        &url,
+        &[
+            "--allow-side-effects",
+            "--threads",
+            "1",
+            "--concurrency",
+            "1",
+            "--timeout",
+            "3s",
+            "--no-noise-probe",
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert_counts_consistent(&r);
+    assert_eq!(r["summary"]["identical"], 3, "{:#}", r["summary"]);
+    let a = &interface(&r, "GET /a")["latency"]["baseline"];
+    assert!(a["max_us"].as_u64().unwrap() < 1_000_000, "{a:#}");
+    server.abort();
+}

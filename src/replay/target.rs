@@ -348,8 +348,10 @@ impl ConnTarget {
         };
         match result {
             Ok((parts, collected)) => {
-                // Dropped rather than kept when the server said `connection: close`.
-                if !conn.is_closed() {
+                // Kept only when it can take the next request at once: not when the server
+                // said `connection: close`, nor when it answered before reading the whole
+                // request body and the connection is still busy sending it.
+                if conn.is_ready() {
                     if let Ok(mut idle) = self.idle.lock() {
                         if idle.len() < self.target.opts.pool_size {
                             idle.push(conn);
