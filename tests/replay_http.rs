@@ -442,14 +442,13 @@ async fn a_paced_exchange_is_not_held_behind_a_busy_worker() {
     })
     .await;
     let json = dir.path().join("r.json");
-    let o = shadowdiff_async(
-        [
-            "replay",
-            rec.to_str().unwrap(),
-            "--baseline",
-            &server.url(),
-            "--candidate",
-            &server.url(),
+    let url = server.url();
+    let (o, r) = replay_json(
+        &rec,
+        &url,
+        &url,
+        &json,
+        &[
             "--speed",
             "1",
             "--threads",
@@ -457,15 +456,10 @@ async fn a_paced_exchange_is_not_held_behind_a_busy_worker() {
             "--concurrency",
             "2",
             "--no-noise-probe",
-            "--json",
-            json.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec(),
+        ],
     )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
-    let r = read_json(&json);
     assert_eq!(r["summary"]["identical"], 6);
     let fast = &interface(&r, "GET /fast")["latency"]["baseline"];
     let max_us = fast["max_us"].as_u64().unwrap();
@@ -497,28 +491,16 @@ async fn a_small_concurrency_is_spread_over_the_workers() {
     .await;
     let candidate = TestServer::start(|_| Answer::json(200, "{}")).await;
     let json = dir.path().join("r.json");
-    let o = shadowdiff_async(
-        [
-            "replay",
-            rec.to_str().unwrap(),
-            "--baseline",
-            &baseline.url(),
-            "--candidate",
-            &candidate.url(),
-            "--threads",
-            "2",
-            "--concurrency",
-            "2",
-            "--no-noise-probe",
-            "--json",
-            json.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec(),
+    let (o, r) = replay_json(
+        &rec,
+        &baseline.url(),
+        &candidate.url(),
+        &json,
+        &["--threads", "2", "--concurrency", "2", "--no-noise-probe"],
     )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
-    assert_eq!(read_json(&json)["summary"]["identical"], 8);
+    assert_eq!(r["summary"]["identical"], 8);
     let mut at = arrivals.lock().unwrap().clone();
     at.sort();
     // One after the other, arrivals are at least 200 ms apart; two at a time, they pair up.
