@@ -17,6 +17,7 @@ pub mod analysis;
 pub mod cli;
 pub mod compare;
 pub mod config;
+pub mod connset;
 pub mod demo;
 pub mod error;
 pub mod exchange;

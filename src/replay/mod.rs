@@ -177,17 +177,16 @@ pub async fn replay_reader(
     let (job_tx, job_rx) = async_channel::bounded::<Vec<Job>>(2 * n_workers);
     // Every file is created before any thread starts, so a failure here leaves nothing
     // running behind the error.
-    let skip_sink = match &cfg.diffs {
-        Some(p) => Some(DiffSink::create(p, 0)?),
-        None => None,
-    };
-    let mut sinks = Vec::with_capacity(n_workers);
-    for n in 0..n_workers {
-        sinks.push(match &cfg.diffs {
-            Some(p) => Some(DiffSink::create(p, n + 1)?),
-            None => None,
-        });
-    }
+    // Part 0 is the reader's (skipped exchanges), part n + 1 worker n's.
+    let mut sinks = (0..=n_workers)
+        .map(|n| {
+            cfg.diffs
+                .as_ref()
+                .map(|p| DiffSink::create(p, n))
+                .transpose()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let skip_sink = sinks.remove(0);
     let slots_of =
         |n: usize| cfg.concurrency / n_workers + usize::from(n < cfg.concurrency % n_workers);
     // A worker takes a batch only when it has a free slot, and a batch holds at most twice

@@ -1,12 +1,14 @@
 //! A target: one server that replayed requests go to, with the request rewriting replay
 //! needs (target authority, Host header, hop-by-hop headers, set headers), a per-request
 //! deadline, and errors classified by what failed. [`Target`] sends through a pooled hyper
-//! client (readiness checks, HTTP/2); [`ConnTarget`] keeps HTTP/1 connections of its own, one
-//! set per replay worker and one for the tap's shadow, so the baseline's connections never
-//! queue behind the candidate's and a worker never waits on another thread.
+//! client (readiness checks, HTTP/2); [`ConnTarget`] keeps HTTP/1 connections of its own
+//! ([`crate::connset`]), one set per replay worker and one for the tap's shadow, so the
+//! baseline's connections never queue behind the candidate's and a worker never waits on
+//! another thread.
 
 use crate::cli::HostHeaderMode;
 use crate::compare::{FetchError, FetchErrorKind, Fetched, Observed};
+use crate::connset::{ConnSet, SendError};
 use crate::error::{Error, Result};
 use crate::exchange::{header, Request, Side};
 use bytes::Bytes;
@@ -14,14 +16,11 @@ use http::header::{HeaderName, HeaderValue, HOST};
 use http::{Method, Uri};
 use http_body_util::{BodyExt, Collected, Full, Limited};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use std::future::Future;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 
 /// Request headers that belong to one connection and are never replayed as recorded: the
 /// client stack sets its own (`content-length` from the body, `host` per `--host-header`).
@@ -295,33 +294,20 @@ fn observed(
     }
 }
 
-/// A target with HTTP/1 connections of its own, each driven by a task on the runtime it is
-/// used from. Each replay worker has its own (on its single-threaded runtime, so an answer
-/// never crosses threads), and so has the tap's live shadow. Taking a connection is a pop
-/// under a lock only its owner takes, instead of the pooled client's search, lock and
-/// hand-off to a connection task per request. Over HTTP/2 it uses the target's
-/// multiplexing client.
+/// A target with HTTP/1 connections of its own ([`ConnSet`]): each replay worker has its own
+/// (on its single-threaded runtime, so an answer never crosses threads), and so has the
+/// tap's live shadow. Over HTTP/2 it uses the target's multiplexing client.
 #[derive(Debug)]
 pub struct ConnTarget {
     target: Target,
-    /// Idle HTTP/1 connections, most recently used last.
-    idle: Mutex<Vec<http1::SendRequest<Full<Bytes>>>>,
-}
-
-/// Why a request on a connection failed.
-enum ConnFailure {
-    /// The connection was closed before the request went out: it can go on another one.
-    NotSent(Box<http::Request<Full<Bytes>>>, FetchError),
-    Failed(FetchError),
+    conns: ConnSet<Full<Bytes>>,
 }
 
 impl ConnTarget {
     /// `target` with connections of its own, none opened yet.
     pub fn new(target: Target) -> Self {
-        ConnTarget {
-            target,
-            idle: Mutex::new(Vec::new()),
-        }
+        let conns = ConnSet::new(&target.authority, target.opts.pool_size);
+        ConnTarget { target, conns }
     }
 
     /// Sends `req` and reads the whole answer, as [`Target::send`] does.
@@ -335,105 +321,25 @@ impl ConnTarget {
     }
 
     async fn send_http1(&self, request: http::Request<Full<Bytes>>, started: Instant) -> Fetched {
-        let max_body = self.target.opts.max_body;
-        let (mut conn, reused) = self.checkout().await?;
-        let result = match exchange(&mut conn, request, max_body).await {
-            // A kept-alive connection the server closed just now: the request did not go
-            // out, so it goes once more, on a new connection.
-            Err(ConnFailure::NotSent(request, _)) if reused => {
-                conn = self.connect().await?;
-                exchange(&mut conn, *request, max_body).await
-            }
-            r => r,
-        };
-        match result {
-            Ok((parts, collected)) => {
-                // Kept only when it can take the next request at once: not when the server
-                // said `connection: close`, nor when it answered before reading the whole
-                // request body and the connection is still busy sending it.
-                if conn.is_ready() {
-                    if let Ok(mut idle) = self.idle.lock() {
-                        if idle.len() < self.target.opts.pool_size {
-                            idle.push(conn);
-                        }
-                    }
-                }
-                Ok(observed(parts, collected, started))
-            }
-            Err(ConnFailure::NotSent(_, e) | ConnFailure::Failed(e)) => Err(e),
-        }
-    }
-
-    /// An idle connection still open, or a new one; `true` when reused.
-    async fn checkout(&self) -> Result<(http1::SendRequest<Full<Bytes>>, bool), FetchError> {
-        loop {
-            let next = match self.idle.lock() {
-                Ok(mut idle) => idle.pop(),
-                Err(_) => None,
-            };
-            let Some(c) = next else {
-                break;
-            };
-            if !c.is_closed() {
-                return Ok((c, true));
-            }
-        }
-        Ok((self.connect().await?, false))
-    }
-
-    async fn connect(&self) -> Result<http1::SendRequest<Full<Bytes>>, FetchError> {
-        let authority = &self.target.authority;
-        let stream = TcpStream::connect(authority.as_str())
-            .await
-            .map_err(|e| FetchError {
+        let (resp, conn) = self.conns.send(request).await.map_err(|e| match e {
+            SendError::Connect(message) => FetchError {
                 kind: FetchErrorKind::Connect,
-                message: format!("cannot connect to {authority}: {e}"),
-            })?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| FetchError {
-                kind: FetchErrorKind::Connect,
+                message,
+            },
+            SendError::Http(e) => FetchError {
+                kind: kind_from_chain(&e),
                 message: error_chain(&e),
-            })?;
-        // On a replay worker's current-thread runtime the connection's task runs on the
-        // thread that sends its requests. Its errors reach the request in flight.
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(sender)
-    }
-}
-
-/// Sends one request on `conn` and reads its whole answer.
-async fn exchange(
-    conn: &mut http1::SendRequest<Full<Bytes>>,
-    request: http::Request<Full<Bytes>>,
-    max_body: usize,
-) -> Result<(http::response::Parts, Collected<Bytes>), ConnFailure> {
-    if let Err(e) = conn.ready().await {
-        return Err(ConnFailure::NotSent(Box::new(request), hyper_failure(&e)));
-    }
-    let resp = match conn.try_send_request(request).await {
-        Ok(r) => r,
-        Err(mut e) => {
-            let failure = hyper_failure(e.error());
-            return Err(match e.take_message() {
-                Some(request) => ConnFailure::NotSent(Box::new(request), failure),
-                None => ConnFailure::Failed(failure),
-            });
+            },
+        })?;
+        let (parts, body) = resp.into_parts();
+        let collected = collect(body, self.target.opts.max_body).await?;
+        // Kept only when it can take the next request at once: not when the server said
+        // `connection: close`, nor when it answered before reading the whole request body
+        // and the connection is still busy sending it.
+        if conn.is_ready() {
+            self.conns.put_back(conn);
         }
-    };
-    let (parts, body) = resp.into_parts();
-    let collected = collect(body, max_body).await.map_err(ConnFailure::Failed)?;
-    Ok((parts, collected))
-}
-
-fn hyper_failure(e: &hyper::Error) -> FetchError {
-    FetchError {
-        kind: kind_from_chain(e),
-        message: error_chain(e),
+        Ok(observed(parts, collected, started))
     }
 }
 
