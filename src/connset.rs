@@ -1,5 +1,5 @@
-//! HTTP/1 connections owned by one user (a replay worker's target, the tap's live shadow,
-//! one tap client connection) rather than a pool shared between threads: taking one is a
+//! HTTP/1 connections owned by one user (one tap client connection, whose request and
+//! answer bodies stream through hyper) rather than a pool shared between threads: taking one is a
 //! pop under a lock only its owner takes, and each connection is driven by a task on the
 //! runtime it is used from, so on a current-thread runtime an answer never crosses threads.
 //! Connections the server closed are skipped, and a request a kept connection closed

@@ -13,6 +13,7 @@
 //!    flight, judges the answers and aggregates locally: an exchange never crosses threads;
 //! 3. the aggregates are merged once at the end.
 
+pub mod h1;
 pub mod input;
 pub mod select;
 pub mod target;

@@ -2,24 +2,26 @@
 //! needs (target authority, Host header, hop-by-hop headers, set headers), a per-request
 //! deadline, and errors classified by what failed. [`Target`] sends through a pooled hyper
 //! client (readiness checks, HTTP/2); [`ConnTarget`] keeps HTTP/1 connections of its own
-//! ([`crate::connset`]), one set per replay worker and one for the tap's shadow, so the
+//! ([`super::h1`]), one set per replay worker and one for the tap's shadow, so the
 //! baseline's connections never queue behind the candidate's and a worker never waits on
 //! another thread.
 
+use super::h1::{self, H1Conn, H1Error};
 use crate::cli::HostHeaderMode;
 use crate::compare::{FetchError, FetchErrorKind, Fetched, Observed};
-use crate::connset::{ConnSet, SendError};
 use crate::error::{Error, Result};
 use crate::exchange::{header, Request, Side};
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, HOST};
+use http::header::{HeaderName, HeaderValue};
 use http::{Method, Uri};
 use http_body_util::{BodyExt, Collected, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use std::borrow::Cow;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Request headers that belong to one connection and are never replayed as recorded: the
@@ -150,45 +152,108 @@ impl Target {
             .body(Full::new(req.body.clone()))
             .map_err(|e| bad(format!("URI {uri:?} is not valid: {e}")))?;
         let h = r.headers_mut();
+        self.each_header(req, |name, value| {
+            let n = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| bad(format!("header name {name:?} is not valid")))?;
+            let v = HeaderValue::from_str(value)
+                .map_err(|_| bad(format!("value of header {name} is not valid")))?;
+            h.append(n, v);
+            Ok(())
+        })?;
+        Ok(r)
+    }
+
+    /// Calls `emit` with every header field the target gets, names lower-cased: the
+    /// recorded ones but hop-by-hop fields and those `--set-header` replaces, then the set
+    /// ones, then `host` (HTTP/1 only; over HTTP/2 the authority travels in the URI).
+    fn each_header(
+        &self,
+        req: &Request,
+        mut emit: impl FnMut(&str, &str) -> Result<(), FetchError>,
+    ) -> Result<(), FetchError> {
+        let set = &self.opts.set_headers;
         for (k, v) in &req.headers {
-            let lk = k.to_ascii_lowercase();
-            if k.starts_with(':') || HOP_BY_HOP.contains(&lk.as_str()) {
+            let lk: Cow<str> = if k.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(k.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(k)
+            };
+            if k.starts_with(':') || HOP_BY_HOP.contains(&lk.as_ref()) {
                 continue;
             }
             // `te: trailers` is what gRPC needs; any other TE is connection-specific.
             if lk == "te" && !v.eq_ignore_ascii_case("trailers") {
                 continue;
             }
-            if self.opts.set_headers.iter().any(|(n, _)| *n == lk) {
+            if set.iter().any(|(n, _)| *n == lk) {
                 continue;
             }
-            let name = HeaderName::from_bytes(lk.as_bytes())
-                .map_err(|_| bad(format!("header name {k:?} is not valid")))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| bad(format!("value of header {k} is not valid")))?;
-            h.append(name, value);
+            emit(&lk, v)?;
         }
-        for (k, v) in &self.opts.set_headers {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(k.as_bytes()),
-                HeaderValue::from_str(v),
-            ) {
-                h.insert(n, v);
+        for (i, (k, v)) in set.iter().enumerate() {
+            // Set twice: the last one wins.
+            if set[i + 1..].iter().any(|(n, _)| n == k) {
+                continue;
             }
+            emit(k, v)?;
         }
         let host = match self.opts.host_header {
             HostHeaderMode::Target => Some(self.authority.as_str()),
             HostHeaderMode::Keep => header(&req.headers, "host"),
         };
-        // Over HTTP/2 the authority travels in the URI; a Host header would duplicate it.
         if let (Some(host), false) = (host, self.http2) {
-            if !h.contains_key(HOST) {
-                if let Ok(v) = HeaderValue::from_str(host) {
-                    h.insert(HOST, v);
-                }
+            if !set.iter().any(|(n, _)| n == "host") {
+                emit("host", host)?;
             }
         }
-        Ok(r)
+        Ok(())
+    }
+
+    /// The HTTP/1.1 request head for this target, as bytes, checked as [`Target::build`]
+    /// checks the request it builds.
+    fn head_bytes(&self, req: &Request, path_and_query: &str) -> Result<Vec<u8>, FetchError> {
+        let bad = |m: String| FetchError {
+            kind: FetchErrorKind::BadRequest,
+            message: m,
+        };
+        if !h1::is_token(&req.method) {
+            return Err(bad(format!("method {:?} is not valid", req.method)));
+        }
+        let mut head = Vec::with_capacity(256 + req.headers.len() * 48);
+        head.extend_from_slice(req.method.as_bytes());
+        head.push(b' ');
+        if !(self.prefix.is_empty() || h1::is_request_target(&self.prefix))
+            || !h1::is_request_target(path_and_query)
+        {
+            return Err(bad(format!(
+                "URI {:?} is not valid: only visible ASCII can be sent",
+                format!("{}{path_and_query}", self.prefix)
+            )));
+        }
+        head.extend_from_slice(self.prefix.as_bytes());
+        head.extend_from_slice(path_and_query.as_bytes());
+        head.extend_from_slice(b" HTTP/1.1\r\n");
+        self.each_header(req, |name, value| {
+            if !h1::is_token(name) {
+                return Err(bad(format!("header name {name:?} is not valid")));
+            }
+            if !h1::is_field_value(value) {
+                return Err(bad(format!("value of header {name} is not valid")));
+            }
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+            Ok(())
+        })?;
+        // As a general client does: a length for any body, and an explicit zero where the
+        // method expects one.
+        let len = req.body.len();
+        if len > 0 || matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
+            head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        Ok(head)
     }
 
     /// Sends `req` and reads the whole answer. Latency counts from `started` (the scheduled
@@ -294,52 +359,125 @@ fn observed(
     }
 }
 
-/// A target with HTTP/1 connections of its own ([`ConnSet`]): each replay worker has its own
-/// (on its single-threaded runtime, so an answer never crosses threads), and so has the
+/// A target with HTTP/1 connections of its own ([`h1::H1Conn`]): each replay worker has its
+/// own (on its single-threaded runtime, so an answer never crosses threads), and so has the
 /// tap's live shadow. Over HTTP/2 it uses the target's multiplexing client.
 #[derive(Debug)]
 pub struct ConnTarget {
     target: Target,
-    conns: ConnSet<Full<Bytes>>,
+    /// Connections free for the next request, most recently used last. Only its owner
+    /// takes the lock, so it is never contended.
+    idle: Mutex<Vec<H1Conn>>,
 }
 
 impl ConnTarget {
     /// `target` with connections of its own, none opened yet.
     pub fn new(target: Target) -> Self {
-        let conns = ConnSet::new(&target.authority, target.opts.pool_size);
-        ConnTarget { target, conns }
+        ConnTarget {
+            target,
+            idle: Mutex::new(Vec::new()),
+        }
     }
 
     /// Sends `req` and reads the whole answer, as [`Target::send`] does.
     pub async fn send(&self, req: &Request, started: Instant) -> Fetched {
         let t = &self.target;
         if t.http2 {
-            return t.send(req, started).await;
+            // Boxed: the pooled client's future is large, and would otherwise be carried
+            // in every HTTP/1 exchange's state.
+            return Box::pin(t.send(req, started)).await;
         }
-        let request = t.build(req, &path_and_query(&req.uri), false)?;
-        t.within_deadline(self.send_http1(request, started)).await
+        let head = t.head_bytes(req, &path_and_query(&req.uri))?;
+        // Boxed: the exchange's state is a few KB, and the per-exchange future that holds
+        // two of them is moved into the worker's set of futures; a pointer moves cheaper.
+        t.within_deadline(Box::pin(self.send_http1(req, head, started)))
+            .await
     }
 
-    async fn send_http1(&self, request: http::Request<Full<Bytes>>, started: Instant) -> Fetched {
-        let (resp, conn) = self.conns.send(request).await.map_err(|e| match e {
-            SendError::Connect(message) => FetchError {
-                kind: FetchErrorKind::Connect,
-                message,
-            },
-            SendError::Http(e) => FetchError {
-                kind: kind_from_chain(&e),
-                message: error_chain(&e),
-            },
-        })?;
-        let (parts, body) = resp.into_parts();
-        let collected = collect(body, self.target.opts.max_body).await?;
-        // Kept only when it can take the next request at once: not when the server said
-        // `connection: close`, nor when it answered before reading the whole request body
-        // and the connection is still busy sending it.
-        if conn.is_ready() {
-            self.conns.put_back(conn);
+    async fn send_http1(&self, req: &Request, head: Vec<u8>, started: Instant) -> Fetched {
+        let head_request = req.method == "HEAD";
+        let max_body = self.target.opts.max_body;
+        let (mut conn, reused) = match self.checkout() {
+            Some(c) => (c, true),
+            None => (self.connect().await?, false),
+        };
+        let answer = match conn
+            .exchange(&head, &req.body, head_request, max_body)
+            .await
+        {
+            // A kept-alive connection the server closed just as the request went out: the
+            // request goes once more on a new connection if the server cannot have acted
+            // on it (it was not all written) or acting twice is harmless (idempotent).
+            Err(H1Error::Io {
+                nothing_received: true,
+                unsent,
+                ..
+            }) if reused && (unsent || idempotent(&req.method)) => {
+                conn = self.connect().await?;
+                conn.exchange(&head, &req.body, head_request, max_body)
+                    .await
+            }
+            other => other,
         }
-        Ok(observed(parts, collected, started))
+        .map_err(fetch_error)?;
+        if answer.reusable {
+            if let Ok(mut idle) = self.idle.lock() {
+                if idle.len() < self.target.opts.pool_size {
+                    idle.push(conn);
+                }
+            }
+        }
+        Ok(Observed {
+            status: answer.status,
+            headers: answer.headers,
+            trailers: answer.trailers,
+            body: answer.body,
+            latency_us: started.elapsed().as_micros() as u64,
+        })
+    }
+
+    /// A kept connection the server has not closed meanwhile.
+    fn checkout(&self) -> Option<H1Conn> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(c) = idle.pop() {
+            if !c.is_stale() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self) -> Result<H1Conn, FetchError> {
+        let authority = &self.target.authority;
+        H1Conn::connect(authority).await.map_err(|e| FetchError {
+            kind: FetchErrorKind::Connect,
+            message: format!("cannot connect to {authority}: {e}"),
+        })
+    }
+}
+
+/// Methods whose repetition has the effect of one request (RFC 9110 section 9.2.2).
+fn idempotent(method: &str) -> bool {
+    matches!(
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+    )
+}
+
+fn fetch_error(e: H1Error) -> FetchError {
+    match e {
+        H1Error::Io { message, .. } => FetchError {
+            kind: FetchErrorKind::Reset,
+            message,
+        },
+        H1Error::Malformed(message) => FetchError {
+            kind: FetchErrorKind::Malformed,
+            message,
+        },
+        H1Error::TooLarge(message) => FetchError {
+            kind: FetchErrorKind::TooLarge,
+            message,
+        },
     }
 }
 

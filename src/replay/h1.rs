@@ -1,0 +1,684 @@
+//! A lean HTTP/1.1 client connection for replay and the live shadow: the request head is
+//! written as bytes straight from the recording (no header map, no request object, no
+//! connection task), the answer is parsed with `httparse` from one read buffer, and a body
+//! framed by `content-length` is cut out of that buffer without a copy.
+//!
+//! Replay holds whole answers anyway (it compares them), so the streaming, the generic
+//! bodies and the per-connection task of a general client cost without giving anything
+//! back; this is where most of replay's user-space time per request went. What it still
+//! does, because servers do it: informational (1xx) answers are skipped, bodies are framed
+//! by `transfer-encoding: chunked` (trailers kept), `content-length` or the end of the
+//! connection (RFC 9112 section 6.3), and an answer that comes before the request body has
+//! gone out (a 413 to an upload) is read at once and the connection given up.
+
+use bytes::{Buf, Bytes, BytesMut};
+use std::io;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest response head accepted (status line and header fields).
+pub const MAX_HEAD: usize = 256 * 1024;
+/// Most header fields in one response head.
+const MAX_FIELDS: usize = 128;
+
+/// A whole answer.
+#[derive(Debug)]
+pub struct Answer {
+    /// Status code.
+    pub status: u16,
+    /// Header fields in wire order, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Trailer fields of a chunked body, names lower-cased.
+    pub trailers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Bytes,
+    /// Whether the connection may carry another request.
+    pub reusable: bool,
+}
+
+/// Why an exchange failed.
+#[derive(Debug)]
+pub enum H1Error {
+    /// The connection broke or closed before the answer was complete.
+    Io {
+        /// What happened.
+        message: String,
+        /// No byte of an answer had arrived: on a kept-alive connection the server may
+        /// have closed it just as the request went out.
+        nothing_received: bool,
+        /// Writing the request failed, so the server never had all of it.
+        unsent: bool,
+    },
+    /// The answer is not valid HTTP/1.
+    Malformed(String),
+    /// The answer's body is larger than the limit.
+    TooLarge(String),
+}
+
+impl H1Error {
+    fn io(e: io::Error, nothing_received: bool) -> Self {
+        H1Error::Io {
+            message: format!("connection error: {e}"),
+            nothing_received,
+            unsent: false,
+        }
+    }
+
+    fn closed(what: &str, nothing_received: bool) -> Self {
+        H1Error::Io {
+            message: format!("connection closed before {what}"),
+            nothing_received,
+            unsent: false,
+        }
+    }
+}
+
+/// One HTTP/1.1 connection to a server.
+#[derive(Debug)]
+pub struct H1Conn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+}
+
+impl H1Conn {
+    /// Connects to `authority` (`host:port`) with Nagle off (requests are written whole).
+    pub async fn connect(authority: &str) -> io::Result<H1Conn> {
+        let stream = TcpStream::connect(authority).await?;
+        stream.set_nodelay(true)?;
+        Ok(H1Conn {
+            stream,
+            rbuf: BytesMut::with_capacity(8 * 1024),
+        })
+    }
+
+    /// Whether the server closed this idle connection (or sent something nobody asked
+    /// for). The runtime records readiness from the poller, so while nothing arrived this
+    /// costs no system call.
+    pub fn is_stale(&self) -> bool {
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Writes `head` (a complete request head) and `body`, and reads the whole answer.
+    /// `head_request` says the answer has no body whatever its headers say. The answer is
+    /// read while the request is still being written, so a server that answers before it
+    /// has read an upload is heard at once (the connection is then not reused).
+    pub async fn exchange(
+        &mut self,
+        head: &[u8],
+        body: &Bytes,
+        head_request: bool,
+        max_body: usize,
+    ) -> Result<Answer, H1Error> {
+        let (mut rd, mut wr) = self.stream.split();
+        // One vectored write for head and body together.
+        let write = async {
+            let mut request = Buf::chain(head, &body[..]);
+            wr.write_all_buf(&mut request).await
+        };
+        let read = read_answer(&mut rd, &mut self.rbuf, head_request, max_body);
+        tokio::pin!(write, read);
+        let mut written = false;
+        let failed = loop {
+            tokio::select! {
+                biased;
+                w = &mut write, if !written => match w {
+                    Ok(()) => written = true,
+                    Err(e) => break e,
+                },
+                r = &mut read => {
+                    let mut a = r?;
+                    a.reusable &= written;
+                    return Ok(a);
+                }
+            }
+        };
+        // The server may have answered and closed without reading the whole request: its
+        // answer is what counts, if one comes.
+        match tokio::time::timeout(std::time::Duration::from_millis(50), &mut read).await {
+            Ok(Ok(mut a)) => {
+                a.reusable = false;
+                Ok(a)
+            }
+            _ => Err(H1Error::Io {
+                message: format!("connection error while sending: {failed}"),
+                nothing_received: true,
+                unsent: true,
+            }),
+        }
+    }
+}
+
+/// What a response head says about its body and connection.
+struct HeadInfo {
+    status: u16,
+    headers: Vec<(String, String)>,
+    framing: Framing,
+    reusable: bool,
+}
+
+#[derive(Debug, PartialEq)]
+enum Framing {
+    Empty,
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// Reads one answer, skipping informational ones.
+async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    head_request: bool,
+    max_body: usize,
+) -> Result<Answer, H1Error> {
+    let mut received = false;
+    let info = loop {
+        let (len, info) = loop {
+            if !buf.is_empty() {
+                if let Some(parsed) = parse_head(buf, head_request)? {
+                    break parsed;
+                }
+                if buf.len() > MAX_HEAD {
+                    return Err(H1Error::Malformed(format!(
+                        "response head larger than {} KiB",
+                        MAX_HEAD / 1024
+                    )));
+                }
+            }
+            fill(rd, buf, 8 * 1024, received, "the response head").await?;
+            received = true;
+        };
+        buf.advance(len);
+        // 101 ends HTTP/1 on this connection; other 1xx precede the real answer.
+        if (100..200).contains(&info.status) && info.status != 101 {
+            continue;
+        }
+        break info;
+    };
+    let mut reusable = info.reusable;
+    let mut trailers = Vec::new();
+    let body = match info.framing {
+        Framing::Empty => Bytes::new(),
+        Framing::Length(n) => {
+            if n > max_body {
+                return Err(too_large(max_body));
+            }
+            while buf.len() < n {
+                let want = n - buf.len();
+                fill(rd, buf, want, true, "the whole body").await?;
+            }
+            buf.split_to(n).freeze()
+        }
+        Framing::Chunked => read_chunked(rd, buf, max_body, &mut trailers).await?,
+        Framing::UntilClose => {
+            reusable = false;
+            loop {
+                if buf.len() > max_body {
+                    return Err(too_large(max_body));
+                }
+                buf.reserve(16 * 1024);
+                match rd.read_buf(buf).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => return Err(H1Error::io(e, false)),
+                }
+            }
+            buf.split().freeze()
+        }
+    };
+    // Bytes nobody asked for would be taken as the next answer's start.
+    if !buf.is_empty() {
+        reusable = false;
+    }
+    Ok(Answer {
+        status: info.status,
+        headers: info.headers,
+        trailers,
+        body,
+        reusable,
+    })
+}
+
+/// Reads at least one more byte into `buf`, reserving `want`.
+async fn fill<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    want: usize,
+    received: bool,
+    what: &str,
+) -> Result<(), H1Error> {
+    buf.reserve(want.clamp(1, 256 * 1024));
+    match rd.read_buf(buf).await {
+        Ok(0) => Err(H1Error::closed(what, !received && buf.is_empty())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(H1Error::io(e, !received && buf.is_empty())),
+    }
+}
+
+fn too_large(max_body: usize) -> H1Error {
+    H1Error::TooLarge(format!("body larger than {max_body} bytes (--max-body)"))
+}
+
+/// Parses a response head at the start of `buf`: `None` while incomplete.
+fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, HeadInfo)>, H1Error> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    let mut resp = httparse::Response::new(&mut fields);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(H1Error::Malformed(format!(
+                "more than {MAX_FIELDS} header fields in the response"
+            )))
+        }
+        Err(e) => return Err(H1Error::Malformed(format!("not an HTTP/1 response: {e}"))),
+    };
+    let status = resp.code.unwrap_or_default();
+    let http11 = resp.version == Some(1);
+    let mut headers = Vec::with_capacity(resp.headers.len());
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let mut encoded = false;
+    let mut close = false;
+    let mut keep_alive = false;
+    for f in resp.headers.iter() {
+        let name = f.name.to_ascii_lowercase();
+        let value = String::from_utf8_lossy(f.value).into_owned();
+        match name.as_str() {
+            "content-length" => {
+                for part in value.split(',') {
+                    let n: usize = part.trim().parse().map_err(|_| {
+                        H1Error::Malformed(format!("content-length {value:?} is not a number"))
+                    })?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(H1Error::Malformed(format!(
+                            "conflicting content-length values ({value:?})"
+                        )));
+                    }
+                    length = Some(n);
+                }
+            }
+            "transfer-encoding" => {
+                encoded = true;
+                chunked = value
+                    .rsplit(',')
+                    .next()
+                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            }
+            "connection" => {
+                for token in value.split(',') {
+                    let t = token.trim();
+                    close |= t.eq_ignore_ascii_case("close");
+                    keep_alive |= t.eq_ignore_ascii_case("keep-alive");
+                }
+            }
+            _ => {}
+        }
+        headers.push((name, value));
+    }
+    let mut reusable = if http11 { !close } else { keep_alive && !close };
+    let framing = if head_request || status == 204 || status == 304 || status < 200 {
+        Framing::Empty
+    } else if encoded {
+        // A length beside a transfer coding is ignored, and the connection not trusted.
+        if length.is_some() {
+            reusable = false;
+        }
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    if status == 101 {
+        reusable = false;
+    }
+    Ok(Some((
+        len,
+        HeadInfo {
+            status,
+            headers,
+            framing,
+            reusable,
+        },
+    )))
+}
+
+/// Reads a chunked body (and its trailers) out of `buf`, reading more as needed.
+async fn read_chunked<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    max_body: usize,
+    trailers: &mut Vec<(String, String)>,
+) -> Result<Bytes, H1Error> {
+    let mut body = BytesMut::new();
+    loop {
+        let (skip, size) = loop {
+            match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete(c)) => break c,
+                Ok(httparse::Status::Partial) if buf.len() < 1024 => {
+                    fill(rd, buf, 1024, true, "the next chunk").await?
+                }
+                _ => return Err(H1Error::Malformed("a chunk size line is not valid".into())),
+            }
+        };
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        if size > max_body.saturating_sub(body.len()) {
+            return Err(too_large(max_body));
+        }
+        if size == 0 {
+            buf.advance(skip);
+            return read_trailers(rd, buf, trailers)
+                .await
+                .map(|()| body.freeze());
+        }
+        while buf.len() < skip + size + 2 {
+            let want = skip + size + 2 - buf.len();
+            fill(rd, buf, want, true, "the whole chunk").await?;
+        }
+        buf.advance(skip);
+        body.extend_from_slice(&buf[..size]);
+        if &buf[size..size + 2] != b"\r\n" {
+            return Err(H1Error::Malformed("a chunk does not end with CRLF".into()));
+        }
+        buf.advance(size + 2);
+    }
+}
+
+/// Reads the trailer section after the last chunk, up to the empty line.
+async fn read_trailers<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    trailers: &mut Vec<(String, String)>,
+) -> Result<(), H1Error> {
+    loop {
+        if let Some(len) = parse_trailers(buf, trailers)? {
+            buf.advance(len);
+            return Ok(());
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(H1Error::Malformed(format!(
+                "trailers larger than {} KiB",
+                MAX_HEAD / 1024
+            )));
+        }
+        fill(rd, buf, 1024, true, "the end of the trailers").await?;
+    }
+}
+
+/// Parses a complete trailer section into `trailers`, returning its length. Kept out of
+/// the async functions so the field array is not part of their state.
+fn parse_trailers(
+    buf: &[u8],
+    trailers: &mut Vec<(String, String)>,
+) -> Result<Option<usize>, H1Error> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+    match httparse::parse_headers(buf, &mut fields) {
+        Ok(httparse::Status::Complete((len, parsed))) => {
+            for f in parsed {
+                trailers.push((
+                    f.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(f.value).into_owned(),
+                ));
+            }
+            Ok(Some(len))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(H1Error::Malformed(format!("trailers not valid: {e}"))),
+    }
+}
+
+/// The characters of a token (RFC 9110 section 5.6.2): methods and field names.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
+}
+
+/// Whether `s` can be sent as a field value: no control characters but tab.
+pub fn is_field_value(s: &str) -> bool {
+    s.bytes().all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t')
+}
+
+/// Whether `s` can be sent as a request target: visible ASCII only.
+pub fn is_request_target(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A server that reads one request head (and `body` more bytes), then writes `answer`
+    /// in pieces of `piece` bytes, and keeps the connection open for a second exchange.
+    async fn scripted(answers: Vec<Vec<u8>>, piece: usize) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            for answer in answers {
+                let mut got = Vec::new();
+                let mut b = [0u8; 4096];
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = s.read(&mut b).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    got.extend_from_slice(&b[..n]);
+                }
+                for p in answer.chunks(piece) {
+                    s.write_all(p).await.unwrap();
+                    s.flush().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            }
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        });
+        addr
+    }
+
+    fn get() -> Vec<u8> {
+        b"GET / HTTP/1.1\r\nhost: t\r\n\r\n".to_vec()
+    }
+
+    #[tokio::test]
+    async fn length_chunked_and_informational_answers_are_read_whole() {
+        for piece in [1, 7, 4096] {
+            let addr = scripted(
+                vec![
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello".to_vec(),
+                    b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\ngrpc-status: 0\r\n\r\n".to_vec(),
+                ],
+                piece,
+            )
+            .await;
+            let mut c = H1Conn::connect(&addr).await.unwrap();
+            let a = c
+                .exchange(&get(), &Bytes::new(), false, 1024)
+                .await
+                .unwrap();
+            assert_eq!(a.status, 200);
+            assert_eq!(&a.body[..], b"hello");
+            assert_eq!(
+                a.headers,
+                [
+                    ("content-length".into(), "5".into()),
+                    ("x-a".into(), "1".into())
+                ]
+            );
+            assert!(a.reusable, "piece {piece}");
+            let a = c
+                .exchange(&get(), &Bytes::new(), false, 1024)
+                .await
+                .unwrap();
+            assert_eq!(a.status, 201);
+            assert_eq!(&a.body[..], b"abcde");
+            assert_eq!(a.trailers, [("grpc-status".into(), "0".into())]);
+            assert!(a.reusable);
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_end_at_close_when_unframed_and_head_answers_have_none() {
+        let addr = scripted(
+            vec![
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n".to_vec(),
+                b"HTTP/1.0 200 OK\r\n\r\nuntil the end".to_vec(),
+            ],
+            4096,
+        )
+        .await;
+        let mut c = H1Conn::connect(&addr).await.unwrap();
+        let a = c.exchange(&get(), &Bytes::new(), true, 1024).await.unwrap();
+        assert_eq!((a.status, a.body.len(), a.reusable), (200, 0, true));
+        // HTTP/1.0 without keep-alive: the body runs to the end of the connection, which
+        // the scripted server holds open until the client gives up its side.
+        let (head, body) = (get(), Bytes::new());
+        let read = c.exchange(&head, &body, false, 1024);
+        let r = tokio::time::timeout(std::time::Duration::from_millis(300), read).await;
+        assert!(
+            r.is_err(),
+            "an unframed body must wait for the close: {r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_heads_bad_lengths_and_large_bodies_are_refused() {
+        for (answer, want) in [
+            (&b"NOT HTTP AT ALL\r\n\r\n"[..], "malformed"),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "malformed"),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n",
+                "malformed",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n",
+                "too_large",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                "malformed",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n",
+                "too_large",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort",
+                "closed",
+            ),
+        ] {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap().to_string();
+            let answer = answer.to_vec();
+            tokio::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut b = [0u8; 1024];
+                let _ = s.read(&mut b).await;
+                s.write_all(&answer).await.unwrap();
+            });
+            let mut c = H1Conn::connect(&addr).await.unwrap();
+            let e = c
+                .exchange(&get(), &Bytes::new(), false, 1024)
+                .await
+                .unwrap_err();
+            let got = match &e {
+                H1Error::Malformed(_) => "malformed",
+                H1Error::TooLarge(_) => "too_large",
+                H1Error::Io {
+                    nothing_received: false,
+                    ..
+                } => "closed",
+                H1Error::Io { .. } => "nothing",
+            };
+            assert_eq!(got, want, "{e:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_before_the_upload_is_read_is_taken_and_the_connection_dropped() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut b = [0u8; 1024];
+            let _ = s.read(&mut b).await;
+            s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            // Never reads the rest: the client's write can not finish.
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        });
+        let mut c = H1Conn::connect(&addr).await.unwrap();
+        let body = Bytes::from(vec![b'x'; 32 << 20]);
+        let head = b"POST / HTTP/1.1\r\ncontent-length: 33554432\r\n\r\n".to_vec();
+        let a = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            c.exchange(&head, &body, false, 1024),
+        )
+        .await
+        .expect("the early answer is read while the upload is stuck")
+        .unwrap();
+        assert_eq!(a.status, 413);
+        assert!(!a.reusable);
+    }
+
+    #[tokio::test]
+    async fn a_closed_idle_connection_is_stale_and_an_open_one_is_not() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let _ = close_rx.await;
+            drop(s);
+        });
+        let c = H1Conn::connect(&addr).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!c.is_stale());
+        close_tx.send(()).unwrap();
+        let mut stale = false;
+        for _ in 0..100 {
+            // Readiness arrives through the runtime's poller.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            if c.is_stale() {
+                stale = true;
+                break;
+            }
+        }
+        assert!(stale);
+    }
+
+    #[test]
+    fn tokens_values_and_targets_are_checked() {
+        assert!(is_token("GET") && is_token("x-api-key") && !is_token("a b") && !is_token(""));
+        assert!(is_field_value("a\tb ü") && !is_field_value("a\r\nb"));
+        assert!(is_request_target("/a?b=%20") && !is_request_target("/a b"));
+        assert!(!is_request_target("/é"));
+    }
+}
