@@ -146,7 +146,8 @@ pub struct ReplayArgs {
     /// Replay POST, PUT, PATCH and DELETE too (they are skipped by default).
     #[arg(long)]
     pub allow_side_effects: bool,
-    /// Set a header on every replayed request, replacing a recorded one ('Name: value').
+    /// Set a header on every replayed request, replacing a recorded one ('Name: value');
+    /// not the connection's own (content-length, transfer-encoding, connection, te, upgrade).
     #[arg(long, value_name = "'H: V'")]
     pub set_header: Vec<String>,
     /// Host header of replayed requests.

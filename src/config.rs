@@ -213,7 +213,26 @@ pub fn parse_header_flag(flag: &str, s: &str) -> Result<(String, String)> {
             "--{flag}: the value of {name} is not a valid header value"
         )));
     }
-    Ok((name.to_ascii_lowercase(), value.to_string()))
+    let name = name.to_ascii_lowercase();
+    // These describe one connection's framing, which the client sets from the body it sends;
+    // a second length or a transfer coding beside it would desynchronise the server.
+    const FRAMING: &[&str] = &[
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "upgrade",
+        "te",
+        "http2-settings",
+    ];
+    if FRAMING.contains(&name.as_str()) {
+        return Err(Error::Usage(format!(
+            "--{flag}: {name} belongs to the connection and is set by the client itself; \
+             it cannot be set"
+        )));
+    }
+    Ok((name, value.to_string()))
 }
 
 /// Parses the `--fail-on` list.
@@ -550,6 +569,14 @@ mod tests {
         );
         assert!(parse_header_flag("x", "no colon").is_err());
         assert!(parse_header_flag("x", "bad name: v").is_err());
+        let e = parse_header_flag("set-header", "Content-Length: 0").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("content-length belongs to the connection"),
+            "{e}"
+        );
+        assert!(parse_header_flag("set-header", "Transfer-Encoding: chunked").is_err());
+        assert!(parse_header_flag("set-header", "Host: real.example").is_ok());
     }
 
     #[test]

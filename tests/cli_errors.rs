@@ -38,6 +38,11 @@ fn invalid_values_exit_2_with_what_was_expected() {
         ),
         ("--set-header", "NoColon", "expected 'Name: value'"),
         (
+            "--set-header",
+            "Content-Length: 0",
+            "content-length belongs to the connection",
+        ),
+        (
             "--interface",
             "cookie:x",
             "expected `default`, `header:NAME` or `json:/pointer`",

@@ -18,6 +18,8 @@ use tokio::net::TcpStream;
 
 /// Largest response head accepted (status line and header fields).
 pub const MAX_HEAD: usize = 256 * 1024;
+/// A read buffer grown past this (by a large answer) is not kept on an idle connection.
+const KEEP_BUFFER: usize = 64 * 1024;
 /// Most header fields in one response head.
 const MAX_FIELDS: usize = 128;
 
@@ -56,18 +58,19 @@ pub enum H1Error {
 }
 
 impl H1Error {
-    fn io(e: io::Error, nothing_received: bool) -> Self {
+    /// A broken connection; [`H1Conn::exchange`] fills in what had arrived and gone out.
+    fn io(e: io::Error) -> Self {
         H1Error::Io {
             message: format!("connection error: {e}"),
-            nothing_received,
+            nothing_received: false,
             unsent: false,
         }
     }
 
-    fn closed(what: &str, nothing_received: bool) -> Self {
+    fn closed(what: &str) -> Self {
         H1Error::Io {
             message: format!("connection closed before {what}"),
-            nothing_received,
+            nothing_received: false,
             unsent: false,
         }
     }
@@ -110,42 +113,59 @@ impl H1Conn {
         head_request: bool,
         max_body: usize,
     ) -> Result<Answer, H1Error> {
-        let (mut rd, mut wr) = self.stream.split();
-        // One vectored write for head and body together.
-        let write = async {
-            let mut request = Buf::chain(head, &body[..]);
-            wr.write_all_buf(&mut request).await
-        };
-        let read = read_answer(&mut rd, &mut self.rbuf, head_request, max_body);
-        tokio::pin!(write, read);
+        let mut received = false;
         let mut written = false;
-        let failed = loop {
-            tokio::select! {
-                biased;
-                w = &mut write, if !written => match w {
-                    Ok(()) => written = true,
-                    Err(e) => break e,
-                },
-                r = &mut read => {
-                    let mut a = r?;
-                    a.reusable &= written;
-                    return Ok(a);
+        let outcome = 'done: {
+            let (mut rd, mut wr) = self.stream.split();
+            // One vectored write for head and body together.
+            let write = async {
+                let mut request = Buf::chain(head, &body[..]);
+                wr.write_all_buf(&mut request).await
+            };
+            let read = read_answer(
+                &mut rd,
+                &mut self.rbuf,
+                head_request,
+                max_body,
+                &mut received,
+            );
+            tokio::pin!(write, read);
+            let failed = loop {
+                tokio::select! {
+                    biased;
+                    w = &mut write, if !written => match w {
+                        Ok(()) => written = true,
+                        Err(e) => break e,
+                    },
+                    r = &mut read => break 'done r,
                 }
+            };
+            // The server may have answered and closed without reading the whole request:
+            // its answer is what counts, if one comes.
+            match tokio::time::timeout(std::time::Duration::from_millis(50), &mut read).await {
+                Ok(r) => r,
+                Err(_) => Err(H1Error::io(failed)),
             }
         };
-        // The server may have answered and closed without reading the whole request: its
-        // answer is what counts, if one comes.
-        match tokio::time::timeout(std::time::Duration::from_millis(50), &mut read).await {
-            Ok(Ok(mut a)) => {
-                a.reusable = false;
+        let outcome = match outcome {
+            Ok(mut a) => {
+                a.reusable &= written;
                 Ok(a)
             }
-            _ => Err(H1Error::Io {
-                message: format!("connection error while sending: {failed}"),
-                nothing_received: true,
-                unsent: true,
+            // What the read saw decides, but not whether anything arrived: that is known
+            // only now, and a request not all written is one the server never had whole.
+            Err(H1Error::Io { message, .. }) => Err(H1Error::Io {
+                message,
+                nothing_received: !received,
+                unsent: !written,
             }),
+            Err(e) => Err(e),
+        };
+        // A large answer leaves a large buffer behind; an idle connection need not keep it.
+        if self.rbuf.capacity() > KEEP_BUFFER {
+            self.rbuf = BytesMut::with_capacity(8 * 1024);
         }
+        outcome
     }
 }
 
@@ -166,13 +186,14 @@ enum Framing {
 }
 
 /// Reads one answer, skipping informational ones.
+/// Sets `received` as soon as any byte arrives.
 async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
     head_request: bool,
     max_body: usize,
+    received: &mut bool,
 ) -> Result<Answer, H1Error> {
-    let mut received = false;
     let info = loop {
         let (len, info) = loop {
             if !buf.is_empty() {
@@ -187,7 +208,6 @@ async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
                 }
             }
             fill(rd, buf, 8 * 1024, received, "the response head").await?;
-            received = true;
         };
         buf.advance(len);
         // 101 ends HTTP/1 on this connection; other 1xx precede the real answer.
@@ -206,11 +226,11 @@ async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
             }
             while buf.len() < n {
                 let want = n - buf.len();
-                fill(rd, buf, want, true, "the whole body").await?;
+                fill(rd, buf, want, received, "the whole body").await?;
             }
             buf.split_to(n).freeze()
         }
-        Framing::Chunked => read_chunked(rd, buf, max_body, &mut trailers).await?,
+        Framing::Chunked => read_chunked(rd, buf, max_body, &mut trailers, received).await?,
         Framing::UntilClose => {
             reusable = false;
             loop {
@@ -221,7 +241,7 @@ async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
                 match rd.read_buf(buf).await {
                     Ok(0) => break,
                     Ok(_) => {}
-                    Err(e) => return Err(H1Error::io(e, false)),
+                    Err(e) => return Err(H1Error::io(e)),
                 }
             }
             buf.split().freeze()
@@ -245,14 +265,17 @@ async fn fill<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
     want: usize,
-    received: bool,
+    received: &mut bool,
     what: &str,
 ) -> Result<(), H1Error> {
     buf.reserve(want.clamp(1, 256 * 1024));
     match rd.read_buf(buf).await {
-        Ok(0) => Err(H1Error::closed(what, !received && buf.is_empty())),
-        Ok(_) => Ok(()),
-        Err(e) => Err(H1Error::io(e, !received && buf.is_empty())),
+        Ok(0) => Err(H1Error::closed(what)),
+        Ok(_) => {
+            *received = true;
+            Ok(())
+        }
+        Err(e) => Err(H1Error::io(e)),
     }
 }
 
@@ -275,9 +298,13 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, HeadInfo)
         Err(e) => return Err(H1Error::Malformed(format!("not an HTTP/1 response: {e}"))),
     };
     let status = resp.code.unwrap_or_default();
+    if status < 100 {
+        return Err(H1Error::Malformed(format!("status {status} is not valid")));
+    }
     let http11 = resp.version == Some(1);
     let mut headers = Vec::with_capacity(resp.headers.len());
-    let mut length: Option<usize> = None;
+    // A bad length matters only when the length frames the body (not on HEAD, 204, 304).
+    let mut length: Result<Option<usize>, String> = Ok(None);
     let mut chunked = false;
     let mut encoded = false;
     let mut close = false;
@@ -288,15 +315,21 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, HeadInfo)
         match name.as_str() {
             "content-length" => {
                 for part in value.split(',') {
-                    let n: usize = part.trim().parse().map_err(|_| {
-                        H1Error::Malformed(format!("content-length {value:?} is not a number"))
-                    })?;
-                    if length.is_some_and(|l| l != n) {
-                        return Err(H1Error::Malformed(format!(
-                            "conflicting content-length values ({value:?})"
-                        )));
-                    }
-                    length = Some(n);
+                    let part = part.trim();
+                    let n = match part.parse::<usize>() {
+                        Ok(n) if part.bytes().all(|b| b.is_ascii_digit()) => n,
+                        _ => {
+                            length = Err(format!("content-length {value:?} is not a number"));
+                            break;
+                        }
+                    };
+                    length = match length {
+                        Ok(Some(l)) if l != n => {
+                            Err(format!("conflicting content-length values ({value:?})"))
+                        }
+                        Ok(_) => Ok(Some(n)),
+                        e => e,
+                    };
                 }
             }
             "transfer-encoding" => {
@@ -321,8 +354,9 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, HeadInfo)
     let framing = if head_request || status == 204 || status == 304 || status < 200 {
         Framing::Empty
     } else if encoded {
-        // A length beside a transfer coding is ignored, and the connection not trusted.
-        if length.is_some() {
+        // A length beside a transfer coding is ignored, and the connection not trusted; nor
+        // is an HTTP/1.0 answer with a transfer coding (RFC 9112 section 6.1).
+        if !matches!(length, Ok(None)) || !http11 {
             reusable = false;
         }
         if chunked {
@@ -330,10 +364,12 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, HeadInfo)
         } else {
             Framing::UntilClose
         }
-    } else if let Some(n) = length {
-        Framing::Length(n)
     } else {
-        Framing::UntilClose
+        match length {
+            Ok(Some(n)) => Framing::Length(n),
+            Ok(None) => Framing::UntilClose,
+            Err(message) => return Err(H1Error::Malformed(message)),
+        }
     };
     if status == 101 {
         reusable = false;
@@ -355,14 +391,19 @@ async fn read_chunked<R: tokio::io::AsyncRead + Unpin>(
     buf: &mut BytesMut,
     max_body: usize,
     trailers: &mut Vec<(String, String)>,
+    received: &mut bool,
 ) -> Result<Bytes, H1Error> {
     let mut body = BytesMut::new();
     loop {
         let (skip, size) = loop {
+            // httparse takes an empty size (a line of only an extension) for zero.
+            if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) {
+                return Err(H1Error::Malformed("a chunk size line is not valid".into()));
+            }
             match httparse::parse_chunk_size(buf) {
                 Ok(httparse::Status::Complete(c)) => break c,
                 Ok(httparse::Status::Partial) if buf.len() < 1024 => {
-                    fill(rd, buf, 1024, true, "the next chunk").await?
+                    fill(rd, buf, 1024, received, "the next chunk").await?
                 }
                 _ => return Err(H1Error::Malformed("a chunk size line is not valid".into())),
             }
@@ -373,13 +414,17 @@ async fn read_chunked<R: tokio::io::AsyncRead + Unpin>(
         }
         if size == 0 {
             buf.advance(skip);
-            return read_trailers(rd, buf, trailers)
+            return read_trailers(rd, buf, trailers, received)
                 .await
                 .map(|()| body.freeze());
         }
-        while buf.len() < skip + size + 2 {
-            let want = skip + size + 2 - buf.len();
-            fill(rd, buf, want, true, "the whole chunk").await?;
+        let need = skip
+            .checked_add(size)
+            .and_then(|n| n.checked_add(2))
+            .ok_or_else(|| too_large(max_body))?;
+        while buf.len() < need {
+            let want = need - buf.len();
+            fill(rd, buf, want, received, "the whole chunk").await?;
         }
         buf.advance(skip);
         body.extend_from_slice(&buf[..size]);
@@ -395,6 +440,7 @@ async fn read_trailers<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
     buf: &mut BytesMut,
     trailers: &mut Vec<(String, String)>,
+    received: &mut bool,
 ) -> Result<(), H1Error> {
     loop {
         if let Some(len) = parse_trailers(buf, trailers)? {
@@ -407,7 +453,7 @@ async fn read_trailers<R: tokio::io::AsyncRead + Unpin>(
                 MAX_HEAD / 1024
             )));
         }
-        fill(rd, buf, 1024, true, "the end of the trailers").await?;
+        fill(rd, buf, 1024, received, "the end of the trailers").await?;
     }
 }
 
@@ -461,11 +507,6 @@ pub fn is_token(s: &str) -> bool {
 /// Whether `s` can be sent as a field value: no control characters but tab.
 pub fn is_field_value(s: &str) -> bool {
     s.bytes().all(|b| (b >= 0x20 && b != 0x7f) || b == b'\t')
-}
-
-/// Whether `s` can be sent as a request target: visible ASCII only.
-pub fn is_request_target(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
 
 #[cfg(test)]
@@ -621,6 +662,118 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_length_on_an_answer_without_body_is_not_read() {
+        let addr = scripted(
+            vec![
+                b"HTTP/1.1 204 No Content\r\nContent-Length: x\r\n\r\n".to_vec(),
+                b"HTTP/1.1 200 OK\r\nContent-Length: nonsense\r\n\r\n".to_vec(),
+            ],
+            4096,
+        )
+        .await;
+        let mut c = H1Conn::connect(&addr).await.unwrap();
+        let a = c
+            .exchange(&get(), &Bytes::new(), false, 1024)
+            .await
+            .unwrap();
+        assert_eq!((a.status, a.body.len(), a.reusable), (204, 0, true));
+        let a = c.exchange(&get(), &Bytes::new(), true, 1024).await.unwrap();
+        assert_eq!((a.status, a.body.len()), (200, 0));
+    }
+
+    /// Runs one exchange of `body` against a server that reads the head and then acts.
+    async fn against<F, Fut>(body: usize, act: F) -> Result<Answer, H1Error>
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut b = [0u8; 256];
+            let _ = s.read(&mut b).await;
+            act(s).await;
+        });
+        let mut c = H1Conn::connect(&addr).await.unwrap();
+        let head = format!("POST / HTTP/1.1\r\ncontent-length: {body}\r\n\r\n");
+        let body = Bytes::from(vec![b'x'; body]);
+        c.exchange(head.as_bytes(), &body, false, 1 << 20).await
+    }
+
+    fn reset(s: tokio::net::TcpStream) {
+        let std = s.into_std().unwrap();
+        let _ = socket2::SockRef::from(&std).set_linger(Some(std::time::Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn what_arrived_and_what_went_out_is_told_apart() {
+        // Closed at once after a small request: it all went out, nothing came back.
+        let e = against(10, |s| async move { drop(s) }).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                H1Error::Io {
+                    nothing_received: true,
+                    unsent: false,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // Reset in the middle of a large upload: not all of it went out.
+        let e = against(32 << 20, |s| async move { reset(s) })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                H1Error::Io {
+                    nothing_received: true,
+                    unsent: true,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // Part of an answer, then a reset while the upload is still going: something came
+        // back, so the request must not be sent again.
+        let e = against(32 << 20, |mut s| async move {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\npart")
+                .await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            reset(s)
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                H1Error::Io {
+                    nothing_received: false,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_answer_does_not_leave_a_large_buffer_on_the_idle_connection() {
+        let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b'a', 1 << 20));
+        let addr = scripted(vec![big], 1 << 16).await;
+        let mut c = H1Conn::connect(&addr).await.unwrap();
+        let a = c
+            .exchange(&get(), &Bytes::new(), false, 2 << 20)
+            .await
+            .unwrap();
+        assert_eq!((a.body.len(), a.reusable), (1 << 20, true));
+        assert!(c.rbuf.capacity() <= KEEP_BUFFER, "{}", c.rbuf.capacity());
+    }
+
+    #[tokio::test]
     async fn an_answer_before_the_upload_is_read_is_taken_and_the_connection_dropped() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
@@ -675,10 +828,8 @@ mod tests {
     }
 
     #[test]
-    fn tokens_values_and_targets_are_checked() {
+    fn tokens_and_values_are_checked() {
         assert!(is_token("GET") && is_token("x-api-key") && !is_token("a b") && !is_token(""));
         assert!(is_field_value("a\tb ü") && !is_field_value("a\r\nb"));
-        assert!(is_request_target("/a?b=%20") && !is_request_target("/a b"));
-        assert!(!is_request_target("/é"));
     }
 }

@@ -191,8 +191,8 @@ impl Target {
             emit(&lk, v)?;
         }
         for (i, (k, v)) in set.iter().enumerate() {
-            // Set twice: the last one wins.
-            if set[i + 1..].iter().any(|(n, _)| n == k) {
+            // Set twice: the last one wins. (Values were checked when the flag was read.)
+            if set[i + 1..].iter().any(|(n, _)| n == k) || !h1::is_field_value(v) {
                 continue;
             }
             emit(k, v)?;
@@ -201,8 +201,9 @@ impl Target {
             HostHeaderMode::Target => Some(self.authority.as_str()),
             HostHeaderMode::Keep => header(&req.headers, "host"),
         };
+        // A recorded host that cannot be sent is left out, and the client's default used.
         if let (Some(host), false) = (host, self.http2) {
-            if !set.iter().any(|(n, _)| n == "host") {
+            if !set.iter().any(|(n, _)| n == "host") && h1::is_field_value(host) {
                 emit("host", host)?;
             }
         }
@@ -222,16 +223,14 @@ impl Target {
         let mut head = Vec::with_capacity(256 + req.headers.len() * 48);
         head.extend_from_slice(req.method.as_bytes());
         head.push(b' ');
-        if !(self.prefix.is_empty() || h1::is_request_target(&self.prefix))
-            || !h1::is_request_target(path_and_query)
-        {
-            return Err(bad(format!(
-                "URI {:?} is not valid: only visible ASCII can be sent",
-                format!("{}{path_and_query}", self.prefix)
-            )));
-        }
-        head.extend_from_slice(self.prefix.as_bytes());
-        head.extend_from_slice(path_and_query.as_bytes());
+        // Parsed as the pooled and HTTP/2 path parses it, so both sides of a run accept the
+        // same targets and send the same request line (a fragment is never sent).
+        let uri = format!("{}{}{path_and_query}", self.origin, self.prefix);
+        let parsed: Uri = uri
+            .parse()
+            .map_err(|e| bad(format!("URI {uri:?} is not valid: {e}")))?;
+        let target = parsed.path_and_query().map_or("/", |pq| pq.as_str());
+        head.extend_from_slice(target.as_bytes());
         head.extend_from_slice(b" HTTP/1.1\r\n");
         self.each_header(req, |name, value| {
             if !h1::is_token(name) {
@@ -246,8 +245,8 @@ impl Target {
             head.extend_from_slice(b"\r\n");
             Ok(())
         })?;
-        // As a general client does: a length for any body, and an explicit zero where the
-        // method expects one.
+        // A length for any body, and an explicit zero where the method defines a meaning for
+        // content (RFC 9110 section 8.6), so a server never waits for a body that is not coming.
         let len = req.body.len();
         if len > 0 || matches!(req.method.as_str(), "POST" | "PUT" | "PATCH") {
             head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
@@ -365,8 +364,8 @@ fn observed(
 #[derive(Debug)]
 pub struct ConnTarget {
     target: Target,
-    /// Connections free for the next request, most recently used last. Only its owner
-    /// takes the lock, so it is never contended.
+    /// Connections free for the next request, most recently used last. A replay worker's
+    /// lock is taken by that worker alone; the shadow's by its tasks, for a push or a pop.
     idle: Mutex<Vec<H1Conn>>,
 }
 
@@ -621,6 +620,56 @@ mod tests {
             "prod.example"
         );
         assert_eq!(t.authority(), "127.0.0.1:9");
+    }
+
+    #[tokio::test]
+    async fn the_http1_head_accepts_and_sends_what_the_pooled_path_does() {
+        let t = Target::new(Side::Baseline, "http://127.0.0.1:9/p", opts()).unwrap();
+        for uri in [
+            "/a?x=1",
+            "/a#frag",
+            "/caf\u{e9}",
+            "/a b",
+            "/a<b>",
+            "*",
+            "//double",
+        ] {
+            let req = Request {
+                method: "GET".into(),
+                uri: uri.into(),
+                ..Default::default()
+            };
+            let pq = path_and_query(uri);
+            let built = t.build(&req, &pq, true);
+            let head = t.head_bytes(&req, &pq);
+            assert_eq!(built.is_ok(), head.is_ok(), "{uri}: {head:?}");
+            if let (Ok(b), Ok(h)) = (built, head) {
+                let line = String::from_utf8(h).unwrap();
+                let target = line.split(' ').nth(1).unwrap().to_string();
+                assert_eq!(target, b.uri().path_and_query().unwrap().as_str(), "{uri}");
+            }
+        }
+        let req = Request {
+            method: "POST".into(),
+            uri: "/a".into(),
+            headers: vec![
+                ("Host".into(), "prod".into()),
+                ("Content-Length".into(), "99".into()),
+                ("Authorization".into(), "redacted:0123".into()),
+                ("X-Evil".into(), "a\r\nInjected: 1".into()),
+            ],
+            ..Default::default()
+        };
+        let e = t.head_bytes(&req, "/a").unwrap_err();
+        assert_eq!(e.kind, FetchErrorKind::BadRequest);
+        let mut req = req;
+        req.headers.pop();
+        let head = String::from_utf8(t.head_bytes(&req, "/a").unwrap()).unwrap();
+        assert_eq!(
+            head,
+            "POST /p/a HTTP/1.1\r\nauthorization: Bearer real\r\nhost: 127.0.0.1:9\r\n\
+             content-length: 0\r\n\r\n"
+        );
     }
 
     #[tokio::test]
