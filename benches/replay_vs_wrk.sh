@@ -8,13 +8,17 @@
 # replay makes (every exchange goes to both). On a machine with few cores that is what the
 # cores can give two upstreams, and it is printed as a ratio to wrk on one upstream too.
 #
-#   benches/replay_vs_wrk.sh            # 100,000 and 1,000,000 exchanges
-#   SIZES="20000" benches/replay_vs_wrk.sh
+# Each figure is the median of $ROUNDS rounds (wrk, then replay), since wrk's own rate moves by
+# a quarter from one run to the next here; every round is printed too.
+#
+#   benches/replay_vs_wrk.sh            # 100,000 and 1,000,000 exchanges, 3 rounds each
+#   SIZES="20000" ROUNDS=1 benches/replay_vs_wrk.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"100000 1000000"}
 CONC=${CONC:-64}
 WRK_SECS=${WRK_SECS:-5}
+ROUNDS=${ROUNDS:-3}
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && apt-get install -y -qq nginx-light; }
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
@@ -71,25 +75,41 @@ for n in $SIZES; do
   rec=$work/rec-$n.jsonl.zst
   cargo run --release --quiet --example gen_recording -- "$n" "$rec" 2>/dev/null
   for probe in off on; do
-    measure_wrk
-    echo "  wrk, one upstream, $CONC connections: $wrk_out req/s, $wrk_cpu us CPU per request;" \
-      "both upstreams at once (two processes, $CONC connections each): $both req/s"
-    flags=(--no-noise-probe); per=2
-    [ "$probe" = on ] && { flags=(); per=3; }
-    /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$BIN" replay "$rec" --quiet \
-      --baseline "http://127.0.0.1:$P1" --candidate "http://127.0.0.1:$P2" \
-      --concurrency "$CONC" "${flags[@]}" --json "$work/r.json" || true
-    read -r secs rss_kb user sys < "$work/time"
-    python3 - "$n" "$per" "$secs" "$rss_kb" "$wrk_out" "$probe" "$both" "$user" "$sys" <<'PY'
+    : > "$work/rounds"
+    for round in $(seq "$ROUNDS"); do
+      measure_wrk
+      echo "  wrk, one upstream, $CONC connections: $wrk_out req/s, $wrk_cpu us CPU per request;" \
+        "both upstreams at once (two processes, $CONC connections each): $both req/s"
+      flags=(--no-noise-probe); per=2
+      [ "$probe" = on ] && { flags=(); per=3; }
+      /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$BIN" replay "$rec" --quiet \
+        --baseline "http://127.0.0.1:$P1" --candidate "http://127.0.0.1:$P2" \
+        --concurrency "$CONC" "${flags[@]}" --json "$work/r.json" || true
+      read -r secs rss_kb user sys < "$work/time"
+      python3 - "$n" "$per" "$secs" "$rss_kb" "$wrk_out" "$probe" "$both" "$user" "$sys" "$round" "$work/rounds" <<'PY'
 import sys
-n, per, secs, rss_kb, wrk, probe, both, user, sys_ = (int(sys.argv[1]), int(sys.argv[2]),
-    float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6], float(sys.argv[7]),
-    float(sys.argv[8]), float(sys.argv[9]))
+n, per, secs, rss_kb, wrk, probe, both, user, sys_, rnd, out = (int(sys.argv[1]),
+    int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6],
+    float(sys.argv[7]), float(sys.argv[8]), float(sys.argv[9]), sys.argv[10], sys.argv[11])
 rate = n * per / secs
 cpu = (user + sys_) * 1e6 / (n * per)
-print(f"replay {n:>9} exchanges, noise probe {probe:>3}: {secs:7.1f} s, {rate:9.0f} upstream req/s "
-      f"({rate / wrk:.2f}x wrk on one upstream, {rate / both:.2f}x wrk on both), "
-      f"{cpu:.1f} us CPU per upstream request, peak RSS {rss_kb / 1024:.1f} MB")
+print(f"  replay {n:>9} exchanges, noise probe {probe:>3}, round {rnd}: {secs:7.1f} s, "
+      f"{rate:9.0f} upstream req/s ({rate / wrk:.2f}x wrk on one upstream, "
+      f"{rate / both:.2f}x wrk on both), {cpu:.1f} us CPU per upstream request, "
+      f"peak RSS {rss_kb / 1024:.1f} MB")
+with open(out, "a") as f:
+    f.write(f"{rate} {rate / wrk} {rate / both} {cpu} {rss_kb / 1024}\n")
+PY
+    done
+    python3 - "$n" "$probe" "$work/rounds" <<'PY'
+import statistics, sys
+n, probe = int(sys.argv[1]), sys.argv[2]
+rows = [list(map(float, l.split())) for l in open(sys.argv[3]) if l.strip()]
+med = [statistics.median(c) for c in zip(*rows)]
+print(f"replay {n:>9} exchanges, noise probe {probe:>3}, median of {len(rows)}: "
+      f"{med[0]:9.0f} upstream req/s, {med[1]:.2f}x wrk on one upstream "
+      f"(rounds: {', '.join(f'{r[1]:.2f}' for r in rows)}), {med[2]:.2f}x wrk on both, "
+      f"{med[3]:.1f} us CPU per upstream request, peak RSS {max(r[4] for r in rows):.1f} MB")
 PY
   done
 done
