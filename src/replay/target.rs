@@ -223,14 +223,21 @@ impl Target {
         let mut head = Vec::with_capacity(256 + req.headers.len() * 48);
         head.extend_from_slice(req.method.as_bytes());
         head.push(b' ');
-        // Parsed as the pooled and HTTP/2 path parses it, so both sides of a run accept the
-        // same targets and send the same request line (a fragment is never sent).
-        let uri = format!("{}{}{path_and_query}", self.origin, self.prefix);
-        let parsed: Uri = uri
-            .parse()
-            .map_err(|e| bad(format!("URI {uri:?} is not valid: {e}")))?;
-        let target = parsed.path_and_query().map_or("/", |pq| pq.as_str());
-        head.extend_from_slice(target.as_bytes());
+        // A target of plain characters is sent as it is; anything else is parsed as the
+        // pooled and HTTP/2 path parses it, so both sides of a run accept the same targets
+        // and send the same request line (a fragment is never sent).
+        let plain = |s: &str| s.bytes().all(is_plain_target_byte);
+        if path_and_query.starts_with('/') && plain(&self.prefix) && plain(path_and_query) {
+            head.extend_from_slice(self.prefix.as_bytes());
+            head.extend_from_slice(path_and_query.as_bytes());
+        } else {
+            let uri = format!("{}{}{path_and_query}", self.origin, self.prefix);
+            let parsed: Uri = uri
+                .parse()
+                .map_err(|e| bad(format!("URI {uri:?} is not valid: {e}")))?;
+            let target = parsed.path_and_query().map_or("/", |pq| pq.as_str());
+            head.extend_from_slice(target.as_bytes());
+        }
         head.extend_from_slice(b" HTTP/1.1\r\n");
         self.each_header(req, |name, value| {
             if !h1::is_token(name) {
@@ -453,6 +460,34 @@ impl ConnTarget {
             message: format!("cannot connect to {authority}: {e}"),
         })
     }
+}
+
+/// Bytes every URI parser takes as they are in a path or query (RFC 3986 unreserved,
+/// sub-delims, `:@/?%`), so a target made only of them needs no parse.
+fn is_plain_target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+                | b'/'
+                | b'?'
+                | b'%'
+        )
 }
 
 /// Methods whose repetition has the effect of one request (RFC 9110 section 9.2.2).
