@@ -2,10 +2,11 @@
 //! line, and the conversion to and from the in-memory [`Exchange`]. Kept apart from the
 //! reader and writer so both agree on one definition of the format.
 
-use crate::exchange::{Exchange, Headers, Request, Response};
+use crate::exchange::{Exchange, Request, Response};
 use base64::Engine;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -40,31 +41,33 @@ impl RecordingHeader {
     }
 }
 
+/// One exchange line. The fields borrow from the [`Exchange`] being written (a line is
+/// written without copying a header or a body first) and own what a line is read into.
 #[derive(Serialize, Deserialize)]
-struct WireExchange {
-    id: String,
+struct WireExchange<'a> {
+    id: Cow<'a, str>,
     ts: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    interface: Option<String>,
+    interface: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    tenant: Option<String>,
-    request: WireRequest,
+    tenant: Option<Cow<'a, str>>,
+    request: WireRequest<'a>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    response: Option<WireResponse>,
+    response: Option<WireResponse<'a>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     latency_us: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireRequest {
-    method: String,
-    uri: String,
+struct WireRequest<'a> {
+    method: Cow<'a, str>,
+    uri: Cow<'a, str>,
     #[serde(default = "default_version")]
-    version: String,
+    version: Cow<'a, str>,
     #[serde(default)]
-    headers: Headers,
+    headers: Cow<'a, [(String, String)]>,
     #[serde(default)]
-    body: String,
+    body: Cow<'a, str>,
     #[serde(default)]
     body_encoding: BodyEncoding,
     #[serde(default)]
@@ -72,14 +75,14 @@ struct WireRequest {
 }
 
 #[derive(Serialize, Deserialize)]
-struct WireResponse {
+struct WireResponse<'a> {
     status: u16,
     #[serde(default)]
-    headers: Headers,
+    headers: Cow<'a, [(String, String)]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    trailers: Option<Headers>,
+    trailers: Option<Cow<'a, [(String, String)]>>,
     #[serde(default)]
-    body: String,
+    body: Cow<'a, str>,
     #[serde(default)]
     body_encoding: BodyEncoding,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -94,8 +97,8 @@ enum BodyEncoding {
     Base64,
 }
 
-fn default_version() -> String {
-    "HTTP/1.1".to_string()
+fn default_version() -> Cow<'static, str> {
+    Cow::Borrowed("HTTP/1.1")
 }
 
 /// Parses one exchange line. The error says which field was wrong and what was expected.
@@ -117,31 +120,32 @@ pub fn parse_exchange(line: &[u8]) -> Result<Exchange, String> {
     if w.id.is_empty() {
         return Err("field \"id\": expected a non-empty string".into());
     }
+    // What serde reads into a `Cow` is owned, so `into_owned` below moves, not copies.
     let request = Request {
-        body: decode_body(w.request.body, w.request.body_encoding)
+        body: decode_body(w.request.body.into_owned(), w.request.body_encoding)
             .map_err(|e| format!("field \"request.body\": {e}"))?,
-        method: w.request.method,
-        uri: w.request.uri,
-        version: w.request.version,
-        headers: w.request.headers,
+        method: w.request.method.into_owned(),
+        uri: w.request.uri.into_owned(),
+        version: w.request.version.into_owned(),
+        headers: w.request.headers.into_owned(),
         body_truncated: w.request.body_truncated,
     };
     let response = match w.response {
         Some(r) => Some(Response {
-            body: decode_body(r.body, r.body_encoding)
+            body: decode_body(r.body.into_owned(), r.body_encoding)
                 .map_err(|e| format!("field \"response.body\": {e}"))?,
             status: r.status,
-            headers: r.headers,
-            trailers: r.trailers,
+            headers: r.headers.into_owned(),
+            trailers: r.trailers.map(Cow::into_owned),
             body_truncated: r.body_truncated,
         }),
         None => None,
     };
     Ok(Exchange {
-        id: w.id,
+        id: w.id.into_owned(),
         ts_us,
-        interface: w.interface,
-        tenant: w.tenant,
+        interface: w.interface.map(Cow::into_owned),
+        tenant: w.tenant.map(Cow::into_owned),
         request,
         response,
         latency_us: w.latency_us,
@@ -152,15 +156,15 @@ pub fn parse_exchange(line: &[u8]) -> Result<Exchange, String> {
 pub fn exchange_to_line(ex: &Exchange, out: &mut Vec<u8>) -> serde_json::Result<()> {
     let (body, body_encoding) = encode_body(&ex.request.body);
     let w = WireExchange {
-        id: ex.id.clone(),
+        id: Cow::Borrowed(&ex.id),
         ts: format_ts_us(ex.ts_us),
-        interface: ex.interface.clone(),
-        tenant: ex.tenant.clone(),
+        interface: ex.interface.as_deref().map(Cow::Borrowed),
+        tenant: ex.tenant.as_deref().map(Cow::Borrowed),
         request: WireRequest {
-            method: ex.request.method.clone(),
-            uri: ex.request.uri.clone(),
-            version: ex.request.version.clone(),
-            headers: ex.request.headers.clone(),
+            method: Cow::Borrowed(&ex.request.method),
+            uri: Cow::Borrowed(&ex.request.uri),
+            version: Cow::Borrowed(&ex.request.version),
+            headers: Cow::Borrowed(&ex.request.headers),
             body,
             body_encoding,
             body_truncated: ex.request.body_truncated,
@@ -169,8 +173,8 @@ pub fn exchange_to_line(ex: &Exchange, out: &mut Vec<u8>) -> serde_json::Result<
             let (body, body_encoding) = encode_body(&r.body);
             WireResponse {
                 status: r.status,
-                headers: r.headers.clone(),
-                trailers: r.trailers.clone(),
+                headers: Cow::Borrowed(&r.headers),
+                trailers: r.trailers.as_deref().map(Cow::Borrowed),
                 body,
                 body_encoding,
                 body_truncated: r.body_truncated,
@@ -191,11 +195,11 @@ fn decode_body(body: String, enc: BodyEncoding) -> Result<Bytes, String> {
     }
 }
 
-fn encode_body(body: &Bytes) -> (String, BodyEncoding) {
+fn encode_body(body: &Bytes) -> (Cow<'_, str>, BodyEncoding) {
     match std::str::from_utf8(body) {
-        Ok(s) => (s.to_string(), BodyEncoding::Utf8),
+        Ok(s) => (Cow::Borrowed(s), BodyEncoding::Utf8),
         Err(_) => (
-            base64::engine::general_purpose::STANDARD.encode(body),
+            Cow::Owned(base64::engine::general_purpose::STANDARD.encode(body)),
             BodyEncoding::Base64,
         ),
     }
