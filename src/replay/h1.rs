@@ -514,9 +514,9 @@ mod tests {
     use super::*;
     use tokio::net::TcpListener;
 
-    /// A server that reads one request head (and `body` more bytes), then writes `answer`
-    /// in pieces of `piece` bytes, and keeps the connection open for a second exchange.
-    async fn scripted(answers: Vec<Vec<u8>>, piece: usize) -> String {
+    /// A connection to a server that, for each of `answers`, reads one request head and
+    /// writes the answer in pieces of `piece` bytes, then holds the connection open.
+    async fn scripted(answers: Vec<Vec<u8>>, piece: usize) -> H1Conn {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
         tokio::spawn(async move {
@@ -540,7 +540,7 @@ mod tests {
             let mut rest = Vec::new();
             let _ = s.read_to_end(&mut rest).await;
         });
-        addr
+        H1Conn::connect(&addr).await.unwrap()
     }
 
     fn get() -> Vec<u8> {
@@ -550,15 +550,13 @@ mod tests {
     #[tokio::test]
     async fn length_chunked_and_informational_answers_are_read_whole() {
         for piece in [1, 7, 4096] {
-            let addr = scripted(
+            let mut c = scripted(
                 vec![
                     b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello".to_vec(),
                     b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\ngrpc-status: 0\r\n\r\n".to_vec(),
                 ],
                 piece,
-            )
-            .await;
-            let mut c = H1Conn::connect(&addr).await.unwrap();
+            ).await;
             let a = c
                 .exchange(&get(), &Bytes::new(), false, 1024)
                 .await
@@ -586,7 +584,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodies_end_at_close_when_unframed_and_head_answers_have_none() {
-        let addr = scripted(
+        let mut c = scripted(
             vec![
                 b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n".to_vec(),
                 b"HTTP/1.0 200 OK\r\n\r\nuntil the end".to_vec(),
@@ -594,7 +592,6 @@ mod tests {
             4096,
         )
         .await;
-        let mut c = H1Conn::connect(&addr).await.unwrap();
         let a = c.exchange(&get(), &Bytes::new(), true, 1024).await.unwrap();
         assert_eq!((a.status, a.body.len(), a.reusable), (200, 0, true));
         // HTTP/1.0 without keep-alive: the body runs to the end of the connection, which
@@ -634,15 +631,8 @@ mod tests {
                 "closed",
             ),
         ] {
-            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = l.local_addr().unwrap().to_string();
             let answer = answer.to_vec();
-            tokio::spawn(async move {
-                let (mut s, _) = l.accept().await.unwrap();
-                let mut b = [0u8; 1024];
-                let _ = s.read(&mut b).await;
-                s.write_all(&answer).await.unwrap();
-            });
+            let addr = serve_once(|mut s| async move { s.write_all(&answer).await.unwrap() }).await;
             let mut c = H1Conn::connect(&addr).await.unwrap();
             let e = c
                 .exchange(&get(), &Bytes::new(), false, 1024)
@@ -663,7 +653,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_length_on_an_answer_without_body_is_not_read() {
-        let addr = scripted(
+        let mut c = scripted(
             vec![
                 b"HTTP/1.1 204 No Content\r\nContent-Length: x\r\n\r\n".to_vec(),
                 b"HTTP/1.1 200 OK\r\nContent-Length: nonsense\r\n\r\n".to_vec(),
@@ -671,7 +661,6 @@ mod tests {
             4096,
         )
         .await;
-        let mut c = H1Conn::connect(&addr).await.unwrap();
         let a = c
             .exchange(&get(), &Bytes::new(), false, 1024)
             .await
@@ -681,8 +670,8 @@ mod tests {
         assert_eq!((a.status, a.body.len()), (200, 0));
     }
 
-    /// Runs one exchange of `body` against a server that reads the head and then acts.
-    async fn against<F, Fut>(body: usize, act: F) -> Result<Answer, H1Error>
+    /// A server for one connection: it reads the start of the request, then acts.
+    async fn serve_once<F, Fut>(act: F) -> String
     where
         F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send,
@@ -695,6 +684,16 @@ mod tests {
             let _ = s.read(&mut b).await;
             act(s).await;
         });
+        addr
+    }
+
+    /// Runs one exchange of `body` against a server that reads the head and then acts.
+    async fn against<F, Fut>(body: usize, act: F) -> Result<Answer, H1Error>
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let addr = serve_once(act).await;
         let mut c = H1Conn::connect(&addr).await.unwrap();
         let head = format!("POST / HTTP/1.1\r\ncontent-length: {body}\r\n\r\n");
         let body = Bytes::from(vec![b'x'; body]);
@@ -763,8 +762,7 @@ mod tests {
     async fn a_large_answer_does_not_leave_a_large_buffer_on_the_idle_connection() {
         let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".to_vec();
         big.extend(std::iter::repeat_n(b'a', 1 << 20));
-        let addr = scripted(vec![big], 1 << 16).await;
-        let mut c = H1Conn::connect(&addr).await.unwrap();
+        let mut c = scripted(vec![big], 1 << 16).await;
         let a = c
             .exchange(&get(), &Bytes::new(), false, 2 << 20)
             .await
@@ -775,18 +773,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_before_the_upload_is_read_is_taken_and_the_connection_dropped() {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut b = [0u8; 1024];
-            let _ = s.read(&mut b).await;
+        let addr = serve_once(|mut s| async move {
             s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
                 .await
                 .unwrap();
             // Never reads the rest: the client's write can not finish.
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-        });
+        })
+        .await;
         let mut c = H1Conn::connect(&addr).await.unwrap();
         let body = Bytes::from(vec![b'x'; 32 << 20]);
         let head = b"POST / HTTP/1.1\r\ncontent-length: 33554432\r\n\r\n".to_vec();
