@@ -223,11 +223,16 @@ impl Target {
         let mut head = Vec::with_capacity(256 + req.headers.len() * 48);
         head.extend_from_slice(req.method.as_bytes());
         head.push(b' ');
-        // A target of plain characters is sent as it is; anything else is parsed as the
-        // pooled and HTTP/2 path parses it, so both sides of a run accept the same targets
-        // and send the same request line (a fragment is never sent).
+        // A short target of plain characters is sent as it is; anything else is parsed as
+        // the pooled and HTTP/2 path parses it (which also caps the length), so both sides
+        // of a run accept the same targets and send the same request line (a fragment is
+        // never sent).
         let plain = |s: &str| s.bytes().all(is_plain_target_byte);
-        if path_and_query.starts_with('/') && plain(&self.prefix) && plain(path_and_query) {
+        if path_and_query.starts_with('/')
+            && self.prefix.len() + path_and_query.len() < 8 * 1024
+            && plain(&self.prefix)
+            && plain(path_and_query)
+        {
             head.extend_from_slice(self.prefix.as_bytes());
             head.extend_from_slice(path_and_query.as_bytes());
         } else {
@@ -668,6 +673,11 @@ mod tests {
             "/a<b>",
             "*",
             "//double",
+            "/a;b=c,d/(e)*~!$&'+:@%20?q=1&r=%zz",
+            "/a/{id}",
+            "/\"q\"",
+            "/a?b=c|d",
+            &format!("/{}", "a".repeat(70_000)),
         ] {
             let req = Request {
                 method: "GET".into(),
