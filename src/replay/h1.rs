@@ -615,6 +615,18 @@ mod tests {
                 "malformed",
             ),
             (
+                b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nab",
+                "malformed",
+            ),
+            (
+                b"HTTP/1.1 099 Odd\r\nContent-Length: 0\r\n\r\n",
+                "malformed",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n;ext\r\n\r\n",
+                "malformed",
+            ),
+            (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 4096\r\n\r\n",
                 "too_large",
             ),
