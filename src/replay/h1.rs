@@ -664,6 +664,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn http10_keeps_a_connection_only_when_asked_and_never_with_a_transfer_coding() {
+        let mut c = scripted(
+            vec![
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n".to_vec(),
+            ],
+            4096,
+        )
+        .await;
+        let a = c
+            .exchange(&get(), &Bytes::new(), false, 1024)
+            .await
+            .unwrap();
+        assert_eq!((&a.body[..], a.reusable), (&b"ok"[..], true));
+        let a = c
+            .exchange(&get(), &Bytes::new(), false, 1024)
+            .await
+            .unwrap();
+        assert_eq!((&a.body[..], a.reusable), (&b"ok"[..], false));
+    }
+
+    #[tokio::test]
     async fn a_length_on_an_answer_without_body_is_not_read() {
         let mut c = scripted(
             vec![
