@@ -543,6 +543,11 @@ mod tests {
         H1Conn::connect(&addr).await.unwrap()
     }
 
+    /// A GET (a HEAD when `head_request`) on `c`, with the 1 KiB body limit most tests use.
+    async fn get_on(c: &mut H1Conn, head_request: bool) -> Result<Answer, H1Error> {
+        c.exchange(&get(), &Bytes::new(), head_request, 1024).await
+    }
+
     fn get() -> Vec<u8> {
         b"GET / HTTP/1.1\r\nhost: t\r\n\r\n".to_vec()
     }
@@ -557,10 +562,7 @@ mod tests {
                 ],
                 piece,
             ).await;
-            let a = c
-                .exchange(&get(), &Bytes::new(), false, 1024)
-                .await
-                .unwrap();
+            let a = get_on(&mut c, false).await.unwrap();
             assert_eq!(a.status, 200);
             assert_eq!(&a.body[..], b"hello");
             assert_eq!(
@@ -571,10 +573,7 @@ mod tests {
                 ]
             );
             assert!(a.reusable, "piece {piece}");
-            let a = c
-                .exchange(&get(), &Bytes::new(), false, 1024)
-                .await
-                .unwrap();
+            let a = get_on(&mut c, false).await.unwrap();
             assert_eq!(a.status, 201);
             assert_eq!(&a.body[..], b"abcde");
             assert_eq!(a.trailers, [("grpc-status".into(), "0".into())]);
@@ -592,12 +591,11 @@ mod tests {
             4096,
         )
         .await;
-        let a = c.exchange(&get(), &Bytes::new(), true, 1024).await.unwrap();
+        let a = get_on(&mut c, true).await.unwrap();
         assert_eq!((a.status, a.body.len(), a.reusable), (200, 0, true));
         // HTTP/1.0 without keep-alive: the body runs to the end of the connection, which
         // the scripted server holds open until the client gives up its side.
-        let (head, body) = (get(), Bytes::new());
-        let read = c.exchange(&head, &body, false, 1024);
+        let read = get_on(&mut c, false);
         let r = tokio::time::timeout(std::time::Duration::from_millis(300), read).await;
         assert!(
             r.is_err(),
@@ -646,10 +644,7 @@ mod tests {
             let answer = answer.to_vec();
             let addr = serve_once(|mut s| async move { s.write_all(&answer).await.unwrap() }).await;
             let mut c = H1Conn::connect(&addr).await.unwrap();
-            let e = c
-                .exchange(&get(), &Bytes::new(), false, 1024)
-                .await
-                .unwrap_err();
+            let e = get_on(&mut c, false).await.unwrap_err();
             let got = match &e {
                 H1Error::Malformed(_) => "malformed",
                 H1Error::TooLarge(_) => "too_large",
@@ -673,15 +668,9 @@ mod tests {
             4096,
         )
         .await;
-        let a = c
-            .exchange(&get(), &Bytes::new(), false, 1024)
-            .await
-            .unwrap();
+        let a = get_on(&mut c, false).await.unwrap();
         assert_eq!((&a.body[..], a.reusable), (&b"ok"[..], true));
-        let a = c
-            .exchange(&get(), &Bytes::new(), false, 1024)
-            .await
-            .unwrap();
+        let a = get_on(&mut c, false).await.unwrap();
         assert_eq!((&a.body[..], a.reusable), (&b"ok"[..], false));
     }
 
@@ -695,12 +684,9 @@ mod tests {
             4096,
         )
         .await;
-        let a = c
-            .exchange(&get(), &Bytes::new(), false, 1024)
-            .await
-            .unwrap();
+        let a = get_on(&mut c, false).await.unwrap();
         assert_eq!((a.status, a.body.len(), a.reusable), (204, 0, true));
-        let a = c.exchange(&get(), &Bytes::new(), true, 1024).await.unwrap();
+        let a = get_on(&mut c, true).await.unwrap();
         assert_eq!((a.status, a.body.len()), (200, 0));
     }
 
