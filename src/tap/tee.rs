@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
+use super::upstream::{BoxError, UpstreamBody};
+
 /// The first `limit` bytes of a body.
 #[derive(Debug, Default)]
 pub struct BodyCopy {
@@ -246,7 +248,7 @@ pub trait Finish {
 /// Production's response body on its way to the client.
 #[derive(Debug)]
 pub struct ResponseTee<F: Finish> {
-    inner: Incoming,
+    inner: UpstreamBody,
     copy: Option<BodyCopy>,
     trailers: Option<HeaderMap>,
     keep_trailers: bool,
@@ -255,7 +257,12 @@ pub struct ResponseTee<F: Finish> {
 
 impl<F: Finish> ResponseTee<F> {
     /// Wraps `inner`; keeps a body copy when `copy` is given and trailers when asked.
-    pub fn new(inner: Incoming, copy: Option<BodyCopy>, keep_trailers: bool, finish: F) -> Self {
+    pub fn new(
+        inner: UpstreamBody,
+        copy: Option<BodyCopy>,
+        keep_trailers: bool,
+        finish: F,
+    ) -> Self {
         ResponseTee {
             inner,
             copy,
@@ -274,12 +281,12 @@ impl<F: Finish> ResponseTee<F> {
 
 impl<F: Finish + Unpin> Body for ResponseTee<F> {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
