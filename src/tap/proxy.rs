@@ -12,7 +12,7 @@ use super::shadow::{Production, Shadow};
 use super::tee::{
     BodyCopy, Finish, RequestEnd, RequestState, RequestTee, ResponseEnd, ResponseTee,
 };
-use super::upstream::{self, BoxError, ConnUpstream, UpstreamBody};
+use super::upstream::{self, ConnUpstream};
 use crate::compare::{FetchError, FetchErrorKind, Observed};
 use crate::exchange::{
     Exchange, Headers, Request as CapturedRequest, Response as CapturedResponse,
@@ -273,14 +273,8 @@ impl Tap {
         // An HTTP/1 client's requests come one at a time: they go on its own upstream
         // connection. HTTP/2 clients and gRPC share the pooled clients.
         let own_connection = !use_h2 && parts.version < Version::HTTP_2 && !h2_client;
-        // A request without a body is only its head: the tap writes it itself.
-        let lean = own_connection && plan.request_empty;
         let send = async {
-            if lean {
-                drop(tee);
-                up.send_bodiless(&parts.method, &origin_form_head(&parts))
-                    .await
-            } else if own_connection {
+            if own_connection {
                 // The upstream connection is ours alone: the request line takes the origin form.
                 let mut uri = http::uri::Parts::default();
                 uri.path_and_query = parts.uri.path_and_query().cloned();
@@ -291,7 +285,6 @@ impl Tap {
                 client
                     .request(Request::from_parts(parts, tee))
                     .await
-                    .map(|r| r.map(UpstreamBody::Hyper))
                     .map_err(|e| classify(&e))
             }
         };
@@ -603,12 +596,12 @@ pub enum ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = BoxError;
+    type Error = hyper::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Stream(s) => Pin::new(s).poll_frame(cx),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
@@ -628,25 +621,6 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
-}
-
-/// The head of a request without a body as it goes on the tap's own connection: the
-/// request line in origin form, the fields as prepared, the empty line.
-fn origin_form_head(parts: &http::request::Parts) -> Vec<u8> {
-    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut head = Vec::with_capacity(256);
-    head.extend_from_slice(parts.method.as_str().as_bytes());
-    head.push(b' ');
-    head.extend_from_slice(target.as_bytes());
-    head.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"\r\n");
-    head
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {

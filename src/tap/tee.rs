@@ -17,8 +17,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
-use super::upstream::{BoxError, UpstreamBody};
-
 /// The first `limit` bytes of a body.
 #[derive(Debug, Default)]
 pub struct BodyCopy {
@@ -248,7 +246,7 @@ pub trait Finish {
 /// Production's response body on its way to the client.
 #[derive(Debug)]
 pub struct ResponseTee<F: Finish> {
-    inner: UpstreamBody,
+    inner: Incoming,
     copy: Option<BodyCopy>,
     trailers: Option<HeaderMap>,
     keep_trailers: bool,
@@ -257,12 +255,7 @@ pub struct ResponseTee<F: Finish> {
 
 impl<F: Finish> ResponseTee<F> {
     /// Wraps `inner`; keeps a body copy when `copy` is given and trailers when asked.
-    pub fn new(
-        inner: UpstreamBody,
-        copy: Option<BodyCopy>,
-        keep_trailers: bool,
-        finish: F,
-    ) -> Self {
+    pub fn new(inner: Incoming, copy: Option<BodyCopy>, keep_trailers: bool, finish: F) -> Self {
         ResponseTee {
             inner,
             copy,
@@ -281,12 +274,12 @@ impl<F: Finish> ResponseTee<F> {
 
 impl<F: Finish + Unpin> Body for ResponseTee<F> {
     type Data = Bytes;
-    type Error = BoxError;
+    type Error = hyper::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
