@@ -401,6 +401,11 @@ async fn read_chunked<R: tokio::io::AsyncRead + Unpin>(
                 return Err(H1Error::Malformed("a chunk size line is not valid".into()));
             }
             match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete(c)) if bare_lf(&buf[..c.0]) => {
+                    return Err(H1Error::Malformed(
+                        "a chunk size line does not end with CRLF".into(),
+                    ))
+                }
                 Ok(httparse::Status::Complete(c)) => break c,
                 Ok(httparse::Status::Partial) if buf.len() < 1024 => {
                     fill(rd, buf, 1024, received, "the next chunk").await?
@@ -465,6 +470,9 @@ fn parse_trailers(
 ) -> Result<Option<usize>, H1Error> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
     match httparse::parse_headers(buf, &mut fields) {
+        Ok(httparse::Status::Complete((len, _))) if bare_lf(&buf[..len]) => Err(
+            H1Error::Malformed("a trailer line does not end with CRLF".into()),
+        ),
         Ok(httparse::Status::Complete((len, parsed))) => {
             for f in parsed {
                 trailers.push((
@@ -477,6 +485,16 @@ fn parse_trailers(
         Ok(httparse::Status::Partial) => Ok(None),
         Err(e) => Err(H1Error::Malformed(format!("trailers not valid: {e}"))),
     }
+}
+
+/// Whether `line` has a line feed without a carriage return before it. httparse accepts a
+/// bare LF where HTTP/1.1 framing says CRLF (RFC 9112 section 7.1); servers and proxies that
+/// disagree about it disagree about where a chunk ends, and so where the next answer on the
+/// connection starts. hyper refuses it too.
+fn bare_lf(line: &[u8]) -> bool {
+    line.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || line[i - 1] != b'\r'))
 }
 
 /// The characters of a token (RFC 9110 section 5.6.2): methods and field names.
@@ -639,6 +657,20 @@ mod tests {
             (
                 b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nshort",
                 "closed",
+            ),
+            // Framing lines end in CRLF: a bare LF is where parsers disagree about where a
+            // chunk, and so the next answer, starts.
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x\nAAAA\r\nhello\r\n0\r\n\r\n",
+                "malformed",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+                "malformed",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nx-t: 1\n\n",
+                "malformed",
             ),
         ] {
             let answer = answer.to_vec();
