@@ -8,6 +8,10 @@
 # replay makes (every exchange goes to both). On a machine with few cores that is what the
 # cores can give two upstreams, and it is printed as a ratio to wrk on one upstream too.
 #
+# With the noise probe off, each round also replays with baseline and candidate both on the
+# upstream wrk measured, at half the concurrency: the same server and the same number of
+# connections as wrk, which isolates the client's own cost from the second server's.
+#
 # Each figure is the median of $ROUNDS rounds (wrk, then replay), since wrk's own rate moves by
 # a quarter from one run to the next here; every round is printed too.
 #
@@ -86,19 +90,30 @@ for n in $SIZES; do
         --baseline "http://127.0.0.1:$P1" --candidate "http://127.0.0.1:$P2" \
         --concurrency "$CONC" "${flags[@]}" --json "$work/r.json" || true
       read -r secs rss_kb user sys < "$work/time"
-      python3 - "$n" "$per" "$secs" "$rss_kb" "$wrk_out" "$probe" "$both" "$user" "$sys" "$round" "$work/rounds" <<'PY'
+      same=0
+      if [ "$probe" = off ]; then
+        /usr/bin/time -f '%e' -o "$work/time1" "$BIN" replay "$rec" --quiet \
+          --baseline "http://127.0.0.1:$P1" --candidate "http://127.0.0.1:$P1" \
+          --concurrency "$((CONC / 2))" --no-noise-probe --json "$work/r1.json" || true
+        same=$(python3 -c "print($n * 2 / $(cat "$work/time1"))")
+      fi
+      python3 - "$n" "$per" "$secs" "$rss_kb" "$wrk_out" "$probe" "$both" "$user" "$sys" "$round" "$work/rounds" "$same" <<'PY'
 import sys
-n, per, secs, rss_kb, wrk, probe, both, user, sys_, rnd, out = (int(sys.argv[1]),
+n, per, secs, rss_kb, wrk, probe, both, user, sys_, rnd, out, same = (int(sys.argv[1]),
     int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6],
-    float(sys.argv[7]), float(sys.argv[8]), float(sys.argv[9]), sys.argv[10], sys.argv[11])
+    float(sys.argv[7]), float(sys.argv[8]), float(sys.argv[9]), sys.argv[10], sys.argv[11],
+    float(sys.argv[12]))
 rate = n * per / secs
 cpu = (user + sys_) * 1e6 / (n * per)
 print(f"  replay {n:>9} exchanges, noise probe {probe:>3}, round {rnd}: {secs:7.1f} s, "
       f"{rate:9.0f} upstream req/s ({rate / wrk:.2f}x wrk on one upstream, "
       f"{rate / both:.2f}x wrk on both), {cpu:.1f} us CPU per upstream request, "
       f"peak RSS {rss_kb / 1024:.1f} MB")
+if same:
+    print(f"  replay with both sides on wrk's upstream, {n} exchanges: {same:9.0f} upstream "
+          f"req/s ({same / wrk:.2f}x wrk, the same server and connection count)")
 with open(out, "a") as f:
-    f.write(f"{rate} {rate / wrk} {rate / both} {cpu} {rss_kb / 1024}\n")
+    f.write(f"{rate} {rate / wrk} {rate / both} {cpu} {rss_kb / 1024} {same / wrk}\n")
 PY
     done
     python3 - "$n" "$probe" "$work/rounds" <<'PY'
@@ -110,6 +125,9 @@ print(f"replay {n:>9} exchanges, noise probe {probe:>3}, median of {len(rows)}: 
       f"{med[0]:9.0f} upstream req/s, {med[1]:.2f}x wrk on one upstream "
       f"(rounds: {', '.join(f'{r[1]:.2f}' for r in rows)}), {med[2]:.2f}x wrk on both, "
       f"{med[3]:.1f} us CPU per upstream request, peak RSS {max(r[4] for r in rows):.1f} MB")
+if med[5]:
+    print(f"  both sides on wrk's upstream, median: {med[5]:.2f}x wrk "
+          f"(rounds: {', '.join(f'{r[5]:.2f}' for r in rows)})")
 PY
   done
 done
