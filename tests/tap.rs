@@ -1165,3 +1165,165 @@ async fn upstream_connections_production_closes_are_replaced() {
         .iter()
         .all(|e| e.response.as_ref().map(|r| r.status) == Some(200)));
 }
+
+/// An HTTP/1.1 upstream answering `GET /s` with a chunked body: "first", then (on the first
+/// call, once `go` fires) "second", then an `x-t` trailer. Counts the connections it takes.
+async fn h1_stream_server(
+    go: Arc<tokio::sync::Notify>,
+) -> (SocketAddr, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let first = Arc::new(AtomicBool::new(true));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let (go, first) = (go.clone(), first.clone());
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (go, first) = (go.clone(), first.clone());
+                        async move {
+                            assert_eq!(req.headers()["te"], "trailers");
+                            let (tx, rx) = tokio::sync::mpsc::channel(4);
+                            let hold = first.swap(false, Ordering::SeqCst);
+                            tokio::spawn(async move {
+                                let _ = tx.send(Frame::data(Bytes::from_static(b"first"))).await;
+                                if hold {
+                                    let _ = tokio::time::timeout(
+                                        Duration::from_secs(10),
+                                        go.notified(),
+                                    )
+                                    .await;
+                                }
+                                let _ = tx.send(Frame::data(Bytes::from_static(b"second"))).await;
+                                let mut t = http::HeaderMap::new();
+                                t.insert("x-t", "done".parse().unwrap());
+                                let _ = tx.send(Frame::trailers(t)).await;
+                            });
+                            Ok::<_, Infallible>(
+                                http::Response::builder()
+                                    .header("content-type", "text/plain")
+                                    .header("trailer", "x-t")
+                                    .body(ChanBody(rx))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, accepted, task)
+}
+
+/// Reads from `s` into `buf` until `buf` ends with `end`, for at most five seconds.
+async fn read_until_end(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, end: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !buf.ends_with(end) {
+        let mut piece = [0u8; 4096];
+        let n = tokio::time::timeout_at(deadline.into(), s.read(&mut piece))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no {:?} in {:?}",
+                    String::from_utf8_lossy(end),
+                    String::from_utf8_lossy(buf)
+                )
+            })
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&piece[..n]);
+    }
+}
+
+/// An HTTP/1.1 chunked answer with a trailer streams to the client piece by piece (the first
+/// arrives while production still holds the second), its trailer reaches the client and the
+/// recording, and the next request reuses the upstream connection. hyper's HTTP/1 server
+/// drops a body right after writing its trailers, so the exchange must count as complete
+/// then, not as a client gone (which would leave it out of the recording).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_answers_stream_through_with_trailers_and_the_connection_is_kept() {
+    let go = Arc::new(tokio::sync::Notify::new());
+    let (addr, accepted, server) = h1_stream_server(go.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("h1.jsonl");
+    let tap = TapProc::start(&[
+        "--threads",
+        "1",
+        "--upstream",
+        &format!("http://{addr}"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    let get = b"GET /s HTTP/1.1\r\nhost: shop\r\nte: trailers\r\n\r\n";
+    s.write_all(get).await.unwrap();
+    let mut got = Vec::new();
+    read_until_end(&mut s, &mut got, b"first\r\n").await;
+    let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(!head.contains("second"));
+    go.notify_one();
+    read_until_end(&mut s, &mut got, b"x-t: done\r\n\r\n").await;
+    assert!(String::from_utf8_lossy(&got).contains("second"));
+    // The same client connection again: the tap's upstream connection is reused.
+    s.write_all(get).await.unwrap();
+    let mut again = Vec::new();
+    read_until_end(&mut s, &mut again, b"x-t: done\r\n\r\n").await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    drop(s);
+    tap.stop_async().await;
+    server.abort();
+
+    let got = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(got.len(), 2);
+    for e in &got {
+        let r = e.response.as_ref().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(&r.body[..], b"firstsecond");
+        assert!(!r.body_truncated);
+        assert_eq!(
+            r.trailers.as_deref(),
+            Some(&[("x-t".to_string(), "done".to_string())][..])
+        );
+    }
+}
+
+/// A chunked HTTP/1.1 upload that ends with a trailer is recorded whole: hyper's client drops
+/// a request body right after writing its trailers, and the copy must count as complete then,
+/// not as cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_ending_in_trailers_is_recorded_whole() {
+    let up = TestServer::start(|s: Seen| {
+        Answer::json(
+            200,
+            format!(r#"{{"got":"{}"}}"#, String::from_utf8_lossy(&s.body)),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("up.jsonl");
+    let tap = TapProc::start(&["--upstream", &up.url(), "--out", out.to_str().unwrap()]);
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nhost: shop\r\ncontent-type: text/plain\r\n\
+          transfer-encoding: chunked\r\ntrailer: x-sum\r\n\r\n\
+          3\r\nabc\r\n2\r\nde\r\n0\r\nx-sum: 5\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    read_until_end(&mut s, &mut got, br#"{"got":"abcde"}"#).await;
+    drop(s);
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(recorded.len(), 1);
+    let r = &recorded[0].request;
+    assert_eq!(&r.body[..], b"abcde");
+    assert!(!r.body_truncated, "{r:?}");
+}

@@ -188,8 +188,10 @@ impl Body for RequestTee {
                         c.push(data);
                     }
                 }
-                if this.inner.is_end_stream() {
-                    // The client stack may not poll again once it knows the body is complete.
+                // Trailers are a body's last frame, and hyper's HTTP/1 client drops a body as
+                // soon as it has written them, before an HTTP/1 `Incoming` says it has ended.
+                // Nor does the client stack poll again once it knows the body is complete.
+                if frame.is_trailers() || this.inner.is_end_stream() {
                     this.settle(RequestEnd::Complete);
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -292,8 +294,10 @@ impl<F: Finish + Unpin> Body for ResponseTee<F> {
                         this.trailers = Some(t.clone());
                     }
                 }
-                if this.inner.is_end_stream() {
-                    // Hyper may not poll again once it knows the body is complete.
+                // Trailers are a body's last frame, and hyper's HTTP/1 server drops a body as
+                // soon as it has written them, before an HTTP/1 `Incoming` says it has ended.
+                // Nor does hyper poll again once it knows the body is complete.
+                if frame.is_trailers() || this.inner.is_end_stream() {
                     this.end(ResponseEnd::Complete);
                 }
                 Poll::Ready(Some(Ok(frame)))
