@@ -1327,3 +1327,106 @@ async fn an_upload_ending_in_trailers_is_recorded_whole() {
     assert_eq!(&r.body[..], b"abcde");
     assert!(!r.body_truncated, "{r:?}");
 }
+
+/// Answers without a body (HEAD, 204, 304) and an upload sent only after `100 Continue` are
+/// proxied as they came and recorded as complete exchanges, none taken for a client that
+/// went away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodiless_answers_and_expect_continue_uploads_are_recorded_whole() {
+    let up = TestServer::start(|s: Seen| match s.path_and_query.as_str() {
+        "/gone" => Answer {
+            status: 204,
+            headers: vec![],
+            body: String::new(),
+        },
+        "/same" => Answer {
+            status: 304,
+            headers: vec![("etag", "\"v1\"".into())],
+            body: String::new(),
+        },
+        _ => Answer::json(
+            200,
+            format!(
+                r#"{{"method":"{}","got":"{}"}}"#,
+                s.method,
+                String::from_utf8_lossy(&s.body)
+            ),
+        ),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("b.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let (status, body) = raw(
+        tap.addr,
+        "HEAD /items HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    let (status, _) = raw(
+        tap.addr,
+        "GET /gone HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = raw(
+        tap.addr,
+        "GET /same HTTP/1.1\r\nhost: shop\r\nif-none-match: \"v1\"\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 304);
+    // The body goes only once the tap has said `100 Continue`.
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(
+        b"POST /up HTTP/1.1\r\nhost: shop\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\
+          connection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    read_until_end(&mut s, &mut got, b"100 Continue\r\n\r\n").await;
+    s.write_all(b"hello").await.unwrap();
+    read_until_end(&mut s, &mut got, br#"{"method":"POST","got":"hello"}"#).await;
+    drop(s);
+    assert_eq!(
+        tap.metric("shadowdiff_tap_client_aborted_total").await,
+        0,
+        "{}",
+        tap.metrics_text().await
+    );
+    tap.stop_async().await;
+
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    let seen: Vec<(&str, &str, u16)> = recorded
+        .iter()
+        .map(|e| {
+            (
+                e.request.method.as_str(),
+                e.request.uri.as_str(),
+                e.response.as_ref().unwrap().status,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("HEAD", "/items", 200),
+            ("GET", "/gone", 204),
+            ("GET", "/same", 304),
+            ("POST", "/up", 200)
+        ]
+    );
+    let post = &recorded[3];
+    assert_eq!(&post.request.body[..], b"hello");
+    assert!(!post.request.body_truncated);
+    assert!(recorded
+        .iter()
+        .all(|e| !e.response.as_ref().unwrap().body_truncated));
+}
