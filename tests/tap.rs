@@ -1430,3 +1430,38 @@ async fn bodiless_answers_and_expect_continue_uploads_are_recorded_whole() {
         .iter()
         .all(|e| !e.response.as_ref().unwrap().body_truncated));
 }
+
+/// Requests an HTTP/1.1 client pipelines (sent together before any answer) are answered in
+/// order on the same connection and each recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order_and_recorded() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.jsonl");
+    let tap = TapProc::start(&["--upstream", &up.url(), "--out", out.to_str().unwrap()]);
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(
+        b"GET /one HTTP/1.1\r\nhost: shop\r\n\r\n\
+          GET /two HTTP/1.1\r\nhost: shop\r\n\r\n\
+          GET /three HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    read_until_end(&mut s, &mut got, br#"{"path":"/three"}"#).await;
+    let text = String::from_utf8_lossy(&got);
+    let at = |p: &str| {
+        text.find(&format!(r#"{{"path":"{p}"}}"#))
+            .unwrap_or(usize::MAX)
+    };
+    assert!(
+        at("/one") < at("/two") && at("/two") < at("/three"),
+        "{text}"
+    );
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+    drop(s);
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    let uris: Vec<&str> = recorded.iter().map(|e| e.request.uri.as_str()).collect();
+    assert_eq!(uris, ["/one", "/two", "/three"]);
+}
