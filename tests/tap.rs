@@ -1465,3 +1465,56 @@ async fn pipelined_requests_are_answered_in_order_and_recorded() {
     let uris: Vec<&str> = recorded.iter().map(|e| e.request.uri.as_str()).collect();
     assert_eq!(uris, ["/one", "/two", "/three"]);
 }
+
+/// `--max-body` caps only the recorded copy: the client gets every byte both ways, and the
+/// recording keeps the first bytes of each body marked `body_truncated`. An HTTP/2 client's
+/// exchange is recorded with its own version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_body_caps_the_recorded_copy_not_the_traffic() {
+    let up = TestServer::start(|s: Seen| {
+        Answer::json(200, format!("{}:{}", s.body.len(), "x".repeat(100_000)))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-body",
+        "1000",
+    ]);
+    let upload = "u".repeat(50_000);
+    let (status, body) = send(
+        &client(),
+        "POST",
+        &format!("{}/big", tap.url()),
+        &[],
+        &upload,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), "50000:".len() + 100_000);
+    assert!(body.starts_with(b"50000:"));
+    let h2: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let (status, body) = send(&h2, "GET", &format!("{}/small", tap.url()), &[], "").await;
+    assert_eq!((status, body.len()), (200, "0:".len() + 100_000));
+    tap.stop_async().await;
+
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(recorded.len(), 2);
+    let post = &recorded[0];
+    assert_eq!(post.request.body.len(), 1000);
+    assert!(post.request.body_truncated);
+    let r = post.response.as_ref().unwrap();
+    assert_eq!(&r.body[..6], b"50000:");
+    assert_eq!(r.body.len(), 1000);
+    assert!(r.body_truncated);
+    let get = &recorded[1];
+    assert_eq!(get.request.version, "HTTP/2");
+    assert!(!get.request.body_truncated);
+    assert!(get.response.as_ref().unwrap().body_truncated);
+}
