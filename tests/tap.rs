@@ -1518,3 +1518,57 @@ async fn max_body_caps_the_recorded_copy_not_the_traffic() {
     assert!(!get.request.body_truncated);
     assert!(get.response.as_ref().unwrap().body_truncated);
 }
+
+/// Production breaking its answer off mid-body: the client sees the head, the bytes that
+/// came and then its connection closed (a proxy cannot turn a started answer into a 502);
+/// the break is counted as an upstream body error and the exchange is recorded with the
+/// part that arrived, marked truncated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_breaking_an_answer_off_is_counted_and_recorded_as_cut() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = vec![0u8; 4096];
+        let _ = s.read(&mut head).await.unwrap();
+        s.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+        // Closed with 90 bytes still owed.
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cut.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &format!("http://{up}"),
+        "--out",
+        out.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(b"GET /cut HTTP/1.1\r\nhost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    assert!(closed.is_ok(), "the client's connection was left open");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("0123456789"), "{text}");
+    server.await.unwrap();
+    until("the body error to be counted", || async {
+        tap.metric("shadowdiff_tap_upstream_errors_total{kind=\"body\"}")
+            .await
+            == 1
+    })
+    .await;
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(recorded.len(), 1);
+    let r = recorded[0].response.as_ref().unwrap();
+    assert_eq!((r.status, &r.body[..]), (200, &b"0123456789"[..]));
+    assert!(r.body_truncated);
+}
