@@ -1572,3 +1572,36 @@ async fn production_breaking_an_answer_off_is_counted_and_recorded_as_cut() {
     assert_eq!((r.status, &r.body[..]), (200, &b"0123456789"[..]));
     assert!(r.body_truncated);
 }
+
+/// An HTTP/1.0 client that names no host still reaches production, with the upstream's
+/// host in `host`, and is recorded with its own version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_request_without_a_host_is_forwarded_and_recorded() {
+    let up = TestServer::start(|s: Seen| {
+        let host = s
+            .headers
+            .get("host")
+            .map(|h| h.to_str().unwrap_or("?").to_string())
+            .unwrap_or_default();
+        Answer::json(
+            200,
+            format!(r#"{{"host":"{host}","version":"{:?}"}}"#, s.version),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("h10.jsonl");
+    let tap = TapProc::start(&["--upstream", &up.url(), "--out", out.to_str().unwrap()]);
+    let (status, body) = raw(tap.addr, "GET /old HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status, 200, "{body}");
+    let want_host = up.url().trim_start_matches("http://").to_string();
+    assert_eq!(
+        body,
+        format!(r#"{{"host":"{want_host}","version":"HTTP/1.1"}}"#)
+    );
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].request.version, "HTTP/1.0");
+    assert_eq!(recorded[0].response.as_ref().unwrap().status, 200);
+}
