@@ -1364,24 +1364,17 @@ async fn bodiless_answers_and_expect_continue_uploads_are_recorded_whole() {
         "--metrics",
         "127.0.0.1:0",
     ]);
-    let (status, body) = raw(
-        tap.addr,
-        "HEAD /items HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!((status, body.as_str()), (200, ""));
-    let (status, _) = raw(
-        tap.addr,
-        "GET /gone HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status, 204);
-    let (status, _) = raw(
-        tap.addr,
-        "GET /same HTTP/1.1\r\nhost: shop\r\nif-none-match: \"v1\"\r\nconnection: close\r\n\r\n",
-    )
-    .await;
-    assert_eq!(status, 304);
+    for (request, want) in [
+        ("HEAD /items HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n", 200),
+        ("GET /gone HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n", 204),
+        (
+            "GET /same HTTP/1.1\r\nhost: shop\r\nif-none-match: \"v1\"\r\nconnection: close\r\n\r\n",
+            304,
+        ),
+    ] {
+        let (status, body) = raw(tap.addr, request).await;
+        assert_eq!((status, body.as_str()), (want, ""), "{request}");
+    }
     // The body goes only once the tap has said `100 Continue`.
     let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
     s.write_all(
