@@ -1598,3 +1598,41 @@ async fn an_http10_request_without_a_host_is_forwarded_and_recorded() {
     assert_eq!(recorded[0].request.version, "HTTP/1.0");
     assert_eq!(recorded[0].response.as_ref().unwrap().status, 200);
 }
+
+/// A request with both `transfer-encoding: chunked` and `content-length` (a smuggling
+/// pattern): the transfer coding frames it, as RFC 9112 section 6.3 says, and the length is
+/// not forwarded, so production sees the whole body and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_length_beside_chunked_framing_is_not_forwarded() {
+    let up = TestServer::start(|s: Seen| {
+        let len = s
+            .headers
+            .get("content-length")
+            .map(|v| v.to_str().unwrap_or("?").to_string())
+            .unwrap_or_else(|| "none".into());
+        Answer::json(
+            200,
+            format!(
+                r#"{{"body":"{}","length":"{len}"}}"#,
+                String::from_utf8_lossy(&s.body)
+            ),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("te.jsonl");
+    let tap = TapProc::start(&["--upstream", &up.url(), "--out", out.to_str().unwrap()]);
+    let (status, body) = raw(
+        tap.addr,
+        "POST /x HTTP/1.1\r\nhost: shop\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\
+         connection: close\r\n\r\n8\r\nabcdefgh\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, r#"{"body":"abcdefgh","length":"none"}"#);
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(&recorded[0].request.body[..], b"abcdefgh");
+    assert!(!recorded[0].request.body_truncated);
+}
