@@ -1636,3 +1636,45 @@ async fn a_length_beside_chunked_framing_is_not_forwarded() {
     assert_eq!(&recorded[0].request.body[..], b"abcdefgh");
     assert!(!recorded[0].request.body_truncated);
 }
+
+/// Fifty requests at once on one HTTP/2 client connection reach an HTTP/1.1 upstream
+/// through the tap's pooled connections; every one is answered with its own body and
+/// recorded, its target in origin form and its authority as `host`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_http2_streams_are_each_answered_and_recorded() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("h2.jsonl");
+    let tap = TapProc::start(&["--upstream", &up.url(), "--out", out.to_str().unwrap()]);
+    let h2: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let calls = (0..50).map(|i| {
+        let (h2, url) = (h2.clone(), format!("{}/s/{i}", tap.url()));
+        async move { send(&h2, "GET", &url, &[], "").await }
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let host = tap.addr.to_string();
+    for (i, (status, body)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200);
+        assert_eq!(&body[..], format!(r#"{{"path":"/s/{i}"}}"#).as_bytes());
+    }
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    let mut uris: Vec<String> = recorded.iter().map(|e| e.request.uri.clone()).collect();
+    uris.sort();
+    let mut want: Vec<String> = (0..50).map(|i| format!("/s/{i}")).collect();
+    want.sort();
+    // Recorded in origin form, as every recording is, with the authority as `host`.
+    assert_eq!(uris, want);
+    for e in &recorded {
+        assert_eq!(e.request.version, "HTTP/2");
+        assert!(
+            e.request
+                .headers
+                .contains(&("host".to_string(), host.clone())),
+            "{:?}",
+            e.request.headers
+        );
+    }
+}

@@ -668,11 +668,26 @@ fn version_name(v: Version) -> &'static str {
 }
 
 fn capture_head(parts: &http::request::Parts) -> CapturedRequest {
+    // The recording keeps the origin form (`/a/b?x=1`), whatever form the client used: an
+    // HTTP/2 request (and an HTTP/1 absolute-form one) names scheme and authority in its
+    // target, which would otherwise be recorded with the tap's own address in it.
+    let uri = match parts.uri.path_and_query() {
+        Some(pq) => pq.as_str().to_string(),
+        None => parts.uri.to_string(),
+    };
+    let mut headers = header_list(&parts.headers);
+    // HTTP/2 carries the authority in `:authority`, not in a Host header: kept as `host`, as
+    // the HAR importer does, so the recording says which host was asked for either way.
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(a) = parts.uri.authority() {
+            headers.push(("host".to_string(), a.as_str().to_string()));
+        }
+    }
     CapturedRequest {
         method: parts.method.as_str().to_string(),
-        uri: parts.uri.to_string(),
+        uri,
         version: version_name(parts.version).to_string(),
-        headers: header_list(&parts.headers),
+        headers,
         body: Bytes::new(),
         body_truncated: false,
     }
