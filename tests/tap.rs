@@ -1678,3 +1678,44 @@ async fn concurrent_http2_streams_are_each_answered_and_recorded() {
         );
     }
 }
+
+/// An informational answer (103 Early Hints) before the real one: the tap passes on and
+/// records the final answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_informational_answer_before_the_final_one_is_skipped() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = vec![0u8; 4096];
+        let _ = s.read(&mut head).await.unwrap();
+        s.write_all(
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n\
+              HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nfinal",
+        )
+        .await
+        .unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hints.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &format!("http://{up}"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (status, body) = raw(
+        tap.addr,
+        "GET /page HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "final"));
+    tap.stop_async().await;
+    server.abort();
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(recorded.len(), 1);
+    let r = recorded[0].response.as_ref().unwrap();
+    assert_eq!((r.status, &r.body[..]), (200, &b"final"[..]));
+}
