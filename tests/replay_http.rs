@@ -557,3 +557,59 @@ async fn candidate_failures_are_outcomes_not_silence() {
     assert_eq!(i["errors"][0]["kind"], "timeout");
     assert_eq!(i["errors"][0]["count"], 5);
 }
+
+/// A request recorded with its connection's framing (`transfer-encoding: chunked`, a stale
+/// `content-length`) and `expect: 100-continue`, as a tap records an upload: replayed over
+/// HTTP/1.1 and over h2c, each server gets the body whole with its true length, and the two
+/// sides agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_upload_is_replayed_with_its_own_framing_over_both_protocols() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = get("up", "/upload", 1);
+    e.request.method = "POST".into();
+    e.request.headers.extend([
+        ("content-type".to_string(), "application/json".to_string()),
+        ("expect".to_string(), "100-continue".to_string()),
+        ("transfer-encoding".to_string(), "chunked".to_string()),
+        ("content-length".to_string(), "999".to_string()),
+    ]);
+    e.request.body = bytes::Bytes::from_static(br#"{"a":1}"#);
+    let rec = write_recording(&dir.path().join("r.jsonl"), &[e]);
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = seen.clone();
+    let server = TestServer::start(move |s: Seen| {
+        let len = s
+            .headers
+            .get("content-length")
+            .map(|v| v.to_str().unwrap_or("?").to_string())
+            .unwrap_or_else(|| "none".into());
+        let te = s.headers.contains_key("transfer-encoding");
+        log.lock().unwrap().push(format!(
+            "{:?} {} length {len} chunked {te}",
+            s.version,
+            String::from_utf8_lossy(&s.body)
+        ));
+        Answer::json(200, r#"{"ok":true}"#)
+    })
+    .await;
+    let json = dir.path().join("r.json");
+    let (o, r) = replay_json(
+        &rec,
+        &server.url(),
+        &format!("h2c://{}", server.addr),
+        &json,
+        &["--allow-side-effects", "--no-noise-probe"],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert_eq!(r["summary"]["identical"], 1, "{r:#}");
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            r#"HTTP/1.1 {"a":1} length 7 chunked false"#,
+            r#"HTTP/2.0 {"a":1} length 7 chunked false"#,
+        ]
+    );
+}
