@@ -1719,3 +1719,33 @@ async fn an_informational_answer_before_the_final_one_is_skipped() {
     let r = recorded[0].response.as_ref().unwrap();
     assert_eq!((r.status, &r.body[..]), (200, &b"final"[..]));
 }
+
+/// An upstream URL with a path (`http://host:port/v2`): production gets every request under
+/// that prefix, query included, and the recording keeps the path the client asked for, so
+/// a replay against the same kind of deployment asks the same thing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_path_prefix_is_added_on_the_way_and_not_recorded() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pre.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &format!("{}/v2", up.url()),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let (status, body) = send(
+        &client(),
+        "GET",
+        &format!("{}/items?page=2", tap.url()),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], br#"{"path":"/v2/items?page=2"}"#);
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].request.uri, "/items?page=2");
+}
