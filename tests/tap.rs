@@ -1512,25 +1512,39 @@ async fn max_body_caps_the_recorded_copy_not_the_traffic() {
     assert!(get.response.as_ref().unwrap().body_truncated);
 }
 
+/// An upstream that takes one connection, reads a request head and writes `answer` as it
+/// is; then it closes at once, or with `hold` keeps the connection until the tap closes it.
+async fn one_answer_upstream(
+    answer: &'static [u8],
+    hold: bool,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = vec![0u8; 4096];
+        let _ = s.read(&mut head).await.unwrap();
+        s.write_all(answer).await.unwrap();
+        if hold {
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        }
+    });
+    (addr, task)
+}
+
 /// Production breaking its answer off mid-body: the client sees the head, the bytes that
 /// came and then its connection closed (a proxy cannot turn a started answer into a 502);
 /// the break is counted as an upstream body error and the exchange is recorded with the
 /// part that arrived, marked truncated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn production_breaking_an_answer_off_is_counted_and_recorded_as_cut() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut head = vec![0u8; 4096];
-        let _ = s.read(&mut head).await.unwrap();
-        s.write_all(
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\n0123456789",
-        )
-        .await
-        .unwrap();
-        // Closed with 90 bytes still owed.
-    });
+    // Closed with 90 bytes still owed.
+    let (up, server) = one_answer_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\n0123456789",
+        false,
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cut.jsonl");
     let tap = TapProc::start(&[
@@ -1683,21 +1697,12 @@ async fn concurrent_http2_streams_are_each_answered_and_recorded() {
 /// records the final answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_informational_answer_before_the_final_one_is_skipped() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut head = vec![0u8; 4096];
-        let _ = s.read(&mut head).await.unwrap();
-        s.write_all(
-            b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n\
-              HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nfinal",
-        )
-        .await
-        .unwrap();
-        let mut rest = Vec::new();
-        let _ = s.read_to_end(&mut rest).await;
-    });
+    let (up, server) = one_answer_upstream(
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nfinal",
+        true,
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("hints.jsonl");
     let tap = TapProc::start(&[
