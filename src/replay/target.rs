@@ -138,10 +138,6 @@ impl Target {
         path_and_query: &str,
         absolute: bool,
     ) -> Result<http::Request<Full<Bytes>>, FetchError> {
-        let bad = |m: String| FetchError {
-            kind: FetchErrorKind::BadRequest,
-            message: m,
-        };
         let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| bad(format!("method {:?} is not valid", req.method)))?;
         let origin = if absolute { self.origin.as_str() } else { "" };
@@ -213,10 +209,6 @@ impl Target {
     /// The HTTP/1.1 request head for this target, as bytes, checked as [`Target::build`]
     /// checks the request it builds.
     fn head_bytes(&self, req: &Request, path_and_query: &str) -> Result<Vec<u8>, FetchError> {
-        let bad = |m: String| FetchError {
-            kind: FetchErrorKind::BadRequest,
-            message: m,
-        };
         if !h1::is_token(&req.method) {
             return Err(bad(format!("method {:?} is not valid", req.method)));
         }
@@ -495,12 +487,17 @@ fn is_plain_target_byte(b: u8) -> bool {
         )
 }
 
+/// A request the target cannot be sent, as the outcome says it.
+fn bad(message: String) -> FetchError {
+    FetchError {
+        kind: FetchErrorKind::BadRequest,
+        message,
+    }
+}
+
 /// Methods whose repetition has the effect of one request (RFC 9110 section 9.2.2).
 fn idempotent(method: &str) -> bool {
-    matches!(
-        method,
-        "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-    )
+    Method::from_bytes(method.as_bytes()).is_ok_and(|m| m.is_idempotent())
 }
 
 fn fetch_error(e: H1Error) -> FetchError {
