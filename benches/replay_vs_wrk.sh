@@ -12,6 +12,11 @@
 # upstream wrk measured, at half the concurrency: the same server and the same number of
 # connections as wrk, which isolates the client's own cost from the second server's.
 #
+# It also prints what the nginx workers spent per request under each load (from /proc), and
+# from that the ratio a client exactly as cheap as wrk would reach against two upstreams: on a
+# machine whose cores the client and the servers share, that separates replay's own cost from
+# what the second server costs.
+#
 # Each figure is the median of $ROUNDS rounds (wrk, then replay), since wrk's own rate moves by
 # a quarter from one run to the next here; every round is printed too.
 #
@@ -33,6 +38,21 @@ BIN=target/release/shadowdiff
 work=$(mktemp -d)
 trap 'for p in $work/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done; rm -rf "$work"' EXIT
 
+# CPU seconds the nginx workers of the named upstreams have used so far, from /proc: what a
+# request costs the server depends on the load shape, and the ratio to wrk depends on it too.
+nginx_cpu() { # name...
+  local pids=()
+  for u in "$@"; do pids+=($(pgrep -P "$(cat "$work/$u.pid")")); done
+  python3 - "${pids[@]}" <<'PY'
+import os, sys
+hz = os.sysconf("SC_CLK_TCK")
+total = 0
+for pid in sys.argv[1:]:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    total += int(fields[11]) + int(fields[12])  # utime, stime
+print(total / hz)
+PY
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start_nginx() { # name port
   local d=$work/$1; mkdir -p "$d"
@@ -63,12 +83,15 @@ echo "(wrk runs for ${WRK_SECS}s right before every replay, so each ratio compar
 echo " moments apart: this machine is shared, and wrk's own rate moves by a quarter between runs)"
 # measure_wrk -> sets wrk_out (one upstream), wrk_cpu (us per request), both (two at once)
 measure_wrk() {
+  local n wu ws before after
+  before=$(nginx_cpu up1)
   /usr/bin/time -f '%U %S' -o "$work/wrk.time" wrk -t1 -c"$CONC" -d"${WRK_SECS}s" "http://127.0.0.1:$P1/api/users/1" > "$work/wrk.txt"
+  after=$(nginx_cpu up1)
   wrk_out=$(awk '/Requests\/sec/{print $2}' "$work/wrk.txt")
-  local n wu ws
   n=$(awk '/requests in/{print $1}' "$work/wrk.txt")
   read -r wu ws < "$work/wrk.time"
   wrk_cpu=$(python3 -c "print(f'{($wu + $ws) * 1e6 / $n:.1f}')")
+  wrk_ngx=$(python3 -c "print(f'{($after - $before) * 1e6 / $n:.1f}')")
   wrk -t1 -c"$CONC" -d"${WRK_SECS}s" "http://127.0.0.1:$P1/api/users/1" > "$work/wrk1.txt" &
   wrk -t1 -c"$CONC" -d"${WRK_SECS}s" "http://127.0.0.1:$P2/api/users/1" > "$work/wrk2.txt"
   wait
@@ -82,13 +105,16 @@ for n in $SIZES; do
     : > "$work/rounds"
     for round in $(seq "$ROUNDS"); do
       measure_wrk
-      echo "  wrk, one upstream, $CONC connections: $wrk_out req/s, $wrk_cpu us CPU per request;" \
+      echo "  wrk, one upstream, $CONC connections: $wrk_out req/s, $wrk_cpu us CPU per request" \
+        "(nginx $wrk_ngx us);" \
         "both upstreams at once (two processes, $CONC connections each): $both req/s"
       flags=(--no-noise-probe); per=2
       [ "$probe" = on ] && { flags=(); per=3; }
+      ngx_before=$(nginx_cpu up1 up2)
       /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$BIN" replay "$rec" --quiet \
         --baseline "http://127.0.0.1:$P1" --candidate "http://127.0.0.1:$P2" \
         --concurrency "$CONC" "${flags[@]}" --json "$work/r.json" || true
+      ngx_after=$(nginx_cpu up1 up2)
       read -r secs rss_kb user sys < "$work/time"
       same=0
       if [ "$probe" = off ]; then
@@ -97,23 +123,33 @@ for n in $SIZES; do
           --concurrency "$((CONC / 2))" --no-noise-probe --json "$work/r1.json" || true
         same=$(python3 -c "print($n * 2 / $(cat "$work/time1"))")
       fi
-      python3 - "$n" "$per" "$secs" "$rss_kb" "$wrk_out" "$probe" "$both" "$user" "$sys" "$round" "$work/rounds" "$same" <<'PY'
+      python3 - "$n" "$per" "$secs" "$rss_kb" "$wrk_out" "$probe" "$both" "$user" "$sys" "$round" "$work/rounds" "$same" \
+        "$wrk_cpu" "$wrk_ngx" "$ngx_before" "$ngx_after" <<'PY'
 import sys
 n, per, secs, rss_kb, wrk, probe, both, user, sys_, rnd, out, same = (int(sys.argv[1]),
     int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6],
     float(sys.argv[7]), float(sys.argv[8]), float(sys.argv[9]), sys.argv[10], sys.argv[11],
     float(sys.argv[12]))
+wrk_cpu, wrk_ngx, ngx_before, ngx_after = map(float, sys.argv[13:17])
 rate = n * per / secs
 cpu = (user + sys_) * 1e6 / (n * per)
+ngx = (ngx_after - ngx_before) * 1e6 / (n * per)
+# Both cores are busy in both runs, so rates go inversely with the CPU a request costs client
+# and server together: a client exactly as cheap as wrk, on servers costing what they cost
+# under replay, would reach this ratio.
+bound = (wrk_cpu + wrk_ngx) / (wrk_cpu + ngx)
 print(f"  replay {n:>9} exchanges, noise probe {probe:>3}, round {rnd}: {secs:7.1f} s, "
       f"{rate:9.0f} upstream req/s ({rate / wrk:.2f}x wrk on one upstream, "
       f"{rate / both:.2f}x wrk on both), {cpu:.1f} us CPU per upstream request, "
       f"peak RSS {rss_kb / 1024:.1f} MB")
+print(f"    nginx CPU per request: {ngx:.1f} us under replay, {wrk_ngx:.1f} us under wrk; "
+      f"a client as cheap as wrk would reach {bound:.2f}x here")
 if same:
     print(f"  replay with both sides on wrk's upstream, {n} exchanges: {same:9.0f} upstream "
           f"req/s ({same / wrk:.2f}x wrk, the same server and connection count)")
 with open(out, "a") as f:
-    f.write(f"{rate} {rate / wrk} {rate / both} {cpu} {rss_kb / 1024} {same / wrk}\n")
+    f.write(f"{rate} {rate / wrk} {rate / both} {cpu} {rss_kb / 1024} {same / wrk} "
+            f"{ngx} {wrk_ngx} {bound}\n")
 PY
     done
     python3 - "$n" "$probe" "$work/rounds" <<'PY'
@@ -125,6 +161,9 @@ print(f"replay {n:>9} exchanges, noise probe {probe:>3}, median of {len(rows)}: 
       f"{med[0]:9.0f} upstream req/s, {med[1]:.2f}x wrk on one upstream "
       f"(rounds: {', '.join(f'{r[1]:.2f}' for r in rows)}), {med[2]:.2f}x wrk on both, "
       f"{med[3]:.1f} us CPU per upstream request, peak RSS {max(r[4] for r in rows):.1f} MB")
+print(f"  nginx CPU per request, median: {med[6]:.1f} us under replay, {med[7]:.1f} us under "
+      f"wrk; a client as cheap as wrk would reach {med[8]:.2f}x "
+      f"(rounds: {', '.join(f'{r[8]:.2f}' for r in rows)})")
 if med[5]:
     print(f"  both sides on wrk's upstream, median: {med[5]:.2f}x wrk "
           f"(rounds: {', '.join(f'{r[5]:.2f}' for r in rows)})")
