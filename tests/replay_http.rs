@@ -361,6 +361,29 @@ async fn wait_ready_polls_until_the_target_answers_2xx() {
     );
     assert!(r["run"]["ready_ms"]["baseline"].as_u64().is_some());
 
+    // A gateway whose port is not open yet is still starting: polled, not refused at once.
+    let late = TestServer::start_after(std::time::Duration::from_millis(1500), |_| {
+        Answer::json(200, "{}")
+    });
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        ok.url(),
+        "--candidate".into(),
+        late.url(),
+        "--wait-ready".into(),
+        "/ready".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let waited = read_json(&json)["run"]["ready_ms"]["candidate"]
+        .as_u64()
+        .unwrap();
+    assert!(waited >= 1000, "ready after {waited} ms");
+
     // A target that never gets ready: exit 3 naming it.
     let never = TestServer::start(|_| Answer::json(503, "{}")).await;
     let o = shadowdiff_async(vec![

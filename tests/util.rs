@@ -58,60 +58,77 @@ impl TestServer {
     pub async fn start_delayed(
         f: impl Fn(Seen) -> (Answer, Option<std::time::Duration>) + Send + Sync + 'static,
     ) -> Self {
-        let handler: Handler = Arc::new(f);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(serve(listener, Arc::new(f)));
+        TestServer { addr, task }
+    }
+
+    /// Like [`TestServer::start`], but listening only after `after`: a gateway still starting
+    /// up, whose port refuses connections until then.
+    pub fn start_after(
+        after: std::time::Duration,
+        f: impl Fn(Seen) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let handler: Handler = Arc::new(move |s| (f(s), None));
         let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    break;
-                };
-                let h = handler.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let h = h.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|c| c.to_bytes())
-                                .unwrap_or_default();
-                            let seen = Seen {
-                                version: parts.version,
-                                method: parts.method.to_string(),
-                                path_and_query: parts
-                                    .uri
-                                    .path_and_query()
-                                    .map(|p| p.to_string())
-                                    .unwrap_or_default(),
-                                headers: parts.headers,
-                                body,
-                            };
-                            let (a, delay) = h(seen);
-                            if let Some(d) = delay {
-                                tokio::time::sleep(d).await;
-                            }
-                            let mut resp = http::Response::builder().status(a.status);
-                            for (k, v) in a.headers {
-                                resp = resp.header(k, v);
-                            }
-                            Ok::<_, std::convert::Infallible>(
-                                resp.body(Full::new(Bytes::from(a.body))).unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+            tokio::time::sleep(after).await;
+            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+            serve(listener, handler).await
         });
         TestServer { addr, task }
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+}
+
+async fn serve(listener: tokio::net::TcpListener, handler: Handler) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            break;
+        };
+        let h = handler.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let h = h.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|c| c.to_bytes())
+                        .unwrap_or_default();
+                    let seen = Seen {
+                        version: parts.version,
+                        method: parts.method.to_string(),
+                        path_and_query: parts
+                            .uri
+                            .path_and_query()
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        headers: parts.headers,
+                        body,
+                    };
+                    let (a, delay) = h(seen);
+                    if let Some(d) = delay {
+                        tokio::time::sleep(d).await;
+                    }
+                    let mut resp = http::Response::builder().status(a.status);
+                    for (k, v) in a.headers {
+                        resp = resp.header(k, v);
+                    }
+                    Ok::<_, std::convert::Infallible>(
+                        resp.body(Full::new(Bytes::from(a.body))).unwrap(),
+                    )
+                }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
     }
 }
 

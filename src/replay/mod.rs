@@ -141,8 +141,13 @@ pub async fn replay_reader(
     .into_iter()
     .flatten()
     .collect();
-    for t in &all {
-        t.preflight().await?;
+    // With --wait-ready a refused connection means "still starting", which the poll below
+    // waits out; without it, a target that cannot be reached is said at once, not as one
+    // error per exchange.
+    if cfg.wait_ready.is_none() {
+        for t in &all {
+            t.preflight().await?;
+        }
     }
     let mut ready_ms = std::collections::BTreeMap::new();
     if let Some(path) = &cfg.wait_ready {
