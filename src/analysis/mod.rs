@@ -15,16 +15,16 @@ pub mod trend;
 
 pub use merge::{merge, MergeError};
 
-use crate::compare::{hints, DiffKind, Difference, FetchError, FetchErrorKind, Judgement, Outcome};
+use crate::compare::{
+    hints, is_more, DiffKind, Difference, FetchError, FetchErrorKind, Judgement, Outcome,
+    MORE_AT_LISTED,
+};
 use latency::LatencyAgg;
 use result::{
     Counts, ErrorResult, Example, InterfaceResult, LatencyResult, PathResult, Signature, Summary,
     Thresholds,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-
-/// The path of the difference that stands for those cut off by the per-exchange cap.
-const TRUNCATED_PATH: &str = "…";
 
 /// Sample exchange ids kept per interface and path.
 pub const MAX_SAMPLES: usize = 5;
@@ -200,11 +200,12 @@ impl Aggregator {
         }
         if let Some(probe) = &j.probe {
             agg.probed += 1;
-            // A truncated list ("…") is never explained by noise: what was cut off could be
-            // anything, so an exchange with more differences than listed stays `different`.
+            // A list cut where some of the rest is at paths not listed is never explained by
+            // noise: what was cut off could be anything, so the exchange stays `different`.
+            // A list whose rest is at the paths listed adds no path.
             let keys: BTreeSet<String> = probe
                 .iter()
-                .filter(|d| !d.tolerated && d.path != TRUNCATED_PATH)
+                .filter(|d| !d.tolerated && !is_more(d))
                 .map(Difference::key)
                 .collect();
             for k in keys {
@@ -218,6 +219,9 @@ impl Aggregator {
         let mut signature: BTreeSet<String> = BTreeSet::new();
         let mut tolerated: BTreeSet<String> = BTreeSet::new();
         for d in &j.diffs {
+            if d.path == MORE_AT_LISTED {
+                continue;
+            }
             let key = d.key();
             if d.tolerated {
                 tolerated.insert(key);
@@ -546,6 +550,26 @@ mod tests {
         }
         let (_, ifs) = agg.finish(&Thresholds::default());
         assert_eq!(ifs[0].counts.different, 10, "{:?}", ifs[0].fields);
+    }
+
+    #[test]
+    fn a_list_cut_at_paths_already_listed_is_explained_by_noise_at_those_paths() {
+        let mut agg = Aggregator::new();
+        for i in 0..10 {
+            // A trace id in each of 100 elements: 64 listed, the rest at the same path.
+            let cut = || {
+                let mut d: Vec<Difference> = (0..64)
+                    .map(|n| diff(&format!("$.items[{n}].trace"), false))
+                    .collect();
+                d.push(diff(MORE_AT_LISTED, false));
+                d
+            };
+            agg.record("I", &format!("e{i}"), &judged(cut(), Some(cut())), None);
+        }
+        let (_, ifs) = agg.finish(&Thresholds::default());
+        assert_eq!(ifs[0].counts.noise_only, 10, "{:?}", ifs[0].fields);
+        assert_eq!(ifs[0].fields.len(), 1, "{:?}", ifs[0].fields);
+        assert_eq!(ifs[0].fields[0].path, "$.items[*].trace");
     }
 
     #[test]

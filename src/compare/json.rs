@@ -3,8 +3,9 @@
 
 use super::pathpat::parse_path;
 use super::timeval::{is_time_field_name, within_tolerance_num, within_tolerance_str};
-use super::{CompareOptions, DiffKind, Difference};
+use super::{fold_path, more, CompareOptions, DiffKind, Difference};
 use serde_json::{Number, Value};
+use std::collections::HashSet;
 use std::io;
 
 /// Longest rendering of a value in a [`Difference`], in characters.
@@ -171,21 +172,48 @@ fn numbers_equal(x: &Number, y: &Number) -> bool {
 struct Walker<'o> {
     opts: &'o CompareOptions,
     out: &'o mut Vec<Difference>,
-    stop_at: usize,
-    /// Differences that are not tolerated: only these stop the walk, so a document full of
-    /// tolerated times cannot hide a real change after them.
+    /// Real differences this walk may still list: the cap less those listed before it
+    /// (status, headers).
+    room: usize,
+    /// Real differences listed by this walk.
     real: usize,
-    /// Tolerated differences kept; past `stop_at` more are dropped (they are noise anyway).
+    /// Tolerated differences kept; past the cap more are dropped (they are noise anyway).
     tolerated: usize,
+    /// Aggregation keys of the real differences listed, gathered once the list is full.
+    listed: Option<HashSet<String>>,
+    /// Differences past the cap at a key already listed: counted, not listed. They add
+    /// nothing the aggregation does not already see (a noisy field repeated in every element
+    /// of a long array), so the list is cut without hiding anything.
+    beyond: usize,
+    /// A difference past the cap at a key not listed: the walk stops there, since what
+    /// follows could be anything, and the exchange cannot be explained by noise.
+    elsewhere: bool,
 }
 
 impl Walker<'_> {
     fn full(&self) -> bool {
-        self.real > self.stop_at
+        self.elsewhere
+    }
+
+    /// Notes a real difference at `path` past the cap.
+    fn past_cap(&mut self, path: &str) {
+        let (cap, out) = (self.opts.max_diffs, &*self.out);
+        let listed = self.listed.get_or_insert_with(|| {
+            out.iter()
+                .filter(|d| !d.tolerated)
+                .take(cap)
+                .map(Difference::key)
+                .collect()
+        });
+        if listed.contains(&fold_path(path)) {
+            self.beyond += 1;
+        } else {
+            self.elsewhere = true;
+        }
     }
 
     fn push(&mut self, seg: &Seg<'_>, a: Option<&Value>, b: Option<&Value>, tolerated: bool) {
-        if tolerated && self.tolerated >= self.stop_at {
+        if tolerated && self.tolerated > self.opts.max_diffs {
             return;
         }
         let path = seg.render();
@@ -198,6 +226,9 @@ impl Walker<'_> {
         }
         if tolerated {
             self.tolerated += 1;
+        } else if self.real >= self.room {
+            self.past_cap(&path);
+            return;
         } else {
             self.real += 1;
         }
@@ -338,17 +369,31 @@ impl Walker<'_> {
 ///
 /// Object members compare by key (baseline key order, then candidate-only keys), arrays by
 /// index. Strings that both read as times, and numbers under a time-named key that both read
-/// as epochs, are `tolerated` when within `opts.time_tolerance`. The walk stops once `out`
-/// holds more than `opts.max_diffs + 1` entries: the caller lists only `max_diffs` anyway.
+/// as epochs, are `tolerated` when within `opts.time_tolerance`.
+///
+/// At most `opts.max_diffs` real differences are listed in all of `out`. Past that the walk
+/// goes on only while each further difference is at a key (path with indices folded) already
+/// listed; then one closing difference counts them ([`super::MORE_AT_LISTED`]). The first one
+/// at another key stops the walk and closes the list with [`super::MORE_NOT_LISTED`].
 pub fn diff_json(a: &Value, b: &Value, opts: &CompareOptions, out: &mut Vec<Difference>) {
+    let before = out.iter().filter(|d| !d.tolerated).count();
     let mut w = Walker {
         opts,
         out,
-        stop_at: opts.max_diffs.saturating_add(1),
+        room: opts.max_diffs.saturating_sub(before),
         real: 0,
         tolerated: 0,
+        listed: None,
+        beyond: 0,
+        elsewhere: false,
     };
     w.walk(a, b, &Seg::Root);
+    let (beyond, elsewhere) = (w.beyond, w.elsewhere);
+    if elsewhere {
+        out.push(more(beyond + 1, true, true));
+    } else if beyond > 0 {
+        out.push(more(beyond, false, false));
+    }
 }
 
 #[cfg(test)]
@@ -570,10 +615,24 @@ mod tests {
         };
         let mut out = Vec::new();
         diff_json(&json!(a), &json!(b), &opts, &mut out);
-        assert!(
-            out.len() > opts.max_diffs && out.len() <= opts.max_diffs + 2,
-            "{}",
-            out.len()
+        assert_eq!(out.len(), opts.max_diffs + 1);
+        assert_eq!(
+            out[5].candidate.as_deref(),
+            Some("9995 more differences at the paths listed")
+        );
+
+        // The first difference at a path not listed stops the walk.
+        let objs = |v: &Vec<u32>| -> Vec<Value> { v.iter().map(|n| json!({"n": n})).collect() };
+        let mut c = objs(&b);
+        c[9000]["deep"] = json!(true);
+        c[9500]["deeper"] = json!(true);
+        let mut out = Vec::new();
+        diff_json(&json!(objs(&a)), &json!(c), &opts, &mut out);
+        assert_eq!(out.len(), opts.max_diffs + 1);
+        assert_eq!(out[5].path, crate::compare::MORE_NOT_LISTED);
+        assert_eq!(
+            out[5].candidate.as_deref(),
+            Some("at least 8997 more differences not listed, not all at the paths listed")
         );
     }
 }

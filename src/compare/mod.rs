@@ -315,28 +315,105 @@ pub fn diff_for(
     headers::diff_headers(&ha, &hb, DiffKind::Header, opts, &mut out);
     headers::diff_headers(&ta, &tb, DiffKind::Trailer, opts, &mut out);
     body::diff_bodies_for(request_path, a, b, opts, &mut out);
-    // The cap counts real differences only; tolerated ones (bounded by the walk) stay, so
-    // they can neither crowd out a real change nor be mistaken for one.
-    let real = out.iter().filter(|d| !d.tolerated).count();
-    if real > opts.max_diffs {
-        let extra = real - opts.max_diffs;
-        let mut kept = 0;
-        out.retain(|d| {
-            if d.tolerated {
-                return true;
-            }
-            kept += 1;
-            kept <= opts.max_diffs
-        });
-        out.push(Difference {
-            kind: DiffKind::Body,
-            path: "…".into(),
-            baseline: None,
-            candidate: Some(format!("{extra} more differences not listed")),
-            tolerated: false,
-        });
-    }
+    cap_list(&mut out, opts.max_diffs);
     out
+}
+
+/// Path of the difference that closes a list cut at `max_diffs` when some of what was cut
+/// is at paths not listed: the exchange cannot be explained by noise.
+pub const MORE_NOT_LISTED: &str = "…";
+
+/// Path of the difference that closes a list cut at `max_diffs` when everything cut is at
+/// paths already listed (indices folded): the same field in more array elements.
+pub const MORE_AT_LISTED: &str = "… (at listed paths)";
+
+/// True for the difference that closes a cut list.
+pub fn is_more(d: &Difference) -> bool {
+    d.path == MORE_NOT_LISTED || d.path == MORE_AT_LISTED
+}
+
+/// The closing difference of a list cut with `n` more differences (`at_least` when the walk
+/// stopped counting), `elsewhere` when not all of them are at listed paths.
+pub(crate) fn more(n: usize, at_least: bool, elsewhere: bool) -> Difference {
+    let n = if at_least {
+        format!("at least {n}")
+    } else {
+        n.to_string()
+    };
+    Difference {
+        kind: DiffKind::Body,
+        path: if elsewhere {
+            MORE_NOT_LISTED
+        } else {
+            MORE_AT_LISTED
+        }
+        .into(),
+        baseline: None,
+        candidate: Some(if elsewhere {
+            format!("{n} more differences not listed, not all at the paths listed")
+        } else {
+            format!("{n} more differences at the paths listed")
+        }),
+        tolerated: false,
+    }
+}
+
+/// How many differences a closing difference made by [`more`] counts, and whether that is
+/// a lower bound.
+fn more_count(d: &Difference) -> (usize, bool) {
+    let text = d.candidate.as_deref().unwrap_or_default();
+    let (at_least, rest) = match text.strip_prefix("at least ") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let n = rest
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1);
+    (n, at_least)
+}
+
+/// Lists at most `max` real differences, closed by one [`more`] difference that counts the
+/// rest: the body walks close their own lists, and parts diffed without a cap (headers,
+/// text lines, several multipart parts) are cut here. Tolerated differences (bounded by the
+/// walk) stay, so they can neither crowd out a real change nor be mistaken for one.
+fn cap_list(out: &mut Vec<Difference>, max: usize) {
+    let real = out.iter().filter(|d| !d.tolerated && !is_more(d)).count();
+    let closers = out.iter().filter(|d| is_more(d)).count();
+    if real <= max && closers <= 1 {
+        return;
+    }
+    let mut listed = std::collections::HashSet::new();
+    let (mut n, mut at_least, mut elsewhere) = (0, false, false);
+    out.retain(|d| {
+        if d.tolerated {
+            return true;
+        }
+        if is_more(d) {
+            let (k, lower) = more_count(d);
+            n += k;
+            at_least |= lower;
+            elsewhere |= d.path == MORE_NOT_LISTED;
+            return false;
+        }
+        true
+    });
+    let mut kept = 0;
+    out.retain(|d| {
+        if d.tolerated {
+            return true;
+        }
+        if kept < max {
+            kept += 1;
+            listed.insert(d.key());
+            return true;
+        }
+        n += 1;
+        elsewhere |= !listed.contains(&d.key());
+        false
+    });
+    out.push(more(n, at_least, elsewhere));
 }
 
 /// The class of one replayed exchange (DESIGN.md, "Outcomes").
@@ -629,7 +706,74 @@ mod tests {
         let o = CompareOptions::default();
         let d = diff(&mk(&a), &mk(&b), &o);
         assert_eq!(d.len(), o.max_diffs + 1);
-        assert_eq!(d[o.max_diffs].path, "…");
+        // Every element differs, so everything cut is at the one path listed, `$[*]`.
+        assert_eq!(d[o.max_diffs].path, MORE_AT_LISTED);
+        assert_eq!(
+            d[o.max_diffs].candidate.as_deref(),
+            Some("936 more differences at the paths listed")
+        );
+
+        // Past the cap, a field not listed closes the list as not explained.
+        let objs = |v: &Vec<u32>| -> Vec<serde_json::Value> {
+            v.iter().map(|n| serde_json::json!({"id": n})).collect()
+        };
+        let mut b2 = objs(&b);
+        b2[900]["new"] = serde_json::json!(1);
+        let d = diff(
+            &mk_json(&serde_json::json!(objs(&a))),
+            &mk_json(&serde_json::json!(b2)),
+            &o,
+        );
+        assert_eq!(d.len(), o.max_diffs + 1);
+        assert_eq!(d[o.max_diffs].path, MORE_NOT_LISTED);
+        assert_eq!(
+            d[o.max_diffs].candidate.as_deref(),
+            Some("at least 838 more differences not listed, not all at the paths listed")
+        );
+    }
+
+    fn mk_json(v: &serde_json::Value) -> Observed {
+        Observed {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::from(serde_json::to_vec(v).unwrap()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lists_cut_outside_the_walk_are_closed_once_and_counted() {
+        let o = CompareOptions {
+            max_diffs: 3,
+            ..Default::default()
+        };
+        // Five header differences fill the list before the body's walk starts; the body's
+        // own two differences are at paths not listed.
+        let hdrs = |v: &str| -> Headers {
+            let mut h: Headers = (0..5).map(|i| (format!("x-h{i}"), v.to_string())).collect();
+            h.push(("content-type".into(), "application/json".into()));
+            h
+        };
+        let a = Observed {
+            status: 200,
+            headers: hdrs("a"),
+            body: Bytes::from_static(br#"{"p":1,"q":1}"#),
+            ..Default::default()
+        };
+        let b = Observed {
+            status: 200,
+            headers: hdrs("b"),
+            body: Bytes::from_static(br#"{"p":2,"q":2}"#),
+            ..Default::default()
+        };
+        let d = diff(&a, &b, &o);
+        assert_eq!(d.iter().filter(|d| is_more(d)).count(), 1, "{d:#?}");
+        assert_eq!(d.len(), 4);
+        assert_eq!(d[3].path, MORE_NOT_LISTED);
+        assert_eq!(
+            d[3].candidate.as_deref(),
+            Some("at least 3 more differences not listed, not all at the paths listed")
+        );
     }
 
     fn grpc(headers: &[(&str, &str)], trailers: &[(&str, &str)], body: &[u8]) -> Fetched {
