@@ -245,7 +245,8 @@ pub struct ImportArgs {
     /// The recording to write (`.zst` for zstd, `-` for standard output).
     #[arg(long, value_name = "PATH")]
     pub out: PathBuf,
-    /// Exit 2 and write no recording when anything had to be skipped.
+    /// Exit 2 and write no recording when anything had to be skipped or was written
+    /// incomplete.
     #[arg(long)]
     pub strict: bool,
 }

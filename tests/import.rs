@@ -39,7 +39,21 @@ fn run_import(format: ImportFormat, paths: &[PathBuf]) -> (Vec<Exchange>, Import
     let mut report = ImportReport::new("");
     import(format, paths, &mut out, &mut report).unwrap();
     assert_eq!(report.written, out.len() as u64);
+    assert_every_unit_in_one_place(format, &report);
     (out, report)
+}
+
+/// Every unit read is written, ignored or skipped, never two of these: a HAR entry is one
+/// exchange; a gor request record is one exchange and a paired response record is counted
+/// by `with_response`. (pcap packets do not map one to one onto exchanges.)
+fn assert_every_unit_in_one_place(format: ImportFormat, r: &ImportReport) {
+    let ignored: u64 = r.ignored.values().sum();
+    let placed = match format {
+        ImportFormat::Har => r.written + ignored + r.skipped_total(),
+        ImportFormat::Gor => r.written + r.with_response + ignored + r.skipped_total(),
+        ImportFormat::Pcap => return,
+    };
+    assert_eq!(r.read, placed, "{r:?}");
 }
 
 fn count_method(out: &[Exchange], m: &str) -> usize {
@@ -155,13 +169,13 @@ fn har_files_import_with_their_entry_counts() {
         &[local("har_firefox111_mitmproxy-testdata.har")],
     );
     assert_eq!((r.read, r.written, r.with_response), (14, 14, 14));
-    // Four PNGs and one SVG were saved without their bodies.
+    // Four PNGs and one SVG were saved without their bodies: written, but incomplete.
     assert_eq!(
-        r.skipped
+        r.incomplete
             .get("response body not saved in the HAR (kept empty, marked truncated)"),
         Some(&5)
     );
-    assert_eq!(r.skipped_total(), 5);
+    assert_eq!((r.incomplete_total(), r.skipped_total()), (5, 0));
     let stats = out
         .iter()
         .find(|e| e.request.uri.ends_with("/data/github-stats.json"))
@@ -581,7 +595,10 @@ fn summary_goes_to_stderr_and_strict_turns_skips_into_exit_2() {
     let o = shadowdiff(&strict);
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("--strict: 2 skipped"), "{err}");
+    assert!(
+        err.contains("--strict: 2 skipped, 0 written incomplete"),
+        "{err}"
+    );
     assert!(!out.exists(), "no recording after a strict failure");
     assert!(!dir.path().join("mid.jsonl.partial").exists());
 

@@ -400,7 +400,7 @@ fn parse_one(
         return None;
     }
     if msg.body_truncated {
-        report.skip(super::SKIP_BODY_CAP, at);
+        report.incomplete(super::INCOMPLETE_BODY_CAP, at);
     }
     Some(msg)
 }

@@ -4,7 +4,9 @@
 //! as the time and `timings.wait` as the latency. Entries are streamed one at a time, so a
 //! large HAR never sits in memory whole.
 
-use super::{emit, exchange, ImportReport, Sink, MAX_BODY, SKIP_BODY_CAP as SKIP_TOO_BIG};
+use super::{
+    emit, exchange, ImportReport, Sink, INCOMPLETE_BODY_CAP as INCOMPLETE_TOO_BIG, MAX_BODY,
+};
 use crate::error::{Error, Result};
 use crate::exchange::{header, Headers, Request, Response};
 use crate::recording::format::parse_ts_us;
@@ -20,12 +22,13 @@ const SKIP_NOT_ENTRY: &str =
 const SKIP_BAD_TIME: &str = "entry's startedDateTime is not an RFC 3339 time";
 const SKIP_BAD_URL: &str = "entry's request.url is not an absolute http(s) URL";
 const SKIP_BAD_POST: &str = "entry's postData cannot be turned back into bytes (bad base64, or multipart given only as params)";
-const SKIP_REQ_BODY_MISSING: &str = "request body not saved in the HAR (written, marked truncated)";
-const SKIP_RESP_BODY_MISSING: &str =
+const INCOMPLETE_REQ_BODY_MISSING: &str =
+    "request body not saved in the HAR (written, marked truncated)";
+const INCOMPLETE_RESP_BODY_MISSING: &str =
     "response body not saved in the HAR (kept empty, marked truncated)";
-const SKIP_RESP_BAD_BASE64: &str =
+const INCOMPLETE_RESP_BAD_BASE64: &str =
     "response content is not valid base64 (kept empty, marked truncated)";
-const SKIP_BAD_STATUS: &str = "response status outside 100-999 (written without a response)";
+const INCOMPLETE_BAD_STATUS: &str = "response status outside 100-999 (written without a response)";
 const NOTE_NO_RESPONSE: &str = "HAR entries with no response (status 0: failed or blocked)";
 const NOTE_DECODED: &str = "HAR responses stored decoded: Content-Encoding header dropped";
 
@@ -350,7 +353,7 @@ fn request(
             }
         },
         None if r.body_size.is_some_and(|s| s > 0.0) => {
-            report.skip(SKIP_REQ_BODY_MISSING, || {
+            report.incomplete(INCOMPLETE_REQ_BODY_MISSING, || {
                 at(&format!("bodySize {}", r.body_size.unwrap_or_default()))
             });
             body_truncated = true;
@@ -360,7 +363,7 @@ fn request(
     };
     let (body, cut) = cap(body);
     if cut {
-        report.skip(SKIP_TOO_BIG, || at("request body"));
+        report.incomplete(INCOMPLETE_TOO_BIG, || at("request body"));
     }
     Some(Request {
         method: r.method,
@@ -438,7 +441,9 @@ fn response(
         return None;
     }
     if !(100.0..=999.0).contains(&r.status) || r.status.fract() != 0.0 {
-        report.skip(SKIP_BAD_STATUS, || at(&format!("status {}", r.status)));
+        report.incomplete(INCOMPLETE_BAD_STATUS, || {
+            at(&format!("status {}", r.status))
+        });
         return None;
     }
     report.responses += 1;
@@ -455,7 +460,7 @@ fn response(
             match base64::engine::general_purpose::STANDARD.decode(t.trim().as_bytes()) {
                 Ok(b) => b,
                 Err(_) => {
-                    report.skip(SKIP_RESP_BAD_BASE64, || at("response.content.text"));
+                    report.incomplete(INCOMPLETE_RESP_BAD_BASE64, || at("response.content.text"));
                     body_truncated = true;
                     Vec::new()
                 }
@@ -465,7 +470,9 @@ fn response(
         None => {
             let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
             if !bodiless && size != Some(0.0) {
-                report.skip(SKIP_RESP_BODY_MISSING, || at(&format!("status {status}")));
+                report.incomplete(INCOMPLETE_RESP_BODY_MISSING, || {
+                    at(&format!("status {status}"))
+                });
                 body_truncated = true;
             }
             Vec::new()
@@ -484,7 +491,7 @@ fn response(
     }
     let (body, cut) = cap(body);
     if cut {
-        report.skip(SKIP_TOO_BIG, || at("response body"));
+        report.incomplete(INCOMPLETE_TOO_BIG, || at("response body"));
     }
     Some(Response {
         status,
@@ -568,10 +575,12 @@ mod tests {
         assert_eq!(out[0].latency_us, None);
         assert!(out[1].response.as_ref().unwrap().body_truncated);
         assert_eq!(report.read, 5);
+        // The entry written without its response body is written, not also skipped.
+        assert_eq!(report.read, report.written + report.skipped_total());
         assert_eq!(report.skipped[SKIP_BAD_TIME], 1);
         assert_eq!(report.skipped[SKIP_NOT_ENTRY], 1);
         assert_eq!(report.skipped[SKIP_BAD_URL], 1);
-        assert_eq!(report.skipped[SKIP_RESP_BODY_MISSING], 1);
+        assert_eq!(report.incomplete[INCOMPLETE_RESP_BODY_MISSING], 1);
         assert_eq!(report.notes[NOTE_NO_RESPONSE], 1);
         assert!(
             report.examples[SKIP_NOT_ENTRY][0]

@@ -1,7 +1,7 @@
 //! `shadowdiff import`: turns captures made by other tools (GoReplay `.gor` files, HAR
 //! files, pcap/pcapng captures) into a recording (format v1), and accounts for every input
-//! unit it read: written as an exchange, ignored (not HTTP traffic by nature), or skipped
-//! with a reason. [`gor`], [`har`] and [`pcap`] each turn one format into [`Exchange`]s
+//! unit it read: written as an exchange (whole, or incomplete with a reason), ignored (not
+//! HTTP traffic by nature), or skipped with a reason. [`gor`], [`har`] and [`pcap`] each turn one format into [`Exchange`]s
 //! through a [`Sink`]; [`http1`] is the HTTP/1.x framing that gor and pcap share; this file
 //! holds the [`ImportReport`], the output and `--strict`.
 
@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 /// truncated, so a hostile or corrupt input cannot make the importer allocate without bound.
 pub const MAX_BODY: usize = 64 << 20;
 
-/// Skip reason for a body cut at [`MAX_BODY`] (the exchange is written, marked truncated).
-pub const SKIP_BODY_CAP: &str = "body longer than 64 MiB (written with a truncated prefix)";
+/// Incomplete reason for a body cut at [`MAX_BODY`] (the exchange is written, marked
+/// truncated).
+pub const INCOMPLETE_BODY_CAP: &str = "body longer than 64 MiB (written with a truncated prefix)";
 
 /// Exit code of an import that failed `--strict` (the same as bad input).
 const EXIT_STRICT: u8 = 2;
@@ -49,7 +50,8 @@ impl Sink for Vec<Exchange> {
 }
 
 /// What one import read, wrote, ignored and skipped. Every unit read ends in exactly one of
-/// these places, so the summary can be checked against the input.
+/// these places (written, ignored, skipped), so the summary can be checked against the
+/// input; `incomplete` says which of the written exchanges lack a part, and why.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
     /// Input files read.
@@ -71,10 +73,14 @@ pub struct ImportReport {
     pub ignored: BTreeMap<String, u64>,
     /// Input that could not be used, by reason. `--strict` fails on any of these.
     pub skipped: BTreeMap<String, u64>,
+    /// Written exchanges that lack a part of what was captured (a body the capture did
+    /// not keep, a body cut at [`MAX_BODY`]), by reason. They are counted in `written`,
+    /// never in `skipped`; `--strict` fails on these too, since something was lost.
+    pub incomplete: BTreeMap<String, u64>,
     /// Things handled that the user may want to know (retransmissions dropped, requests
     /// with no response in the capture), by kind.
     pub notes: BTreeMap<String, u64>,
-    /// A few locations per skip reason (`file:line: detail`), for the summary.
+    /// A few locations per skip or incomplete reason (`file:line: detail`), for the summary.
     pub examples: BTreeMap<String, Vec<String>>,
 }
 
@@ -96,6 +102,16 @@ impl ImportReport {
         }
     }
 
+    /// Counts one written exchange that lacks a part, for `reason`, keeping `location` as
+    /// an example.
+    pub fn incomplete(&mut self, reason: &str, location: impl FnOnce() -> String) {
+        *self.incomplete.entry(reason.to_string()).or_default() += 1;
+        let ex = self.examples.entry(reason.to_string()).or_default();
+        if ex.len() < EXAMPLES_PER_REASON {
+            ex.push(location());
+        }
+    }
+
     /// Counts one ignored unit for `reason`.
     pub fn ignore(&mut self, reason: &str) {
         *self.ignored.entry(reason.to_string()).or_default() += 1;
@@ -109,6 +125,11 @@ impl ImportReport {
     /// Total skips over all reasons.
     pub fn skipped_total(&self) -> u64 {
         self.skipped.values().sum()
+    }
+
+    /// Total incomplete marks over all reasons.
+    pub fn incomplete_total(&self) -> u64 {
+        self.incomplete.values().sum()
     }
 
     /// Records that `ex` was written.
@@ -169,6 +190,9 @@ impl ImportReport {
                 }
             }
         };
+        if !self.incomplete.is_empty() {
+            section(&mut s, "incomplete", &self.incomplete, true);
+        }
         section(&mut s, "ignored", &self.ignored, false);
         section(&mut s, "skipped", &self.skipped, true);
         if !self.notes.is_empty() {
@@ -283,7 +307,8 @@ impl Sink for Output {
 }
 
 /// Runs `shadowdiff import`: imports, prints the summary on standard error, and returns
-/// the exit code (0, or 2 when `--strict` and anything was skipped; errors are 2 too).
+/// the exit code (0, or 2 when `--strict` and anything was skipped or written incomplete;
+/// errors are 2 too).
 /// On an error or a strict failure no recording file is left behind.
 pub fn run(args: &ImportArgs, quiet: bool) -> Result<u8> {
     let format_name = match args.from {
@@ -311,7 +336,8 @@ pub fn run(args: &ImportArgs, quiet: bool) -> Result<u8> {
     };
     let mut report = ImportReport::new("");
     let result = import(args.from, &args.inputs, &mut out, &mut report);
-    let strict_failed = args.strict && report.skipped_total() > 0;
+    let strict_failed =
+        args.strict && (report.skipped_total() > 0 || report.incomplete_total() > 0);
     let finished = match (result, strict_failed) {
         (Ok(()), false) => finish_output(out, &args.out),
         (Ok(()), true) => {
@@ -334,8 +360,9 @@ pub fn run(args: &ImportArgs, quiet: bool) -> Result<u8> {
     finished?;
     if strict_failed {
         eprintln!(
-            "shadowdiff: error: --strict: {} skipped (reasons above); no recording written",
-            report.skipped_total()
+            "shadowdiff: error: --strict: {} skipped, {} written incomplete (reasons above); no recording written",
+            report.skipped_total(),
+            report.incomplete_total()
         );
         return Ok(EXIT_STRICT);
     }

@@ -5,7 +5,7 @@
 //! packet's, so it measures the server, not the transfer.
 
 use super::super::http1::{Message, MessageReader, ParseError, Role, Step, MAX_HEAD};
-use super::super::{emit, exchange, MAX_BODY, SKIP_BODY_CAP};
+use super::super::{emit, exchange, INCOMPLETE_BODY_CAP, MAX_BODY};
 use super::Ctx;
 use crate::error::Result;
 use crate::exchange::Request;
@@ -208,7 +208,7 @@ impl Flow {
         side.drop_marks(m.end);
         if m.body_truncated {
             let at = format!("{}: {}", ctx.at(), self.label);
-            ctx.report.skip(SKIP_BODY_CAP, || at);
+            ctx.report.incomplete(INCOMPLETE_BODY_CAP, || at);
         }
         let switches = m.switches;
         self.pending.push_back(Pending {
@@ -240,7 +240,7 @@ impl Flow {
         ctx.report.responses += 1;
         if m.body_truncated {
             let at = format!("{}: {}", ctx.at(), self.label);
-            ctx.report.skip(SKIP_BODY_CAP, || at);
+            ctx.report.incomplete(INCOMPLETE_BODY_CAP, || at);
         }
         let switches = m.switches;
         let latency = u64::try_from(first_us.saturating_sub(p.last_us)).unwrap_or(0);
