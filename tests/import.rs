@@ -513,7 +513,12 @@ fn written(summary: &str) -> u64 {
         .lines()
         .find(|l| l.trim_start().starts_with("wrote"))
         .unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    let n = line.split_whitespace().nth(1).unwrap();
+    if n == "nothing" {
+        0
+    } else {
+        n.parse().unwrap()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -649,9 +654,9 @@ fn bad_inputs_exit_2_naming_file_place_and_expectation() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let own = std::fs::read(local("own_traffic.pcap")).unwrap();
-    let mut corrupt = own.clone();
-    // Packet 1's captured length field, made absurd.
-    corrupt[24 + 8..24 + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    let mut bad_gz = vec![0x1f, 0x8b];
+    bad_gz.extend_from_slice(b"not deflate at all");
+    // Files that are not of the format at all: nothing in them could be kept.
     let cases: Vec<(&str, &str, Vec<u8>, &str)> = vec![
         (
             "pcap",
@@ -667,23 +672,15 @@ fn bad_inputs_exit_2_naming_file_place_and_expectation() {
         ),
         (
             "pcap",
-            "corrupt.pcap",
-            corrupt,
-            "corrupt.pcap: packet 1 (byte 24): record length 2147483647 is beyond any snap length",
-        ),
-        (
-            "gor",
-            "x.gor",
-            "1 aa 1\nGET / HTTP/1.1\r\n\r\n\n🐵🙈🙉\nHTTP/1.1 200 OK\r\n\r\n\n🐵🙈🙉\n"
-                .as_bytes()
-                .to_vec(),
-            "x.gor:6: expected a GoReplay meta line `TYPE ID TIMESTAMP_NS [LATENCY_NS]`",
+            "bad.pcap.gz",
+            bad_gz,
+            "bad.pcap.gz: byte 10 of the gzip file (byte 0 of its content): invalid gzip header",
         ),
         (
             "har",
             "x.har",
-            b"{\"log\": {\"entries\": [\n  {\"a\": 1,}\n]}}".to_vec(),
-            "x.har:2: column 11: not valid JSON",
+            b"{\"log\": [\n  {\"a\": 1}\n]}".to_vec(),
+            "x.har:1: column 9: not a HAR document",
         ),
     ];
     for (format, name, bytes, want) in cases {
@@ -713,6 +710,154 @@ fn bad_inputs_exit_2_naming_file_place_and_expectation() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/x.pcap"));
+
+    // A good file before a bad one: nothing is written, and the summary says so rather
+    // than claiming the good file's exchanges were.
+    let out = d.join("two.jsonl");
+    let o = shadowdiff(&[
+        "import",
+        "--from",
+        "pcap",
+        local("own_traffic.pcap").to_str().unwrap(),
+        d.join("x.pcap").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("wrote    nothing to ") && err.contains("6 exchanges were ready"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, b).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Ids of the exchanges in a recording file.
+fn ids_in(path: &Path) -> Vec<String> {
+    shadowdiff::recording::RecordingReader::open(&[path.to_path_buf()], Default::default())
+        .unwrap()
+        .map(|e| e.unwrap().id)
+        .collect()
+}
+
+#[test]
+fn damage_part_way_through_a_file_keeps_every_good_exchange_and_is_a_skip() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let own = std::fs::read(local("own_traffic.pcap")).unwrap();
+    let last_record = {
+        let mut at = 24;
+        loop {
+            let incl = u32::from_le_bytes(own[at + 8..at + 12].try_into().unwrap()) as usize;
+            if at + 16 + incl >= own.len() {
+                break at;
+            }
+            at += 16 + incl;
+        }
+    };
+    let mut bad_length = own.clone();
+    bad_length[last_record + 8..last_record + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    let own_gz = gzip(&own);
+    let mut gor = String::new();
+    for i in 0..400 {
+        gor.push_str(&format!(
+            "1 r{i} {}\nGET /item/{i} HTTP/1.1\r\nHost: shop\r\n\r\n\n🐵🙈🙉\n\
+             2 r{i} {} 1000\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\n🐵🙈🙉\n",
+            1_000_000 * i,
+            1_000_000 * i + 500
+        ));
+    }
+    let gor_gz = gzip(gor.as_bytes());
+    let har = std::fs::read(local("har_firefox111_mitmproxy-testdata.har")).unwrap();
+    let bad_meta = "1 a 1000\nGET /a HTTP/1.1\r\n\r\n\n🐵🙈🙉\n\
+                    XX\nHTTP/1.1 200 OK\r\n\r\n\n🐵🙈🙉\n\
+                    1 b 3000\nGET /b HTTP/1.1\r\n\r\n\n🐵🙈🙉\n\
+                    2 b 4000 1000\nHTTP/1.1 204 No Content\r\n\r\n\n🐵🙈🙉\n";
+    // (format, file, bytes, exchanges kept at least, exchanges kept at most, skip detail)
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, usize, usize, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "har",
+            "cut.har",
+            har[..150_000].to_vec(),
+            13,
+            13,
+            "cut.har:1653: column 20654: the file ends inside the JSON document; expected the rest of the HAR document, reading stopped here",
+        ),
+        (
+            "gor",
+            "bad-meta.gor",
+            bad_meta.as_bytes().to_vec(),
+            2,
+            2,
+            "bad-meta.gor:6: expected a GoReplay meta line `TYPE ID TIMESTAMP_NS [LATENCY_NS]` (TYPE 1, 2 or 3), found \"XX\"",
+        ),
+        (
+            "gor",
+            "cut.gor.gz",
+            gor_gz[..gor_gz.len() / 2].to_vec(),
+            1,
+            399,
+            "of its content): incomplete deflate stream; expected a complete gzip stream (the file is cut or corrupt); reading stopped here",
+        ),
+        (
+            "pcap",
+            "cut.pcap.gz",
+            own_gz[..own_gz.len() - 40].to_vec(),
+            6,
+            6,
+            "cut.pcap.gz: byte ",
+        ),
+        (
+            "pcap",
+            "bad-length.pcap",
+            bad_length,
+            6,
+            6,
+            "record length 2147483647 is beyond any snap length; expected at most 67108864 (the file is corrupt here); reading stopped here",
+        ),
+    ];
+    for (format, name, bytes, least, most, want) in cases {
+        let input = d.join(name);
+        std::fs::write(&input, bytes).unwrap();
+        let out = d.join(format!("{name}.jsonl"));
+        let args = [
+            "import",
+            "--from",
+            format,
+            input.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        let o = shadowdiff(&args);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(want), "{name}: want {want:?} in\n{err}");
+        let ids = ids_in(&out);
+        assert!(
+            (least..=most).contains(&ids.len()),
+            "{name}: {} exchanges\n{err}",
+            ids.len()
+        );
+        // The summary counts exactly what the file holds.
+        assert_eq!(written(&err), ids.len() as u64, "{name}: {err}");
+
+        // The damage is a skip, so --strict refuses the import and keeps no file.
+        std::fs::remove_file(&out).unwrap();
+        let mut strict = args.to_vec();
+        strict.push("--strict");
+        let o = shadowdiff(&strict);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("wrote    nothing to "), "{name}: {err}");
+        assert!(!out.exists(), "{name}");
+    }
 }
 
 #[test]

@@ -34,6 +34,8 @@ const SKIP_ORPHAN: &str = "response record whose request is not in the input";
 const SKIP_LATE: &str = "response record for a request already written (duplicate or too late)";
 const SKIP_LAST: &str = "last record is incomplete (file cut inside its meta line)";
 const SKIP_OVERSIZE: &str = "record longer than 66 MiB";
+const SKIP_BAD_META: &str =
+    "record whose first line is not a GoReplay meta line `TYPE ID TIMESTAMP_NS [LATENCY_NS]`";
 
 /// One parsed meta line.
 struct Meta {
@@ -137,6 +139,12 @@ impl GorImporter {
             report.skip(SKIP_OVERSIZE, at);
             return Ok(());
         }
+        // A file cut inside the last meta line may still leave a line that parses
+        // (`1 id 14462`, its timestamp cut short): without a newline it is not whole.
+        if at_eof && !record.contains(&b'\n') {
+            report.skip(SKIP_LAST, at);
+            return Ok(());
+        }
         // GoReplay ends every payload with "\n" before the separator line; that newline
         // belongs to the framing, not to the message.
         let record = record.strip_suffix(b"\n").unwrap_or(record);
@@ -146,16 +154,11 @@ impl GorImporter {
         };
         let meta = match parse_meta(meta_line) {
             Ok(m) => m,
-            Err(_) if at_eof && payload.is_empty() => {
-                report.skip(SKIP_LAST, at);
-                return Ok(());
-            }
             Err(message) => {
-                return Err(Error::Input {
-                    file: path.to_path_buf(),
-                    line,
-                    message,
-                })
+                // The separator lines frame every record, so the records after this one
+                // are still read.
+                report.skip(SKIP_BAD_META, || format!("{}: {message}", at()));
+                return Ok(());
             }
         };
         match meta.kind {
@@ -462,18 +465,20 @@ mod tests {
     }
 
     #[test]
-    fn bad_meta_line_is_an_error_naming_the_line() {
-        let input =
-            format!("1 aa 1\nGET / HTTP/1.1\r\n\r\n{SEP}garbage here\nGET / HTTP/1.1\r\n\r\n{SEP}");
-        let mut out = Vec::new();
-        let mut report = ImportReport::new("records");
-        let e = GorImporter::new()
-            .read(Path::new("t.gor"), input.as_bytes(), &mut out, &mut report)
-            .unwrap_err();
-        let msg = e.to_string();
+    fn a_bad_meta_line_is_a_skip_naming_the_line_and_the_records_around_it_are_kept() {
+        let input = format!(
+            "1 aa 1\nGET /a HTTP/1.1\r\n\r\n{SEP}garbage here\nGET / HTTP/1.1\r\n\r\n{SEP}\
+             1 bb 2\nGET /b HTTP/1.1\r\n\r\n{SEP}"
+        );
+        let (out, report) = run(input.as_bytes());
+        let uris: Vec<&str> = out.iter().map(|e| e.request.uri.as_str()).collect();
+        assert_eq!(uris, ["/a", "/b"]);
+        assert_eq!(report.read, 3);
+        assert_eq!(report.skipped[SKIP_BAD_META], 1);
+        let e = &report.examples[SKIP_BAD_META][0];
         assert!(
-            msg.starts_with("t.gor:6: expected a GoReplay meta line"),
-            "{msg}"
+            e.starts_with("t.gor:6: expected a GoReplay meta line") && e.contains("garbage here"),
+            "{e}"
         );
     }
 

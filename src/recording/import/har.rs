@@ -6,6 +6,7 @@
 
 use super::{
     emit, exchange, ImportReport, Sink, INCOMPLETE_BODY_CAP as INCOMPLETE_TOO_BIG, MAX_BODY,
+    SKIP_REST_UNUSABLE,
 };
 use crate::error::{Error, Result};
 use crate::exchange::{header, Headers, Request, Response};
@@ -14,6 +15,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use std::cell::Cell;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -142,35 +144,61 @@ impl HarImporter {
                 None => Ok(()),
             }
         };
+        let in_entries = Cell::new(false);
         let mut de =
             serde_json::Deserializer::from_reader(BufReader::with_capacity(256 << 10, input));
         let parsed = Root {
             on_entry: &mut on_entry,
+            in_entries: &in_entries,
         }
         .deserialize(&mut de)
         .and_then(|()| de.end());
         if let Some(e) = failure {
             return Err(e);
         }
-        parsed.map_err(|e| json_error(path, &e))
+        match parsed {
+            Ok(()) => Ok(()),
+            // Past the start of `entries` the file is a HAR: the entries before the damage
+            // are kept, and the damage (a cut, broken JSON) ends the file as one skip. JSON
+            // gives no way to find where the next entry would start.
+            Err(e) if in_entries.get() => {
+                report.read += 1;
+                report.skip(SKIP_REST_UNUSABLE, || {
+                    format!(
+                        "{}:{}: column {}: {}; expected the rest of the HAR document, reading stopped here",
+                        path.display(),
+                        e.line(),
+                        e.column(),
+                        json_problem(&e)
+                    )
+                });
+                Ok(())
+            }
+            Err(e) => Err(json_error(path, &e)),
+        }
+    }
+}
+
+/// What is wrong at a serde_json error, in words.
+fn json_problem(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => "the file ends inside the JSON document".to_string(),
+        Category::Syntax => format!("not valid JSON ({e})"),
+        Category::Data => format!("not a HAR document: {e}"),
+        Category::Io => format!("read error: {e}"),
     }
 }
 
 /// Turns a serde_json error into one naming the file, line and what was expected.
 fn json_error(path: &Path, e: &serde_json::Error) -> Error {
-    use serde_json::error::Category;
-    let what = match e.classify() {
-        Category::Eof => "the file ends inside the JSON document".to_string(),
-        Category::Syntax => format!("not valid JSON ({e})"),
-        Category::Data => format!("not a HAR document: {e}"),
-        Category::Io => format!("read error: {e}"),
-    };
     Error::Input {
         file: path.to_path_buf(),
         line: e.line() as u64,
         message: format!(
-            "column {}: {what}; expected a HAR 1.2 document {{\"log\": {{\"entries\": [...]}}}}",
-            e.column()
+            "column {}: {}; expected a HAR 1.2 document {{\"log\": {{\"entries\": [...]}}}}",
+            e.column(),
+            json_problem(e)
         ),
     }
 }
@@ -178,6 +206,8 @@ fn json_error(path: &Path, e: &serde_json::Error) -> Error {
 /// The top-level object: only `log` matters.
 struct Root<'f> {
     on_entry: &'f mut dyn FnMut(serde_json::Value) -> std::result::Result<(), ()>,
+    /// Set once the `entries` array is reached.
+    in_entries: &'f Cell<bool>,
 }
 
 impl<'de> DeserializeSeed<'de> for Root<'_> {
@@ -199,6 +229,7 @@ impl<'de> Visitor<'de> for Root<'_> {
                 seen = true;
                 map.next_value_seed(Log {
                     on_entry: &mut *self.on_entry,
+                    in_entries: self.in_entries,
                 })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -214,6 +245,7 @@ impl<'de> Visitor<'de> for Root<'_> {
 /// The `log` object: only `entries` matters.
 struct Log<'f> {
     on_entry: &'f mut dyn FnMut(serde_json::Value) -> std::result::Result<(), ()>,
+    in_entries: &'f Cell<bool>,
 }
 
 impl<'de> DeserializeSeed<'de> for Log<'_> {
@@ -235,6 +267,7 @@ impl<'de> Visitor<'de> for Log<'_> {
                 seen = true;
                 map.next_value_seed(Entries {
                     on_entry: &mut *self.on_entry,
+                    in_entries: self.in_entries,
                 })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -250,6 +283,7 @@ impl<'de> Visitor<'de> for Log<'_> {
 /// The `entries` array, handed over one entry at a time.
 struct Entries<'f> {
     on_entry: &'f mut dyn FnMut(serde_json::Value) -> std::result::Result<(), ()>,
+    in_entries: &'f Cell<bool>,
 }
 
 impl<'de> DeserializeSeed<'de> for Entries<'_> {
@@ -265,6 +299,7 @@ impl<'de> Visitor<'de> for Entries<'_> {
         f.write_str("an `entries` array")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        self.in_entries.set(true);
         while let Some(v) = seq.next_element::<serde_json::Value>()? {
             (self.on_entry)(v)
                 .map_err(|()| A::Error::custom("stopped: writing the recording failed"))?;
@@ -592,21 +627,41 @@ mod tests {
     #[test]
     fn not_a_har_names_line_and_expectation() {
         for (input, want) in [
-            (
-                "{\"log\": {\"entries\": [\n{,]}}",
-                "t.har:2: column 2: not valid JSON",
-            ),
+            ("{\"log\":\n {,}}", "t.har:2: column 3: not valid JSON"),
             ("[1,2]", "t.har:1: column 1: not a HAR document"),
             ("{\"log\": {}}", "no `log.entries` array"),
-            (
-                "{\"log\": {\"entries\": [",
-                "the file ends inside the JSON document",
-            ),
-            ("{\"log\": {\"entries\": []}} x", "not valid JSON"),
         ] {
             let e = run(input).unwrap_err().to_string();
             assert!(e.contains(want), "{input}: {e}");
             assert!(e.contains("expected a HAR 1.2 document"), "{e}");
+        }
+    }
+
+    #[test]
+    fn damage_inside_the_entries_keeps_the_entries_before_it() {
+        let entry = r#"{"startedDateTime":"2023-07-13T12:32:32.676Z","request":{"method":"GET","url":"https://a/x"},
+          "response":{"status":200,"content":{"size":2,"text":"ok"}}}"#;
+        let whole = format!("{{\"log\": {{\"entries\": [\n{entry},\n{entry}\n]}}}}");
+        let cut_at = whole.rfind("\"response\"").unwrap();
+        for (input, want) in [
+            (
+                whole[..cut_at].to_string(),
+                "the file ends inside the JSON document",
+            ),
+            (
+                format!("{{\"log\": {{\"entries\": [\n{entry},\n{{,]}}}}"),
+                "t.har:4: column 2: not valid JSON",
+            ),
+            (format!("{whole} x"), "not valid JSON"),
+        ] {
+            let (out, report) = run(&input).unwrap();
+            let want_out = if input.ends_with(" x") { 2 } else { 1 };
+            assert_eq!(out.len(), want_out, "{input}: {report:?}");
+            assert_eq!(&out[0].response.as_ref().unwrap().body[..], b"ok");
+            assert_eq!(report.read, want_out as u64 + 1, "{report:?}");
+            assert_eq!(report.skipped[SKIP_REST_UNUSABLE], 1);
+            let e = &report.examples[SKIP_REST_UNUSABLE][0];
+            assert!(e.starts_with("t.har:") && e.contains(want), "{want}: {e}");
         }
     }
 }

@@ -17,10 +17,12 @@ use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::format::exchange_to_line;
 use crate::recording::writer::partial_path;
 use crate::recording::{RecordingHeader, RecordingWriter};
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// Largest body kept for one message; longer bodies keep this prefix and are marked
 /// truncated, so a hostile or corrupt input cannot make the importer allocate without bound.
@@ -140,8 +142,10 @@ impl ImportReport {
         }
     }
 
-    /// The human summary: what was read, written, ignored and skipped by reason.
-    pub fn summary(&self, format: &str, out: &str) -> String {
+    /// The human summary: what was read, written, ignored and skipped by reason. With
+    /// `dropped` (why), the recording was not kept and the summary says so instead of
+    /// claiming the exchanges were written.
+    pub fn summary(&self, format: &str, out: &str, dropped: Option<&str>) -> String {
         let mut s = String::new();
         let plural = |n: u64, one: &str, many: &str| {
             if n == 1 {
@@ -167,13 +171,25 @@ impl ImportReport {
             plural(self.requests, "request", "requests"),
             plural(self.responses, "response", "responses")
         );
-        let _ = writeln!(
-            s,
-            "  wrote    {} to {out} ({} with a response, {} without)",
-            plural(self.written, "exchange", "exchanges"),
-            self.with_response,
-            self.written - self.with_response
-        );
+        match dropped {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  wrote    {} to {out} ({} with a response, {} without)",
+                    plural(self.written, "exchange", "exchanges"),
+                    self.with_response,
+                    self.written - self.with_response
+                );
+            }
+            Some(why) => {
+                let _ = writeln!(
+                    s,
+                    "  wrote    nothing to {out}: {why}; {} {} ready",
+                    plural(self.written, "exchange", "exchanges"),
+                    if self.written == 1 { "was" } else { "were" },
+                );
+            }
+        }
         let section = |s: &mut String, title: &str, map: &BTreeMap<String, u64>, ex: bool| {
             let total: u64 = map.values().sum();
             if total == 0 {
@@ -231,21 +247,169 @@ pub fn emit(sink: &mut dyn Sink, report: &mut ImportReport, ex: Exchange) -> Res
     sink.put(ex)
 }
 
+/// Skip reason for the part of a file past a read error or a corrupt or cut compressed
+/// stream; that rest counts as one unit read.
+const SKIP_UNREADABLE: &str =
+    "files unreadable past a point (compressed stream cut or corrupt, or a read error): what came before is kept, the rest is lost";
+
+/// Skip reason for the part of a file past damage its format cannot resynchronise after (a
+/// HAR cut or broken inside its entries, a pcap record length no capture writes); that
+/// rest counts as one unit read.
+pub const SKIP_REST_UNUSABLE: &str =
+    "files damaged past a point (cut, or not the format from there on): what came before is kept, the rest is lost";
+
+/// Where and why reading an input stopped early.
+#[derive(Clone, Debug, Default)]
+pub struct ReadStop(Rc<RefCell<Option<(String, String)>>>);
+
+impl ReadStop {
+    /// Where reading stopped (`byte N ...`) and why, once it has.
+    pub fn take(&self) -> Option<(String, String)> {
+        self.0.borrow_mut().take()
+    }
+}
+
+/// A buffered reader that counts the bytes its consumer took, so a decompression error
+/// can say how far into the compressed file it is.
+struct Counted<R> {
+    inner: R,
+    consumed: Rc<Cell<u64>>,
+}
+
+impl<R: BufRead> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let avail = self.inner.fill_buf()?;
+            let n = avail.len().min(buf.len());
+            buf[..n].copy_from_slice(&avail[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        self.consumed.set(self.consumed.get() + n as u64);
+        self.inner.consume(n);
+    }
+}
+
+/// An input file as the importers read it: gzip undone, and a read error (a cut or
+/// corrupt compressed stream, a failing disk) turned into the end of the input, so what
+/// came before it is still imported; the [`ReadStop`] then says where and why.
+pub struct Input {
+    inner: Box<dyn Read>,
+    /// Bytes handed to the importer (decompressed).
+    delivered: u64,
+    /// Compressed bytes the decoder took, when the file is gzipped.
+    compressed: Option<Rc<Cell<u64>>>,
+    stop: ReadStop,
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.0.borrow().is_some() {
+            return Ok(0);
+        }
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.delivered += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let (at, what) = match &self.compressed {
+                    Some(c) => (
+                        format!(
+                            "byte {} of the gzip file (byte {} of its content)",
+                            c.get(),
+                            self.delivered
+                        ),
+                        format!(
+                            "{e}; expected a complete gzip stream (the file is cut or corrupt)"
+                        ),
+                    ),
+                    None => (
+                        format!("byte {}", self.delivered),
+                        format!("read error: {e}"),
+                    ),
+                };
+                *self.stop.0.borrow_mut() = Some((at, format!("{what}; reading stopped here")));
+                Ok(0)
+            }
+        }
+    }
+}
+
 /// Opens an input file, undoing gzip when the file starts with the gzip magic (whatever
 /// its name), so `capture.gor.gz` and a gzipped pcap need no flag.
-pub fn open_input(path: &Path) -> Result<Box<dyn Read>> {
+pub fn open_input(path: &Path) -> Result<(Input, ReadStop)> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut r = BufReader::with_capacity(256 << 10, file);
     let head = r.fill_buf().map_err(|e| Error::io(path, e))?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::read::MultiGzDecoder::new(r)))
+    let stop = ReadStop::default();
+    let input = if head.starts_with(&[0x1f, 0x8b]) {
+        let consumed = Rc::new(Cell::new(0));
+        let counted = Counted {
+            inner: r,
+            consumed: consumed.clone(),
+        };
+        Input {
+            inner: Box::new(flate2::bufread::MultiGzDecoder::new(counted)),
+            delivered: 0,
+            compressed: Some(consumed),
+            stop: stop.clone(),
+        }
     } else {
-        Ok(Box::new(r))
+        Input {
+            inner: Box::new(r),
+            delivered: 0,
+            compressed: None,
+            stop: stop.clone(),
+        }
+    };
+    Ok((input, stop))
+}
+
+/// Reads one input file with `read`, then accounts for a read that stopped early: as a
+/// skip when the importer made what it could of the bytes before, or as the error when the
+/// importer found nothing it could read (the stop is then the better explanation).
+fn read_file(
+    path: &Path,
+    report: &mut ImportReport,
+    read: impl FnOnce(Input, &mut ImportReport) -> Result<()>,
+) -> Result<()> {
+    report.files += 1;
+    let (input, stop) = open_input(path)?;
+    let result = read(input, report);
+    match (stop.take(), result) {
+        (Some((at, message)), Err(Error::Input { .. } | Error::InputAt { .. })) => {
+            Err(Error::InputAt {
+                file: path.to_path_buf(),
+                at,
+                message,
+            })
+        }
+        (Some((at, message)), Ok(())) => {
+            report.read += 1;
+            report.skip(SKIP_UNREADABLE, || {
+                format!("{}: {at}: {message}", path.display())
+            });
+            Ok(())
+        }
+        (_, result) => result,
     }
 }
 
 /// Imports `inputs` of `format` into `sink`, filling `report`. Errors name the file and
-/// where in it; data that cannot be used is counted in the report instead.
+/// where in it; data that cannot be used is counted in the report instead, and damage
+/// part-way through a file ends the reading of that file with a counted skip, keeping
+/// what came before it.
 pub fn import(
     format: ImportFormat,
     inputs: &[PathBuf],
@@ -257,9 +421,7 @@ pub fn import(
             report.unit = "records";
             let mut g = gor::GorImporter::new();
             for path in inputs {
-                report.files += 1;
-                let r = open_input(path)?;
-                g.read(path, r, sink, report)?;
+                read_file(path, report, |r, report| g.read(path, r, sink, report))?;
             }
             g.finish(sink, report)
         }
@@ -267,9 +429,7 @@ pub fn import(
             report.unit = "entries";
             let mut h = har::HarImporter::new();
             for path in inputs {
-                report.files += 1;
-                let r = open_input(path)?;
-                h.read(path, r, sink, report)?;
+                read_file(path, report, |r, report| h.read(path, r, sink, report))?;
             }
             Ok(())
         }
@@ -277,9 +437,7 @@ pub fn import(
             report.unit = "packets";
             let mut p = pcap::PcapImporter::new();
             for path in inputs {
-                report.files += 1;
-                let r = open_input(path)?;
-                p.read(path, r, sink, report)?;
+                read_file(path, report, |r, report| p.read(path, r, sink, report))?;
             }
             p.finish(sink, report)
         }
@@ -354,13 +512,26 @@ pub fn run(args: &ImportArgs, quiet: bool) -> Result<u8> {
     } else {
         args.out.display().to_string()
     };
+    // Lines already sent to standard output cannot be taken back; a file is only kept
+    // when the import finished and passed --strict.
+    let dropped = match (&finished, strict_failed) {
+        _ if to_stdout => None,
+        (Err(_), _) => Some("the import stopped at the error below"),
+        (Ok(()), true) => Some("--strict failed"),
+        (Ok(()), false) => None,
+    };
     if !quiet || strict_failed {
-        eprint!("{}", report.summary(format_name, &shown));
+        eprint!("{}", report.summary(format_name, &shown, dropped));
     }
     finished?;
     if strict_failed {
+        let kept = if to_stdout {
+            "the recording on standard output is incomplete"
+        } else {
+            "no recording written"
+        };
         eprintln!(
-            "shadowdiff: error: --strict: {} skipped, {} written incomplete (reasons above); no recording written",
+            "shadowdiff: error: --strict: {} skipped, {} written incomplete (reasons above); {kept}",
             report.skipped_total(),
             report.incomplete_total()
         );

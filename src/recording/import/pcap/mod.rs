@@ -9,7 +9,7 @@
 mod http;
 mod tcp;
 
-use super::{ImportReport, Sink, MAX_BODY};
+use super::{ImportReport, Sink, MAX_BODY, SKIP_REST_UNUSABLE};
 use crate::error::{Error, Result};
 use etherparse::{EtherType, IpNumber, NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapParser;
@@ -270,6 +270,14 @@ fn corrupt(path: &Path, at: String, message: String) -> Error {
     }
 }
 
+/// Counts the rest of a file, unusable from `at` on, as one unit read and skipped.
+fn rest_unusable(path: &Path, report: &mut ImportReport, at: String, message: String) {
+    report.read += 1;
+    report.skip(SKIP_REST_UNUSABLE, || {
+        format!("{}: {at}: {message}; reading stopped here", path.display())
+    });
+}
+
 /// Reads a classic pcap file (micro- or nanosecond, either byte order).
 fn read_pcap<R: Read>(
     path: &Path,
@@ -307,26 +315,34 @@ fn read_pcap<R: Read>(
         let want = if avail.len() >= 16 {
             let incl = u32_at(avail, 8, big) as usize;
             if incl > MAX_RECORD {
-                return Err(corrupt(
+                // Nothing marks where the next record starts: the packets before are kept.
+                rest_unusable(
                     path,
+                    report,
                     format!("packet {} (byte {})", n + 1, inp.offset),
                     format!(
                         "record length {incl} is beyond any snap length; expected at most {MAX_RECORD} (the file is corrupt here)"
                     ),
-                ));
+                );
+                return Ok(());
             }
             16 + incl
         } else {
             16
         };
         if avail.len() >= want {
-            let (rem, raw) = parser.next_raw_packet(avail).map_err(|e| {
-                corrupt(
-                    path,
-                    format!("packet {} (byte {})", n + 1, inp.offset),
-                    format!("expected a pcap packet record: {e}"),
-                )
-            })?;
+            let (rem, raw) = match parser.next_raw_packet(avail) {
+                Ok(r) => r,
+                Err(e) => {
+                    rest_unusable(
+                        path,
+                        report,
+                        format!("packet {} (byte {})", n + 1, inp.offset),
+                        format!("expected a pcap packet record: {e}"),
+                    );
+                    return Ok(());
+                }
+            };
             n += 1;
             report.read += 1;
             let frac = u64::from(raw.ts_frac);
@@ -463,11 +479,9 @@ fn read_pcapng<R: Read>(
         let len = match block_len(inp.avail(), big) {
             BlockLen::Len(l) => l,
             BlockLen::Bad(m) => {
-                return Err(corrupt(
-                    path,
-                    format!("block {} (byte {})", block_no + 1, inp.offset),
-                    m,
-                ))
+                let at = format!("block {} (byte {})", block_no + 1, inp.offset);
+                rest_unusable(path, report, at, m);
+                return Ok(());
             }
             BlockLen::Need(w) => {
                 if !inp.fill(w).map_err(io)? && inp.avail().len() < w {
@@ -538,18 +552,18 @@ fn read_pcapng<R: Read>(
             // them nothing after can be trusted.
             Err(e) if !is_packet => {
                 if ty == 0x0a0d_0d0a || ty == 1 {
-                    return Err(corrupt(
+                    let what = if ty == 1 {
+                        "interface description"
+                    } else {
+                        "section header"
+                    };
+                    rest_unusable(
                         path,
+                        report,
                         at,
-                        format!(
-                            "expected a valid {} block: {e}",
-                            if ty == 1 {
-                                "interface description"
-                            } else {
-                                "section header"
-                            }
-                        ),
-                    ));
+                        format!("expected a valid {what} block: {e}"),
+                    );
+                    return Ok(());
                 }
             }
             Err(e) => {
