@@ -36,7 +36,9 @@ pub struct Exchange {
 pub struct Request {
     /// Method as sent, e.g. `GET`.
     pub method: String,
-    /// Origin-form target (`/a/b?x=1`), or absolute form when that is what was captured.
+    /// Origin-form target (`/a/b?x=1`), with the authority in a `host` header, as the tap
+    /// and the importers write it. Absolute form (`http://h/a`) is still read, since
+    /// recordings made by earlier importers hold it.
     pub uri: String,
     /// Protocol version as captured: `HTTP/1.1`, `HTTP/2`, ...
     pub version: String,

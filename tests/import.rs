@@ -158,6 +158,16 @@ fn har_files_import_with_their_entry_counts() {
     );
     assert_eq!(out[0].response.as_ref().unwrap().status, 304);
     assert_eq!(out[0].request.version, "HTTP/2");
+    // Origin form, with the HTTP/2 `:authority` as the host.
+    assert_eq!(out[0].request.uri, "/");
+    assert_eq!(
+        header(&out[0].request.headers, "host"),
+        Some("mitmproxy.org")
+    );
+    assert_eq!(
+        out[2].request.uri,
+        "/images/branding/googlelogo/2x/googlelogo_light_color_272x92dp.png"
+    );
     assert!(out[1].response.is_none(), "status 0 is no response");
     let png = &out[2].response.as_ref().unwrap().body;
     assert!(png.starts_with(b"\x89PNG\r\n"), "base64 content is decoded");
@@ -192,8 +202,12 @@ fn har_files_import_with_their_entry_counts() {
         &[local("har_charles-4.6.3_mitmproxy-testdata.har")],
     );
     assert_eq!((r.read, r.written, r.with_response), (1, 1, 1));
-    assert_eq!(out[0].request.uri, "https://mitmproxy.org/?=");
+    assert_eq!(out[0].request.uri, "/?=");
     assert_eq!(out[0].interface.as_deref(), Some("GET /"));
+    assert_eq!(
+        header(&out[0].request.headers, "host"),
+        Some("mitmproxy.org")
+    );
 
     let (out, r) = run_import(
         ImportFormat::Har,

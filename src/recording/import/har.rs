@@ -373,10 +373,15 @@ fn request(
         return None;
     };
     let mut headers = headers(r.headers);
-    // HTTP/2 and HTTP/3 entries carry the authority in the URL (or `:authority`), not in a
-    // Host header; replay with `--host-header keep` needs one.
-    if header(&headers, "host").is_none() && !authority.is_empty() {
-        headers.push(("host".into(), authority.to_string()));
+    // HTTP/2 and HTTP/3 entries carry the authority in `:authority` (or only in the URL),
+    // not in a Host header; the recording keeps it as `host`, as the tap does, since the
+    // target is in origin form and replay with `--host-header keep` needs one.
+    if header(&headers, "host").is_none() {
+        let host = header(&headers, ":authority")
+            .filter(|a| !a.is_empty())
+            .unwrap_or(authority)
+            .to_string();
+        headers.push(("host".into(), host));
     }
     let mut body_truncated = false;
     let body = match r.post_data {
@@ -537,8 +542,8 @@ fn response(
     })
 }
 
-/// Splits an absolute URL into its authority and the URL without fragment (kept absolute,
-/// as captured; replay sends only its path and query).
+/// Splits an absolute URL into its authority and the request target in origin form (path
+/// and query, without fragment), as the recording format and the tap write it.
 fn split_url(url: &str) -> Option<(&str, String)> {
     let (scheme, rest) = url.split_once("://")?;
     if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
@@ -551,8 +556,14 @@ fn split_url(url: &str) -> Option<(&str, String)> {
     if authority.is_empty() {
         return None;
     }
-    let without_fragment = url.split('#').next().unwrap_or(url);
-    Some((authority, without_fragment.to_string()))
+    let target = rest[end..].split('#').next().unwrap_or_default();
+    let origin_form = if target.starts_with('/') {
+        target.to_string()
+    } else {
+        // `https://a?x=1` and `https://a`: the path is `/` (RFC 9112 section 3.2.1).
+        format!("/{target}")
+    };
+    Some((authority, origin_form))
 }
 
 #[cfg(test)]
@@ -581,7 +592,7 @@ mod tests {
         assert_eq!(out.len(), 1, "{report:?}");
         let e = &out[0];
         assert_eq!(e.id, "har-1");
-        assert_eq!(e.request.uri, "https://api.example/orders/17?x=1");
+        assert_eq!(e.request.uri, "/orders/17?x=1");
         assert_eq!(e.interface.as_deref(), Some("POST /orders/{id}"));
         assert_eq!(e.request.version, "HTTP/2");
         assert_eq!(&e.request.body[..], b"a+b=1%262");
@@ -591,6 +602,48 @@ mod tests {
         assert!(header(&r.headers, "content-encoding").is_none());
         assert_eq!(e.latency_us, Some(12250));
         assert_eq!(e.ts_us, parse_ts_us("2023-07-25T10:58:25.577252Z").unwrap());
+    }
+
+    #[test]
+    fn targets_are_recorded_in_origin_form_with_the_authority_as_host() {
+        for (url, headers, uri, host) in [
+            (
+                "https://u:p@a.example:8443/p/q?x=1#frag",
+                "",
+                "/p/q?x=1",
+                "a.example:8443",
+            ),
+            ("https://a.example?x=1", "", "/?x=1", "a.example"),
+            ("http://a.example", "", "/", "a.example"),
+            (
+                "https://a.example/h2",
+                r#"{"name":":authority","value":"b.example"}"#,
+                "/h2",
+                "b.example",
+            ),
+            (
+                "http://a.example/h1",
+                r#"{"name":"Host","value":"c.example"}"#,
+                "/h1",
+                "c.example",
+            ),
+        ] {
+            let har = format!(
+                r#"{{"log":{{"entries":[{{"startedDateTime":"2023-07-13T12:32:32.676Z",
+                   "request":{{"method":"GET","url":"{url}","headers":[{headers}]}}}}]}}}}"#
+            );
+            let (out, report) = run(&har).unwrap();
+            assert_eq!(out.len(), 1, "{url}: {report:?}");
+            assert_eq!(out[0].request.uri, uri, "{url}");
+            assert_eq!(header(&out[0].request.headers, "host"), Some(host), "{url}");
+            let hosts = out[0]
+                .request
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("host"))
+                .count();
+            assert_eq!(hosts, 1, "{url}");
+        }
     }
 
     #[test]
