@@ -33,6 +33,8 @@ const INCOMPLETE_RESP_BAD_BASE64: &str =
 const INCOMPLETE_BAD_STATUS: &str = "response status outside 100-999 (written without a response)";
 const NOTE_NO_RESPONSE: &str = "HAR entries with no response (status 0: failed or blocked)";
 const NOTE_DECODED: &str = "HAR responses stored decoded: Content-Encoding header dropped";
+const NOTE_NO_WIRE_BODY: &str =
+    "HAR responses with a stored body that never crossed the wire (HEAD, 1xx, 204, 304): recorded without it";
 
 #[derive(Deserialize)]
 struct HarEntry {
@@ -328,7 +330,8 @@ fn convert(
     };
     let request = request(entry.request, report, at)?;
     report.requests += 1;
-    let response = entry.response.and_then(|r| response(r, report, at));
+    let head = request.method.eq_ignore_ascii_case("HEAD");
+    let response = entry.response.and_then(|r| response(r, head, report, at));
     let latency_us = entry
         .timings
         .and_then(|t| t.wait)
@@ -471,8 +474,10 @@ fn cap(mut body: Vec<u8>) -> (Vec<u8>, bool) {
     }
 }
 
+/// The recorded response; `head` says the request was a HEAD, whose answer has no body.
 fn response(
     r: HarResponse,
+    head: bool,
     report: &mut ImportReport,
     at: &dyn Fn(&str) -> String,
 ) -> Option<Response> {
@@ -494,8 +499,17 @@ fn response(
         Some(c) => (c.text, c.encoding, c.size),
         None => (None, None, None),
     };
+    // Such answers carry no body on the wire (RFC 9110 sections 6.4.1, 9.3.2); what a
+    // browser stores for them is the cached body it showed, which production never sent.
+    let bodiless = head || (100..200).contains(&status) || status == 204 || status == 304;
     let mut body_truncated = false;
     let body = match text {
+        _ if bodiless => {
+            if size.is_some_and(|s| s > 0.0) || text.as_ref().is_some_and(|t| !t.is_empty()) {
+                report.note(NOTE_NO_WIRE_BODY);
+            }
+            Vec::new()
+        }
         Some(t) if encoding.as_deref() == Some("base64") => {
             match base64::engine::general_purpose::STANDARD.decode(t.trim().as_bytes()) {
                 Ok(b) => b,
@@ -508,8 +522,7 @@ fn response(
         }
         Some(t) => t.into_bytes(),
         None => {
-            let bodiless = (100..200).contains(&status) || status == 204 || status == 304;
-            if !bodiless && size != Some(0.0) {
+            if size != Some(0.0) {
                 report.incomplete(INCOMPLETE_RESP_BODY_MISSING, || {
                     at(&format!("status {status}"))
                 });
@@ -602,6 +615,41 @@ mod tests {
         assert!(header(&r.headers, "content-encoding").is_none());
         assert_eq!(e.latency_us, Some(12250));
         assert_eq!(e.ts_us, parse_ts_us("2023-07-25T10:58:25.577252Z").unwrap());
+    }
+
+    #[test]
+    fn answers_without_a_body_on_the_wire_are_recorded_without_one() {
+        let entry = |method: &str, status: u16| {
+            format!(
+                r#"{{"startedDateTime":"2023-07-13T12:32:32.676Z","request":{{"method":"{method}","url":"http://a/x"}},
+                   "response":{{"status":{status},"headers":[{{"name":"content-encoding","value":"gzip"}}],
+                   "content":{{"size":5,"text":"cached"}}}}}}"#
+            )
+        };
+        let har = format!(
+            r#"{{"log":{{"entries":[{},{},{},{},{}]}}}}"#,
+            entry("GET", 304),
+            entry("HEAD", 200),
+            entry("GET", 204),
+            entry("GET", 103),
+            entry("GET", 200)
+        );
+        let (out, report) = run(&har).unwrap();
+        let bodies: Vec<&[u8]> = out
+            .iter()
+            .map(|e| &e.response.as_ref().unwrap().body[..])
+            .collect();
+        assert_eq!(bodies, [&b""[..], b"", b"", b"", b"cached"]);
+        assert_eq!(report.notes[NOTE_NO_WIRE_BODY], 4);
+        assert!(report.incomplete.is_empty() && report.skipped.is_empty());
+        // The coding header is what production sent with the (absent) body: kept.
+        assert_eq!(
+            header(
+                &out[0].response.as_ref().unwrap().headers,
+                "content-encoding"
+            ),
+            Some("gzip")
+        );
     }
 
     #[test]
