@@ -1,7 +1,7 @@
 //! GoReplay `.gor` files: records separated by the line `🐵🙈🙉`, each a meta line
 //! `TYPE ID TIMESTAMP_NS [LATENCY_NS]` followed by one raw HTTP/1 message. Requests (type 1)
-//! are paired with the original response (type 2) by id; replayed responses (type 3) are
-//! ignored with a count. Several files (GoReplay's rotated chunks) pair as one capture.
+//! are paired with the original response (type 2) by id, in whichever order the two come;
+//! replayed responses (type 3) are ignored with a count. Several files (GoReplay's rotated chunks) pair as one capture.
 
 use super::http1::{MessageReader, ParseError, Role, Step};
 use super::{emit, exchange, ImportReport, Sink, MAX_BODY};
@@ -22,7 +22,10 @@ const READ_PIECE: u64 = 64 << 10;
 /// without one; GoReplay writes a response within its own, much shorter, timeouts.
 const PAIR_WINDOW_US: i64 = 120_000_000;
 /// At most this many requests wait for responses at once; older ones are written first.
+/// Responses that came before their request wait under the same bound.
 const MAX_PENDING: usize = 100_000;
+/// Bytes of responses that may wait for their requests at once; the oldest give way.
+const MAX_EARLY_BYTES: usize = 256 << 20;
 
 const SKIP_BAD_REQUEST: &str = "request record is not a valid HTTP/1 request";
 const SKIP_CUT_REQUEST: &str = "request record ends inside the message (cut by the capture)";
@@ -31,6 +34,8 @@ const SKIP_CUT_RESPONSE: &str = "response record ends inside the message (cut by
 const SKIP_EXTRA: &str = "record holds bytes after its HTTP message";
 const SKIP_DUPLICATE: &str = "request record repeats an id already used";
 const SKIP_ORPHAN: &str = "response record whose request is not in the input";
+const SKIP_DUPLICATE_RESPONSE: &str =
+    "response record repeats the id of a response still waiting for its request";
 const SKIP_LATE: &str = "response record for a request already written (duplicate or too late)";
 const SKIP_LAST: &str = "last record is incomplete (file cut inside its meta line)";
 const SKIP_OVERSIZE: &str = "record longer than 66 MiB";
@@ -51,6 +56,16 @@ struct Pending {
     ts_us: i64,
 }
 
+/// A response record read before its request (GoReplay writes records as its goroutines
+/// get to them, so a fast answer can precede its request in the file).
+struct Early {
+    seq: u64,
+    meta: Meta,
+    payload: Vec<u8>,
+    /// `file:line` of the record.
+    at: String,
+}
+
 /// Pairs GoReplay records across one or more files.
 #[derive(Default)]
 pub struct GorImporter {
@@ -58,6 +73,9 @@ pub struct GorImporter {
     order: VecDeque<(u64, String)>,
     seq: u64,
     written: HashSet<String>,
+    early: HashMap<String, Early>,
+    early_order: VecDeque<(u64, String)>,
+    early_bytes: usize,
 }
 
 impl GorImporter {
@@ -198,14 +216,21 @@ impl GorImporter {
         let ts_us = meta.ts_ns / 1000;
         self.seq += 1;
         self.order.push_back((self.seq, meta.id.clone()));
+        let id = meta.id;
         self.pending.insert(
-            meta.id,
+            id.clone(),
             Pending {
                 seq: self.seq,
                 request: msg.into_request(),
                 ts_us,
             },
         );
+        self.flush_early(Some(ts_us), report);
+        if let Some(e) = self.early.remove(&id) {
+            self.early_bytes -= e.payload.len();
+            let at = || e.at.clone();
+            self.pair(e.meta, &e.payload, &at, sink, report)?;
+        }
         self.flush(Some(ts_us), sink, report)
     }
 
@@ -218,13 +243,47 @@ impl GorImporter {
         report: &mut ImportReport,
     ) -> Result<()> {
         report.responses += 1;
+        if self.pending.contains_key(&meta.id) {
+            return self.pair(meta, payload, at, sink, report);
+        }
+        if self.written.contains(&meta.id) {
+            report.skip(SKIP_LATE, || format!("{}: id {}", at(), meta.id));
+            return Ok(());
+        }
+        if self.early.contains_key(&meta.id) {
+            report.skip(SKIP_DUPLICATE_RESPONSE, || {
+                format!("{}: id {}", at(), meta.id)
+            });
+            return Ok(());
+        }
+        // Its request may still come; it waits, bounded like waiting requests.
+        let ts_us = meta.ts_ns / 1000;
+        self.seq += 1;
+        self.early_order.push_back((self.seq, meta.id.clone()));
+        self.early_bytes += payload.len();
+        self.early.insert(
+            meta.id.clone(),
+            Early {
+                seq: self.seq,
+                meta,
+                payload: payload.to_vec(),
+                at: at(),
+            },
+        );
+        self.flush_early(Some(ts_us), report);
+        Ok(())
+    }
+
+    /// Parses a response record whose request is pending and writes the pair.
+    fn pair(
+        &mut self,
+        meta: Meta,
+        payload: &[u8],
+        at: &dyn Fn() -> String,
+        sink: &mut dyn Sink,
+        report: &mut ImportReport,
+    ) -> Result<()> {
         let Some(method) = self.pending.get(&meta.id).map(|p| p.request.method.clone()) else {
-            let reason = if self.written.contains(&meta.id) {
-                SKIP_LATE
-            } else {
-                SKIP_ORPHAN
-            };
-            report.skip(reason, || format!("{}: id {}", at(), meta.id));
             return Ok(());
         };
         let Some(msg) = parse_one(
@@ -316,8 +375,40 @@ impl GorImporter {
         Ok(())
     }
 
-    /// Writes the requests still waiting for a response, without one.
+    /// Counts as orphans the responses that waited longer than the pairing window before
+    /// `now_us` for their request (all of them when `now_us` is `None`), or that exceed
+    /// the bounds, oldest first.
+    fn flush_early(&mut self, now_us: Option<i64>, report: &mut ImportReport) {
+        while let Some((seq, id)) = self.early_order.front() {
+            let Some(e) = self.early.get(id).filter(|e| e.seq == *seq) else {
+                self.early_order.pop_front();
+                continue;
+            };
+            let due = match now_us {
+                None => true,
+                Some(now) => {
+                    now.saturating_sub(e.meta.ts_ns / 1000) > PAIR_WINDOW_US
+                        || self.early.len() > MAX_PENDING
+                        || self.early_bytes > MAX_EARLY_BYTES
+                }
+            };
+            if !due {
+                break;
+            }
+            let Some((_, id)) = self.early_order.pop_front() else {
+                break;
+            };
+            if let Some(e) = self.early.remove(&id) {
+                self.early_bytes -= e.payload.len();
+                report.skip(SKIP_ORPHAN, || format!("{}: id {id}", e.at));
+            }
+        }
+    }
+
+    /// Writes the requests still waiting for a response, without one, and counts the
+    /// responses still waiting for a request as orphans.
     pub fn finish(mut self, sink: &mut dyn Sink, report: &mut ImportReport) -> Result<()> {
+        self.flush_early(None, report);
         self.flush(None, sink, report)
     }
 }
@@ -453,6 +544,46 @@ mod tests {
         assert_eq!((report.read, report.requests, report.responses), (7, 3, 3));
         assert_eq!(report.ignored["replayed responses (type 3 records)"], 1);
         assert!(report.skipped.is_empty(), "{report:?}");
+    }
+
+    #[test]
+    fn a_response_before_its_request_is_paired() {
+        let input = format!(
+            "2 a 2000 500\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok{SEP}\
+             2 h 2100 500\nHTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{SEP}\
+             2 z 2200 500\nHTTP/1.1 200 OK\r\n\r\n{SEP}\
+             1 a 1000\nGET /a HTTP/1.1\r\n\r\n{SEP}\
+             1 h 1100\nHEAD /h HTTP/1.1\r\n\r\n{SEP}"
+        );
+        let (out, report) = run(input.as_bytes());
+        assert_eq!(out.len(), 2, "{report:?}");
+        let a = out.iter().find(|e| e.id == "a").unwrap();
+        assert_eq!(a.ts_us, 1);
+        assert_eq!(&a.response.as_ref().unwrap().body[..], b"ok");
+        // Read once its request said HEAD: the length announces a body that is not there.
+        let h = out.iter().find(|e| e.id == "h").unwrap();
+        assert_eq!(h.response.as_ref().unwrap().status, 200);
+        assert_eq!(report.skipped[SKIP_ORPHAN], 1);
+        let e = &report.examples[SKIP_ORPHAN][0];
+        assert!(e.starts_with("t.gor:13: id z"), "{e}");
+        assert_eq!(
+            report.read,
+            report.written + report.with_response + report.skipped_total()
+        );
+    }
+
+    #[test]
+    fn a_response_waits_for_its_request_only_within_the_window() {
+        let later = PAIR_WINDOW_US * 1000 + 10_000;
+        let input = format!(
+            "2 a 2000 500\nHTTP/1.1 200 OK\r\n\r\n{SEP}\
+             1 b {later}\nGET /b HTTP/1.1\r\n\r\n{SEP}\
+             1 a {later}\nGET /a HTTP/1.1\r\n\r\n{SEP}"
+        );
+        let (out, report) = run(input.as_bytes());
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|e| e.response.is_none()));
+        assert_eq!(report.skipped[SKIP_ORPHAN], 1);
     }
 
     #[test]
