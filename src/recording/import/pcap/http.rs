@@ -42,6 +42,9 @@ pub(crate) enum End {
     CaptureOver,
     /// A segment was lost; nothing after the hole is usable.
     Lost,
+    /// The importer stopped following the connection (idle too long, or too many open at
+    /// once) to keep its memory bounded.
+    GivenUp,
 }
 
 impl End {
@@ -51,6 +54,7 @@ impl End {
             End::Reset => "connection reset",
             End::CaptureOver => "capture ended",
             End::Lost => "segment lost",
+            End::GivenUp => "stream given up (idle too long, or too many open at once)",
         }
     }
 }

@@ -3,7 +3,12 @@
 //! out-of-order segments held until the hole fills, partial overlaps trimmed) and hands
 //! the in-order bytes to the connection's [`Flow`]. A stream whose start was not captured
 //! is counted and skipped: without the initial sequence numbers nothing says where a
-//! message begins, and guessing could invent requests.
+//! message begins, and guessing could invent requests. Memory is bounded whatever the
+//! capture holds: a connection idle for [`LIVE_IDLE_US`] of capture time is given up, and
+//! so are the least recently active ones beyond [`MAX_LIVE`] open at once (half-open
+//! connections from a SYN flood or a scan would otherwise pile up); the small records kept
+//! of ended connections are capped at [`MAX_TRACKED`]. Data that arrives on a connection
+//! after it was given up is counted as a skip, never dropped silently.
 
 use super::http::{End, Flow};
 use super::{Ctx, Segment};
@@ -18,6 +23,15 @@ const MAX_PENDING: usize = 16 << 20;
 const FORGET_AFTER_US: i64 = 300_000_000;
 /// Segments between sweeps of forgotten connections.
 const SWEEP_EVERY: u64 = 65_536;
+/// A live connection with no segment for this long (capture time) is given up: HTTP
+/// servers and clients close idle keep-alive connections well before.
+pub(crate) const LIVE_IDLE_US: i64 = 600_000_000;
+/// Live connections followed at once; beyond this the least recently active quarter is
+/// given up. Each costs about a kilobyte before it carries data.
+pub(crate) const MAX_LIVE: usize = 32_768;
+/// Connections remembered at once, live or ended; beyond this the least recently active
+/// quarter of the ended ones is forgotten.
+pub(crate) const MAX_TRACKED: usize = 131_072;
 
 const SKIP_MIDSTREAM: &str = "TCP streams that start mid-connection (no SYN or SYN-ACK captured)";
 const SKIP_NO_SYNACK: &str =
@@ -27,6 +41,12 @@ const NOTE_RETRANSMIT: &str = "retransmitted TCP segments (duplicate bytes dropp
 const NOTE_OUT_OF_ORDER: &str = "out-of-order TCP segments (put back in order)";
 const NOTE_OPEN: &str = "TCP streams still open when the capture ended";
 const NOTE_AFTER_CLOSE: &str = "TCP segments with data after their stream ended (dropped)";
+const NOTE_IDLE: &str =
+    "TCP streams idle for 10 minutes of capture time (given up there, what they completed kept)";
+const NOTE_TOO_MANY: &str =
+    "TCP streams given up because more than 32,768 were open at once (the least recently active; what they completed kept)";
+const SKIP_AFTER_GIVEN_UP: &str =
+    "TCP streams that carried data after they were given up (idle 10 minutes, or too many open at once): that data is lost";
 
 /// A connection's addresses, the same for both directions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,17 +75,37 @@ enum Entry {
         last_us: i64,
         isns: [Option<u32>; 2],
     },
+    /// No longer followed (idle, or too many open); `counted` once data came after.
+    GivenUp {
+        counted: bool,
+        last_us: i64,
+    },
+}
+
+impl Entry {
+    fn last_us(&self) -> i64 {
+        match self {
+            Entry::Live(c) => c.last_us,
+            Entry::Mid { last_us, .. }
+            | Entry::Closed { last_us, .. }
+            | Entry::GivenUp { last_us, .. } => *last_us,
+        }
+    }
 }
 
 /// Every connection of a capture.
 #[derive(Default)]
 pub(crate) struct Tracker {
     conns: HashMap<Key, Entry>,
+    /// How many of `conns` are live.
+    live: usize,
     streams: u64,
     since_sweep: u64,
 }
 
 struct Conn {
+    /// Capture time of its last segment.
+    last_us: i64,
     client: SocketAddr,
     dirs: [Dir; 2],
     flow: Flow,
@@ -170,18 +210,97 @@ impl Tracker {
         self.since_sweep += 1;
         if self.since_sweep >= SWEEP_EVERY {
             self.since_sweep = 0;
-            let now = seg.ts_us;
-            self.conns.retain(|_, e| match e {
-                Entry::Live(_) => true,
-                Entry::Mid { last_us, .. } | Entry::Closed { last_us, .. } => {
-                    now.saturating_sub(*last_us) < FORGET_AFTER_US
-                }
-            });
+            self.sweep(seg.ts_us, ctx)?;
         }
+        self.take(seg, ctx)?;
+        if self.live > MAX_LIVE {
+            self.give_up_least_active(seg.ts_us, ctx)?;
+        }
+        if self.conns.len() > MAX_TRACKED {
+            self.forget_least_active();
+        }
+        Ok(())
+    }
+
+    /// Gives up live connections idle for [`LIVE_IDLE_US`] and forgets ended ones after
+    /// [`FORGET_AFTER_US`].
+    fn sweep(&mut self, now: i64, ctx: &mut Ctx<'_>) -> Result<()> {
+        let mut idle: Vec<(i64, u64, Key)> = self
+            .conns
+            .iter()
+            .filter_map(|(k, e)| match e {
+                Entry::Live(c) if now.saturating_sub(c.last_us) >= LIVE_IDLE_US => {
+                    Some((c.last_us, c.flow.stream(), *k))
+                }
+                _ => None,
+            })
+            .collect();
+        idle.sort_unstable_by_key(|(t, stream, _)| (*t, *stream));
+        for (_, _, key) in idle {
+            ctx.report.note(NOTE_IDLE);
+            self.give_up(key, now, ctx)?;
+        }
+        self.conns.retain(|_, e| match e {
+            Entry::Live(_) => true,
+            e => now.saturating_sub(e.last_us()) < FORGET_AFTER_US,
+        });
+        Ok(())
+    }
+
+    /// Gives up the least recently active quarter of the live connections.
+    fn give_up_least_active(&mut self, now: i64, ctx: &mut Ctx<'_>) -> Result<()> {
+        let mut live: Vec<(i64, u64, Key)> = self
+            .conns
+            .iter()
+            .filter_map(|(k, e)| match e {
+                Entry::Live(c) => Some((c.last_us, c.flow.stream(), *k)),
+                _ => None,
+            })
+            .collect();
+        live.sort_unstable_by_key(|(t, stream, _)| (*t, *stream));
+        for (_, _, key) in live.into_iter().take(MAX_LIVE / 4) {
+            ctx.report.note(NOTE_TOO_MANY);
+            self.give_up(key, now, ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the least recently active quarter of the ended connections. A late segment
+    /// of one is then taken as a stream seen without its start, and counted as such.
+    fn forget_least_active(&mut self) {
+        let mut ended: Vec<(i64, Key)> = self
+            .conns
+            .iter()
+            .filter(|(_, e)| !matches!(e, Entry::Live(_)))
+            .map(|(k, e)| (e.last_us(), *k))
+            .collect();
+        ended.sort_unstable_by_key(|(t, _)| *t);
+        for (_, key) in ended.into_iter().take(MAX_TRACKED / 4) {
+            self.conns.remove(&key);
+        }
+    }
+
+    /// Ends a live connection early: what it completed is written, what it had half done
+    /// is counted by its flow, and data that comes later is counted as lost.
+    fn give_up(&mut self, key: Key, now: i64, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.close_as(key, End::GivenUp, now, ctx)?;
+        self.conns.insert(
+            key,
+            Entry::GivenUp {
+                counted: false,
+                last_us: now,
+            },
+        );
+        Ok(())
+    }
+
+    /// Routes one segment to its connection, opening, closing or skipping as it says.
+    fn take(&mut self, seg: &Segment<'_>, ctx: &mut Ctx<'_>) -> Result<()> {
         let key = Key::of(seg.src, seg.dst);
         let opens = seg.syn;
         match self.conns.get_mut(&key) {
             Some(Entry::Live(conn)) => {
+                conn.last_us = seg.ts_us;
                 let reuse = opens
                     && !seg.has_ack
                     && seg.src == conn.client
@@ -201,6 +320,17 @@ impl Tracker {
                     *counted = true;
                     let at = ctx.at();
                     ctx.report.skip(SKIP_MIDSTREAM, || {
+                        format!("{at}: {} -> {}", seg.src, seg.dst)
+                    });
+                }
+                return Ok(());
+            }
+            Some(Entry::GivenUp { counted, last_us }) if !opens => {
+                *last_us = seg.ts_us;
+                if !seg.payload.is_empty() && !*counted {
+                    *counted = true;
+                    let at = ctx.at();
+                    ctx.report.skip(SKIP_AFTER_GIVEN_UP, || {
                         format!("{at}: {} -> {}", seg.src, seg.dst)
                     });
                 }
@@ -250,13 +380,17 @@ impl Tracker {
         };
         self.streams += 1;
         let mut conn = Box::new(Conn {
+            last_us: seg.ts_us,
             client,
             dirs,
             flow: Flow::new(self.streams, client, server),
             synack_missing_counted: false,
         });
         let done = conn.segment(seg, ctx)?;
-        self.conns.insert(key, Entry::Live(conn));
+        if let Some(Entry::Live(_)) = self.conns.insert(key, Entry::Live(conn)) {
+            self.live -= 1;
+        }
+        self.live += 1;
         if done {
             self.close(key, seg.ts_us, ctx)?;
         }
@@ -270,6 +404,7 @@ impl Tracker {
             isns: [None, None],
         };
         if let Some(Entry::Live(mut conn)) = self.conns.insert(key, closed) {
+            self.live -= 1;
             conn.flow.finish(ctx)?;
             let isns = [conn.dirs[0].isn, conn.dirs[1].isn];
             self.conns.insert(
@@ -308,6 +443,7 @@ impl Tracker {
             self.close_as(key, End::CaptureOver, 0, ctx)?;
         }
         self.conns.clear();
+        self.live = 0;
         Ok(())
     }
 }
@@ -414,6 +550,146 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exchange::Exchange;
+    use crate::recording::import::ImportReport;
+    use std::path::Path;
+
+    struct Run {
+        tracker: Tracker,
+        out: Vec<Exchange>,
+        report: ImportReport,
+        packet: u64,
+    }
+
+    impl Run {
+        fn new() -> Self {
+            Run {
+                tracker: Tracker::default(),
+                out: Vec::new(),
+                report: ImportReport::new("packets"),
+                packet: 0,
+            }
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        fn seg(
+            &mut self,
+            src: &str,
+            dst: &str,
+            seq: u32,
+            ack: Option<u32>,
+            syn: bool,
+            data: &[u8],
+            ts_us: i64,
+        ) {
+            self.packet += 1;
+            let seg = Segment {
+                src: src.parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                seq,
+                ack: ack.unwrap_or(0),
+                syn,
+                has_ack: ack.is_some(),
+                fin: false,
+                rst: false,
+                payload: data,
+                ts_us,
+            };
+            let mut ctx = Ctx {
+                sink: &mut self.out,
+                report: &mut self.report,
+                file: Path::new("t.pcap"),
+                packet: self.packet,
+            };
+            self.tracker.segment(&seg, &mut ctx).unwrap();
+        }
+
+        /// A handshake and one whole request from 10.0.0.1:40000 to 10.0.0.2:80.
+        fn request(&mut self) {
+            let (c, s) = ("10.0.0.1:40000", "10.0.0.2:80");
+            self.seg(c, s, 100, None, true, b"", 0);
+            self.seg(s, c, 500, Some(101), true, b"", 1);
+            self.seg(c, s, 101, Some(501), false, b"GET /a HTTP/1.1\r\n\r\n", 2);
+        }
+
+        /// The server's answer to [`Run::request`] at `ts_us`.
+        fn answer(&mut self, ts_us: i64) {
+            let (c, s) = ("10.0.0.1:40000", "10.0.0.2:80");
+            self.seg(
+                s,
+                c,
+                501,
+                Some(120),
+                false,
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+                ts_us,
+            );
+        }
+    }
+
+    /// A distinct client address for filler segment `i`.
+    fn addr(i: usize) -> String {
+        format!(
+            "10.{}.{}.{}:{}",
+            (i >> 16) & 255,
+            (i >> 8) & 255,
+            i & 255,
+            1024 + i % 50_000
+        )
+    }
+
+    #[test]
+    fn half_open_connections_are_bounded_and_what_is_given_up_is_counted() {
+        let mut r = Run::new();
+        r.request();
+        // A SYN flood: each SYN opens a connection that never carries a byte.
+        let flood = |r: &mut Run, from: usize, to: usize| {
+            for i in from..to {
+                r.seg(
+                    &addr(i + 1),
+                    "10.0.0.2:80",
+                    7,
+                    None,
+                    true,
+                    b"",
+                    10 + i as i64,
+                );
+                assert!(r.tracker.live <= MAX_LIVE, "{} live", r.tracker.live);
+                assert!(
+                    r.tracker.conns.len() <= MAX_TRACKED,
+                    "{} tracked",
+                    r.tracker.conns.len()
+                );
+            }
+        };
+        flood(&mut r, 0, MAX_LIVE);
+        // The real connection was given up with its whole request written.
+        assert_eq!(r.out.len(), 1);
+        assert!(r.out[0].response.is_none());
+        assert!(r.report.notes[NOTE_TOO_MANY] >= 1);
+        assert!(r.report.skipped.is_empty(), "{:?}", r.report);
+        // Its answer comes after: lost, and counted.
+        r.answer(1_000_000);
+        assert_eq!(r.report.skipped[SKIP_AFTER_GIVEN_UP], 1);
+        flood(&mut r, MAX_LIVE, MAX_TRACKED + MAX_LIVE);
+    }
+
+    #[test]
+    fn an_idle_connection_is_given_up_and_later_data_on_it_counted() {
+        let mut r = Run::new();
+        r.request();
+        // Other traffic, mid-stream ACKs that open nothing, for longer than the idle limit.
+        let n = SWEEP_EVERY as usize;
+        for i in 0..n {
+            let ts = 10 + (2 * LIVE_IDLE_US / n as i64) * i as i64;
+            r.seg(&addr(i + 1), "10.0.0.2:80", 7, Some(9), false, b"", ts);
+        }
+        assert_eq!(r.tracker.live, 0);
+        assert_eq!(r.report.notes[NOTE_IDLE], 1);
+        assert_eq!(r.out.len(), 1);
+        r.answer(3 * LIVE_IDLE_US);
+        assert_eq!(r.report.skipped[SKIP_AFTER_GIVEN_UP], 1);
+    }
 
     fn collect(dir: &mut Dir, segs: &[(i64, &[u8])]) -> (Vec<u8>, Vec<&'static str>) {
         let mut out = Vec::new();
