@@ -106,6 +106,59 @@ fn bad_recording_line_exits_2_naming_file_and_line() {
     );
 }
 
+const HEADER: &str =
+    "{\"shadowdiff_recording\":1,\"created\":\"2026-11-02T09:00:00Z\",\"source\":\"test\"}\n";
+
+/// One exchange line, with `extra` fields added and `request` as given.
+fn line(id: &str, request: &str, extra: &str) -> String {
+    format!("{{\"id\":\"{id}\",\"ts\":\"2026-11-02T09:00:00Z\",\"request\":{request}{extra}}}\n")
+}
+
+const GET: &str = r#"{"method":"GET","uri":"/a"}"#;
+
+#[test]
+fn replay_sends_the_exchanges_before_a_bad_line_then_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &path,
+        [
+            HEADER,
+            &line("a", GET, ""),
+            "not json\n",
+            &line("b", GET, ""),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let log = seen.clone();
+    let server = rt.block_on(TestServer::start(move |s| {
+        log.lock().unwrap().push(s.path_and_query);
+        Answer::json(200, "{}")
+    }));
+    let o = shadowdiff(&[
+        "replay",
+        path.to_str().unwrap(),
+        "--baseline",
+        &server.url(),
+        "--candidate",
+        &server.url(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad.jsonl:3: not valid JSON"),
+        "{}",
+        describe(&o)
+    );
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.iter().any(|p| p == "/a"),
+        "exchange a was not replayed: {seen:?}"
+    );
+}
+
 #[test]
 fn missing_recording_exits_2_naming_the_file() {
     let o = shadowdiff(&[

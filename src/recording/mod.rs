@@ -148,6 +148,61 @@ mod tests {
         assert_eq!(r.take_warnings().len(), 1);
     }
 
+    const HEADER: &str = "{\"shadowdiff_recording\":1}\n";
+
+    fn line(id: &str, ts: &str) -> String {
+        format!(
+            "{{\"id\":\"{id}\",\"ts\":\"2026-11-02T09:00:{ts}Z\",\"request\":{{\"method\":\"GET\",\"uri\":\"/{id}\"}}}}\n"
+        )
+    }
+
+    /// Reads until the first error: the ids read before it, and the error.
+    fn read_until_error(mut r: RecordingReader) -> (Vec<String>, Option<Error>) {
+        let mut got = Vec::new();
+        loop {
+            match r.next_exchange() {
+                Ok(Some(e)) => got.push(e.id),
+                Ok(None) => return (got, None),
+                Err(e) => return (got, Some(e)),
+            }
+        }
+    }
+
+    fn input_line(e: &Option<Error>) -> u64 {
+        match e {
+            Some(Error::Input { line, .. }) => *line,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn exchanges_before_a_bad_line_come_before_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("bad.jsonl");
+        let text = [HEADER, &line("a", "00"), "not json\n", &line("b", "01")].concat();
+        std::fs::write(&bad, text).unwrap();
+        let r = RecordingReader::open(std::slice::from_ref(&bad), ReadOptions::default()).unwrap();
+        let (got, err) = read_until_error(r);
+        assert_eq!(got, ["a"]);
+        assert_eq!(input_line(&err), 3);
+
+        // Merged with another file, the error takes the place of the exchange it hides.
+        let other = dir.path().join("other.jsonl");
+        let text = [HEADER, &line("x1", "00"), &line("x2", "05")].concat();
+        std::fs::write(&other, text).unwrap();
+        let r = RecordingReader::open(&[other, bad.clone()], ReadOptions::default()).unwrap();
+        let (got, err) = read_until_error(r);
+        assert_eq!(got, ["x1", "a"]);
+        assert_eq!(input_line(&err), 3);
+
+        // A bad first exchange does not stop the files opened beside it from being opened.
+        let first = dir.path().join("first.jsonl");
+        std::fs::write(&first, [HEADER, "{}\n"].concat()).unwrap();
+        let r = RecordingReader::open(&[bad, first], ReadOptions::default()).unwrap();
+        let (_, err) = read_until_error(r);
+        assert!(err.is_some());
+    }
+
     #[test]
     fn header_is_required_and_versioned() {
         let dir = tempfile::tempdir().unwrap();

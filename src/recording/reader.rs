@@ -4,13 +4,14 @@
 //!
 //! A last line without its newline that does not parse is what a tap killed mid-write
 //! leaves: it is skipped with a warning. Any other bad line stops the read with an error that
-//! names the file, the line and what was wrong, unless bad lines are to be skipped.
+//! names the file, the line and what was wrong, unless bad lines are to be skipped; every
+//! good exchange before it is handed out first.
 
 use super::format::{parse_exchange, RecordingHeader, FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};
@@ -166,8 +167,17 @@ impl FileReader {
         Ok(header)
     }
 
-    /// The next exchange, or `None` at the end of the file.
+    /// The next exchange, or `None` at the end of the file. After an error the file has
+    /// nothing more to give.
     pub fn next_exchange(&mut self) -> Result<Option<Exchange>> {
+        let next = self.next_inner();
+        if next.is_err() {
+            self.done = true;
+        }
+        next
+    }
+
+    fn next_inner(&mut self) -> Result<Option<Exchange>> {
         loop {
             if self.done {
                 return Ok(None);
@@ -182,10 +192,10 @@ impl FileReader {
             }
             match parse_exchange(&self.buf) {
                 Ok(ex) => return Ok(Some(ex)),
-                Err(msg) if !complete => {
+                Err(e) if !complete => {
                     // Nothing can follow a line without a newline: this is the last line.
                     self.warnings.push(format!(
-                        "{}:{}: last line is incomplete ({} bytes, no newline; the writer was stopped mid-write) and was skipped: {msg}",
+                        "{}:{}: last line is incomplete ({} bytes, no newline; the writer was stopped mid-write) and was skipped: {e}",
                         self.path.display(),
                         self.line_no,
                         self.buf.len()
@@ -193,17 +203,17 @@ impl FileReader {
                     self.done = true;
                     return Ok(None);
                 }
-                Err(msg) if self.opts.skip_bad_lines => {
+                Err(e) if self.opts.skip_bad_lines => {
                     self.warnings.push(format!(
-                        "{}:{}: skipped: {msg}",
+                        "{}:{}: skipped: {e}",
                         self.path.display(),
                         self.line_no
                     ));
                 }
-                Err(msg) => {
+                Err(e) => {
                     return Err(self.input_error(
                         self.line_no,
-                        format!("{msg} (pass --skip-bad-lines to skip such lines)"),
+                        format!("{e} (pass --skip-bad-lines to skip such lines)"),
                     ))
                 }
             }
@@ -223,6 +233,9 @@ pub struct RecordingReader {
     files: Vec<FileReader>,
     heap: BinaryHeap<Reverse<(i64, usize, u64)>>,
     heads: Vec<Option<Exchange>>,
+    /// Errors met while looking ahead, each given out in place of the exchange that could
+    /// not be read, after the exchanges already read.
+    failed: VecDeque<Error>,
     seq: u64,
     warnings: Vec<String>,
     read: u64,
@@ -244,34 +257,45 @@ impl RecordingReader {
             heads: files.iter().map(|_| None).collect(),
             files,
             heap: BinaryHeap::new(),
+            failed: VecDeque::new(),
             seq: 0,
             warnings: Vec::new(),
             read: 0,
         };
         for i in 0..r.files.len() {
-            r.refill(i)?;
+            r.refill(i);
         }
         Ok(r)
     }
 
-    fn refill(&mut self, i: usize) -> Result<()> {
-        let next = self.files[i].next_exchange()?;
+    /// Reads file `i`'s next exchange into its slot. An error is kept, not returned: the
+    /// exchange the caller is about to get was read before it and must reach them first.
+    fn refill(&mut self, i: usize) {
+        let next = self.files[i].next_exchange();
         self.warnings.extend(self.files[i].take_warnings());
-        if let Some(ex) = next {
-            self.seq += 1;
-            self.heap.push(Reverse((ex.ts_us, i, self.seq)));
-            self.heads[i] = Some(ex);
+        match next {
+            Ok(Some(ex)) => {
+                self.seq += 1;
+                self.heap.push(Reverse((ex.ts_us, i, self.seq)));
+                self.heads[i] = Some(ex);
+            }
+            Ok(None) => {}
+            Err(e) => self.failed.push_back(e),
         }
-        Ok(())
     }
 
     /// The next exchange over all files, earliest timestamp first (ties keep file order).
+    /// A file's error comes right after the exchanges read before it; the other files can
+    /// still be read after that.
     pub fn next_exchange(&mut self) -> Result<Option<Exchange>> {
+        if let Some(e) = self.failed.pop_front() {
+            return Err(e);
+        }
         let Some(Reverse((_, i, _))) = self.heap.pop() else {
             return Ok(None);
         };
         let ex = self.heads[i].take();
-        self.refill(i)?;
+        self.refill(i);
         if ex.is_some() {
             self.read += 1;
         }
