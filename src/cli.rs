@@ -87,6 +87,9 @@ pub struct ShowArgs {
     /// Set a header on the requests sent ('Name: value').
     #[arg(long, value_name = "'H: V'")]
     pub set_header: Vec<String>,
+    /// Skip recording lines that do not parse (with a warning) instead of stopping.
+    #[arg(long)]
+    pub skip_bad_lines: bool,
 }
 
 /// How the Host header of replayed requests is set.

@@ -17,13 +17,26 @@ use similar::{ChangeTag, TextDiff};
 use std::fmt::Write as _;
 use std::time::Instant;
 
-/// Finds exchange `id` in the recordings.
+/// Finds exchange `id` in the recordings. The reader's warnings (skipped lines, a last line
+/// cut off) go to standard error as they come: an id that is not found may be on one of them.
 pub fn find(args: &ShowArgs) -> Result<Exchange> {
-    let mut reader = RecordingReader::open(&args.recordings, ReadOptions::default())?;
-    while let Some(ex) = reader.next_exchange()? {
-        if ex.id == args.id {
-            return Ok(ex);
+    let opts = ReadOptions {
+        skip_bad_lines: args.skip_bad_lines,
+    };
+    let mut reader = RecordingReader::open(&args.recordings, opts)?;
+    let found = loop {
+        let next = reader.next_exchange();
+        for w in reader.take_warnings() {
+            tracing::warn!("{w}");
         }
+        match next? {
+            Some(ex) if ex.id == args.id => break Some(ex),
+            Some(_) => {}
+            None => break None,
+        }
+    };
+    if let Some(ex) = found {
+        return Ok(ex);
     }
     Err(Error::Usage(format!(
         "no exchange with id {:?} in {}",

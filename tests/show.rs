@@ -75,3 +75,71 @@ fn show_unknown_id_exits_2() {
         describe(&o)
     );
 }
+
+const HEADER: &str =
+    "{\"shadowdiff_recording\":1,\"created\":\"2026-11-02T09:00:00Z\",\"source\":\"test\"}\n";
+
+fn line(id: &str, second: u32) -> String {
+    format!(
+        "{{\"id\":\"{id}\",\"ts\":\"2026-11-02T09:00:{second:02}Z\",\"request\":{{\"method\":\"GET\",\"uri\":\"/{id}\"}}}}\n"
+    )
+}
+
+#[test]
+fn show_finds_what_comes_before_a_bad_line_and_skips_bad_lines_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &path,
+        [HEADER, &line("a", 0), "not json\n", &line("b", 1)].concat(),
+    )
+    .unwrap();
+    let rec = path.to_str().unwrap();
+
+    let o = shadowdiff(&["show", rec, "--id", "a"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("GET /a HTTP/1.1"),
+        "{}",
+        describe(&o)
+    );
+
+    let o = shadowdiff(&["show", rec, "--id", "b"]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("bad.jsonl:3: not valid JSON") && err.contains("--skip-bad-lines"),
+        "{}",
+        describe(&o)
+    );
+
+    let o = shadowdiff(&["show", rec, "--id", "b", "--skip-bad-lines"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("GET /b HTTP/1.1"),
+        "{}",
+        describe(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bad.jsonl:3: skipped"),
+        "{}",
+        describe(&o)
+    );
+}
+
+#[test]
+fn show_warns_that_a_cut_last_line_was_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trunc.jsonl");
+    let cut = &line("c", 2)[..30];
+    std::fs::write(&path, [HEADER, &line("a", 0), cut].concat()).unwrap();
+    let o = shadowdiff(&["show", path.to_str().unwrap(), "--id", "c"]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("trunc.jsonl:3: last line is incomplete")
+            && err.contains("no exchange with id \"c\""),
+        "{}",
+        describe(&o)
+    );
+}
