@@ -160,6 +160,50 @@ fn replay_sends_the_exchanges_before_a_bad_line_then_exits_2_naming_it() {
 }
 
 #[test]
+fn bad_recording_fields_are_named_with_what_was_expected() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text, want) in [
+        (
+            // Whole, but wrong: not a line cut by a stopped writer, although it has no newline.
+            "last.jsonl",
+            [HEADER, &line("a", GET, ""), line("b", GET, "").replace("2026-11-02T09:00:00Z", "yesterday").trim_end()].concat(),
+            "last.jsonl:3: field ts: expected an RFC 3339 time",
+        ),
+        (
+            "latency.jsonl",
+            [HEADER, &line("a", GET, r#","latency_us":-1"#)].concat(),
+            "latency.jsonl:2: field latency_us: expected a whole number of microseconds, 0 or more, found integer `-1`",
+        ),
+        (
+            "status.jsonl",
+            [HEADER, &line("a", GET, r#","response":{"status":99999}"#)].concat(),
+            "status.jsonl:2: field response.status: expected an HTTP status code",
+        ),
+        (
+            "headers.jsonl",
+            [HEADER, &line("a", r#"{"method":"GET","uri":"/a","headers":[["a"]]}"#, "")].concat(),
+            "headers.jsonl:2: field request.headers[0]: expected [name, value], a pair of strings, found a list of 1",
+        ),
+        (
+            "method.jsonl",
+            [HEADER, &line("a", r#"{"method":"","uri":""}"#, "")].concat(),
+            "method.jsonl:2: field request.method: expected an HTTP method",
+        ),
+        (
+            "uri.jsonl",
+            [HEADER, &line("a", r#"{"method":"GET","uri":""}"#, "")].concat(),
+            "uri.jsonl:2: field request.uri: expected a request target",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let o = shadowdiff(&["interfaces", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", describe(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(want), "{name}: {}", describe(&o));
+    }
+}
+
+#[test]
 fn missing_recording_exits_2_naming_the_file() {
     let o = shadowdiff(&[
         "replay",

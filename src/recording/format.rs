@@ -101,29 +101,78 @@ fn default_version() -> Cow<'static, str> {
     Cow::Borrowed("HTTP/1.1")
 }
 
-/// Parses one exchange line. The error says which field was wrong and what was expected.
-pub fn parse_exchange(line: &[u8]) -> Result<Exchange, String> {
+/// Why a line is not a recording exchange.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineError {
+    /// What was wrong, naming the field and what was expected.
+    pub message: String,
+    /// The line stops before its JSON does: what a writer stopped mid-write leaves, as
+    /// opposed to a whole line that is wrong.
+    pub cut: bool,
+}
+
+impl LineError {
+    fn bad(message: String) -> Self {
+        LineError {
+            message,
+            cut: false,
+        }
+    }
+}
+
+impl std::fmt::Display for LineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for LineError {}
+
+/// What `request.method` must hold.
+const METHOD_EXPECTED: &str =
+    "an HTTP method such as \"GET\" (a token: letters, digits, !#$%&'*+-.^_`|~)";
+/// What `request.uri` must hold: every request-target form HTTP/1.1 has (RFC 9112 3.2).
+const URI_EXPECTED: &str = "a request target: a path such as \"/a/b?x=1\", an absolute URI such as \"http://host/a\", \"*\", or host:port for CONNECT";
+
+/// Parses one exchange line. The error names the field that was wrong and what was expected.
+pub fn parse_exchange(line: &[u8]) -> Result<Exchange, LineError> {
     // Validating the whole line once lets serde_json skip validating every string in it.
-    let text = std::str::from_utf8(line).map_err(|e| {
-        format!(
+    let text = std::str::from_utf8(line).map_err(|e| LineError {
+        message: format!(
             "not valid UTF-8 at byte {} (recording lines are UTF-8 JSON; binary bodies use \"body_encoding\":\"base64\")",
             e.valid_up_to()
-        )
+        ),
+        // A character cut in half at the end of the line is a cut line, not a bad one.
+        cut: e.error_len().is_none(),
     })?;
-    let w: WireExchange = serde_json::from_str(text).map_err(|e| describe_json_error(&e))?;
+    let w: WireExchange = serde_json::from_str(text).map_err(|e| describe_json_error(text, &e))?;
     let ts_us = parse_ts_us(&w.ts).ok_or_else(|| {
-        format!(
-            "field \"ts\": expected an RFC 3339 time like 2026-11-02T09:00:00.000001Z, found {:?}",
+        LineError::bad(format!(
+            "field ts: expected an RFC 3339 time like 2026-11-02T09:00:00.000001Z, found {:?}",
             w.ts
-        )
+        ))
     })?;
     if w.id.is_empty() {
-        return Err("field \"id\": expected a non-empty string".into());
+        return Err(LineError::bad(
+            "field id: expected a non-empty string, found \"\"".into(),
+        ));
+    }
+    if !is_token(&w.request.method) {
+        return Err(LineError::bad(format!(
+            "field request.method: expected {METHOD_EXPECTED}, found {:?}",
+            w.request.method
+        )));
+    }
+    if !is_request_target(&w.request.method, &w.request.uri) {
+        return Err(LineError::bad(format!(
+            "field request.uri: expected {URI_EXPECTED}, found {:?}",
+            w.request.uri
+        )));
     }
     // What serde reads into a `Cow` is owned, so `into_owned` below moves, not copies.
     let request = Request {
         body: decode_body(w.request.body.into_owned(), w.request.body_encoding)
-            .map_err(|e| format!("field \"request.body\": {e}"))?,
+            .map_err(|e| LineError::bad(format!("field request.body: {e}")))?,
         method: w.request.method.into_owned(),
         uri: w.request.uri.into_owned(),
         version: w.request.version.into_owned(),
@@ -133,7 +182,7 @@ pub fn parse_exchange(line: &[u8]) -> Result<Exchange, String> {
     let response = match w.response {
         Some(r) => Some(Response {
             body: decode_body(r.body.into_owned(), r.body_encoding)
-                .map_err(|e| format!("field \"response.body\": {e}"))?,
+                .map_err(|e| LineError::bad(format!("field response.body: {e}")))?,
             status: r.status,
             headers: r.headers.into_owned(),
             trailers: r.trailers.map(Cow::into_owned),
@@ -150,6 +199,32 @@ pub fn parse_exchange(line: &[u8]) -> Result<Exchange, String> {
         response,
         latency_us: w.latency_us,
     })
+}
+
+/// An HTTP token (RFC 9110 5.6.2), which is what a method is.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A request target in one of HTTP/1.1's forms. `*` is taken with any method and
+/// host:port with CONNECT only: the tap records whatever target its HTTP parser accepted,
+/// and importers write the request line as captured, so the reader takes what they write.
+fn is_request_target(method: &str, uri: &str) -> bool {
+    let absolute = uri.split_once("://").is_some_and(|(scheme, _)| {
+        scheme
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphabetic)
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    });
+    uri.starts_with('/')
+        || uri == "*"
+        || absolute
+        || (method.eq_ignore_ascii_case("CONNECT") && !uri.is_empty())
 }
 
 /// Serializes one exchange as a line (without the trailing newline).
@@ -205,15 +280,125 @@ fn encode_body(body: &Bytes) -> (Cow<'_, str>, BodyEncoding) {
     }
 }
 
-/// Turns serde's message into one that names the field and what was expected.
-fn describe_json_error(e: &serde_json::Error) -> String {
+/// Describes a line that serde_json refused. A line that is not JSON says at which column;
+/// a JSON line that is not an exchange is parsed again, only now, with the path tracked
+/// (so the good lines pay nothing for it), to name the field and what it should hold.
+fn describe_json_error(text: &str, e: &serde_json::Error) -> LineError {
     use serde_json::error::Category;
+    let bare = serde_message(e);
     match e.classify() {
-        Category::Eof => format!("incomplete JSON object ({e})"),
-        Category::Syntax => format!("not valid JSON ({e})"),
-        Category::Data => format!("not a recording exchange: {e}"),
-        Category::Io => format!("read error: {e}"),
+        Category::Eof => LineError {
+            message: format!("incomplete JSON: the line ends before its object does ({bare})"),
+            cut: true,
+        },
+        Category::Syntax => {
+            LineError::bad(format!("not valid JSON at column {}: {bare}", e.column()))
+        }
+        Category::Data => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            LineError::bad(
+                match serde_path_to_error::deserialize::<_, WireExchange>(&mut de) {
+                    Err(pe) => describe_field(&pe.path().to_string(), &serde_message(pe.inner())),
+                    Ok(_) => format!("not a recording exchange: {bare}"),
+                },
+            )
+        }
+        Category::Io => LineError::bad(format!("read error: {bare}")),
     }
+}
+
+/// serde_json's message without its " at line 1 column N": every line is line 1 to it.
+fn serde_message(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    full.strip_suffix(&position).unwrap_or(&full).to_string()
+}
+
+/// "field PATH: expected WHAT, found WHAT" from serde's path and message.
+fn describe_field(path: &str, message: &str) -> String {
+    let child = |name: &str| {
+        if path == "." {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    let quoted = |rest: &str| rest.split('`').nth(1).unwrap_or_default().to_string();
+    if let Some(rest) = message.strip_prefix("missing field ") {
+        let field = child(&quoted(rest));
+        return match expected(&field) {
+            Some(what) => format!("field {field}: missing; expected {what}"),
+            None => format!("field {field}: missing"),
+        };
+    }
+    if let Some(rest) = message.strip_prefix("duplicate field ") {
+        return format!("field {}: given twice", child(&quoted(rest)));
+    }
+    if path.starts_with('[') {
+        return "expected a JSON object (one exchange per line), found a list".into();
+    }
+    if path == "." {
+        return match found(message) {
+            Some(f) => format!("expected a JSON object (one exchange per line), found {f}"),
+            None => format!("not a recording exchange: {message}"),
+        };
+    }
+    match (expected(path), found(message)) {
+        (Some(what), Some(f)) => format!("field {path}: expected {what}, found {f}"),
+        _ => format!("field {path}: {message}"),
+    }
+}
+
+/// What the field at `path` holds, in words.
+fn expected(path: &str) -> Option<&'static str> {
+    // Indices do not change what a field holds: request.headers[3][0] is request.headers[][].
+    let mut generic = String::with_capacity(path.len());
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                generic.push_str("[]");
+            }
+            ']' => in_index = false,
+            _ if in_index => {}
+            _ => generic.push(c),
+        }
+    }
+    Some(match generic.as_str() {
+        "id" => "a non-empty string",
+        "ts" => "an RFC 3339 time like 2026-11-02T09:00:00.000001Z",
+        "interface" | "tenant" => "a string",
+        "request" => "an object {\"method\":...,\"uri\":...}",
+        "response" => "an object {\"status\":...}",
+        "request.method" => METHOD_EXPECTED,
+        "request.uri" => URI_EXPECTED,
+        "request.version" => "a string such as \"HTTP/1.1\"",
+        "response.status" => "an HTTP status code such as 200 (a whole number up to 65535)",
+        "latency_us" => "a whole number of microseconds, 0 or more",
+        _ => match generic.rsplit('.').next().unwrap_or_default() {
+            "headers" | "trailers" => "a list of [name, value] pairs",
+            "headers[]" | "trailers[]" => "[name, value], a pair of strings",
+            "headers[][]" | "trailers[][]" => "a string",
+            "body" => "a string (base64 when body_encoding is \"base64\")",
+            "body_encoding" => "\"utf8\" or \"base64\"",
+            "body_truncated" => "true or false",
+            _ => return None,
+        },
+    })
+}
+
+/// What serde found instead, from its message ("invalid type: string \"x\", expected ...").
+fn found(message: &str) -> Option<String> {
+    for prefix in ["invalid type: ", "invalid value: ", "unknown variant "] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let what = rest.rsplit_once(", expected").map_or(rest, |(w, _)| w);
+            return Some(what.to_string());
+        }
+    }
+    let rest = message.strip_prefix("invalid length ")?;
+    let n = rest.split_once(',').map_or(rest, |(n, _)| n);
+    Some(format!("a list of {n}"))
 }
 
 /// Parses an RFC 3339 time to microseconds since the epoch.
@@ -299,19 +484,114 @@ mod tests {
     #[test]
     fn non_utf8_lines_say_where() {
         let e = parse_exchange(b"{\"id\":\"a\xff\"}").unwrap_err();
-        assert!(e.contains("not valid UTF-8 at byte 8"), "{e}");
+        assert!(e.message.contains("not valid UTF-8 at byte 8"), "{e}");
+        assert!(!e.cut);
+        // Half a character at the end is what a cut leaves.
+        assert!(parse_exchange(b"{\"id\":\"\xc3").unwrap_err().cut);
+    }
+
+    /// The message for one bad line, `{}` in `line` standing for the fields of a good one.
+    fn error_of(line: &str) -> LineError {
+        let good = r#""id":"a","ts":"2026-11-02T09:00:00Z","request":{"method":"GET","uri":"/"}"#;
+        parse_exchange(line.replace("{}", good).as_bytes()).unwrap_err()
     }
 
     #[test]
-    fn bad_fields_are_named() {
-        let e =
-            parse_exchange(br#"{"id":"a","ts":"yesterday","request":{"method":"GET","uri":"/"}}"#)
-                .unwrap_err();
-        assert!(e.contains("\"ts\""), "{e}");
-        let e = parse_exchange(br#"{"id":"a","ts":"2026-11-02T09:00:00Z"}"#).unwrap_err();
-        assert!(e.contains("request"), "{e}");
-        let e = parse_exchange(br#"{"id":"a","ts":"2026-11-02T09:00:00Z","request":{"method":"GET","uri":"/","body":"!!","body_encoding":"base64"}}"#).unwrap_err();
-        assert!(e.contains("request.body"), "{e}");
+    fn bad_fields_are_named_with_what_was_expected() {
+        for (line, want) in [
+            (
+                r#"{"id":"a","ts":"yesterday","request":{"method":"GET","uri":"/"}}"#,
+                r#"field ts: expected an RFC 3339 time like 2026-11-02T09:00:00.000001Z, found "yesterday""#,
+            ),
+            (
+                r#"{"id":"a","ts":"2026-11-02T09:00:00Z"}"#,
+                "field request: missing; expected an object",
+            ),
+            (
+                r#"{"id":"a","ts":"2026-11-02T09:00:00Z","request":{"method":"GET"}}"#,
+                "field request.uri: missing; expected a request target",
+            ),
+            (
+                r#"{"id":"a","ts":"2026-11-02T09:00:00Z","request":{"method":"GET","uri":"/","body":"!!","body_encoding":"base64"}}"#,
+                "field request.body: expected base64",
+            ),
+            (
+                r#"{"latency_us":-1,{}}"#,
+                "field latency_us: expected a whole number of microseconds, 0 or more, found integer `-1`",
+            ),
+            (
+                r#"{{},"response":{"status":99999}}"#,
+                "field response.status: expected an HTTP status code such as 200 (a whole number up to 65535), found integer `99999`",
+            ),
+            (
+                r#"{"id":"a","ts":"2026-11-02T09:00:00Z","request":{"method":"GET","uri":"/","headers":[["a","1"],["b"]]}}"#,
+                "field request.headers[1]: expected [name, value], a pair of strings, found a list of 1",
+            ),
+            (
+                r#"{{},"response":{"status":200,"trailers":[["grpc-status",0]]}}"#,
+                "field response.trailers[0][1]: expected a string, found integer `0`",
+            ),
+            (
+                r#"{{},"response":{"status":200,"body_encoding":"gzip"}}"#,
+                r#"field response.body_encoding: expected "utf8" or "base64", found `gzip`"#,
+            ),
+            (
+                r#""x""#,
+                r#"expected a JSON object (one exchange per line), found string "x""#,
+            ),
+            (
+                r#"[1,2]"#,
+                "expected a JSON object (one exchange per line), found a list",
+            ),
+            ("not json", "not valid JSON at column 2: expected ident"),
+        ] {
+            let e = error_of(line);
+            assert!(e.message.starts_with(want), "{line}\n got: {e}\nwant: {want}");
+            assert!(!e.message.contains("line 1"), "{e}");
+            assert!(!e.cut, "{line}");
+        }
+    }
+
+    #[test]
+    fn method_and_uri_must_be_what_http_allows() {
+        for (method, uri, field) in [
+            ("", "", "request.method"),
+            ("GET", "", "request.uri"),
+            ("GET POST", "/", "request.method"),
+            ("GET", "a/b", "request.uri"),
+            ("GET", "host:443", "request.uri"),
+        ] {
+            let e = error_of(&format!(
+                r#"{{"id":"a","ts":"2026-11-02T09:00:00Z","request":{{"method":"{method}","uri":"{uri}"}}}}"#
+            ));
+            assert!(
+                e.message.starts_with(&format!("field {field}: expected")),
+                "{e}"
+            );
+        }
+        // What the tap and the importers write: origin form, the absolute form of HAR
+        // entries and proxies, `*`, and CONNECT's host:port.
+        for (method, uri) in [
+            ("GET", "/a/b?x=1"),
+            ("POST", "/pkg.Service/Method"),
+            ("GET", "https://api.example/orders/17?x=1"),
+            ("OPTIONS", "*"),
+            ("CONNECT", "api.example:443"),
+            ("PURGE", "/"),
+        ] {
+            let line = format!(
+                r#"{{"id":"a","ts":"2026-11-02T09:00:00Z","request":{{"method":"{method}","uri":"{uri}"}}}}"#
+            );
+            parse_exchange(line.as_bytes()).unwrap();
+        }
+    }
+
+    #[test]
+    fn only_an_unfinished_line_counts_as_cut() {
+        assert!(error_of(r#"{"id":"a","ts":"2026-11-02T09:0"#).cut);
+        assert!(
+            !error_of(r#"{"id":"a","ts":"yesterday","request":{"method":"GET","uri":"/"}}"#).cut
+        );
     }
 
     proptest::proptest! {

@@ -8,7 +8,7 @@ pub mod import;
 pub mod reader;
 pub mod writer;
 
-pub use format::{RecordingHeader, FORMAT_VERSION};
+pub use format::{LineError, RecordingHeader, FORMAT_VERSION};
 pub use reader::{FileReader, ReadOptions, RecordingReader};
 pub use writer::RecordingWriter;
 
@@ -201,6 +201,29 @@ mod tests {
         let r = RecordingReader::open(&[bad, first], ReadOptions::default()).unwrap();
         let (_, err) = read_until_error(r);
         assert!(err.is_some());
+    }
+
+    #[test]
+    fn a_whole_last_line_that_is_wrong_is_an_error_even_without_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last.jsonl");
+        let bad_last = line("b", "01").replace("2026-11-02T09:00:01Z", "yesterday");
+        let text = [HEADER, &line("a", "00"), bad_last.trim_end()].concat();
+        std::fs::write(&path, text).unwrap();
+        let mut r =
+            RecordingReader::open(std::slice::from_ref(&path), ReadOptions::default()).unwrap();
+        assert_eq!(r.next_exchange().unwrap().unwrap().id, "a");
+        let e = r.next_exchange().unwrap_err().to_string();
+        assert!(e.contains("last.jsonl:3: field ts"), "{e}");
+        assert!(r.take_warnings().is_empty());
+        let r = RecordingReader::open(
+            &[path],
+            ReadOptions {
+                skip_bad_lines: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(ids(r), ["a"]);
     }
 
     #[test]

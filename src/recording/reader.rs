@@ -2,10 +2,10 @@
 //! merged in timestamp order ([`RecordingReader`]). Memory does not grow with file size: each
 //! file holds one line and one look-ahead exchange.
 //!
-//! A last line without its newline that does not parse is what a tap killed mid-write
-//! leaves: it is skipped with a warning. Any other bad line stops the read with an error that
-//! names the file, the line and what was wrong, unless bad lines are to be skipped; every
-//! good exchange before it is handed out first.
+//! A last line cut off before its JSON ends, without its newline, is what a tap killed
+//! mid-write leaves: it is skipped with a warning. Any other bad line stops the read with an
+//! error that names the file, the line and what was wrong, unless bad lines are to be
+//! skipped; every good exchange before it is handed out first.
 
 use super::format::{parse_exchange, RecordingHeader, FORMAT_VERSION};
 use crate::error::{Error, Result};
@@ -192,7 +192,9 @@ impl FileReader {
             }
             match parse_exchange(&self.buf) {
                 Ok(ex) => return Ok(Some(ex)),
-                Err(e) if !complete => {
+                // Only a line whose JSON is unfinished was cut by the writer stopping; a whole
+                // line that is wrong is an error wherever it is.
+                Err(e) if !complete && e.cut => {
                     // Nothing can follow a line without a newline: this is the last line.
                     self.warnings.push(format!(
                         "{}:{}: last line is incomplete ({} bytes, no newline; the writer was stopped mid-write) and was skipped: {e}",
