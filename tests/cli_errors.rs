@@ -204,6 +204,52 @@ fn bad_recording_fields_are_named_with_what_was_expected() {
 }
 
 #[test]
+fn zstd_is_read_by_content_and_a_corrupt_stream_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..20_000)
+        .map(|i| get(&format!("e{i}"), &format!("/e/{i}"), i))
+        .collect();
+    let zstd = write_recording(&dir.path().join("r.jsonl.zst"), &items);
+    let plain = write_recording(&dir.path().join("r.jsonl"), &items[..3]);
+    // Each file under the other's name.
+    let zstd_named_plain = dir.path().join("z.jsonl");
+    let plain_named_zstd = dir.path().join("p.jsonl.zst");
+    std::fs::copy(&zstd, &zstd_named_plain).unwrap();
+    std::fs::copy(&plain, &plain_named_zstd).unwrap();
+    for (path, count) in [
+        (&zstd_named_plain, "20000 exchanges"),
+        (&plain_named_zstd, "3 exchanges"),
+    ] {
+        let o = shadowdiff(&["interfaces", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(count),
+            "{}",
+            describe(&o)
+        );
+    }
+
+    let mut bytes = std::fs::read(&zstd).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 64] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&zstd, &bytes).unwrap();
+    let o = shadowdiff(&["interfaces", zstd.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let at =
+        regex::Regex::new(r"r\.jsonl\.zst:(\d+): reading stopped at this line: corrupt zstd data")
+            .unwrap();
+    let line: u64 = at
+        .captures(&err)
+        .unwrap_or_else(|| panic!("{}", describe(&o)))[1]
+        .parse()
+        .unwrap();
+    assert!(line > 2 && line < 20_000, "{}", describe(&o));
+}
+
+#[test]
 fn missing_recording_exits_2_naming_the_file() {
     let o = shadowdiff(&[
         "replay",

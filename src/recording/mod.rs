@@ -7,6 +7,7 @@ pub mod format;
 pub mod import;
 pub mod reader;
 pub mod writer;
+mod zst;
 
 pub use format::{LineError, RecordingHeader, FORMAT_VERSION};
 pub use reader::{FileReader, ReadOptions, RecordingReader};
@@ -224,6 +225,58 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ids(r), ["a"]);
+    }
+
+    #[test]
+    fn compression_is_recognised_by_content_not_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let zstd_named_plain = write_file(dir.path(), "z.jsonl.zst", &[ex("z1", 10)]);
+        let plain_named_zstd = write_file(dir.path(), "p.jsonl", &[ex("p1", 20)]);
+        let (z, p) = (dir.path().join("z.jsonl"), dir.path().join("p.jsonl.zst"));
+        std::fs::rename(&zstd_named_plain, &z).unwrap();
+        std::fs::rename(&plain_named_zstd, &p).unwrap();
+        let r = RecordingReader::open(&[z, p], ReadOptions::default()).unwrap();
+        assert_eq!(ids(r), ["z1", "p1"]);
+    }
+
+    #[test]
+    fn a_corrupt_zstd_stream_gives_every_line_before_the_corruption_then_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let items: Vec<_> = (0..20_000).map(|i| ex(&format!("e{i}"), i)).collect();
+        let path = write_file(dir.path(), "c.jsonl.zst", &items);
+        let good = std::fs::read(&path).unwrap();
+        let ends = zst::block_ends(&good);
+        assert!(ends.len() > 6, "{ends:?}");
+        // zstd's own reader loses the blocks decoded in the call that meets the corruption,
+        // which depends on where the corrupt block falls: try several.
+        for block in 2..6 {
+            // The lines that end within the blocks before the corrupt one, which decode whole.
+            let mut before = Vec::new();
+            let mut r = zst::BlockReader::new(&good[..ends[block - 1]]).unwrap();
+            let cut = std::io::Read::read_to_end(&mut r, &mut before).unwrap_err();
+            assert_eq!(cut.kind(), std::io::ErrorKind::UnexpectedEof);
+            let whole = before.iter().filter(|&&b| b == b'\n').count();
+            let mut bytes = good.clone();
+            let victim = (ends[block - 1] + ends[block]) / 2;
+            for b in &mut bytes[victim..victim + 64] {
+                *b ^= 0x5a;
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let r =
+                RecordingReader::open(std::slice::from_ref(&path), ReadOptions::default()).unwrap();
+            let (got, err) = read_until_error(r);
+            // The header and every exchange before the corrupt block.
+            assert_eq!(got.len() + 1, whole, "corrupt block {block}");
+            for (i, id) in got.iter().enumerate() {
+                assert_eq!(id, &format!("e{i}"));
+            }
+            assert_eq!(input_line(&err), got.len() as u64 + 2);
+            let msg = err.unwrap().to_string();
+            assert!(
+                msg.contains("c.jsonl.zst:") && msg.contains("corrupt zstd data"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! A last line cut off before its JSON ends, without its newline, is what a tap killed
 //! mid-write leaves: it is skipped with a warning. Any other bad line stops the read with an
 //! error that names the file, the line and what was wrong, unless bad lines are to be
-//! skipped; every good exchange before it is handed out first.
+//! skipped; every good exchange before it is handed out first. zstd is recognised by its
+//! magic bytes, whatever the file is called.
 
 use super::format::{parse_exchange, RecordingHeader, FORMAT_VERSION};
+use super::zst;
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use std::cmp::Reverse;
@@ -48,16 +50,28 @@ impl std::fmt::Debug for FileReader {
 pub const MAX_LINE_BYTES: usize = 256 << 20;
 
 impl FileReader {
-    /// Opens a file; a name ending in `.zst` is read through zstd.
+    /// Opens a file, plain or zstd-compressed (recognised by its content, not its name).
     pub fn open(path: &Path, opts: ReadOptions) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let input: Box<dyn BufRead + Send> = if is_zstd(path) {
-            let dec = zstd::stream::read::Decoder::new(file).map_err(|e| Error::io(path, e))?;
+        Self::from_file_bytes(path.to_path_buf(), file, opts)
+    }
+
+    /// Reads a recording from the bytes of a file, plain or zstd-compressed (recognised by
+    /// zstd's magic bytes); `name` is used in messages.
+    pub fn from_file_bytes(
+        name: PathBuf,
+        raw: impl Read + Send + 'static,
+        opts: ReadOptions,
+    ) -> Result<Self> {
+        let mut raw = BufReader::with_capacity(256 << 10, raw);
+        let start = raw.fill_buf().map_err(|e| Error::io(&name, e))?;
+        let input: Box<dyn BufRead + Send> = if zst::looks_like_zstd(start) {
+            let dec = zst::BlockReader::new(raw).map_err(|e| Error::io(&name, e))?;
             Box::new(BufReader::with_capacity(256 << 10, dec))
         } else {
-            Box::new(BufReader::with_capacity(256 << 10, file))
+            Box::new(raw)
         };
-        Self::from_reader(path.to_path_buf(), input, opts)
+        Self::from_reader(name, input, opts)
     }
 
     /// Reads a recording from any buffered input; `name` is used in messages.
@@ -134,6 +148,15 @@ impl FileReader {
                 ));
                 Ok(false)
             }
+            // A corrupt compressed stream cannot be read past; the lines before it were
+            // handed out already.
+            Err(e) if e.kind() == ErrorKind::InvalidData => Err(self.input_error(
+                self.line_no + 1,
+                format!(
+                    "reading stopped at this line: {e}; the {} lines before it were read",
+                    self.line_no
+                ),
+            )),
             Err(e) => Err(Error::io(&self.path, e)),
         }
     }
@@ -147,11 +170,21 @@ impl FileReader {
             ));
         }
         let header: RecordingHeader = serde_json::from_slice(&self.buf).map_err(|e| {
+            let hint = if std::str::from_utf8(&self.buf).is_ok_and(|t| !t.contains('\0')) {
+                "other tools' captures can be converted with `shadowdiff import`".to_string()
+            } else {
+                let start: Vec<String> =
+                    self.buf.iter().take(4).map(|b| format!("{b:02x}")).collect();
+                format!(
+                    "the file does not look like text (it starts with bytes {}): recordings are \
+                     JSON Lines, plain or zstd-compressed",
+                    start.join(" ")
+                )
+            };
             self.input_error(
                 1,
                 format!(
-                    "expected the header line {{\"shadowdiff_recording\":1,\"created\":...,\"source\":...}} ({e}); \
-                     other tools' captures can be converted with `shadowdiff import`"
+                    "expected the header line {{\"shadowdiff_recording\":1,\"created\":...,\"source\":...}} ({e}); {hint}"
                 ),
             )
         })?;
@@ -223,7 +256,7 @@ impl FileReader {
     }
 }
 
-/// True when `path` names a zstd-compressed recording.
+/// True when `path` names a recording to be written zstd-compressed.
 pub fn is_zstd(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "zst")
 }

@@ -4,10 +4,9 @@
 
 use super::Progress;
 use crate::error::{Error, Result};
-use crate::recording::reader::is_zstd;
 use crate::recording::{FileReader, ReadOptions, RecordingReader};
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,13 +42,7 @@ pub fn open_counted(
             bytes: progress.bytes_read.clone(),
         };
         // Counting below the decompressor measures the file, which is what the total is.
-        let input: Box<dyn std::io::BufRead + Send> = if is_zstd(path) {
-            let dec = zstd::stream::read::Decoder::new(counted).map_err(|e| Error::io(path, e))?;
-            Box::new(BufReader::with_capacity(256 << 10, dec))
-        } else {
-            Box::new(BufReader::with_capacity(256 << 10, counted))
-        };
-        files.push(FileReader::from_reader(path.clone(), input, opts)?);
+        files.push(FileReader::from_file_bytes(path.clone(), counted, opts)?);
     }
     progress.bytes_total.store(total, Ordering::Relaxed);
     RecordingReader::from_files(files)
