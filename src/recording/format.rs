@@ -212,6 +212,10 @@ fn is_token(s: &str) -> bool {
 /// host:port with CONNECT only: the tap records whatever target its HTTP parser accepted,
 /// and importers write the request line as captured, so the reader takes what they write.
 fn is_request_target(method: &str, uri: &str) -> bool {
+    if uri.starts_with('/') {
+        // Nearly every line: the one check a good line pays.
+        return true;
+    }
     let absolute = uri.split_once("://").is_some_and(|(scheme, _)| {
         scheme
             .as_bytes()
@@ -221,10 +225,7 @@ fn is_request_target(method: &str, uri: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
     });
-    uri.starts_with('/')
-        || uri == "*"
-        || absolute
-        || (method.eq_ignore_ascii_case("CONNECT") && !uri.is_empty())
+    uri == "*" || absolute || (method.eq_ignore_ascii_case("CONNECT") && !uri.is_empty())
 }
 
 /// Serializes one exchange as a line (without the trailing newline).
