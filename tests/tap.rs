@@ -1754,3 +1754,43 @@ async fn an_upstream_path_prefix_is_added_on_the_way_and_not_recorded() {
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].request.uri, "/items?page=2");
 }
+
+/// JSON body redaction changes the secret values and nothing else: key order, number
+/// spelling and precision, spacing, so replay sends what the client sent; a body no path
+/// names is recorded byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_redaction_changes_only_the_secret_values() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--redact-json-path",
+        "$.password",
+    ]);
+    let secret = r#"{"z":1,"amount":12345678901234567890123,"price":1.10,"password":"x"}"#;
+    let plain = "{ \"b\" : 1.50,\n  \"a\": [1e2, 12345678901234567890123] }";
+    let c = client();
+    let json = [("content-type", "application/json")];
+    for (path, body) in [("/pay", secret), ("/other", plain)] {
+        let (s, _) = send(&c, "POST", &format!("{}{path}", tap.url()), &json, body).await;
+        assert_eq!(s, 200);
+    }
+    tap.stop_async().await;
+    let got = read_recordings(&[out]);
+    let body = |uri: &str| {
+        let e = got.iter().find(|e| e.request.uri == uri).unwrap();
+        String::from_utf8(e.request.body.to_vec()).unwrap()
+    };
+    assert_eq!(
+        body("/pay"),
+        format!(
+            r#"{{"z":1,"amount":12345678901234567890123,"price":1.10,"password":"{}"}}"#,
+            redact_value(b"x")
+        )
+    );
+    assert_eq!(body("/other"), plain);
+}

@@ -6,12 +6,12 @@
 //!
 //! A body that should be searched for JSON fields but cannot be (content-encoded, or cut at
 //! `--max-body` so it does not parse) is dropped from the copy rather than written with its
-//! secrets; the exchange is then marked `body_truncated`, which replay skips.
+//! secrets; the exchange is then marked `body_truncated`, which replay skips. A body that can
+//! be searched keeps every byte but those of the redacted values.
 
 use crate::compare::Observed;
 use crate::exchange::{header, Exchange, Headers};
 use bytes::Bytes;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::fmt::Write;
 
@@ -125,31 +125,151 @@ impl JsonPath {
         Ok(JsonPath { steps })
     }
 
-    /// Replaces every value at this path; returns how many were replaced.
-    fn apply(&self, v: &mut Value) -> usize {
-        apply_steps(&self.steps, v)
+    /// Appends the byte spans of every value at this path in the JSON text `b`, whose
+    /// top-level value starts at `start`.
+    fn spans(&self, b: &[u8], start: usize, out: &mut Vec<(usize, usize)>) {
+        walk(b, start, &self.steps, out);
     }
 }
 
-fn apply_steps(steps: &[Step], v: &mut Value) -> usize {
-    let Some((first, rest)) = steps.split_first() else {
-        if v.as_str().is_some_and(|s| s.starts_with("redacted:")) {
-            return 0;
-        }
-        let text = match &*v {
-            Value::String(s) => s.as_bytes().to_vec(),
-            other => other.to_string().into_bytes(),
-        };
-        *v = Value::String(redact_value(&text));
-        return 1;
-    };
-    match (first, v) {
-        (Step::Key(k), Value::Object(m)) => m.get_mut(k).map_or(0, |c| apply_steps(rest, c)),
-        (Step::Index(n), Value::Array(a)) => a.get_mut(*n).map_or(0, |c| apply_steps(rest, c)),
-        (Step::Any, Value::Array(a)) => a.iter_mut().map(|c| apply_steps(rest, c)).sum(),
-        (Step::Any, Value::Object(m)) => m.values_mut().map(|c| apply_steps(rest, c)).sum(),
-        _ => 0,
+// A span-preserving walk over JSON text already known to be valid (serde_json checked it):
+// only the bytes of redacted values change, so numbers keep their precision and spelling,
+// members their order and the text its spacing. Every byte is read through `at` and every
+// loop moves forward, so even text that is not valid JSON cannot make the walk panic.
+
+fn at(b: &[u8], i: usize) -> u8 {
+    b.get(i).copied().unwrap_or(0)
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(at(b, i), b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
     }
+    i
+}
+
+/// The index after the string whose opening quote is at `i`.
+fn string_end(b: &[u8], mut i: usize) -> usize {
+    i += 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b'"' => return i + 1,
+            _ => i += 1,
+        }
+    }
+    b.len()
+}
+
+/// The index after the value that starts at `i`.
+fn value_end(b: &[u8], i: usize) -> usize {
+    match at(b, i) {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = string_end(b, j);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth = depth.saturating_sub(1);
+                        if depth == 0 {
+                            return j + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            b.len()
+        }
+        _ => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            {
+                j += 1;
+            }
+            j
+        }
+    }
+}
+
+/// True when the JSON string `raw` (quotes included) spells `key`.
+fn key_is(raw: &[u8], key: &str) -> bool {
+    if !raw.contains(&b'\\') {
+        return raw.len() >= 2 && &raw[1..raw.len() - 1] == key.as_bytes();
+    }
+    serde_json::from_slice::<String>(raw).is_ok_and(|k| k == key)
+}
+
+/// Collects the spans of the values `steps` name below the value at `i`; returns the index
+/// after that value.
+fn walk(b: &[u8], i: usize, steps: &[Step], out: &mut Vec<(usize, usize)>) -> usize {
+    let Some((first, rest)) = steps.split_first() else {
+        let end = value_end(b, i);
+        out.push((i, end));
+        return end;
+    };
+    let object = match at(b, i) {
+        b'{' => true,
+        b'[' => false,
+        _ => return value_end(b, i),
+    };
+    let mut j = skip_ws(b, i + 1);
+    if matches!(at(b, j), b'}' | b']') {
+        return j + 1;
+    }
+    let mut index = 0usize;
+    while j < b.len() {
+        let picked = if object {
+            let key_end = string_end(b, j);
+            let picked = match first {
+                Step::Key(k) => key_is(&b[j..key_end], k),
+                Step::Any => true,
+                Step::Index(_) => false,
+            };
+            // Past the colon, to the member's value.
+            j = skip_ws(b, skip_ws(b, key_end) + 1);
+            picked
+        } else {
+            match first {
+                Step::Index(n) => *n == index,
+                Step::Any => true,
+                Step::Key(_) => false,
+            }
+        };
+        let end = if picked {
+            walk(b, j, rest, out)
+        } else {
+            value_end(b, j)
+        };
+        index += 1;
+        j = skip_ws(b, end.max(j + 1));
+        if at(b, j) != b',' {
+            return j + 1;
+        }
+        j = skip_ws(b, j + 1);
+    }
+    b.len()
+}
+
+/// The JSON string that replaces the secret whose JSON text is `raw`; `None` when it is
+/// already a redaction, so that redacting twice changes nothing.
+fn replacement(raw: &[u8]) -> Option<String> {
+    let secret: Vec<u8> = if at(raw, 0) == b'"' {
+        let s = serde_json::from_slice::<String>(raw).ok()?;
+        if s.starts_with("redacted:") {
+            return None;
+        }
+        s.into_bytes()
+    } else {
+        raw.to_vec()
+    };
+    Some(format!("\"{}\"", redact_value(&secret)))
 }
 
 /// What redacting one body did.
@@ -194,45 +314,66 @@ impl Redactor {
         }
     }
 
-    /// Redacts JSON fields in a body whose message has `headers`.
+    /// True when a body of a message with `headers` is searched for JSON fields: there are
+    /// JSON paths to redact, and it is declared or looks like JSON.
+    fn searches(&self, headers: &Headers, body: &[u8]) -> bool {
+        if self.json.is_empty() || body.is_empty() {
+            return false;
+        }
+        header(headers, "content-type").is_some_and(|ct| ct.to_ascii_lowercase().contains("json"))
+            || body
+                .iter()
+                .find(|c| !c.is_ascii_whitespace())
+                .is_some_and(|c| *c == b'{' || *c == b'[')
+    }
+
+    /// Redacts JSON fields in a body whose message has `headers`. Only the redacted values
+    /// change; every other byte stays as it came, so what replay sends is what the client
+    /// sent, secrets aside.
     pub fn body(&self, headers: &Headers, body: &mut Bytes, truncated: &mut bool) -> BodyOutcome {
         let mut out = BodyOutcome::default();
-        if self.json.is_empty() || body.is_empty() {
-            return out;
-        }
-        let ct_json = header(headers, "content-type")
-            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
-        let looks_json = body
-            .iter()
-            .find(|c| !c.is_ascii_whitespace())
-            .is_some_and(|c| *c == b'{' || *c == b'[');
-        if !ct_json && !looks_json {
+        if !self.searches(headers, body) {
             return out;
         }
         let encoded = header(headers, "content-encoding")
             .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity") && !e.trim().is_empty());
-        let parsed = if encoded {
-            None
-        } else {
-            serde_json::from_slice::<Value>(body).ok()
-        };
-        let Some(mut v) = parsed else {
+        if encoded || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
             // Cannot look inside, so it cannot be proven free of secrets: keep nothing.
             *body = Bytes::new();
             *truncated = true;
             out.dropped = true;
             return out;
-        };
-        out.fields = self.json.iter().map(|p| p.apply(&mut v)).sum();
-        if out.fields > 0 {
-            match serde_json::to_vec(&v) {
-                Ok(b) => *body = Bytes::from(b),
-                Err(_) => {
-                    *body = Bytes::new();
-                    *truncated = true;
-                    out.dropped = true;
-                }
+        }
+        let start = skip_ws(body, 0);
+        let mut spans = Vec::new();
+        for p in &self.json {
+            p.spans(body, start, &mut spans);
+        }
+        if spans.is_empty() {
+            return out;
+        }
+        // A value inside another redacted one goes with it.
+        spans.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut text = Vec::with_capacity(body.len());
+        let mut done = 0;
+        for (s, e) in spans {
+            if s < done {
+                continue;
             }
+            let (Some(kept), Some(raw)) = (body.get(done..s), body.get(s..e)) else {
+                continue;
+            };
+            let Some(r) = replacement(raw) else {
+                continue;
+            };
+            text.extend_from_slice(kept);
+            text.extend_from_slice(r.as_bytes());
+            done = e;
+            out.fields += 1;
+        }
+        if out.fields > 0 {
+            text.extend_from_slice(body.get(done..).unwrap_or_default());
+            *body = Bytes::from(text);
         }
         out
     }
@@ -272,6 +413,7 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn h(pairs: &[(&str, &str)]) -> Headers {
         pairs
@@ -365,5 +507,50 @@ mod tests {
         let none = Redactor::new(&[], &[]).unwrap();
         let mut b = Bytes::from_static(b"{not json");
         assert!(!none.body(&hs, &mut b, &mut t).dropped);
+    }
+
+    #[test]
+    fn only_redacted_values_change_byte_for_byte() {
+        let r = Redactor::new(&[], &["$.password".into(), "$.cards[*].number".into()]).unwrap();
+        let hs = h(&[("content-type", "application/json")]);
+        let mut t = false;
+        let mut body = Bytes::from_static(
+            br#"{"z":1,"amount":12345678901234567890123,"price":1.10,"password":"x"}"#,
+        );
+        assert_eq!(r.body(&hs, &mut body, &mut t).fields, 1);
+        let want = format!(
+            r#"{{"z":1,"amount":12345678901234567890123,"price":1.10,"password":"{}"}}"#,
+            redact_value(b"x")
+        );
+        assert_eq!(std::str::from_utf8(&body).unwrap(), want);
+        // Spacing, escaped keys, nesting and values of other types are kept as they were.
+        let mut body = Bytes::from_static(
+            b" { \"cards\" : [ {\"n\":\"a\\\"]\" , \"number\" : 4111 } , {\"number\":{\"x\":[1,\"}\"]}} ],\n\"pass\\u0077ord\":null }\n",
+        );
+        assert_eq!(r.body(&hs, &mut body, &mut t).fields, 3);
+        let want = format!(
+            " {{ \"cards\" : [ {{\"n\":\"a\\\"]\" , \"number\" : \"{}\" }} , {{\"number\":\"{}\"}} ],\n\"pass\\u0077ord\":\"{}\" }}\n",
+            redact_value(b"4111"),
+            redact_value(br#"{"x":[1,"}"]}"#),
+            redact_value(b"null"),
+        );
+        assert_eq!(std::str::from_utf8(&body).unwrap(), want);
+        assert!(!t);
+        // Redacting again changes nothing; a body no path names is not touched at all.
+        let before = body.clone();
+        assert_eq!(r.body(&hs, &mut body, &mut t).fields, 0);
+        assert_eq!(body, before);
+        let untouched: &[u8] = br#"{"b":1.50,  "a":[1e2, 12345678901234567890123]}"#;
+        let mut body = Bytes::from_static(untouched);
+        assert_eq!(r.body(&hs, &mut body, &mut t), BodyOutcome::default());
+        assert_eq!(&body[..], untouched);
+        // Duplicate keys: every occurrence is a secret.
+        let mut body = Bytes::from_static(br#"{"password":"a","password":"b"}"#);
+        assert_eq!(r.body(&hs, &mut body, &mut t).fields, 2);
+        let text = String::from_utf8_lossy(&body).to_string();
+        assert!(
+            !text.contains(r#""a""#) && !text.contains(r#""b""#),
+            "{text}"
+        );
     }
 }
