@@ -1755,6 +1755,122 @@ async fn an_upstream_path_prefix_is_added_on_the_way_and_not_recorded() {
     assert_eq!(recorded[0].request.uri, "/items?page=2");
 }
 
+/// An HTTP/1.1 upstream that answers every request with `headers` and the bytes `body`.
+async fn bytes_upstream(
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let body = Bytes::from(body);
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (headers, body) = (headers.clone(), body.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |_req| {
+                    let mut b = http::Response::builder();
+                    for (k, v) in &headers {
+                        b = b.header(*k, v);
+                    }
+                    let resp = b.body(Full::new(body.clone())).unwrap();
+                    async move { Ok::<_, Infallible>(resp) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (url, task)
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(text.as_bytes()).unwrap();
+    e.finish().unwrap()
+}
+
+/// Redaction never hides a difference: with a JSON path to redact, gzip'd JSON answers
+/// (which redaction cannot search) are still compared, field by field, on what production
+/// and the candidate really sent; the live report then shows no secret, in a redacted field
+/// or a secret header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_shadow_compares_real_answers_and_its_report_shows_no_secret() {
+    let answer = |cookie: &str, doc: &str| {
+        (
+            vec![
+                ("content-type", "application/json".to_string()),
+                ("content-encoding", "gzip".to_string()),
+                ("set-cookie", cookie.to_string()),
+            ],
+            gzip(doc),
+        )
+    };
+    let (h, b) = answer(
+        "sid=prod-cookie-secret",
+        r#"{"price":10,"password":"prod-json-secret"}"#,
+    );
+    let (prod, _p) = bytes_upstream(h, b).await;
+    let (h, b) = answer(
+        "sid=cand-cookie-secret",
+        r#"{"price":99,"password":"cand-json-secret"}"#,
+    );
+    let (cand, _c) = bytes_upstream(h, b).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(&[
+        "--upstream",
+        &prod,
+        "--out",
+        dir.path().join("s.jsonl").to_str().unwrap(),
+        "--redact-json-path",
+        "$.password",
+        "--shadow",
+        &cand,
+        "--shadow-sample",
+        "1",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let c = client();
+    for _ in 0..3 {
+        let (s, _) = send(&c, "GET", &format!("{}/item", tap.url()), &[], "").await;
+        assert_eq!(s, 200);
+    }
+    let m = tap.metrics.unwrap();
+    until("3 shadows judged", || async {
+        let (_, body) = get_text(m, "/report").await;
+        let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+        r["summary"]["total"] == 3
+    })
+    .await;
+    let (_, body) = get_text(m, "/report").await;
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_counts_consistent(&r);
+    assert_eq!(r["verdict"], "fail", "{r:#}");
+    let item = interface(&r, "GET /item");
+    assert_eq!(item["different"], 3, "{r:#}");
+    let paths: Vec<&str> = item["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert!(paths.contains(&"$.price"), "{paths:?}");
+    assert!(paths.contains(&"$.password"), "{paths:?}");
+    let (_, page) = get_text(m, "/report.html").await;
+    for secret in [
+        "prod-json-secret",
+        "cand-json-secret",
+        "prod-cookie-secret",
+        "cand-cookie-secret",
+    ] {
+        assert!(!body.contains(secret), "{secret} in /report");
+        assert!(!page.contains(secret), "{secret} in /report.html");
+    }
+    tap.stop_async().await;
+}
+
 /// JSON body redaction changes the secret values and nothing else: key order, number
 /// spelling and precision, spacing, so replay sends what the client sent; a body no path
 /// names is recorded byte for byte.

@@ -8,8 +8,12 @@
 //! `--max-body` so it does not parse) is dropped from the copy rather than written with its
 //! secrets; the exchange is then marked `body_truncated`, which replay skips. A body that can
 //! be searched keeps every byte but those of the redacted values.
+//!
+//! The live shadow compares the real answers and redacts only the values its report keeps
+//! ([`Redactor::differences`]): redacting first could make two different answers equal.
 
-use crate::compare::Observed;
+use crate::compare::pathpat::{parse_path, Step as PathStep};
+use crate::compare::{DiffKind, Difference, Observed};
 use crate::exchange::{header, Exchange, Headers};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -129,6 +133,17 @@ impl JsonPath {
     /// top-level value starts at `start`.
     fn spans(&self, b: &[u8], start: usize, out: &mut Vec<(usize, usize)>) {
         walk(b, start, &self.steps, out);
+    }
+
+    /// True when the value at `path` (a concrete path as differences report it) holds, is,
+    /// or lies inside a value this path redacts.
+    fn touches(&self, path: &[PathStep]) -> bool {
+        self.steps.iter().zip(path).all(|(s, p)| match (s, p) {
+            (Step::Any, _) => true,
+            (Step::Key(a), PathStep::Key(b)) => a == b,
+            (Step::Index(a), PathStep::Index(b)) => a == b,
+            _ => false,
+        })
     }
 }
 
@@ -308,7 +323,7 @@ impl Redactor {
     /// Redacts secret header values in place.
     pub fn headers(&self, h: &mut Headers) {
         for (k, v) in h.iter_mut() {
-            if self.headers.iter().any(|r| r.eq_ignore_ascii_case(k)) {
+            if self.is_secret_header(k) {
                 *v = redact_value(v.as_bytes());
             }
         }
@@ -400,13 +415,43 @@ impl Redactor {
         dropped
     }
 
-    /// Redacts a live answer before it is compared, so the live report shows no secret
-    /// (equal secrets still compare equal).
-    pub fn observed(&self, o: &mut Observed) {
-        self.headers(&mut o.headers);
-        self.headers(&mut o.trailers);
-        let mut truncated = false;
-        self.body(&o.headers, &mut o.body, &mut truncated);
+    /// Redacts the values that differences between two live answers show. The answers are
+    /// compared as they came, since redacting them first could make different answers equal
+    /// (a body that cannot be searched is emptied on both sides); what the report keeps must
+    /// still hold no secret. A value becomes `redacted:<hash>` when it is a secret header's,
+    /// a body field a JSON path names (or a value holding one, or inside one), or a whole
+    /// body that would be searched for JSON fields.
+    pub fn differences(&self, diffs: &mut [Difference], a: &Observed, b: &Observed) {
+        for d in diffs {
+            let secret = match d.kind {
+                DiffKind::Status => false,
+                DiffKind::Header | DiffKind::Trailer => self.is_secret_header(&d.path),
+                DiffKind::Body => match parse_path(&d.path) {
+                    Some(path) => self.json.iter().any(|p| p.touches(&path)),
+                    None => {
+                        self.searches(&a.headers, &a.body) || self.searches(&b.headers, &b.body)
+                    }
+                },
+            };
+            if secret {
+                for v in [&mut d.baseline, &mut d.candidate].into_iter().flatten() {
+                    *v = redact_shown(v);
+                }
+            }
+        }
+    }
+
+    fn is_secret_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|r| r.eq_ignore_ascii_case(name))
+    }
+}
+
+/// The redaction of a value as a difference shows it: a JSON string is hashed as the text it
+/// spells, as the recording hashes it, anything else as shown.
+fn redact_shown(shown: &str) -> String {
+    match serde_json::from_str::<String>(shown) {
+        Ok(s) => redact_value(s.as_bytes()),
+        Err(_) => redact_value(shown.as_bytes()),
     }
 }
 
@@ -552,5 +597,76 @@ mod tests {
             !text.contains(r#""a""#) && !text.contains(r#""b""#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn live_differences_show_no_secret_and_keep_the_rest() {
+        let r = Redactor::new(&["x-session".into()], &["$.user.password".into()]).unwrap();
+        let json = Observed {
+            headers: h(&[("content-type", "application/json")]),
+            body: Bytes::from_static(b"{}"),
+            ..Default::default()
+        };
+        let d = |kind, path: &str, a: &str, b: &str| Difference {
+            kind,
+            path: path.into(),
+            baseline: Some(a.into()),
+            candidate: Some(b.into()),
+            tolerated: false,
+        };
+        let mut diffs = vec![
+            d(DiffKind::Status, "status", "200", "500"),
+            d(DiffKind::Header, "set-cookie", "sid=1", "sid=2"),
+            d(DiffKind::Header, "x-session", "s1", "s2"),
+            d(DiffKind::Header, "content-type", "a/json", "a/xml"),
+            d(
+                DiffKind::Body,
+                "$.user.password",
+                "\"hunter2\"",
+                "\"other\"",
+            ),
+            d(
+                DiffKind::Body,
+                "$.user",
+                r#"{"password":"hunter2"}"#,
+                "null",
+            ),
+            d(DiffKind::Body, "$.user.password.x", "1", "2"),
+            d(DiffKind::Body, "$.price", "10", "99"),
+            d(DiffKind::Body, "$.user.name", "\"ann\"", "\"bob\""),
+            d(DiffKind::Body, "body", "hunter2", "other"),
+        ];
+        r.differences(&mut diffs, &json, &json);
+        let shown: Vec<(&str, &str)> = diffs
+            .iter()
+            .map(|d| {
+                (
+                    d.baseline.as_deref().unwrap(),
+                    d.candidate.as_deref().unwrap(),
+                )
+            })
+            .collect();
+        let red = redact_value;
+        assert_eq!(shown[0], ("200", "500"));
+        assert_eq!(shown[1], (red(b"sid=1").as_str(), red(b"sid=2").as_str()));
+        assert_eq!(shown[2], (red(b"s1").as_str(), red(b"s2").as_str()));
+        assert_eq!(shown[3], ("a/json", "a/xml"));
+        // A JSON string is hashed as the text it spells, as in the recording.
+        assert_eq!(shown[4].0, red(b"hunter2"));
+        for (a, b) in &shown[5..7] {
+            assert!(a.starts_with("redacted:") && b.starts_with("redacted:"));
+        }
+        assert_eq!(shown[7], ("10", "99"));
+        assert_eq!(shown[8], ("\"ann\"", "\"bob\""));
+        assert!(shown[9].0.starts_with("redacted:"));
+        // A whole-body difference between bodies never searched for fields stays readable.
+        let text = Observed {
+            headers: h(&[("content-type", "text/plain")]),
+            body: Bytes::from_static(b"hello"),
+            ..Default::default()
+        };
+        let mut diffs = vec![d(DiffKind::Body, "body", "hello", "hullo")];
+        r.differences(&mut diffs, &text, &text);
+        assert_eq!(diffs[0].baseline.as_deref(), Some("hello"));
     }
 }

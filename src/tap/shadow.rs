@@ -196,7 +196,7 @@ impl Shadow {
             self.skip(&interface, "side_effect");
             return;
         }
-        let mut production = match production {
+        let production = match production {
             Ok(p) => p,
             Err(e) => {
                 self.stats.production_errors.fetch_add(1, Ordering::Relaxed);
@@ -235,16 +235,16 @@ impl Shadow {
         let me = self.clone();
         rt.spawn(async move {
             let _permit = permit;
-            let mut candidate = me.target.send(&request, Instant::now()).await;
-            me.redactor.observed(&mut production);
-            if let Ok(c) = &mut candidate {
-                me.redactor.observed(c);
-            }
+            let candidate = me.target.send(&request, Instant::now()).await;
             let lat = candidate.as_ref().ok().map(|c| PairLatency {
                 baseline_us: production.latency_us,
                 candidate_us: c.latency_us,
             });
-            let j = judge(&Ok(production), &candidate, None, &me.opts);
+            let production = Ok(production);
+            let mut j = judge(&production, &candidate, None, &me.opts);
+            if let (Ok(p), Ok(c)) = (&production, &candidate) {
+                me.redactor.differences(&mut j.diffs, p, c);
+            }
             me.record(&interface, &id, &j, lat);
             me.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         });
