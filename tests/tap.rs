@@ -1871,6 +1871,111 @@ async fn live_shadow_compares_real_answers_and_its_report_shows_no_secret() {
     tap.stop_async().await;
 }
 
+/// The exchanges in a recording that may end in a cut line or block (a killed writer), and
+/// the ids of those that read whole; 0 when not even the header is there yet.
+fn readable(path: &Path) -> Vec<String> {
+    let Ok(mut r) = RecordingReader::open(&[path.to_path_buf()], ReadOptions::default()) else {
+        return Vec::new();
+    };
+    let mut ids = Vec::new();
+    while let Ok(Some(e)) = r.next_exchange() {
+        ids.push(e.id);
+    }
+    ids
+}
+
+/// Runs the binary with `args` in `dir`; a run still going after 10 s is killed (its output
+/// then shows it started when it should have refused).
+async fn run_bounded(dir: &Path, args: Vec<String>) -> std::process::Output {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(bin())
+            .args(&args)
+            .current_dir(&dir)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// A tap killed without warning (SIGKILL, the OOM killer, a power cut) leaves in its
+/// `.partial` what it recorded up to about a second before, plain or zstd; a tap started
+/// again with the same `--out` refuses to overwrite it and says how to keep it; renamed,
+/// it reads like any recording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_tap_leaves_what_it_recorded_and_a_restart_keeps_it() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let c = client();
+    for name in ["killed.jsonl", "killed.jsonl.zst"] {
+        let out = dir.path().join(name);
+        let partial = dir.path().join(format!("{name}.partial"));
+        let mut tap = TapProc::start(&["--upstream", &up.url(), "--out", out.to_str().unwrap()]);
+        for i in 0..40 {
+            let (s, _) = send(&c, "GET", &format!("{}/x/{i}", tap.url()), &[], "").await;
+            assert_eq!(s, 200);
+        }
+        // Read as it is on disk, under a name that says its format, while the tap runs.
+        let copy = dir.path().join(format!("copy-{name}"));
+        until("40 exchanges on disk", || async {
+            std::fs::copy(&partial, &copy).is_ok() && readable(&copy).len() == 40
+        })
+        .await;
+        tap.child.kill().unwrap();
+        tap.child.wait().unwrap();
+        let before = std::fs::read(&partial).unwrap();
+
+        let o = run_bounded(
+            dir.path(),
+            vec![
+                "tap".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--upstream".into(),
+                up.url(),
+                "--out".into(),
+                out.display().to_string(),
+            ],
+        )
+        .await;
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+        assert!(
+            err.contains(&partial.display().to_string()) && err.contains("rename"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&partial).unwrap(), before);
+
+        std::fs::rename(&partial, &out).unwrap();
+        let ids = readable(&out);
+        assert_eq!(ids.len(), 40);
+        let o = shadowdiff_async(vec![
+            "show".into(),
+            out.display().to_string(),
+            "--id".into(),
+            ids[39].clone(),
+        ])
+        .await;
+        assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("/x/39"),
+            "{}",
+            describe(&o)
+        );
+    }
+}
+
 /// JSON body redaction changes the secret values and nothing else: key order, number
 /// spelling and precision, spacing, so replay sends what the client sent; a body no path
 /// names is recorded byte for byte.

@@ -1,6 +1,10 @@
 //! Streaming writer for recording files. A file is written as `NAME.partial`, created with
 //! mode 0600 (it holds production data), and renamed to `NAME` only when finished, so a
 //! reader never sees half a file. A name ending in `.zst` is zstd-compressed.
+//!
+//! [`RecordingWriter::flush`] hands what is buffered to the operating system (for zstd, the
+//! blocks so far, the frame left open), so a writer killed later leaves a `.partial` that
+//! reads up to that point: its cut last line or last block is skipped by the reader.
 
 use super::format::{exchange_to_line, RecordingHeader};
 use super::reader::is_zstd;
@@ -43,6 +47,19 @@ impl std::fmt::Debug for RecordingWriter {
     }
 }
 
+/// The refusal to replace `PATH.partial`, saying what it may be and how to keep it.
+pub fn partial_exists_message(path: &Path) -> String {
+    let partial = partial_path(path);
+    format!(
+        "{}: the file exists, probably left by a tap that was killed before it completed it; \
+         it is not overwritten: to keep what it holds, rename it (e.g. `mv {} {}`, readable like \
+         any recording), or move it away",
+        partial.display(),
+        partial.display(),
+        path.display()
+    )
+}
+
 /// The temporary name a file has while it is being written.
 pub fn partial_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -51,17 +68,39 @@ pub fn partial_path(path: &Path) -> PathBuf {
 }
 
 impl RecordingWriter {
-    /// Creates `PATH.partial` and writes the header line.
+    /// Creates `PATH.partial` (replacing one that exists) and writes the header line.
     pub fn create(path: &Path, header: &RecordingHeader) -> Result<Self> {
+        Self::open(path, header, false)
+    }
+
+    /// Like [`create`](Self::create), but an existing `PATH.partial` is never replaced: it
+    /// may be all that is left of a recording whose writer was killed. The error names it and
+    /// says how to keep it.
+    pub fn create_new(path: &Path, header: &RecordingHeader) -> Result<Self> {
+        Self::open(path, header, true)
+    }
+
+    fn open(path: &Path, header: &RecordingHeader, keep_existing: bool) -> Result<Self> {
         let partial = partial_path(path);
         let mut opts = OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true);
+        if keep_existing {
+            opts.create_new(true);
+        } else {
+            opts.create(true).truncate(true);
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let file = opts.open(&partial).map_err(|e| Error::io(&partial, e))?;
+        let file = opts.open(&partial).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Usage(partial_exists_message(path))
+            } else {
+                Error::io(&partial, e)
+            }
+        })?;
         let buffered = BufWriter::with_capacity(256 << 10, file);
         let sink = if is_zstd(path) {
             let enc = zstd::stream::write::Encoder::new(buffered, 3)
@@ -114,6 +153,28 @@ impl RecordingWriter {
         Ok(())
     }
 
+    /// Hands everything written so far to the operating system: the buffer, and for zstd the
+    /// compressed blocks so far (the frame stays open, so compression goes on across the
+    /// flush at the cost of a few bytes). With `sync`, waits for the data to reach the disk
+    /// too. After this, a killed process leaves a file readable up to here.
+    pub fn flush(&mut self, sync: bool) -> Result<()> {
+        let file = match self.sink.as_mut() {
+            Some(Sink::Plain(w)) => {
+                w.flush().map_err(|e| Error::io(&self.partial, e))?;
+                w.get_ref()
+            }
+            Some(Sink::Zstd(enc)) => {
+                enc.flush().map_err(|e| Error::io(&self.partial, e))?;
+                enc.get_ref().get_ref()
+            }
+            None => return Ok(()),
+        };
+        if sync {
+            file.sync_data().map_err(|e| Error::io(&self.partial, e))?;
+        }
+        Ok(())
+    }
+
     /// Exchanges written so far.
     pub fn written(&self) -> u64 {
         self.written
@@ -147,5 +208,95 @@ impl RecordingWriter {
         drop(file);
         std::fs::rename(&partial, &self.path).map_err(|e| Error::io(&self.path, e))?;
         Ok(self.path.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::Request;
+    use crate::recording::{ReadOptions, RecordingReader};
+
+    fn ex(i: usize) -> Exchange {
+        Exchange {
+            id: format!("e{i}"),
+            ts_us: i as i64,
+            interface: None,
+            tenant: None,
+            request: Request {
+                method: "GET".into(),
+                uri: format!("/x/{i}/{}", "y".repeat(i * 37 % 200)),
+                version: "HTTP/1.1".into(),
+                ..Default::default()
+            },
+            response: None,
+            latency_us: None,
+        }
+    }
+
+    fn ids(path: &Path) -> (Vec<String>, Vec<String>) {
+        let mut r = RecordingReader::open(&[path.to_path_buf()], ReadOptions::default()).unwrap();
+        let mut ids = Vec::new();
+        while let Some(e) = r.next_exchange().unwrap() {
+            ids.push(e.id);
+        }
+        (ids, r.take_warnings())
+    }
+
+    /// What a writer flushed reads back whole from a file cut anywhere after it (a writer
+    /// killed mid-way), plain or zstd: the cut line or block is skipped with a warning.
+    #[test]
+    fn a_file_cut_after_a_flush_reads_everything_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["c.jsonl", "c.jsonl.zst"] {
+            let path = dir.path().join(name);
+            let mut w = RecordingWriter::create_new(&path, &RecordingHeader::new("t")).unwrap();
+            for i in 0..30 {
+                w.write(&ex(i)).unwrap();
+            }
+            w.flush(true).unwrap();
+            let partial = partial_path(&path);
+            let flushed = std::fs::read(&partial).unwrap();
+            for i in 30..200 {
+                w.write(&ex(i)).unwrap();
+            }
+            w.flush(false).unwrap();
+            let later = std::fs::read(&partial).unwrap();
+            assert!(later.len() > flushed.len() + 2);
+            let cut = dir.path().join(format!("cut-{name}"));
+            for end in [
+                flushed.len(),
+                flushed.len() + 1,
+                (flushed.len() + later.len()) / 2,
+            ] {
+                std::fs::write(&cut, &later[..end]).unwrap();
+                let (got, warnings) = ids(&cut);
+                assert!(got.len() >= 30, "{name} cut at {end}: {}", got.len());
+                let want: Vec<String> = (0..got.len()).map(|i| format!("e{i}")).collect();
+                assert_eq!(got, want, "{name} cut at {end}");
+                assert!(
+                    end == flushed.len() || !warnings.is_empty(),
+                    "{name} cut at {end}"
+                );
+            }
+            drop(w);
+        }
+    }
+
+    /// An existing `.partial` is never replaced by `create_new`; the refusal names it and
+    /// says how to keep it.
+    #[test]
+    fn create_new_keeps_an_existing_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.jsonl");
+        std::fs::write(partial_path(&path), b"left by a killed tap").unwrap();
+        let e = RecordingWriter::create_new(&path, &RecordingHeader::new("t"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("k.jsonl.partial") && e.contains("rename"), "{e}");
+        assert_eq!(
+            std::fs::read(partial_path(&path)).unwrap(),
+            b"left by a killed tap"
+        );
     }
 }

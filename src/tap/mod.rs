@@ -28,7 +28,8 @@
 //!    sends the copy to the candidate in a task of its own (cap reached: dropped and
 //!    counted). Nothing on this path waits for the disk or the candidate.
 //! 7. **Record** (recorder thread): the per-file minimum decides, [`redact`] replaces
-//!    secrets, the line is written to `NAME.partial` (0600), rotation and rename follow.
+//!    secrets, the line is written to `NAME.partial` (0600) and reaches the disk within
+//!    about a second (so a killed tap loses at most that), rotation and rename follow.
 //! 8. **Stop** ([`run`]): on SIGTERM or SIGINT the listener closes, open connections finish
 //!    their exchanges within `--shutdown-grace`, the recorder drains its queue and renames
 //!    the file: the recording is complete and valid.
@@ -50,6 +51,7 @@ pub use config::TapConfig;
 
 use crate::error::{Error, Result};
 use crate::exchange::Side;
+use crate::recording::writer::{partial_exists_message, partial_path};
 use metrics::Metrics;
 use recorder::{Recorder, RecorderConfig};
 use redact::Redactor;
@@ -115,10 +117,18 @@ async fn stop_signal() {
 /// The bound addresses are printed on standard error as `listening on ADDR` and
 /// `metrics on ADDR` (unless `quiet`), so `--listen 127.0.0.1:0` can be used.
 pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
-    if cfg.rotate_size.is_none() && cfg.rotate_interval.is_none() && cfg.out.exists() {
+    let rotating = cfg.rotate_size.is_some() || cfg.rotate_interval.is_some();
+    if !rotating && cfg.out.exists() {
         return Err(Error::Usage(format!(
             "--out {}: the file exists; move it away, or name another file (the tap never overwrites a recording)",
             cfg.out.display()
+        )));
+    }
+    if !rotating && partial_path(&cfg.out).exists() {
+        return Err(Error::Usage(format!(
+            "--out {}: {}",
+            cfg.out.display(),
+            partial_exists_message(&cfg.out)
         )));
     }
     let redactor = Redactor::new(&cfg.redact_headers, &cfg.redact_json_paths)

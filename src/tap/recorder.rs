@@ -7,13 +7,18 @@
 //! after a failure it retries a new file at most once a second.
 //!
 //! Files are written by [`RecordingWriter`]: `NAME.partial`, mode 0600, renamed when
-//! complete; zstd when the name ends in `.zst`.
+//! complete; zstd when the name ends in `.zst`. An existing `.partial` is never replaced.
+//! What is written reaches the disk within about a second: the file is flushed when the
+//! queue runs dry and at least every [`FLUSH_EVERY`] while it does not, and synced at most
+//! that often, so a tap killed without warning leaves a `.partial` holding all but its last
+//! second or so.
 
 use super::redact::Redactor;
 use super::sample::{Admit, Coverage, Quota};
 use crate::error::{Error, Result};
 use crate::exchange::{Exchange, Side};
 use crate::interface::{interface_of, InterfaceKey};
+use crate::recording::writer::partial_path;
 use crate::recording::{RecordingHeader, RecordingWriter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,6 +35,12 @@ const BATCH_PAUSE: Duration = Duration::from_millis(2);
 
 /// How long the queue must stay empty before the recorder blocks on it.
 const IDLE_BEFORE_BLOCKING: Duration = Duration::from_millis(50);
+
+/// The longest written data waits for the disk: a busy recorder flushes and syncs this
+/// often; an idle one flushes before it blocks and syncs within this time. Once a second
+/// costs one write and one `fdatasync` (and, for zstd, one block boundary) per second on
+/// the recorder's thread, nothing on the proxy's.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Settings of the recorder.
 #[derive(Clone, Debug)]
@@ -291,6 +302,11 @@ struct Files {
     seq: u32,
     completed: Vec<PathBuf>,
     warned: bool,
+    /// Written to the current file since it was last flushed.
+    dirty: bool,
+    /// Flushed to the operating system since it was last synced.
+    unsynced: bool,
+    synced_at: Instant,
 }
 
 impl Files {
@@ -312,6 +328,9 @@ impl Files {
             seq: 0,
             completed: Vec::new(),
             warned: false,
+            dirty: false,
+            unsynced: false,
+            synced_at: Instant::now(),
         }
     }
 
@@ -320,7 +339,8 @@ impl Files {
     }
 
     /// The name of the next file: `--out` itself for the first file of a non-rotating run,
-    /// otherwise `STEM-YYYYMMDDTHHMMSSZ-SEQ.EXT` beside it, never an existing name.
+    /// otherwise `STEM-YYYYMMDDTHHMMSSZ-SEQ.EXT` beside it, never an existing name (nor one
+    /// whose `.partial` exists).
     fn next_path(&mut self) -> PathBuf {
         loop {
             self.seq += 1;
@@ -328,7 +348,7 @@ impl Files {
                 return self.cfg.out.clone();
             }
             let p = rotated_name(&self.cfg.out, self.seq);
-            if !p.exists() {
+            if !p.exists() && !partial_path(&p).exists() {
                 return p;
             }
         }
@@ -342,10 +362,12 @@ impl Files {
             return false;
         }
         let path = self.next_path();
-        match RecordingWriter::create(&path, &RecordingHeader::new("tap")) {
+        match RecordingWriter::create_new(&path, &RecordingHeader::new("tap")) {
             Ok(w) => {
                 self.writer = Some(w);
                 self.opened_at = Instant::now();
+                // The header line is data too: a killed tap leaves a readable file.
+                self.dirty = true;
                 if self.retry_at.take().is_some() {
                     // Counts made while no file could be opened belong to no file.
                     self.quota.reset(&self.coverage);
@@ -375,6 +397,8 @@ impl Files {
     fn finish_current(&mut self) {
         // The minimum is per file: the next file starts counting from zero.
         self.quota.reset(&self.coverage);
+        self.dirty = false;
+        self.unsynced = false;
         if let Some(w) = self.writer.take() {
             match w.finish() {
                 Ok(p) => {
@@ -430,6 +454,7 @@ impl Files {
         let before = w.bytes();
         match w.write(ex) {
             Ok(()) => {
+                self.dirty = true;
                 self.stats.recorded.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .bytes_written
@@ -454,6 +479,35 @@ impl Files {
             // An empty file is kept open rather than producing a stream of empty files.
             if w.written() > 0 && self.opened_at.elapsed() >= max {
                 self.finish_current();
+            }
+        }
+    }
+
+    /// Flushes what was written when it has waited long enough: at once when `idle` (the
+    /// queue ran dry), otherwise once [`FLUSH_EVERY`] has passed since the last sync; syncs
+    /// at most that often.
+    fn flush_if_due(&mut self, idle: bool) {
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        let sync = self.synced_at.elapsed() >= FLUSH_EVERY;
+        if !(self.dirty && (idle || sync) || self.unsynced && sync) {
+            return;
+        }
+        match w.flush(sync) {
+            Ok(()) => {
+                self.dirty = false;
+                self.unsynced = !sync;
+                if sync {
+                    self.synced_at = Instant::now();
+                }
+            }
+            Err(e) => {
+                // As after a failed write: the file's state is unknown, so it is closed as
+                // it is and a new one started later.
+                let msg = e.to_string();
+                self.finish_current();
+                self.fail(&msg);
             }
         }
     }
@@ -495,13 +549,15 @@ impl Files {
             // Recently busy: keep polling, so a momentarily empty queue does not make every
             // sender pay for waking this thread.
             if idle_since.elapsed() < IDLE_BEFORE_BLOCKING {
+                self.flush_if_due(false);
                 std::thread::sleep(BATCH_PAUSE);
                 continue;
             }
+            self.flush_if_due(true);
             match rx.recv_timeout(tick) {
                 Ok(Msg::Exchange(c, size)) => self.take(c, size),
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => self.flush_if_due(true),
             }
         }
         // Whatever raced past the closed flag is still written.
