@@ -2015,3 +2015,43 @@ async fn json_redaction_changes_only_the_secret_values() {
     );
     assert_eq!(body("/other"), plain);
 }
+
+/// A client that gives up before the answer head (hyper then drops the request's handler)
+/// leaves no exchange counted in flight, and is counted as an abort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_giving_up_before_the_answer_are_counted_and_not_left_in_flight() {
+    let up = TestServer::start_delayed(|_s: Seen| {
+        (Answer::json(200, "{}"), Some(Duration::from_millis(1500)))
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        dir.path().join("r.jsonl").to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+        s.write_all(format!("GET /slow/{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        clients.push(s);
+    }
+    until("3 in flight", || async {
+        tap.metric("shadowdiff_tap_in_flight").await == 3
+    })
+    .await;
+    drop(clients);
+    until("no exchange in flight, 3 aborts", || async {
+        let m = tap.metrics_text().await;
+        metric_in(&m, "shadowdiff_tap_in_flight") == 0
+            && metric_in(&m, "shadowdiff_tap_client_aborted_total") == 3
+    })
+    .await;
+    assert_eq!(tap.metric("shadowdiff_tap_proxied_total").await, 0);
+    tap.stop_async().await;
+}

@@ -226,7 +226,7 @@ impl Tap {
                 return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
             }
         }
-        self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut pending = Pending::start(self.clone());
 
         // 2. Name the exchange and decide what happens to it, from the head alone.
         let id = self.next_id();
@@ -265,7 +265,7 @@ impl Tap {
         );
         let use_h2 = self.cfg.upstream.http2 || is_grpc(&parts.headers);
         if let Err(msg) = self.prepare_upstream(&mut parts, &peer, use_h2) {
-            self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+            pending.settle();
             self.metrics.refuse(Refusal::BadRequest);
             tracing::debug!("tap: refused {id}: {msg}");
             return plain(StatusCode::BAD_REQUEST, "bad request\n");
@@ -304,18 +304,20 @@ impl Tap {
             Ok(Err(e)) => {
                 match ctx.request.end() {
                     RequestEnd::TooLarge => {
-                        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        pending.settle();
                         self.metrics.refuse(Refusal::TooLarge);
                         return plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
                     }
                     RequestEnd::ClientError => {
-                        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        self.metrics.client_aborted.fetch_add(1, Ordering::Relaxed);
+                        // The client broke its own request off: an abort, whether or not
+                        // it is still there to read the answer.
+                        drop(pending);
                         return plain(StatusCode::BAD_REQUEST, "request body broken off\n");
                     }
                     RequestEnd::Open | RequestEnd::Complete => {}
                 }
                 let (kind, message) = e;
+                pending.settle();
                 return self.fail(ctx, StatusCode::BAD_GATEWAY, kind, message);
             }
             Err(_) => {
@@ -323,6 +325,7 @@ impl Tap {
                     "no response head within {:?} (--upstream-timeout)",
                     self.cfg.upstream_timeout
                 );
+                pending.settle();
                 return self.fail(
                     ctx,
                     StatusCode::GATEWAY_TIMEOUT,
@@ -341,7 +344,7 @@ impl Tap {
         let in_flight = InFlight {
             status: rparts.status.as_u16(),
             response_headers,
-            tap: self.clone(),
+            pending,
             ctx,
         };
         Response::from_parts(
@@ -431,7 +434,6 @@ impl Tap {
         message: String,
     ) -> Response<ProxyBody> {
         self.metrics.upstream_error(kind);
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
         let text: &'static str = if status == StatusCode::GATEWAY_TIMEOUT {
             "gateway timeout\n"
         } else {
@@ -472,7 +474,7 @@ impl Tap {
 
     /// The end of an exchange: hands it to the shadow and the recorder, waiting for neither.
     fn hand_on(
-        self: &Arc<Self>,
+        &self,
         ctx: Ctx,
         response: CapturedResponse,
         latency_us: u64,
@@ -539,10 +541,45 @@ impl Tap {
     }
 }
 
+/// An exchange's place in the `in_flight` gauge, from its request head to its end. hyper
+/// drops a request's handler when its client goes away before the answer head, and the
+/// answer's body when the client goes away during it; either way this is dropped unsettled,
+/// which takes the exchange off the gauge and counts the abort. Every other way out of an
+/// exchange settles it first.
+#[derive(Debug)]
+struct Pending {
+    tap: Arc<Tap>,
+    open: bool,
+}
+
+impl Pending {
+    fn start(tap: Arc<Tap>) -> Self {
+        tap.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        Pending { tap, open: true }
+    }
+
+    /// Takes the exchange off the gauge: it ended with an answer or a refusal.
+    fn settle(&mut self) {
+        if std::mem::replace(&mut self.open, false) {
+            self.tap.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.open {
+            let m = &self.tap.metrics;
+            m.in_flight.fetch_sub(1, Ordering::Relaxed);
+            m.client_aborted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// An exchange whose response is streaming to the client.
 #[derive(Debug)]
 pub struct InFlight {
-    tap: Arc<Tap>,
+    pending: Pending,
     ctx: Ctx,
     status: u16,
     response_headers: Option<Headers>,
@@ -550,26 +587,30 @@ pub struct InFlight {
 
 impl Finish for InFlight {
     fn finish(self, end: ResponseEnd, copy: Option<BodyCopy>, trailers: Option<HeaderMap>) {
-        let tap = self.tap;
-        tap.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let InFlight {
+            mut pending,
+            ctx,
+            status,
+            response_headers,
+        } = self;
         match end {
-            ResponseEnd::ClientGone => {
-                tap.metrics.client_aborted.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            ResponseEnd::UpstreamError => tap.metrics.upstream_error(UpstreamError::Body),
+            // Dropping `pending` unsettled counts the abort.
+            ResponseEnd::ClientGone => return,
+            ResponseEnd::UpstreamError => pending.tap.metrics.upstream_error(UpstreamError::Body),
             ResponseEnd::Complete => {}
         }
-        let latency_us = self.ctx.start.elapsed().as_micros() as u64;
-        tap.metrics.answered(self.status, latency_us);
-        if self.ctx.head.is_none() {
+        pending.settle();
+        let tap = &pending.tap;
+        let latency_us = ctx.start.elapsed().as_micros() as u64;
+        tap.metrics.answered(status, latency_us);
+        if ctx.head.is_none() {
             return;
         }
         let (body, cut) = copy.map(BodyCopy::into_parts).unwrap_or_default();
         let broken = end == ResponseEnd::UpstreamError;
         let response = CapturedResponse {
-            status: self.status,
-            headers: self.response_headers.unwrap_or_default(),
+            status,
+            headers: response_headers.unwrap_or_default(),
             trailers: trailers.as_ref().map(header_list),
             body,
             body_truncated: cut || broken,
@@ -578,7 +619,7 @@ impl Finish for InFlight {
             kind: FetchErrorKind::Reset,
             message: "production broke the response body off".into(),
         });
-        tap.hand_on(self.ctx, response, latency_us, failed);
+        tap.hand_on(ctx, response, latency_us, failed);
     }
 }
 
