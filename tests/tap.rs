@@ -2055,3 +2055,34 @@ async fn clients_giving_up_before_the_answer_are_counted_and_not_left_in_flight(
     assert_eq!(tap.metric("shadowdiff_tap_proxied_total").await, 0);
     tap.stop_async().await;
 }
+
+/// Exchanges the sample leaves out are counted where the tap decides it, so that proxied =
+/// recorded + sampled out + dropped holds with a sample below 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchanges_the_sample_leaves_out_are_counted() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        dir.path().join("r.jsonl").to_str().unwrap(),
+        "--sample",
+        "0.1",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let c = client();
+    for i in 0..100 {
+        let (s, _) = send(&c, "GET", &format!("{}/x/{i}", tap.url()), &[], "").await;
+        assert_eq!(s, 200);
+    }
+    assert_every_exchange_accounted(&tap).await;
+    let m = tap.metrics_text().await;
+    assert_eq!(metric_in(&m, "shadowdiff_tap_proxied_total"), 100);
+    assert!(
+        metric_in(&m, "shadowdiff_tap_sampled_out_total") >= 50,
+        "{m}"
+    );
+    tap.stop_async().await;
+}

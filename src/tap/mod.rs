@@ -12,9 +12,10 @@
 //!    forwards only to `--upstream`; it is never an open proxy.
 //! 3. **Decide** from the head alone: an exchange id; whether the recording sample
 //!    ([`sample::Sampler`]) picks it or its interface may still need its per-file minimum
-//!    ([`sample::Coverage`]); whether the shadow sample picks it and its method may be
-//!    shadowed. Only exchanges that may be kept have their bodies copied. From here the
-//!    exchange is in flight until it ends, or its client gives up (counted as an abort).
+//!    ([`sample::Coverage`]), counted as sampled out when neither (the recorder never sees
+//!    it); whether the shadow sample picks it and its method may be shadowed. Only
+//!    exchanges that may be kept have their bodies copied. From here the exchange is in
+//!    flight until it ends, or its client gives up (counted as an abort).
 //! 4. **Forward**: hop-by-hop headers go, `x-forwarded-for` is appended, the request body
 //!    streams to production through a [`tee::RequestTee`] (a copy of at most `--max-body`,
 //!    the `--max-request-body` limit enforced on the way). An HTTP/1 client's requests go on

@@ -440,7 +440,7 @@ impl Tap {
             "bad gateway\n"
         };
         let latency_us = ctx.start.elapsed().as_micros() as u64;
-        self.metrics.answered(status.as_u16(), latency_us);
+        self.answered(&ctx.plan, status.as_u16(), latency_us);
         tracing::debug!("tap: {} {}: {message}", ctx.id, kind.name());
         if ctx.head.is_some() {
             let response = CapturedResponse {
@@ -470,6 +470,18 @@ impl Tap {
             );
         }
         plain(status, text)
+    }
+
+    /// Counts an exchange answered to its client: status and latency, and `sampled_out` when
+    /// the sample left it out (then it never reaches the recorder, which counts the rest).
+    fn answered(&self, plan: &Plan, status: u16, latency_us: u64) {
+        self.metrics.answered(status, latency_us);
+        if !plan.record {
+            self.recorder
+                .stats()
+                .sampled_out
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The end of an exchange: hands it to the shadow and the recorder, waiting for neither.
@@ -602,7 +614,7 @@ impl Finish for InFlight {
         pending.settle();
         let tap = &pending.tap;
         let latency_us = ctx.start.elapsed().as_micros() as u64;
-        tap.metrics.answered(status, latency_us);
+        tap.answered(&ctx.plan, status, latency_us);
         if ctx.head.is_none() {
             return;
         }
