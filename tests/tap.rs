@@ -2086,3 +2086,66 @@ async fn exchanges_the_sample_leaves_out_are_counted() {
     );
     tap.stop_async().await;
 }
+
+/// `--upstream` and `--shadow` URLs that would fail every request (a query, a fragment,
+/// credentials, a path that is not one) are refused at start with exit 2, naming the flag
+/// and what was expected, before any file is created; so is `--out -`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_upstream_urls_and_out_are_refused_before_any_file_is_created() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let u = up.url();
+    let host = u.trim_start_matches("http://");
+    let good = u.clone();
+    let cases = [
+        ("--upstream", format!("{u}?x=1"), "query"),
+        ("--upstream", format!("{u}#f"), "fragment"),
+        ("--upstream", format!("http://user@{host}"), "credentials"),
+        ("--upstream", format!("{u}/a b"), "path prefix"),
+        ("--shadow", format!("http://user:pw@{host}/"), "credentials"),
+    ];
+    for (flag, url, says) in cases {
+        let mut args: Vec<String> = ["tap", "--listen", "127.0.0.1:0", "--out", "r.jsonl"]
+            .map(String::from)
+            .to_vec();
+        if flag == "--shadow" {
+            args.extend(["--upstream".into(), good.clone()]);
+        }
+        args.extend([flag.to_string(), url.clone()]);
+        let o = run_bounded(dir.path(), args).await;
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{url}: {}", describe(&o));
+        assert!(err.contains(flag) && err.contains(says), "{url}: {err}");
+        assert!(
+            files_in(dir.path()).is_empty(),
+            "{url}: {:?}",
+            files_in(dir.path())
+        );
+    }
+    let o = run_bounded(
+        dir.path(),
+        [
+            "tap",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &good,
+            "--out",
+            "-",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(
+        err.contains("--out") && err.contains("a recording is a file"),
+        "{err}"
+    );
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+}

@@ -27,8 +27,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Parses `http://host:port[/prefix]` or `h2c://host:port[/prefix]`.
+    /// Parses `http://host:port[/prefix]` or `h2c://host:port[/prefix]`. Everything a request
+    /// is built from is checked here, so a URL that would fail every request is refused at
+    /// start, naming `--{flag}` and what was expected.
     pub fn parse(flag: &str, url: &str) -> Result<Self> {
+        const SHAPE: &str =
+            "expected http://host:port[/path-prefix] or h2c://host:port[/path-prefix]";
         let (http2, rest) = if let Some(r) = url.strip_prefix("h2c://") {
             (true, r)
         } else if let Some(r) = url.strip_prefix("http://") {
@@ -42,21 +46,49 @@ impl Upstream {
                 "--{flag}: expected a URL like http://host:port or h2c://host:port, found {url:?}"
             )));
         };
+        // Every request keeps its own query; one in the URL would have nowhere to go.
+        if rest.contains('?') {
+            return Err(Error::Usage(format!(
+                "--{flag} {url}: a query (`?…`) is not allowed; {SHAPE}"
+            )));
+        }
+        if rest.contains('#') {
+            return Err(Error::Usage(format!(
+                "--{flag} {url}: a fragment (`#…`) is not allowed; {SHAPE}"
+            )));
+        }
         let (authority, prefix) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, ""),
         };
+        if authority.contains('@') {
+            return Err(Error::Usage(format!(
+                "--{flag} {url}: credentials in the URL (`user@`) are not supported; {SHAPE} \
+                 (clients' own authorization headers are passed on)"
+            )));
+        }
         let uri: http::Uri = format!("http://{authority}/")
             .parse()
             .map_err(|e| Error::Usage(format!("--{flag} {url}: not a valid host:port ({e})")))?;
         let host = uri.host().unwrap_or_default();
         if host.is_empty() {
-            return Err(Error::Usage(format!("--{flag} {url}: no host")));
+            return Err(Error::Usage(format!("--{flag} {url}: no host; {SHAPE}")));
+        }
+        if !prefix.is_empty() && prefix.parse::<http::uri::PathAndQuery>().is_err() {
+            return Err(Error::Usage(format!(
+                "--{flag} {url}: the path prefix {prefix:?} is not a valid URL path \
+                 (spaces and other special characters must be percent-encoded, like %20); {SHAPE}"
+            )));
         }
         let authority = match uri.port_u16() {
             Some(_) => authority.to_string(),
             None => format!("{host}:80"),
         };
+        if authority.parse::<http::uri::Authority>().is_err() {
+            return Err(Error::Usage(format!(
+                "--{flag} {url}: not a valid host:port; {SHAPE}"
+            )));
+        }
         Ok(Upstream {
             url: url.to_string(),
             authority,
@@ -253,6 +285,13 @@ impl TapConfig {
                 "--upstream-timeout: expected more than 0".into(),
             ));
         }
+        if a.out.as_os_str() == "-" {
+            return Err(Error::Usage(
+                "--out -: a recording is a file (written as NAME.partial and renamed when complete), \
+                 not standard output; expected a file name like traffic.jsonl or traffic.jsonl.zst"
+                    .into(),
+            ));
+        }
         let out_name = a.out.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if out_name.is_empty() || out_name.ends_with(".partial") {
             return Err(Error::Usage(format!(
@@ -367,5 +406,21 @@ mod tests {
             .to_string()
             .contains("https"));
         assert!(Upstream::parse("upstream", "gw:80").is_err());
+        // What would fail every request is refused at start, naming the flag.
+        for (bad, says) in [
+            ("http://127.0.0.1:8080?x=1", "query"),
+            ("http://127.0.0.1:8080/a?x=1", "query"),
+            ("http://127.0.0.1:8080#f", "fragment"),
+            ("http://user@127.0.0.1:8080", "credentials"),
+            ("http://user:pw@127.0.0.1:8080/a", "credentials"),
+            ("h2c://127.0.0.1:8080/a b", "path prefix"),
+            ("http://127.0.0.1:8080/a<b", "path prefix"),
+            ("http://:8080", "host"),
+        ] {
+            let e = Upstream::parse("shadow", bad).unwrap_err().to_string();
+            assert!(e.contains("--shadow") && e.contains(says), "{bad}: {e}");
+        }
+        let u = Upstream::parse("upstream", "http://127.0.0.1:8080/a%20b/").unwrap();
+        assert_eq!(u.prefix, "/a%20b");
     }
 }

@@ -144,6 +144,8 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
         Some(a) => Some(bind("metrics", a).await?),
         None => None,
     };
+    // Everything that can refuse to start does so before the recording file is created.
+    let shadow = Shadow::new(&cfg, redactor.clone())?.map(Arc::new);
     let recorder = Recorder::start(
         RecorderConfig {
             out: cfg.out.clone(),
@@ -155,9 +157,8 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
             interface_key: cfg.interface_key.clone(),
             write_delay: cfg.write_delay,
         },
-        redactor.clone(),
+        redactor,
     )?;
-    let shadow = Shadow::new(&cfg, redactor)?.map(Arc::new);
     let grace = cfg.shutdown_grace;
     let upstream = cfg.upstream.url.clone();
     let metrics = Arc::new(Metrics::default());
