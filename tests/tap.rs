@@ -669,7 +669,26 @@ async fn open_proxy_requests_and_oversized_requests_are_refused() {
     assert_eq!((s, body.as_str()), (200, r#"{"path":"/fine"}"#));
     let (s, _) = send(&c, "GET", &format!("{}/ok", tap.url()), &[], "").await;
     assert_eq!(s, 200);
+    // hyper answers the oversized head itself; the tap counts it when the connection ends.
+    until("the 431 counted", || async {
+        tap.metric("shadowdiff_tap_refused_total{reason=\"head_too_large\"}")
+            .await
+            == 1
+    })
+    .await;
     let m = tap.metrics_text().await;
+    // Every refusal is an answer, counted by its class.
+    let refused: u64 = m
+        .lines()
+        .filter(|l| l.starts_with("shadowdiff_tap_refused_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(refused >= 4, "{m}");
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_responses_total{class=\"4xx\"}"),
+        refused,
+        "{m}"
+    );
     assert_eq!(
         metric_in(&m, "shadowdiff_tap_refused_total{reason=\"foreign_host\"}"),
         1

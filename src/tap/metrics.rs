@@ -60,14 +60,17 @@ pub enum Refusal {
     TooLarge,
     /// The request could not be turned into an upstream request.
     BadRequest,
+    /// The request head is larger than `--max-header-bytes` (hyper answers 431).
+    HeadTooLarge,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 4] = [
+    const ALL: [Refusal; 5] = [
         Refusal::Connect,
         Refusal::ForeignHost,
         Refusal::TooLarge,
         Refusal::BadRequest,
+        Refusal::HeadTooLarge,
     ];
 
     fn name(self) -> &'static str {
@@ -76,6 +79,7 @@ impl Refusal {
             Refusal::ForeignHost => "foreign_host",
             Refusal::TooLarge => "too_large",
             Refusal::BadRequest => "bad_request",
+            Refusal::HeadTooLarge => "head_too_large",
         }
     }
 }
@@ -131,16 +135,17 @@ pub struct Metrics {
     pub connections_open: AtomicI64,
     /// Clients that went away (or broke their request body) before the exchange ended.
     pub client_aborted: AtomicU64,
-    refused: [AtomicU64; 4],
+    refused: [AtomicU64; 5],
     upstream_errors: [AtomicU64; 5],
     /// Request arrival to last response byte, as seen by the tap.
     pub latency: Histogram,
 }
 
 impl Metrics {
-    /// Counts a refused request.
+    /// Counts a refused request and the 4xx answer the tap gave it.
     pub fn refuse(&self, r: Refusal) {
         self.refused[r as usize].fetch_add(1, Ordering::Relaxed);
+        self.responses[3].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests refused for `r`.
@@ -199,7 +204,7 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
     labelled(
         &mut out,
         "shadowdiff_tap_responses_total",
-        "Responses to clients by status class.",
+        "Responses to clients by status class, the tap's own refusals included.",
         "class",
         ["1xx", "2xx", "3xx", "4xx", "5xx"]
             .into_iter()
@@ -337,6 +342,8 @@ mod tests {
         let text = render(&m, &RecorderStats::default(), None);
         assert!(text.contains("shadowdiff_tap_proxied_total 3"), "{text}");
         assert!(text.contains("shadowdiff_tap_responses_total{class=\"5xx\"} 1"));
+        // A refusal is an answer too, though not an exchange proxied.
+        assert!(text.contains("shadowdiff_tap_responses_total{class=\"4xx\"} 1"));
         assert!(text.contains("shadowdiff_tap_request_duration_seconds_bucket{le=\"0.00025\"} 1"));
         assert!(text.contains("shadowdiff_tap_request_duration_seconds_bucket{le=\"0.005\"} 2"));
         assert!(text.contains("shadowdiff_tap_request_duration_seconds_bucket{le=\"30\"} 2"));

@@ -312,6 +312,7 @@ impl Tap {
                         // The client broke its own request off: an abort, whether or not
                         // it is still there to read the answer.
                         drop(pending);
+                        self.metrics.responses[3].fetch_add(1, Ordering::Relaxed);
                         return plain(StatusCode::BAD_REQUEST, "request body broken off\n");
                     }
                     RequestEnd::Open | RequestEnd::Complete => {}
@@ -854,6 +855,14 @@ pub async fn serve(
             tokio::select! {
                 r = conn.as_mut() => {
                     if let Err(e) = r {
+                        // hyper answers an oversized head with 431 itself, before any
+                        // handler runs: its error is the only trace of that answer.
+                        if e
+                            .downcast_ref::<hyper::Error>()
+                            .is_some_and(hyper::Error::is_parse_too_large)
+                        {
+                            metrics.refuse(Refusal::HeadTooLarge);
+                        }
                         tracing::debug!("tap: connection from {peer}: {e}");
                     }
                 }
