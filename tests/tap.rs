@@ -477,7 +477,10 @@ async fn a_recorder_that_cannot_write_does_not_touch_traffic_and_drops_are_count
     assert_eq!(tap.metric("shadowdiff_tap_recorded_total").await, 0);
     assert!(tap.metric("shadowdiff_tap_write_failures_total").await >= 1);
     assert_every_exchange_accounted(&tap).await;
-    tap.stop_async().await;
+    let log = tap.stop_async().await;
+    // Standard error is a pipe here, as in a log file or a journal: no colour codes.
+    assert!(log.contains("recording is failing"), "{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
 
     // A slow disk: 200 ms per write behind a queue of 2. Waiting for the disk would take
     // 50 x 200 ms = 10 s; the clients see no delay and the overflow is counted.
