@@ -211,7 +211,7 @@ fn is_token(s: &str) -> bool {
 /// A request target in one of HTTP/1.1's forms. `*` is taken with any method and
 /// host:port with CONNECT only: the tap records whatever target its HTTP parser accepted,
 /// and importers write the request line as captured, so the reader takes what they write.
-fn is_request_target(method: &str, uri: &str) -> bool {
+pub fn is_request_target(method: &str, uri: &str) -> bool {
     if uri.starts_with('/') {
         // Nearly every line: the one check a good line pays.
         return true;

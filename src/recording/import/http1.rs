@@ -429,9 +429,18 @@ fn parse_head(
                     first_line()
                 )));
             }
+            let (method, target) = (req.method.unwrap_or_default(), req.path.unwrap_or_default());
+            // A target the recording format does not take would make the whole recording
+            // unreadable later; refused here, it is one skipped message.
+            if !crate::recording::format::is_request_target(method, target) {
+                return Err(ParseError::Malformed(format!(
+                    "expected a request target (a path, an absolute URI, `*`, or host:port \
+                     for CONNECT), found {target:?}"
+                )));
+            }
             let start = StartLine::Request {
-                method: req.method.unwrap_or_default().to_string(),
-                target: req.path.unwrap_or_default().to_string(),
+                method: method.to_string(),
+                target: target.to_string(),
             };
             let headers = req
                 .headers
