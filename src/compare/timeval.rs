@@ -135,12 +135,48 @@ fn within(a_us: i64, b_us: i64, tol: Duration) -> bool {
     delta <= tol.as_micros()
 }
 
-/// True when both strings read as times and are at most `tol` apart.
+/// True when both strings read as times in the same format and are at most `tol` apart.
+/// Another format (an HTTP date for RFC 3339, another zone offset, a space for the `T`) is
+/// a change a client parsing the old one can trip over, not noise.
 pub fn within_tolerance_str(a: &str, b: &str, tol: Duration) -> bool {
     match (parse_time_us(a), parse_time_us(b)) {
-        (Some(x), Some(y)) => within(x, y, tol),
+        (Some(x), Some(y)) => within(x, y, tol) && shape(a) == shape(b),
         _ => false,
     }
+}
+
+/// The format of a time as text: each run of digits becomes `0`, each run of letters `a`
+/// (case and day or month names aside), and a fraction of a second is left out, since
+/// writers drop it when it is zero (`20Z` beside `20.5Z`).
+fn shape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+            out.push('0');
+            if chars.peek() == Some(&'.') {
+                let mut ahead = chars.clone();
+                ahead.next();
+                if ahead.peek().is_some_and(char::is_ascii_digit) {
+                    chars = ahead;
+                    while chars.peek().is_some_and(char::is_ascii_digit) {
+                        chars.next();
+                    }
+                }
+            }
+        } else if c.is_ascii_alphabetic() {
+            while chars.peek().is_some_and(char::is_ascii_alphabetic) {
+                chars.next();
+            }
+            out.push('a');
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// True when both numbers read as epoch times in the same unit and are at most `tol` apart.
@@ -272,10 +308,26 @@ mod tests {
             tol
         ));
         assert!(within_tolerance_str(
-            "2023-11-14T22:13:20Z",
-            "Tue, 14 Nov 2023 22:13:22 GMT",
+            "Tue, 14 Nov 2023 22:13:20 GMT",
+            "Wed, 15 Nov 2023 00:00:00 GMT",
+            Duration::from_secs(86_400)
+        ));
+        assert!(within_tolerance_str(
+            "2023-11-14t22:13:20z",
+            "2023-11-14T22:13:21.25Z",
             tol
         ));
+        // The same moment in another format is a change, not noise.
+        for other in [
+            "Tue, 14 Nov 2023 22:13:20 GMT",
+            "2023-11-14T23:13:20+01:00",
+            "2023-11-14 22:13:20Z",
+        ] {
+            assert!(
+                !within_tolerance_str("2023-11-14T22:13:20Z", other, tol),
+                "{other}"
+            );
+        }
         assert!(!within_tolerance_str(
             "2023-11-14T22:13:20Z",
             "2023-11-14T23:13:20Z",
