@@ -64,8 +64,20 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Replay(args) => {
             let cfg = ReplayConfig::from_args(&args)?;
-            // Read the earlier result first: a typo in its name should not cost a replay.
+            // Read the earlier result and try the report paths first: a typo in a name
+            // should not cost a replay.
             let previous = load_previous(args.reports.previous.as_deref())?;
+            for path in [
+                cfg.json.as_deref(),
+                args.reports.html.as_deref(),
+                args.reports.junit.as_deref(),
+                args.reports.markdown.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                report::check_output(path).map_err(|e| Error::io(path, e))?;
+            }
             let rt = runtime(args.threads)?;
             let mut result = rt.block_on(replay_with_progress(&cfg, cli.quiet))?;
             deliver(

@@ -290,3 +290,38 @@ fn unreachable_target_exits_3_naming_the_target() {
         describe(&o)
     );
 }
+
+#[test]
+fn an_unwritable_report_path_is_refused_before_any_request_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &[get("a", "/", 1)]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = seen.clone();
+    let server = rt.block_on(TestServer::start(move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Answer::json(200, "{}")
+    }));
+    let json = dir.path().join("ok.json");
+    let o = shadowdiff(&[
+        "replay",
+        rec.to_str().unwrap(),
+        "--baseline",
+        &server.url(),
+        "--candidate",
+        &server.url(),
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        "/nonexistent/dir/x.html",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("/nonexistent/dir/x.html"),
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // The check leaves no file of its own behind.
+    assert!(!json.exists());
+}

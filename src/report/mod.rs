@@ -44,6 +44,25 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
     }
 }
 
+/// Checks that `path` can be written (`-` always can), without leaving a file behind that
+/// was not there: a replay that runs for an hour should learn of a typo in a report's
+/// directory before it starts, not after.
+pub fn check_output(path: &Path) -> io::Result<()> {
+    if path.as_os_str() == "-" {
+        return Ok(());
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    if !existed {
+        std::fs::remove_file(path)?;
+    }
+    Ok(())
+}
+
 fn write_tolerating_broken_pipe(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     match w.write_all(bytes).and_then(|()| w.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
