@@ -31,8 +31,11 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk;
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet --bin shadowdiff
-BIN=$PWD/target/release/shadowdiff
+# BIN=path/to/shadowdiff measures another build (an earlier commit, say) on the same terms.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --bin shadowdiff
+  BIN=$PWD/target/release/shadowdiff
+fi
 # Under target/, not /tmp: a neighbour cleaning /tmp must not pull the floor away mid-run.
 work=$(mktemp -d "$PWD/target/tap-bench.XXXXXX")
 cleanup() {
