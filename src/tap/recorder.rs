@@ -8,10 +8,12 @@
 //!
 //! Files are written by [`RecordingWriter`]: `NAME.partial`, mode 0600, renamed when
 //! complete; zstd when the name ends in `.zst`. An existing `.partial` is never replaced.
-//! What is written reaches the disk within about a second: the file is flushed when the
-//! queue runs dry and at least every [`FLUSH_EVERY`] while it does not, and synced at most
-//! that often, so a tap killed without warning leaves a `.partial` holding all but its last
-//! second or so.
+//! What is written reaches the operating system within about a second: the file is flushed
+//! when the queue runs dry and at least every [`FLUSH_EVERY`] while it does not, so a tap
+//! killed without warning (SIGKILL, the OOM killer) leaves a `.partial` holding all but its
+//! last second or so. It is synced to the disk when complete, not every second: a sync a
+//! second would write out data the kernel may never have to (a file deleted soon after) and
+//! stall the recorder on a busy disk, for a gain only when the whole machine fails.
 
 use super::redact::Redactor;
 use super::sample::{Admit, Coverage, Quota};
@@ -36,10 +38,9 @@ const BATCH_PAUSE: Duration = Duration::from_millis(2);
 /// How long the queue must stay empty before the recorder blocks on it.
 const IDLE_BEFORE_BLOCKING: Duration = Duration::from_millis(50);
 
-/// The longest written data waits for the disk: a busy recorder flushes and syncs this
-/// often; an idle one flushes before it blocks and syncs within this time. Once a second
-/// costs one write and one `fdatasync` (and, for zstd, one block boundary) per second on
-/// the recorder's thread, nothing on the proxy's.
+/// The longest written data waits in the recorder's buffers: a busy recorder flushes this
+/// often, an idle one before it blocks. Once a second costs one write (and, for zstd, one
+/// block boundary) per second on the recorder's thread, nothing on the proxy's.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// Settings of the recorder.
@@ -304,9 +305,7 @@ struct Files {
     warned: bool,
     /// Written to the current file since it was last flushed.
     dirty: bool,
-    /// Flushed to the operating system since it was last synced.
-    unsynced: bool,
-    synced_at: Instant,
+    flushed_at: Instant,
 }
 
 impl Files {
@@ -329,8 +328,7 @@ impl Files {
             completed: Vec::new(),
             warned: false,
             dirty: false,
-            unsynced: false,
-            synced_at: Instant::now(),
+            flushed_at: Instant::now(),
         }
     }
 
@@ -398,7 +396,6 @@ impl Files {
         // The minimum is per file: the next file starts counting from zero.
         self.quota.reset(&self.coverage);
         self.dirty = false;
-        self.unsynced = false;
         if let Some(w) = self.writer.take() {
             match w.finish() {
                 Ok(p) => {
@@ -484,23 +481,18 @@ impl Files {
     }
 
     /// Flushes what was written when it has waited long enough: at once when `idle` (the
-    /// queue ran dry), otherwise once [`FLUSH_EVERY`] has passed since the last sync; syncs
-    /// at most that often.
+    /// queue ran dry), otherwise once [`FLUSH_EVERY`] has passed since the last flush.
     fn flush_if_due(&mut self, idle: bool) {
         let Some(w) = self.writer.as_mut() else {
             return;
         };
-        let sync = self.synced_at.elapsed() >= FLUSH_EVERY;
-        if !(self.dirty && (idle || sync) || self.unsynced && sync) {
+        if !self.dirty || !idle && self.flushed_at.elapsed() < FLUSH_EVERY {
             return;
         }
-        match w.flush(sync) {
+        match w.flush(false) {
             Ok(()) => {
                 self.dirty = false;
-                self.unsynced = !sync;
-                if sync {
-                    self.synced_at = Instant::now();
-                }
+                self.flushed_at = Instant::now();
             }
             Err(e) => {
                 // As after a failed write: the file's state is unknown, so it is closed as
