@@ -199,10 +199,14 @@ impl LoadedConfig {
             }),
             Err(e) => {
                 let line = e.span().map(|s| line_of(&text, s.start)).unwrap_or(1);
+                let message = match e.span().and_then(|s| key_of_value_at(&text, s.start)) {
+                    Some(key) => format!("{key}: {}", e.message()),
+                    None => e.message().to_string(),
+                };
                 Err(Error::Input {
                     file: path.to_path_buf(),
                     line,
-                    message: e.message().to_string(),
+                    message,
                 })
             }
         }
@@ -223,9 +227,50 @@ impl LoadedConfig {
     }
 }
 
+/// The key whose value is at byte `at` of `text`, with its table (`noise.relative`), when
+/// `at` is in a value written after `key =` on the same line: toml's errors point at the
+/// value but name only what was expected.
+fn key_of_value_at(text: &str, at: usize) -> Option<String> {
+    let at = at.min(text.len());
+    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text[start..at].split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('#') {
+        return None;
+    }
+    let table = text[..start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        l.starts_with('[').then(|| {
+            l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+        })
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key() {
+        let e = parse("time_tolerance = \"5s\"\n\n[noise]\nrelative = \"x\"\n").unwrap_err();
+        match e {
+            Error::Input { line, message, .. } => {
+                assert_eq!(line, 4, "{message}");
+                assert!(message.starts_with("noise.relative: "), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = parse("time_tolerance = 5\n").unwrap_err();
+        assert!(e.to_string().contains("time_tolerance: "), "{e}");
+    }
 
     fn parse(text: &str) -> Result<LoadedConfig> {
         LoadedConfig::parse(Path::new("shadowdiff.toml"), text.to_string())
