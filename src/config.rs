@@ -17,6 +17,7 @@ use file::LoadedConfig;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use toml::Spanned;
 
 /// How exchanges are paced.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -357,14 +358,14 @@ impl ReplayConfig {
 
         // Thresholds: defaults, then the file, then flags.
         let mut th = Thresholds::default();
-        if let Some(v) = fc.noise.relative {
-            th.noise_relative = v;
+        if let Some(v) = &fc.noise.relative {
+            th.noise_relative = margin_at(file, "noise.relative", v)?;
         }
-        if let Some(v) = fc.noise.absolute_pct {
-            th.noise_absolute_pct = v;
+        if let Some(v) = &fc.noise.absolute_pct {
+            th.noise_absolute_pct = points_at(file, "noise.absolute_pct", v)?;
         }
-        if let Some(v) = fc.latency.relative {
-            th.latency_relative = v;
+        if let Some(v) = &fc.latency.relative {
+            th.latency_relative = margin_at(file, "latency.relative", v)?;
         }
         if let (Some(f), Some(s)) = (file, &fc.latency.absolute) {
             th.latency_absolute_us = duration_at(f, "latency.absolute", s)?.as_micros() as u64;
@@ -376,12 +377,29 @@ impl ReplayConfig {
             th.fail_on = parse_fail_on(&list.get_ref().join(","))
                 .map_err(|e| file_error(file, list.span(), "gate.fail_on", e))?;
         }
-        th.max_diff_rate = fc.gate.max_diff_rate;
+        if let Some(v) = &fc.gate.max_diff_rate {
+            let r = *v.get_ref();
+            if !(0.0..=1.0).contains(&r) {
+                return Err(file_error(
+                    file,
+                    v.span(),
+                    "gate.max_diff_rate",
+                    format!("expected a share between 0 and 1, found {r}"),
+                ));
+            }
+            th.max_diff_rate = Some(r);
+        }
         for r in &fc.noise_rule {
             th.noise_rules.push(NoiseRule {
                 interfaces: r.interfaces.get_ref().clone(),
-                relative: r.relative.unwrap_or(th.noise_relative),
-                absolute_pct: r.absolute_pct.unwrap_or(th.noise_absolute_pct),
+                relative: match &r.relative {
+                    Some(v) => margin_at(file, "noise_rule.relative", v)?,
+                    None => th.noise_relative,
+                },
+                absolute_pct: match &r.absolute_pct {
+                    Some(v) => points_at(file, "noise_rule.absolute_pct", v)?,
+                    None => th.noise_absolute_pct,
+                },
             });
         }
         if let Some(s) = &a.fail_on {
@@ -526,6 +544,34 @@ impl ReplayConfig {
             })?,
         })
     }
+}
+
+/// A relative margin from the rules file: a share, 0 or more (0.2 = 20%).
+fn margin_at(file: Option<&LoadedConfig>, key: &str, v: &Spanned<f64>) -> Result<f64> {
+    let x = *v.get_ref();
+    if x.is_finite() && x >= 0.0 {
+        return Ok(x);
+    }
+    Err(file_error(
+        file,
+        v.span(),
+        key,
+        format!("expected a share, 0 or more (0.2 = 20%), found {x}"),
+    ))
+}
+
+/// An absolute margin from the rules file, in percentage points: 0 to 100.
+fn points_at(file: Option<&LoadedConfig>, key: &str, v: &Spanned<f64>) -> Result<f64> {
+    let x = *v.get_ref();
+    if (0.0..=100.0).contains(&x) {
+        return Ok(x);
+    }
+    Err(file_error(
+        file,
+        v.span(),
+        key,
+        format!("expected percentage points between 0 and 100, found {x}"),
+    ))
 }
 
 /// An error at a span of the rules file (or a usage error when there is no file).

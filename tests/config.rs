@@ -311,6 +311,30 @@ fn bad_config_names_file_line_and_key() {
             "[[tolerance]]\npath = \"$.a\"\n",
             "bad.toml:2: tolerance: expected `absolute`, `relative` or both",
         ),
+        (
+            "[noise]\nrelative = \"x\"\n",
+            "bad.toml:2: noise.relative: invalid type: string \"x\", expected f64",
+        ),
+        (
+            "[noise]\nrelative = 0.2\nabsolute_pct = 500\n",
+            "bad.toml:3: noise.absolute_pct: expected percentage points between 0 and 100, found 500",
+        ),
+        (
+            "[noise]\nrelative = -5\n",
+            "bad.toml:2: noise.relative: expected a share, 0 or more",
+        ),
+        (
+            "[latency]\nrelative = -1\n",
+            "bad.toml:2: latency.relative: expected a share, 0 or more",
+        ),
+        (
+            "[gate]\nmax_diff_rate = 5\n",
+            "bad.toml:2: gate.max_diff_rate: expected a share between 0 and 1, found 5",
+        ),
+        (
+            "[[noise_rule]]\ninterfaces = \"GET /x\"\nabsolute_pct = -1\n",
+            "bad.toml:3: noise_rule.absolute_pct: expected percentage points",
+        ),
     ] {
         let cfg = dir.path().join("bad.toml");
         std::fs::write(&cfg, text).unwrap();

@@ -74,9 +74,9 @@ pub struct MissingRuleSection {
 #[serde(deny_unknown_fields)]
 pub struct NoiseSection {
     /// Relative margin of the raw rate over the noise rate (Diffy: 0.2).
-    pub relative: Option<f64>,
+    pub relative: Option<Spanned<f64>>,
     /// Absolute margin in percentage points (Diffy: 0.03).
-    pub absolute_pct: Option<f64>,
+    pub absolute_pct: Option<Spanned<f64>>,
 }
 
 /// `[latency]`
@@ -84,7 +84,7 @@ pub struct NoiseSection {
 #[serde(deny_unknown_fields)]
 pub struct LatencySection {
     /// Relative slowdown of the paired median that counts (0.25).
-    pub relative: Option<f64>,
+    pub relative: Option<Spanned<f64>>,
     /// Absolute slowdown it also needs (`2ms`).
     pub absolute: Option<Spanned<String>>,
     /// Pairs needed before judging.
@@ -98,7 +98,7 @@ pub struct GateSection {
     /// Classes that fail the run.
     pub fail_on: Option<Spanned<Vec<String>>>,
     /// Share of compared exchanges that may differ.
-    pub max_diff_rate: Option<f64>,
+    pub max_diff_rate: Option<Spanned<f64>>,
 }
 
 /// `[[ignore]]`
@@ -146,9 +146,9 @@ pub struct NoiseRuleEntry {
     /// Glob on the interface key.
     pub interfaces: Spanned<String>,
     /// Relative margin for these interfaces.
-    pub relative: Option<f64>,
+    pub relative: Option<Spanned<f64>>,
     /// Absolute margin (percentage points) for these interfaces.
-    pub absolute_pct: Option<f64>,
+    pub absolute_pct: Option<Spanned<f64>>,
 }
 
 /// `[redact]` (used by the tap)
