@@ -697,12 +697,7 @@ mod tests {
     fn diff_lists_at_most_max_diffs_plus_summary() {
         let a: Vec<u32> = (0..1000).collect();
         let b: Vec<u32> = (1..1001).collect();
-        let mk = |v: &Vec<u32>| Observed {
-            status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: Bytes::from(serde_json::to_vec(v).unwrap()),
-            ..Default::default()
-        };
+        let mk = |v: &Vec<u32>| mk_json(&serde_json::json!(v));
         let o = CompareOptions::default();
         let d = diff(&mk(&a), &mk(&b), &o);
         assert_eq!(d.len(), o.max_diffs + 1);

@@ -30,8 +30,9 @@
 //!    sends the copy to the candidate in a task of its own (cap reached: dropped and
 //!    counted). Nothing on this path waits for the disk or the candidate.
 //! 7. **Record** (recorder thread): the per-file minimum decides, [`redact`] replaces
-//!    secrets, the line is written to `NAME.partial` (0600) and reaches the disk within
-//!    about a second (so a killed tap loses at most that), rotation and rename follow.
+//!    secrets, the line is written to `NAME.partial` (0600) and reaches the operating
+//!    system within about a second (so a killed tap loses at most that), rotation and
+//!    rename follow.
 //! 8. **Stop** ([`run`]): on SIGTERM or SIGINT the listener closes, open connections finish
 //!    their exchanges within `--shutdown-grace`, the recorder drains its queue and renames
 //!    the file: the recording is complete and valid.
