@@ -610,6 +610,64 @@ async fn candidate_failures_are_outcomes_not_silence() {
     assert_eq!(i["errors"][0]["count"], 5);
 }
 
+/// A recorded request no connection can carry (a space in its target, a line break in a
+/// header value) is skipped as `unsendable`, with the reason in every report; it is not the
+/// baseline's error, and the good exchanges beside it are judged as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_no_connection_can_carry_is_skipped_not_a_baseline_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad_header = get("bad-header", "/users/2", 2);
+    bad_header
+        .request
+        .headers
+        .push(("x-note".into(), "a\r\nx-injected: 1".into()));
+    let items = vec![
+        get("good", "/users/1", 1),
+        bad_header,
+        get("bad-target", "/users/3?q=a b", 3),
+    ];
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let server = TestServer::start(move |s| {
+        s2.lock().unwrap().push(s.path_and_query.clone());
+        Answer::json(200, "{}")
+    })
+    .await;
+    let json = dir.path().join("r.json");
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        server.url(),
+        "--candidate".into(),
+        server.url(),
+        "--no-noise-probe".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_counts_consistent(&r);
+    assert_eq!(r["summary"]["identical"], 1, "{:#}", r["summary"]);
+    assert_eq!(r["summary"]["skipped"], 2);
+    assert_eq!(r["summary"]["baseline_error"], 0);
+    assert_eq!(r["summary"]["skipped_reasons"]["unsendable"], 2);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["/users/1".to_string(), "/users/1".to_string()]
+    );
+    let i = interface(&r, "GET /users/{id}");
+    assert_eq!(i["errors"][0]["side"], "request", "{:#}", i["errors"]);
+    assert_eq!(i["errors"][0]["count"], 2);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("unsendable: 2") && stdout.contains("cannot go on an HTTP connection"),
+        "{stdout}"
+    );
+}
+
 /// A request recorded with its connection's framing (`transfer-encoding: chunked`, a stale
 /// `content-length`) and `expect: 100-continue`, as a tap records an upload: replayed over
 /// HTTP/1.1 and over h2c, each server gets the body whole with its true length, and the two

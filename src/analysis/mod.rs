@@ -156,6 +156,12 @@ impl Aggregator {
         *self.skipped_reasons.entry(reason.to_string()).or_default() += 1;
     }
 
+    /// Notes why an exchange of `interface` was skipped as [`result::UNSENDABLE`] (the
+    /// skip itself is counted by [`Aggregator::record_skip`]).
+    pub fn record_unsendable(&mut self, interface: &str, id: &str, e: &FetchError) {
+        self.iface(interface).error(result::REQUEST_SIDE, e, id);
+    }
+
     /// Counts one exchange of `interface` for `tenant`.
     pub fn record_tenant(&mut self, interface: &str, tenant: &str) {
         count_tenant(&mut self.iface(interface).tenants, tenant, 1);

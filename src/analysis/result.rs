@@ -258,7 +258,8 @@ pub struct Example {
 /// Errors of one side and kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorResult {
-    /// `baseline`, `candidate` or `secondary`.
+    /// `baseline`, `candidate` or `secondary`; or `request` for requests skipped as
+    /// [`UNSENDABLE`], which never reached a target.
     pub side: String,
     /// Class of failure.
     pub kind: FetchErrorKind,
@@ -269,6 +270,13 @@ pub struct ErrorResult {
     /// Up to 5 exchange ids.
     pub samples: Vec<String>,
 }
+
+/// The skip reason of an exchange whose recorded request no HTTP connection can carry (a
+/// target or header value the protocol forbids): nothing was sent, so nothing is judged.
+pub const UNSENDABLE: &str = "unsendable";
+
+/// The [`ErrorResult::side`] that says why requests were skipped as [`UNSENDABLE`].
+pub const REQUEST_SIDE: &str = "request";
 
 /// Latency of one interface.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

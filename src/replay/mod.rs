@@ -18,9 +18,9 @@ pub mod input;
 pub mod select;
 pub mod target;
 
-use crate::analysis::result::{RunInfo, RunResult};
+use crate::analysis::result::{RunInfo, RunResult, UNSENDABLE};
 use crate::analysis::{Aggregator, PairLatency};
-use crate::compare::{judge_for, CompareOptions};
+use crate::compare::{judge_for, CompareOptions, FetchErrorKind, Judgement, Outcome};
 use crate::config::{Pacing, ReplayConfig, Rules};
 use crate::error::{Error, Result};
 use crate::exchange::{Exchange, Side};
@@ -464,6 +464,24 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
     };
     let req = &job.exchange.request;
     let (b, c) = tokio::join!(t.baseline.send(req, start), t.candidate.send(req, start));
+    // A request no HTTP connection can carry (a target or header the recording holds but
+    // the protocol forbids) never reached the baseline: there is nothing to judge, and
+    // counting it as the baseline's error would pass it off as an outage.
+    if let Err(e) = &b {
+        if e.kind == FetchErrorKind::BadRequest {
+            return Replayed {
+                judgement: Judgement {
+                    outcome: Outcome::Skipped,
+                    diffs: Vec::new(),
+                    probe: None,
+                    error: Some(e.clone()),
+                },
+                job,
+                lat: None,
+                probe_error: None,
+            };
+        }
+    }
     // The probe goes after the pair has answered, so it never adds load to the baseline
     // while the baseline's latency is being measured against the candidate's.
     let probe = match (&t.probe, &b) {
@@ -554,9 +572,19 @@ async fn worker(
         if let Some(e) = &r.probe_error {
             agg.record_probe_error(interface, id, e);
         }
-        agg.record(interface, id, &r.judgement, r.lat);
+        if r.judgement.outcome == Outcome::Skipped {
+            agg.record_skip(interface, UNSENDABLE);
+            if let Some(e) = &r.judgement.error {
+                agg.record_unsendable(interface, id, e);
+            }
+        } else {
+            agg.record(interface, id, &r.judgement, r.lat);
+        }
         if let Some(s) = sink.as_mut() {
-            if let Some(line) = DiffLine::judged(id, interface, &r.judgement) {
+            if let Some(mut line) = DiffLine::judged(id, interface, &r.judgement) {
+                if line.outcome == Outcome::Skipped {
+                    line.skip_reason = Some(UNSENDABLE.to_string());
+                }
                 s.write(&line);
             }
         }

@@ -521,6 +521,7 @@ fn page(r: &RunResult) -> Page {
             n.push_str("; replay with --allow-side-effects to include side-effecting methods");
         }
         notes.push(n);
+        notes.extend(words::unsendable_note(r));
     }
     let verdict_fail = r.verdict == Verdict::Fail;
     Page {

@@ -469,6 +469,9 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
             text.push_str("; pass --allow-side-effects to replay them");
         }
         out.line(p.dim(&text));
+        if let Some(n) = words::unsendable_note(r) {
+            out.line(p.dim(&format!("  {n}")));
+        }
     }
     for w in &r.run.warnings {
         out.line(p.wrap("33", &format!("warning: {w}")));

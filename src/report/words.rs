@@ -2,7 +2,27 @@
 //! outputs say the same thing in the same words: the headline, counts with their nouns,
 //! milliseconds, shares, and what the selection (shard, filters) kept.
 
-use crate::analysis::result::{RunResult, Trend, TrendItem, TrendState, Verdict};
+use crate::analysis::result::{
+    RunResult, Trend, TrendItem, TrendState, Verdict, REQUEST_SIDE, UNSENDABLE,
+};
+
+/// Why exchanges were skipped as `unsendable`, with the first one's id and reason: `None`
+/// when none were.
+pub fn unsendable_note(r: &RunResult) -> Option<String> {
+    if !r.summary.skipped_reasons.contains_key(UNSENDABLE) {
+        return None;
+    }
+    let first = r
+        .interfaces
+        .iter()
+        .flat_map(|i| &i.errors)
+        .find(|e| e.side == REQUEST_SIDE)?;
+    let id = first.samples.first().map_or("", String::as_str);
+    Some(format!(
+        "unsendable: the recorded request cannot go on an HTTP connection (exchange {id}: {})",
+        first.message
+    ))
+}
 
 /// `1 exchange`, `2 exchanges`.
 pub fn count_of(n: u64, one: &str, many: &str) -> String {
