@@ -668,6 +668,45 @@ async fn a_request_no_connection_can_carry_is_skipped_not_a_baseline_error() {
     );
 }
 
+/// A noise probe that gets no answer loses only the noise sample, and the terminal report
+/// says so (before, only the JSON and HTML reports did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_noise_probe_is_told_on_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..4)
+        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let ok = TestServer::start(|_| Answer::json(200, "{}")).await;
+    let slow = TestServer::start_delayed(|_| {
+        (
+            Answer::json(200, "{}"),
+            Some(std::time::Duration::from_millis(1200)),
+        )
+    })
+    .await;
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        ok.url(),
+        "--candidate".into(),
+        ok.url(),
+        "--secondary".into(),
+        slow.url(),
+        "--timeout".into(),
+        "300ms".into(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("warning: the noise probe got no usable answer for 4 exchanges")
+            && stdout.contains("timeout"),
+        "{stdout}"
+    );
+}
+
 /// A request recorded with its connection's framing (`transfer-encoding: chunked`, a stale
 /// `content-length`) and `expect: 100-continue`, as a tap records an upload: replayed over
 /// HTTP/1.1 and over h2c, each server gets the body whole with its true length, and the two

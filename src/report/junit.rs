@@ -159,6 +159,8 @@ fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
         let class = match e.side.as_str() {
             "candidate" => "candidate_error",
             "baseline" => "baseline_error",
+            // Requests skipped as unsendable never reached a target.
+            "request" => "unsendable",
             // Noise-probe failures lose a noise sample, never an outcome.
             _ => "secondary_error",
         };

@@ -198,6 +198,18 @@ fn render(r: &RunResult) -> String {
         c.baseline_error,
         c.skipped
     );
+    // What a reader of the summary must not miss about how far the verdict reaches.
+    let cautions: Vec<String> = words::probe_failures(r)
+        .into_iter()
+        .chain(words::unsendable_note(r))
+        .chain(r.run.warnings.iter().cloned())
+        .collect();
+    if !cautions.is_empty() {
+        md.push('\n');
+        for line in cautions {
+            let _ = writeln!(md, "- warning: {}", md_text(&line));
+        }
+    }
     let selection = words::selection_lines(r);
     if !selection.is_empty() {
         md.push('\n');

@@ -435,7 +435,8 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
         }
     }
     let skipped = r.summary.counts.skipped;
-    if noise.is_empty() && skipped == 0 && r.run.warnings.is_empty() {
+    let probe = words::probe_failures(r);
+    if noise.is_empty() && skipped == 0 && r.run.warnings.is_empty() && probe.is_none() {
         return;
     }
     out.blank();
@@ -472,6 +473,9 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
         if let Some(n) = words::unsendable_note(r) {
             out.line(p.dim(&format!("  {n}")));
         }
+    }
+    if let Some(text) = probe {
+        out.line(p.wrap("33", &format!("warning: {text}")));
     }
     for w in &r.run.warnings {
         out.line(p.wrap("33", &format!("warning: {w}")));

@@ -24,6 +24,27 @@ pub fn unsendable_note(r: &RunResult) -> Option<String> {
     ))
 }
 
+/// How often the noise probe (the second baseline call) failed, with the first failure:
+/// those exchanges were judged without a noise sample, so their differences had less to be
+/// explained by. `None` when it never failed.
+pub fn probe_failures(r: &RunResult) -> Option<String> {
+    let mut failed = r
+        .interfaces
+        .iter()
+        .flat_map(|i| i.errors.iter().map(move |e| (i, e)))
+        .filter(|(_, e)| e.side == "secondary");
+    let (i, first) = failed.next()?;
+    let total = first.count + failed.map(|(_, e)| e.count).sum::<u64>();
+    let id = first.samples.first().map_or("", String::as_str);
+    Some(format!(
+        "the noise probe got no usable answer for {}, judged without a noise sample (first: {} {id}, {}: {})",
+        count_of(total, "exchange", "exchanges"),
+        i.interface,
+        first.kind,
+        first.message
+    ))
+}
+
 /// `1 exchange`, `2 exchanges`.
 pub fn count_of(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
