@@ -43,6 +43,19 @@ pub enum MergeError {
         /// What is wrong.
         message: String,
     },
+    /// The same result given twice (the same file, or a copy of it).
+    #[error(
+        "{other} is the same result as {first} (made at {created}); merging it twice would \
+         count each of its exchanges twice"
+    )]
+    Duplicate {
+        /// The first input.
+        first: String,
+        /// The input that repeats it.
+        other: String,
+        /// When that result was made.
+        created: String,
+    },
     /// Shards that cannot belong to one split.
     #[error("{message}")]
     Shards {
@@ -62,6 +75,25 @@ pub fn merge(inputs: &[(String, RunResult)]) -> Result<RunResult, MergeError> {
             return Err(MergeError::Thresholds {
                 first: first_label.clone(),
                 other: label.clone(),
+            });
+        }
+    }
+    // A run's creation time (to the microsecond), recordings and targets identify it; a
+    // shard's result already fails below as a repeated shard, with a clearer message.
+    for (n, (label, r)) in inputs.iter().enumerate() {
+        let same = inputs[..n].iter().find(|(_, o)| {
+            r.run.shard.is_none()
+                && o.run.shard.is_none()
+                && o.run.created == r.run.created
+                && o.run.recordings == r.run.recordings
+                && o.run.baseline == r.run.baseline
+                && o.run.candidate == r.run.candidate
+        });
+        if let Some((first, _)) = same {
+            return Err(MergeError::Duplicate {
+                first: first.clone(),
+                other: label.clone(),
+                created: r.run.created.clone(),
             });
         }
     }
@@ -634,11 +666,25 @@ mod tests {
     #[test]
     fn unsharded_runs_add_up() {
         let one = unsharded();
-        let two = merge(&[("a".into(), one.clone()), ("b".into(), one.clone())]).unwrap();
+        let mut other = one.clone();
+        other.run.created = "2026-11-03T10:00:00.000001Z".into();
+        let two = merge(&[("a".into(), one.clone()), ("b".into(), other)]).unwrap();
         assert_eq!(two.summary.counts.total, 2 * one.summary.counts.total);
         assert_eq!(two.run.exchanges_read, 2 * N);
         assert!(two.run.shard.is_none());
         let samples = &two.interfaces[0].fields[0].samples;
         assert!(samples.len() <= MAX_SAMPLES);
+    }
+
+    #[test]
+    fn the_same_result_twice_is_refused() {
+        let one = unsharded();
+        let e = merge(&[("a.json".into(), one.clone()), ("b.json".into(), one)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("b.json is the same result as a.json") && e.contains("twice"),
+            "{e}"
+        );
     }
 }
