@@ -2,6 +2,7 @@
 //! HTTP/2, readiness, pacing, and the JSON result against its schema.
 
 use crate::util::*;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -308,7 +309,11 @@ async fn host_header_is_rewritten_and_set_header_replaces_recorded_values() {
         .await;
         assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
         let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 3, "baseline, candidate, noise probe");
+        assert_eq!(
+            seen.len(),
+            4,
+            "baseline, candidate, noise probe and the candidate's second request"
+        );
         for (host, auth) in seen.iter() {
             assert_eq!(host, &expect_host, "{mode}");
             assert_eq!(auth, "Bearer real-token");
@@ -347,7 +352,8 @@ async fn h2c_targets_speak_http2_prior_knowledge() {
     let r = read_json(&json);
     assert_eq!(r["summary"]["identical"], 10);
     let v = versions.lock().unwrap();
-    assert_eq!(v.len(), 30);
+    // Baseline, candidate, the noise probe and the candidate's second request.
+    assert_eq!(v.len(), 40);
     assert!(v.iter().all(|v| *v == http::Version::HTTP_2), "{v:?}");
 }
 
@@ -595,6 +601,8 @@ async fn candidate_failures_are_outcomes_not_silence() {
         "400ms".into(),
         "--concurrency".into(),
         "1".into(),
+        // Every other request is late: the candidate's second requests would shift which.
+        "--no-noise-probe".into(),
         "--json".into(),
         json.display().to_string(),
     ])
@@ -701,10 +709,165 @@ async fn a_failing_noise_probe_is_told_on_the_terminal() {
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
-        stdout.contains("warning: the noise probe got no usable answer for 4 exchanges")
+        stdout.contains("warning: the noise probe failed, or answered with another status than the baseline, for 4 exchanges")
             && stdout.contains("timeout"),
         "{stdout}"
     );
+}
+
+/// A noise probe that answers with another status (an overloaded or refusing second
+/// baseline) measures nothing about fields: a real change still fails the run, a candidate
+/// 404 is not explained by the probe's 503, and the reports say the probe was unusable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_answering_with_another_status_explains_nothing_but_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..20)
+        .map(|i| get(&format!("e{i}"), &format!("/prod/{i}"), i))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let base = TestServer::start(|_| Answer::json(200, r#"{"price":42.5,"name":"a"}"#)).await;
+    let cand = TestServer::start(|_| Answer::json(200, r#"{"price":"42.5","name":"a"}"#)).await;
+    let gone = TestServer::start(|_| Answer::json(404, r#"{"error":"not found"}"#)).await;
+    let busy = TestServer::start(|_| Answer::json(503, r#"{"error":"overloaded"}"#)).await;
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[missing_rule]\nbody = \"no route\"\n").unwrap();
+    for (candidate, what) in [(&cand, "$.price"), (&gone, "200 → 404")] {
+        let json = dir.path().join("r.json");
+        let o = shadowdiff_async(vec![
+            "replay".into(),
+            rec.display().to_string(),
+            "--baseline".into(),
+            base.url(),
+            "--candidate".into(),
+            candidate.url(),
+            "--secondary".into(),
+            busy.url(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--json".into(),
+            json.display().to_string(),
+        ])
+        .await;
+        assert_eq!(o.status.code(), Some(1), "{what}: {}", describe(&o));
+        let r = read_json(&json);
+        assert_counts_consistent(&r);
+        assert_eq!(r["summary"]["different"], 20, "{what}: {:#}", r["summary"]);
+        let i = interface(&r, "GET /prod/{id}");
+        let flagged: Vec<&str> = ["fields", "status"]
+            .iter()
+            .flat_map(|k| i[k].as_array().unwrap())
+            .filter(|p| p["regression"] == true)
+            .map(|p| p["path"].as_str().unwrap())
+            .collect();
+        assert!(flagged.contains(&what), "{what}: {flagged:?}");
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains("answered with another status than the baseline, for 20 exchanges")
+                && stdout.contains("answered 503 where the baseline answered 200"),
+            "{stdout}"
+        );
+    }
+}
+
+/// The default probe repeats only safe requests on the baseline (a second POST answers
+/// "already done", which is no measure of noise), and sends the candidate the same second
+/// request at the same moment, so both carry the same load; a `--secondary` of its own gets
+/// every request once, as the baseline and candidate do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_baseline_is_asked_twice_only_for_safe_requests_and_the_candidate_as_often() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut items: Vec<_> = (0..10)
+        .map(|i| get(&format!("g{i}"), &format!("/items/{i}"), i))
+        .collect();
+    for i in 0..10 {
+        let mut e = get(&format!("p{i}"), "/orders", 100 + i);
+        e.request.method = "POST".into();
+        e.request.body = bytes::Bytes::from(format!(r#"{{"key":{i}}}"#));
+        items.push(e);
+    }
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let counter = |n: Arc<Mutex<HashMap<String, u64>>>| {
+        move |s: Seen| {
+            *n.lock().unwrap().entry(s.method.clone()).or_default() += 1;
+            Answer::json(200, "{}")
+        }
+    };
+    // The baseline answers a repeated order as a duplicate; the candidate fails every order.
+    let seen_keys = Arc::new(Mutex::new(std::collections::HashSet::new()));
+    let base_counts = Arc::new(Mutex::new(HashMap::new()));
+    let (bk, bc) = (seen_keys.clone(), base_counts.clone());
+    let base = TestServer::start(move |s| {
+        *bc.lock().unwrap().entry(s.method.clone()).or_default() += 1;
+        if s.method == "POST" {
+            if !bk.lock().unwrap().insert(s.body.clone()) {
+                return Answer::json(409, r#"{"error":"duplicate"}"#);
+            }
+            return Answer::json(201, "{}");
+        }
+        Answer::json(200, "{}")
+    })
+    .await;
+    let cand_counts = Arc::new(Mutex::new(HashMap::new()));
+    let cc = cand_counts.clone();
+    let cand = TestServer::start(move |s| {
+        *cc.lock().unwrap().entry(s.method.clone()).or_default() += 1;
+        if s.method == "POST" {
+            return Answer::json(500, r#"{"error":"boom"}"#);
+        }
+        Answer::json(200, "{}")
+    })
+    .await;
+    let json = dir.path().join("r.json");
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        base.url(),
+        "--candidate".into(),
+        cand.url(),
+        "--allow-side-effects".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_eq!(r["summary"]["different"], 10, "{:#}", r["summary"]);
+    let i = interface(&r, "POST /orders");
+    assert_eq!(i["status"][0]["path"], "201 → 500");
+    assert_eq!(i["status"][0]["regression"], true);
+    let counts = |m: &Arc<Mutex<HashMap<String, u64>>>| {
+        let m = m.lock().unwrap();
+        (m.get("GET").copied(), m.get("POST").copied())
+    };
+    assert_eq!(counts(&base_counts), (Some(20), Some(10)));
+    assert_eq!(counts(&cand_counts), (Some(20), Some(10)));
+
+    // A secondary of its own gets every request once; the candidate no second one.
+    let sec_counts = Arc::new(Mutex::new(HashMap::new()));
+    let secondary = TestServer::start(counter(sec_counts.clone())).await;
+    let (b2, c2) = (
+        Arc::new(Mutex::new(HashMap::new())),
+        Arc::new(Mutex::new(HashMap::new())),
+    );
+    let base2 = TestServer::start(counter(b2.clone())).await;
+    let cand2 = TestServer::start(counter(c2.clone())).await;
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        base2.url(),
+        "--candidate".into(),
+        cand2.url(),
+        "--secondary".into(),
+        secondary.url(),
+        "--allow-side-effects".into(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert_eq!(counts(&sec_counts), (Some(10), Some(10)));
+    assert_eq!(counts(&b2), (Some(10), Some(10)));
+    assert_eq!(counts(&c2), (Some(10), Some(10)));
 }
 
 /// A request recorded with its connection's framing (`transfer-encoding: chunked`, a stale

@@ -206,6 +206,17 @@ impl Aggregator {
         }
         if let Some(probe) = &j.probe {
             agg.probed += 1;
+            if let Some(d) = probe.iter().find(|d| d.kind == DiffKind::Status) {
+                let e = FetchError {
+                    kind: FetchErrorKind::Status,
+                    message: format!(
+                        "answered {} where the baseline answered {}",
+                        d.candidate.as_deref().unwrap_or("-"),
+                        d.baseline.as_deref().unwrap_or("-")
+                    ),
+                };
+                agg.error("secondary", &e, id);
+            }
             // A list cut where some of the rest is at paths not listed is never explained by
             // noise: what was cut off could be anything, so the exchange stays `different`.
             // A list whose rest is at the paths listed adds no path.
@@ -368,8 +379,8 @@ fn interface_result(name: String, a: InterfaceAgg, th: &Thresholds) -> Interface
     let mut fields = Vec::new();
     let mut headers = Vec::new();
     for (key, p) in a.paths {
-        let (list, path) = if key == "status" {
-            (&mut status, key)
+        let (list, path) = if let Some(t) = key.strip_prefix("status:") {
+            (&mut status, t.to_string())
         } else if let Some(h) = key.strip_prefix("header:") {
             (&mut headers, h.to_string())
         } else if key.starts_with("trailer:") {

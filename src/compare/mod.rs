@@ -62,6 +62,9 @@ pub enum FetchErrorKind {
     TooLarge,
     /// The request itself could not be built from the recording.
     BadRequest,
+    /// The noise probe answered, but with another status than the baseline: only its status
+    /// is a noise sample (never an outcome's error).
+    Status,
 }
 
 impl fmt::Display for FetchErrorKind {
@@ -73,6 +76,7 @@ impl fmt::Display for FetchErrorKind {
             FetchErrorKind::Malformed => "malformed",
             FetchErrorKind::TooLarge => "too_large",
             FetchErrorKind::BadRequest => "bad_request",
+            FetchErrorKind::Status => "status",
         })
     }
 }
@@ -199,10 +203,16 @@ impl Difference {
     }
 
     /// The aggregation key: kind-prefixed, array indices folded to `[*]`.
-    /// `status`, `header:content-type`, `trailer:grpc-status`, `$.items[*].price`, `body`.
+    /// `status:200 → 404`, `header:content-type`, `trailer:grpc-status`, `$.items[*].price`,
+    /// `body`. A status difference is keyed by its transition: a baseline that sometimes
+    /// answers 500 on a second call explains a candidate's occasional 500, never its 404.
     pub fn key(&self) -> String {
         match self.kind {
-            DiffKind::Status => "status".to_string(),
+            DiffKind::Status => format!(
+                "status:{} → {}",
+                self.baseline.as_deref().unwrap_or("-"),
+                self.candidate.as_deref().unwrap_or("-")
+            ),
             DiffKind::Header => format!("header:{}", self.path),
             DiffKind::Trailer => format!("trailer:{}", self.path),
             DiffKind::Body => fold_path(&self.path),
@@ -302,13 +312,7 @@ pub fn diff_for(
 ) -> Vec<Difference> {
     let mut out = Vec::new();
     if a.status != b.status {
-        out.push(Difference {
-            kind: DiffKind::Status,
-            path: "status".into(),
-            baseline: Some(a.status.to_string()),
-            candidate: Some(b.status.to_string()),
-            tolerated: false,
-        });
+        out.push(status_difference(a, b));
     }
     let (ha, ta) = status_as_trailers(a);
     let (hb, tb) = status_as_trailers(b);
@@ -317,6 +321,17 @@ pub fn diff_for(
     body::diff_bodies_for(request_path, a, b, opts, &mut out);
     cap_list(&mut out, opts.max_diffs);
     out
+}
+
+/// The difference between two answers' statuses.
+fn status_difference(a: &Observed, b: &Observed) -> Difference {
+    Difference {
+        kind: DiffKind::Status,
+        path: "status".into(),
+        baseline: Some(a.status.to_string()),
+        candidate: Some(b.status.to_string()),
+        tolerated: false,
+    }
 }
 
 /// Path of the difference that closes a list cut at `max_diffs` when some of what was cut
@@ -547,7 +562,12 @@ pub fn judge_for(
         }
     };
     let probe = match probe {
-        Some(Ok(p)) => Some(diff_for(request_path, base, p, opts)),
+        Some(Ok(p)) if p.status == base.status => Some(diff_for(request_path, base, p, opts)),
+        // A second answer with another status (an error page, a refusal, a rate limit)
+        // says nothing about how the baseline's headers and fields vary: only its status
+        // transition is a noise sample. Its page's fields, all "different", would otherwise
+        // explain any change the candidate made.
+        Some(Ok(p)) => Some(vec![status_difference(base, p)]),
         _ => None,
     };
     let grpc_set = &opts.missing_rule_grpc_statuses;

@@ -62,11 +62,16 @@ struct WorkerTargets {
     baseline: ConnTarget,
     candidate: ConnTarget,
     probe: Option<ConnTarget>,
+    /// The probe is the baseline again (no `--secondary` of its own).
+    repeats_baseline: bool,
 }
 
 impl WorkerTargets {
     fn new(t: Targets) -> Self {
         WorkerTargets {
+            repeats_baseline: t.probe.as_ref().is_some_and(|p| {
+                p.url.trim_end_matches('/') == t.baseline.url.trim_end_matches('/')
+            }),
             baseline: ConnTarget::new(t.baseline),
             candidate: ConnTarget::new(t.candidate),
             probe: t.probe.map(ConnTarget::new),
@@ -482,10 +487,19 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
             };
         }
     }
-    // The probe goes after the pair has answered, so it never adds load to the baseline
-    // while the baseline's latency is being measured against the candidate's.
+    // The probe goes after the pair has answered. With other exchanges in flight it still
+    // overlaps their pairs, so when it is the baseline again the candidate gets the same
+    // second request at the same moment (its answer unused): both carry the same load, and
+    // a baseline busier than the candidate cannot hide a slower candidate.
     let probe = match (&t.probe, &b) {
-        (Some(p), Ok(_)) => Some(p.send(req, Instant::now()).await),
+        (Some(p), Ok(_)) if !t.repeats_baseline => Some(p.send(req, Instant::now()).await),
+        // A request sent to the same baseline twice must be safe to repeat: a second POST
+        // answers "already done", which is no measure of noise.
+        (Some(p), Ok(_)) if !req.is_side_effecting() => {
+            let now = Instant::now();
+            let (probe, _) = tokio::join!(p.send(req, now), t.candidate.send(req, now));
+            Some(probe)
+        }
         _ => None,
     };
     let probe_error = match &probe {

@@ -248,7 +248,7 @@ fn samples_line(out: &mut Out, samples: &[String]) {
 
 fn path_label(kind: &str, p: &PathResult) -> String {
     match kind {
-        "status" => "status".into(),
+        "status" => format!("status {}", p.path),
         _ => format!("{kind} {}", p.path),
     }
 }

@@ -37,7 +37,7 @@ pub fn probe_failures(r: &RunResult) -> Option<String> {
     let total = first.count + failed.map(|(_, e)| e.count).sum::<u64>();
     let id = first.samples.first().map_or("", String::as_str);
     Some(format!(
-        "the noise probe got no usable answer for {}, judged without a noise sample (first: {} {id}, {}: {})",
+        "the noise probe failed, or answered with another status than the baseline, for {}: their headers and fields were judged without a noise sample (first: {} {id}, {}: {})",
         count_of(total, "exchange", "exchanges"),
         i.interface,
         first.kind,
