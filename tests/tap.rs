@@ -2171,3 +2171,23 @@ async fn bad_upstream_urls_and_out_are_refused_before_any_file_is_created() {
         files_in(dir.path())
     );
 }
+
+/// SIGTERM the moment the tap says it is listening (as an orchestrator that starts and
+/// stops it at once may send it) stops it gracefully, with a valid, empty recording: the
+/// signal is watched before the tap announces itself, so it is neither lost nor fatal.
+#[test]
+fn a_stop_right_after_start_is_graceful() {
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("r.jsonl");
+        let tap = TapProc::start(&[
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        tap.stop();
+        assert!(out.exists(), "round {round}: no recording");
+        assert!(read_recordings(std::slice::from_ref(&out)).is_empty());
+    }
+}

@@ -92,26 +92,42 @@ async fn bind(flag: &str, addr: std::net::SocketAddr) -> Result<TcpListener> {
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
-async fn stop_signal() {
+/// SIGTERM and SIGINT, watched from the moment this is called: a signal that arrives before
+/// the stop is awaited still stops the tap gracefully, instead of killing it by the
+/// default disposition (an orchestrator may stop a tap the moment it reports listening).
+fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(e) => {
-                tracing::warn!("tap: cannot watch SIGTERM ({e}); stopping on SIGINT only");
-                let _ = tokio::signal::ctrl_c().await;
+                (term, int) => {
+                    let e = term
+                        .err()
+                        .or(int.err())
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    tracing::warn!(
+                        "tap: cannot watch SIGTERM/SIGINT ({e}); stopping on Ctrl-C only"
+                    );
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -120,6 +136,8 @@ async fn stop_signal() {
 /// The bound addresses are printed on standard error as `listening on ADDR` and
 /// `metrics on ADDR` (unless `quiet`), so `--listen 127.0.0.1:0` can be used.
 pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
+    // Watched before anything is announced, so no signal finds the default disposition.
+    let stop = stop_signal();
     let rotating = cfg.rotate_size.is_some() || cfg.rotate_interval.is_some();
     if !rotating && cfg.out.exists() {
         return Err(Error::Usage(format!(
@@ -184,7 +202,7 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
-        stop_signal().await;
+        stop.await;
         let _ = stop_tx.send(true);
         // Kept alive so connection tasks see one change, not a closed channel.
         std::future::pending::<()>().await;
