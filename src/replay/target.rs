@@ -319,10 +319,20 @@ impl Target {
             ..Default::default()
         };
         loop {
-            let last = match self.send_path(&probe, path, Instant::now()).await {
-                Ok(o) if (200..300).contains(&o.status) => return Ok(start.elapsed()),
-                Ok(o) => format!("status {}", o.status),
-                Err(e) => e.message,
+            // One poll never runs past the deadline: a hung target must not stretch a short
+            // `--ready-timeout` to the whole `--timeout`.
+            let left = deadline
+                .saturating_sub(start.elapsed())
+                .max(Duration::from_millis(50));
+            let poll = self.send_path(&probe, path, Instant::now());
+            let last = match tokio::time::timeout(left, poll).await {
+                Ok(Ok(o)) if (200..300).contains(&o.status) => return Ok(start.elapsed()),
+                Ok(Ok(o)) => format!("status {}", o.status),
+                Ok(Err(e)) => e.message,
+                Err(_) => format!(
+                    "no complete answer within {}",
+                    humantime::format_duration(left)
+                ),
             };
             if start.elapsed() >= deadline {
                 return Err(Error::Target {
