@@ -49,6 +49,13 @@ pub const GATE_CLASSES: [&str; 5] = [
     "baseline_error",
 ];
 
+/// The slowest `--rate` (exchanges per second) and `--speed` accepted: one exchange every
+/// 1000 s, or a recording's hour stretched to about six weeks.
+const MIN_PACE: f64 = 0.001;
+
+/// The fastest `--rate` and `--speed` accepted.
+const MAX_PACE: f64 = 1e9;
+
 /// A validated replay run.
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
@@ -305,15 +312,16 @@ impl ReplayConfig {
                  route by host need an http:// target for this"
             )));
         }
+        // Bounds keep every scheduled moment a time a run can reach (and a `Duration`).
         let pacing = match (a.rate, a.speed) {
-            (Some(r), _) if !(r.is_finite() && r > 0.0) => {
+            (Some(r), _) if !(MIN_PACE..=MAX_PACE).contains(&r) => {
                 return Err(Error::Usage(format!(
-                    "--rate: expected a positive number of exchanges per second, found {r}"
+                    "--rate: expected exchanges per second from {MIN_PACE} to {MAX_PACE:e}, found {r}"
                 )))
             }
-            (_, Some(x)) if !(x.is_finite() && x > 0.0) => {
+            (_, Some(x)) if !(MIN_PACE..=MAX_PACE).contains(&x) => {
                 return Err(Error::Usage(format!(
-                    "--speed: expected a positive factor, found {x}"
+                    "--speed: expected a factor from {MIN_PACE} to {MAX_PACE:e}, found {x}"
                 )))
             }
             (Some(r), None) => Pacing::Rate(r),

@@ -47,6 +47,13 @@ fn invalid_values_exit_2_with_what_was_expected() {
             "cookie:x",
             "expected `default`, `header:NAME` or `json:/pointer`",
         ),
+        (
+            "--rate",
+            "1e-300",
+            "--rate: expected exchanges per second from 0.001",
+        ),
+        ("--speed", "1e-300", "--speed: expected a factor from 0.001"),
+        ("--speed", "inf", "--speed: expected a factor"),
     ] {
         let mut args = vec![
             "replay",
