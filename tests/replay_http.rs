@@ -441,6 +441,38 @@ async fn wait_ready_polls_until_the_target_answers_2xx() {
         "{}",
         describe(&o)
     );
+
+    // A target that accepts and never answers: the wait ends at `--ready-timeout`, not at
+    // the (default 10 s) `--timeout` of the poll it was in.
+    let hung = TestServer::start_delayed(|_| {
+        (
+            Answer::json(200, "{}"),
+            Some(std::time::Duration::from_secs(30)),
+        )
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        ok.url(),
+        "--candidate".into(),
+        hung.url(),
+        "--wait-ready".into(),
+        "/ready".into(),
+        "--ready-timeout".into(),
+        "1s".into(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(3), "{}", describe(&o));
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(6), "took {took:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no complete answer within"),
+        "{}",
+        describe(&o)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -868,6 +900,109 @@ async fn the_baseline_is_asked_twice_only_for_safe_requests_and_the_candidate_as
     assert_eq!(counts(&sec_counts), (Some(10), Some(10)));
     assert_eq!(counts(&b2), (Some(10), Some(10)));
     assert_eq!(counts(&c2), (Some(10), Some(10)));
+}
+
+/// A run in which the baseline answered nothing compared nothing: it fails, whatever
+/// `--fail-on` lists, says so in its headline, and lists the candidate's own failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_compared_nothing_fails_and_keeps_the_candidates_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..6)
+        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let slow = || {
+        TestServer::start_delayed(|_| {
+            (
+                Answer::json(200, "{}"),
+                Some(std::time::Duration::from_millis(1500)),
+            )
+        })
+    };
+    let (base, cand) = (slow().await, slow().await);
+    let json = dir.path().join("r.json");
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        base.url(),
+        "--candidate".into(),
+        cand.url(),
+        "--timeout".into(),
+        "200ms".into(),
+        "--fail-on".into(),
+        "missing_rule".into(),
+        "--json".into(),
+        json.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_counts_consistent(&r);
+    assert_eq!(r["summary"]["baseline_error"], 6);
+    let gates = r["gate_failures"].to_string();
+    assert!(
+        gates.contains("nothing compared") && gates.contains("the candidate failed on 6"),
+        "{gates}"
+    );
+    let i = interface(&r, "GET /users/{id}");
+    let sides: Vec<&str> = i["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["side"].as_str().unwrap())
+        .collect();
+    assert!(
+        sides.contains(&"candidate") && sides.contains(&"baseline"),
+        "{sides:?}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.starts_with("FAIL: nothing was compared, the baseline gave no usable answer"),
+        "{stdout}"
+    );
+}
+
+/// A rare interface whose candidate is much slower is not flagged on a handful of pairs
+/// (the latency rule needs 20), but the report says it looked slower instead of only "ok".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rare_interface_that_looks_slower_is_named_though_not_judged() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..5)
+        .map(|i| get(&format!("e{i}"), &format!("/few/{i}"), i))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let fast = TestServer::start(|_| Answer::json(200, "{}")).await;
+    let slow = TestServer::start_delayed(|_| {
+        (
+            Answer::json(200, "{}"),
+            Some(std::time::Duration::from_millis(150)),
+        )
+    })
+    .await;
+    let md = dir.path().join("r.md");
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        fast.url(),
+        "--candidate".into(),
+        slow.url(),
+        "--no-noise-probe".into(),
+        "--markdown".into(),
+        md.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains(
+            "warning: slower, but over fewer than 20 pairs, so not judged: GET /few/{id}"
+        ) && stdout.contains("over 5 pairs"),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(md.contains("fewer than 20 pairs"), "{md}");
 }
 
 /// A request recorded with its connection's framing (`transfer-encoding: chunked`, a stale

@@ -173,6 +173,13 @@ impl Aggregator {
         self.iface(interface).error("secondary", e, id);
     }
 
+    /// Lists the candidate's failure on an exchange counted as the baseline's error (both
+    /// failed): the outcome stays `baseline_error`, and the failure is listed under the
+    /// candidate's errors, so a candidate that is down is seen even when the baseline is.
+    pub fn record_candidate_failure(&mut self, interface: &str, id: &str, e: &FetchError) {
+        self.iface(interface).error("candidate", e, id);
+    }
+
     /// Records one judged exchange.
     pub fn record(&mut self, interface: &str, id: &str, j: &Judgement, lat: Option<PairLatency>) {
         let agg = self.iface(interface);

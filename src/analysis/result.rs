@@ -137,7 +137,8 @@ pub struct InterfaceResult {
     pub fields: Vec<PathResult>,
     /// Header and trailer names that differed (`content-type`, `trailer:grpc-status`).
     pub headers: Vec<PathResult>,
-    /// Errors by side and kind.
+    /// Errors by side and kind. An exchange both sides failed counts once, as
+    /// `baseline_error`, and is listed under both sides here.
     pub errors: Vec<ErrorResult>,
     /// Up to 5 exchange ids whose outcome was `missing_rule`.
     pub missing_rule_samples: Vec<String>,

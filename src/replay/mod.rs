@@ -397,11 +397,12 @@ fn dispatch(
         }
         let scheduled = match cfg.pacing {
             Pacing::Closed => None,
-            Pacing::Rate(r) => Some(start + Duration::from_secs_f64(n as f64 / r)),
+            // Checked: a far moment waits long, it never panics.
+            Pacing::Rate(r) => Some(at(start, n as f64 / r)),
             Pacing::Speed(x) => {
                 let first = *first_ts.get_or_insert(ex.ts_us);
-                let offset_us = (ex.ts_us - first).max(0) as f64 / x;
-                Some(start + Duration::from_micros(offset_us as u64))
+                let offset_us = ex.ts_us.saturating_sub(first).max(0) as f64 / x;
+                Some(at(start, offset_us / 1e6))
             }
         };
         n += 1;
@@ -433,6 +434,13 @@ fn dispatch(
     }
 }
 
+/// `secs` after `start`, or a year after it when that is further or not a time at all.
+fn at(start: Instant, secs: f64) -> Instant {
+    let far = Duration::from_secs(365 * 24 * 3600);
+    let d = Duration::try_from_secs_f64(secs).map_or(far, |d| d.min(far));
+    start + d
+}
+
 /// Waits, off the runtime, for a thread to finish; a panic becomes an error.
 async fn join_thread<T: Send + 'static>(
     handle: std::thread::JoinHandle<T>,
@@ -456,6 +464,8 @@ struct Replayed {
     judgement: crate::compare::Judgement,
     lat: Option<PairLatency>,
     probe_error: Option<crate::compare::FetchError>,
+    /// The candidate's failure on an exchange the baseline failed too.
+    candidate_error: Option<crate::compare::FetchError>,
 }
 
 /// Sends one exchange to the targets and judges the answers.
@@ -484,6 +494,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
                 job,
                 lat: None,
                 probe_error: None,
+                candidate_error: None,
             };
         }
     }
@@ -508,6 +519,12 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
     };
     let probe_ok = probe.as_ref().filter(|p| p.is_ok());
     let judgement = judge_for(Some(req.path()), &b, &c, probe_ok, &opts);
+    // The outcome is the baseline's error; a candidate that failed as well must not vanish
+    // behind it (both down is what a too short `--timeout` or a shared dependency gives).
+    let candidate_error = match (&b, &c) {
+        (Err(_), Err(e)) => Some(e.clone()),
+        _ => None,
+    };
     let lat = match (&b, &c) {
         (Ok(b), Ok(c)) => Some(PairLatency {
             baseline_us: b.latency_us,
@@ -520,6 +537,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         judgement,
         lat,
         probe_error,
+        candidate_error,
     }
 }
 
@@ -585,6 +603,9 @@ async fn worker(
         let (id, interface) = (&r.job.exchange.id, &r.job.interface);
         if let Some(e) = &r.probe_error {
             agg.record_probe_error(interface, id, e);
+        }
+        if let Some(e) = &r.candidate_error {
+            agg.record_candidate_failure(interface, id, e);
         }
         if r.judgement.outcome == Outcome::Skipped {
             agg.record_skip(interface, UNSENDABLE);

@@ -143,6 +143,33 @@ fn gates(
             ),
         ));
     }
+    // A gate that compared nothing has no evidence to pass on, whatever `--fail-on` says:
+    // every exchange sent failed on the baseline (a target down, a `--timeout` too short).
+    let sent = c.total - c.skipped;
+    if sent > 0 && c.baseline_error == sent {
+        let candidate_down: u64 = interfaces
+            .iter()
+            .flat_map(|i| &i.errors)
+            .filter(|e| e.side == "candidate")
+            .map(|e| e.count)
+            .sum();
+        let also = if candidate_down > 0 {
+            format!(
+                ", and the candidate failed on {} of them too",
+                plural(candidate_down, "exchange", "exchanges")
+            )
+        } else {
+            String::new()
+        };
+        failures.push((
+            "baseline_error",
+            format!(
+                "nothing compared: the baseline gave no usable answer for any of the {} sent{also}",
+                plural(sent, "exchange", "exchanges")
+            ),
+        ));
+        return failures;
+    }
     for (class, count, who) in [
         ("candidate_error", c.candidate_error, "candidate"),
         ("baseline_error", c.baseline_error, "baseline"),

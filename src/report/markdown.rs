@@ -201,6 +201,7 @@ fn render(r: &RunResult) -> String {
     // What a reader of the summary must not miss about how far the verdict reaches.
     let cautions: Vec<String> = words::probe_failures(r)
         .into_iter()
+        .chain(words::slower_on_few_pairs(r))
         .chain(words::unsendable_note(r))
         .chain(r.run.warnings.iter().cloned())
         .collect();

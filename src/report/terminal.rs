@@ -279,11 +279,21 @@ fn details(out: &mut Out, i: &InterfaceResult, flags: &[Flag], trend: Option<&Tr
                 trend.and_then(|t| t.path_state(&i.interface, kind, &path.path)),
                 p,
             );
+            // Zero differences between baseline calls means something only when calls
+            // were made: without a probe answer the noise was never measured.
+            let noise = if i.probed == 0 {
+                "noise not measured: no noise-probe answer".to_string()
+            } else {
+                format!(
+                    "between two baseline calls: {} of {}",
+                    path.noise,
+                    count_of(i.probed, "probe", "probes")
+                )
+            };
             out.line(format!(
-                "  {}: differed in {} (between two baseline calls: {}){mark}",
+                "  {}: differed in {} ({noise}){mark}",
                 path_label(kind, path),
                 count_of(path.raw, "exchange", "exchanges"),
-                path.noise
             ));
             if let Some(ex) = &path.example {
                 let at = if ex.path == path.path {
@@ -436,7 +446,13 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
     }
     let skipped = r.summary.counts.skipped;
     let probe = words::probe_failures(r);
-    if noise.is_empty() && skipped == 0 && r.run.warnings.is_empty() && probe.is_none() {
+    let few = words::slower_on_few_pairs(r);
+    if noise.is_empty()
+        && skipped == 0
+        && r.run.warnings.is_empty()
+        && probe.is_none()
+        && few.is_none()
+    {
         return;
     }
     out.blank();
@@ -475,6 +491,9 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
         }
     }
     if let Some(text) = probe {
+        out.line(p.wrap("33", &format!("warning: {text}")));
+    }
+    if let Some(text) = few {
         out.line(p.wrap("33", &format!("warning: {text}")));
     }
     for w in &r.run.warnings {

@@ -45,6 +45,49 @@ pub fn probe_failures(r: &RunResult) -> Option<String> {
     ))
 }
 
+/// Interfaces whose candidate looks slower by the latency rule's margins, but over fewer
+/// pairs than the rule needs, so they are not flagged: rare interfaces are where a gateway
+/// change hides, and "ok" would read as judged. `None` when there are none.
+pub fn slower_on_few_pairs(r: &RunResult) -> Option<String> {
+    let th = &r.run.thresholds;
+    let few: Vec<String> = r
+        .interfaces
+        .iter()
+        .filter(|i| {
+            let l = &i.latency;
+            let median = l.paired.median_diff_us;
+            l.paired.count > 0
+                && l.paired.count < th.latency_min_samples
+                && median > 0
+                && median as u64 > th.latency_absolute_us
+                && median as f64 > th.latency_relative * l.baseline.p50_us as f64
+        })
+        .map(|i| {
+            format!(
+                "{} (p50 {} → {} ms over {})",
+                i.interface,
+                ms(i.latency.baseline.p50_us),
+                ms(i.latency.candidate.p50_us),
+                count_of(i.latency.paired.count, "pair", "pairs")
+            )
+        })
+        .collect();
+    if few.is_empty() {
+        return None;
+    }
+    let shown = few.len().min(10);
+    let more = if few.len() > shown {
+        format!(" and {} more", few.len() - shown)
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "slower, but over fewer than {} pairs, so not judged: {}{more}",
+        th.latency_min_samples,
+        few[..shown].join(", ")
+    ))
+}
+
 /// `1 exchange`, `2 exchanges`.
 pub fn count_of(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -124,6 +167,15 @@ pub fn headline(r: &RunResult) -> String {
             )
         };
     }
+    let sent = c.total - c.skipped;
+    if sent > 0 && c.baseline_error == sent {
+        let verdict = if r.verdict == Verdict::Pass {
+            "PASS"
+        } else {
+            "FAIL"
+        };
+        return format!("{verdict}: nothing was compared, the baseline gave no usable answer");
+    }
     match (r.verdict, n) {
         (Verdict::Fail, 0) if r.gate_failures.is_empty() => "FAIL: a gate tripped".into(),
         (Verdict::Fail, 0) => format!(
@@ -137,7 +189,7 @@ pub fn headline(r: &RunResult) -> String {
         (Verdict::Pass, 0) => "PASS: the candidate answered like the baseline".into(),
         (Verdict::Pass, _) => format!(
             "PASS: no gate tripped, but {} (see below)",
-            count_of(n, "interface differs", "interfaces differ")
+            count_of(n, "interface needs attention", "interfaces need attention")
         ),
     }
 }
