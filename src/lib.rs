@@ -65,8 +65,8 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Replay(args) => {
             let cfg = ReplayConfig::from_args(&args)?;
             // Read the earlier result and try the report paths first: a typo in a name
-            // should not cost a replay.
-            let previous = load_previous(args.reports.previous.as_deref())?;
+            // should not cost a replay, and a missing trend is known before it starts.
+            let previous = load_previous(args.reports.previous.as_deref());
             for path in [
                 cfg.json.as_deref(),
                 args.reports.html.as_deref(),
@@ -103,7 +103,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 .iter()
                 .map(|p| Ok((p.display().to_string(), read_result(p)?)))
                 .collect::<Result<Vec<_>>>()?;
-            let previous = load_previous(args.reports.previous.as_deref())?;
+            let previous = load_previous(args.reports.previous.as_deref());
             let mut merged = analysis::merge(&inputs).map_err(|e| Error::Usage(e.to_string()))?;
             if let Some(s) = &merged.run.shard {
                 let missing = s.missing();
@@ -127,7 +127,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         }
         Command::Report(args) => {
             let mut result = read_result(&args.result)?;
-            let previous = load_previous(args.reports.previous.as_deref())?;
+            let previous = load_previous(args.reports.previous.as_deref());
             // Re-rendering into files is the point; the text report is for a bare `report`.
             let nothing_asked = args.json.is_none()
                 && args.reports.html.is_none()
@@ -212,23 +212,48 @@ pub fn read_result(path: &Path) -> Result<RunResult> {
     })
 }
 
-fn load_previous(path: Option<&Path>) -> Result<Option<(String, RunResult)>> {
-    path.map(|p| Ok((p.display().to_string(), read_result(p)?)))
-        .transpose()
+/// What `--previous` gave: nothing asked, the earlier result with its label, or the warning
+/// saying why there is no trend.
+type Previous = Option<std::result::Result<(String, RunResult), String>>;
+
+/// Reads the `--previous` result. The trend is extra information: a nightly job whose last
+/// night wrote nothing (or something else) must still get tonight's verdict, so a file that
+/// cannot be read or is not a result becomes a warning (on standard error now, in the run's
+/// warnings later), never an error.
+fn load_previous(path: Option<&Path>) -> Previous {
+    let path = path?;
+    let loaded = match read_result(path) {
+        Ok(r) => Ok((path.display().to_string(), r)),
+        Err(Error::Io { file, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!(
+                "--previous {}: missing (no such file); this run has no trend",
+                file.display()
+            ))
+        }
+        Err(e) => Err(format!("--previous {e}; this run has no trend")),
+    };
+    if let Err(w) = &loaded {
+        tracing::warn!("{w}");
+    }
+    Some(loaded)
 }
 
-/// Attaches the trend, writes every requested file, prints the terminal report when wanted
+/// Attaches the trend (or the warning why there is none), writes every requested file, prints the terminal report when wanted
 /// (never when a report goes to standard output), and returns the verdict's exit code.
 fn deliver(
     result: &mut RunResult,
     json: Option<&Path>,
     files: &cli::ReportFiles,
-    previous: Option<(String, RunResult)>,
+    previous: Previous,
     quiet: bool,
     terminal: bool,
 ) -> Result<u8> {
-    if let Some((label, prev)) = &previous {
-        result.trend = Some(analysis::trend::compare(result, prev, label));
+    match previous {
+        Some(Ok((label, prev))) => {
+            result.trend = Some(analysis::trend::compare(result, &prev, &label));
+        }
+        Some(Err(warning)) => result.run.warnings.push(warning),
+        None => {}
     }
     let mut on_stdout = false;
     let outputs: [(Option<&Path>, &dyn Exporter); 4] = [

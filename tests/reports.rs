@@ -345,3 +345,89 @@ fn report_names_a_file_that_is_not_a_result() {
     let o = shadowdiff(&["report", "/nonexistent/r.json"]);
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_previous_result_that_is_missing_or_not_a_result_costs_the_trend_not_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let missing = p("last-night.json");
+    let bad = p("bad.json");
+    std::fs::write(&bad, "{\"shadowdiff_result\": 1,\n \"verdict\": 7}").unwrap();
+
+    // The nightly job whose last night wrote nothing still replays and gets its verdict.
+    let o = replay(
+        dir.path(),
+        BROKEN,
+        &[
+            "--previous".into(),
+            s(&missing),
+            "--json".into(),
+            s(&p("night.json")),
+            "--markdown".into(),
+            s(&p("night.md")),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "the verdict: {}", describe(&o));
+    let r = read_json(&p("night.json"));
+    assert!(r.get("trend").is_none(), "{r:#}");
+    let warning = format!(
+        "--previous {}: missing (no such file); this run has no trend",
+        s(&missing)
+    );
+    assert!(
+        r["run"]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w == warning.as_str()),
+        "{:#}",
+        r["run"]
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&warning),
+        "{}",
+        describe(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!("warning: {warning}")),
+        "{}",
+        describe(&o)
+    );
+    let md = std::fs::read_to_string(p("night.md")).unwrap();
+    assert!(md.contains("- warning: --previous"), "{md}");
+
+    // A file that is not a result is named with its line, by `report` and `merge` alike.
+    for args in [
+        vec!["report".to_string(), s(&p("night.json"))],
+        vec![
+            "merge".to_string(),
+            s(&p("night.json")),
+            "--json".into(),
+            s(&p("merged.json")),
+        ],
+    ] {
+        let mut args = args;
+        args.extend([
+            "--previous".into(),
+            s(&bad),
+            "--markdown".into(),
+            "-".into(),
+        ]);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = shadowdiff(&a);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let expect = format!("--previous {}:2: not a shadowdiff result", s(&bad));
+        assert!(err.contains(&expect), "{args:?}: {}", describe(&o));
+        let md = String::from_utf8_lossy(&o.stdout);
+        assert!(md.contains("bad.json:2: not a shadowdiff result"), "{md}");
+        assert!(!md.contains("Trend since"), "{md}");
+    }
+    let merged = read_json(&p("merged.json"));
+    assert!(merged["run"]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("not a shadowdiff result")));
+}
