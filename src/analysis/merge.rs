@@ -166,7 +166,7 @@ fn validate(label: &str, r: &RunResult) -> Result<(), MergeError> {
     Ok(())
 }
 
-/// All sharded with one N and disjoint indices, or none sharded.
+/// All sharded, of the same recordings, with one N and disjoint indices; or none sharded.
 fn merge_shards(inputs: &[(String, RunResult)]) -> Result<Option<ShardInfo>, MergeError> {
     let sharded: Vec<&(String, RunResult)> = inputs
         .iter()
@@ -183,6 +183,28 @@ fn merge_shards(inputs: &[(String, RunResult)]) -> Result<Option<ShardInfo>, Mer
                  of one run, or unsharded runs, not both"
             ),
         });
+    }
+    // A shard owns its share of one recording's ids: shards of another capture would fill
+    // the split with exchanges the missing shards never had, and call it complete. The
+    // order the files were named in does not change which exchanges a shard owns.
+    let (first_label, first) = sharded[0];
+    let recordings = |r: &RunResult| -> Vec<String> {
+        let mut v = r.run.recordings.clone();
+        v.sort();
+        v.dedup();
+        v
+    };
+    for (label, r) in &sharded[1..] {
+        if recordings(r) != recordings(first) {
+            return Err(MergeError::Shards {
+                message: format!(
+                    "{first_label} and {label} are shards of different recordings ({first_label}: {}; \
+                     {label}: {}); merge the shards of one run over the same recordings",
+                    first.run.recordings.join(", "),
+                    r.run.recordings.join(", ")
+                ),
+            });
+        }
     }
     let mut count: Option<(u32, &str)> = None;
     let mut owner: BTreeMap<u32, &str> = BTreeMap::new();
@@ -651,6 +673,31 @@ mod tests {
             .to_string();
         assert!(e.starts_with("bad.json: summary total"), "{e}");
         assert_eq!(merge(&[]).unwrap_err(), MergeError::Empty);
+    }
+
+    #[test]
+    fn shards_of_different_recordings_are_refused() {
+        let s = shards(2);
+        let mut other = s[1].clone();
+        other.1.run.recordings = vec!["other-capture.jsonl".into()];
+        let e = merge(&[s[0].clone(), other]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "shard-0.json and shard-1.json are shards of different recordings \
+             (shard-0.json: cap.jsonl; shard-1.json: other-capture.jsonl); merge the shards of \
+             one run over the same recordings"
+        );
+        // The same recordings named in another order are the same exchanges.
+        let (mut a, mut b) = (s[0].clone(), s[1].clone());
+        a.1.run.recordings = vec!["x.jsonl".into(), "y.jsonl".into()];
+        b.1.run.recordings = vec!["y.jsonl".into(), "x.jsonl".into()];
+        assert!(merge(&[a, b]).is_ok());
+        // Unsharded runs of different captures (two regions) still add up.
+        let one = unsharded();
+        let mut region = one.clone();
+        region.run.recordings = vec!["eu.jsonl".into()];
+        let two = merge(&[("us.json".into(), one), ("eu.json".into(), region)]).unwrap();
+        assert_eq!(two.run.recordings, ["cap.jsonl", "eu.jsonl"]);
     }
 
     #[test]
