@@ -13,6 +13,7 @@ use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::format::format_ts_us;
 use crate::recording::{ReadOptions, RecordingReader};
 use crate::replay::target::{Target, TargetOptions};
+use crate::report::inert;
 use similar::{ChangeTag, TextDiff};
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -49,7 +50,9 @@ pub fn find(args: &ShowArgs) -> Result<Exchange> {
     )))
 }
 
-/// Runs `show` and returns the text to print.
+/// Runs `show` and returns the text to print. Everything taken from the recording or the
+/// live answers is printed with its control characters made visible ([`inert`]), so a
+/// recorded answer cannot drive the terminal; only the colour codes are this function's own.
 pub async fn run(args: &ShowArgs, color: bool) -> Result<String> {
     let ex = find(args)?;
     let mut out = String::new();
@@ -62,15 +65,17 @@ pub async fn run(args: &ShowArgs, color: bool) -> Result<String> {
         out,
         "{} {}  {}  {}",
         p.bold("exchange"),
-        ex.id,
+        inert::line(&ex.id),
         format_ts_us(ex.ts_us),
-        interface
+        inert::line(&interface)
     );
     let _ = writeln!(out, "\n{}", p.bold("request"));
     let _ = writeln!(
         out,
         "  {} {} {}",
-        ex.request.method, ex.request.uri, ex.request.version
+        inert::line(&ex.request.method),
+        inert::line(&ex.request.uri),
+        inert::line(&ex.request.version)
     );
     headers_block(&mut out, &ex.request.headers);
     body_block(
@@ -141,8 +146,9 @@ pub async fn run(args: &ShowArgs, color: bool) -> Result<String> {
             Ok(o) => {
                 let _ = writeln!(
                     out,
-                    "{}  {url}  {}  {}",
+                    "{}  {}  {}  {}",
                     p.bold(name),
+                    inert::line(url),
                     o.status,
                     ms(o.latency_us)
                 );
@@ -150,10 +156,11 @@ pub async fn run(args: &ShowArgs, color: bool) -> Result<String> {
             Err(e) => {
                 let _ = writeln!(
                     out,
-                    "{}  {url}  error ({}): {}",
+                    "{}  {}  error ({}): {}",
                     p.bold(name),
+                    inert::line(url),
                     e.kind,
-                    e.message
+                    inert::line(&e.message)
                 );
             }
         }
@@ -172,9 +179,9 @@ pub async fn run(args: &ShowArgs, color: bool) -> Result<String> {
             let _ = writeln!(
                 out,
                 "  {}: {} → {}{note}",
-                d.key_display(),
-                d.baseline.as_deref().unwrap_or("(absent)"),
-                d.candidate.as_deref().unwrap_or("(absent)")
+                inert::line(&d.key_display()),
+                inert::line(d.baseline.as_deref().unwrap_or("(absent)")),
+                inert::line(d.candidate.as_deref().unwrap_or("(absent)"))
             );
         }
     }
@@ -210,14 +217,19 @@ fn headers_text(o: &Observed) -> String {
     );
     let mut s = String::new();
     for (k, v) in all {
-        let _ = writeln!(s, "{}: {v}", k.to_ascii_lowercase());
+        let _ = writeln!(
+            s,
+            "{}: {}",
+            inert::line(&k.to_ascii_lowercase()),
+            inert::line(&v)
+        );
     }
     s
 }
 
 fn headers_block(out: &mut String, h: &[(String, String)]) {
     for (k, v) in h {
-        let _ = writeln!(out, "  {k}: {v}");
+        let _ = writeln!(out, "  {}: {}", inert::line(k), inert::line(v));
     }
 }
 
@@ -231,7 +243,7 @@ fn body_block(
         return;
     }
     let _ = writeln!(out);
-    for line in render_body(headers, body).lines() {
+    for line in inert::lines(&render_body(headers, body)).lines() {
         let _ = writeln!(out, "  {line}");
     }
     if truncated {
@@ -244,9 +256,11 @@ fn unified(out: &mut String, p: &Paint, what: &str, a: &str, b: &str) {
         let _ = writeln!(out, "\n{what}: identical");
         return;
     }
+    // Compared as they came; diffed as they will be printed.
+    let (a, b) = (inert::lines(a), inert::lines(b));
     let _ = writeln!(out, "\n{}", p.bold(&format!("--- baseline {what}")));
     let _ = writeln!(out, "{}", p.bold(&format!("+++ candidate {what}")));
-    let diff = TextDiff::from_lines(a, b);
+    let diff = TextDiff::from_lines(a.as_ref(), b.as_ref());
     for group in diff.grouped_ops(3) {
         let (first, last) = (&group[0], &group[group.len() - 1]);
         let _ = writeln!(

@@ -153,3 +153,80 @@ fn show_warns_that_a_cut_last_line_was_skipped() {
         describe(&o)
     );
 }
+
+/// Retitles the terminal window and clears the screen when printed raw.
+const HOSTILE: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_control_characters_reach_neither_show_nor_the_replay_report_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ex = get("evil-1", "/page", 1);
+    // A request no target would take: shown, never sent.
+    let mut unsendable = get("evil-2", "/page", 2);
+    unsendable
+        .request
+        .headers
+        .push(("x-note".into(), format!("hi{HOSTILE}")));
+    ex.response = Some(shadowdiff::exchange::Response {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), "text/plain".into()),
+            ("x-evil".into(), format!("{HOSTILE}\r\nx-forged: 1")),
+        ],
+        trailers: None,
+        body: format!("same\n{HOSTILE}recorded\n").into(),
+        body_truncated: false,
+    });
+    let rec = write_recording(&dir.path().join("evil.jsonl"), &[ex, unsendable]);
+    let text = |version: &'static str| {
+        move |_: Seen| Answer {
+            status: 200,
+            headers: vec![("content-type", "text/plain".into())],
+            body: format!("same\n{HOSTILE}{version}\n"),
+        }
+    };
+    let old = TestServer::start(text("old")).await;
+    let new = TestServer::start(text("new")).await;
+    let check = |what: &str, o: &std::process::Output| {
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(!out.contains('\u{1b}'), "{what}: {}", describe(o));
+        assert!(out.contains("␛]0;pwned␇␛[2J"), "{what}: {}", describe(o));
+    };
+
+    let o = shadowdiff_async(vec![
+        "show".into(),
+        rec.display().to_string(),
+        "--id".into(),
+        "evil-1".into(),
+        "--baseline".into(),
+        old.url(),
+        "--candidate".into(),
+        new.url(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    check("show", &o);
+    let out = String::from_utf8_lossy(&o.stdout);
+    // A header value stays on its line; the body diff shows both live lines.
+    assert!(
+        out.contains("  x-evil: ␛]0;pwned␇␛[2J␍␊x-forged: 1\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-␛]0;pwned␇␛[2Jold") && out.contains("+␛]0;pwned␇␛[2Jnew"),
+        "{out}"
+    );
+    let o = shadowdiff(&["show", &rec.display().to_string(), "--id", "evil-2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    check("show without targets", &o);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("  x-note: hi␛]0;pwned␇␛[2J\n"),
+        "{}",
+        describe(&o)
+    );
+
+    let json = dir.path().join("r.json");
+    let (o, _) = replay_json(&rec, &old.url(), &new.url(), &json, &[]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    check("replay", &o);
+}

@@ -5,6 +5,7 @@
 //! report format that both servers read (`tests/fixtures/junit.xsd` checks it).
 
 use super::gate;
+use super::inert;
 use super::words::{self, count_of, ms};
 use super::Exporter;
 use crate::analysis::result::{InterfaceResult, RunResult, TrendState, Verdict};
@@ -21,9 +22,11 @@ impl Exporter for JunitExporter {
     }
 }
 
-/// Text safe inside an XML element or attribute: markup characters escaped, characters XML
-/// 1.0 cannot carry at all (most control characters) replaced by U+FFFD, and line breaks in
-/// attributes kept as character references (a parser would turn them into spaces).
+/// Text safe inside an XML element or attribute: markup characters escaped, control
+/// characters (which XML 1.0 mostly cannot carry, and a CI page's log view could act on)
+/// shown as the stand-ins every report uses ([`inert`]), the non-characters U+FFFE and
+/// U+FFFF replaced by U+FFFD, and line breaks and tabs in attributes kept as character
+/// references (a parser would turn them into spaces).
 pub fn xml_escape(s: &str, attribute: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -34,11 +37,9 @@ pub fn xml_escape(s: &str, attribute: bool) -> String {
             '"' if attribute => out.push_str("&quot;"),
             '\'' if attribute => out.push_str("&apos;"),
             '\n' if attribute => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
             '\t' if attribute => out.push_str("&#9;"),
-            '\t' | '\n' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
+            '\u{FFFE}' | '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(inert::stand_in(c, false).unwrap_or(c)),
         }
     }
     out
@@ -355,9 +356,12 @@ mod tests {
     fn escapes_markup_and_drops_what_xml_cannot_carry() {
         assert_eq!(
             xml_escape("<a href=\"x\">'&'</a>\u{1}\n", true),
-            "&lt;a href=&quot;x&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;\u{FFFD}&#10;"
+            "&lt;a href=&quot;x&quot;&gt;&apos;&amp;&apos;&lt;/a&gt;␁&#10;"
         );
-        assert_eq!(xml_escape("a\nb\tc\u{0}", false), "a\nb\tc\u{FFFD}");
+        assert_eq!(
+            xml_escape("a\nb\tc\u{0}\r\u{1b}[2J\u{9b}\u{FFFF}", false),
+            "a\nb\tc␀␍␛[2J\u{FFFD}\u{FFFD}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! values) is put in code spans or escaped, so it cannot turn into links, HTML or tables.
 
 use super::words::{self, count_of, ms};
-use super::Exporter;
+use super::{inert, Exporter};
 use crate::analysis::result::{InterfaceResult, Problem, RunResult, TrendState, Verdict};
 use std::fmt::Write as _;
 use std::io;
@@ -25,7 +25,8 @@ impl Exporter for MarkdownExporter {
     }
 }
 
-/// Plain text with every character that Markdown (or a table) could interpret escaped. An
+/// Plain text with every character that Markdown (or a table) could interpret escaped, and
+/// control characters shown as their stand-ins ([`inert`]). An
 /// underscore inside a word (`missing_rule`) and `>` (a quote only at the start of a line,
 /// which this text never is) are left alone: chat clients that ignore backslash escapes
 /// would show the backslash.
@@ -43,18 +44,21 @@ pub fn md_text(s: &str) -> String {
                 out.push(*c);
             }
             '\n' | '\r' => out.push(' '),
-            c => out.push(*c),
+            c => out.push(inert::stand_in(*c, true).unwrap_or(*c)),
         }
     }
     out
 }
 
-/// A code span that survives any content: a fence longer than any backtick run inside, and
-/// `|` escaped so it cannot end a table cell.
+/// A code span that survives any content: a fence longer than any backtick run inside, `|`
+/// escaped so it cannot end a table cell, control characters shown as their stand-ins.
 pub fn code(s: &str) -> String {
     let flat: String = s
         .chars()
-        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .map(|c| match c {
+            '\n' | '\r' => ' ',
+            c => inert::stand_in(c, true).unwrap_or(c),
+        })
         .collect();
     let longest = flat.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let fence = "`".repeat(longest + 1);
@@ -278,6 +282,8 @@ mod tests {
         assert_eq!(code("a|b"), "`a\\|b`");
         assert_eq!(code("x`y"), "``x`y``");
         assert_eq!(code("`"), "`` ` ``");
+        assert_eq!(code("a\u{1b}]0;x\u{7}"), "`a␛]0;x␇`");
+        assert_eq!(md_text("a\u{1b}[2J\u{9b}"), "a␛\\[2J\u{FFFD}");
         assert_eq!(md_text("<script>[x](y) -> z"), "\\<script>\\[x\\](y) -> z");
         assert_eq!(
             md_text("missing_rule: _x_ a|b"),

@@ -7,6 +7,7 @@ pub mod chart;
 pub mod diffs;
 pub mod gate;
 pub mod html;
+pub mod inert;
 pub mod json;
 pub mod junit;
 pub mod markdown;

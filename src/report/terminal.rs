@@ -4,11 +4,12 @@
 //! hidden. Colour is optional and decided by the caller (TTY, `NO_COLOR`).
 
 use super::words::{self, count_of, ms};
-use super::Exporter;
+use super::{inert, Exporter};
 use crate::analysis::result::{
     ErrorResult, InterfaceResult, LatencyStats, PathResult, Problem, RunResult, Trend, TrendState,
     Verdict,
 };
+use std::borrow::Cow;
 use std::io;
 
 /// Renders the human-readable terminal report.
@@ -25,8 +26,23 @@ impl Exporter for TerminalExporter {
 }
 
 impl TerminalExporter {
-    /// The report as text, ending in a newline.
+    /// The report as text, ending in a newline. Every string of the result is printed with
+    /// its control characters made visible ([`inert::line`]), so captured traffic cannot
+    /// drive the terminal; only the report's own colour codes reach it.
     pub fn render(&self, r: &RunResult) -> String {
+        match inert_copy(r) {
+            Some(safe) => self.render_inert(&safe),
+            // Not expected (the result is JSON by design); without a safe copy the report
+            // goes out without colour, every control character but line feed made visible.
+            None => {
+                let plain = TerminalExporter { color: false }.render_inert(r);
+                inert::lines(&plain).into_owned()
+            }
+        }
+    }
+
+    /// Renders a result whose strings are already safe to print.
+    fn render_inert(&self, r: &RunResult) -> String {
         let p = Paint { on: self.color };
         let mut rows: Vec<(&InterfaceResult, Vec<Flag>)> =
             r.interfaces.iter().map(|i| (i, flags_of(i))).collect();
@@ -53,6 +69,34 @@ impl TerminalExporter {
         notes(&mut out, r, p);
         out.text
     }
+}
+
+/// `r` with every string in it (names, paths, values, messages, warnings, map keys) made
+/// inert. Interface names, example values, error messages and warnings all come from traffic
+/// or from a result file; walking the serialized form covers every field, also fields added
+/// later, without each place that prints one having to remember it.
+fn inert_copy(r: &RunResult) -> Option<RunResult> {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => {
+                if let Cow::Owned(safe) = inert::line(s) {
+                    *s = safe;
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            serde_json::Value::Object(m) => {
+                let entries = std::mem::take(m);
+                for (k, mut v) in entries {
+                    walk(&mut v);
+                    m.insert(inert::line(&k).into_owned(), v);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(r).ok()?;
+    walk(&mut v);
+    serde_json::from_value(v).ok()
 }
 
 /// Lines of text; trailing spaces are trimmed because padded last columns would leave them.
@@ -508,6 +552,68 @@ const MAX_NOISE_LINES: usize = 20;
 mod tests {
     use super::*;
     use crate::report::fixture;
+
+    /// Sequences a hostile recording might carry: retitle the window, clear the screen,
+    /// overwrite the line, a C1 CSI, DEL.
+    const HOSTILE: &str = "\u{1b}]0;pwned\u{7}\u{1b}[2J\r\n\u{9b}\u{7f}";
+
+    /// The result with [`HOSTILE`] appended to every string a recording or a result file
+    /// could carry: every string but the names of enum values, which would not read back.
+    fn poisoned(r: &RunResult) -> RunResult {
+        fn strings(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::String(_) => out.push(at),
+                serde_json::Value::Array(a) => {
+                    for (n, v) in a.iter().enumerate() {
+                        strings(v, format!("{at}/{n}"), out);
+                    }
+                }
+                serde_json::Value::Object(m) => {
+                    for (k, v) in m {
+                        let k = k.replace('~', "~0").replace('/', "~1");
+                        strings(v, format!("{at}/{k}"), out);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut v = serde_json::to_value(r).unwrap();
+        let mut at = Vec::new();
+        strings(&v, String::new(), &mut at);
+        for pointer in at {
+            let mut tried = v.clone();
+            if let Some(serde_json::Value::String(s)) = tried.pointer_mut(&pointer) {
+                s.push_str(HOSTILE);
+            }
+            if serde_json::from_value::<RunResult>(tried.clone()).is_ok() {
+                v = tried;
+            }
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn captured_control_characters_never_reach_the_terminal() {
+        let r = poisoned(&fixture::with_trend());
+        assert!(r.interfaces[0].interface.ends_with(HOSTILE));
+        assert!(r.run.warnings[0].ends_with(HOSTILE));
+        let own = regex::Regex::new("\u{1b}\\[[0-9;]*m").unwrap();
+        for color in [false, true] {
+            let text = TerminalExporter { color }.render(&r);
+            assert!(text.contains("␛]0;pwned␇␛[2J␍␊\u{FFFD}␡"), "{text}");
+            // The report's own colour codes are the only control sequences left.
+            assert_eq!(own.is_match(&text), color);
+            let rest = own.replace_all(&text, "");
+            let bad: Vec<char> = rest
+                .chars()
+                .filter(|c| c.is_control() && *c != '\n')
+                .collect();
+            assert!(bad.is_empty(), "{bad:?} in\n{text}");
+        }
+        // A result without control characters prints exactly as it is.
+        let clean = fixture::with_trend();
+        assert_eq!(inert_copy(&clean).unwrap(), clean);
+    }
 
     #[test]
     fn the_noise_note_lists_at_most_twenty_interfaces() {
