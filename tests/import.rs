@@ -720,6 +720,12 @@ fn bad_inputs_exit_2_naming_file_place_and_expectation() {
             b"{\"log\": [\n  {\"a\": 1}\n]}".to_vec(),
             "x.har:1: column 9: not a HAR document",
         ),
+        (
+            "gor",
+            "capture.har",
+            b"{\"log\": {\"version\": \"1.2\", \"entries\": []}}\n".to_vec(),
+            "capture.har:1: not a GoReplay file: no record in it starts with a meta line",
+        ),
     ];
     for (format, name, bytes, want) in cases {
         let input = d.join(name);
@@ -768,6 +774,21 @@ fn bad_inputs_exit_2_naming_file_place_and_expectation() {
         "{err}"
     );
     assert!(!out.exists());
+
+    // An empty gor file is an empty capture, not another format.
+    let empty = d.join("empty.gor");
+    std::fs::write(&empty, b"").unwrap();
+    let out = d.join("empty.jsonl");
+    let o = shadowdiff(&[
+        "import",
+        "--from",
+        "gor",
+        empty.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(ids_in(&out).is_empty());
 }
 
 fn gzip(b: &[u8]) -> Vec<u8> {

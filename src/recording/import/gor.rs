@@ -76,6 +76,10 @@ pub struct GorImporter {
     early: HashMap<String, Early>,
     early_order: VecDeque<(u64, String)>,
     early_bytes: usize,
+    /// Line of the current file's first record, once one was read.
+    file_first_record: Option<u64>,
+    /// Whether a record of the current file started with a meta line.
+    file_has_meta: bool,
 }
 
 impl GorImporter {
@@ -99,6 +103,8 @@ impl GorImporter {
         let mut line_no: u64 = 1;
         let mut at_line_start = true;
         let mut piece = Vec::new();
+        self.file_first_record = None;
+        self.file_has_meta = false;
         loop {
             piece.clear();
             let n = (&mut r)
@@ -107,6 +113,19 @@ impl GorImporter {
                 .map_err(|e| Error::io(path, e))?;
             if n == 0 {
                 self.record(path, record_line, &record, oversize, true, sink, report)?;
+                // Records with bad meta lines are skips in a gor file; in a file where no
+                // record has one, it is the file that is not gor (a HAR, a pcap), and an
+                // empty recording would hide that. An empty file is an empty capture.
+                if let (Some(line), false) = (self.file_first_record, self.file_has_meta) {
+                    return Err(Error::Input {
+                        file: path.to_path_buf(),
+                        line,
+                        message: "not a GoReplay file: no record in it starts with a meta line \
+                                  `TYPE ID TIMESTAMP_NS [LATENCY_NS]` (records are separated by \
+                                  lines `🐵🙈🙉`); nothing was imported"
+                            .into(),
+                    });
+                }
                 return Ok(());
             }
             let ends_line = piece.ends_with(b"\n");
@@ -153,6 +172,9 @@ impl GorImporter {
         }
         let at = || format!("{}:{line}", path.display());
         report.read += 1;
+        self.file_first_record.get_or_insert(line);
+        let first_line = record.split(|&c| c == b'\n').next().unwrap_or(record);
+        self.file_has_meta |= parse_meta(first_line).is_ok();
         if oversize {
             report.skip(SKIP_OVERSIZE, at);
             return Ok(());
@@ -611,6 +633,29 @@ mod tests {
             e.starts_with("t.gor:6: expected a GoReplay meta line") && e.contains("garbage here"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_file_without_a_single_meta_line_is_not_gor_and_an_empty_one_is_an_empty_capture() {
+        let har = b"{\"log\": {\"version\": \"1.2\",\n \"entries\": []}}\n";
+        let mut out = Vec::new();
+        let mut report = ImportReport::new("records");
+        let e = GorImporter::new()
+            .read(Path::new("x.har"), &har[..], &mut out, &mut report)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("x.har:1: not a GoReplay file: no record in it starts with a meta line"),
+            "{e}"
+        );
+        for empty in ["", "\n\n", "🐵🙈🙉\n"] {
+            let (out, report) = run(empty.as_bytes());
+            assert!(out.is_empty() && report.read == 0, "{empty:?}: {report:?}");
+        }
+        // One good record among bad ones is a gor file with skips.
+        let (out, report) =
+            run(format!("junk\nmore{SEP}1 aa 1\nGET / HTTP/1.1\r\n\r\n{SEP}").as_bytes());
+        assert_eq!((out.len(), report.skipped[SKIP_BAD_META]), (1, 1));
     }
 
     #[test]
