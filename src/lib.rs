@@ -55,7 +55,9 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Demo(args) => {
             let rt = runtime(None)?;
             let result = rt.block_on(demo::run(&args, cli.quiet))?;
-            if !cli.quiet {
+            // With `--json -` standard output is the JSON, for a script to parse; the
+            // terminal report would make it unreadable, as it would for `replay`.
+            if !cli.quiet && args.json != Path::new("-") {
                 print_terminal(&result)?;
                 eprintln!("wrote {}", args.json.display());
             }

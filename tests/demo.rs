@@ -54,6 +54,21 @@ fn demo_flags_exactly_the_three_broken_interfaces() {
     assert!(out.trim_start().starts_with("FAIL"), "{}", describe(&o));
 }
 
+#[test]
+fn demo_json_to_standard_output_is_only_the_json() {
+    let o = shadowdiff(&["demo", "--json", "-"]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", describe(&o)));
+    assert_eq!(r["verdict"], "fail");
+    assert_counts_consistent(&r);
+    assert!(
+        !String::from_utf8_lossy(&o.stderr).contains("wrote -"),
+        "{}",
+        describe(&o)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_recording_a_a_reports_nothing() {
     let gw = spawn(GatewayVersion::V1).await.unwrap();
