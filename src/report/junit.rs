@@ -223,21 +223,55 @@ fn case_of(r: &RunResult, i: &InterfaceResult, tripped: &[&str]) -> Case {
         };
     }
     if i.counts.total > 0 && i.counts.skipped == i.counts.total {
-        return Case::Skipped(format!(
+        let mut why = format!(
             "all {} skipped",
             count_of(i.counts.total, "exchange was", "exchanges were")
-        ));
+        );
+        if let Some(line) = not_seen(r, &i.interface) {
+            let _ = write!(why, "; {line}");
+        }
+        return Case::Skipped(why);
     }
     Case::Pass
 }
 
-fn render(r: &RunResult) -> String {
-    let tripped = gate::tripped(&r.summary, &r.interfaces, &r.run.thresholds);
-    let cases: Vec<(&InterfaceResult, Case)> = r
+/// `failed in PREVIOUS (missing rule, ...), not replayed now` for an interface in trend
+/// state not seen.
+fn not_seen(r: &RunResult, name: &str) -> Option<String> {
+    let t = r.trend.as_ref()?;
+    let item = t
         .interfaces
         .iter()
-        .map(|i| (i, case_of(r, i, &tripped)))
+        .find(|x| x.interface == name && x.state == TrendState::NotSeen)?;
+    Some(format!(
+        "trend: {} since {} (failed then: {})",
+        item.state.label(),
+        t.previous,
+        item.problems.join(", ")
+    ))
+}
+
+fn render(r: &RunResult) -> String {
+    let tripped = gate::tripped(&r.summary, &r.interfaces, &r.run.thresholds);
+    let mut cases: Vec<(&str, Case)> = r
+        .interfaces
+        .iter()
+        .map(|i| (i.interface.as_str(), case_of(r, i, &tripped)))
         .collect();
+    // An interface that failed last time and has no traffic in this run was not tested:
+    // a skipped testcase keeps it on the CI page, where a fixed one would disappear.
+    if let Some(t) = &r.trend {
+        for item in t
+            .interfaces
+            .iter()
+            .filter(|x| x.state == TrendState::NotSeen)
+        {
+            if !r.interfaces.iter().any(|i| i.interface == item.interface) {
+                let why = not_seen(r, &item.interface).unwrap_or_default();
+                cases.push((item.interface.as_str(), Case::Skipped(why)));
+            }
+        }
+    }
     let count = |f: fn(&Case) -> bool| cases.iter().filter(|(_, c)| f(c)).count();
     let failures = count(|c| matches!(c, Case::Failure { .. }));
     let errors = count(|c| matches!(c, Case::Error { .. }));
@@ -293,7 +327,7 @@ fn render(r: &RunResult) -> String {
         let _ = write!(
             x,
             "  <testcase name=\"{}\" classname=\"shadowdiff.interfaces\" time=\"0\"",
-            attr(&i.interface)
+            attr(i)
         );
         match case {
             Case::Pass => x.push_str("/>\n"),
@@ -332,6 +366,17 @@ fn render(r: &RunResult) -> String {
     out_lines.extend(words::selection_lines(r));
     if let Some(t) = &r.trend {
         out_lines.push(format!("trend {}", words::trend_line(t)));
+        for state in [TrendState::Fixed, TrendState::NotSeen] {
+            let names: Vec<&str> = t
+                .interfaces
+                .iter()
+                .filter(|x| x.state == state)
+                .map(|x| x.interface.as_str())
+                .collect();
+            if !names.is_empty() {
+                out_lines.push(format!("  {}: {}", state.label(), names.join(", ")));
+            }
+        }
     }
     let _ = writeln!(
         x,
@@ -406,6 +451,27 @@ mod tests {
             .find(|c| c.contains("POST /api/orders"))
             .unwrap();
         assert!(orders.contains("<skipped message=\"all 12 exchanges were skipped\"/>"));
+    }
+
+    #[test]
+    fn interfaces_not_seen_are_skipped_testcases_naming_the_trend() {
+        let previous = fixture::failing();
+        let mut r = fixture::failing();
+        r.interfaces.retain(|i| i.interface != "GET /api/search");
+        r.trend = Some(crate::analysis::trend::compare(&r, &previous, "last.json"));
+        let x = render(&r);
+        let search = x
+            .split("<testcase ")
+            .find(|c| c.contains("/api/search"))
+            .unwrap();
+        assert!(
+            search.contains(
+                "<skipped message=\"trend: not seen since last.json (failed then: latency, errors)\"/>"
+            ),
+            "{search}"
+        );
+        assert!(x.contains("tests=\"5\""), "{x}");
+        assert!(x.contains("\n  not seen: GET /api/search"), "{x}");
     }
 
     #[test]

@@ -223,15 +223,27 @@ fn render(r: &RunResult) -> String {
         }
     }
     if let Some(t) = trend {
-        let fixed: Vec<String> = t
-            .interfaces
-            .iter()
-            .filter(|x| x.state == TrendState::Fixed)
-            .map(|x| code(&x.interface))
-            .collect();
         let _ = writeln!(md, "\nTrend {}.", md_text(&words::trend_line(t)));
-        if !fixed.is_empty() {
-            let _ = writeln!(md, "Fixed: {}.", fixed.join(", "));
+        // Neither kind has a row in the table: they do not fail now. Not seen matters as
+        // much as fixed: it failed last time and this run cannot say whether it still does.
+        for (state, title) in [
+            (TrendState::Fixed, "Fixed"),
+            (TrendState::NotSeen, "Not seen"),
+        ] {
+            let names: Vec<String> = t
+                .interfaces
+                .iter()
+                .filter(|x| x.state == state)
+                .map(|x| code(&x.interface))
+                .collect();
+            if names.is_empty() {
+                continue;
+            }
+            let mut line = names[..names.len().min(MAX_ROWS)].join(", ");
+            if names.len() > MAX_ROWS {
+                let _ = write!(line, " and {} more", names.len() - MAX_ROWS);
+            }
+            let _ = writeln!(md, "{title}: {line}.");
         }
     }
     md
@@ -295,6 +307,31 @@ mod tests {
         let row = md.lines().find(|l| l.contains("/a")).unwrap();
         assert_eq!(row.matches(" | ").count(), 2, "{row}");
         assert!(row.starts_with("| ``GET /a\\|b`<img src=x>`` |"), "{row}");
+    }
+
+    #[test]
+    fn interfaces_not_seen_are_named_like_fixed_ones_and_capped() {
+        let previous = fixture::failing();
+        let mut r = fixture::failing();
+        // Search failed last night and none of its traffic was replayed tonight.
+        r.interfaces.retain(|i| i.interface != "GET /api/search");
+        r.trend = Some(crate::analysis::trend::compare(&r, &previous, "last.json"));
+        let md = render(&r);
+        assert!(md.contains("\nNot seen: `GET /api/search`.\n"), "{md}");
+
+        let mut previous = fixture::failing();
+        let template = previous.interfaces[1].clone();
+        for n in 0..MAX_ROWS + 2 {
+            let mut i = template.clone();
+            i.interface = format!("GET /gone/{n:02}");
+            previous.interfaces.push(i);
+        }
+        let mut r = fixture::failing();
+        r.trend = Some(crate::analysis::trend::compare(&r, &previous, "last.json"));
+        let md = render(&r);
+        let line = md.lines().find(|l| l.starts_with("Not seen: ")).unwrap();
+        assert_eq!(line.matches("`GET /gone/").count(), MAX_ROWS, "{line}");
+        assert!(line.ends_with(" and 2 more."), "{line}");
     }
 
     #[test]
