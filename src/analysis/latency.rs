@@ -1,12 +1,25 @@
 //! Latency per interface: one HDR histogram per target plus the paired per-request
 //! difference (candidate minus baseline), and the regression rule. Pairing matters: both
 //! targets get each request at the same moment, so load spikes hit both and cancel out in the
-//! difference, which is why an A/A run reports no regression.
+//! difference, which is why an A/A run reports no regression. The rule asks for a paired
+//! median slower by both margins, in more pairs than chance would make slower.
 
 use super::result::{LatencyResult, LatencyStats, PairedStats, Thresholds};
 use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
+
+/// Whether the candidate was slower in more pairs than chance gives two equal servers (a
+/// one-sided sign test at 1%, ties left out). Jittery answers move the paired median of 20
+/// pairs by a quarter easily; they do not make 16 of 20 pairs slower.
+pub fn slower_beyond_chance(slower: u64, faster: u64) -> bool {
+    let n = (slower + faster) as f64;
+    if n == 0.0 {
+        return false;
+    }
+    // Normal approximation with continuity correction; z at one-sided 1%.
+    (slower as f64 - 0.5 - n / 2.0) / (n / 4.0).sqrt() > 2.326
+}
 
 /// Highest latency tracked exactly: one hour in µs; larger values are clamped.
 const MAX_US: u64 = 3_600_000_000;
@@ -136,7 +149,8 @@ impl LatencyAgg {
         let regression = pairs >= th.latency_min_samples
             && median > 0
             && median as u64 > th.latency_absolute_us
-            && median as f64 > th.latency_relative * base.p50_us as f64;
+            && median as f64 > th.latency_relative * base.p50_us as f64
+            && slower_beyond_chance(self.slower.len(), self.faster.len());
         LatencyResult {
             candidate: stats(&self.candidate),
             baseline: base,
@@ -238,6 +252,37 @@ mod tests {
             rel.record_pair(100_000, 110_000); // +10 ms but only 10%
         }
         assert!(!rel.to_result(&th).regression, "relative threshold");
+    }
+
+    #[test]
+    fn a_median_moved_by_jitter_is_not_a_regression() {
+        let th = Thresholds::default();
+        // 20 pairs from one jittery server: 11 slower by a lot, 9 faster by a lot. The paired
+        // median clears both margins; 11 of 20 slower is a coin's doing.
+        let mut jitter = LatencyAgg::default();
+        for i in 0..20u64 {
+            let (b, c) = if i < 11 {
+                (20_000, 60_000)
+            } else {
+                (60_000, 20_000)
+            };
+            jitter.record_pair(b, c);
+        }
+        assert!(jitter.median_diff_us() > 20_000);
+        assert!(!jitter.to_result(&th).regression);
+        // 16 of 20 slower is not.
+        let mut slow = LatencyAgg::default();
+        for i in 0..20u64 {
+            let (b, c) = if i < 16 {
+                (20_000, 60_000)
+            } else {
+                (60_000, 20_000)
+            };
+            slow.record_pair(b, c);
+        }
+        assert!(slow.to_result(&th).regression);
+        assert!(!slower_beyond_chance(15, 5) && slower_beyond_chance(16, 4));
+        assert!(!slower_beyond_chance(0, 0));
     }
 
     #[test]
