@@ -9,6 +9,20 @@ use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
+/// The latency rule on a finished latency result: over at least `latency_min_samples` pairs,
+/// a paired median slower by both margins, in more pairs than chance would make slower.
+pub fn is_regression(l: &LatencyResult, th: &Thresholds) -> bool {
+    let p = &l.paired;
+    let median = p.median_diff_us;
+    let slower = (p.slower_share * p.count as f64).round() as u64;
+    let faster = p.faster.unwrap_or(p.count.saturating_sub(slower));
+    p.count >= th.latency_min_samples
+        && median > 0
+        && median as u64 > th.latency_absolute_us
+        && median as f64 > th.latency_relative * l.baseline.p50_us as f64
+        && slower_beyond_chance(slower, faster)
+}
+
 /// Whether the candidate was slower in more pairs than chance gives two equal servers (a
 /// one-sided sign test at 1%, ties left out). Jittery answers move the paired median of 20
 /// pairs by a quarter easily; they do not make 16 of 20 pairs slower.
@@ -146,12 +160,7 @@ impl LatencyAgg {
         let pairs = self.pairs();
         let median = self.median_diff_us();
         let base = stats(&self.baseline);
-        let regression = pairs >= th.latency_min_samples
-            && median > 0
-            && median as u64 > th.latency_absolute_us
-            && median as f64 > th.latency_relative * base.p50_us as f64
-            && slower_beyond_chance(self.slower.len(), self.faster.len());
-        LatencyResult {
+        let mut result = LatencyResult {
             candidate: stats(&self.candidate),
             baseline: base,
             paired: PairedStats {
@@ -162,11 +171,14 @@ impl LatencyAgg {
                 } else {
                     self.slower.len() as f64 / pairs as f64
                 },
+                faster: Some(self.faster.len()),
                 hdr_slower: serialize(&self.slower),
                 hdr_faster: serialize(&self.faster),
             },
-            regression,
-        }
+            regression: false,
+        };
+        result.regression = is_regression(&result, th);
+        result
     }
 
     /// Rebuilds the aggregate from its JSON form (for `merge` and `report`).

@@ -21,8 +21,7 @@ use crate::compare::{
 };
 use latency::LatencyAgg;
 use result::{
-    Counts, ErrorResult, Example, InterfaceResult, LatencyResult, PathResult, Signature, Summary,
-    Thresholds,
+    Counts, ErrorResult, Example, InterfaceResult, PathResult, Signature, Summary, Thresholds,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -452,6 +451,9 @@ fn interface_result(name: String, a: InterfaceAgg, th: &Thresholds) -> Interface
 fn key_of(list: DiffKind, path: &str) -> String {
     match list {
         DiffKind::Header if !path.starts_with("trailer:") => format!("header:{path}"),
+        // Results of earlier versions keyed every status difference as plain `status`.
+        DiffKind::Status if path == "status" => path.to_string(),
+        DiffKind::Status => format!("status:{path}"),
         _ => path.to_string(),
     }
 }
@@ -494,7 +496,7 @@ pub fn decide(r: &mut InterfaceResult, th: &Thresholds) {
     c.total = c.total - c.different - c.noise_only + different + noise_only;
     c.different = different;
     c.noise_only = noise_only;
-    r.latency.regression = latency_regression(&r.latency, th);
+    r.latency.regression = latency::is_regression(&r.latency, th);
 }
 
 /// A suggestion for a regressing path whose every difference looked volatile.
@@ -527,15 +529,6 @@ pub fn thresholds_for(interface: &str, th: &Thresholds) -> Thresholds {
         out.noise_absolute_pct = rule.absolute_pct;
     }
     out
-}
-
-/// The latency rule on a finished latency result.
-pub fn latency_regression(l: &LatencyResult, th: &Thresholds) -> bool {
-    let median = l.paired.median_diff_us;
-    l.paired.count >= th.latency_min_samples
-        && median > 0
-        && median as u64 > th.latency_absolute_us
-        && median as f64 > th.latency_relative * l.baseline.p50_us as f64
 }
 
 #[cfg(test)]
@@ -594,6 +587,38 @@ mod tests {
         assert_eq!(ifs[0].counts.noise_only, 10, "{:?}", ifs[0].fields);
         assert_eq!(ifs[0].fields.len(), 1, "{:?}", ifs[0].fields);
         assert_eq!(ifs[0].fields[0].path, "$.items[*].trace");
+    }
+
+    #[test]
+    fn a_status_transition_is_explained_only_by_the_same_transition() {
+        let status = |b: &str, c: &str| Difference {
+            kind: DiffKind::Status,
+            path: "status".into(),
+            baseline: Some(b.into()),
+            candidate: Some(c.into()),
+            tolerated: false,
+        };
+        let mut agg = Aggregator::new();
+        for i in 0..40 {
+            // The baseline answers 500 on a second call now and then; the candidate answers
+            // 500 about as often, and 404 on five exchanges.
+            let probe = (i % 10 == 0).then(|| status("200", "500"));
+            let cand = if i % 10 == 5 {
+                vec![status("200", "500")]
+            } else if i % 10 == 7 || i == 39 {
+                vec![status("200", "404")]
+            } else {
+                vec![]
+            };
+            let j = judged(cand, Some(probe.into_iter().collect()));
+            agg.record("I", &format!("e{i}"), &j, None);
+        }
+        let (_, ifs) = agg.finish(&Thresholds::default());
+        let x = &ifs[0];
+        let by = |p: &str| x.status.iter().find(|s| s.path == p).unwrap();
+        assert!(!by("200 → 500").regression, "{:?}", x.status);
+        assert!(by("200 → 404").regression, "{:?}", x.status);
+        assert_eq!((x.counts.noise_only, x.counts.different), (4, 5));
     }
 
     #[test]

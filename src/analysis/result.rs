@@ -321,6 +321,10 @@ pub struct PairedStats {
     pub median_diff_us: i64,
     /// Share of pairs where the candidate was slower.
     pub slower_share: f64,
+    /// Pairs where the candidate was faster (absent in results of earlier versions, where
+    /// every pair not slower counts as faster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faster: Option<u64>,
     /// Histogram of positive differences (candidate slower), serialized like `hdr`.
     pub hdr_slower: String,
     /// Histogram of magnitudes of negative differences (candidate faster).

@@ -585,7 +585,15 @@ pub fn judge_for(
                         .unwrap_or_else(|_| cand.body.clone());
                 re.is_match(&String::from_utf8_lossy(&body))
             });
-    let diffs = diff_for(request_path, base, cand, opts);
+    // Answers with different statuses are different kinds of documents (a page and an
+    // error page): the status is the one difference. Their fields would otherwise count as
+    // changed fields that no probe could ever explain, where the probe's own status
+    // transition explains the status.
+    let diffs = if base.status != cand.status {
+        vec![status_difference(base, cand)]
+    } else {
+        diff_for(request_path, base, cand, opts)
+    };
     let outcome = if missing {
         Outcome::MissingRule
     } else {

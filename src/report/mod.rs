@@ -119,6 +119,7 @@ pub(crate) mod fixture {
                 count,
                 median_diff_us: median,
                 slower_share: if median > 0 { 0.97 } else { 0.5 },
+                faster: None,
                 hdr_slower: String::new(),
                 hdr_faster: String::new(),
             },
