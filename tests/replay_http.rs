@@ -1060,3 +1060,70 @@ async fn a_recorded_upload_is_replayed_with_its_own_framing_over_both_protocols(
         ]
     );
 }
+
+/// A text server whose first line is a fresh request id on every call, and whose second line
+/// is `status=STATUS`.
+fn text_status(status: &'static str) -> impl Fn(Seen) -> Answer + Send + Sync + 'static {
+    move |_| Answer {
+        status: 200,
+        headers: vec![("content-type", "text/plain".into())],
+        body: format!("req={}-{}\nstatus={status}\n", rand_hex(), rand_hex()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_on_one_text_line_does_not_explain_a_change_on_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..30)
+        .map(|i| get(&format!("t{i}"), &format!("/health/{i}"), 1_000 + i))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let ok = TestServer::start(text_status("OK")).await;
+    let failing = TestServer::start(text_status("FAIL")).await;
+
+    let diffs = dir.path().join("diffs.jsonl");
+    let diffs_arg = diffs.display().to_string();
+    let (o, r) = replay_json(
+        &rec,
+        &ok.url(),
+        &failing.url(),
+        &dir.path().join("r.json"),
+        &["--diffs", &diffs_arg],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert_eq!(r["verdict"], "fail");
+    let health = interface(&r, "GET /health/{id}");
+    assert_eq!(health["different"], 30, "{health:#}");
+    let fields = health["fields"].as_array().unwrap();
+    let status = fields.iter().find(|f| f["path"] == "body:line 2").unwrap();
+    assert_eq!(status["regression"], true, "{fields:#?}");
+    assert_eq!(status["example"]["baseline"], "status=OK");
+    assert_eq!(status["example"]["candidate"], "status=FAIL");
+    let req = fields.iter().find(|f| f["path"] == "body:line 1").unwrap();
+    assert_eq!(
+        (&req["regression"], &req["noise"]),
+        (&false.into(), &30.into())
+    );
+    // Each exchange's diffs show the changed line, not only the volatile one.
+    let t0 = std::fs::read_to_string(&diffs)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["id"] == "t0")
+        .unwrap();
+    let paths: Vec<&str> = t0["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["body:line 1", "body:line 2"], "{t0:#}");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("body:line 2"), "{stdout}");
+
+    // The baseline against itself: the volatile line is noise on both sides, and it passes.
+    let (o, r) = replay_json(&rec, &ok.url(), &ok.url(), &dir.path().join("aa.json"), &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert_eq!(r["summary"]["noise_only"], 30, "{:#}", r["summary"]);
+}

@@ -506,7 +506,9 @@ fn hint(interface: &str, kind: DiffKind, p: &PathResult) -> Option<String> {
     }
     let looks = p.volatile_kind.as_deref().unwrap_or("volatile values");
     let rule = match kind {
-        DiffKind::Body => format!("paths = [{:?}]", p.path),
+        // Ignore rules take field paths; text lines (`body:line 2`) and whole bodies have
+        // no rule to suggest.
+        DiffKind::Body if p.path.starts_with('$') => format!("paths = [{:?}]", p.path),
         DiffKind::Header if !p.path.starts_with("trailer:") => format!("headers = [{:?}]", p.path),
         _ => return None,
     };
@@ -587,6 +589,58 @@ mod tests {
         assert_eq!(ifs[0].counts.noise_only, 10, "{:?}", ifs[0].fields);
         assert_eq!(ifs[0].fields.len(), 1, "{:?}", ifs[0].fields);
         assert_eq!(ifs[0].fields[0].path, "$.items[*].trace");
+    }
+
+    /// What comparing a text/plain baseline, candidate and probe gives, as replay records it.
+    fn judged_text(baseline: &str, candidate: &str, probe: &str) -> Judgement {
+        let obs = |body: &str| crate::compare::Observed {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: bytes::Bytes::from(body.to_string()),
+            ..Default::default()
+        };
+        let opts = crate::compare::CompareOptions::default();
+        let diffs = crate::compare::diff(&obs(baseline), &obs(candidate), &opts);
+        let probe = crate::compare::diff(&obs(baseline), &obs(probe), &opts);
+        judged(diffs, Some(probe))
+    }
+
+    #[test]
+    fn noise_on_one_text_line_does_not_explain_a_change_on_another() {
+        let mut agg = Aggregator::new();
+        let mut aa = Aggregator::new();
+        for i in 0..20 {
+            let id = format!("e{i}");
+            let req = |n: u32| format!("req={i}-{n}\nstatus=OK\n");
+            let failed = format!("req={i}-2\nstatus=FAIL\n");
+            agg.record("GET /t", &id, &judged_text(&req(0), &failed, &req(1)), None);
+            aa.record("GET /t", &id, &judged_text(&req(0), &req(2), &req(1)), None);
+        }
+        let (_, ifs) = agg.finish(&Thresholds::default());
+        assert_eq!(ifs[0].counts.different, 20, "{:?}", ifs[0].fields);
+        let status = ifs[0].fields.iter().find(|f| f.path == "body:line 2");
+        assert!(status.is_some_and(|f| f.regression), "{:?}", ifs[0].fields);
+        let req = ifs[0].fields.iter().find(|f| f.path == "body:line 1");
+        assert!(req.is_some_and(|f| !f.regression && f.noise == 20));
+        // The same volatile line between two baseline calls is noise, and nothing else differs.
+        let (_, ifs) = aa.finish(&Thresholds::default());
+        assert_eq!(ifs[0].counts.noise_only, 20, "{:?}", ifs[0].fields);
+    }
+
+    #[test]
+    fn lines_inserted_are_not_explained_by_noise_on_a_line() {
+        let mut agg = Aggregator::new();
+        for i in 0..20 {
+            let base = format!("req={i}-0\nstatus=OK\n");
+            let cand = format!("req={i}-2\nstatus=OK\nwarning=degraded\n");
+            let probe = format!("req={i}-1\nstatus=OK\n");
+            let j = judged_text(&base, &cand, &probe);
+            agg.record("GET /t", &format!("e{i}"), &j, None);
+        }
+        let (_, ifs) = agg.finish(&Thresholds::default());
+        assert_eq!(ifs[0].counts.different, 20, "{:?}", ifs[0].fields);
+        assert_eq!(ifs[0].fields[0].path, "body:lines");
+        assert!(ifs[0].fields[0].regression);
     }
 
     #[test]

@@ -85,6 +85,9 @@ fn encoding_of(headers: &[(String, String)]) -> String {
     s
 }
 
+/// Path of the difference that says one side's content encoding could not be undone.
+pub const ENCODING_PATH: &str = "body:encoding";
+
 fn hex_prefix(bytes: &[u8], n: usize) -> String {
     bytes.iter().take(n).map(|b| format!("{b:02x}")).collect()
 }
@@ -191,9 +194,11 @@ pub fn diff_bodies_for(
                 None if enc.is_empty() => "not encoded".to_string(),
                 None => format!("decoded {enc}"),
             };
+            // A key of its own: a probe whose bytes differ (`body`) says nothing about a
+            // candidate whose answer no longer decodes.
             out.push(Difference {
                 kind: DiffKind::Body,
-                path: "body".into(),
+                path: ENCODING_PATH.into(),
                 baseline: Some(say(&err_a, &enc_a)),
                 candidate: Some(say(&err_b, &enc_b)),
                 tolerated: false,
@@ -285,7 +290,7 @@ pub(crate) fn compare_content(
     let texty = |f: Family| f == Family::Text || f == Family::Json;
     if texty(fa) || texty(fb) || both_unknown {
         if let (Ok(ta), Ok(tb)) = (std::str::from_utf8(da), std::str::from_utf8(db)) {
-            diff_text(ta, tb, out);
+            diff_text(ta, tb, opts.max_diffs, out);
             return;
         }
     }
@@ -403,8 +408,8 @@ mod tests {
         let a = obs(None, None, b"plain\n");
         let b = obs(None, None, b"words\n");
         let d = run(&a, &b);
-        assert_eq!(d[0].path, "body");
-        assert_eq!(d[0].baseline.as_deref(), Some("line 1: plain"));
+        assert_eq!(d[0].path, "body:line 1");
+        assert_eq!(d[0].baseline.as_deref(), Some("plain"));
     }
 
     #[test]
@@ -413,10 +418,10 @@ mod tests {
         let b = obs(Some("text/html"), None, b"<html>502 Bad Gateway</html>\n");
         let d = run(&a, &b);
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].path, "body");
+        assert_eq!(d[0].path, "body:line 1");
         assert_eq!(
             d[0].candidate.as_deref(),
-            Some("line 1: <html>502 Bad Gateway</html>")
+            Some("<html>502 Bad Gateway</html>")
         );
     }
 
@@ -425,8 +430,9 @@ mod tests {
         let a = obs(Some("text/plain"), None, b"a\nb\nc\n");
         let b = obs(Some("text/plain"), None, b"a\nB\nc\n");
         let d = run(&a, &b);
-        assert_eq!(d[0].baseline.as_deref(), Some("line 2: b"));
-        assert_eq!(d[0].candidate.as_deref(), Some("line 2: B"));
+        assert_eq!(d[0].path, "body:line 2");
+        assert_eq!(d[0].baseline.as_deref(), Some("b"));
+        assert_eq!(d[0].candidate.as_deref(), Some("B"));
     }
 
     #[test]
@@ -480,11 +486,12 @@ mod tests {
         let b = obs(Some("text/plain"), Some("gzip"), b"not gzip at all\n");
         let d = run(&a, &b);
         assert_eq!(d.len(), 2, "{d:?}");
-        assert_eq!(d[0].path, "body");
+        assert_eq!(d[0].path, "body:encoding");
         assert_eq!(d[0].baseline.as_deref(), Some("decoded gzip"));
         let why = d[0].candidate.as_deref().unwrap();
         assert!(why.starts_with("could not decode: gzip"), "{why}");
-        // Raw gzip bytes are not UTF-8 text: compared as binary.
+        // Raw gzip bytes are not UTF-8 text: compared as binary, under a key of its own.
+        assert_eq!(d[1].path, "body");
         assert!(d[1]
             .candidate
             .as_deref()
@@ -543,8 +550,9 @@ mod tests {
         });
         let d = run(&a, &b);
         assert_eq!(d.len(), 1, "{d:?}");
-        assert_eq!(d[0].baseline.as_deref(), Some("line 2: <b>1</b>"));
-        assert_eq!(d[0].candidate.as_deref(), Some("line 2: <b>2</b>"));
+        assert_eq!(d[0].path, "body:line 2");
+        assert_eq!(d[0].baseline.as_deref(), Some("<b>1</b>"));
+        assert_eq!(d[0].candidate.as_deref(), Some("<b>2</b>"));
     }
 
     #[test]

@@ -223,10 +223,12 @@ fn part_summary(p: &Part<'_>) -> String {
 }
 
 /// Re-roots a difference found inside a part under the part's path: `body` becomes the
-/// part's path, `$.x` becomes `<prefix>.x`.
+/// part's path, `body:line 2` becomes `<prefix>:line 2`, `$.x` becomes `<prefix>.x`.
 fn reroot(prefix: &str, mut d: Difference) -> Difference {
     if d.path == "body" {
         d.path = prefix.to_string();
+    } else if let Some(rest) = d.path.strip_prefix("body:") {
+        d.path = format!("{prefix}:{rest}");
     } else if let Some(rest) = d.path.strip_prefix('$') {
         d.path = format!("{prefix}{rest}");
     }
@@ -478,7 +480,7 @@ mod tests {
             got,
             [
                 ("$.part.meta.size", Some("1"), Some("2")),
-                ("$.part.note", Some("line 2: world"), Some("line 2: there")),
+                ("$.part.note:line 2", Some("world"), Some("there")),
                 ("$.part.gone", Some("1 bytes, text/plain"), None),
                 ("$.part.new", None, Some("3 bytes, text/csv")),
             ]

@@ -171,7 +171,7 @@ pub enum DiffKind {
     Header,
     /// A trailer (gRPC status and message live here).
     Trailer,
-    /// The body: a JSON field path, or the whole body for text and binary.
+    /// The body: a JSON field path, a text line, or the whole body for binary.
     Body,
 }
 
@@ -180,7 +180,9 @@ pub enum DiffKind {
 pub struct Difference {
     /// Where it is.
     pub kind: DiffKind,
-    /// Exact location: `status`, a lower-case header name, `$.a.b[3].c`, or `body`.
+    /// Exact location: `status`, a lower-case header name, `$.a.b[3].c`, a text line
+    /// `body:line 2`, `body:lines` (text lines inserted or removed), `body:encoding`, or
+    /// `body` (the whole body: bytes).
     pub path: String,
     /// The value on the first side (the baseline), rendered short; `None` when absent there.
     pub baseline: Option<String>,
@@ -204,7 +206,7 @@ impl Difference {
 
     /// The aggregation key: kind-prefixed, array indices folded to `[*]`.
     /// `status:200 → 404`, `header:content-type`, `trailer:grpc-status`, `$.items[*].price`,
-    /// `body`. A status difference is keyed by its transition: a baseline that sometimes
+    /// `body:line 2`, `body`. A status difference is keyed by its transition: a baseline that sometimes
     /// answers 500 on a second call explains a candidate's occasional 500, never its 404.
     pub fn key(&self) -> String {
         match self.kind {

@@ -1,10 +1,21 @@
-//! Line diff of two text bodies, summarised as one short difference that points at the first
-//! changed line on each side.
+//! Line diff of two text bodies. When both have the same number of lines, every changed line
+//! is its own difference, at `body:line N`, so that noise measured on one line (a request id,
+//! a timestamp) can never explain a change on another. When lines were inserted or removed,
+//! the line numbers no longer pair up, and the change is one difference at `body:lines`
+//! pointing at the first changed line on each side: a structural change that only a noise
+//! probe which itself inserted or removed lines can explain.
 
 use super::json::truncate_chars;
-use super::{DiffKind, Difference};
+use super::{more, DiffKind, Difference};
 use similar::{Algorithm, DiffTag, TextDiff};
 use std::time::Duration;
+
+/// Path prefix of a changed line: `body:line 2` (1-based). No brackets, so the line number
+/// survives [`super::fold_path`] and each line keeps its own aggregation key.
+pub const LINE_PATH: &str = "body:line ";
+
+/// Path of the one difference that says lines were inserted or removed.
+pub const LINES_PATH: &str = "body:lines";
 
 /// Longest excerpt of a line shown in a difference, in characters.
 const MAX_LINE_CHARS: usize = 200;
@@ -42,13 +53,60 @@ fn describe(side: &SideSummary<'_>, verb: &str, shown: Option<String>) -> String
     s
 }
 
-/// Diffs two texts line by line and, when they differ, appends one [`Difference`] at path
-/// `body`: the baseline side shows the first removed line with its line number and how many
-/// more were removed, the candidate side the first inserted line likewise.
-pub fn diff_text(a: &str, b: &str, out: &mut Vec<Difference>) {
+/// Diffs two texts line by line and appends what differs.
+///
+/// With as many lines on both sides, each changed line is one difference at `body:line N`
+/// (the line as it reads on each side), at most `max` of them: past that the list is closed
+/// by a `…` difference counting the rest, which are at other lines, so such an exchange is
+/// never explained by noise. Otherwise one difference at `body:lines`: the baseline side
+/// shows the first removed line with its line number and how many more were removed, the
+/// candidate side the first inserted line likewise.
+pub fn diff_text(a: &str, b: &str, max: usize, out: &mut Vec<Difference>) {
     if a == b {
         return;
     }
+    let lines_a: Vec<&str> = a.split_inclusive('\n').collect();
+    let lines_b: Vec<&str> = b.split_inclusive('\n').collect();
+    if lines_a.len() == lines_b.len() {
+        diff_line_by_line(&lines_a, &lines_b, max, out);
+    } else {
+        diff_structure(a, b, out);
+    }
+}
+
+/// The two sides of a changed line as shown: as they read, or escaped when they differ only
+/// in their ending (CRLF, a missing final newline), so the reader sees what changed.
+fn show_pair(a: &str, b: &str) -> (String, String) {
+    let (sa, sb) = (show_line(a), show_line(b));
+    if sa != sb {
+        return (sa, sb);
+    }
+    let escaped = |l: &str| truncate_chars(&format!("{l:?}"), MAX_LINE_CHARS, false);
+    (escaped(a), escaped(b))
+}
+
+/// One difference per changed line of two texts with as many lines, at most `max`.
+fn diff_line_by_line(a: &[&str], b: &[&str], max: usize, out: &mut Vec<Difference>) {
+    let mut changed = a.iter().zip(b).enumerate().filter(|(_, (x, y))| x != y);
+    for (i, (x, y)) in changed.by_ref().take(max) {
+        let (shown_a, shown_b) = show_pair(x, y);
+        out.push(Difference {
+            kind: DiffKind::Body,
+            path: format!("{LINE_PATH}{}", i + 1),
+            baseline: Some(shown_a),
+            candidate: Some(shown_b),
+            tolerated: false,
+        });
+    }
+    let rest = changed.count();
+    if rest > 0 {
+        // Every line left out has a line number of its own, none of them listed.
+        out.push(more(rest, false, true));
+    }
+}
+
+/// The one `body:lines` difference of two texts whose line counts differ.
+fn diff_structure(a: &str, b: &str, out: &mut Vec<Difference>) {
     let diff = TextDiff::configure()
         .algorithm(Algorithm::Myers)
         .timeout(DIFF_TIMEOUT)
@@ -110,7 +168,7 @@ pub fn diff_text(a: &str, b: &str, out: &mut Vec<Difference>) {
     }
     out.push(Difference {
         kind: DiffKind::Body,
-        path: "body".into(),
+        path: LINES_PATH.into(),
         baseline: Some(describe(&removed, "removed", shown_a)),
         candidate: Some(describe(&inserted, "inserted", shown_b)),
         tolerated: false,
@@ -120,10 +178,11 @@ pub fn diff_text(a: &str, b: &str, out: &mut Vec<Difference>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::{is_more, MORE_NOT_LISTED};
 
     fn run(a: &str, b: &str) -> Vec<Difference> {
         let mut out = Vec::new();
-        diff_text(a, b, &mut out);
+        diff_text(a, b, 64, &mut out);
         out
     }
 
@@ -137,11 +196,43 @@ mod tests {
     fn one_changed_line() {
         let d = run("one\ntwo\nthree\n", "one\nTWO\nthree\n");
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].path, "body");
+        assert_eq!(d[0].path, "body:line 2");
         assert_eq!(d[0].kind, DiffKind::Body);
-        assert_eq!(d[0].baseline.as_deref(), Some("line 2: two"));
-        assert_eq!(d[0].candidate.as_deref(), Some("line 2: TWO"));
+        assert_eq!(d[0].baseline.as_deref(), Some("two"));
+        assert_eq!(d[0].candidate.as_deref(), Some("TWO"));
         assert!(!d[0].tolerated);
+    }
+
+    #[test]
+    fn each_changed_line_has_its_own_key() {
+        // A volatile first line must not share its key with a real change further down:
+        // noise measured on the one would otherwise explain the other.
+        let d = run("req=6f1c\nstatus=OK\nend\n", "req=9a2b\nstatus=FAIL\nend\n");
+        let keys: Vec<String> = d.iter().map(Difference::key).collect();
+        assert_eq!(keys, ["body:line 1", "body:line 2"]);
+        assert_eq!(d[1].baseline.as_deref(), Some("status=OK"));
+        assert_eq!(d[1].candidate.as_deref(), Some("status=FAIL"));
+    }
+
+    #[test]
+    fn line_differences_are_capped_and_the_rest_is_not_at_listed_paths() {
+        let a: String = (0..100).map(|i| format!("a{i}\n")).collect();
+        let b: String = (0..100).map(|i| format!("b{i}\n")).collect();
+        let mut d = Vec::new();
+        diff_text(&a, &b, 10, &mut d);
+        assert_eq!(d.len(), 11);
+        assert_eq!(d[9].path, "body:line 10");
+        assert!(is_more(&d[10]));
+        assert_eq!(d[10].path, MORE_NOT_LISTED);
+        assert_eq!(
+            d[10].candidate.as_deref(),
+            Some("90 more differences not listed, not all at the paths listed")
+        );
+        // Exactly at the cap: no closing difference.
+        let mut d = Vec::new();
+        diff_text("a\nb\n", "x\ny\n", 2, &mut d);
+        assert_eq!(d.len(), 2);
+        assert!(!d.iter().any(is_more));
     }
 
     #[test]
@@ -149,12 +240,16 @@ mod tests {
         let a = "h\nx1\nx2\nx3\nm\ny\n";
         let b = "h\nz1\nm\n";
         let d = run(a, b);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].path, "body:lines");
+        assert_eq!(d[0].key(), "body:lines");
         assert_eq!(
             d[0].baseline.as_deref(),
             Some("line 2: x1 (+3 more lines removed)")
         );
         assert_eq!(d[0].candidate.as_deref(), Some("line 2: z1"));
         let d = run("a\nb\n", "a\nc\nd\n");
+        assert_eq!(d[0].path, "body:lines");
         assert_eq!(
             d[0].candidate.as_deref(),
             Some("line 2: c (+1 more line inserted)")
@@ -164,6 +259,7 @@ mod tests {
     #[test]
     fn pure_insertion_and_removal() {
         let d = run("a\nb\n", "a\nb\nc\n");
+        assert_eq!(d[0].path, "body:lines");
         assert_eq!(d[0].baseline.as_deref(), Some("line 3: (no lines removed)"));
         assert_eq!(d[0].candidate.as_deref(), Some("line 3: c"));
         let d = run("a\nb\n", "");
@@ -180,17 +276,17 @@ mod tests {
     #[test]
     fn line_ending_only_change_is_visible() {
         let d = run("a\r\nb\r\n", "a\nb\n");
-        assert_eq!(
-            d[0].baseline.as_deref(),
-            Some(r#"line 1: "a\r\n" (+1 more line removed)"#)
-        );
-        assert_eq!(
-            d[0].candidate.as_deref(),
-            Some(r#"line 1: "a\n" (+1 more line inserted)"#)
-        );
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].path, "body:line 1");
+        assert_eq!(d[0].baseline.as_deref(), Some(r#""a\r\n""#));
+        assert_eq!(d[0].candidate.as_deref(), Some(r#""a\n""#));
         let d = run("x\n", "x");
-        assert_eq!(d[0].baseline.as_deref(), Some(r#"line 1: "x\n""#));
-        assert_eq!(d[0].candidate.as_deref(), Some(r#"line 1: "x""#));
+        assert_eq!(d[0].path, "body:line 1");
+        assert_eq!(d[0].baseline.as_deref(), Some(r#""x\n""#));
+        assert_eq!(d[0].candidate.as_deref(), Some(r#""x""#));
+        let d = run("x\n", "x\ny");
+        assert_eq!(d[0].path, "body:lines");
+        assert_eq!(d[0].baseline.as_deref(), Some("line 2: (no lines removed)"));
     }
 
     #[test]
@@ -199,14 +295,19 @@ mod tests {
         let d = run(&a, "short\n");
         let s = d[0].baseline.as_deref().unwrap();
         assert!(s.ends_with('…'));
+        assert!(s.chars().count() <= MAX_LINE_CHARS + 1);
+        let d = run(&a, "short\nmore\n");
+        let s = d[0].baseline.as_deref().unwrap();
+        assert!(s.ends_with('…'));
         assert!(s.chars().count() <= "line 1: ".len() + MAX_LINE_CHARS + 1);
     }
 
     #[test]
     fn large_inputs_stay_bounded() {
-        // Two unrelated 20k-line texts: worst case for Myers, must still finish quickly.
+        // Two unrelated texts of different lengths: worst case for Myers, must still finish
+        // quickly.
         let a: String = (0..20_000).map(|i| format!("a{i}\n")).collect();
-        let b: String = (0..20_000).map(|i| format!("b{}\n", i * 7)).collect();
+        let b: String = (0..19_999).map(|i| format!("b{}\n", i * 7)).collect();
         let start = std::time::Instant::now();
         let d = run(&a, &b);
         assert_eq!(d.len(), 1);
@@ -214,6 +315,14 @@ mod tests {
         assert_eq!(
             d[0].baseline.as_deref(),
             Some("line 1: a0 (+19999 more lines removed)")
+        );
+        // As many lines on both sides: a capped list, whatever the length.
+        let b: String = (0..20_000).map(|i| format!("b{i}\n")).collect();
+        let d = run(&a, &b);
+        assert_eq!(d.len(), 65);
+        assert_eq!(
+            d[64].candidate.as_deref(),
+            Some("19936 more differences not listed, not all at the paths listed")
         );
     }
 }
