@@ -381,6 +381,16 @@ impl ReplayConfig {
         if let Some(v) = fc.latency.min_samples {
             th.latency_min_samples = v;
         }
+        if let Some(v) = &fc.latency.tail_relative {
+            th.latency_tail_relative = margin_at(file, "latency.tail_relative", v)?;
+        }
+        if let (Some(f), Some(s)) = (file, &fc.latency.tail_absolute) {
+            th.latency_tail_absolute_us =
+                duration_at(f, "latency.tail_absolute", s)?.as_micros() as u64;
+        }
+        if let Some(v) = fc.latency.tail_min_samples {
+            th.latency_tail_min_samples = v;
+        }
         if let Some(list) = &fc.gate.fail_on {
             th.fail_on = parse_fail_on(&list.get_ref().join(","))
                 .map_err(|e| file_error(file, list.span(), "gate.fail_on", e))?;

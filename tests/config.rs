@@ -242,7 +242,7 @@ async fn time_tolerance_gate_and_threshold_options() {
     );
 
     let cfg = dir.path().join("strict.toml");
-    std::fs::write(&cfg, "time_tolerance = \"0s\"\n[gate]\nfail_on = [\"missing_rule\"]\n[latency]\nmin_samples = 7\nabsolute = \"1s\"\nrelative = 3.0\n[noise]\nrelative = 0.5\nabsolute_pct = 2.0\n[[noise_rule]]\ninterfaces = \"GET /x*\"\nrelative = 0.9\n").unwrap();
+    std::fs::write(&cfg, "time_tolerance = \"0s\"\n[gate]\nfail_on = [\"missing_rule\"]\n[latency]\nmin_samples = 7\nabsolute = \"1s\"\nrelative = 3.0\ntail_min_samples = 300\ntail_absolute = \"2s\"\ntail_relative = 4.0\n[noise]\nrelative = 0.5\nabsolute_pct = 2.0\n[[noise_rule]]\ninterfaces = \"GET /x*\"\nrelative = 0.9\n").unwrap();
     let strict = run(&rec, &old, &new, &["--config", cfg.to_str().unwrap()]).await;
     assert_eq!(
         interface(&strict, "GET /time")["different"],
@@ -258,6 +258,9 @@ async fn time_tolerance_gate_and_threshold_options() {
     assert_eq!(th["latency_min_samples"], 7);
     assert_eq!(th["latency_absolute_us"], 1_000_000);
     assert_eq!(th["latency_relative"], 3.0);
+    assert_eq!(th["latency_tail_min_samples"], 300);
+    assert_eq!(th["latency_tail_absolute_us"], 2_000_000);
+    assert_eq!(th["latency_tail_relative"], 4.0);
     assert_eq!(th["noise_relative"], 0.5);
     assert_eq!(th["noise_absolute_pct"], 2.0);
     assert_eq!(th["noise_rules"][0]["relative"], 0.9);

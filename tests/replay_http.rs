@@ -1127,3 +1127,81 @@ async fn noise_on_one_text_line_does_not_explain_a_change_on_another() {
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert_eq!(r["summary"]["noise_only"], 30, "{:#}", r["summary"]);
 }
+
+/// The number in a path like `/slow/17`.
+fn path_number(s: &Seen) -> u64 {
+    s.path_and_query
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_tail_is_flagged_by_the_tail_rule_and_jitter_on_both_sides_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..200)
+        .map(|i| get(&format!("s{i}"), &format!("/slow/{i}"), 1_000 + i))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let fast = TestServer::start(|_| Answer::json(200, "{}")).await;
+    // One request in ten takes 400 ms: the median does not move, the p99 does.
+    let tail = TestServer::start_delayed(|s| {
+        let late = path_number(&s) % 10 == 0;
+        (
+            Answer::json(200, "{}"),
+            late.then(|| std::time::Duration::from_millis(400)),
+        )
+    })
+    .await;
+    let md = dir.path().join("r.md");
+    let html = dir.path().join("r.html");
+    let (o, r) = replay_json(
+        &rec,
+        &fast.url(),
+        &tail.url(),
+        &dir.path().join("r.json"),
+        &[
+            "--markdown",
+            md.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let l = &interface(&r, "GET /slow/{id}")["latency"];
+    assert_eq!(l["regression"], true, "{l:#}");
+    assert_eq!(l["rules"], serde_json::json!(["tail"]), "{l:#}");
+    assert!(
+        l["candidate"]["p99_us"].as_u64().unwrap() >= 400_000,
+        "{l:#}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("slower by the tail rule (p99 "), "{stdout}");
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(md.contains("by the tail rule (p99 "), "{md}");
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(html.contains("Slower by the tail rule (p99 "), "{html}");
+
+    // Two identical servers, each with its own jitter and occasional spikes: never slower.
+    let jittery = || {
+        TestServer::start_delayed(|_| {
+            let ms = if rand::random::<u8>() % 25 == 0 {
+                rand::random::<u64>() % 150 + 50
+            } else {
+                rand::random::<u64>() % 15
+            };
+            (
+                Answer::json(200, "{}"),
+                Some(std::time::Duration::from_millis(ms)),
+            )
+        })
+    };
+    let (a, b) = (jittery().await, jittery().await);
+    let (o, r) = replay_json(&rec, &a.url(), &b.url(), &dir.path().join("aa.json"), &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let l = &interface(&r, "GET /slow/{id}")["latency"];
+    assert_eq!(l["regression"], false, "{l:#}");
+    assert_eq!(l["rules"], serde_json::json!([]), "{l:#}");
+}

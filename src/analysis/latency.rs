@@ -1,27 +1,18 @@
 //! Latency per interface: one HDR histogram per target plus the paired per-request
-//! difference (candidate minus baseline), and the regression rule. Pairing matters: both
+//! difference (candidate minus baseline), and the regression rules. Pairing matters: both
 //! targets get each request at the same moment, so load spikes hit both and cancel out in the
-//! difference, which is why an A/A run reports no regression. The rule asks for a paired
-//! median slower by both margins, in more pairs than chance would make slower.
+//! difference, which is why an A/A run reports no regression.
+//!
+//! Two rules, either of which flags the candidate as slower: the median rule (most requests
+//! got slower, in more pairs than chance would make slower) and the tail rule (a share of
+//! requests too small to move the median got much slower: the p99 is beyond the baseline's,
+//! and the pairs confirm the slow answers are the candidate's rather than jitter both
+//! targets have).
 
-use super::result::{LatencyResult, LatencyStats, PairedStats, Thresholds};
+use super::result::{LatencyResult, LatencyStats, PairedStats, Thresholds, MEDIAN_RULE, TAIL_RULE};
 use base64::Engine;
 use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
-
-/// The latency rule on a finished latency result: over at least `latency_min_samples` pairs,
-/// a paired median slower by both margins, in more pairs than chance would make slower.
-pub fn is_regression(l: &LatencyResult, th: &Thresholds) -> bool {
-    let p = &l.paired;
-    let median = p.median_diff_us;
-    let slower = (p.slower_share * p.count as f64).round() as u64;
-    let faster = p.faster.unwrap_or(p.count.saturating_sub(slower));
-    p.count >= th.latency_min_samples
-        && median > 0
-        && median as u64 > th.latency_absolute_us
-        && median as f64 > th.latency_relative * l.baseline.p50_us as f64
-        && slower_beyond_chance(slower, faster)
-}
 
 /// Whether the candidate was slower in more pairs than chance gives two equal servers (a
 /// one-sided sign test at 1%, ties left out). Jittery answers move the paired median of 20
@@ -160,8 +151,10 @@ impl LatencyAgg {
         let pairs = self.pairs();
         let median = self.median_diff_us();
         let base = stats(&self.baseline);
-        let mut result = LatencyResult {
-            candidate: stats(&self.candidate),
+        let cand = stats(&self.candidate);
+        let rules = self.rules(&base, &cand, th);
+        LatencyResult {
+            candidate: cand,
             baseline: base,
             paired: PairedStats {
                 count: pairs,
@@ -175,10 +168,37 @@ impl LatencyAgg {
                 hdr_slower: serialize(&self.slower),
                 hdr_faster: serialize(&self.faster),
             },
-            regression: false,
+            regression: !rules.is_empty(),
+            rules,
+        }
+    }
+
+    /// Pairs in which the candidate was slower, and faster, by more than `margin_us`.
+    pub fn beyond(&self, margin_us: u64) -> (u64, u64) {
+        let count = |h: &Histogram<u64>| {
+            if h.is_empty() {
+                0
+            } else {
+                h.count_between(margin_us.saturating_add(1), MAX_US)
+            }
         };
-        result.regression = is_regression(&result, th);
-        result
+        (count(&self.slower), count(&self.faster))
+    }
+
+    /// The rules under which the candidate is slower (empty: it is not), given the two
+    /// targets' percentiles.
+    pub fn rules(&self, base: &LatencyStats, cand: &LatencyStats, th: &Thresholds) -> Vec<String> {
+        let mut rules = Vec::new();
+        if median_rule(self.pairs(), self.median_diff_us(), base.p50_us, th)
+            && slower_beyond_chance(self.slower.len(), self.faster.len())
+        {
+            rules.push(MEDIAN_RULE.to_string());
+        }
+        let (slower, faster) = self.beyond(th.latency_tail_absolute_us);
+        if tail_rule(self.pairs(), base.p99_us, cand.p99_us, slower, faster, th) {
+            rules.push(TAIL_RULE.to_string());
+        }
+        rules
     }
 
     /// Rebuilds the aggregate from its JSON form (for `merge` and `report`).
@@ -194,6 +214,42 @@ impl LatencyAgg {
             equal,
         })
     }
+}
+
+/// The median rule: over at least `latency_min_samples` pairs, the median paired difference
+/// exceeds both the absolute margin and the relative share of the baseline median.
+pub fn median_rule(pairs: u64, median_diff_us: i64, base_p50_us: u64, th: &Thresholds) -> bool {
+    pairs >= th.latency_min_samples
+        && median_diff_us > 0
+        && median_diff_us as u64 > th.latency_absolute_us
+        && median_diff_us as f64 > th.latency_relative * base_p50_us as f64
+}
+
+/// How many standard deviations the candidate's excess of slow pairs must reach (a sign
+/// test): in an A/A run the two targets are as often slower as each other, so this is what
+/// keeps jitter in both tails from reading as a regression.
+pub const TAIL_SIGNIFICANCE: f64 = 3.0;
+
+/// The tail rule: over at least `latency_tail_min_samples` pairs, the candidate's p99
+/// exceeds the baseline's by both the absolute margin and the relative share, and the pairs
+/// in which the candidate was slower by more than the absolute margin (`slower`) outnumber
+/// those in which it was faster by as much (`faster`) by [`TAIL_SIGNIFICANCE`] standard
+/// deviations.
+pub fn tail_rule(
+    pairs: u64,
+    base_p99_us: u64,
+    cand_p99_us: u64,
+    slower: u64,
+    faster: u64,
+    th: &Thresholds,
+) -> bool {
+    let excess = cand_p99_us.saturating_sub(base_p99_us);
+    let confirmed =
+        slower as f64 - faster as f64 > TAIL_SIGNIFICANCE * ((slower + faster) as f64).sqrt();
+    pairs >= th.latency_tail_min_samples
+        && excess > th.latency_tail_absolute_us
+        && excess as f64 > th.latency_tail_relative * base_p99_us as f64
+        && confirmed
 }
 
 /// Percentiles of one histogram.
@@ -295,6 +351,92 @@ mod tests {
         assert!(slow.to_result(&th).regression);
         assert!(!slower_beyond_chance(15, 5) && slower_beyond_chance(16, 4));
         assert!(!slower_beyond_chance(0, 0));
+    }
+
+    #[test]
+    fn a_slow_tail_is_flagged_by_the_tail_rule_alone() {
+        let th = Thresholds::default();
+        // One request in ten takes 400 ms instead of 5: the median does not move.
+        let slow_tail = |n: u64| {
+            let mut a = LatencyAgg::default();
+            for i in 0..n {
+                let cand = if i % 10 == 0 { 400_000 } else { 5_100 };
+                a.record_pair(5_000 + i % 7 * 100, cand);
+            }
+            a
+        };
+        let r = slow_tail(200).to_result(&th);
+        assert!(r.regression, "{:?}", r.paired);
+        assert_eq!(r.rules, [TAIL_RULE]);
+        assert!(!r.rules.iter().any(|x| x == MEDIAN_RULE));
+        // Too few pairs for a p99 to mean anything.
+        let r = slow_tail(99).to_result(&th);
+        assert!(!r.regression && r.rules.is_empty());
+        // Both rules at once.
+        let mut both = LatencyAgg::default();
+        for i in 0..200 {
+            both.record_pair(5_000, if i % 10 == 0 { 400_000 } else { 50_000 });
+        }
+        assert_eq!(both.to_result(&th).rules, [MEDIAN_RULE, TAIL_RULE]);
+    }
+
+    #[test]
+    fn the_tail_rule_needs_both_margins_and_the_pairs_to_agree() {
+        let th = Thresholds::default();
+        let mut small = LatencyAgg::default();
+        for i in 0..500 {
+            // p99 5 ms → 13 ms: beyond 50% but not beyond 10 ms.
+            small.record_pair(5_000, if i % 10 == 0 { 13_000 } else { 5_000 });
+        }
+        assert!(!small.to_result(&th).regression, "absolute margin");
+        let mut rel = LatencyAgg::default();
+        for i in 0..500 {
+            // p99 100 ms → 130 ms: beyond 10 ms but only 30%.
+            rel.record_pair(100_000, if i % 10 == 0 { 130_000 } else { 100_000 });
+        }
+        assert!(!rel.to_result(&th).regression, "relative margin");
+        // Higher p99 on the candidate, but as many pairs where the baseline was the slow one:
+        // jitter both have, not the candidate's tail.
+        let mut even = LatencyAgg::default();
+        for i in 0..500 {
+            // 5% of pairs the candidate's 400 ms, 4% the baseline's 30 ms.
+            let (b, c) = match i % 100 {
+                0..=4 => (5_000, 400_000),
+                5..=8 => (30_000, 5_000),
+                _ => (5_000, 5_000),
+            };
+            even.record_pair(b, c);
+        }
+        let r = even.to_result(&th);
+        assert!(r.candidate.p99_us > 2 * r.baseline.p99_us, "{r:?}");
+        assert!(
+            !r.regression,
+            "the pairs do not confirm the candidate's tail"
+        );
+    }
+
+    #[test]
+    fn jittery_identical_targets_are_never_slower() {
+        use rand::{Rng, SeedableRng};
+        let th = Thresholds::default();
+        // Each target on its own: 1-20 ms, and one answer in 50 a spike of 50-500 ms.
+        let draw = |rng: &mut rand::rngs::StdRng| {
+            if rng.gen_range(0..50) == 0 {
+                rng.gen_range(50_000..500_000)
+            } else {
+                rng.gen_range(1_000..20_000)
+            }
+        };
+        for seed in 0..200 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut a = LatencyAgg::default();
+            for _ in 0..(100 + seed * 10) {
+                let (b, c) = (draw(&mut rng), draw(&mut rng));
+                a.record_pair(b, c);
+            }
+            let r = a.to_result(&th);
+            assert!(!r.regression, "seed {seed}: {:?} {:?}", r.rules, r.paired);
+        }
     }
 
     #[test]

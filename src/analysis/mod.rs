@@ -21,7 +21,8 @@ use crate::compare::{
 };
 use latency::LatencyAgg;
 use result::{
-    Counts, ErrorResult, Example, InterfaceResult, PathResult, Signature, Summary, Thresholds,
+    Counts, ErrorResult, Example, InterfaceResult, LatencyResult, PathResult, Signature, Summary,
+    Thresholds,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -496,7 +497,8 @@ pub fn decide(r: &mut InterfaceResult, th: &Thresholds) {
     c.total = c.total - c.different - c.noise_only + different + noise_only;
     c.different = different;
     c.noise_only = noise_only;
-    r.latency.regression = latency::is_regression(&r.latency, th);
+    r.latency.rules = latency_rules(&r.latency, th);
+    r.latency.regression = !r.latency.rules.is_empty();
 }
 
 /// A suggestion for a regressing path whose every difference looked volatile.
@@ -531,6 +533,25 @@ pub fn thresholds_for(interface: &str, th: &Thresholds) -> Thresholds {
         out.noise_absolute_pct = rule.absolute_pct;
     }
     out
+}
+
+/// The latency rules under which a finished latency result is slower (see
+/// [`latency::LatencyAgg::rules`]). Histograms that do not decode leave only the median
+/// rule, which needs none.
+pub fn latency_rules(l: &LatencyResult, th: &Thresholds) -> Vec<String> {
+    match LatencyAgg::from_result(l) {
+        Ok(agg) => agg.rules(&l.baseline, &l.candidate, th),
+        Err(_) => {
+            let p = &l.paired;
+            let slower = (p.slower_share * p.count as f64).round() as u64;
+            let faster = p.faster.unwrap_or(p.count.saturating_sub(slower));
+            (latency::median_rule(p.count, p.median_diff_us, l.baseline.p50_us, th)
+                && latency::slower_beyond_chance(slower, faster))
+            .then(|| result::MEDIAN_RULE.to_string())
+            .into_iter()
+            .collect()
+        }
+    }
 }
 
 #[cfg(test)]

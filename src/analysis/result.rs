@@ -289,9 +289,20 @@ pub struct LatencyResult {
     /// Per-request candidate minus baseline.
     pub paired: PairedStats,
     /// True when the candidate is slower by both the relative and absolute threshold, with
-    /// enough samples.
+    /// enough samples, by the median rule or the tail rule.
     pub regression: bool,
+    /// Which latency rules found the candidate slower: [`MEDIAN_RULE`], [`TAIL_RULE`];
+    /// empty when it is not. Absent in results written before the tail rule.
+    #[serde(default)]
+    pub rules: Vec<String>,
 }
+
+/// The latency rule on the paired median: most requests got slower.
+pub const MEDIAN_RULE: &str = "median";
+
+/// The latency rule on the tail: the candidate's p99 is beyond the baseline's, and the pairs
+/// show the slow answers are the candidate's, not both targets' jitter.
+pub const TAIL_RULE: &str = "tail";
 
 /// Percentiles of one target's latencies, with the histogram for exact merging.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -503,6 +514,15 @@ pub struct Thresholds {
     pub latency_absolute_us: u64,
     /// ...with at least this many pairs.
     pub latency_min_samples: u64,
+    /// Latency tail: the candidate's p99 must exceed the baseline's by this share of it...
+    #[serde(default = "default_tail_relative")]
+    pub latency_tail_relative: f64,
+    /// ...and by this many µs...
+    #[serde(default = "default_tail_absolute_us")]
+    pub latency_tail_absolute_us: u64,
+    /// ...with at least this many pairs.
+    #[serde(default = "default_tail_min_samples")]
+    pub latency_tail_min_samples: u64,
     /// Outcome classes (and `latency`) that fail the run.
     pub fail_on: Vec<String>,
     /// Maximum share of compared exchanges that may be `different` (when set).
@@ -523,6 +543,18 @@ pub struct NoiseRule {
     pub absolute_pct: f64,
 }
 
+fn default_tail_relative() -> f64 {
+    0.5
+}
+
+fn default_tail_absolute_us() -> u64 {
+    10_000
+}
+
+fn default_tail_min_samples() -> u64 {
+    100
+}
+
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
@@ -532,6 +564,9 @@ impl Default for Thresholds {
             latency_relative: 0.25,
             latency_absolute_us: 2000,
             latency_min_samples: 20,
+            latency_tail_relative: default_tail_relative(),
+            latency_tail_absolute_us: default_tail_absolute_us(),
+            latency_tail_min_samples: default_tail_min_samples(),
             fail_on: vec![
                 "missing_rule".into(),
                 "different".into(),

@@ -89,6 +89,12 @@ pub struct LatencySection {
     pub absolute: Option<Spanned<String>>,
     /// Pairs needed before judging.
     pub min_samples: Option<u64>,
+    /// Tail rule: share of the baseline p99 the candidate's p99 must exceed it by (0.5).
+    pub tail_relative: Option<Spanned<f64>>,
+    /// Tail rule: absolute amount it must also exceed it by (`10ms`).
+    pub tail_absolute: Option<Spanned<String>>,
+    /// Tail rule: pairs needed before judging (100).
+    pub tail_min_samples: Option<u64>,
 }
 
 /// `[gate]`

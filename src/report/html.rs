@@ -310,9 +310,9 @@ fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>) -> Detail {
             l.paired.slower_share * 100.0,
             count_of(l.paired.count, "pair", "pairs"),
             if l.regression {
-                " That is beyond the latency rule: a regression."
+                format!(" Slower by the {}: a regression.", words::slower_by(l))
             } else {
-                ""
+                String::new()
             }
         )
     };
@@ -404,7 +404,7 @@ fn page(r: &RunResult) -> Page {
         (
             "rules",
             format!(
-                "fail on {}{}; noise rule: raw rate above noise rate by {:.0}% and {} points; latency: paired median +{:.0}% and +{} ms with at least {} pairs; times within {} are noise",
+                "fail on {}{}; noise rule: raw rate above noise rate by {:.0}% and {} points; latency: paired median +{:.0}% and +{} ms with at least {} pairs, or p99 +{:.0}% and +{} ms with at least {} pairs; times within {} are noise",
                 th.fail_on.join(", "),
                 th.max_diff_rate
                     .map(|m| format!(" (different above {:.2}%)", m * 100.0))
@@ -414,6 +414,9 @@ fn page(r: &RunResult) -> Page {
                 th.latency_relative * 100.0,
                 ms(th.latency_absolute_us),
                 th.latency_min_samples,
+                th.latency_tail_relative * 100.0,
+                ms(th.latency_tail_absolute_us),
+                th.latency_tail_min_samples,
                 words::duration_ms(th.time_tolerance_ms)
             ),
         ),

@@ -141,7 +141,8 @@ fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
         out.push((
             "latency",
             format!(
-                "latency: paired median {} ms, candidate slower in {:.0}% of {}; p50 {} -> {} ms, p99 {} -> {} ms",
+                "latency: slower by the {}: paired median {} ms, candidate slower in {:.0}% of {}; p50 {} -> {} ms, p99 {} -> {} ms",
+                words::slower_by(l),
                 words::signed_ms(l.paired.median_diff_us),
                 l.paired.slower_share * 100.0,
                 count_of(l.paired.count, "pair", "pairs"),

@@ -110,10 +110,11 @@ fn detail(i: &InterfaceResult, problems: &[Problem]) -> String {
                 }
             }
             Problem::Slower => parts.push(format!(
-                "p50 {} → {} ms (paired {} ms)",
+                "p50 {} → {} ms (paired {} ms), by the {}",
                 ms(i.latency.baseline.p50_us),
                 ms(i.latency.candidate.p50_us),
-                words::signed_ms(i.latency.paired.median_diff_us)
+                words::signed_ms(i.latency.paired.median_diff_us),
+                words::slower_by(&i.latency)
             )),
             Problem::Errors => {
                 for e in &i.errors {

@@ -124,6 +124,11 @@ pub(crate) mod fixture {
                 hdr_faster: String::new(),
             },
             regression,
+            rules: if regression {
+                vec![crate::analysis::result::MEDIAN_RULE.into()]
+            } else {
+                Vec::new()
+            },
         }
     }
 

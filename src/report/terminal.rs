@@ -373,7 +373,8 @@ fn latency(out: &mut Out, i: &InterfaceResult) {
         "-"
     };
     out.line(format!(
-        "  slower: paired median {sign}{} ms, candidate slower in {:.0}% of {}",
+        "  slower by the {}: paired median {sign}{} ms, candidate slower in {:.0}% of {}",
+        words::slower_by(l),
         ms(l.paired.median_diff_us.unsigned_abs()),
         l.paired.slower_share * 100.0,
         count_of(l.paired.count, "pair", "pairs")

@@ -3,7 +3,8 @@
 //! milliseconds, shares, and what the selection (shard, filters) kept.
 
 use crate::analysis::result::{
-    RunResult, Trend, TrendItem, TrendState, Verdict, REQUEST_SIDE, UNSENDABLE,
+    LatencyResult, RunResult, Trend, TrendItem, TrendState, Verdict, MEDIAN_RULE, REQUEST_SIDE,
+    TAIL_RULE, UNSENDABLE,
 };
 
 /// Why exchanges were skipped as `unsendable`, with the first one's id and reason: `None`
@@ -86,6 +87,24 @@ pub fn slower_on_few_pairs(r: &RunResult) -> Option<String> {
         th.latency_min_samples,
         few[..shown].join(", ")
     ))
+}
+
+/// Which latency rules found an interface slower, as every report says it: `median rule`,
+/// `tail rule (p99 34.0 → 409.0 ms)`, or both joined by `and`. A result written before
+/// the tail rule names no rule; its regression was the median rule's.
+pub fn slower_by(l: &LatencyResult) -> String {
+    let mut said = Vec::new();
+    if l.rules.iter().any(|r| r == MEDIAN_RULE) || (l.regression && l.rules.is_empty()) {
+        said.push("median rule".to_string());
+    }
+    if l.rules.iter().any(|r| r == TAIL_RULE) {
+        said.push(format!(
+            "tail rule (p99 {} → {} ms)",
+            ms(l.baseline.p99_us),
+            ms(l.candidate.p99_us)
+        ));
+    }
+    said.join(" and ")
 }
 
 /// `1 exchange`, `2 exchanges`.
