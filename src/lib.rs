@@ -69,26 +69,29 @@ pub fn run(cli: Cli) -> Result<u8> {
             // Read the earlier result and try the report paths first: a typo in a name
             // should not cost a replay, and a missing trend is known before it starts.
             let previous = load_previous(args.reports.previous.as_deref());
-            for path in [
-                cfg.json.as_deref(),
-                args.reports.html.as_deref(),
-                args.reports.junit.as_deref(),
-                args.reports.markdown.as_deref(),
-            ]
-            .into_iter()
-            .flatten()
-            {
+            let outputs = [
+                ("--json", cfg.json.as_deref()),
+                ("--html", args.reports.html.as_deref()),
+                ("--junit", args.reports.junit.as_deref()),
+                ("--markdown", args.reports.markdown.as_deref()),
+                ("--diffs", cfg.diffs.as_deref()),
+            ];
+            one_on_stdout(&outputs)?;
+            for path in outputs.into_iter().filter_map(|(_, p)| p) {
                 report::check_output(path).map_err(|e| Error::io(path, e))?;
             }
             let rt = runtime(args.threads)?;
             let mut result = rt.block_on(replay_with_progress(&cfg, cli.quiet))?;
+            // Differences streamed to standard output are for a program to read: the
+            // terminal report would run into them.
+            let diffs_on_stdout = cfg.diffs.as_deref() == Some(Path::new("-"));
             deliver(
                 &mut result,
                 cfg.json.as_deref(),
                 &args.reports,
                 previous,
                 cli.quiet,
-                true,
+                !diffs_on_stdout,
             )
         }
         Command::Show(args) => {
@@ -214,6 +217,23 @@ pub fn read_result(path: &Path) -> Result<RunResult> {
     })
 }
 
+/// Refuses two outputs on standard output: the two documents would run into one that no
+/// reader of either format could parse.
+fn one_on_stdout(outputs: &[(&str, Option<&Path>)]) -> Result<()> {
+    let flags: Vec<&str> = outputs
+        .iter()
+        .filter(|(_, p)| *p == Some(Path::new("-")))
+        .map(|(flag, _)| *flag)
+        .collect();
+    if flags.len() > 1 {
+        return Err(Error::Usage(format!(
+            "{}: only one output can go to standard output (`-`); give the others a file",
+            flags.join(" and ")
+        )));
+    }
+    Ok(())
+}
+
 /// What `--previous` gave: nothing asked, the earlier result with its label, or the warning
 /// saying why there is no trend.
 type Previous = Option<std::result::Result<(String, RunResult), String>>;
@@ -250,6 +270,12 @@ fn deliver(
     quiet: bool,
     terminal: bool,
 ) -> Result<u8> {
+    one_on_stdout(&[
+        ("--json", json),
+        ("--html", files.html.as_deref()),
+        ("--junit", files.junit.as_deref()),
+        ("--markdown", files.markdown.as_deref()),
+    ])?;
     match previous {
         Some(Ok((label, prev))) => {
             result.trend = Some(analysis::trend::compare(result, &prev, &label));

@@ -54,6 +54,11 @@ fn invalid_values_exit_2_with_what_was_expected() {
         ),
         ("--speed", "1e-300", "--speed: expected a factor from 0.001"),
         ("--speed", "inf", "--speed: expected a factor"),
+        (
+            "--html",
+            "-",
+            "--json and --html: only one output can go to standard output",
+        ),
     ] {
         let mut args = vec![
             "replay",
@@ -65,6 +70,9 @@ fn invalid_values_exit_2_with_what_was_expected() {
         ];
         if flag == "--host-header" {
             args[5] = "h2c://127.0.0.1:1";
+        }
+        if flag == "--html" {
+            args.extend(["--json", "-"]);
         }
         if flag == "--baseline" {
             args[3] = value;

@@ -1005,6 +1005,37 @@ async fn a_rare_interface_that_looks_slower_is_named_though_not_judged() {
     assert!(md.contains("fewer than 20 pairs"), "{md}");
 }
 
+/// `--diffs -` streams the differences to standard output, and nothing else goes there: the
+/// terminal report would run into the JSON lines a program reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differences_on_standard_output_are_only_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..3)
+        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let base = TestServer::start(|_| Answer::json(200, r#"{"a":1}"#)).await;
+    let cand = TestServer::start(|_| Answer::json(200, r#"{"a":2}"#)).await;
+    let o = shadowdiff_async(vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        base.url(),
+        "--candidate".into(),
+        cand.url(),
+        "--diffs".into(),
+        "-".into(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}\n{stdout}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+}
+
 /// A request recorded with its connection's framing (`transfer-encoding: chunked`, a stale
 /// `content-length`) and `expect: 100-continue`, as a tap records an upload: replayed over
 /// HTTP/1.1 and over h2c, each server gets the body whole with its true length, and the two
