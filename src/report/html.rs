@@ -103,10 +103,15 @@ struct ErrRow {
     samples: Vec<String>,
 }
 
+/// Interface sections open when the page loads.
+const MAX_OPEN: usize = 50;
+
 struct Detail {
     name: String,
     anchor: String,
     flagged: bool,
+    /// Shown open when the page loads.
+    open: bool,
     badges: Vec<Mark>,
     trend: Option<Mark>,
     counts_line: String,
@@ -320,6 +325,7 @@ fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>) -> Detail {
         name: i.interface.clone(),
         anchor: format!("if-{idx}"),
         flagged: !problems.is_empty(),
+        open: false,
         badges: badges(i, &problems),
         trend: interface_trend(trend, &i.interface),
         counts_line: format!(
@@ -480,6 +486,12 @@ fn page(r: &RunResult) -> Page {
         .map(|(idx, i)| detail(*idx, i, trend))
         .collect();
     details.sort_by_key(|d| !d.flagged);
+    // A page of a bad run can flag thousands of interfaces; laying all of them out open made
+    // it take seconds to load. The first ones are open, the rest a click (or "expand all")
+    // away.
+    for d in details.iter_mut().take(MAX_OPEN) {
+        d.open = d.flagged;
+    }
 
     let trend_gone = trend
         .map(|t| {
@@ -591,6 +603,26 @@ mod tests {
         );
         // The only script element is the report's own.
         assert_eq!(page.matches("<script>").count(), 1);
+    }
+
+    #[test]
+    fn only_the_first_flagged_sections_are_open_on_a_bad_run() {
+        let mut r = fixture::failing();
+        let flagged = r
+            .interfaces
+            .iter()
+            .find(|i| !i.problems().is_empty())
+            .unwrap()
+            .clone();
+        for n in 0..MAX_OPEN + 10 {
+            let mut i = flagged.clone();
+            i.interface = format!("GET /many/{n}");
+            r.interfaces.push(i);
+        }
+        let page = html(&r);
+        let flagged_sections = page.matches("<details class=\"iface flagged\"").count();
+        assert!(flagged_sections > MAX_OPEN, "{flagged_sections}");
+        assert_eq!(page.matches(" open>").count(), MAX_OPEN);
     }
 
     #[test]
