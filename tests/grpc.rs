@@ -572,7 +572,7 @@ async fn grpc_changed_field_and_unimplemented_method_are_named() {
     let legacy = interface(&r, "/pkg.Svc/Legacy");
     assert_eq!(legacy["missing_rule"], 0, "{legacy:#}");
     assert_eq!(legacy["different"], 2);
-    let status = field(legacy, "headers", "trailer:grpc-status");
+    let status = field(legacy, "headers", "trailer:grpc-status 0 → 12");
     assert_eq!(status["regression"], true);
     assert_eq!(status["example"]["baseline"], "0");
     assert_eq!(status["example"]["candidate"], "12");

@@ -267,7 +267,7 @@ mod tests {
             &o,
         );
         assert_eq!(d.len(), 1);
-        assert_eq!(d[0].key(), "trailer:grpc-status");
+        assert_eq!(d[0].key(), "trailer:grpc-status 0 → 14");
     }
 
     #[test]

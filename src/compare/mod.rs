@@ -216,6 +216,13 @@ impl Difference {
                 self.candidate.as_deref().unwrap_or("-")
             ),
             DiffKind::Header => format!("header:{}", self.path),
+            // Like the HTTP status, gRPC's is keyed by transition: a second call that
+            // sometimes gets UNAVAILABLE explains no NOT_FOUND.
+            DiffKind::Trailer if self.path == "grpc-status" => format!(
+                "trailer:grpc-status {} → {}",
+                self.baseline.as_deref().unwrap_or("-"),
+                self.candidate.as_deref().unwrap_or("-")
+            ),
             DiffKind::Trailer => format!("trailer:{}", self.path),
             DiffKind::Body => fold_path(&self.path),
         }
@@ -323,6 +330,30 @@ pub fn diff_for(
     body::diff_bodies_for(request_path, a, b, opts, &mut out);
     cap_list(&mut out, opts.max_diffs);
     out
+}
+
+/// What sets two answers apart as outcomes: with different statuses (HTTP, or gRPC's
+/// `grpc-status`) they are different kinds of documents, a page and an error page, and the
+/// status is the one difference; their fields would otherwise count as changed fields no
+/// probe could explain, where the probe's own status transition explains the status.
+/// Otherwise every difference ([`diff_for`]).
+fn answer_differences(
+    request_path: Option<&str>,
+    a: &Observed,
+    b: &Observed,
+    opts: &CompareOptions,
+) -> Vec<Difference> {
+    if a.status != b.status {
+        return vec![status_difference(a, b)];
+    }
+    if grpc_status(a) != grpc_status(b) {
+        let (_, ta) = status_as_trailers(a);
+        let (_, tb) = status_as_trailers(b);
+        let mut out = Vec::new();
+        headers::diff_headers(&ta, &tb, DiffKind::Trailer, opts, &mut out);
+        return out;
+    }
+    diff_for(request_path, a, b, opts)
 }
 
 /// The difference between two answers' statuses.
@@ -563,13 +594,12 @@ pub fn judge_for(
             }
         }
     };
+    // A second answer with another status (an error page, a refusal, a rate limit) says
+    // nothing about how the baseline's headers and fields vary: only its status transition
+    // is a noise sample. Its page's fields, all "different", would otherwise explain any
+    // change the candidate made.
     let probe = match probe {
-        Some(Ok(p)) if p.status == base.status => Some(diff_for(request_path, base, p, opts)),
-        // A second answer with another status (an error page, a refusal, a rate limit)
-        // says nothing about how the baseline's headers and fields vary: only its status
-        // transition is a noise sample. Its page's fields, all "different", would otherwise
-        // explain any change the candidate made.
-        Some(Ok(p)) => Some(vec![status_difference(base, p)]),
+        Some(Ok(p)) => Some(answer_differences(request_path, base, p, opts)),
         _ => None,
     };
     let grpc_set = &opts.missing_rule_grpc_statuses;
@@ -587,15 +617,7 @@ pub fn judge_for(
                         .unwrap_or_else(|_| cand.body.clone());
                 re.is_match(&String::from_utf8_lossy(&body))
             });
-    // Answers with different statuses are different kinds of documents (a page and an
-    // error page): the status is the one difference. Their fields would otherwise count as
-    // changed fields that no probe could ever explain, where the probe's own status
-    // transition explains the status.
-    let diffs = if base.status != cand.status {
-        vec![status_difference(base, cand)]
-    } else {
-        diff_for(request_path, base, cand, opts)
-    };
+    let diffs = answer_differences(request_path, base, cand, opts);
     let outcome = if missing {
         Outcome::MissingRule
     } else {
@@ -831,7 +853,8 @@ mod tests {
             judge(&unimpl, &unimpl, None, &o).outcome,
             Outcome::Identical
         );
-        // Disabled: a status difference, keyed as a trailer however it arrived.
+        // Disabled: a status difference, keyed as a trailer by its transition however it
+        // arrived; the message fields of an error answer are no field differences.
         let off = CompareOptions {
             missing_rule_grpc_statuses: Vec::new(),
             ..Default::default()
@@ -841,10 +864,19 @@ mod tests {
         let keys: Vec<String> = j.diffs.iter().map(Difference::key).collect();
         assert_eq!(
             keys,
-            ["trailer:grpc-status", "trailer:grpc-message", "$.msg[*]"],
+            ["trailer:grpc-status 0 → 12", "trailer:grpc-message"],
             "{:?}",
             j.diffs
         );
+        // A second baseline call that got UNAVAILABLE is a noise sample for that transition
+        // only: none for the message's fields.
+        let unavailable = grpc(&[], &[("grpc-status", "14")], b"");
+        let changed = grpc(&[], &[("grpc-status", "0")], &grpc::frame(&[0x08, 2]));
+        let j = judge(&ok, &changed, Some(&unavailable), &o);
+        let probe: Vec<String> = j.probe.unwrap().iter().map(Difference::key).collect();
+        assert_eq!(probe, ["trailer:grpc-status 0 → 14"]);
+        let keys: Vec<String> = j.diffs.iter().map(Difference::key).collect();
+        assert_eq!(keys, ["$.msg[*].1"], "{:?}", j.diffs);
         let in_trailers = grpc(&[], &[("grpc-status", "12"), ("grpc-message", "no")], b"");
         assert!(diff(unimpl.as_ref().unwrap(), in_trailers.as_ref().unwrap(), &o).is_empty());
         assert_eq!(grpc_status(in_trailers.as_ref().unwrap()), Some(12));
