@@ -303,12 +303,36 @@ impl Selection {
             indices: vec![s.index],
             owned: c.owned,
         });
-        let warnings = self
+        let mut warnings: Vec<String> = self
             .ids
             .iter()
             .filter(|id| !c.ids_seen.contains(*id))
             .map(|id| format!("--id {id}: no exchange with this id in the recordings"))
             .collect();
+        // A filter that keeps nothing is most often a typo; a run over nothing passes, so it
+        // must at least say why there was nothing.
+        for (n, (label, rule)) in self.rules.iter().enumerate() {
+            let seen = c.kept[n] + c.excluded[n];
+            if seen == 0 || c.kept[n] > 0 || matches!(rule, Rule::Ids(_)) {
+                continue;
+            }
+            let hint = match rule {
+                Rule::Expr {
+                    field: Field::Tenant,
+                    negate: false,
+                    ..
+                } => "; an exchange has a tenant only when the recording names one or --tenant-header names its header",
+                _ => "",
+            };
+            warnings.push(format!(
+                "{label}: kept none of the {} it saw{hint}",
+                if seen == 1 {
+                    "1 exchange".to_string()
+                } else {
+                    format!("{seen} exchanges")
+                }
+            ));
+        }
         (filters, shard, warnings)
     }
 }
@@ -521,6 +545,21 @@ mod tests {
         assert_eq!(
             warnings,
             ["--id zzz: no exchange with this id in the recordings"]
+        );
+    }
+
+    #[test]
+    fn a_filter_that_keeps_nothing_says_so() {
+        let s = sel(None, None, &[], &["method=GET", "tenant=acme"]);
+        let xs = [ex("a", 1, "GET", 200, &[]), ex("b", 2, "GET", 200, &[])];
+        let mut c = s.counter();
+        assert!(xs.iter().all(|x| !s.admit(x, "GET /x", &mut c)));
+        let (_, _, warnings) = s.report(&c);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("--filter tenant=acme: kept none of the 2 exchanges it saw")
+                && warnings[0].contains("--tenant-header"),
+            "{warnings:?}"
         );
     }
 
