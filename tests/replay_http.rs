@@ -70,18 +70,12 @@ async fn a_changed_field_a_missing_route_and_noise_are_told_apart() {
     let new = TestServer::start(shop("\"12.50\"", false)).await;
     let json = dir.path().join("result.json");
     let diffs = dir.path().join("diffs.jsonl");
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        old.url(),
-        "--candidate".into(),
-        new.url(),
-        "--json".into(),
-        json.display().to_string(),
-        "--diffs".into(),
-        diffs.display().to_string(),
-    ])
+    let o = replay_run(
+        &rec,
+        &old.url(),
+        &new.url(),
+        &[&"--json", &json.display(), &"--diffs", &diffs.display()],
+    )
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let r = read_json(&json);
@@ -236,18 +230,17 @@ async fn without_the_noise_probe_volatile_fields_count_and_side_effects_can_be_a
     })
     .await;
     let json = dir.path().join("r.json");
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        server.url(),
-        "--candidate".into(),
-        server.url(),
-        "--no-noise-probe".into(),
-        "--allow-side-effects".into(),
-        "--json".into(),
-        json.display().to_string(),
-    ])
+    let o = replay_run(
+        &rec,
+        &server.url(),
+        &server.url(),
+        &[
+            &"--no-noise-probe",
+            &"--allow-side-effects",
+            &"--json",
+            &json.display(),
+        ],
+    )
     .await;
     // Same server, but request_id is random and nothing measured it as noise.
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
@@ -294,18 +287,17 @@ async fn host_header_is_rewritten_and_set_header_replaces_recorded_values() {
         ("keep", "prod.example".to_string()),
     ] {
         seen.lock().unwrap().clear();
-        let o = shadowdiff_async(vec![
-            "replay".into(),
-            rec.display().to_string(),
-            "--baseline".into(),
-            server.url(),
-            "--candidate".into(),
-            server.url(),
-            "--host-header".into(),
-            mode.into(),
-            "--set-header".into(),
-            "Authorization: Bearer real-token".into(),
-        ])
+        let o = replay_run(
+            &rec,
+            &server.url(),
+            &server.url(),
+            &[
+                &"--host-header",
+                &mode,
+                &"--set-header",
+                &"Authorization: Bearer real-token",
+            ],
+        )
         .await;
         assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
         let seen = seen.lock().unwrap();
@@ -337,17 +329,7 @@ async fn h2c_targets_speak_http2_prior_knowledge() {
     .await;
     let h2 = format!("h2c://{}", server.addr);
     let json = dir.path().join("r.json");
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        h2.clone(),
-        "--candidate".into(),
-        h2,
-        "--json".into(),
-        json.display().to_string(),
-    ])
-    .await;
+    let o = replay_run(&rec, &h2, &h2, &[&"--json", &json.display()]).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let r = read_json(&json);
     assert_eq!(r["summary"]["identical"], 10);
@@ -373,18 +355,12 @@ async fn wait_ready_polls_until_the_target_answers_2xx() {
     .await;
     let ok = TestServer::start(|_| Answer::json(200, "{}")).await;
     let json = dir.path().join("r.json");
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        ok.url(),
-        "--candidate".into(),
-        slow_start.url(),
-        "--wait-ready".into(),
-        "/ready".into(),
-        "--json".into(),
-        json.display().to_string(),
-    ])
+    let o = replay_run(
+        &rec,
+        &ok.url(),
+        &slow_start.url(),
+        &[&"--wait-ready", &"/ready", &"--json", &json.display()],
+    )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert!(polls.load(Ordering::SeqCst) >= 4);
@@ -400,18 +376,12 @@ async fn wait_ready_polls_until_the_target_answers_2xx() {
     let late = TestServer::start_after(std::time::Duration::from_millis(1500), |_| {
         Answer::json(200, "{}")
     });
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        ok.url(),
-        "--candidate".into(),
-        late.url(),
-        "--wait-ready".into(),
-        "/ready".into(),
-        "--json".into(),
-        json.display().to_string(),
-    ])
+    let o = replay_run(
+        &rec,
+        &ok.url(),
+        &late.url(),
+        &[&"--wait-ready", &"/ready", &"--json", &json.display()],
+    )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let waited = read_json(&json)["run"]["ready_ms"]["candidate"]
@@ -421,18 +391,12 @@ async fn wait_ready_polls_until_the_target_answers_2xx() {
 
     // A target that never gets ready: exit 3 naming it.
     let never = TestServer::start(|_| Answer::json(503, "{}")).await;
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        ok.url(),
-        "--candidate".into(),
-        never.url(),
-        "--wait-ready".into(),
-        "/ready".into(),
-        "--ready-timeout".into(),
-        "1s".into(),
-    ])
+    let o = replay_run(
+        &rec,
+        &ok.url(),
+        &never.url(),
+        &[&"--wait-ready", &"/ready", &"--ready-timeout", &"1s"],
+    )
     .await;
     assert_eq!(o.status.code(), Some(3), "{}", describe(&o));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -452,18 +416,12 @@ async fn wait_ready_polls_until_the_target_answers_2xx() {
     })
     .await;
     let started = std::time::Instant::now();
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        ok.url(),
-        "--candidate".into(),
-        hung.url(),
-        "--wait-ready".into(),
-        "/ready".into(),
-        "--ready-timeout".into(),
-        "1s".into(),
-    ])
+    let o = replay_run(
+        &rec,
+        &ok.url(),
+        &hung.url(),
+        &[&"--wait-ready", &"/ready", &"--ready-timeout", &"1s"],
+    )
     .await;
     assert_eq!(o.status.code(), Some(3), "{}", describe(&o));
     let took = started.elapsed();
@@ -486,18 +444,12 @@ async fn speed_and_rate_pace_the_replay() {
     let server = TestServer::start(|_| Answer::json(200, "{}")).await;
     for (flag, value, min_ms) in [("--speed", "4", 475u64), ("--rate", "40", 475)] {
         let json = dir.path().join(format!("{flag}.json"));
-        let o = shadowdiff_async(vec![
-            "replay".into(),
-            rec.display().to_string(),
-            "--baseline".into(),
-            server.url(),
-            "--candidate".into(),
-            server.url(),
-            flag.into(),
-            value.into(),
-            "--json".into(),
-            json.display().to_string(),
-        ])
+        let o = replay_run(
+            &rec,
+            &server.url(),
+            &server.url(),
+            &[&flag, &value, &"--json", &json.display()],
+        )
         .await;
         assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
         let r = read_json(&json);
@@ -622,22 +574,21 @@ async fn candidate_failures_are_outcomes_not_silence() {
     })
     .await;
     let json = dir.path().join("r.json");
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        ok.url(),
-        "--candidate".into(),
-        slow.url(),
-        "--timeout".into(),
-        "400ms".into(),
-        "--concurrency".into(),
-        "1".into(),
-        // Every other request is late: the candidate's second requests would shift which.
-        "--no-noise-probe".into(),
-        "--json".into(),
-        json.display().to_string(),
-    ])
+    let o = replay_run(
+        &rec,
+        &ok.url(),
+        &slow.url(),
+        &[
+            &"--timeout",
+            &"400ms",
+            &"--concurrency",
+            &"1",
+            // Every other request is late: the candidate's second requests would shift which.
+            &"--no-noise-probe",
+            &"--json",
+            &json.display(),
+        ],
+    )
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let r = read_json(&json);
@@ -675,17 +626,12 @@ async fn a_request_no_connection_can_carry_is_skipped_not_a_baseline_error() {
     })
     .await;
     let json = dir.path().join("r.json");
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        server.url(),
-        "--candidate".into(),
-        server.url(),
-        "--no-noise-probe".into(),
-        "--json".into(),
-        json.display().to_string(),
-    ])
+    let o = replay_run(
+        &rec,
+        &server.url(),
+        &server.url(),
+        &[&"--no-noise-probe", &"--json", &json.display()],
+    )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let r = read_json(&json);
@@ -725,18 +671,12 @@ async fn a_failing_noise_probe_is_told_on_the_terminal() {
         )
     })
     .await;
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        ok.url(),
-        "--candidate".into(),
-        ok.url(),
-        "--secondary".into(),
-        slow.url(),
-        "--timeout".into(),
-        "300ms".into(),
-    ])
+    let o = replay_run(
+        &rec,
+        &ok.url(),
+        &ok.url(),
+        &[&"--secondary", &slow.url(), &"--timeout", &"300ms"],
+    )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -765,20 +705,19 @@ async fn a_probe_answering_with_another_status_explains_nothing_but_its_status()
     std::fs::write(&cfg, "[missing_rule]\nbody = \"no route\"\n").unwrap();
     for (candidate, what) in [(&cand, "$.price"), (&gone, "200 → 404")] {
         let json = dir.path().join("r.json");
-        let o = shadowdiff_async(vec![
-            "replay".into(),
-            rec.display().to_string(),
-            "--baseline".into(),
-            base.url(),
-            "--candidate".into(),
-            candidate.url(),
-            "--secondary".into(),
-            busy.url(),
-            "--config".into(),
-            cfg.display().to_string(),
-            "--json".into(),
-            json.display().to_string(),
-        ])
+        let o = replay_run(
+            &rec,
+            &base.url(),
+            &candidate.url(),
+            &[
+                &"--secondary",
+                &busy.url(),
+                &"--config",
+                &cfg.display(),
+                &"--json",
+                &json.display(),
+            ],
+        )
         .await;
         assert_eq!(o.status.code(), Some(1), "{what}: {}", describe(&o));
         let r = read_json(&json);
@@ -850,17 +789,12 @@ async fn the_baseline_is_asked_twice_only_for_safe_requests_and_the_candidate_as
     })
     .await;
     let json = dir.path().join("r.json");
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        base.url(),
-        "--candidate".into(),
-        cand.url(),
-        "--allow-side-effects".into(),
-        "--json".into(),
-        json.display().to_string(),
-    ])
+    let o = replay_run(
+        &rec,
+        &base.url(),
+        &cand.url(),
+        &[&"--allow-side-effects", &"--json", &json.display()],
+    )
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let r = read_json(&json);
@@ -884,17 +818,12 @@ async fn the_baseline_is_asked_twice_only_for_safe_requests_and_the_candidate_as
     );
     let base2 = TestServer::start(counter(b2.clone())).await;
     let cand2 = TestServer::start(counter(c2.clone())).await;
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        base2.url(),
-        "--candidate".into(),
-        cand2.url(),
-        "--secondary".into(),
-        secondary.url(),
-        "--allow-side-effects".into(),
-    ])
+    let o = replay_run(
+        &rec,
+        &base2.url(),
+        &cand2.url(),
+        &[&"--secondary", &secondary.url(), &"--allow-side-effects"],
+    )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert_eq!(counts(&sec_counts), (Some(10), Some(10)));
@@ -921,20 +850,19 @@ async fn a_run_that_compared_nothing_fails_and_keeps_the_candidates_failures() {
     };
     let (base, cand) = (slow().await, slow().await);
     let json = dir.path().join("r.json");
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        base.url(),
-        "--candidate".into(),
-        cand.url(),
-        "--timeout".into(),
-        "200ms".into(),
-        "--fail-on".into(),
-        "missing_rule".into(),
-        "--json".into(),
-        json.display().to_string(),
-    ])
+    let o = replay_run(
+        &rec,
+        &base.url(),
+        &cand.url(),
+        &[
+            &"--timeout",
+            &"200ms",
+            &"--fail-on",
+            &"missing_rule",
+            &"--json",
+            &json.display(),
+        ],
+    )
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let r = read_json(&json);
@@ -981,17 +909,12 @@ async fn a_rare_interface_that_looks_slower_is_named_though_not_judged() {
     })
     .await;
     let md = dir.path().join("r.md");
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        fast.url(),
-        "--candidate".into(),
-        slow.url(),
-        "--no-noise-probe".into(),
-        "--markdown".into(),
-        md.display().to_string(),
-    ])
+    let o = replay_run(
+        &rec,
+        &fast.url(),
+        &slow.url(),
+        &[&"--no-noise-probe", &"--markdown", &md.display()],
+    )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -1016,17 +939,7 @@ async fn differences_on_standard_output_are_only_json_lines() {
     let rec = write_recording(&dir.path().join("r.jsonl"), &items);
     let base = TestServer::start(|_| Answer::json(200, r#"{"a":1}"#)).await;
     let cand = TestServer::start(|_| Answer::json(200, r#"{"a":2}"#)).await;
-    let o = shadowdiff_async(vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        base.url(),
-        "--candidate".into(),
-        cand.url(),
-        "--diffs".into(),
-        "-".into(),
-    ])
-    .await;
+    let o = replay_run(&rec, &base.url(), &cand.url(), &[&"--diffs", &"-"]).await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<serde_json::Value> = stdout

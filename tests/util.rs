@@ -418,3 +418,22 @@ pub async fn replay_json(
     assert_counts_consistent(&r);
     (o, r)
 }
+
+/// Runs `shadowdiff replay REC --baseline BASELINE --candidate CANDIDATE EXTRA...`.
+pub async fn replay_run(
+    rec: &Path,
+    baseline: &str,
+    candidate: &str,
+    extra: &[&dyn std::fmt::Display],
+) -> Output {
+    let mut args: Vec<String> = vec![
+        "replay".into(),
+        rec.display().to_string(),
+        "--baseline".into(),
+        baseline.into(),
+        "--candidate".into(),
+        candidate.into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    shadowdiff_async(args).await
+}
