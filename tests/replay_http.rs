@@ -316,9 +316,7 @@ async fn host_header_is_rewritten_and_set_header_replaces_recorded_values() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_targets_speak_http2_prior_knowledge() {
     let dir = tempfile::tempdir().unwrap();
-    let items: Vec<_> = (0..10)
-        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
-        .collect();
+    let items = numbered_gets(10, "/users");
     let rec = write_recording(&dir.path().join("r.jsonl"), &items);
     let versions: Arc<Mutex<Vec<http::Version>>> = Arc::default();
     let v2 = versions.clone();
@@ -517,9 +515,7 @@ async fn a_paced_exchange_is_not_held_behind_a_busy_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_concurrency_is_spread_over_the_workers() {
     let dir = tempfile::tempdir().unwrap();
-    let items: Vec<_> = (0..8)
-        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
-        .collect();
+    let items = numbered_gets(8, "/users");
     let rec = write_recording(&dir.path().join("r.jsonl"), &items);
     let arrivals = Arc::new(Mutex::new(Vec::new()));
     let seen = arrivals.clone();
@@ -556,9 +552,7 @@ async fn a_small_concurrency_is_spread_over_the_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn candidate_failures_are_outcomes_not_silence() {
     let dir = tempfile::tempdir().unwrap();
-    let items: Vec<_> = (0..10)
-        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
-        .collect();
+    let items = numbered_gets(10, "/users");
     let rec = write_recording(&dir.path().join("r.jsonl"), &items);
     let ok = TestServer::start(|_| Answer::json(200, "{}")).await;
     // Answers every other request too slowly for the timeout. The delay is asynchronous: a
@@ -659,18 +653,10 @@ async fn a_request_no_connection_can_carry_is_skipped_not_a_baseline_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_noise_probe_is_told_on_the_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let items: Vec<_> = (0..4)
-        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
-        .collect();
+    let items = numbered_gets(4, "/users");
     let rec = write_recording(&dir.path().join("r.jsonl"), &items);
     let ok = TestServer::start(|_| Answer::json(200, "{}")).await;
-    let slow = TestServer::start_delayed(|_| {
-        (
-            Answer::json(200, "{}"),
-            Some(std::time::Duration::from_millis(1200)),
-        )
-    })
-    .await;
+    let slow = late_server(1200).await;
     let o = replay_run(
         &rec,
         &ok.url(),
@@ -693,9 +679,7 @@ async fn a_failing_noise_probe_is_told_on_the_terminal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_answering_with_another_status_explains_nothing_but_its_status() {
     let dir = tempfile::tempdir().unwrap();
-    let items: Vec<_> = (0..20)
-        .map(|i| get(&format!("e{i}"), &format!("/prod/{i}"), i))
-        .collect();
+    let items = numbered_gets(20, "/prod");
     let rec = write_recording(&dir.path().join("r.jsonl"), &items);
     let base = TestServer::start(|_| Answer::json(200, r#"{"price":42.5,"name":"a"}"#)).await;
     let cand = TestServer::start(|_| Answer::json(200, r#"{"price":"42.5","name":"a"}"#)).await;
@@ -836,9 +820,7 @@ async fn the_baseline_is_asked_twice_only_for_safe_requests_and_the_candidate_as
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_compared_nothing_fails_and_keeps_the_candidates_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let items: Vec<_> = (0..6)
-        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
-        .collect();
+    let items = numbered_gets(6, "/users");
     let rec = write_recording(&dir.path().join("r.jsonl"), &items);
     let slow = || {
         TestServer::start_delayed(|_| {
@@ -896,18 +878,10 @@ async fn a_run_that_compared_nothing_fails_and_keeps_the_candidates_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rare_interface_that_looks_slower_is_named_though_not_judged() {
     let dir = tempfile::tempdir().unwrap();
-    let items: Vec<_> = (0..5)
-        .map(|i| get(&format!("e{i}"), &format!("/few/{i}"), i))
-        .collect();
+    let items = numbered_gets(5, "/few");
     let rec = write_recording(&dir.path().join("r.jsonl"), &items);
     let fast = TestServer::start(|_| Answer::json(200, "{}")).await;
-    let slow = TestServer::start_delayed(|_| {
-        (
-            Answer::json(200, "{}"),
-            Some(std::time::Duration::from_millis(150)),
-        )
-    })
-    .await;
+    let slow = late_server(150).await;
     let md = dir.path().join("r.md");
     let o = replay_run(
         &rec,
@@ -933,9 +907,7 @@ async fn a_rare_interface_that_looks_slower_is_named_though_not_judged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differences_on_standard_output_are_only_json_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let items: Vec<_> = (0..3)
-        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i))
-        .collect();
+    let items = numbered_gets(3, "/users");
     let rec = write_recording(&dir.path().join("r.jsonl"), &items);
     let base = TestServer::start(|_| Answer::json(200, r#"{"a":1}"#)).await;
     let cand = TestServer::start(|_| Answer::json(200, r#"{"a":2}"#)).await;

@@ -437,3 +437,22 @@ pub async fn replay_run(
     args.extend(extra.iter().map(|s| s.to_string()));
     shadowdiff_async(args).await
 }
+
+/// `n` GET exchanges `e0`, `e1`, ... for `PATH/0`, `PATH/1`, ..., recorded 1 µs apart.
+pub fn numbered_gets(n: i64, path: &str) -> Vec<Exchange> {
+    (0..n)
+        .map(|i| get(&format!("e{i}"), &format!("{path}/{i}"), i))
+        .collect()
+}
+
+/// A server that answers `200 {}` to everything, `ms` milliseconds late (asynchronously,
+/// so it holds no runtime thread while it waits).
+pub async fn late_server(ms: u64) -> TestServer {
+    TestServer::start_delayed(move |_| {
+        (
+            Answer::json(200, "{}"),
+            Some(std::time::Duration::from_millis(ms)),
+        )
+    })
+    .await
+}
