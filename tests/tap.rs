@@ -1174,10 +1174,11 @@ async fn upstream_connections_production_closes_are_replaced() {
         let series = format!("shadowdiff_tap_upstream_errors_total{{kind=\"{kind}\"}}");
         assert_eq!(metric_in(&text, &series), 0, "{series}");
     }
-    // The client's pool may open a second connection while the first is being returned;
-    // either way most requests came on a kept-alive client connection.
+    // The client's pool may open another connection while the last one is being returned
+    // (seen once in five runs with 3); either way most of the 12 requests came on a
+    // kept-alive client connection.
     assert!(
-        metric_in(&text, "shadowdiff_tap_connections_total") <= 2,
+        metric_in(&text, "shadowdiff_tap_connections_total") <= 4,
         "{text}"
     );
     tap.stop_async().await;

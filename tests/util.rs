@@ -402,18 +402,10 @@ pub async fn replay_json(
     json: &Path,
     extra: &[&str],
 ) -> (Output, serde_json::Value) {
-    let mut args: Vec<String> = vec![
-        "replay".into(),
-        rec.display().to_string(),
-        "--baseline".into(),
-        baseline.into(),
-        "--candidate".into(),
-        candidate.into(),
-        "--json".into(),
-        json.display().to_string(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let o = shadowdiff_async(args).await;
+    let json_arg = json.display();
+    let mut args: Vec<&dyn std::fmt::Display> = vec![&"--json", &json_arg];
+    args.extend(extra.iter().map(|s| s as &dyn std::fmt::Display));
+    let o = replay_run(rec, baseline, candidate, &args).await;
     let r = read_json(json);
     assert_counts_consistent(&r);
     (o, r)
