@@ -1121,3 +1121,45 @@ async fn a_slow_tail_is_flagged_by_the_tail_rule_and_jitter_on_both_sides_is_not
     assert_eq!(l["regression"], false, "{l:#}");
     assert_eq!(l["rules"], serde_json::json!([]), "{l:#}");
 }
+
+/// `n` exchanges against a baseline and a candidate that take `delay` per answer,
+/// `--concurrency c` over two replay workers: the run's wall time in ms.
+async fn slow_candidate_run(n: i64, c: usize, delay: std::time::Duration) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..n)
+        .map(|i| get(&format!("e{i}"), &format!("/users/{i}"), i * 1000))
+        .collect();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let slow = move |_| (Answer::json(200, r#"{"ok":true}"#), Some(delay));
+    let base = TestServer::start_delayed(slow).await;
+    let cand = TestServer::start_delayed(slow).await;
+    let c = c.to_string();
+    let (o, r) = replay_json(
+        &rec,
+        &base.url(),
+        &cand.url(),
+        &dir.path().join("result.json"),
+        &["--concurrency", &c, "--threads", "2", "--no-noise-probe"],
+    )
+    .await;
+    assert!(o.status.code() == Some(0), "{}", describe(&o));
+    assert_eq!(r["summary"]["identical"], n, "{r}");
+    r["run"]["duration_ms"].as_u64().unwrap()
+}
+
+/// The concurrency asked for holds whatever the run's size: a batch the reader hands one
+/// worker can hold more jobs than that worker has slots, and those must not wait for its
+/// slots while the other worker's stand idle. These are correctness bounds with wide
+/// margins, not performance targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrency_asked_for_holds_in_small_runs_and_at_the_end_of_a_run() {
+    let delay = std::time::Duration::from_millis(500);
+    // 16 exchanges, 16 at once: one round of 500 ms (it took two, 1 s, when one worker
+    // started 8 and held the other 8).
+    let ms = slow_candidate_run(16, 16, delay).await;
+    assert!(ms < 900, "16 exchanges at concurrency 16 took {ms} ms");
+    // 48 exchanges, 16 at once: three rounds; the last batches must not end up behind one
+    // worker's busy slots (four rounds, 2 s, before).
+    let ms = slow_candidate_run(48, 16, delay).await;
+    assert!(ms < 1850, "48 exchanges at concurrency 16 took {ms} ms");
+}

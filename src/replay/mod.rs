@@ -10,7 +10,10 @@
 //!    flat however large the input;
 //! 2. one worker thread per core, each with its own single-threaded runtime and its own
 //!    connections ([`target::ConnTarget`]), keeps its share of `concurrency` exchanges in
-//!    flight, judges the answers and aggregates locally: an exchange never crosses threads;
+//!    flight, judges the answers and aggregates locally: an exchange never crosses threads
+//!    once started. Jobs a worker took but cannot start yet go to a worker with free slots
+//!    that asks for them ([`Sharing`]), so the whole `concurrency` is used however few
+//!    exchanges are left;
 //! 3. the aggregates are merged once at the end.
 
 pub mod h1;
@@ -28,17 +31,20 @@ use crate::recording::RecordingReader;
 use crate::report::diffs::{DiffLine, DiffSink};
 use crate::report::gate;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use std::collections::HashMap;
+use futures_util::task::AtomicWaker;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use target::{ConnTarget, Target, TargetOptions};
 use tokio::time::Instant as TokioInstant;
 
 /// Exchanges the reader thread hands over at a time, at most (never more than twice a
-/// worker's slots).
+/// worker's slots; what the worker taking a batch cannot start goes to idle workers that
+/// ask for it).
 const READ_BATCH: usize = 64;
 
 /// One exchange on its way to a worker.
@@ -204,7 +210,11 @@ pub async fn replay_reader(
     // a worker's slots: with few slots (a small --concurrency over many cores) jobs still
     // spread over the workers instead of queueing behind one. Batches of 64 instead of 32
     // at 32 slots per worker were 7% faster (fewer hand-offs with the reader thread).
+    // A batch can hold more than a worker can start: the surplus it holds is handed on to
+    // a worker that runs out of work ([`Sharing`]), so the concurrency asked for holds in
+    // small runs and in a run's last exchanges too.
     let batch_size = READ_BATCH.min(2 * slots_of(n_workers - 1));
+    let sharing = Arc::new(Sharing::new(n_workers));
     let dispatch_cfg = Arc::new(cfg.clone());
     let read_progress = progress.clone();
     let reader_thread = std::thread::Builder::new()
@@ -232,6 +242,7 @@ pub async fn replay_reader(
         let t = targets.clone();
         let rules = cfg.rules.clone();
         let progress = progress.clone();
+        let sharing = sharing.clone();
         let handle = std::thread::Builder::new()
             .name(format!("shadowdiff-worker-{n}"))
             .spawn(move || -> Result<(Aggregator, Option<DiffSink>)> {
@@ -244,7 +255,13 @@ pub async fn replay_reader(
                     })?;
                 // Each worker's clients (and so connections) are its own.
                 let t = Rc::new(WorkerTargets::new(t.fresh()?));
-                Ok(rt.block_on(worker(rx, t, rules, sink, progress, slots, paced)))
+                let w = Worker {
+                    n,
+                    slots,
+                    paced,
+                    sharing,
+                };
+                Ok(rt.block_on(worker(rx, t, rules, sink, progress, w)))
             })
             .map_err(|e| Error::Runtime {
                 side: Side::Input,
@@ -541,6 +558,120 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
     }
 }
 
+/// Jobs handed from a worker that holds more than it can start to workers that ran out of
+/// work. A batch from the reader can hold more jobs than the worker that takes it has free
+/// slots (batches of up to 64 keep hand-offs with the reader rare), and in closed loop a
+/// worker fetches its next batch while its slots are busy; without this, the jobs it holds
+/// would wait for its own slots while another worker's stand idle, which halves the
+/// concurrency of a small run and of a run's last exchanges.
+///
+/// A worker that has free slots and nothing to start asks (adds its free slots to
+/// `wanted` and wakes the holders); a holder moves what was asked for to `spare` and rings
+/// `given`. In the common case (the reader ahead, no worker idle) this costs a worker one
+/// relaxed load per exchange and a few atomic operations per batch; locks and wake-ups
+/// happen only when a worker would otherwise wait with free slots.
+struct Sharing {
+    /// Jobs given away, for any worker with free slots.
+    spare: Mutex<Vec<Job>>,
+    /// Jobs in `spare`, read without the lock.
+    spare_len: AtomicUsize,
+    /// Free slots of workers waiting for work.
+    wanted: AtomicUsize,
+    /// Workers holding jobs they have not started.
+    holding: AtomicUsize,
+    /// Rung when jobs are given and when the last holder stops holding.
+    given: tokio::sync::Notify,
+    /// Each worker's wake-up while it holds jobs, so that an ask reaches it while all its
+    /// slots are busy.
+    asked: Vec<AtomicWaker>,
+}
+
+impl Sharing {
+    fn new(workers: usize) -> Self {
+        Sharing {
+            spare: Mutex::new(Vec::new()),
+            spare_len: AtomicUsize::new(0),
+            wanted: AtomicUsize::new(0),
+            holding: AtomicUsize::new(0),
+            given: tokio::sync::Notify::new(),
+            asked: (0..workers).map(|_| AtomicWaker::new()).collect(),
+        }
+    }
+
+    /// Whether workers want more than has been given.
+    fn short(&self) -> bool {
+        self.wanted.load(Ordering::SeqCst) > self.spare_len.load(Ordering::SeqCst)
+    }
+
+    /// Moves up to what is wanted and not yet given from the back of `pending` to `spare`.
+    fn give(&self, pending: &mut VecDeque<Job>) {
+        let Ok(mut spare) = self.spare.lock() else {
+            return;
+        };
+        let short = self
+            .wanted
+            .load(Ordering::SeqCst)
+            .saturating_sub(spare.len());
+        let n = short.min(pending.len());
+        if n == 0 {
+            return;
+        }
+        let from = pending.len() - n;
+        spare.extend(pending.drain(from..));
+        self.spare_len.store(spare.len(), Ordering::SeqCst);
+        drop(spare);
+        self.given.notify_waiters();
+    }
+
+    /// Moves up to `n` spare jobs to `pending`.
+    fn take(&self, n: usize, pending: &mut VecDeque<Job>) {
+        let Ok(mut spare) = self.spare.lock() else {
+            return;
+        };
+        let from = spare.len() - n.min(spare.len());
+        pending.extend(spare.drain(from..));
+        self.spare_len.store(spare.len(), Ordering::SeqCst);
+    }
+
+    /// Adds `free` slots to what is wanted and wakes every worker holding jobs.
+    fn ask(&self, free: usize) {
+        self.wanted.fetch_add(free, Ordering::SeqCst);
+        if self.holding.load(Ordering::SeqCst) > 0 {
+            for w in &self.asked {
+                w.wake();
+            }
+        }
+    }
+
+    /// Withdraws an ask.
+    fn withdraw(&self, free: usize) {
+        self.wanted.fetch_sub(free, Ordering::SeqCst);
+    }
+
+    /// Publishes that this worker now holds jobs, or no longer does.
+    fn set_holding(&self, holds: bool) {
+        if holds {
+            self.holding.fetch_add(1, Ordering::SeqCst);
+        } else if self.holding.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.wanted.load(Ordering::SeqCst) > 0
+        {
+            // An idle worker may be waiting only to learn that nobody holds jobs any more.
+            self.given.notify_waiters();
+        }
+    }
+}
+
+/// One worker's place in the pool.
+struct Worker {
+    /// Its index (for its wake-up in [`Sharing::asked`]).
+    n: usize,
+    /// Exchanges it keeps in flight at most.
+    slots: usize,
+    /// Whether jobs carry a scheduled start.
+    paced: bool,
+    sharing: Arc<Sharing>,
+}
+
 /// Takes jobs until the channel closes, keeping up to `slots` exchanges in flight, and
 /// aggregates their results itself. A few workers each with many exchanges in flight keep
 /// the number of aggregates (and their histograms) at the number of workers, not at the
@@ -551,17 +682,23 @@ async fn worker(
     rules: Arc<Rules>,
     mut sink: Option<DiffSink>,
     progress: Arc<Progress>,
-    slots: usize,
-    paced: bool,
+    w: Worker,
 ) -> (Aggregator, Option<DiffSink>) {
+    let Worker {
+        n,
+        slots,
+        paced,
+        sharing,
+    } = w;
     let mut agg = Aggregator::new();
     // Rules resolved once per interface, then reused for every exchange of it.
     let mut options: HashMap<String, Arc<CompareOptions>> = HashMap::new();
     // Polled by this worker itself rather than spawned: an exchange's requests, answers and
     // aggregation stay on one thread, with no hand-off between tasks per exchange.
     let mut in_flight = FuturesUnordered::new();
-    let mut pending: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
+    let mut pending: VecDeque<Job> = VecDeque::new();
     let mut open = true;
+    let mut holds = false;
     loop {
         while in_flight.len() < slots {
             let Some(job) = pending.pop_front() else {
@@ -577,11 +714,47 @@ async fn worker(
             };
             in_flight.push(replay_one(job, t.clone(), opts));
         }
-        // A paced job is taken only when a slot is free: taken by a busy worker it would
-        // start late while another worker may be idle. In closed loop the next batch is
-        // fetched while the slots are busy (latency counts from the send, and fetching
-        // ahead measured 5% faster).
-        let r = if open && pending.is_empty() && (in_flight.len() < slots || !paced) {
+        let free = slots - in_flight.len();
+        if free > 0 && sharing.spare_len.load(Ordering::Relaxed) > 0 {
+            // Free slots mean nothing is pending: start what others gave away first.
+            sharing.take(free, &mut pending);
+            if !pending.is_empty() {
+                continue;
+            }
+        }
+        if !pending.is_empty() && sharing.wanted.load(Ordering::Relaxed) > 0 {
+            sharing.give(&mut pending);
+        }
+        if holds == pending.is_empty() {
+            holds = !holds;
+            sharing.set_holding(holds);
+        }
+        let r = if holds {
+            // Every slot is busy: wait for an answer, or for a worker that asks for what
+            // this one holds.
+            let asked = std::future::poll_fn(|cx| {
+                sharing.asked[n].register(cx.waker());
+                if sharing.short() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            });
+            tokio::select! {
+                biased;
+                Some(done) = in_flight.next() => done,
+                _ = asked => continue,
+            }
+        } else if free == 0 && (paced || !open) {
+            // A paced job is taken only when a slot is free: taken by a busy worker it would
+            // start late while another worker may be idle.
+            match in_flight.next().await {
+                Some(done) => done,
+                None => continue,
+            }
+        } else if open && (free == 0 || !rx.is_empty()) {
+            // In closed loop the next batch is fetched while the slots are busy (latency
+            // counts from the send, and fetching ahead measured 5% faster).
             tokio::select! {
                 biased;
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => done,
@@ -594,9 +767,38 @@ async fn worker(
                 }
             }
         } else {
-            match in_flight.next().await {
+            // Free slots and nothing to start: ask the workers that hold jobs, and wait for
+            // an answer, a batch, or jobs given. The wake-up is armed before anything is
+            // checked, so a gift or the last holder letting go cannot slip past.
+            let given = sharing.given.notified();
+            tokio::pin!(given);
+            given.as_mut().enable();
+            sharing.ask(free);
+            if sharing.spare_len.load(Ordering::SeqCst) > 0 {
+                // Given before the wake-up was armed: taken at the top of the loop.
+                sharing.withdraw(free);
+                continue;
+            }
+            if !open && in_flight.is_empty() && sharing.holding.load(Ordering::SeqCst) == 0 {
+                // Nothing will come from the reader, nobody holds jobs: done.
+                sharing.withdraw(free);
+                break;
+            }
+            let r = tokio::select! {
+                biased;
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => Some(done),
+                batch = rx.recv(), if open => {
+                    match batch {
+                        Ok(batch) => pending.extend(batch),
+                        Err(_) => open = false,
+                    }
+                    None
+                }
+                _ = &mut given => None,
+            };
+            sharing.withdraw(free);
+            match r {
                 Some(done) => done,
-                None if pending.is_empty() => break,
                 None => continue,
             }
         };
@@ -626,4 +828,153 @@ async fn worker(
         progress.done.fetch_add(1, Ordering::Relaxed);
     }
     (agg, sink)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// An HTTP/1.1 server on a real socket that answers every request after `delay`.
+    async fn slow_server(delay: Duration) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            tokio::time::sleep(delay).await;
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            if s.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    fn job(i: usize) -> Job {
+        Job {
+            exchange: Exchange {
+                id: format!("e{i}"),
+                ts_us: 0,
+                interface: None,
+                tenant: None,
+                request: crate::exchange::Request {
+                    method: "GET".into(),
+                    uri: format!("/x/{i}"),
+                    version: "HTTP/1.1".into(),
+                    ..Default::default()
+                },
+                response: None,
+                latency_us: None,
+            },
+            interface: "GET /x/{id}".into(),
+            scheduled: None,
+        }
+    }
+
+    /// Runs `batches` through two workers of `slots` slots each, as a replay does; returns
+    /// how long until both were done and how many exchanges they judged.
+    async fn two_workers(url: &str, slots: usize, batches: Vec<Vec<Job>>) -> (Duration, u64) {
+        let opts = TargetOptions {
+            timeout: Duration::from_secs(10),
+            max_body: 1024,
+            pool_size: slots,
+            host_header: crate::cli::HostHeaderMode::Target,
+            set_headers: Vec::new(),
+        };
+        let targets = Targets {
+            baseline: Target::new(Side::Baseline, url, opts.clone()).unwrap(),
+            candidate: Target::new(Side::Candidate, url, opts).unwrap(),
+            probe: None,
+        };
+        let (tx, rx) = async_channel::bounded::<Vec<Job>>(4);
+        let sharing = Arc::new(Sharing::new(2));
+        let started = Instant::now();
+        let handles: Vec<_> = (0..2)
+            .map(|n| {
+                let (rx, t, sharing) = (rx.clone(), targets.fresh().unwrap(), sharing.clone());
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    let w = Worker {
+                        n,
+                        slots,
+                        paced: false,
+                        sharing,
+                    };
+                    let t = Rc::new(WorkerTargets::new(t));
+                    let progress = Arc::new(Progress::default());
+                    rt.block_on(worker(rx, t, Arc::default(), None, progress, w))
+                        .0
+                })
+            })
+            .collect();
+        drop(rx);
+        for b in batches {
+            tx.send(b).await.unwrap();
+        }
+        drop(tx);
+        let mut total = 0;
+        for h in handles {
+            let agg = tokio::task::spawn_blocking(move || h.join().unwrap())
+                .await
+                .unwrap();
+            total += agg.total();
+        }
+        (started.elapsed(), total)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_a_worker_cannot_start_go_to_a_worker_with_free_slots() {
+        let delay = Duration::from_millis(300);
+        let url = slow_server(delay).await;
+        // One batch of 16 for two workers of 8 slots: one round, not two.
+        let (took, done) = two_workers(&url, 8, vec![(0..16).map(job).collect()]).await;
+        assert_eq!(done, 16);
+        assert!(took < Duration::from_millis(550), "took {took:?}");
+        // Batches of 16 with fetching ahead: four rounds for 64 exchanges, not five or six.
+        let batches = (0..4)
+            .map(|b| (b * 16..b * 16 + 16).map(job).collect())
+            .collect();
+        let (took, done) = two_workers(&url, 8, batches).await;
+        assert_eq!(done, 64);
+        assert!(took < Duration::from_millis(1450), "took {took:?}");
+    }
+
+    #[test]
+    fn what_is_asked_for_is_given_once_and_taken() {
+        let s = Sharing::new(2);
+        let mut held: VecDeque<Job> = (0..10).map(job).collect();
+        s.set_holding(true);
+        assert!(!s.short());
+        s.ask(4);
+        assert!(s.short());
+        s.give(&mut held);
+        assert_eq!((held.len(), s.spare_len.load(Ordering::SeqCst)), (6, 4));
+        // Given already: asked again before the asker took it, nothing more goes.
+        assert!(!s.short());
+        s.give(&mut held);
+        assert_eq!(held.len(), 6);
+        s.withdraw(4);
+        let mut mine = VecDeque::new();
+        s.take(8, &mut mine);
+        assert_eq!((mine.len(), s.spare_len.load(Ordering::SeqCst)), (4, 0));
+        s.set_holding(false);
+        assert_eq!(s.holding.load(Ordering::SeqCst), 0);
+    }
 }
