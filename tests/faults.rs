@@ -444,3 +444,70 @@ async fn an_early_answer_to_an_upload_does_not_block_the_next_exchange() {
     assert!(a["max_us"].as_u64().unwrap() < 1_000_000, "{a:#}");
     server.abort();
 }
+
+/// A candidate that closes kept-alive connections instead of answering: every request after
+/// a connection's first is read and the connection closed unanswered. Replay sends each such
+/// request again on a new connection (no error), and counts it per side and interface, in
+/// the JSON (through `report` and `merge` too) and in the report, with a note on the share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_re_sent_after_a_connection_closed_unanswered_are_counted_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = recording(dir.path(), 40);
+    let base = TestServer::start(|_| Answer::json(200, r#"{"ok":true}"#)).await;
+    let (cand, _h) = raw_server(|mut s| async move {
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}")
+            .await;
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf).await;
+    })
+    .await;
+    let (o, r) = replay(
+        &rec,
+        &base.url(),
+        &cand,
+        &["--concurrency", "1", "--no-noise-probe"],
+    )
+    .await;
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(r["summary"]["candidate_error"], 0, "{r}");
+    assert_eq!(r["summary"]["identical"], 40, "{r}");
+    assert_eq!(r["summary"]["resent"]["candidate"], 39, "{r}");
+    assert!(r["summary"]["resent"].get("baseline").is_none(), "{r}");
+    assert_eq!(
+        interface(&r, "GET /users/{id}")["resent"]["candidate"],
+        39,
+        "{r}"
+    );
+    assert!(
+        out.contains("candidate: 39 requests re-sent after the connection closed unanswered (97.5% of 40 exchanges sent)"),
+        "{out}"
+    );
+    // The count survives `report` and adds up under `merge`.
+    let json = rec.with_extension("result.json");
+    let shown = shadowdiff(&["report", json.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("candidate: 39 requests re-sent"),
+        "{}",
+        describe(&shown)
+    );
+    let copy = dir.path().join("copy.json");
+    let mut other = r.clone();
+    other["run"]["created"] = "2000-01-01T00:00:00Z".into();
+    std::fs::write(&copy, other.to_string()).unwrap();
+    let merged = dir.path().join("merged.json");
+    let m = shadowdiff(&[
+        "merge",
+        json.to_str().unwrap(),
+        copy.to_str().unwrap(),
+        "--json",
+        merged.to_str().unwrap(),
+    ]);
+    let m_json = read_json(&merged);
+    assert_eq!(
+        m_json["summary"]["resent"]["candidate"],
+        78,
+        "{}",
+        describe(&m)
+    );
+}

@@ -362,6 +362,7 @@ impl IfaceMerge {
                 signatures: Vec::new(),
                 signature_overflow: 0,
                 tenants: Default::default(),
+                resent: Default::default(),
             },
             latency: LatencyAgg::default(),
             signatures: Vec::new(),
@@ -410,6 +411,9 @@ impl IfaceMerge {
         r.signature_overflow += i.signature_overflow;
         for (t, n) in &i.tenants {
             super::count_tenant(&mut r.tenants, t, *n);
+        }
+        for (side, n) in &i.resent {
+            *r.resent.entry(side.clone()).or_default() += n;
         }
         let lat = LatencyAgg::from_result(&i.latency)?;
         self.latency.merge(&lat);

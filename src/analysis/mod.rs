@@ -82,7 +82,24 @@ struct InterfaceAgg {
     missing_samples: Vec<String>,
     latency: LatencyAgg,
     tenants: BTreeMap<String, u64>,
+    /// Requests sent a second time: baseline, candidate, secondary.
+    resent: [u64; 3],
 }
+
+/// Requests of one exchange sent a second time, per side: on a kept-alive connection the
+/// server closed before any byte of an answer came back, they went again on a new one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resent {
+    /// To the baseline.
+    pub baseline: u8,
+    /// To the candidate (twice at most: the probe's twin request goes to it too).
+    pub candidate: u8,
+    /// To the noise probe's target.
+    pub secondary: u8,
+}
+
+/// The sides in the order of [`InterfaceAgg::resent`], by their result names.
+const RESENT_SIDES: [&str; 3] = ["baseline", "candidate", "secondary"];
 
 fn push_sample(v: &mut Vec<String>, id: &str) {
     if v.len() < MAX_SAMPLES {
@@ -178,6 +195,14 @@ impl Aggregator {
     /// candidate's errors, so a candidate that is down is seen even when the baseline is.
     pub fn record_candidate_failure(&mut self, interface: &str, id: &str, e: &FetchError) {
         self.iface(interface).error("candidate", e, id);
+    }
+
+    /// Counts the requests of an exchange of `interface` that were sent a second time.
+    pub fn record_resent(&mut self, interface: &str, r: Resent) {
+        let a = &mut self.iface(interface).resent;
+        a[0] += u64::from(r.baseline);
+        a[1] += u64::from(r.candidate);
+        a[2] += u64::from(r.secondary);
     }
 
     /// Records one judged exchange.
@@ -335,6 +360,9 @@ impl Aggregator {
                 push_sample(&mut a.missing_samples, &s);
             }
             a.latency.merge(&o.latency);
+            for (mine, n) in a.resent.iter_mut().zip(o.resent) {
+                *mine += n;
+            }
             for (t, n) in o.tenants {
                 count_tenant(&mut a.tenants, &t, n);
             }
@@ -374,6 +402,9 @@ pub fn summarize(
     };
     for i in interfaces {
         summary.counts.merge(&i.counts);
+        for (side, n) in &i.resent {
+            *summary.resent.entry(side.clone()).or_default() += n;
+        }
         if i.latency.regression {
             summary.latency_regressions += 1;
         }
@@ -441,6 +472,12 @@ fn interface_result(name: String, a: InterfaceAgg, th: &Thresholds) -> Interface
             .collect(),
         signature_overflow: a.overflow,
         tenants: a.tenants,
+        resent: RESENT_SIDES
+            .iter()
+            .zip(a.resent)
+            .filter(|(_, n)| *n > 0)
+            .map(|(side, n)| (side.to_string(), n))
+            .collect(),
     };
     r.signatures
         .sort_by(|x, y| y.count.cmp(&x.count).then(x.keys.cmp(&y.keys)));

@@ -117,6 +117,10 @@ pub struct Summary {
     pub latency_regressions: u64,
     /// Why skipped exchanges were skipped (`side_effect`, `truncated_body`, ...), with counts.
     pub skipped_reasons: BTreeMap<String, u64>,
+    /// Requests sent a second time per side (`baseline`, `candidate`, `secondary`), summed
+    /// over the interfaces; absent when none was. See [`InterfaceResult::resent`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resent: BTreeMap<String, u64>,
 }
 
 /// Everything known about one interface.
@@ -152,6 +156,12 @@ pub struct InterfaceResult {
     /// Exchanges per tenant (from the tenant header), when tenants are known.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tenants: BTreeMap<String, u64>,
+    /// Requests sent a second time per side (`baseline`, `candidate`, `secondary`): the
+    /// server closed a kept-alive connection before any byte of an answer came back, and
+    /// the request went again on a new one. Not an outcome (the exchange is judged on the
+    /// answer to the second request); absent when none was.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resent: BTreeMap<String, u64>,
 }
 
 /// Why an interface needs attention, in report order.

@@ -22,7 +22,7 @@ pub mod select;
 pub mod target;
 
 use crate::analysis::result::{RunInfo, RunResult, UNSENDABLE};
-use crate::analysis::{Aggregator, PairLatency};
+use crate::analysis::{Aggregator, PairLatency, Resent};
 use crate::compare::{judge_for, CompareOptions, FetchErrorKind, Judgement, Outcome};
 use crate::config::{Pacing, ReplayConfig, Rules};
 use crate::error::{Error, Result};
@@ -483,6 +483,8 @@ struct Replayed {
     probe_error: Option<crate::compare::FetchError>,
     /// The candidate's failure on an exchange the baseline failed too.
     candidate_error: Option<crate::compare::FetchError>,
+    /// Requests of this exchange sent a second time, per side.
+    resent: Resent,
 }
 
 /// Sends one exchange to the targets and judges the answers.
@@ -495,7 +497,15 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         None => Instant::now(),
     };
     let req = &job.exchange.request;
-    let (b, c) = tokio::join!(t.baseline.send(req, start), t.candidate.send(req, start));
+    let ((b, b_resent), (c, c_resent)) = tokio::join!(
+        t.baseline.send_counted(req, start),
+        t.candidate.send_counted(req, start)
+    );
+    let mut resent = Resent {
+        baseline: u8::from(b_resent),
+        candidate: u8::from(c_resent),
+        secondary: 0,
+    };
     // A request no HTTP connection can carry (a target or header the recording holds but
     // the protocol forbids) never reached the baseline: there is nothing to judge, and
     // counting it as the baseline's error would pass it off as an outage.
@@ -512,6 +522,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
                 lat: None,
                 probe_error: None,
                 candidate_error: None,
+                resent,
             };
         }
     }
@@ -520,12 +531,19 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
     // second request at the same moment (its answer unused): both carry the same load, and
     // a baseline busier than the candidate cannot hide a slower candidate.
     let probe = match (&t.probe, &b) {
-        (Some(p), Ok(_)) if !t.repeats_baseline => Some(p.send(req, Instant::now()).await),
+        (Some(p), Ok(_)) if !t.repeats_baseline => {
+            let (probe, again) = p.send_counted(req, Instant::now()).await;
+            resent.secondary += u8::from(again);
+            Some(probe)
+        }
         // A request sent to the same baseline twice must be safe to repeat: a second POST
         // answers "already done", which is no measure of noise.
         (Some(p), Ok(_)) if !req.is_side_effecting() => {
             let now = Instant::now();
-            let (probe, _) = tokio::join!(p.send(req, now), t.candidate.send(req, now));
+            let ((probe, again), (_, cand_again)) =
+                tokio::join!(p.send_counted(req, now), t.candidate.send_counted(req, now));
+            resent.secondary += u8::from(again);
+            resent.candidate += u8::from(cand_again);
             Some(probe)
         }
         _ => None,
@@ -555,6 +573,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         lat,
         probe_error,
         candidate_error,
+        resent,
     }
 }
 
@@ -808,6 +827,9 @@ async fn worker(
         }
         if let Some(e) = &r.candidate_error {
             agg.record_candidate_failure(interface, id, e);
+        }
+        if r.resent != Resent::default() {
+            agg.record_resent(interface, r.resent);
         }
         if r.judgement.outcome == Outcome::Skipped {
             agg.record_skip(interface, UNSENDABLE);

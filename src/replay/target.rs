@@ -394,20 +394,40 @@ impl ConnTarget {
 
     /// Sends `req` and reads the whole answer, as [`Target::send`] does.
     pub async fn send(&self, req: &Request, started: Instant) -> Fetched {
+        self.send_counted(req, started).await.0
+    }
+
+    /// Sends `req` as [`ConnTarget::send`] does, and says whether it went a second time: a
+    /// kept-alive connection the server closed before any byte of an answer came back is
+    /// replaced and the request sent again (see `send_http1`). That is right, but a server
+    /// that does it often should be seen, so replay counts it.
+    pub async fn send_counted(&self, req: &Request, started: Instant) -> (Fetched, bool) {
         let t = &self.target;
         if t.http2 {
             // Boxed: the pooled client's future is large, and would otherwise be carried
             // in every HTTP/1 exchange's state.
-            return Box::pin(t.send(req, started)).await;
+            return (Box::pin(t.send(req, started)).await, false);
         }
-        let head = t.head_bytes(req, &path_and_query(&req.uri))?;
+        let head = match t.head_bytes(req, &path_and_query(&req.uri)) {
+            Ok(h) => h,
+            Err(e) => return (Err(e), false),
+        };
+        let mut resent = false;
         // Boxed: the exchange's state is a few KB, and the per-exchange future that holds
         // two of them is moved into the worker's set of futures; a pointer moves cheaper.
-        t.within_deadline(Box::pin(self.send_http1(req, head, started)))
-            .await
+        let fetched = t
+            .within_deadline(Box::pin(self.send_http1(req, head, started, &mut resent)))
+            .await;
+        (fetched, resent)
     }
 
-    async fn send_http1(&self, req: &Request, head: Vec<u8>, started: Instant) -> Fetched {
+    async fn send_http1(
+        &self,
+        req: &Request,
+        head: Vec<u8>,
+        started: Instant,
+        resent: &mut bool,
+    ) -> Fetched {
         let head_request = req.method == "HEAD";
         let max_body = self.target.opts.max_body;
         let (mut conn, reused) = match self.checkout() {
@@ -426,6 +446,7 @@ impl ConnTarget {
                 unsent,
                 ..
             }) if reused && (unsent || idempotent(&req.method)) => {
+                *resent = true;
                 conn = self.connect().await?;
                 conn.exchange(&head, &req.body, head_request, max_body)
                     .await
@@ -741,5 +762,43 @@ mod tests {
         let e = t.preflight().await.unwrap_err();
         assert!(e.to_string().starts_with("candidate target"), "{e}");
         assert_eq!(e.exit_code(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_request_sent_again_on_a_new_connection_is_told() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // Every connection answers its first request and closes on the second unanswered.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut seen = Vec::new();
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    let _ = s.write_all(answer).await;
+                    // The next request is read, then the connection closed unanswered.
+                    let _ = s.read(&mut buf).await;
+                });
+            }
+        });
+        let mut o = opts();
+        o.pool_size = 4;
+        let t = ConnTarget::new(Target::new(Side::Candidate, &url, o).unwrap());
+        let req = Request {
+            method: "GET".into(),
+            uri: "/".into(),
+            ..Default::default()
+        };
+        let (first, again) = t.send_counted(&req, Instant::now()).await;
+        assert_eq!((first.unwrap().status, again), (200, false));
+        let (second, again) = t.send_counted(&req, Instant::now()).await;
+        assert_eq!((second.unwrap().status, again), (200, true));
     }
 }

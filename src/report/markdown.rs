@@ -216,6 +216,13 @@ fn render(r: &RunResult) -> String {
             let _ = writeln!(md, "- warning: {}", md_text(&line));
         }
     }
+    let resent = words::resent_notes(r);
+    if !resent.is_empty() {
+        md.push('\n');
+        for line in resent {
+            let _ = writeln!(md, "- note: {}", md_text(&line));
+        }
+    }
     let selection = words::selection_lines(r);
     if !selection.is_empty() {
         md.push('\n');

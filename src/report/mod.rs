@@ -169,6 +169,7 @@ pub(crate) mod fixture {
             signatures: Vec::new(),
             signature_overflow: 0,
             tenants: Default::default(),
+            resent: Default::default(),
         }
     }
 

@@ -492,7 +492,9 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
     let skipped = r.summary.counts.skipped;
     let probe = words::probe_failures(r);
     let few = words::slower_on_few_pairs(r);
+    let resent = words::resent_notes(r);
     if noise.is_empty()
+        && resent.is_empty()
         && skipped == 0
         && r.run.warnings.is_empty()
         && probe.is_none()
@@ -534,6 +536,9 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
         if let Some(n) = words::unsendable_note(r) {
             out.line(p.dim(&format!("  {n}")));
         }
+    }
+    for text in &resent {
+        out.line(p.dim(&format!("note: {text}")));
     }
     if let Some(text) = probe {
         out.line(p.wrap("33", &format!("warning: {text}")));

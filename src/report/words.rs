@@ -25,6 +25,37 @@ pub fn unsendable_note(r: &RunResult) -> Option<String> {
     ))
 }
 
+/// Share of a side's requests re-sent above which the note says the server closes
+/// connections unusually often (idle keep-alive connections closed now and then stay below).
+pub const RESENT_NOTABLE: f64 = 0.05;
+
+/// One line per side with requests re-sent after the server closed a kept-alive connection
+/// unanswered, e.g. `candidate: 100 requests re-sent after the connection closed unanswered`;
+/// empty when none were. A share above [`RESENT_NOTABLE`] of the exchanges sent says so.
+pub fn resent_notes(r: &RunResult) -> Vec<String> {
+    let c = &r.summary.counts;
+    let sent = c.total - c.skipped;
+    r.summary
+        .resent
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(side, n)| {
+            let mut line = format!(
+                "{side}: {} re-sent after the connection closed unanswered",
+                count_of(*n, "request", "requests")
+            );
+            if sent > 0 && *n as f64 > RESENT_NOTABLE * sent as f64 {
+                line.push_str(&format!(
+                    " ({} of {sent} exchanges sent): the {side} closes kept-alive connections \
+                     instead of answering unusually often",
+                    pct(*n, sent)
+                ));
+            }
+            line
+        })
+        .collect()
+}
+
 /// How often the noise probe (the second baseline call) failed, with the first failure:
 /// those exchanges were judged without a noise sample, so their differences had less to be
 /// explained by. `None` when it never failed.
