@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Replays large synthetic recordings against two local nginx upstreams and prints, for each
-# size, the upstream requests/s replay achieved, its peak RSS, its CPU time per upstream
+# size, the upstream requests/s replay achieved (counted by the upstreams themselves), its peak RSS, its CPU time per upstream
 # request, and wrk's requests/s against one of the same upstreams with the same connection
 # count (the ratio is what to compare: this machine is shared and absolute figures move).
 #
@@ -31,6 +31,7 @@ ROUNDS=${ROUNDS:-3}
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && apt-get install -y -qq nginx-light; }
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 [ -x /usr/bin/time ] || { apt-get update -qq && apt-get install -y -qq time; }
+command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet --bin shadowdiff --example gen_recording
@@ -53,6 +54,16 @@ for pid in sys.argv[1:]:
 print(total / hz)
 PY
 }
+# Requests the named upstreams have served so far (nginx's stub_status), each asking counted
+# once: replay's upstream requests are counted, not assumed from the exchange count.
+served() { # port...
+  local total=0 n
+  for p in "$@"; do
+    n=$(curl -s "http://127.0.0.1:$p/__requests" | awk 'NR==3{print $3}')
+    total=$((total + n))
+  done
+  echo "$total"
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 start_nginx() { # name port
   local d=$work/$1; mkdir -p "$d"
@@ -68,6 +79,7 @@ http {
   keepalive_requests 1000000;
   server {
     listen 127.0.0.1:$2;
+    location = /__requests { stub_status; }
     location / { return 200 '{"path":"\$uri","items":[{"id":1,"name":"widget","price":12.5,"tags":["a","b"]},{"id":2,"name":"gadget","price":7.25,"tags":["c"]}],"total":2,"currency":"EUR","page":{"size":20,"number":1}}'; }
   }
 }
@@ -108,13 +120,18 @@ for n in $SIZES; do
       echo "  wrk, one upstream, $CONC connections: $wrk_out req/s, $wrk_cpu us CPU per request" \
         "(nginx $wrk_ngx us);" \
         "both upstreams at once (two processes, $CONC connections each): $both req/s"
-      flags=(--no-noise-probe); per=2
-      [ "$probe" = on ] && { flags=(); per=3; }
+      flags=(--no-noise-probe)
+      [ "$probe" = on ] && flags=()
       ngx_before=$(nginx_cpu up1 up2)
+      served_before=$(served "$P1" "$P2")
       /usr/bin/time -f '%e %M %U %S' -o "$work/time" "$BIN" replay "$rec" --quiet \
         --baseline "http://127.0.0.1:$P1" --candidate "http://127.0.0.1:$P2" \
         --concurrency "$CONC" "${flags[@]}" --json "$work/r.json" || true
       ngx_after=$(nginx_cpu up1 up2)
+      # Per exchange: the pair, and with the probe the baseline's second call and the
+      # candidate's (both carry the same load); the two status requests are taken off.
+      reqs=$(( $(served "$P1" "$P2") - served_before - 2 ))
+      per=$(python3 -c "print($reqs / $n)")
       read -r secs rss_kb user sys < "$work/time"
       same=0
       if [ "$probe" = off ]; then
@@ -127,7 +144,7 @@ for n in $SIZES; do
         "$wrk_cpu" "$wrk_ngx" "$ngx_before" "$ngx_after" <<'PY'
 import sys
 n, per, secs, rss_kb, wrk, probe, both, user, sys_, rnd, out, same = (int(sys.argv[1]),
-    int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6],
+    float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6],
     float(sys.argv[7]), float(sys.argv[8]), float(sys.argv[9]), sys.argv[10], sys.argv[11],
     float(sys.argv[12]))
 wrk_cpu, wrk_ngx, ngx_before, ngx_after = map(float, sys.argv[13:17])
