@@ -205,9 +205,10 @@ impl Difference {
     }
 
     /// The aggregation key: kind-prefixed, array indices folded to `[*]`.
-    /// `status:200 → 404`, `header:content-type`, `trailer:grpc-status`, `$.items[*].price`,
-    /// `body:line 2`, `body`. A status difference is keyed by its transition: a baseline that sometimes
-    /// answers 500 on a second call explains a candidate's occasional 500, never its 404.
+    /// `status:200 → 404`, `header:content-type`, `trailer:grpc-status 0 → 14`,
+    /// `trailer:grpc-message`, `$.items[*].price`, `body:line 2`, `body`. A status (HTTP or
+    /// gRPC) is keyed by its transition: a baseline that sometimes answers 500 on a second
+    /// call explains a candidate's occasional 500, never its 404.
     pub fn key(&self) -> String {
         match self.kind {
             DiffKind::Status => format!(
