@@ -171,14 +171,7 @@ async fn a_changed_field_a_missing_route_and_noise_are_told_apart() {
     assert!(out.contains("--allow-side-effects"), "{}", describe(&o));
 
     // The real output validates against the committed schema.
-    let schema: serde_json::Value =
-        serde_json::from_str(include_str!("../schema/result.schema.json")).unwrap();
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&r)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{errors:#?}");
+    assert_valid_result(&r);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -234,6 +234,19 @@ pub fn assert_counts_consistent(result: &serde_json::Value) {
     for i in result["interfaces"].as_array().unwrap() {
         check(i);
     }
+    assert_valid_result(result);
+}
+
+/// Checks `result` against the committed result schema, which scripts rely on.
+pub fn assert_valid_result(result: &serde_json::Value) {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../schema/result.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(result)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
 }
 
 /// A port that was free a moment ago (for servers that cannot report a port 0 binding).
