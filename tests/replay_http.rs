@@ -876,11 +876,18 @@ async fn a_rare_interface_that_looks_slower_is_named_though_not_judged() {
     let fast = TestServer::start(|_| Answer::json(200, "{}")).await;
     let slow = late_server(150).await;
     let md = dir.path().join("r.md");
+    let html = dir.path().join("r.html");
     let o = replay_run(
         &rec,
         &fast.url(),
         &slow.url(),
-        &[&"--no-noise-probe", &"--markdown", &md.display()],
+        &[
+            &"--no-noise-probe",
+            &"--markdown",
+            &md.display(),
+            &"--html",
+            &html.display(),
+        ],
     )
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
@@ -893,6 +900,8 @@ async fn a_rare_interface_that_looks_slower_is_named_though_not_judged() {
     );
     let md = std::fs::read_to_string(md).unwrap();
     assert!(md.contains("fewer than 20 pairs"), "{md}");
+    let html = std::fs::read_to_string(html).unwrap();
+    assert!(html.contains("slower, but over fewer than 20 pairs, so not judged"));
 }
 
 /// `--diffs -` streams the differences to standard output, and nothing else goes there: the
