@@ -538,10 +538,14 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         }
         // A request sent to the same baseline twice must be safe to repeat: a second POST
         // answers "already done", which is no measure of noise.
-        (Some(p), Ok(_)) if !req.is_side_effecting() => {
+        // Over the baseline's own connections, as the candidate's goes over the candidate's:
+        // the same connections, the same load.
+        (Some(_), Ok(_)) if !req.is_side_effecting() => {
             let now = Instant::now();
-            let ((probe, again), (_, cand_again)) =
-                tokio::join!(p.send_counted(req, now), t.candidate.send_counted(req, now));
+            let ((probe, again), (_, cand_again)) = tokio::join!(
+                t.baseline.send_counted(req, now),
+                t.candidate.send_counted(req, now)
+            );
             resent.secondary += u8::from(again);
             resent.candidate += u8::from(cand_again);
             Some(probe)
