@@ -237,7 +237,17 @@ impl Aggregator {
             agg.latency.record_pair(l.baseline_us, l.candidate_us);
         }
         if let Some(probe) = &j.probe {
-            agg.probed += 1;
+            // A second answer with another status measured only its status transition: it
+            // is no probe of how fields and headers vary, so it does not count among the
+            // probes their noise rates divide by (a baseline that rate-limits the quick
+            // second call would otherwise dilute every field's noise).
+            let status_changed = probe.iter().any(|d| {
+                d.kind == DiffKind::Status
+                    || (d.kind == DiffKind::Trailer && d.path == "grpc-status")
+            });
+            if !status_changed {
+                agg.probed += 1;
+            }
             if let Some(d) = probe.iter().find(|d| d.kind == DiffKind::Status) {
                 let e = FetchError {
                     kind: FetchErrorKind::Status,
@@ -731,6 +741,34 @@ mod tests {
         assert!(!by("200 → 500").regression, "{:?}", x.status);
         assert!(by("200 → 404").regression, "{:?}", x.status);
         assert_eq!((x.counts.noise_only, x.counts.different), (4, 5));
+    }
+
+    #[test]
+    fn a_probe_with_another_status_does_not_dilute_field_noise() {
+        let status = Difference {
+            kind: DiffKind::Status,
+            path: "status".into(),
+            baseline: Some("200".into()),
+            candidate: Some("429".into()),
+            tolerated: false,
+        };
+        let mut agg = Aggregator::new();
+        for i in 0..40 {
+            // A per-request id differs on every call; half the second calls are rate-limited.
+            let probe = if i % 2 == 0 {
+                vec![status.clone()]
+            } else {
+                vec![diff("$.id", false)]
+            };
+            let j = judged(vec![diff("$.id", false)], Some(probe));
+            agg.record("I", &format!("e{i}"), &j, None);
+        }
+        let (_, ifs) = agg.finish(&Thresholds::default());
+        let x = &ifs[0];
+        assert_eq!(x.probed, 20);
+        let id = x.fields.iter().find(|f| f.path == "$.id").unwrap();
+        assert_eq!((id.raw, id.noise, id.regression), (40, 20, false));
+        assert_eq!(x.counts.noise_only, 40);
     }
 
     #[test]

@@ -133,7 +133,8 @@ pub struct InterfaceResult {
     pub counts: Counts,
     /// Exchanges where both baseline and candidate answered and were compared.
     pub compared: u64,
-    /// Exchanges where the noise probe answered too.
+    /// Exchanges where the noise probe answered too, with the baseline's status (an answer
+    /// with another status is a noise sample for its status transition only).
     pub probed: u64,
     /// Status-code differences (path `status`).
     pub status: Vec<PathResult>,
