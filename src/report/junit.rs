@@ -155,6 +155,10 @@ fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
     }
     for e in &i.errors {
         let class = match e.side.as_str() {
+            // A candidate failure on exchanges the baseline failed too is listed beside the
+            // baseline's, but counted as the baseline's: with no candidate error of its own
+            // the interface belongs to the baseline_error class.
+            "candidate" if i.counts.candidate_error == 0 => "baseline_error",
             "candidate" => "candidate_error",
             "baseline" => "baseline_error",
             // Requests skipped as unsendable never reached a target.
@@ -473,6 +477,32 @@ mod tests {
         );
         assert!(x.contains("tests=\"5\""), "{x}");
         assert!(x.contains("\n  not seen: GET /api/search"), "{x}");
+    }
+
+    #[test]
+    fn a_candidate_failure_beside_the_baselines_is_in_the_baseline_error_class() {
+        let mut r = fixture::failing();
+        let i = r
+            .interfaces
+            .iter_mut()
+            .find(|i| !i.errors.is_empty())
+            .unwrap();
+        let mut twin = i.errors[0].clone();
+        twin.side = "candidate".into();
+        i.errors = vec![
+            crate::analysis::result::ErrorResult {
+                side: "baseline".into(),
+                ..twin.clone()
+            },
+            twin,
+        ];
+        i.counts.baseline_error += i.counts.candidate_error;
+        i.counts.candidate_error = 0;
+        let classes: Vec<&str> = reasons(i).iter().map(|(c, _)| *c).collect();
+        assert!(
+            classes.contains(&"baseline_error") && !classes.contains(&"candidate_error"),
+            "{classes:?}"
+        );
     }
 
     #[test]
