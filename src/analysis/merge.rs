@@ -188,8 +188,19 @@ fn merge_shards(inputs: &[(String, RunResult)]) -> Result<Option<ShardInfo>, Mer
     // the split with exchanges the missing shards never had, and call it complete. The
     // order the files were named in does not change which exchanges a shard owns.
     let (first_label, first) = sharded[0];
+    // Compared by file name: shard jobs run from other directories or mounts name the same
+    // capture by another path (`rec.jsonl`, `./rec.jsonl`, `/data/rec.jsonl`).
     let recordings = |r: &RunResult| -> Vec<String> {
-        let mut v = r.run.recordings.clone();
+        let mut v: Vec<String> = r
+            .run
+            .recordings
+            .iter()
+            .map(|p| {
+                std::path::Path::new(p)
+                    .file_name()
+                    .map_or_else(|| p.clone(), |n| n.to_string_lossy().into_owned())
+            })
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -695,6 +706,9 @@ mod tests {
         let (mut a, mut b) = (s[0].clone(), s[1].clone());
         a.1.run.recordings = vec!["x.jsonl".into(), "y.jsonl".into()];
         b.1.run.recordings = vec!["y.jsonl".into(), "x.jsonl".into()];
+        assert!(merge(&[a.clone(), b.clone()]).is_ok());
+        // So are they named by other paths, from shard jobs in other directories.
+        b.1.run.recordings = vec!["./y.jsonl".into(), "/data/x.jsonl".into()];
         assert!(merge(&[a, b]).is_ok());
         // Unsharded runs of different captures (two regions) still add up.
         let one = unsharded();
