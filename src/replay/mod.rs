@@ -684,6 +684,29 @@ impl Sharing {
     }
 }
 
+/// Whether a worker holds jobs it has not started, published in [`Sharing::holding`]. A
+/// worker that stops for any reason, a panic included, stops holding: idle workers wait
+/// while anyone holds jobs, and would otherwise wait for ever, and the run never end.
+struct Holding<'a> {
+    sharing: &'a Sharing,
+    on: bool,
+}
+
+impl Holding<'_> {
+    fn set(&mut self, on: bool) {
+        if self.on != on {
+            self.on = on;
+            self.sharing.set_holding(on);
+        }
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
 /// One worker's place in the pool.
 struct Worker {
     /// Its index (for its wake-up in [`Sharing::asked`]).
@@ -721,7 +744,10 @@ async fn worker(
     let mut in_flight = FuturesUnordered::new();
     let mut pending: VecDeque<Job> = VecDeque::new();
     let mut open = true;
-    let mut holds = false;
+    let mut holds = Holding {
+        sharing: &sharing,
+        on: false,
+    };
     loop {
         while in_flight.len() < slots {
             let Some(job) = pending.pop_front() else {
@@ -748,11 +774,10 @@ async fn worker(
         if !pending.is_empty() && sharing.wanted.load(Ordering::Relaxed) > 0 {
             sharing.give(&mut pending);
         }
-        if holds == pending.is_empty() {
-            holds = !holds;
-            sharing.set_holding(holds);
+        if holds.on == pending.is_empty() {
+            holds.set(!holds.on);
         }
-        let r = if holds {
+        let r = if holds.on {
             // Every slot is busy: wait for an answer, or for a worker that asks for what
             // this one holds.
             let asked = std::future::poll_fn(|cx| {
@@ -980,6 +1005,23 @@ mod tests {
         let (took, done) = two_workers(&url, 8, batches).await;
         assert_eq!(done, 64);
         assert!(took < Duration::from_millis(1450), "took {took:?}");
+    }
+
+    #[test]
+    fn a_worker_that_stops_while_holding_jobs_stops_holding() {
+        let sharing = Sharing::new(1);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut h = Holding {
+                sharing: &sharing,
+                on: false,
+            };
+            h.set(true);
+            assert_eq!(sharing.holding.load(Ordering::SeqCst), 1);
+            panic!("a bug in judging");
+        }));
+        assert!(outcome.is_err());
+        // Idle workers wait while anyone holds jobs: a worker gone must not count.
+        assert_eq!(sharing.holding.load(Ordering::SeqCst), 0);
     }
 
     #[test]
