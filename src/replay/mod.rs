@@ -67,20 +67,32 @@ struct Targets {
 struct WorkerTargets {
     baseline: ConnTarget,
     candidate: ConnTarget,
-    probe: Option<ConnTarget>,
-    /// The probe is the baseline again (no `--secondary` of its own).
-    repeats_baseline: bool,
+    probe: Probe,
+}
+
+/// Where the noise probe goes.
+enum Probe {
+    /// `--no-noise-probe`.
+    Off,
+    /// The baseline again, over the baseline's own connections (no `--secondary` of its own).
+    Baseline,
+    /// A `--secondary` of its own.
+    Own(Box<ConnTarget>),
 }
 
 impl WorkerTargets {
     fn new(t: Targets) -> Self {
+        let probe = match t.probe {
+            None => Probe::Off,
+            Some(p) if p.url.trim_end_matches('/') == t.baseline.url.trim_end_matches('/') => {
+                Probe::Baseline
+            }
+            Some(p) => Probe::Own(Box::new(ConnTarget::new(p))),
+        };
         WorkerTargets {
-            repeats_baseline: t.probe.as_ref().is_some_and(|p| {
-                p.url.trim_end_matches('/') == t.baseline.url.trim_end_matches('/')
-            }),
             baseline: ConnTarget::new(t.baseline),
             candidate: ConnTarget::new(t.candidate),
-            probe: t.probe.map(ConnTarget::new),
+            probe,
         }
     }
 }
@@ -531,7 +543,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
     // second request at the same moment (its answer unused): both carry the same load, and
     // a baseline busier than the candidate cannot hide a slower candidate.
     let probe = match (&t.probe, &b) {
-        (Some(p), Ok(_)) if !t.repeats_baseline => {
+        (Probe::Own(p), Ok(_)) => {
             let (probe, again) = p.send_counted(req, Instant::now()).await;
             resent.secondary += u8::from(again);
             Some(probe)
@@ -540,7 +552,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         // answers "already done", which is no measure of noise.
         // Over the baseline's own connections, as the candidate's goes over the candidate's:
         // the same connections, the same load.
-        (Some(_), Ok(_)) if !req.is_side_effecting() => {
+        (Probe::Baseline, Ok(_)) if !req.is_side_effecting() => {
             let now = Instant::now();
             let ((probe, again), (_, cand_again)) = tokio::join!(
                 t.baseline.send_counted(req, now),
