@@ -1478,6 +1478,108 @@ async fn pipelined_requests_are_answered_in_order_and_recorded() {
     assert_eq!(uris, ["/one", "/two", "/three"]);
 }
 
+/// A connection whose plain requests the tap serves by hand moves to hyper at its first
+/// request that needs more (a chunked upload here), with the bytes already read: every
+/// answer still comes in order, and every exchange is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_handed_over_mid_way_keeps_its_order() {
+    let up = TestServer::start(|s: Seen| {
+        Answer::json(
+            200,
+            format!(
+                r#"{{"path":"{}","body":"{}"}}"#,
+                s.path_and_query,
+                String::from_utf8_lossy(&s.body)
+            ),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("h.jsonl");
+    let tap = TapProc::start(&["--upstream", &up.url(), "--out", out.to_str().unwrap()]);
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(b"GET /one HTTP/1.1\r\nhost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    read_until_end(&mut s, &mut got, br#""path":"/one","body":""}"#).await;
+    // The upload and the request after it arrive together: both are hyper's to serve.
+    s.write_all(
+        b"POST /two HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+          GET /three HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    read_until_end(&mut s, &mut got, br#""path":"/three","body":""}"#).await;
+    let text = String::from_utf8_lossy(&got);
+    let at = |needle: &str| text.find(needle).unwrap_or(usize::MAX);
+    assert!(
+        at("/one") < at(r#""path":"/two","body":"abc""#) && at("/two") < at("/three"),
+        "{text}"
+    );
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 3, "{text}");
+    drop(s);
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    let seen: Vec<(&str, &[u8])> = recorded
+        .iter()
+        .map(|e| (e.request.uri.as_str(), &e.request.body[..]))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/one", &b""[..]),
+            ("/two", &b"abc"[..]),
+            ("/three", &b""[..])
+        ]
+    );
+}
+
+/// An answer with neither a length nor chunks ends when production closes: the client gets
+/// all of it and then its connection closed (the only way to tell it where the end is), and
+/// the exchange is recorded whole, not as cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_ending_at_the_close_is_passed_on_whole() {
+    let (up, server) = one_answer_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the very end",
+        false,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("close.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &format!("http://{up}"),
+        "--out",
+        out.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(b"GET /stream HTTP/1.1\r\nhost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    assert!(closed.is_ok(), "the client's connection was left open");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nuntil the very end"), "{text}");
+    server.await.unwrap();
+    assert_eq!(
+        tap.metric("shadowdiff_tap_upstream_errors_total{kind=\"body\"}")
+            .await,
+        0
+    );
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(recorded.len(), 1);
+    let r = recorded[0].response.as_ref().unwrap();
+    assert_eq!((r.status, &r.body[..]), (200, &b"until the very end"[..]));
+    assert!(!r.body_truncated);
+}
+
 /// `--max-body` caps only the recorded copy: the client gets every byte both ways, and the
 /// recording keeps the first bytes of each body marked `body_truncated`. An HTTP/2 client's
 /// exchange is recorded with its own version.

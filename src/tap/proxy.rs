@@ -5,6 +5,7 @@
 //! them in the same order in [`Tap::handle`] and [`InFlight::finish`].
 
 use super::config::TapConfig;
+use super::fast::{self, Rewind};
 use super::metrics::{Metrics, Refusal, UpstreamError};
 use super::recorder::{Captured, RecorderHandle};
 use super::sample::Sampler;
@@ -73,7 +74,7 @@ const RESPONSE_HOP_BY_HOP: [HeaderName; 5] = [
 /// The tap's shared state: configuration, clients, counters, recorder and shadow handles.
 #[derive(Debug)]
 pub struct Tap {
-    cfg: TapConfig,
+    pub(super) cfg: TapConfig,
     /// Proxy counters.
     pub metrics: Arc<Metrics>,
     /// The recorder's queue.
@@ -92,28 +93,29 @@ pub struct Tap {
 
 /// What is done with one exchange, decided when its request arrives.
 #[derive(Clone, Copy, Debug)]
-struct Plan {
+pub(super) struct Plan {
     /// Hand it to the recorder (which makes the final sampling call).
-    record: bool,
+    pub(super) record: bool,
     /// The recording sample picked it.
-    sampled: bool,
+    pub(super) sampled: bool,
     /// The shadow sample picked it.
-    shadow: bool,
+    pub(super) shadow: bool,
     /// Bodies are copied (recorded, or shadowed with a method that may be shadowed).
-    copy_bodies: bool,
+    pub(super) copy_bodies: bool,
     /// The request had no body at all.
-    request_empty: bool,
+    pub(super) request_empty: bool,
 }
 
 /// One exchange between its request and the end of its response.
 #[derive(Debug)]
-struct Ctx {
-    id: String,
-    ts_us: i64,
-    start: Instant,
-    plan: Plan,
-    head: Option<CapturedRequest>,
-    request: Arc<RequestState>,
+pub(super) struct Ctx {
+    pub(super) id: String,
+    pub(super) ts_us: i64,
+    pub(super) start: Instant,
+    pub(super) plan: Plan,
+    /// The request head as the client sent it, when the exchange may be kept.
+    pub(super) head: Option<CapturedRequest>,
+    pub(super) request: Arc<RequestState>,
 }
 
 impl Tap {
@@ -156,7 +158,7 @@ impl Tap {
         })
     }
 
-    fn next_id(&self) -> String {
+    pub(super) fn next_id(&self) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         format!("{}-{n}", self.id_prefix)
     }
@@ -233,27 +235,11 @@ impl Tap {
         let ts_us = now_us();
         let h2_client = req.version() >= Version::HTTP_2;
         let (mut parts, body) = req.into_parts();
-        let sampled = self.sampler.picks(&id);
-        let record = sampled
-            || (self.cfg.min_per_interface > 0
-                && self
-                    .head_interface(&parts)
-                    .is_none_or(|i| self.recorder.needs(&i)));
-        let shadow = self.shadow.as_ref().is_some_and(|s| s.picks(&id));
-        let shadow_body = shadow
-            && self
-                .shadow
-                .as_ref()
-                .is_some_and(|s| !s.blocks(&parts.method));
-        let plan = Plan {
-            record,
-            sampled,
-            shadow,
-            copy_bodies: record || shadow_body,
-            request_empty: body.is_end_stream(),
-        };
+        let plan = self.plan(&id, &parts.method, body.is_end_stream(), || {
+            self.head_interface(&parts)
+        });
         // 3. Keep the request head as the client sent it, before anything is rewritten.
-        let head = (record || shadow).then(|| capture_head(&parts));
+        let head = (plan.record || plan.shadow).then(|| capture_head(&parts));
 
         // 4. Rewrite for the upstream and forward, the body streaming through the tee.
         let state = Arc::new(RequestState::default());
@@ -354,6 +340,31 @@ impl Tap {
         )
     }
 
+    /// Decides what happens to exchange `id` from its request head: `interface` names its
+    /// interface when it can be told from the head, and is asked only when the per-file
+    /// minimum needs it.
+    pub(super) fn plan(
+        &self,
+        id: &str,
+        method: &Method,
+        request_empty: bool,
+        interface: impl FnOnce() -> Option<String>,
+    ) -> Plan {
+        let sampled = self.sampler.picks(id);
+        let record = sampled
+            || (self.cfg.min_per_interface > 0
+                && interface().is_none_or(|i| self.recorder.needs(&i)));
+        let shadow = self.shadow.as_ref().is_some_and(|s| s.picks(id));
+        let shadow_body = shadow && self.shadow.as_ref().is_some_and(|s| !s.blocks(method));
+        Plan {
+            record,
+            sampled,
+            shadow,
+            copy_bodies: record || shadow_body,
+            request_empty,
+        }
+    }
+
     /// Rewrites a client request into the upstream request.
     fn prepare_upstream(
         &self,
@@ -434,6 +445,18 @@ impl Tap {
         kind: UpstreamError,
         message: String,
     ) -> Response<ProxyBody> {
+        plain(status, self.failed(ctx, status, kind, message))
+    }
+
+    /// Counts and records a production failure answered with `status` (502 or 504), and
+    /// returns the text of that answer.
+    pub(super) fn failed(
+        &self,
+        ctx: Ctx,
+        status: StatusCode,
+        kind: UpstreamError,
+        message: String,
+    ) -> &'static str {
         self.metrics.upstream_error(kind);
         let text: &'static str = if status == StatusCode::GATEWAY_TIMEOUT {
             "gateway timeout\n"
@@ -470,7 +493,7 @@ impl Tap {
                 }),
             );
         }
-        plain(status, text)
+        text
     }
 
     /// Counts an exchange answered to its client: status and latency, and `sampled_out` when
@@ -560,19 +583,20 @@ impl Tap {
 /// which takes the exchange off the gauge and counts the abort. Every other way out of an
 /// exchange settles it first.
 #[derive(Debug)]
-struct Pending {
+pub(super) struct Pending {
     tap: Arc<Tap>,
     open: bool,
 }
 
 impl Pending {
-    fn start(tap: Arc<Tap>) -> Self {
+    /// Puts an exchange on the gauge.
+    pub(super) fn start(tap: Arc<Tap>) -> Self {
         tap.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         Pending { tap, open: true }
     }
 
     /// Takes the exchange off the gauge: it ended with an answer or a refusal.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         if std::mem::replace(&mut self.open, false) {
             self.tap.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
@@ -592,10 +616,11 @@ impl Drop for Pending {
 /// An exchange whose response is streaming to the client.
 #[derive(Debug)]
 pub struct InFlight {
-    pending: Pending,
-    ctx: Ctx,
-    status: u16,
-    response_headers: Option<Headers>,
+    pub(super) pending: Pending,
+    pub(super) ctx: Ctx,
+    pub(super) status: u16,
+    /// Production's response headers as received, when the exchange may be kept.
+    pub(super) response_headers: Option<Headers>,
 }
 
 impl Finish for InFlight {
@@ -749,8 +774,12 @@ fn capture_head(parts: &http::request::Parts) -> CapturedRequest {
 
 fn is_grpc(h: &HeaderMap) -> bool {
     h.get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.len() >= 16 && ct[..16].eq_ignore_ascii_case("application/grpc"))
+        .is_some_and(|ct| is_grpc_type(ct.as_bytes()))
+}
+
+/// A gRPC content type (`application/grpc`, `application/grpc+proto`, ...).
+pub(super) fn is_grpc_type(ct: &[u8]) -> bool {
+    ct.len() >= 16 && ct[..16].eq_ignore_ascii_case(b"application/grpc")
 }
 
 fn content_length(h: &HeaderMap) -> Option<u64> {
@@ -845,6 +874,20 @@ pub async fn serve(
             // Formatted once per connection, not once per request.
             let ip = HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+            // Plain HTTP/1.1 requests are served by hand; the first other one hands the
+            // connection to hyper. An upstream spoken to in HTTP/2 is hyper's throughout.
+            let stream = if tap.cfg.upstream.http2 {
+                Rewind::new(stream, Bytes::new())
+            } else {
+                match fast::serve(tap.clone(), stream, ip.clone(), shutdown.clone()).await {
+                    fast::End::Closed => {
+                        metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+                        drop(open);
+                        return;
+                    }
+                    fast::End::Handoff(stream, read) => Rewind::new(stream, read),
+                }
+            };
             let up = Arc::new(ConnUpstream::new(&tap.cfg.upstream.authority));
             let svc = hyper::service::service_fn(move |req| {
                 let (tap, ip, up) = (tap.clone(), ip.clone(), up.clone());

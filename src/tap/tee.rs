@@ -108,6 +108,14 @@ impl RequestState {
         }
     }
 
+    /// A body that was read whole before it was forwarded, with its copy.
+    pub fn complete(copy: Option<BodyCopy>) -> Self {
+        RequestState {
+            end: AtomicU8::new(RequestEnd::Complete as u8),
+            copy: Mutex::new(copy),
+        }
+    }
+
     /// Takes the body copy, once the tee has deposited it.
     pub fn take_copy(&self) -> Option<BodyCopy> {
         self.copy.lock().ok().and_then(|mut c| c.take())

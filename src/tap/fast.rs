@@ -1,0 +1,1373 @@
+//! The tap's common case served without hyper: an HTTP/1.1 client sending plain requests.
+//!
+//! Most traffic in front of a gateway is HTTP/1.1 requests with an empty or small body,
+//! answered with a body framed by its length or by chunks. For those, this module reads the
+//! request head with httparse, forwards it in one write on the client connection's own
+//! upstream connection, and passes the response on as it arrives, its bytes untouched,
+//! while it follows the framing to find the end and keeps the copy for the recording.
+//! Doing by hand only this much is what lets one tap thread keep pace with one nginx worker.
+//!
+//! Everything else stays with hyper's server in [`super::proxy::serve`]: HTTP/1.0 and
+//! HTTP/2 clients, `Expect: 100-continue`, upgrades, chunked or large request bodies,
+//! absolute-form targets and CONNECT, malformed or oversized heads and the answers they
+//! get. The first request this module does not take hands the connection over, with the
+//! bytes already read, so a client never sees which of the two served it. Deciding,
+//! recording and shadowing are the same code for both ([`Tap::plan`], [`InFlight`]).
+
+use super::metrics::UpstreamError;
+use super::proxy::{is_grpc_type, Ctx, InFlight, Pending, Tap, HEADER_READ_TIMEOUT};
+use super::tee::{BodyCopy, Finish, RequestState, ResponseEnd};
+use crate::exchange::Request as CapturedRequest;
+use crate::interface::{interface_of, InterfaceKey};
+use crate::recording::format::now_us;
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+/// Header fields a head may carry on this path (hyper's server and client allow as many).
+const MAX_HEADERS: usize = 100;
+
+/// Request bodies up to this size are read whole and forwarded with their head; a larger
+/// one goes to hyper, which streams it.
+const BODY_MAX: u64 = 64 * 1024;
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// A response head longer than this is not HTTP this tap forwards (hyper's client stops
+/// near 400 KB).
+const RESPONSE_HEAD_MAX: usize = 256 * 1024;
+
+/// Chunk-size lines and trailers longer than this make a response malformed.
+const CHUNK_LINE_MAX: usize = 4 * 1024;
+const TRAILERS_MAX: usize = 64 * 1024;
+
+/// How a connection left this path.
+pub(super) enum End {
+    /// It is closed, or done with.
+    Closed,
+    /// A request this path does not take: hyper serves the connection from here, starting
+    /// with these bytes already read from it.
+    Handoff(TcpStream, Bytes),
+}
+
+/// Serves `client` until it closes, the tap stops, or a request needs hyper. `ip` is the
+/// client's address as an `x-forwarded-for` value.
+pub(super) async fn serve(
+    tap: Arc<Tap>,
+    client: TcpStream,
+    ip: HeaderValue,
+    mut shutdown: watch::Receiver<bool>,
+) -> End {
+    let mut conn = Conn {
+        tap,
+        client,
+        ip,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        out: BytesMut::with_capacity(READ_CHUNK),
+        up: None,
+        fields: Vec::new(),
+    };
+    loop {
+        let head = match conn.next_head(&mut shutdown).await {
+            Next::Head(h) => h,
+            Next::Closed => return End::Closed,
+            Next::Refer => return End::Handoff(conn.client, conn.buf.freeze()),
+        };
+        let Some(body) = conn.read_body(head.content_length).await else {
+            return End::Closed;
+        };
+        if !conn.exchange(head, body, &shutdown).await {
+            let _ = conn.client.shutdown().await;
+            return End::Closed;
+        }
+    }
+}
+
+/// One client connection on this path.
+struct Conn {
+    tap: Arc<Tap>,
+    client: TcpStream,
+    ip: HeaderValue,
+    /// Bytes read from the client and not yet used.
+    buf: BytesMut,
+    /// What is written next (an upstream request, or a response head).
+    out: BytesMut,
+    /// This client connection's own upstream connection, kept between exchanges.
+    up: Option<Upstream>,
+    /// Header fields of the head being parsed, reused between exchanges.
+    fields: Vec<Field>,
+}
+
+/// An upstream connection and the bytes read from it and not yet used.
+struct Upstream {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+/// A header field: its name and value as ranges of the head's bytes.
+#[derive(Clone, Debug)]
+struct Field {
+    name: Range<usize>,
+    value: Range<usize>,
+}
+
+/// A request head this path takes.
+#[derive(Debug)]
+struct ReqHead {
+    bytes: Bytes,
+    method: Method,
+    path: Range<usize>,
+    fields: Vec<Field>,
+    content_length: u64,
+    /// The client asked to close the connection after this exchange.
+    close: bool,
+}
+
+enum Next {
+    Head(ReqHead),
+    Closed,
+    Refer,
+}
+
+/// What the request head parser says about the bytes so far.
+enum Parsed {
+    Take(ReqHead, usize),
+    Partial,
+    /// hyper's to serve (or to refuse).
+    Refer,
+}
+
+/// How a response body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    /// At the end of the connection.
+    Close,
+}
+
+/// A response head from production.
+#[derive(Debug)]
+struct RespHead {
+    bytes: Bytes,
+    code: u16,
+    reason: Range<usize>,
+    fields: Vec<Field>,
+    framing: Framing,
+    keep_alive: bool,
+    /// Lower-case names the Connection header lists: hop-by-hop, not passed on.
+    connection_names: Vec<String>,
+}
+
+/// Why no response head came.
+enum HeadFail {
+    /// The connection ended before a byte of the response arrived.
+    Silent(String),
+    Broken(String),
+    Malformed(String),
+}
+
+fn range_in(base: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    start..start + part.len()
+}
+
+fn is(name: &[u8], want: &str) -> bool {
+    name.eq_ignore_ascii_case(want.as_bytes())
+}
+
+/// A decimal Content-Length, nothing else in it.
+fn length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 18 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// Parses a request head and tells whether this path takes it: HTTP/1.1 in origin form,
+/// one Host, a Content-Length body of at most [`BODY_MAX`] (and `--max-request-body`) or
+/// none, and none of the headers whose handling is hyper's.
+fn parse_request(buf: &[u8], fields: &mut Vec<Field>, body_limit: u64) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let n = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Refer,
+    };
+    let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
+        return Parsed::Refer;
+    };
+    if method == "CONNECT" || method == "PRI" || !path.starts_with('/') {
+        return Parsed::Refer;
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return Parsed::Refer;
+    };
+    fields.clear();
+    let (mut content_length, mut hosts, mut close) = (None, 0, false);
+    for h in req.headers.iter() {
+        let name = h.name.as_bytes();
+        if is(name, "content-length") {
+            match (length(h.value), content_length) {
+                (Some(n), None) => content_length = Some(n),
+                (Some(n), Some(m)) if n == m => {}
+                _ => return Parsed::Refer,
+            }
+        } else if is(name, "host") {
+            hosts += 1;
+        } else if is(name, "connection") {
+            for t in tokens(h.value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if !t.eq_ignore_ascii_case(b"keep-alive") && !t.eq_ignore_ascii_case(b"te") {
+                    // It names other headers to remove: hyper's path does that.
+                    return Parsed::Refer;
+                }
+            }
+        } else if is(name, "transfer-encoding")
+            || is(name, "expect")
+            || is(name, "upgrade")
+            || is(name, "http2-settings")
+            || (is(name, "content-type") && is_grpc_type(h.value))
+        {
+            return Parsed::Refer;
+        }
+        fields.push(Field {
+            name: range_in(buf, name),
+            value: range_in(buf, h.value),
+        });
+    }
+    let content_length = content_length.unwrap_or(0);
+    if hosts != 1 || content_length > BODY_MAX.min(body_limit) {
+        return Parsed::Refer;
+    }
+    let head = ReqHead {
+        bytes: Bytes::new(),
+        method,
+        path: range_in(buf, path.as_bytes()),
+        fields: std::mem::take(fields),
+        content_length,
+        close,
+    };
+    Parsed::Take(head, n)
+}
+
+impl ReqHead {
+    fn slice(&self, r: &Range<usize>) -> &[u8] {
+        &self.bytes[r.clone()]
+    }
+
+    fn path(&self) -> &str {
+        // httparse accepted it as a request target: visible ASCII only.
+        std::str::from_utf8(self.slice(&self.path)).unwrap_or("/")
+    }
+
+    fn value(&self, name: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|f| is(self.slice(&f.name), name))
+            .map(|f| self.slice(&f.value))
+    }
+
+    /// The interface, as the recorder's per-file minimum counts it.
+    fn interface(&self, key: &InterfaceKey) -> Option<String> {
+        if matches!(key, InterfaceKey::JsonPointer(_)) {
+            return None;
+        }
+        let mut headers = Vec::new();
+        if let Some(ct) = self.value("content-type") {
+            headers.push(("content-type".to_string(), lossy(ct)));
+        }
+        if let InterfaceKey::Header(h) = key {
+            if let Some(v) = self.value(h) {
+                headers.push((h.clone(), lossy(v)));
+            }
+        }
+        let path = self.path();
+        let r = CapturedRequest {
+            method: self.method.as_str().to_string(),
+            uri: path.split('?').next().unwrap_or(path).to_string(),
+            headers,
+            ..Default::default()
+        };
+        Some(interface_of(&r, key))
+    }
+
+    /// The head as the recording keeps it (as [`super::proxy`]'s `capture_head` does).
+    fn capture(&self) -> CapturedRequest {
+        CapturedRequest {
+            method: self.method.as_str().to_string(),
+            uri: self.path().to_string(),
+            version: "HTTP/1.1".to_string(),
+            headers: self
+                .fields
+                .iter()
+                .map(|f| {
+                    (
+                        lossy(self.slice(&f.name)).to_ascii_lowercase(),
+                        lossy(self.slice(&f.value)),
+                    )
+                })
+                .collect(),
+            body: Bytes::new(),
+            body_truncated: false,
+        }
+    }
+
+    /// Writes the upstream request: the target behind `prefix`, the hop-by-hop headers
+    /// left out, `x-forwarded-for` extended with `ip`, then the body.
+    fn write_upstream(&self, out: &mut BytesMut, prefix: &str, ip: &HeaderValue, body: &[u8]) {
+        out.clear();
+        out.extend_from_slice(self.method.as_str().as_bytes());
+        out.extend_from_slice(b" ");
+        out.extend_from_slice(prefix.as_bytes());
+        out.extend_from_slice(self.slice(&self.path));
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut forwarded_for = None;
+        for f in &self.fields {
+            let name = self.slice(&f.name);
+            if is(name, "connection") || is(name, "keep-alive") || is(name, "proxy-connection") {
+                continue;
+            }
+            if is(name, "te") {
+                // Only `trailers` means something end to end (gRPC relies on it); other
+                // transfer codings are this connection's.
+                if tokens(self.slice(&f.value)).any(|t| t.eq_ignore_ascii_case(b"trailers")) {
+                    out.extend_from_slice(b"te: trailers\r\n");
+                }
+                continue;
+            }
+            if is(name, "x-forwarded-for") {
+                // Several fields are one list; the first one stands for it, as in hyper's path.
+                forwarded_for.get_or_insert(f.value.clone());
+                continue;
+            }
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(self.slice(&f.value));
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(prev) = forwarded_for {
+            out.extend_from_slice(self.slice(&prev));
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(ip.as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(body);
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Parses a response head; `Ok(None)` while incomplete.
+fn parse_response(
+    buf: &[u8],
+    fields: &mut Vec<Field>,
+    head_request: bool,
+) -> Result<Option<(RespHead, usize)>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let n = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("invalid response head: {e}")),
+    };
+    let (Some(version), Some(code)) = (resp.version, resp.code) else {
+        return Err("invalid response head".into());
+    };
+    fields.clear();
+    let mut connection_names = Vec::new();
+    let (mut content_length, mut chunked, mut encoded, mut close, mut keep) =
+        (None, false, false, false, false);
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        if is(name, "content-length") {
+            match (length(h.value), content_length) {
+                (Some(n), None) => content_length = Some(n),
+                (Some(n), Some(m)) if n == m => {}
+                _ => return Err("invalid content-length in the response".into()),
+            }
+        } else if is(name, "transfer-encoding") {
+            // The last coding decides: chunked ends the body, anything else runs to the close.
+            encoded = true;
+            chunked = tokens(h.value)
+                .last()
+                .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        } else if is(name, "connection") {
+            for t in tokens(h.value) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    keep = true;
+                } else {
+                    connection_names.push(lossy(t).to_ascii_lowercase());
+                }
+            }
+        }
+        fields.push(Field {
+            name: range_in(buf, name),
+            value: range_in(buf, h.value),
+        });
+    }
+    let framing = if head_request || code == 204 || code == 304 || (100..200).contains(&code) {
+        Framing::Empty
+    } else if encoded {
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else {
+        match content_length {
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        }
+    };
+    let reason = resp.reason.unwrap_or("");
+    let head = RespHead {
+        bytes: Bytes::new(),
+        code,
+        reason: range_in(buf, reason.as_bytes()),
+        fields: std::mem::take(fields),
+        framing,
+        keep_alive: if version == 1 { !close } else { keep && !close },
+        connection_names,
+    };
+    Ok(Some((head, n)))
+}
+
+impl RespHead {
+    fn slice(&self, r: &Range<usize>) -> &[u8] {
+        &self.bytes[r.clone()]
+    }
+
+    /// Writes the head the client gets: production's, less its hop-by-hop fields, with
+    /// `connection: close` when the client connection ends after it.
+    fn write_client(&self, out: &mut BytesMut, close: bool) {
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.code.to_string().as_bytes());
+        out.extend_from_slice(b" ");
+        out.extend_from_slice(self.slice(&self.reason));
+        out.extend_from_slice(b"\r\n");
+        for f in &self.fields {
+            let name = self.slice(&f.name);
+            let hop = is(name, "connection")
+                || is(name, "keep-alive")
+                || is(name, "proxy-connection")
+                || is(name, "upgrade")
+                // Chunks pass through as they are; any other coding's end is the close.
+                || (is(name, "transfer-encoding") && self.framing != Framing::Chunked)
+                || self
+                    .connection_names
+                    .iter()
+                    .any(|n| name.eq_ignore_ascii_case(n.as_bytes()));
+            if hop {
+                continue;
+            }
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(self.slice(&f.value));
+            out.extend_from_slice(b"\r\n");
+        }
+        if close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+
+    /// The fields as the recording keeps them: lower-case names, in order.
+    fn header_list(&self) -> crate::exchange::Headers {
+        self.fields
+            .iter()
+            .map(|f| {
+                (
+                    lossy(self.slice(&f.name)).to_ascii_lowercase(),
+                    lossy(self.slice(&f.value)),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Conn {
+    /// Reads the next request head, within [`HEADER_READ_TIMEOUT`] as hyper's server does.
+    async fn next_head(&mut self, shutdown: &mut watch::Receiver<bool>) -> Next {
+        let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
+        let max_head = self.tap.cfg.max_header_bytes;
+        let body_limit = self.tap.cfg.max_request_body.unwrap_or(u64::MAX);
+        loop {
+            if !self.buf.is_empty() {
+                match parse_request(&self.buf, &mut self.fields, body_limit) {
+                    Parsed::Take(mut head, n) => {
+                        head.bytes = self.buf.split_to(n).freeze();
+                        return Next::Head(head);
+                    }
+                    Parsed::Refer => return Next::Refer,
+                    // hyper answers the oversized head (431) and counts it.
+                    Parsed::Partial if self.buf.len() >= max_head => return Next::Refer,
+                    Parsed::Partial => {}
+                }
+            } else if *shutdown.borrow() {
+                return Next::Closed;
+            }
+            self.buf.reserve(READ_CHUNK);
+            let idle = self.buf.is_empty();
+            let read = tokio::select! {
+                biased;
+                r = tokio::time::timeout_at(deadline, self.client.read_buf(&mut self.buf)) => r,
+                _ = shutdown.changed(), if idle => return Next::Closed,
+            };
+            match read {
+                Ok(Ok(n)) if n > 0 => {}
+                // Closed, broken, or too slow: as hyper's server, end without an answer.
+                _ => return Next::Closed,
+            }
+        }
+    }
+
+    /// Reads a request body of `len` bytes; `None` when the client broke it off.
+    async fn read_body(&mut self, len: u64) -> Option<Bytes> {
+        let len = usize::try_from(len).ok()?;
+        while self.buf.len() < len {
+            self.buf.reserve(len - self.buf.len());
+            match self.client.read_buf(&mut self.buf).await {
+                Ok(n) if n > 0 => {}
+                _ => return None,
+            }
+        }
+        Some(self.buf.split_to(len).freeze())
+    }
+
+    /// One exchange, from a complete request to the end of its answer. `false` when the
+    /// client connection is to be closed.
+    async fn exchange(
+        &mut self,
+        head: ReqHead,
+        body: Bytes,
+        shutdown: &watch::Receiver<bool>,
+    ) -> bool {
+        let tap = self.tap.clone();
+        let start = Instant::now();
+        let mut pending = Pending::start(tap.clone());
+        let id = tap.next_id();
+        let ts_us = now_us();
+        let plan = tap.plan(&id, &head.method, body.is_empty(), || {
+            head.interface(&tap.cfg.interface_key)
+        });
+        let captured = (plan.record || plan.shadow).then(|| head.capture());
+        let copy = plan.copy_bodies.then(|| {
+            let mut c = BodyCopy::new(tap.cfg.max_body);
+            c.push(&body);
+            c
+        });
+        head.write_upstream(&mut self.out, &tap.cfg.upstream.prefix, &self.ip, &body);
+        let ctx = Ctx {
+            id,
+            ts_us,
+            start,
+            plan,
+            head: captured,
+            request: Arc::new(RequestState::complete(copy)),
+        };
+        let idempotent = head.method.is_idempotent();
+        let head_request = head.method == Method::HEAD;
+        let send = send(
+            &mut self.up,
+            &self.out,
+            &mut self.fields,
+            &tap.cfg.upstream.authority,
+            idempotent,
+            head_request,
+        );
+        let sent = tokio::select! {
+            biased;
+            sent = tokio::time::timeout(tap.cfg.upstream_timeout, send) => sent,
+            // A client that leaves before the answer takes its exchange with it, as under
+            // hyper: counted as an abort (dropping `pending`), nothing recorded.
+            () = gone(&self.client) => {
+                self.up = None;
+                return false;
+            }
+        };
+        let resp = match sent {
+            Ok(Ok(resp)) => resp,
+            Ok(Err((kind, message))) => {
+                pending.settle();
+                let text = tap.failed(ctx, StatusCode::BAD_GATEWAY, kind, message);
+                return self
+                    .answer(StatusCode::BAD_GATEWAY, text, head.close, shutdown)
+                    .await;
+            }
+            Err(_) => {
+                // The connection may yet answer this request: it cannot carry the next one.
+                self.up = None;
+                pending.settle();
+                let message = format!(
+                    "no response head within {:?} (--upstream-timeout)",
+                    tap.cfg.upstream_timeout
+                );
+                let text = tap.failed(
+                    ctx,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    UpstreamError::Timeout,
+                    message,
+                );
+                return self
+                    .answer(StatusCode::GATEWAY_TIMEOUT, text, head.close, shutdown)
+                    .await;
+            }
+        };
+        let close = head.close || resp.framing == Framing::Close || *shutdown.borrow();
+        resp.write_client(&mut self.out, close);
+        let in_flight = InFlight {
+            status: resp.code,
+            response_headers: ctx.head.as_ref().map(|_| resp.header_list()),
+            pending,
+            ctx,
+        };
+        let keep_trailers = in_flight.ctx.head.is_some();
+        let copy = in_flight
+            .ctx
+            .plan
+            .copy_bodies
+            .then(|| BodyCopy::new(tap.cfg.max_body));
+        let (end, copy, trailers) = self.pass_body(resp.framing, copy, keep_trailers).await;
+        let reusable = end == ResponseEnd::Complete
+            && resp.keep_alive
+            && resp.framing != Framing::Close
+            && self.up.as_ref().is_some_and(|u| u.buf.is_empty());
+        if !reusable {
+            self.up = None;
+        }
+        in_flight.finish(end, copy, trailers);
+        end == ResponseEnd::Complete && !close
+    }
+
+    /// Passes the response body on as it arrives, following `framing` to its end, and
+    /// keeps its copy; the head in `out` goes with the first bytes.
+    async fn pass_body(
+        &mut self,
+        framing: Framing,
+        mut copy: Option<BodyCopy>,
+        keep_trailers: bool,
+    ) -> (ResponseEnd, Option<BodyCopy>, Option<HeaderMap>) {
+        let Some(up) = self.up.as_mut() else {
+            return (ResponseEnd::UpstreamError, copy, None);
+        };
+        let mut scan = match framing {
+            Framing::Empty => Scan::Length(0),
+            Framing::Length(n) => Scan::Length(n),
+            Framing::Chunked => Scan::Chunked(Chunks::default()),
+            Framing::Close => Scan::Close,
+        };
+        let mut first = true;
+        let mut data = Vec::new();
+        loop {
+            data.clear();
+            let (take, done) = match scan.feed(&up.buf, &mut data) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!("tap: response body from production: {e}");
+                    return (ResponseEnd::UpstreamError, copy, None);
+                }
+            };
+            let bytes = up.buf.split_to(take).freeze();
+            if let Some(c) = &mut copy {
+                for r in &data {
+                    c.push(&bytes.slice(r.clone()));
+                }
+            }
+            let written = if first {
+                first = false;
+                self.out.extend_from_slice(&bytes);
+                self.client.write_all(&self.out).await
+            } else if bytes.is_empty() {
+                Ok(())
+            } else {
+                self.client.write_all(&bytes).await
+            };
+            if written.is_err() {
+                return (ResponseEnd::ClientGone, copy, None);
+            }
+            if done {
+                let trailers = match scan {
+                    Scan::Chunked(c) if keep_trailers => c.trailers(),
+                    _ => None,
+                };
+                return (ResponseEnd::Complete, copy, trailers);
+            }
+            up.buf.reserve(READ_CHUNK);
+            match up.stream.read_buf(&mut up.buf).await {
+                Ok(n) if n > 0 => {}
+                Ok(_) if matches!(scan, Scan::Close) => return (ResponseEnd::Complete, copy, None),
+                _ => return (ResponseEnd::UpstreamError, copy, None),
+            }
+        }
+    }
+
+    /// Answers with the tap's own plain text (502, 504).
+    async fn answer(
+        &mut self,
+        status: StatusCode,
+        text: &str,
+        close: bool,
+        shutdown: &watch::Receiver<bool>,
+    ) -> bool {
+        let close = close || *shutdown.borrow();
+        self.out.clear();
+        self.out.extend_from_slice(
+            format!(
+                "HTTP/1.1 {} {}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n{}\r\n",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or(""),
+                text.len(),
+                if close { "connection: close\r\n" } else { "" },
+            )
+            .as_bytes(),
+        );
+        self.out.extend_from_slice(text.as_bytes());
+        self.client.write_all(&self.out).await.is_ok() && !close
+    }
+}
+
+/// Sends the request `out` on the kept upstream connection in `up_slot` or a new one, and
+/// reads the response head. A kept connection production closed meanwhile is replaced; an
+/// idempotent request it closed on without a byte of answer goes once more, on a new
+/// connection. The slot is emptied when its connection cannot carry another request.
+async fn send(
+    up_slot: &mut Option<Upstream>,
+    out: &[u8],
+    fields: &mut Vec<Field>,
+    authority: &str,
+    idempotent: bool,
+    head_request: bool,
+) -> Result<RespHead, (UpstreamError, String)> {
+    for attempt in 0..2 {
+        // A request that may not go twice checks first that production has not closed
+        // the kept connection (one non-blocking read).
+        let kept = up_slot.take().filter(|u| idempotent || u.open());
+        let reused = kept.is_some();
+        let up = match kept {
+            Some(u) => up_slot.insert(u),
+            None => {
+                let stream = TcpStream::connect(authority).await.map_err(|e| {
+                    (
+                        UpstreamError::Connect,
+                        format!("cannot connect to {authority}: {e}"),
+                    )
+                })?;
+                let _ = stream.set_nodelay(true);
+                up_slot.insert(Upstream {
+                    stream,
+                    buf: BytesMut::with_capacity(READ_CHUNK),
+                })
+            }
+        };
+        let retry = reused && attempt == 0;
+        if let Err(e) = up.stream.write_all(out).await {
+            *up_slot = None;
+            if retry {
+                continue;
+            }
+            return Err((
+                UpstreamError::Reset,
+                format!("sending the request to {authority}: {e}"),
+            ));
+        }
+        match up.read_head(fields, head_request).await {
+            Ok(head) => return Ok(head),
+            Err(fail) => {
+                *up_slot = None;
+                match fail {
+                    HeadFail::Silent(_) if retry && idempotent => continue,
+                    HeadFail::Silent(m) | HeadFail::Broken(m) => {
+                        return Err((UpstreamError::Reset, format!("{authority}: {m}")))
+                    }
+                    HeadFail::Malformed(m) => {
+                        return Err((UpstreamError::Malformed, format!("{authority}: {m}")))
+                    }
+                }
+            }
+        }
+    }
+    Err((
+        UpstreamError::Reset,
+        format!("{authority} closed the connection twice"),
+    ))
+}
+
+/// Waits until the client has closed its connection (or broken it). Bytes it sends meanwhile
+/// (a pipelined request) are left for later, and then it is not gone.
+async fn gone(client: &TcpStream) {
+    let mut probe = [0u8; 1];
+    match client.peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+impl Upstream {
+    /// Whether production has left the kept connection open and silent.
+    fn open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Reads a response head, passing over interim (1xx) responses.
+    async fn read_head(
+        &mut self,
+        fields: &mut Vec<Field>,
+        head_request: bool,
+    ) -> Result<RespHead, HeadFail> {
+        let mut heard = false;
+        loop {
+            if !self.buf.is_empty() {
+                match parse_response(&self.buf, fields, head_request) {
+                    // Interim answers (100 Continue, 103 Early Hints) are not passed on.
+                    Ok(Some((head, n))) if (100..200).contains(&head.code) && head.code != 101 => {
+                        self.buf.advance(n);
+                        continue;
+                    }
+                    Ok(Some((mut head, n))) => {
+                        if head.code == 101 {
+                            return Err(HeadFail::Malformed(
+                                "101 Switching Protocols to a request that asked for no upgrade"
+                                    .into(),
+                            ));
+                        }
+                        head.bytes = self.buf.split_to(n).freeze();
+                        return Ok(head);
+                    }
+                    Ok(None) if self.buf.len() > RESPONSE_HEAD_MAX => {
+                        return Err(HeadFail::Malformed(format!(
+                            "response head longer than {RESPONSE_HEAD_MAX} bytes"
+                        )))
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(HeadFail::Malformed(e)),
+                }
+            }
+            self.buf.reserve(READ_CHUNK);
+            match self.stream.read_buf(&mut self.buf).await {
+                Ok(n) if n > 0 => heard = true,
+                Ok(_) if !heard && self.buf.is_empty() => {
+                    return Err(HeadFail::Silent(
+                        "connection closed before a response".into(),
+                    ))
+                }
+                Ok(_) => {
+                    return Err(HeadFail::Broken(
+                        "connection closed in the middle of the response head".into(),
+                    ))
+                }
+                Err(e) if !heard => return Err(HeadFail::Silent(e.to_string())),
+                Err(e) => return Err(HeadFail::Broken(e.to_string())),
+            }
+        }
+    }
+}
+
+/// Where a response body ends, found as its bytes go by.
+enum Scan {
+    /// This many bytes are left.
+    Length(u64),
+    Chunked(Chunks),
+    Close,
+}
+
+impl Scan {
+    /// Looks at `buf`: how many of its bytes belong to the body, whether the body ends
+    /// there, and (in `data`) which ranges of them are content rather than framing.
+    fn feed(&mut self, buf: &[u8], data: &mut Vec<Range<usize>>) -> Result<(usize, bool), String> {
+        match self {
+            Scan::Length(left) => {
+                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                *left -= take as u64;
+                if take > 0 {
+                    data.push(0..take);
+                }
+                Ok((take, *left == 0))
+            }
+            Scan::Close => {
+                if !buf.is_empty() {
+                    data.push(0..buf.len());
+                }
+                Ok((buf.len(), false))
+            }
+            Scan::Chunked(c) => c.feed(buf, data),
+        }
+    }
+}
+
+/// The state of a chunked body between reads.
+#[derive(Debug, Default)]
+struct Chunks {
+    state: ChunkState,
+    /// A chunk-size line read in part.
+    line: Vec<u8>,
+    /// The trailer section read so far.
+    trailers: Vec<u8>,
+    /// Bytes of the trailer line being read.
+    trailer_line: usize,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataCr,
+    DataLf,
+    Trailers,
+}
+
+impl Chunks {
+    fn feed(&mut self, buf: &[u8], data: &mut Vec<Range<usize>>) -> Result<(usize, bool), String> {
+        let mut i = 0;
+        while i < buf.len() {
+            match self.state {
+                ChunkState::Size => {
+                    let Some(nl) = buf[i..].iter().position(|&b| b == b'\n') else {
+                        self.line.extend_from_slice(&buf[i..]);
+                        if self.line.len() > CHUNK_LINE_MAX {
+                            return Err("chunk-size line too long".into());
+                        }
+                        return Ok((buf.len(), false));
+                    };
+                    self.line.extend_from_slice(&buf[i..=i + nl]);
+                    i += nl + 1;
+                    let size = match httparse::parse_chunk_size(&self.line) {
+                        Ok(httparse::Status::Complete((_, size))) => size,
+                        _ => return Err("invalid chunk size".into()),
+                    };
+                    self.line.clear();
+                    self.state = if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    let take = usize::try_from(left)
+                        .unwrap_or(usize::MAX)
+                        .min(buf.len() - i);
+                    data.push(i..i + take);
+                    i += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataCr
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataCr => {
+                    self.state = match buf[i] {
+                        b'\r' => ChunkState::DataLf,
+                        b'\n' => ChunkState::Size,
+                        _ => return Err("chunk data longer than its size".into()),
+                    };
+                    i += 1;
+                }
+                ChunkState::DataLf => {
+                    if buf[i] != b'\n' {
+                        return Err("chunk data longer than its size".into());
+                    }
+                    self.state = ChunkState::Size;
+                    i += 1;
+                }
+                ChunkState::Trailers => {
+                    let Some(nl) = buf[i..].iter().position(|&b| b == b'\n') else {
+                        self.trailers.extend_from_slice(&buf[i..]);
+                        self.trailer_line += buf.len() - i;
+                        if self.trailers.len() > TRAILERS_MAX {
+                            return Err("trailers too long".into());
+                        }
+                        return Ok((buf.len(), false));
+                    };
+                    self.trailers.extend_from_slice(&buf[i..=i + nl]);
+                    let line = self.trailer_line + nl + 1;
+                    self.trailer_line = 0;
+                    i += nl + 1;
+                    if self.trailers.len() > TRAILERS_MAX {
+                        return Err("trailers too long".into());
+                    }
+                    // An empty line ("\r\n" or "\n") ends the trailer section and the body.
+                    if line <= 2 && self.trailers.ends_with(b"\n") {
+                        let tail = &self.trailers[self.trailers.len() - line..];
+                        if tail == b"\r\n" || tail == b"\n" {
+                            return Ok((i, true));
+                        }
+                    }
+                }
+            }
+        }
+        Ok((i, false))
+    }
+
+    /// The trailer fields, when the body had any.
+    fn trailers(&self) -> Option<HeaderMap> {
+        if self.trailers.len() <= 2 {
+            return None;
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let Ok(httparse::Status::Complete((_, fields))) =
+            httparse::parse_headers(&self.trailers, &mut headers)
+        else {
+            return None;
+        };
+        let mut map = HeaderMap::new();
+        for f in fields {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(f.name.as_bytes()),
+                HeaderValue::from_bytes(f.value),
+            ) {
+                map.append(n, v);
+            }
+        }
+        (!map.is_empty()).then_some(map)
+    }
+}
+
+/// A client connection handed over to hyper: the bytes this path had read from it come
+/// first, then the socket.
+#[derive(Debug)]
+pub(super) struct Rewind {
+    read: Bytes,
+    inner: TcpStream,
+}
+
+impl Rewind {
+    /// `inner`, with `read` to be read again first.
+    pub(super) fn new(inner: TcpStream, read: Bytes) -> Self {
+        Rewind { read, inner }
+    }
+}
+
+impl tokio::io::AsyncRead for Rewind {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.read.is_empty() {
+            let n = this.read.len().min(buf.remaining());
+            buf.put_slice(&this.read.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Rewind {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(head: &str) -> ReqHead {
+        let mut fields = Vec::new();
+        match parse_request(head.as_bytes(), &mut fields, u64::MAX) {
+            Parsed::Take(mut h, n) => {
+                assert_eq!(n, head.len());
+                h.bytes = Bytes::copy_from_slice(head.as_bytes());
+                h
+            }
+            Parsed::Partial => panic!("partial: {head:?}"),
+            Parsed::Refer => panic!("referred to hyper: {head:?}"),
+        }
+    }
+
+    fn referred(head: &str, limit: u64) -> bool {
+        matches!(
+            parse_request(head.as_bytes(), &mut Vec::new(), limit),
+            Parsed::Refer
+        )
+    }
+
+    #[test]
+    fn plain_requests_are_taken_and_the_rest_left_to_hyper() {
+        let h = take("GET /a/b?x=1 HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive, TE\r\nTE: trailers\r\n\r\n");
+        assert_eq!(
+            (h.method.as_str(), h.path(), h.close),
+            ("GET", "/a/b?x=1", false)
+        );
+        let h = take(
+            "POST /o HTTP/1.1\r\nhost: shop\r\ncontent-length: 2\r\nconnection: close\r\n\r\n",
+        );
+        assert_eq!((h.content_length, h.close), (2, true));
+        let partial = parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n", &mut Vec::new(), 10);
+        assert!(matches!(partial, Parsed::Partial));
+        for head in [
+            "GET / HTTP/1.0\r\nHost: a\r\n\r\n",
+            "GET http://other/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: x-hop\r\nx-hop: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 65537\r\n\r\n",
+            "POST /s HTTP/1.1\r\nHost: a\r\nContent-Type: application/grpc\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost a\r\n\r\n",
+        ] {
+            assert!(referred(head, u64::MAX), "{head:?}");
+        }
+        // Over --max-request-body: hyper's path refuses it with 413.
+        assert!(referred(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n",
+            10
+        ));
+    }
+
+    #[test]
+    fn the_upstream_request_loses_hop_by_hop_fields_and_gains_the_client() {
+        let h = take("POST /o?q=1 HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive, te\r\nKeep-Alive: 5\r\nTE: gzip, trailers\r\nX-Forwarded-For: 10.0.0.1\r\nX-Id: 7\r\nContent-Length: 2\r\n\r\n");
+        let mut out = BytesMut::new();
+        h.write_upstream(
+            &mut out,
+            "/v2",
+            &HeaderValue::from_static("127.0.0.1"),
+            b"{}",
+        );
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "POST /v2/o?q=1 HTTP/1.1\r\nHost: shop\r\nte: trailers\r\nX-Id: 7\r\nContent-Length: 2\r\n\
+             x-forwarded-for: 10.0.0.1, 127.0.0.1\r\n\r\n{}"
+        );
+        let captured = h.capture();
+        assert_eq!(captured.uri, "/o?q=1");
+        assert_eq!(
+            captured.headers[0],
+            ("host".to_string(), "shop".to_string())
+        );
+        assert_eq!(captured.headers.len(), 7);
+    }
+
+    fn response(head: &str, head_request: bool) -> RespHead {
+        let (mut h, n) = parse_response(head.as_bytes(), &mut Vec::new(), head_request)
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, head.len());
+        h.bytes = Bytes::copy_from_slice(head.as_bytes());
+        h
+    }
+
+    #[test]
+    fn the_response_framing_is_read_from_its_head() {
+        let cases = [
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n",
+                false,
+                Framing::Length(12),
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                false,
+                Framing::Chunked,
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\n",
+                false,
+                Framing::Close,
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+                false,
+                Framing::Close,
+                false,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n",
+                true,
+                Framing::Empty,
+                true,
+            ),
+            (
+                "HTTP/1.1 204 No Content\r\n\r\n",
+                false,
+                Framing::Empty,
+                true,
+            ),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false,
+                Framing::Empty,
+                true,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+                false,
+                Framing::Length(1),
+                false,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\n",
+                false,
+                Framing::Length(1),
+                true,
+            ),
+        ];
+        for (head, head_request, framing, keep_alive) in cases {
+            let h = response(head, head_request);
+            assert_eq!((h.framing, h.keep_alive), (framing, keep_alive), "{head:?}");
+        }
+        for bad in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+        ] {
+            assert!(
+                parse_response(bad.as_bytes(), &mut Vec::new(), false).is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(
+            parse_response(b"HTTP/1.1 200 OK\r\n", &mut Vec::new(), false)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_client_gets_the_head_without_hop_by_hop_fields() {
+        let h = response(
+            "HTTP/1.1 200 Fine\r\nConnection: keep-alive, x-hop\r\nKeep-Alive: timeout=5\r\nx-hop: 1\r\nTransfer-Encoding: chunked\r\nX-Id: 7\r\n\r\n",
+            false,
+        );
+        let mut out = BytesMut::new();
+        h.write_client(&mut out, true);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "HTTP/1.1 200 Fine\r\nTransfer-Encoding: chunked\r\nX-Id: 7\r\nconnection: close\r\n\r\n"
+        );
+        // What production said is what is recorded.
+        assert_eq!(h.header_list().len(), 5);
+        let h = response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false);
+        h.write_client(&mut out, false);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "HTTP/1.1 200 OK\r\n\r\n"
+        );
+    }
+
+    /// Feeds `body` in pieces of `step` bytes, as reads would bring it; returns the content,
+    /// the bytes taken and whether the end was found.
+    fn scan_chunked(body: &[u8], step: usize) -> (Vec<u8>, usize, bool, Chunks) {
+        let mut scan = Scan::Chunked(Chunks::default());
+        let (mut content, mut taken, mut data) = (Vec::new(), 0, Vec::new());
+        let mut pending: Vec<u8> = Vec::new();
+        for piece in body.chunks(step) {
+            pending.extend_from_slice(piece);
+            data.clear();
+            let (take, done) = scan.feed(&pending, &mut data).unwrap();
+            for r in &data {
+                content.extend_from_slice(&pending[r.clone()]);
+            }
+            pending.drain(..take);
+            taken += take;
+            if done {
+                let Scan::Chunked(c) = scan else {
+                    unreachable!()
+                };
+                return (content, taken, true, c);
+            }
+        }
+        let Scan::Chunked(c) = scan else {
+            unreachable!()
+        };
+        (content, taken, false, c)
+    }
+
+    #[test]
+    fn a_chunked_body_ends_where_its_last_chunk_and_trailers_do_however_it_arrives() {
+        let body =
+            b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-checksum: 9\r\ngrpc-status: 0\r\n\r\nNEXT";
+        let end = body.len() - 4;
+        for step in [1, 2, 3, 7, body.len()] {
+            let (content, taken, done, chunks) = scan_chunked(body, step);
+            assert!(done, "step {step}");
+            assert_eq!(content, b"hello, world", "step {step}");
+            assert_eq!(taken, end, "step {step}");
+            let t = chunks.trailers().unwrap();
+            assert_eq!(
+                (t["x-checksum"].as_bytes(), t["grpc-status"].as_bytes()),
+                (&b"9"[..], &b"0"[..])
+            );
+        }
+        let (content, taken, done, chunks) = scan_chunked(b"0\r\n\r\n", 1);
+        assert!(done && content.is_empty() && taken == 5 && chunks.trailers().is_none());
+        let (_, _, done, _) = scan_chunked(b"5\r\nhel", 2);
+        assert!(!done);
+        for bad in [&b"zz\r\n"[..], b"2\r\nhello\r\n", &[b'1'; 5000]] {
+            let mut scan = Scan::Chunked(Chunks::default());
+            assert!(scan.feed(bad, &mut Vec::new()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_length_body_ends_at_its_length() {
+        let mut scan = Scan::Length(5);
+        let mut data = Vec::new();
+        assert_eq!(scan.feed(b"abc", &mut data).unwrap(), (3, false));
+        assert_eq!(scan.feed(b"deNEXT", &mut data).unwrap(), (2, true));
+        assert_eq!(data, [0..3, 0..2]);
+    }
+}
