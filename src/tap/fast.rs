@@ -479,6 +479,10 @@ impl RespHead {
                 || is(name, "upgrade")
                 // Chunks pass through as they are; any other coding's end is the close.
                 || (is(name, "transfer-encoding") && self.framing != Framing::Chunked)
+                // A length beside a transfer coding is not what frames the body (RFC 9112
+                // section 6.3): passed on, it would tell the client another end.
+                || (is(name, "content-length")
+                    && matches!(self.framing, Framing::Chunked | Framing::Close))
                 || self
                     .connection_names
                     .iter()
@@ -1300,7 +1304,19 @@ mod tests {
         );
         // What production said is what is recorded.
         assert_eq!(h.header_list().len(), 5);
-        let h = response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false);
+        let h = response(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        h.write_client(&mut out, false);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let h = response(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\n",
+            false,
+        );
         h.write_client(&mut out, false);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
