@@ -376,6 +376,17 @@ impl ReqHead {
     }
 }
 
+/// The part of a read buffer the recording keeps. A small part is copied out: a slice
+/// would hold the whole read buffer until the recorder has written the exchange, so that
+/// every exchange would take a fresh buffer instead of reusing its connection's.
+fn kept(read: &Bytes, part: Range<usize>) -> Bytes {
+    if part.len() < READ_CHUNK / 4 {
+        Bytes::copy_from_slice(&read[part])
+    } else {
+        read.slice(part)
+    }
+}
+
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -583,7 +594,7 @@ impl Conn {
         let captured = (plan.record || plan.shadow).then(|| head.capture());
         let copy = plan.copy_bodies.then(|| {
             let mut c = BodyCopy::new(tap.cfg.max_body);
-            c.push(&body);
+            c.push(&kept(&body, 0..body.len()));
             c
         });
         head.write_upstream(&mut self.out, &tap.cfg.upstream.prefix, &self.ip, &body);
@@ -700,7 +711,7 @@ impl Conn {
             let bytes = up.buf.split_to(take).freeze();
             if let Some(c) = &mut copy {
                 for r in &data {
-                    c.push(&bytes.slice(r.clone()));
+                    c.push(&kept(&bytes, r.clone()));
                 }
             }
             let written = if first {
