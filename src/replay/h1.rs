@@ -177,12 +177,119 @@ struct HeadInfo {
     reusable: bool,
 }
 
-#[derive(Debug, PartialEq)]
-enum Framing {
+/// Where a response body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// It has none (HEAD, 204, 304, 1xx).
     Empty,
+    /// After this many bytes.
     Length(usize),
+    /// At the last chunk and its trailers.
     Chunked,
+    /// When the server closes the connection.
     UntilClose,
+}
+
+/// What a response head's fields say about its body and its connection, gathered field by
+/// field; one set of RFC 9112 rules for replay's client and the tap.
+#[derive(Debug)]
+pub(crate) struct BodyFields {
+    length: Result<Option<usize>, String>,
+    chunked: bool,
+    encoded: bool,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl Default for BodyFields {
+    fn default() -> Self {
+        BodyFields {
+            length: Ok(None),
+            chunked: false,
+            encoded: false,
+            close: false,
+            keep_alive: false,
+        }
+    }
+}
+
+impl BodyFields {
+    /// Takes note of one header field.
+    pub(crate) fn field(&mut self, name: &str, value: &[u8]) {
+        if name.eq_ignore_ascii_case("content-length") {
+            let text = String::from_utf8_lossy(value);
+            // A list of one value repeated is allowed (RFC 9110 section 8.6).
+            for part in text.split(',') {
+                let part = part.trim();
+                let n = match part.parse::<usize>() {
+                    Ok(n) if part.bytes().all(|b| b.is_ascii_digit()) => n,
+                    _ => {
+                        self.length = Err(format!("content-length {text:?} is not a number"));
+                        break;
+                    }
+                };
+                self.length = match std::mem::replace(&mut self.length, Ok(None)) {
+                    Ok(Some(l)) if l != n => {
+                        Err(format!("conflicting content-length values ({text:?})"))
+                    }
+                    Ok(_) => Ok(Some(n)),
+                    e => e,
+                };
+            }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            self.encoded = true;
+            self.chunked = value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(|&b| b == b',') {
+                let t = token.trim_ascii();
+                self.close |= t.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+
+    /// The body's framing and whether the connection may carry another request, for an
+    /// answer with `status` to a request that was (or was not) HEAD.
+    pub(crate) fn framing(
+        self,
+        status: u16,
+        head_request: bool,
+        http11: bool,
+    ) -> Result<(Framing, bool), String> {
+        let mut reusable = if http11 {
+            !self.close
+        } else {
+            self.keep_alive && !self.close
+        };
+        // A bad length matters only when the length frames the body (not on HEAD, 204, 304).
+        let framing = if head_request || status == 204 || status == 304 || status < 200 {
+            Framing::Empty
+        } else if self.encoded {
+            // A length beside a transfer coding is ignored, and the connection not trusted;
+            // nor is an HTTP/1.0 answer with a transfer coding (RFC 9112 section 6.1).
+            if !matches!(self.length, Ok(None)) || !http11 {
+                reusable = false;
+            }
+            if self.chunked {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            }
+        } else {
+            match self.length {
+                Ok(Some(n)) => Framing::Length(n),
+                Ok(None) => Framing::UntilClose,
+                Err(message) => return Err(message),
+            }
+        };
+        if status == 101 || framing == Framing::UntilClose {
+            reusable = false;
+        }
+        Ok((framing, reusable))
+    }
 }
 
 /// Reads one answer, skipping informational ones.
@@ -303,77 +410,15 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, HeadInfo)
     }
     let http11 = resp.version == Some(1);
     let mut headers = Vec::with_capacity(resp.headers.len());
-    // A bad length matters only when the length frames the body (not on HEAD, 204, 304).
-    let mut length: Result<Option<usize>, String> = Ok(None);
-    let mut chunked = false;
-    let mut encoded = false;
-    let mut close = false;
-    let mut keep_alive = false;
+    let mut body = BodyFields::default();
     for f in resp.headers.iter() {
         let name = f.name.to_ascii_lowercase();
-        let value = String::from_utf8_lossy(f.value).into_owned();
-        match name.as_str() {
-            "content-length" => {
-                for part in value.split(',') {
-                    let part = part.trim();
-                    let n = match part.parse::<usize>() {
-                        Ok(n) if part.bytes().all(|b| b.is_ascii_digit()) => n,
-                        _ => {
-                            length = Err(format!("content-length {value:?} is not a number"));
-                            break;
-                        }
-                    };
-                    length = match length {
-                        Ok(Some(l)) if l != n => {
-                            Err(format!("conflicting content-length values ({value:?})"))
-                        }
-                        Ok(_) => Ok(Some(n)),
-                        e => e,
-                    };
-                }
-            }
-            "transfer-encoding" => {
-                encoded = true;
-                chunked = value
-                    .rsplit(',')
-                    .next()
-                    .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
-            }
-            "connection" => {
-                for token in value.split(',') {
-                    let t = token.trim();
-                    close |= t.eq_ignore_ascii_case("close");
-                    keep_alive |= t.eq_ignore_ascii_case("keep-alive");
-                }
-            }
-            _ => {}
-        }
-        headers.push((name, value));
+        body.field(&name, f.value);
+        headers.push((name, String::from_utf8_lossy(f.value).into_owned()));
     }
-    let mut reusable = if http11 { !close } else { keep_alive && !close };
-    let framing = if head_request || status == 204 || status == 304 || status < 200 {
-        Framing::Empty
-    } else if encoded {
-        // A length beside a transfer coding is ignored, and the connection not trusted; nor
-        // is an HTTP/1.0 answer with a transfer coding (RFC 9112 section 6.1).
-        if !matches!(length, Ok(None)) || !http11 {
-            reusable = false;
-        }
-        if chunked {
-            Framing::Chunked
-        } else {
-            Framing::UntilClose
-        }
-    } else {
-        match length {
-            Ok(Some(n)) => Framing::Length(n),
-            Ok(None) => Framing::UntilClose,
-            Err(message) => return Err(H1Error::Malformed(message)),
-        }
-    };
-    if status == 101 {
-        reusable = false;
-    }
+    let (framing, reusable) = body
+        .framing(status, head_request, http11)
+        .map_err(H1Error::Malformed)?;
     Ok(Some((
         len,
         HeadInfo {
@@ -491,7 +536,7 @@ fn parse_trailers(
 /// bare LF where HTTP/1.1 framing says CRLF (RFC 9112 section 7.1); servers and proxies that
 /// disagree about it disagree about where a chunk ends, and so where the next answer on the
 /// connection starts. hyper refuses it too.
-fn bare_lf(line: &[u8]) -> bool {
+pub(crate) fn bare_lf(line: &[u8]) -> bool {
     line.iter()
         .enumerate()
         .any(|(i, &b)| b == b'\n' && (i == 0 || line[i - 1] != b'\r'))

@@ -20,6 +20,7 @@ use super::tee::{BodyCopy, Finish, RequestState, ResponseEnd};
 use crate::exchange::Request as CapturedRequest;
 use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::format::now_us;
+use crate::replay::h1::{bare_lf, BodyFields, Framing};
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
@@ -144,16 +145,6 @@ enum Parsed {
     Partial,
     /// hyper's to serve (or to refuse).
     Refer,
-}
-
-/// How a response body ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Framing {
-    Empty,
-    Length(u64),
-    Chunked,
-    /// At the end of the connection.
-    Close,
 }
 
 /// A response head from production.
@@ -407,31 +398,18 @@ fn parse_response(
     let (Some(version), Some(code)) = (resp.version, resp.code) else {
         return Err("invalid response head".into());
     };
+    if code < 100 {
+        return Err(format!("status {code} is not valid"));
+    }
     fields.clear();
     let mut connection_names = Vec::new();
-    let (mut content_length, mut chunked, mut encoded, mut close, mut keep) =
-        (None, false, false, false, false);
+    let mut body = BodyFields::default();
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
-        if is(name, "content-length") {
-            match (length(h.value), content_length) {
-                (Some(n), None) => content_length = Some(n),
-                (Some(n), Some(m)) if n == m => {}
-                _ => return Err("invalid content-length in the response".into()),
-            }
-        } else if is(name, "transfer-encoding") {
-            // The last coding decides: chunked ends the body, anything else runs to the close.
-            encoded = true;
-            chunked = tokens(h.value)
-                .last()
-                .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-        } else if is(name, "connection") {
+        body.field(h.name, h.value);
+        if is(name, "connection") {
             for t in tokens(h.value) {
-                if t.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                    keep = true;
-                } else {
+                if !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive") {
                     connection_names.push(lossy(t).to_ascii_lowercase());
                 }
             }
@@ -441,20 +419,7 @@ fn parse_response(
             value: range_in(buf, h.value),
         });
     }
-    let framing = if head_request || code == 204 || code == 304 || (100..200).contains(&code) {
-        Framing::Empty
-    } else if encoded {
-        if chunked {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        }
-    } else {
-        match content_length {
-            Some(n) => Framing::Length(n),
-            None => Framing::Close,
-        }
-    };
+    let (framing, keep_alive) = body.framing(code, head_request, version == 1)?;
     let reason = resp.reason.unwrap_or("");
     let head = RespHead {
         bytes: Bytes::new(),
@@ -462,7 +427,7 @@ fn parse_response(
         reason: range_in(buf, reason.as_bytes()),
         fields: std::mem::take(fields),
         framing,
-        keep_alive: if version == 1 { !close } else { keep && !close },
+        keep_alive,
         connection_names,
     };
     Ok(Some((head, n)))
@@ -493,7 +458,7 @@ impl RespHead {
                 // A length beside a transfer coding is not what frames the body (RFC 9112
                 // section 6.3): passed on, it would tell the client another end.
                 || (is(name, "content-length")
-                    && matches!(self.framing, Framing::Chunked | Framing::Close))
+                    && matches!(self.framing, Framing::Chunked | Framing::UntilClose))
                 || self
                     .connection_names
                     .iter()
@@ -654,7 +619,7 @@ impl Conn {
                     .await;
             }
         };
-        let close = head.close || resp.framing == Framing::Close || *shutdown.borrow();
+        let close = head.close || resp.framing == Framing::UntilClose || *shutdown.borrow();
         resp.write_client(&mut self.out, close);
         let in_flight = InFlight {
             status: resp.code,
@@ -671,7 +636,6 @@ impl Conn {
         let (end, copy, trailers) = self.pass_body(resp.framing, copy, keep_trailers).await;
         let reusable = end == ResponseEnd::Complete
             && resp.keep_alive
-            && resp.framing != Framing::Close
             && self.up.as_ref().is_some_and(|u| u.buf.is_empty());
         if !reusable {
             self.up = None;
@@ -693,9 +657,9 @@ impl Conn {
         };
         let mut scan = match framing {
             Framing::Empty => Scan::Length(0),
-            Framing::Length(n) => Scan::Length(n),
+            Framing::Length(n) => Scan::Length(n as u64),
             Framing::Chunked => Scan::Chunked(Chunks::default()),
-            Framing::Close => Scan::Close,
+            Framing::UntilClose => Scan::Close,
         };
         let mut first = true;
         let mut data = Vec::new();
@@ -973,9 +937,16 @@ impl Chunks {
                     };
                     self.line.extend_from_slice(&buf[i..=i + nl]);
                     i += nl + 1;
+                    // Strict, as replay's client and hyper are: a proxy and its client that
+                    // disagree about where a chunk ends disagree about where the next
+                    // answer starts. httparse would take a line of only an extension for a
+                    // zero size, and a bare LF for CRLF.
+                    if !self.line[0].is_ascii_hexdigit() || bare_lf(&self.line) {
+                        return Err("invalid chunk-size line".into());
+                    }
                     let size = match httparse::parse_chunk_size(&self.line) {
                         Ok(httparse::Status::Complete((_, size))) => size,
-                        _ => return Err("invalid chunk size".into()),
+                        _ => return Err("invalid chunk-size line".into()),
                     };
                     self.line.clear();
                     self.state = if size == 0 {
@@ -998,11 +969,10 @@ impl Chunks {
                     };
                 }
                 ChunkState::DataCr => {
-                    self.state = match buf[i] {
-                        b'\r' => ChunkState::DataLf,
-                        b'\n' => ChunkState::Size,
-                        _ => return Err("chunk data longer than its size".into()),
-                    };
+                    if buf[i] != b'\r' {
+                        return Err("chunk data longer than its size".into());
+                    }
+                    self.state = ChunkState::DataLf;
                     i += 1;
                 }
                 ChunkState::DataLf => {
@@ -1028,12 +998,12 @@ impl Chunks {
                     if self.trailers.len() > TRAILERS_MAX {
                         return Err("trailers too long".into());
                     }
-                    // An empty line ("\r\n" or "\n") ends the trailer section and the body.
-                    if line <= 2 && self.trailers.ends_with(b"\n") {
-                        let tail = &self.trailers[self.trailers.len() - line..];
-                        if tail == b"\r\n" || tail == b"\n" {
-                            return Ok((i, true));
-                        }
+                    if !self.trailers.ends_with(b"\r\n") {
+                        return Err("a trailer line does not end with CRLF".into());
+                    }
+                    // An empty line ends the trailer section and the body.
+                    if line == 2 {
+                        return Ok((i, true));
                     }
                 }
             }
@@ -1240,13 +1210,25 @@ mod tests {
             (
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\n",
                 false,
-                Framing::Close,
+                Framing::UntilClose,
+                false,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
+                false,
+                Framing::Length(5),
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+                true,
+                Framing::Empty,
                 true,
             ),
             (
                 "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
                 false,
-                Framing::Close,
+                Framing::UntilClose,
                 false,
             ),
             (
@@ -1383,7 +1365,15 @@ mod tests {
         assert!(done && content.is_empty() && taken == 5 && chunks.trailers().is_none());
         let (_, _, done, _) = scan_chunked(b"5\r\nhel", 2);
         assert!(!done);
-        for bad in [&b"zz\r\n"[..], b"2\r\nhello\r\n", &[b'1'; 5000]] {
+        for bad in [
+            &b"zz\r\n"[..],
+            b";ext\r\nhello\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"0\r\nx-t: 1\n\r\n",
+            b"2\r\nhello\r\n",
+            &[b'1'; 5000],
+        ] {
             let mut scan = Scan::Chunked(Chunks::default());
             assert!(scan.feed(bad, &mut Vec::new()).is_err(), "{bad:?}");
         }
