@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -1533,6 +1533,230 @@ async fn a_connection_handed_over_mid_way_keeps_its_order() {
             ("/three", &b""[..])
         ]
     );
+}
+
+/// An upstream that reads requests one after another on each connection and answers the
+/// n-th request of the whole run with `script(n, request head)`: pieces written after their
+/// delays, then the connection closed when the last piece is `None`. Counts the requests.
+async fn scripted_upstream<F>(script: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(usize, &str) -> Vec<(u64, Option<&'static [u8]>)> + Send + Sync + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let (script, count) = (Arc::new(script), seen.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let (script, count) = (script.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let head = loop {
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                            buf.drain(..end + 4);
+                            break head;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let n = count.fetch_add(1, Ordering::SeqCst);
+                    for (delay, piece) in script(n, &head) {
+                        tokio::time::sleep(Duration::from_millis(delay)).await;
+                        match piece {
+                            Some(p) => {
+                                if s.write_all(p).await.is_err() {
+                                    return;
+                                }
+                            }
+                            None => return,
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// Reads one answer framed by its content-length (or none) from `s`.
+async fn read_answer(s: &mut tokio::net::TcpStream, head_request: bool) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let want = if head_request { 0 } else { len };
+            while buf.len() < end + 4 + want {
+                let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+                    .await
+                    .expect("the rest of the body")
+                    .unwrap();
+                assert!(n > 0, "closed mid-body: {head}");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return (head, buf[end + 4..end + 4 + want].to_vec());
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("an answer head")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before an answer: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Production answering oddly on a kept connection: a status line without a reason phrase
+/// is passed on; bytes it sends after an answer has ended (a body after HEAD) are not taken
+/// for the next request's answer; a DELETE it closes on without answering is answered 502
+/// and never sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_answers_on_a_kept_connection_are_not_misread() {
+    let (up, seen) = scripted_upstream(|_, head| {
+        if head.starts_with("HEAD") {
+            vec![
+                (0, Some(&b"HTTP/1.1 200\r\ncontent-length: 4\r\n\r\n"[..])),
+                // A body HEAD must not have, a moment later.
+                (50, Some(b"EVIL")),
+            ]
+        } else if head.starts_with("DELETE") {
+            vec![(0, None)]
+        } else {
+            vec![(
+                0,
+                Some(&b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"[..]),
+            )]
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("odd.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &format!("http://{up}"),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(b"HEAD /h HTTP/1.1\r\nhost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_answer(&mut s, true).await;
+    assert!(head.starts_with("HTTP/1.1 200 \r\n"), "{head}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(b"GET /g HTTP/1.1\r\nhost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_answer(&mut s, false).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, b"ok");
+    s.write_all(b"DELETE /d HTTP/1.1\r\nhost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = read_answer(&mut s, false).await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert_eq!(seen.load(Ordering::SeqCst), 3, "a request went twice");
+    drop(s);
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    let got: Vec<(&str, u16, &[u8])> = recorded
+        .iter()
+        .map(|e| {
+            let r = e.response.as_ref().unwrap();
+            (e.request.uri.as_str(), r.status, &r.body[..])
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/h", 200, &b""[..]),
+            ("/g", 200, &b"ok"[..]),
+            ("/d", 502, &b"bad gateway\n"[..])
+        ]
+    );
+}
+
+/// A request body that stops coming is answered 504 within `--upstream-timeout` on a
+/// connection then closed, counted, and recorded with the part that came, marked cut; a
+/// complete head longer than `--max-header-bytes` is answered 431 and never forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_gets_504_and_an_oversized_head_431() {
+    let (up, seen) = scripted_upstream(|_, _| {
+        vec![(
+            0,
+            Some(&b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"[..]),
+        )]
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("stall.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &format!("http://{up}"),
+        "--out",
+        out.to_str().unwrap(),
+        "--upstream-timeout",
+        "1s",
+        "--max-header-bytes",
+        "16KiB",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(b"POST /upload HTTP/1.1\r\nhost: shop\r\ncontent-length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    assert!(closed.is_ok(), "the connection was left open");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    let big = format!(
+        "GET /big HTTP/1.1\r\nhost: shop\r\nx-pad: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let (status, _) = raw(tap.addr, &big).await;
+    assert_eq!(status, 431);
+    assert_eq!(seen.load(Ordering::SeqCst), 0, "production saw a request");
+    let m = tap.metrics_text().await;
+    assert_eq!(metric_in(&m, "shadowdiff_tap_in_flight"), 0);
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_upstream_errors_total{kind=\"timeout\"}"),
+        1
+    );
+    assert_eq!(
+        metric_in(
+            &m,
+            "shadowdiff_tap_refused_total{reason=\"head_too_large\"}"
+        ),
+        1
+    );
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(recorded.len(), 1);
+    let e = &recorded[0];
+    assert_eq!(
+        (&e.request.body[..], e.request.body_truncated),
+        (&b"abc"[..], true)
+    );
+    assert_eq!(e.response.as_ref().unwrap().status, 504);
 }
 
 /// An answer with neither a length nor chunks ends when production closes: the client gets

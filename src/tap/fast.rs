@@ -14,9 +14,9 @@
 //! bytes already read, so a client never sees which of the two served it. Deciding,
 //! recording and shadowing are the same code for both ([`Tap::plan`], [`InFlight`]).
 
-use super::metrics::UpstreamError;
+use super::metrics::{Refusal, UpstreamError};
 use super::proxy::{is_grpc_type, Ctx, InFlight, Pending, Tap, HEADER_READ_TIMEOUT};
-use super::tee::{BodyCopy, Finish, RequestState, ResponseEnd};
+use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
 use crate::exchange::Request as CapturedRequest;
 use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::format::now_us;
@@ -26,6 +26,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use std::ops::Range;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -82,11 +83,21 @@ pub(super) async fn serve(
             Next::Head(h) => h,
             Next::Closed => return End::Closed,
             Next::Refer => return End::Handoff(conn.client, conn.buf.freeze()),
+            Next::TooLarge => {
+                // Exactly at the limit, which hyper's server checks only between reads.
+                conn.tap.metrics.refuse(Refusal::HeadTooLarge);
+                let _ = conn
+                    .client
+                    .write_all(
+                        b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+                          connection: close\r\ncontent-length: 0\r\n\r\n",
+                    )
+                    .await;
+                let _ = conn.client.shutdown().await;
+                return End::Closed;
+            }
         };
-        let Some(body) = conn.read_body(head.content_length).await else {
-            return End::Closed;
-        };
-        if !conn.exchange(head, body, &shutdown).await {
+        if !conn.exchange(head, &shutdown).await {
             let _ = conn.client.shutdown().await;
             return End::Closed;
         }
@@ -137,6 +148,8 @@ enum Next {
     Head(ReqHead),
     Closed,
     Refer,
+    /// A head longer than `--max-header-bytes`.
+    TooLarge,
 }
 
 /// What the request head parser says about the bytes so far.
@@ -168,9 +181,22 @@ enum HeadFail {
     Malformed(String),
 }
 
+/// Where `part`, a slice httparse returned, lies in `base`.
 fn range_in(base: &[u8], part: &[u8]) -> Range<usize> {
     let start = part.as_ptr() as usize - base.as_ptr() as usize;
     start..start + part.len()
+}
+
+/// The reason phrase of the status line at the start of `head`, as sent (httparse gives
+/// none for an empty or non-UTF-8 one): everything after `HTTP/1.x NNN `.
+fn reason_in(head: &[u8]) -> Range<usize> {
+    let line = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line = if line > 0 && head[line - 1] == b'\r' {
+        line - 1
+    } else {
+        line
+    };
+    13.min(line)..line
 }
 
 fn is(name: &[u8], want: &str) -> bool {
@@ -206,7 +232,13 @@ fn parse_request(buf: &[u8], fields: &mut Vec<Field>, body_limit: u64) -> Parsed
     let (Some(method), Some(path), Some(1)) = (req.method, req.path, req.version) else {
         return Parsed::Refer;
     };
-    if method == "CONNECT" || method == "PRI" || !path.starts_with('/') {
+    // hyper refuses (400) targets with characters a URI may not hold, and drops a fragment.
+    let unusual = |b: &u8| b"\"<>{}|^`\\#".contains(b) || !b.is_ascii();
+    if method == "CONNECT"
+        || method == "PRI"
+        || !path.starts_with('/')
+        || path.as_bytes().iter().any(unusual)
+    {
         return Parsed::Refer;
     }
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
@@ -217,9 +249,9 @@ fn parse_request(buf: &[u8], fields: &mut Vec<Field>, body_limit: u64) -> Parsed
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if is(name, "content-length") {
+            // A second length, even an equal one, is hyper's to merge or refuse.
             match (length(h.value), content_length) {
                 (Some(n), None) => content_length = Some(n),
-                (Some(n), Some(m)) if n == m => {}
                 _ => return Parsed::Refer,
             }
         } else if is(name, "host") {
@@ -409,7 +441,15 @@ fn parse_response(
         body.field(h.name, h.value);
         if is(name, "connection") {
             for t in tokens(h.value) {
-                if !t.eq_ignore_ascii_case(b"close") && !t.eq_ignore_ascii_case(b"keep-alive") {
+                // The fields that frame the body are what the client needs to find its end,
+                // whatever the Connection header lists.
+                let keep = [
+                    &b"close"[..],
+                    b"keep-alive",
+                    b"content-length",
+                    b"transfer-encoding",
+                ];
+                if !keep.iter().any(|k| t.eq_ignore_ascii_case(k)) {
                     connection_names.push(lossy(t).to_ascii_lowercase());
                 }
             }
@@ -420,11 +460,10 @@ fn parse_response(
         });
     }
     let (framing, keep_alive) = body.framing(code, head_request, version == 1)?;
-    let reason = resp.reason.unwrap_or("");
     let head = RespHead {
         bytes: Bytes::new(),
         code,
-        reason: range_in(buf, reason.as_bytes()),
+        reason: reason_in(buf),
         fields: std::mem::take(fields),
         framing,
         keep_alive,
@@ -458,7 +497,8 @@ impl RespHead {
                 // A length beside a transfer coding is not what frames the body (RFC 9112
                 // section 6.3): passed on, it would tell the client another end.
                 || (is(name, "content-length")
-                    && matches!(self.framing, Framing::Chunked | Framing::UntilClose))
+                    && (matches!(self.framing, Framing::Chunked | Framing::UntilClose)
+                        || self.code == 204))
                 || self
                     .connection_names
                     .iter()
@@ -500,24 +540,26 @@ impl Conn {
         loop {
             if !self.buf.is_empty() {
                 match parse_request(&self.buf, &mut self.fields, body_limit) {
+                    Parsed::Take(_, n) if n > max_head => return Next::TooLarge,
                     Parsed::Take(mut head, n) => {
                         head.bytes = self.buf.split_to(n).freeze();
                         return Next::Head(head);
                     }
                     Parsed::Refer => return Next::Refer,
-                    // hyper answers the oversized head (431) and counts it.
-                    Parsed::Partial if self.buf.len() >= max_head => return Next::Refer,
+                    Parsed::Partial if self.buf.len() >= max_head => return Next::TooLarge,
                     Parsed::Partial => {}
                 }
-            } else if *shutdown.borrow() {
+            }
+            // Stopping: no request has begun (a head still arriving is not one), as under
+            // hyper's graceful shutdown.
+            if *shutdown.borrow() {
                 return Next::Closed;
             }
             self.buf.reserve(READ_CHUNK);
-            let idle = self.buf.is_empty();
             let read = tokio::select! {
                 biased;
                 r = tokio::time::timeout_at(deadline, self.client.read_buf(&mut self.buf)) => r,
-                _ = shutdown.changed(), if idle => return Next::Closed,
+                _ = shutdown.changed() => return Next::Closed,
             };
             match read {
                 Ok(Ok(n)) if n > 0 => {}
@@ -542,26 +584,58 @@ impl Conn {
 
     /// One exchange, from a complete request to the end of its answer. `false` when the
     /// client connection is to be closed.
-    async fn exchange(
-        &mut self,
-        head: ReqHead,
-        body: Bytes,
-        shutdown: &watch::Receiver<bool>,
-    ) -> bool {
+    async fn exchange(&mut self, head: ReqHead, shutdown: &watch::Receiver<bool>) -> bool {
         let tap = self.tap.clone();
         let start = Instant::now();
+        // As under hyper, `--upstream-timeout` covers the request body and the answer head.
+        let deadline = tokio::time::Instant::now() + tap.cfg.upstream_timeout;
         let mut pending = Pending::start(tap.clone());
         let id = tap.next_id();
         let ts_us = now_us();
-        let plan = tap.plan(&id, &head.method, body.is_empty(), || {
+        let plan = tap.plan(&id, &head.method, head.content_length == 0, || {
             head.interface(&tap.cfg.interface_key)
         });
         let captured = (plan.record || plan.shadow).then(|| head.capture());
-        let copy = plan.copy_bodies.then(|| {
-            let mut c = BodyCopy::new(tap.cfg.max_body);
-            c.push(&kept(&body, 0..body.len()));
-            c
-        });
+        let head_request = head.method == Method::HEAD;
+        let copy_of = |body: &Bytes| {
+            plan.copy_bodies.then(|| {
+                let mut c = BodyCopy::new(tap.cfg.max_body);
+                c.push(&kept(body, 0..body.len()));
+                c
+            })
+        };
+        let body =
+            match tokio::time::timeout_at(deadline, self.read_body(head.content_length)).await {
+                Ok(Some(body)) => body,
+                Ok(None) => {
+                    // The client broke its request off: an abort (dropping `pending`), and the
+                    // 400 hyper's path would answer, which nobody is left to read.
+                    tap.metrics.responses[3].fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+                Err(_) => {
+                    let part = self.buf.split().freeze();
+                    let ctx = Ctx {
+                        id,
+                        ts_us,
+                        start,
+                        plan,
+                        head: captured,
+                        request: Arc::new(RequestState::settled(RequestEnd::Open, copy_of(&part))),
+                    };
+                    pending.settle();
+                    let message = format!(
+                        "request body not complete within {:?} (--upstream-timeout)",
+                        tap.cfg.upstream_timeout
+                    );
+                    let status = StatusCode::GATEWAY_TIMEOUT;
+                    let text = tap.failed(ctx, status, UpstreamError::Timeout, message);
+                    // The rest of the body would be taken for the next request: the connection ends.
+                    self.answer(status, text, true, head_request, shutdown)
+                        .await;
+                    return false;
+                }
+            };
         head.write_upstream(&mut self.out, &tap.cfg.upstream.prefix, &self.ip, &body);
         let ctx = Ctx {
             id,
@@ -569,21 +643,19 @@ impl Conn {
             start,
             plan,
             head: captured,
-            request: Arc::new(RequestState::complete(copy)),
+            request: Arc::new(RequestState::settled(RequestEnd::Complete, copy_of(&body))),
         };
-        let idempotent = head.method.is_idempotent();
-        let head_request = head.method == Method::HEAD;
         let send = send(
             &mut self.up,
             &self.out,
             &mut self.fields,
             &tap.cfg.upstream.authority,
-            idempotent,
+            head.method.is_safe(),
             head_request,
         );
         let sent = tokio::select! {
             biased;
-            sent = tokio::time::timeout(tap.cfg.upstream_timeout, send) => sent,
+            sent = tokio::time::timeout_at(deadline, send) => sent,
             // A client that leaves before the answer takes its exchange with it, as under
             // hyper: counted as an abort (dropping `pending`), nothing recorded.
             () = gone(&self.client) => {
@@ -597,7 +669,13 @@ impl Conn {
                 pending.settle();
                 let text = tap.failed(ctx, StatusCode::BAD_GATEWAY, kind, message);
                 return self
-                    .answer(StatusCode::BAD_GATEWAY, text, head.close, shutdown)
+                    .answer(
+                        StatusCode::BAD_GATEWAY,
+                        text,
+                        head.close,
+                        head_request,
+                        shutdown,
+                    )
                     .await;
             }
             Err(_) => {
@@ -615,7 +693,13 @@ impl Conn {
                     message,
                 );
                 return self
-                    .answer(StatusCode::GATEWAY_TIMEOUT, text, head.close, shutdown)
+                    .answer(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        text,
+                        head.close,
+                        head_request,
+                        shutdown,
+                    )
                     .await;
             }
         };
@@ -706,12 +790,13 @@ impl Conn {
         }
     }
 
-    /// Answers with the tap's own plain text (502, 504).
+    /// Answers with the tap's own plain text (502, 504); to HEAD, its head alone.
     async fn answer(
         &mut self,
         status: StatusCode,
         text: &str,
         close: bool,
+        head_request: bool,
         shutdown: &watch::Receiver<bool>,
     ) -> bool {
         let close = close || *shutdown.borrow();
@@ -726,27 +811,29 @@ impl Conn {
             )
             .as_bytes(),
         );
-        self.out.extend_from_slice(text.as_bytes());
+        if !head_request {
+            self.out.extend_from_slice(text.as_bytes());
+        }
         self.client.write_all(&self.out).await.is_ok() && !close
     }
 }
 
 /// Sends the request `out` on the kept upstream connection in `up_slot` or a new one, and
-/// reads the response head. A kept connection production closed meanwhile is replaced; an
-/// idempotent request it closed on without a byte of answer goes once more, on a new
-/// connection. The slot is emptied when its connection cannot carry another request.
+/// reads the response head. A kept connection production closed meanwhile (or left bytes
+/// on) is replaced; a safe request (GET, HEAD, ...) it closed on without a byte of answer
+/// goes once more, on a new connection, as a kept connection's race with production's idle
+/// timeout is no failure of production. Other requests are never sent twice. The slot is
+/// emptied when its connection cannot carry another request.
 async fn send(
     up_slot: &mut Option<Upstream>,
     out: &[u8],
     fields: &mut Vec<Field>,
     authority: &str,
-    idempotent: bool,
+    safe: bool,
     head_request: bool,
 ) -> Result<RespHead, (UpstreamError, String)> {
     for attempt in 0..2 {
-        // A request that may not go twice checks first that production has not closed
-        // the kept connection (one non-blocking read).
-        let kept = up_slot.take().filter(|u| idempotent || u.open());
+        let kept = up_slot.take().filter(Upstream::open);
         let reused = kept.is_some();
         let up = match kept {
             Some(u) => up_slot.insert(u),
@@ -780,7 +867,7 @@ async fn send(
             Err(fail) => {
                 *up_slot = None;
                 match fail {
-                    HeadFail::Silent(_) if retry && idempotent => continue,
+                    HeadFail::Silent(_) if retry && safe => continue,
                     HeadFail::Silent(m) | HeadFail::Broken(m) => {
                         return Err((UpstreamError::Reset, format!("{authority}: {m}")))
                     }
@@ -808,10 +895,21 @@ async fn gone(client: &TcpStream) {
 }
 
 impl Upstream {
-    /// Whether production has left the kept connection open and silent.
+    /// Whether production has left the kept connection open and silent: no close and no
+    /// byte (a late body after HEAD or 204, a stray answer) since its last answer. Free
+    /// while nothing arrived (the runtime knows the socket is not readable); otherwise one
+    /// non-blocking read tells.
     fn open(&self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
     }
 
     /// Reads a response head, passing over interim (1xx) responses.
@@ -1145,6 +1243,10 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nConnection: x-hop\r\nx-hop: 1\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 01\r\n\r\n",
+            "GET /a<b> HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a{b}|^` HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 65537\r\n\r\n",
             "POST /s HTTP/1.1\r\nHost: a\r\nContent-Type: application/grpc\r\n\r\n",
@@ -1297,6 +1399,17 @@ mod tests {
         );
         // What production said is what is recorded.
         assert_eq!(h.header_list().len(), 5);
+        // The fields that frame the body stay, whatever Connection lists; a status line
+        // without a reason phrase keeps its form.
+        let h = response(
+            "HTTP/1.1 200\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\n",
+            false,
+        );
+        h.write_client(&mut out, false);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\n"
+        );
         let h = response(
             "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
             false,

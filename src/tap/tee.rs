@@ -108,10 +108,11 @@ impl RequestState {
         }
     }
 
-    /// A body that was read whole before it was forwarded, with its copy.
-    pub fn complete(copy: Option<BodyCopy>) -> Self {
+    /// A body read before it was forwarded, ended as `end` (complete, or cut off while it
+    /// was read), with its copy.
+    pub fn settled(end: RequestEnd, copy: Option<BodyCopy>) -> Self {
         RequestState {
-            end: AtomicU8::new(RequestEnd::Complete as u8),
+            end: AtomicU8::new(end as u8),
             copy: Mutex::new(copy),
         }
     }
