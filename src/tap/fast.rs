@@ -17,7 +17,7 @@
 use super::metrics::{Refusal, UpstreamError};
 use super::proxy::{is_grpc_type, Ctx, InFlight, Pending, Tap, HEADER_READ_TIMEOUT};
 use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
-use crate::exchange::Request as CapturedRequest;
+use crate::exchange::{Exchange, Headers, Request as CapturedRequest};
 use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::format::now_us;
 use crate::replay::h1::{bare_lf, BodyFields, Framing};
@@ -334,25 +334,11 @@ impl ReqHead {
         Some(interface_of(&r, key))
     }
 
-    /// The head as the recording keeps it (as [`super::proxy`]'s `capture_head` does).
+    /// The head as the recording keeps it.
     fn capture(&self) -> CapturedRequest {
-        CapturedRequest {
-            method: self.method.as_str().to_string(),
-            uri: self.path().to_string(),
-            version: "HTTP/1.1".to_string(),
-            headers: self
-                .fields
-                .iter()
-                .map(|f| {
-                    (
-                        lossy(self.slice(&f.name)).to_ascii_lowercase(),
-                        lossy(self.slice(&f.value)),
-                    )
-                })
-                .collect(),
-            body: Bytes::new(),
-            body_truncated: false,
-        }
+        let mut r = CapturedRequest::default();
+        fill_request(&self.bytes, &mut r);
+        r
     }
 
     /// Writes the upstream request: the target behind `prefix`, the hop-by-hop headers
@@ -407,6 +393,60 @@ fn kept(read: &Bytes, part: Range<usize>) -> Bytes {
         Bytes::copy_from_slice(&read[part])
     } else {
         read.slice(part)
+    }
+}
+
+/// Request and response heads as they came over the wire, for the recorder thread to parse
+/// into an exchange's strings; the thread that serves traffic only copies bytes.
+#[derive(Debug)]
+pub struct RawHeads {
+    /// The client's request head.
+    pub request: Option<Bytes>,
+    /// Production's response head.
+    pub response: Option<Bytes>,
+}
+
+impl RawHeads {
+    /// Fills `ex`'s method, target, version and header lists from the heads.
+    pub fn fill(self, ex: &mut Exchange) {
+        if let Some(head) = &self.request {
+            fill_request(head, &mut ex.request);
+        }
+        if let (Some(head), Some(resp)) = (&self.response, ex.response.as_mut()) {
+            fill_response(head, &mut resp.headers);
+        }
+    }
+}
+
+/// Fields as the recording keeps them: lower-case names, in order, repeats kept.
+fn field_list(fields: &[httparse::Header<'_>]) -> Headers {
+    fields
+        .iter()
+        .map(|f| (f.name.to_ascii_lowercase(), lossy(f.value)))
+        .collect()
+}
+
+/// A request head this path took, as the recording keeps it (as [`super::proxy`]'s hyper
+/// path does: the target in origin form, as the client sent it).
+fn fill_request(head: &[u8], r: &mut CapturedRequest) {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    // It parsed when it arrived; it parses the same way now.
+    if req.parse(head).is_err() {
+        return;
+    }
+    r.method = req.method.unwrap_or_default().to_string();
+    r.uri = req.path.unwrap_or_default().to_string();
+    r.version = "HTTP/1.1".to_string();
+    r.headers = field_list(req.headers);
+}
+
+/// Production's response header fields.
+fn fill_response(head: &[u8], headers: &mut Headers) {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut fields);
+    if resp.parse(head).is_ok() {
+        *headers = field_list(resp.headers);
     }
 }
 
@@ -517,17 +557,11 @@ impl RespHead {
         out.extend_from_slice(b"\r\n");
     }
 
-    /// The fields as the recording keeps them: lower-case names, in order.
-    fn header_list(&self) -> crate::exchange::Headers {
-        self.fields
-            .iter()
-            .map(|f| {
-                (
-                    lossy(self.slice(&f.name)).to_ascii_lowercase(),
-                    lossy(self.slice(&f.value)),
-                )
-            })
-            .collect()
+    /// The fields as the recording keeps them.
+    fn header_list(&self) -> Headers {
+        let mut h = Headers::new();
+        fill_response(&self.bytes, &mut h);
+        h
     }
 }
 
@@ -595,7 +629,15 @@ impl Conn {
         let plan = tap.plan(&id, &head.method, head.content_length == 0, || {
             head.interface(&tap.cfg.interface_key)
         });
-        let captured = (plan.record || plan.shadow).then(|| head.capture());
+        // An exchange only recorded has its heads parsed into strings by the recorder
+        // thread; one the shadow compares needs them here and now.
+        let lazy = plan.record && !plan.shadow;
+        let captured = if lazy {
+            Some(CapturedRequest::default())
+        } else {
+            plan.shadow.then(|| head.capture())
+        };
+        let raw_head = lazy.then(|| Bytes::copy_from_slice(&head.bytes));
         let head_request = head.method == Method::HEAD;
         let copy_of = |body: &Bytes| {
             plan.copy_bodies.then(|| {
@@ -621,6 +663,7 @@ impl Conn {
                         start,
                         plan,
                         head: captured,
+                        raw_head,
                         request: Arc::new(RequestState::settled(RequestEnd::Open, copy_of(&part))),
                     };
                     pending.settle();
@@ -643,6 +686,7 @@ impl Conn {
             start,
             plan,
             head: captured,
+            raw_head,
             request: Arc::new(RequestState::settled(RequestEnd::Complete, copy_of(&body))),
         };
         let send = send(
@@ -707,7 +751,11 @@ impl Conn {
         resp.write_client(&mut self.out, close);
         let in_flight = InFlight {
             status: resp.code,
-            response_headers: ctx.head.as_ref().map(|_| resp.header_list()),
+            response_headers: match (&ctx.head, lazy) {
+                (Some(_), false) => Some(resp.header_list()),
+                _ => None,
+            },
+            raw_head: lazy.then(|| Bytes::copy_from_slice(&resp.bytes)),
             pending,
             ctx,
         };

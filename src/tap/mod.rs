@@ -44,7 +44,7 @@
 
 pub mod admin;
 pub mod config;
-mod fast;
+pub mod fast;
 pub mod metrics;
 pub mod proxy;
 pub mod recorder;

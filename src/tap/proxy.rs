@@ -5,7 +5,7 @@
 //! them in the same order in [`Tap::handle`] and [`InFlight::finish`].
 
 use super::config::TapConfig;
-use super::fast::{self, Rewind};
+use super::fast::{self, RawHeads, Rewind};
 use super::metrics::{Metrics, Refusal, UpstreamError};
 use super::recorder::{Captured, RecorderHandle};
 use super::sample::Sampler;
@@ -115,6 +115,8 @@ pub(super) struct Ctx {
     pub(super) plan: Plan,
     /// The request head as the client sent it, when the exchange may be kept.
     pub(super) head: Option<CapturedRequest>,
+    /// That head's bytes, when `head` is still to be filled from them (by the recorder).
+    pub(super) raw_head: Option<Bytes>,
     pub(super) request: Arc<RequestState>,
 }
 
@@ -281,6 +283,7 @@ impl Tap {
             start,
             plan,
             head,
+            raw_head: None,
             request: state,
         };
 
@@ -331,6 +334,7 @@ impl Tap {
         let in_flight = InFlight {
             status: rparts.status.as_u16(),
             response_headers,
+            raw_head: None,
             pending,
             ctx,
         };
@@ -486,6 +490,7 @@ impl Tap {
             self.hand_on(
                 ctx,
                 response,
+                None,
                 latency_us,
                 Some(FetchError {
                     kind: fetch_kind,
@@ -509,16 +514,23 @@ impl Tap {
     }
 
     /// The end of an exchange: hands it to the shadow and the recorder, waiting for neither.
+    /// `raw_response` is production's response head when `response`'s headers are still
+    /// to be read from it.
     fn hand_on(
         &self,
         ctx: Ctx,
         response: CapturedResponse,
+        raw_response: Option<Bytes>,
         latency_us: u64,
         production_failed: Option<FetchError>,
     ) {
         let Some(mut request) = ctx.head else {
             return;
         };
+        let mut heads = (ctx.raw_head.is_some() || raw_response.is_some()).then(|| RawHeads {
+            request: ctx.raw_head,
+            response: raw_response,
+        });
         if !ctx.plan.request_empty {
             let (body, cut) = ctx
                 .request
@@ -539,6 +551,10 @@ impl Tap {
             latency_us: Some(latency_us),
         };
         if ctx.plan.shadow {
+            // The shadow compares heads now: they cannot wait for the recorder.
+            if let Some(h) = heads.take() {
+                h.fill(&mut exchange);
+            }
             if let (Some(shadow), Some(resp)) = (&self.shadow, &exchange.response) {
                 let interface = interface_of(&exchange.request, &self.cfg.interface_key);
                 let production: Production = match production_failed {
@@ -572,6 +588,7 @@ impl Tap {
             let _ = self.recorder.submit(Captured {
                 exchange,
                 sampled: ctx.plan.sampled,
+                heads,
             });
         }
     }
@@ -621,6 +638,8 @@ pub struct InFlight {
     pub(super) status: u16,
     /// Production's response headers as received, when the exchange may be kept.
     pub(super) response_headers: Option<Headers>,
+    /// Production's response head, when the headers are still to be read from it.
+    pub(super) raw_head: Option<Bytes>,
 }
 
 impl Finish for InFlight {
@@ -630,6 +649,7 @@ impl Finish for InFlight {
             ctx,
             status,
             response_headers,
+            raw_head,
         } = self;
         match end {
             // Dropping `pending` unsettled counts the abort.
@@ -657,7 +677,7 @@ impl Finish for InFlight {
             kind: FetchErrorKind::Reset,
             message: "production broke the response body off".into(),
         });
-        tap.hand_on(ctx, response, latency_us, failed);
+        tap.hand_on(ctx, response, raw_head, latency_us, failed);
     }
 }
 

@@ -15,6 +15,7 @@
 //! second would write out data the kernel may never have to (a file deleted soon after) and
 //! stall the recorder on a busy disk, for a gain only when the whole machine fails.
 
+use super::fast::RawHeads;
 use super::redact::Redactor;
 use super::sample::{Admit, Coverage, Quota};
 use crate::error::{Error, Result};
@@ -137,6 +138,10 @@ pub struct Captured {
     pub exchange: Exchange,
     /// The hash sample picked it.
     pub sampled: bool,
+    /// Heads as they came over the wire, still to be parsed into `exchange` (whose method,
+    /// target and header lists are empty meanwhile): the proxy thread that serves traffic
+    /// hands on bytes, and this thread builds the strings.
+    pub heads: Option<RawHeads>,
 }
 
 enum Msg {
@@ -409,6 +414,9 @@ impl Files {
     }
 
     fn write(&mut self, mut c: Captured) {
+        if let Some(heads) = c.heads.take() {
+            heads.fill(&mut c.exchange);
+        }
         let ex = &mut c.exchange;
         let interface = match &ex.interface {
             Some(i) => i.clone(),
@@ -654,6 +662,7 @@ mod tests {
             h.submit(Captured {
                 exchange: ex(&format!("e{i}"), "/a", "ok"),
                 sampled: i % 2 == 1,
+                heads: None,
             })
             .unwrap();
         }
@@ -672,7 +681,8 @@ mod tests {
         assert_eq!(
             h.submit(Captured {
                 exchange: ex("late", "/a", ""),
-                sampled: true
+                sampled: true,
+                heads: None,
             }),
             Err(DropReason::Shutdown)
         );
@@ -691,6 +701,7 @@ mod tests {
             h.submit(Captured {
                 exchange: ex(&format!("e{i}"), if rare { "/rare" } else { "/a" }, "x"),
                 sampled: !rare,
+                heads: None,
             })
             .unwrap();
         }
@@ -728,6 +739,7 @@ mod tests {
             let _ = h.submit(Captured {
                 exchange: ex(&format!("e{i}"), "/a", "ok"),
                 sampled: true,
+                heads: None,
             });
         }
         let stats = h.stats().clone();
@@ -751,6 +763,7 @@ mod tests {
             if h.submit(Captured {
                 exchange: ex(&format!("e{i}"), "/a", "ok"),
                 sampled: true,
+                heads: None,
             }) == Err(DropReason::QueueFull)
             {
                 full += 1;
@@ -778,6 +791,7 @@ mod tests {
                 h.submit(Captured {
                     exchange: ex(&format!("e{i}"), "/a", &big),
                     sampled: true,
+                    heads: None,
                 })
             })
             .collect();
@@ -815,6 +829,7 @@ mod tests {
             h.submit(Captured {
                 exchange: ex(&id, &path, ""),
                 sampled,
+                heads: None,
             })
             .unwrap();
         }
@@ -841,6 +856,7 @@ mod tests {
             h.submit(Captured {
                 exchange: ex(&format!("e{round}"), "/a", "ok"),
                 sampled: true,
+                heads: None,
             })
             .unwrap();
             wait_for(|| stats.files_completed.load(Ordering::Relaxed) == round + 1);
