@@ -614,6 +614,10 @@ struct Sharing {
     wanted: AtomicUsize,
     /// Workers holding jobs they have not started.
     holding: AtomicUsize,
+    /// Workers that have not yet found the reader's channel closed. One may have taken the
+    /// last batch and not yet said it holds jobs: until every worker has seen the channel
+    /// closed, no idle worker may conclude that nothing is left.
+    unclosed: AtomicUsize,
     /// Rung when jobs are given and when the last holder stops holding.
     given: tokio::sync::Notify,
     /// Each worker's wake-up while it holds jobs, so that an ask reaches it while all its
@@ -628,6 +632,7 @@ impl Sharing {
             spare_len: AtomicUsize::new(0),
             wanted: AtomicUsize::new(0),
             holding: AtomicUsize::new(0),
+            unclosed: AtomicUsize::new(workers),
             given: tokio::sync::Notify::new(),
             asked: (0..workers).map(|_| AtomicWaker::new()).collect(),
         }
@@ -683,6 +688,21 @@ impl Sharing {
         self.wanted.fetch_sub(free, Ordering::SeqCst);
     }
 
+    /// Counts a worker that found the channel closed (once per worker).
+    fn closed_seen(&self) {
+        if self.unclosed.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.wanted.load(Ordering::SeqCst) > 0
+        {
+            // An idle worker may be waiting only to learn that every batch is accounted for.
+            self.given.notify_waiters();
+        }
+    }
+
+    /// Whether no job can come any more from the reader or another worker.
+    fn drained(&self) -> bool {
+        self.unclosed.load(Ordering::SeqCst) == 0 && self.holding.load(Ordering::SeqCst) == 0
+    }
+
     /// Publishes that this worker now holds jobs, or no longer does.
     fn set_holding(&self, holds: bool) {
         if holds {
@@ -696,19 +716,38 @@ impl Sharing {
     }
 }
 
-/// Whether a worker holds jobs it has not started, published in [`Sharing::holding`]. A
-/// worker that stops for any reason, a panic included, stops holding: idle workers wait
-/// while anyone holds jobs, and would otherwise wait for ever, and the run never end.
+/// Whether a worker holds jobs it has not started, published in [`Sharing::holding`], and
+/// whether it has seen the channel closed ([`Sharing::unclosed`]). A worker that stops for
+/// any reason, a panic included, stops holding and counts as having seen the close: idle
+/// workers wait while anyone holds jobs or may yet, and would otherwise wait for ever, and
+/// the run never end.
 struct Holding<'a> {
     sharing: &'a Sharing,
     on: bool,
+    closed: bool,
 }
 
-impl Holding<'_> {
+impl<'a> Holding<'a> {
+    fn new(sharing: &'a Sharing) -> Self {
+        Holding {
+            sharing,
+            on: false,
+            closed: false,
+        }
+    }
+
     fn set(&mut self, on: bool) {
         if self.on != on {
             self.on = on;
             self.sharing.set_holding(on);
+        }
+    }
+
+    /// This worker found the reader's channel closed.
+    fn saw_close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            self.sharing.closed_seen();
         }
     }
 }
@@ -716,6 +755,7 @@ impl Holding<'_> {
 impl Drop for Holding<'_> {
     fn drop(&mut self) {
         self.set(false);
+        self.saw_close();
     }
 }
 
@@ -756,10 +796,7 @@ async fn worker(
     let mut in_flight = FuturesUnordered::new();
     let mut pending: VecDeque<Job> = VecDeque::new();
     let mut open = true;
-    let mut holds = Holding {
-        sharing: &sharing,
-        on: false,
-    };
+    let mut holds = Holding::new(&sharing);
     loop {
         while in_flight.len() < slots {
             let Some(job) = pending.pop_front() else {
@@ -821,7 +858,10 @@ async fn worker(
                 batch = rx.recv() => {
                     match batch {
                         Ok(batch) => pending.extend(batch),
-                        Err(_) => open = false,
+                        Err(_) => {
+                            open = false;
+                            holds.saw_close();
+                        }
                     }
                     continue;
                 }
@@ -839,8 +879,8 @@ async fn worker(
                 sharing.withdraw(free);
                 continue;
             }
-            if !open && in_flight.is_empty() && sharing.holding.load(Ordering::SeqCst) == 0 {
-                // Nothing will come from the reader, nobody holds jobs: done.
+            if !open && in_flight.is_empty() && sharing.drained() {
+                // Nothing will come from the reader, nobody holds jobs or may yet: done.
                 sharing.withdraw(free);
                 break;
             }
@@ -850,7 +890,10 @@ async fn worker(
                 batch = rx.recv(), if open => {
                     match batch {
                         Ok(batch) => pending.extend(batch),
-                        Err(_) => open = false,
+                        Err(_) => {
+                            open = false;
+                            holds.saw_close();
+                        }
                     }
                     None
                 }
@@ -1023,17 +1066,15 @@ mod tests {
     fn a_worker_that_stops_while_holding_jobs_stops_holding() {
         let sharing = Sharing::new(1);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut h = Holding {
-                sharing: &sharing,
-                on: false,
-            };
+            let mut h = Holding::new(&sharing);
             h.set(true);
             assert_eq!(sharing.holding.load(Ordering::SeqCst), 1);
             panic!("a bug in judging");
         }));
         assert!(outcome.is_err());
-        // Idle workers wait while anyone holds jobs: a worker gone must not count.
+        // Idle workers wait while anyone holds jobs or may yet: a worker gone must not count.
         assert_eq!(sharing.holding.load(Ordering::SeqCst), 0);
+        assert!(sharing.drained());
     }
 
     #[test]
