@@ -1155,15 +1155,13 @@ async fn slow_candidate_run(n: i64, c: usize, delay: std::time::Duration) -> u64
 /// margins, not performance targets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_concurrency_asked_for_holds_in_small_runs_and_at_the_end_of_a_run() {
-    // Rounds of a second: long enough that a loaded machine's overhead (the whole test
-    // suite runs beside it) cannot pass for a round.
-    let delay = std::time::Duration::from_millis(1000);
-    // 16 exchanges, 16 at once: one round of 1 s (it took two when one worker started 8
-    // and held the other 8).
+    let delay = std::time::Duration::from_millis(500);
+    // 16 exchanges, 16 at once: one round of 500 ms (it took two, 1 s, when one worker
+    // started 8 and held the other 8).
     let ms = slow_candidate_run(16, 16, delay).await;
-    assert!(ms < 1800, "16 exchanges at concurrency 16 took {ms} ms");
+    assert!(ms < 900, "16 exchanges at concurrency 16 took {ms} ms");
     // 48 exchanges, 16 at once: three rounds; the last batches must not end up behind one
-    // worker's busy slots (four rounds before).
+    // worker's busy slots (four rounds, 2 s, before).
     let ms = slow_candidate_run(48, 16, delay).await;
-    assert!(ms < 3800, "48 exchanges at concurrency 16 took {ms} ms");
+    assert!(ms < 1850, "48 exchanges at concurrency 16 took {ms} ms");
 }
