@@ -36,9 +36,6 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// holds thousands), short enough that the queue never fills at any realistic rate.
 const BATCH_PAUSE: Duration = Duration::from_millis(2);
 
-/// Exchanges written between offers of the core to other threads (about 40 us of work).
-const YIELD_EVERY: usize = 16;
-
 /// How long the queue must stay empty before the recorder blocks on it.
 const IDLE_BEFORE_BLOCKING: Duration = Duration::from_millis(50);
 
@@ -540,12 +537,6 @@ impl Files {
                     Ok(Msg::Exchange(c, size)) => {
                         self.take(c, size);
                         took += 1;
-                        // A long batch would hold a core that wrk-like clients, production
-                        // or the proxy thread need: every few exchanges the core is offered
-                        // to whoever waits for it, so the batch shows in no one's latency.
-                        if took % YIELD_EVERY == 0 {
-                            std::thread::yield_now();
-                        }
                     }
                     Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => break 'run,
                     Err(TryRecvError::Empty) => break,
