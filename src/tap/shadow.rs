@@ -3,9 +3,7 @@
 //! same [`Aggregator`] as `replay`, so `/report` has exactly the `replay --json` schema.
 //!
 //! The client never waits: the copy is started from the end of the production response and
-//! runs in its own task, on the shadow's own thread ([`ShadowThread`]): sending the copies
-//! and comparing the answers never takes time from the threads that serve production.
-//! Concurrency is capped by a semaphore; when no permit is free the
+//! runs in its own task. Concurrency is capped by a semaphore; when no permit is free the
 //! copy is not sent and is counted (and reported as `skipped`, reason `shadow_busy`, so
 //! every selected exchange still gets exactly one outcome). Production is never asked
 //! twice, so there is no noise probe: every difference counts.
@@ -101,62 +99,9 @@ impl ShadowStats {
     }
 }
 
-/// A thread of the shadow's own, running the tasks that send copies and judge answers.
-#[derive(Debug)]
-struct ShadowThread {
-    handle: tokio::runtime::Handle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ShadowThread {
-    fn start() -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| crate::error::Error::Runtime {
-                side: Side::Tap,
-                message: format!("cannot start the shadow's runtime: {e}"),
-            })?;
-        let handle = rt.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("shadowdiff-shadow".into())
-            .spawn(move || {
-                // Copies still in flight when the tap stops are dropped with the runtime.
-                let _ = rt.block_on(stopped);
-            })
-            .map_err(|e| crate::error::Error::Runtime {
-                side: Side::Tap,
-                message: format!("cannot start the shadow's thread: {e}"),
-            })?;
-        Ok(ShadowThread {
-            handle,
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for ShadowThread {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        // The last copy in flight may hold the last reference: then this runs on the
-        // shadow's thread, which ends by itself once its task returns.
-        if let Some(t) = self.thread.take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
-        }
-    }
-}
-
 /// The live shadow of one tap.
 #[derive(Debug)]
 pub struct Shadow {
-    thread: ShadowThread,
     target: ConnTarget,
     sampler: Sampler,
     permits: Arc<Semaphore>,
@@ -194,7 +139,6 @@ impl Shadow {
             },
         )?;
         Ok(Some(Shadow {
-            thread: ShadowThread::start()?,
             target: ConnTarget::new(target),
             sampler: Sampler::new(cfg.shadow_sample, SHADOW_SALT),
             permits: Arc::new(Semaphore::new(cfg.shadow_concurrency)),
@@ -280,10 +224,16 @@ impl Shadow {
             self.skip(&interface, "shadow_busy");
             return;
         };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            // Only during runtime teardown: nothing can be sent any more.
+            self.stats.dropped_busy.fetch_add(1, Ordering::Relaxed);
+            self.skip(&interface, "shadow_busy");
+            return;
+        };
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         let me = self.clone();
-        self.thread.handle.spawn(async move {
+        rt.spawn(async move {
             let _permit = permit;
             let candidate = me.target.send(&request, Instant::now()).await;
             let lat = candidate.as_ref().ok().map(|c| PairLatency {
