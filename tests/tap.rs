@@ -1764,33 +1764,18 @@ async fn a_stalled_upload_gets_504_and_an_oversized_head_431() {
 /// the exchange is recorded whole, not as cut off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_ending_at_the_close_is_passed_on_whole() {
-    let (up, server) = one_answer_upstream(
+    let OneAnswer {
+        tap,
+        out,
+        got,
+        _dir,
+    } = one_answer_through_the_tap(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the very end",
-        false,
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("close.jsonl");
-    let tap = TapProc::start(&[
-        "--upstream",
-        &format!("http://{up}"),
-        "--out",
-        out.to_str().unwrap(),
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
-    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
-    s.write_all(b"GET /stream HTTP/1.1\r\nhost: shop\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
-    assert!(closed.is_ok(), "the client's connection was left open");
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
-    assert!(text.ends_with("\r\n\r\nuntil the very end"), "{text}");
-    server.await.unwrap();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.contains("\r\nconnection: close\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nuntil the very end"), "{got}");
     assert_eq!(
         tap.metric("shadowdiff_tap_upstream_errors_total{kind=\"body\"}")
             .await,
@@ -1878,20 +1863,19 @@ async fn one_answer_upstream(
     (addr, task)
 }
 
-/// Production breaking its answer off mid-body: the client sees the head, the bytes that
-/// came and then its connection closed (a proxy cannot turn a started answer into a 502);
-/// the break is counted as an upstream body error and the exchange is recorded with the
-/// part that arrived, marked truncated.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn production_breaking_an_answer_off_is_counted_and_recorded_as_cut() {
-    // Closed with 90 bytes still owed.
-    let (up, server) = one_answer_upstream(
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\n0123456789",
-        false,
-    )
-    .await;
+/// Production answers one GET with `answer` and closes: the tap in front of it (with
+/// metrics), what its client got until the tap closed the connection, and the recording.
+struct OneAnswer {
+    tap: TapProc,
+    out: PathBuf,
+    got: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn one_answer_through_the_tap(answer: &'static [u8]) -> OneAnswer {
+    let (up, server) = one_answer_upstream(answer, false).await;
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("cut.jsonl");
+    let out = dir.path().join("one.jsonl");
     let tap = TapProc::start(&[
         "--upstream",
         &format!("http://{up}"),
@@ -1901,16 +1885,39 @@ async fn production_breaking_an_answer_off_is_counted_and_recorded_as_cut() {
         "127.0.0.1:0",
     ]);
     let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
-    s.write_all(b"GET /cut HTTP/1.1\r\nhost: shop\r\n\r\n")
+    s.write_all(b"GET /one HTTP/1.1\r\nhost: shop\r\n\r\n")
         .await
         .unwrap();
     let mut got = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
     assert!(closed.is_ok(), "the client's connection was left open");
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.ends_with("0123456789"), "{text}");
     server.await.unwrap();
+    OneAnswer {
+        tap,
+        out,
+        got: String::from_utf8_lossy(&got).to_string(),
+        _dir: dir,
+    }
+}
+
+/// Production breaking its answer off mid-body: the client sees the head, the bytes that
+/// came and then its connection closed (a proxy cannot turn a started answer into a 502);
+/// the break is counted as an upstream body error and the exchange is recorded with the
+/// part that arrived, marked truncated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_breaking_an_answer_off_is_counted_and_recorded_as_cut() {
+    // Closed with 90 bytes still owed.
+    let OneAnswer {
+        tap,
+        out,
+        got,
+        _dir,
+    } = one_answer_through_the_tap(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\n0123456789",
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.ends_with("0123456789"), "{got}");
     until("the body error to be counted", || async {
         tap.metric("shadowdiff_tap_upstream_errors_total{kind=\"body\"}")
             .await
