@@ -653,40 +653,18 @@ impl Conn {
                 c
             })
         };
-        let body =
-            match tokio::time::timeout_at(deadline, self.read_body(head.content_length)).await {
-                Ok(Some(body)) => body,
-                Ok(None) => {
-                    // The client broke its request off: an abort (dropping `pending`), and the
-                    // 400 hyper's path would answer, which nobody is left to read.
-                    tap.metrics.responses[3].fetch_add(1, Ordering::Relaxed);
-                    return false;
-                }
-                Err(_) => {
-                    let part = self.buf.split().freeze();
-                    let ctx = Ctx {
-                        id,
-                        ts_us,
-                        start,
-                        plan,
-                        head: captured,
-                        raw_head,
-                        request: Arc::new(RequestState::settled(RequestEnd::Open, copy_of(&part))),
-                    };
-                    pending.settle();
-                    let message = format!(
-                        "request body not complete within {:?} (--upstream-timeout)",
-                        tap.cfg.upstream_timeout
-                    );
-                    let status = StatusCode::GATEWAY_TIMEOUT;
-                    let text = tap.failed(ctx, status, UpstreamError::Timeout, message);
-                    // The rest of the body would be taken for the next request: the connection ends.
-                    self.answer(status, text, true, head_request, shutdown)
-                        .await;
-                    return false;
-                }
-            };
-        head.write_upstream(&mut self.out, &tap.cfg.upstream.prefix, &self.ip, &body);
+        let read = tokio::time::timeout_at(deadline, self.read_body(head.content_length)).await;
+        let (body, end) = match read {
+            Ok(Some(body)) => (body, RequestEnd::Complete),
+            Ok(None) => {
+                // The client broke its request off: an abort (dropping `pending`), and the
+                // 400 hyper's path would answer, which nobody is left to read.
+                tap.metrics.responses[3].fetch_add(1, Ordering::Relaxed);
+                return false;
+            }
+            // Timed out: answered 504 below, recorded with the part that came.
+            Err(_) => (self.buf.split().freeze(), RequestEnd::Open),
+        };
         let ctx = Ctx {
             id,
             ts_us,
@@ -694,8 +672,22 @@ impl Conn {
             plan,
             head: captured,
             raw_head,
-            request: Arc::new(RequestState::settled(RequestEnd::Complete, copy_of(&body))),
+            request: Arc::new(RequestState::settled(end, copy_of(&body))),
         };
+        if end != RequestEnd::Complete {
+            pending.settle();
+            let message = format!(
+                "request body not complete within {:?} (--upstream-timeout)",
+                tap.cfg.upstream_timeout
+            );
+            let status = StatusCode::GATEWAY_TIMEOUT;
+            let text = tap.failed(ctx, status, UpstreamError::Timeout, message);
+            // The rest of the body would be taken for the next request: the connection ends.
+            self.answer(status, text, true, head_request, shutdown)
+                .await;
+            return false;
+        }
+        head.write_upstream(&mut self.out, &tap.cfg.upstream.prefix, &self.ip, &body);
         let send = send(
             &mut self.up,
             &self.out,
