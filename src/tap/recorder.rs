@@ -175,7 +175,7 @@ impl RecorderHandle {
             self.stats.drop_one(DropReason::Shutdown);
             return Err(DropReason::Shutdown);
         }
-        let size = queued_size(&c.exchange);
+        let size = queued_size(&c);
         let before = self.stats.queue_bytes.fetch_add(size, Ordering::Relaxed);
         if before + size > self.queue_bytes && before > 0 {
             self.stats.queue_bytes.fetch_sub(size, Ordering::Relaxed);
@@ -227,13 +227,18 @@ fn yield_to_traffic() {
     }
 }
 
-/// What an exchange weighs in the queue: bodies and header text, plus a fixed share for
-/// the structure itself, so the byte bound holds for header-heavy traffic too.
-fn queued_size(ex: &Exchange) -> u64 {
+/// What an exchange weighs in the queue: bodies and header text (parsed, or still the
+/// heads' bytes), plus a fixed share for the structure itself, so the byte bound holds for
+/// header-heavy traffic too.
+fn queued_size(c: &Captured) -> u64 {
+    let ex = &c.exchange;
     let headers = |h: &[(String, String)]| h.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
     let mut n = 256 + ex.request.body.len() + headers(&ex.request.headers) + ex.request.uri.len();
     if let Some(r) = &ex.response {
         n += r.body.len() + headers(&r.headers) + r.trailers.as_deref().map_or(0, headers);
+    }
+    if let Some(h) = &c.heads {
+        n += h.request.as_ref().map_or(0, |b| b.len()) + h.response.as_ref().map_or(0, |b| b.len());
     }
     n as u64
 }
@@ -792,6 +797,32 @@ mod tests {
                     exchange: ex(&format!("e{i}"), "/a", &big),
                     sampled: true,
                     heads: None,
+                })
+            })
+            .collect();
+        assert!(results.contains(&Err(DropReason::QueueFull)), "{results:?}");
+        r.close();
+    }
+
+    /// Heads still to be parsed weigh what their bytes weigh.
+    #[test]
+    fn heads_not_yet_parsed_count_against_queue_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path().join("rec.jsonl"));
+        c.queue_bytes = 1000;
+        c.write_delay = Some(Duration::from_millis(200));
+        let r = Recorder::start(c, Redactor::new(&[], &[]).unwrap()).unwrap();
+        let h = r.handle();
+        let head = format!("GET /a HTTP/1.1\r\ncookie: {}\r\n\r\n", "c".repeat(600));
+        let results: Vec<_> = (0..3)
+            .map(|i| {
+                h.submit(Captured {
+                    exchange: ex(&format!("e{i}"), "/a", ""),
+                    sampled: true,
+                    heads: Some(RawHeads {
+                        request: Some(bytes::Bytes::from(head.clone())),
+                        response: None,
+                    }),
                 })
             })
             .collect();
