@@ -258,6 +258,7 @@ pub async fn replay_reader(
         let handle = std::thread::Builder::new()
             .name(format!("shadowdiff-worker-{n}"))
             .spawn(move || -> Result<(Aggregator, Option<DiffSink>)> {
+                let unclosed = Unclosed::new(sharing.clone());
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -272,6 +273,7 @@ pub async fn replay_reader(
                     slots,
                     paced,
                     sharing,
+                    unclosed,
                 };
                 Ok(rt.block_on(worker(rx, t, rules, sink, progress, w)))
             })
@@ -716,24 +718,17 @@ impl Sharing {
     }
 }
 
-/// Whether a worker holds jobs it has not started, published in [`Sharing::holding`], and
-/// whether it has seen the channel closed ([`Sharing::unclosed`]). A worker that stops for
-/// any reason, a panic included, stops holding and counts as having seen the close: idle
-/// workers wait while anyone holds jobs or may yet, and would otherwise wait for ever, and
-/// the run never end.
+/// Whether a worker holds jobs it has not started, published in [`Sharing::holding`]. A
+/// worker that stops for any reason, a panic included, stops holding: idle workers wait
+/// while anyone holds jobs, and would otherwise wait for ever, and the run never end.
 struct Holding<'a> {
     sharing: &'a Sharing,
     on: bool,
-    closed: bool,
 }
 
 impl<'a> Holding<'a> {
     fn new(sharing: &'a Sharing) -> Self {
-        Holding {
-            sharing,
-            on: false,
-            closed: false,
-        }
+        Holding { sharing, on: false }
     }
 
     fn set(&mut self, on: bool) {
@@ -742,19 +737,41 @@ impl<'a> Holding<'a> {
             self.sharing.set_holding(on);
         }
     }
-
-    /// This worker found the reader's channel closed.
-    fn saw_close(&mut self) {
-        if !self.closed {
-            self.closed = true;
-            self.sharing.closed_seen();
-        }
-    }
 }
 
 impl Drop for Holding<'_> {
     fn drop(&mut self) {
         self.set(false);
+    }
+}
+
+/// A worker thread's place in [`Sharing::unclosed`], taken first thing in the thread: it is
+/// given up once, when the worker finds the reader's channel closed, or when the thread ends
+/// any other way (its runtime or targets failed to start, a panic), so that idle workers
+/// never wait for a worker that will not come.
+struct Unclosed {
+    sharing: Arc<Sharing>,
+    open: bool,
+}
+
+impl Unclosed {
+    fn new(sharing: Arc<Sharing>) -> Self {
+        Unclosed {
+            sharing,
+            open: true,
+        }
+    }
+
+    /// This worker found the reader's channel closed.
+    fn saw_close(&mut self) {
+        if std::mem::replace(&mut self.open, false) {
+            self.sharing.closed_seen();
+        }
+    }
+}
+
+impl Drop for Unclosed {
+    fn drop(&mut self) {
         self.saw_close();
     }
 }
@@ -768,6 +785,8 @@ struct Worker {
     /// Whether jobs carry a scheduled start.
     paced: bool,
     sharing: Arc<Sharing>,
+    /// Its place in [`Sharing::unclosed`].
+    unclosed: Unclosed,
 }
 
 /// Takes jobs until the channel closes, keeping up to `slots` exchanges in flight, and
@@ -787,6 +806,7 @@ async fn worker(
         slots,
         paced,
         sharing,
+        mut unclosed,
     } = w;
     let mut agg = Aggregator::new();
     // Rules resolved once per interface, then reused for every exchange of it.
@@ -860,7 +880,7 @@ async fn worker(
                         Ok(batch) => pending.extend(batch),
                         Err(_) => {
                             open = false;
-                            holds.saw_close();
+                            unclosed.saw_close();
                         }
                     }
                     continue;
@@ -892,7 +912,7 @@ async fn worker(
                         Ok(batch) => pending.extend(batch),
                         Err(_) => {
                             open = false;
-                            holds.saw_close();
+                            unclosed.saw_close();
                         }
                     }
                     None
@@ -1021,6 +1041,7 @@ mod tests {
                         n,
                         slots,
                         paced: false,
+                        unclosed: Unclosed::new(sharing.clone()),
                         sharing,
                     };
                     let t = Rc::new(WorkerTargets::new(t));
@@ -1064,17 +1085,67 @@ mod tests {
 
     #[test]
     fn a_worker_that_stops_while_holding_jobs_stops_holding() {
-        let sharing = Sharing::new(1);
+        let sharing = Arc::new(Sharing::new(1));
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _unclosed = Unclosed::new(sharing.clone());
             let mut h = Holding::new(&sharing);
             h.set(true);
             assert_eq!(sharing.holding.load(Ordering::SeqCst), 1);
+            assert!(!sharing.drained());
             panic!("a bug in judging");
         }));
         assert!(outcome.is_err());
         // Idle workers wait while anyone holds jobs or may yet: a worker gone must not count.
         assert_eq!(sharing.holding.load(Ordering::SeqCst), 0);
         assert!(sharing.drained());
+    }
+
+    /// A worker thread that ends before it ever takes a job (its runtime or its targets
+    /// failed to start) must not leave the others waiting for it: with the channel closed at
+    /// once, the one healthy worker of two still ends.
+    #[test]
+    fn a_worker_that_never_started_is_not_waited_for() {
+        let opts = TargetOptions {
+            timeout: Duration::from_secs(1),
+            max_body: 1024,
+            pool_size: 1,
+            host_header: crate::cli::HostHeaderMode::Target,
+            set_headers: Vec::new(),
+        };
+        let url = "http://127.0.0.1:9";
+        let targets = Targets {
+            baseline: Target::new(Side::Baseline, url, opts.clone()).unwrap(),
+            candidate: Target::new(Side::Candidate, url, opts).unwrap(),
+            probe: None,
+        };
+        let sharing = Arc::new(Sharing::new(2));
+        // The other worker's thread ended before `worker` ran.
+        drop(Unclosed::new(sharing.clone()));
+        let (tx, rx) = async_channel::bounded::<Vec<Job>>(1);
+        drop(tx);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let t = targets.fresh().unwrap();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let w = Worker {
+                n: 0,
+                slots: 4,
+                paced: false,
+                unclosed: Unclosed::new(sharing.clone()),
+                sharing,
+            };
+            let progress = Arc::new(Progress::default());
+            let t = Rc::new(WorkerTargets::new(t));
+            rt.block_on(worker(rx, t, Arc::default(), None, progress, w));
+            let _ = done_tx.send(());
+        });
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "the worker waited for one that never started"
+        );
     }
 
     #[test]
