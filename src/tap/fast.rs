@@ -124,6 +124,9 @@ struct Conn {
 struct Upstream {
     stream: TcpStream,
     buf: BytesMut,
+    /// Its last answer had no body (HEAD, 204, 304): a server that sends one anyway leaves
+    /// it on the connection, so the next reuse asks the kernel, not the runtime's cache.
+    suspect: bool,
 }
 
 /// A header field: its name and value as ranges of the head's bytes.
@@ -768,8 +771,9 @@ impl Conn {
         let reusable = end == ResponseEnd::Complete
             && resp.keep_alive
             && self.up.as_ref().is_some_and(|u| u.buf.is_empty());
-        if !reusable {
-            self.up = None;
+        match self.up.as_mut() {
+            Some(u) if reusable => u.suspect = resp.framing == Framing::Empty,
+            _ => self.up = None,
         }
         // Handed on before its last bytes go out, as under hyper: a client that waits for
         // one answer before it asks again finds its exchanges recorded in that order.
@@ -896,7 +900,9 @@ async fn send(
     head_request: bool,
 ) -> Result<RespHead, (UpstreamError, String)> {
     for attempt in 0..2 {
-        let kept = up_slot.take().filter(Upstream::open);
+        // A request that may not go twice, or a connection whose last answer had no body,
+        // is worth a system call to know the connection is clean.
+        let kept = up_slot.take().filter(|u| u.open(!safe || u.suspect));
         let reused = kept.is_some();
         let up = match kept {
             Some(u) => up_slot.insert(u),
@@ -911,6 +917,7 @@ async fn send(
                 up_slot.insert(Upstream {
                     stream,
                     buf: BytesMut::with_capacity(READ_CHUNK),
+                    suspect: false,
                 })
             }
         };
@@ -959,10 +966,31 @@ async fn gone(client: &TcpStream) {
 
 impl Upstream {
     /// Whether production has left the kept connection open and silent: no close and no
-    /// byte (a late body after HEAD or 204, a stray answer) since its last answer. Free
-    /// while nothing arrived (the runtime knows the socket is not readable); otherwise one
-    /// non-blocking read tells.
-    fn open(&self) -> bool {
+    /// byte (a late body after HEAD or 204, a stray answer) since its last answer.
+    ///
+    /// By default this asks the runtime, which is free but knows only the events it has
+    /// processed: a close or bytes that arrived since its last turn go unseen (a safe
+    /// request is then sent again on a new connection; stray bytes make a 502). With
+    /// `ask_kernel` it peeks at the socket itself, one system call.
+    fn open(&self, ask_kernel: bool) -> bool {
+        #[cfg(unix)]
+        if ask_kernel {
+            use std::os::fd::AsRawFd;
+            let mut probe = [0u8; 1];
+            // SAFETY: `recv` on a socket this stream owns, into a live one-byte buffer; with
+            // MSG_PEEK nothing is consumed, with MSG_DONTWAIT it never blocks.
+            let n = unsafe {
+                libc::recv(
+                    self.stream.as_raw_fd(),
+                    probe.as_mut_ptr().cast(),
+                    1,
+                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
+                )
+            };
+            return n < 0
+                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock;
+        }
+        let _ = ask_kernel;
         let mut cx = Context::from_waker(std::task::Waker::noop());
         match self.stream.poll_read_ready(&mut cx) {
             Poll::Pending => true,
@@ -1550,6 +1578,32 @@ mod tests {
         ] {
             let mut scan = Scan::Chunked(Chunks::default());
             assert!(scan.feed(bad, &mut Vec::new()).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Bytes or a close that arrived while the runtime was busy are seen when the kernel is
+    /// asked.
+    #[tokio::test]
+    async fn a_kept_connection_with_bytes_or_a_close_on_it_is_not_reused() {
+        use tokio::io::AsyncWriteExt;
+        for stray in [true, false] {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let stream = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (mut server, _) = l.accept().await.unwrap();
+            let up = Upstream {
+                stream,
+                buf: BytesMut::new(),
+                suspect: true,
+            };
+            assert!(up.open(true) && up.open(false));
+            if stray {
+                server.write_all(b"EVIL").await.unwrap();
+            } else {
+                drop(server);
+            }
+            // The kernel has it; this runtime has not turned since.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!up.open(true), "stray bytes: {stray}");
         }
     }
 
