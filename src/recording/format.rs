@@ -426,17 +426,8 @@ pub fn format_time_us(t: OffsetDateTime) -> String {
     let mut s = String::with_capacity(27);
     let year = t.year();
     if !(0..=9999).contains(&year) {
-        // Outside what four digits hold (never from a clock): the general path.
-        return format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            year,
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.microsecond()
-        );
+        // Outside what four digits hold (never from a clock).
+        return format_time_general(t);
     }
     let digits = |s: &mut String, v: u32, width: u32| {
         for i in (0..width).rev() {
@@ -460,6 +451,20 @@ pub fn format_time_us(t: OffsetDateTime) -> String {
     s
 }
 
+/// [`format_time_us`] through `format!`, for any year.
+fn format_time_general(t: OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
 /// Microseconds since the epoch, now.
 pub fn now_us() -> i64 {
     i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000).unwrap_or(0)
@@ -481,17 +486,7 @@ mod tests {
             -62_135_596_800_000_000,
         ] {
             let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap();
-            let want = format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second(),
-                t.microsecond()
-            );
-            assert_eq!(format_time_us(t), want, "{us}");
+            assert_eq!(format_time_us(t), format_time_general(t), "{us}");
         }
     }
 

@@ -1013,7 +1013,8 @@ mod tests {
 
     /// Runs `batches` through two workers of `slots` slots each, as a replay does; returns
     /// how long until both were done and how many exchanges they judged.
-    async fn two_workers(url: &str, slots: usize, batches: Vec<Vec<Job>>) -> (Duration, u64) {
+    /// Baseline and candidate both at `url`, no probe.
+    fn same_targets(url: &str, slots: usize) -> Targets {
         let opts = TargetOptions {
             timeout: Duration::from_secs(10),
             max_body: 1024,
@@ -1021,11 +1022,15 @@ mod tests {
             host_header: crate::cli::HostHeaderMode::Target,
             set_headers: Vec::new(),
         };
-        let targets = Targets {
+        Targets {
             baseline: Target::new(Side::Baseline, url, opts.clone()).unwrap(),
             candidate: Target::new(Side::Candidate, url, opts).unwrap(),
             probe: None,
-        };
+        }
+    }
+
+    async fn two_workers(url: &str, slots: usize, batches: Vec<Vec<Job>>) -> (Duration, u64) {
+        let targets = same_targets(url, slots);
         let (tx, rx) = async_channel::bounded::<Vec<Job>>(4);
         let sharing = Arc::new(Sharing::new(2));
         let started = Instant::now();
@@ -1105,19 +1110,7 @@ mod tests {
     /// once, the one healthy worker of two still ends.
     #[test]
     fn a_worker_that_never_started_is_not_waited_for() {
-        let opts = TargetOptions {
-            timeout: Duration::from_secs(1),
-            max_body: 1024,
-            pool_size: 1,
-            host_header: crate::cli::HostHeaderMode::Target,
-            set_headers: Vec::new(),
-        };
-        let url = "http://127.0.0.1:9";
-        let targets = Targets {
-            baseline: Target::new(Side::Baseline, url, opts.clone()).unwrap(),
-            candidate: Target::new(Side::Candidate, url, opts).unwrap(),
-            probe: None,
-        };
+        let targets = same_targets("http://127.0.0.1:9", 1);
         let sharing = Arc::new(Sharing::new(2));
         // The other worker's thread ended before `worker` ran.
         drop(Unclosed::new(sharing.clone()));

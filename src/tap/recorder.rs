@@ -782,52 +782,37 @@ mod tests {
         assert_eq!(read_all(&files).len() as u64, 100 - full);
     }
 
+    /// The byte bound holds for bodies and for heads still to be parsed, which weigh what
+    /// their bytes weigh.
     #[test]
     fn queue_bytes_bound_memory() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = cfg(dir.path().join("rec.jsonl"));
-        c.queue_bytes = 1000;
-        c.write_delay = Some(Duration::from_millis(200));
-        let r = Recorder::start(c, Redactor::new(&[], &[]).unwrap()).unwrap();
-        let h = r.handle();
         let big = "x".repeat(600);
-        let results: Vec<_> = (0..3)
-            .map(|i| {
-                h.submit(Captured {
-                    exchange: ex(&format!("e{i}"), "/a", &big),
-                    sampled: true,
-                    heads: None,
+        let head = format!("GET /a HTTP/1.1\r\ncookie: {big}\r\n\r\n");
+        for raw in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut c = cfg(dir.path().join("rec.jsonl"));
+            c.queue_bytes = 1000;
+            c.write_delay = Some(Duration::from_millis(200));
+            let r = Recorder::start(c, Redactor::new(&[], &[]).unwrap()).unwrap();
+            let h = r.handle();
+            let results: Vec<_> = (0..3)
+                .map(|i| {
+                    h.submit(Captured {
+                        exchange: ex(&format!("e{i}"), "/a", if raw { "" } else { &big }),
+                        sampled: true,
+                        heads: raw.then(|| RawHeads {
+                            request: Some(bytes::Bytes::from(head.clone())),
+                            response: None,
+                        }),
+                    })
                 })
-            })
-            .collect();
-        assert!(results.contains(&Err(DropReason::QueueFull)), "{results:?}");
-        r.close();
-    }
-
-    /// Heads still to be parsed weigh what their bytes weigh.
-    #[test]
-    fn heads_not_yet_parsed_count_against_queue_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = cfg(dir.path().join("rec.jsonl"));
-        c.queue_bytes = 1000;
-        c.write_delay = Some(Duration::from_millis(200));
-        let r = Recorder::start(c, Redactor::new(&[], &[]).unwrap()).unwrap();
-        let h = r.handle();
-        let head = format!("GET /a HTTP/1.1\r\ncookie: {}\r\n\r\n", "c".repeat(600));
-        let results: Vec<_> = (0..3)
-            .map(|i| {
-                h.submit(Captured {
-                    exchange: ex(&format!("e{i}"), "/a", ""),
-                    sampled: true,
-                    heads: Some(RawHeads {
-                        request: Some(bytes::Bytes::from(head.clone())),
-                        response: None,
-                    }),
-                })
-            })
-            .collect();
-        assert!(results.contains(&Err(DropReason::QueueFull)), "{results:?}");
-        r.close();
+                .collect();
+            assert!(
+                results.contains(&Err(DropReason::QueueFull)),
+                "raw heads {raw}: {results:?}"
+            );
+            r.close();
+        }
     }
 
     /// The check, end to end through the queue, the thread and the file: one call
