@@ -1029,32 +1029,41 @@ mod tests {
         }
     }
 
+    /// Worker `n` with `slots` slots on a thread and runtime of its own, as a replay runs it.
+    fn spawn_worker(
+        n: usize,
+        slots: usize,
+        rx: async_channel::Receiver<Vec<Job>>,
+        targets: &Targets,
+        sharing: &Arc<Sharing>,
+    ) -> std::thread::JoinHandle<Aggregator> {
+        let (t, sharing) = (targets.fresh().unwrap(), sharing.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let w = Worker {
+                n,
+                slots,
+                paced: false,
+                unclosed: Unclosed::new(sharing.clone()),
+                sharing,
+            };
+            let t = Rc::new(WorkerTargets::new(t));
+            let progress = Arc::new(Progress::default());
+            rt.block_on(worker(rx, t, Arc::default(), None, progress, w))
+                .0
+        })
+    }
+
     async fn two_workers(url: &str, slots: usize, batches: Vec<Vec<Job>>) -> (Duration, u64) {
         let targets = same_targets(url, slots);
         let (tx, rx) = async_channel::bounded::<Vec<Job>>(4);
         let sharing = Arc::new(Sharing::new(2));
         let started = Instant::now();
         let handles: Vec<_> = (0..2)
-            .map(|n| {
-                let (rx, t, sharing) = (rx.clone(), targets.fresh().unwrap(), sharing.clone());
-                std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .unwrap();
-                    let w = Worker {
-                        n,
-                        slots,
-                        paced: false,
-                        unclosed: Unclosed::new(sharing.clone()),
-                        sharing,
-                    };
-                    let t = Rc::new(WorkerTargets::new(t));
-                    let progress = Arc::new(Progress::default());
-                    rt.block_on(worker(rx, t, Arc::default(), None, progress, w))
-                        .0
-                })
-            })
+            .map(|n| spawn_worker(n, slots, rx.clone(), &targets, &sharing))
             .collect();
         drop(rx);
         for b in batches {
@@ -1116,27 +1125,13 @@ mod tests {
         drop(Unclosed::new(sharing.clone()));
         let (tx, rx) = async_channel::bounded::<Vec<Job>>(1);
         drop(tx);
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let t = targets.fresh().unwrap();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let w = Worker {
-                n: 0,
-                slots: 4,
-                paced: false,
-                unclosed: Unclosed::new(sharing.clone()),
-                sharing,
-            };
-            let progress = Arc::new(Progress::default());
-            let t = Rc::new(WorkerTargets::new(t));
-            rt.block_on(worker(rx, t, Arc::default(), None, progress, w));
-            let _ = done_tx.send(());
-        });
+        let w = spawn_worker(0, 4, rx, &targets, &sharing);
+        let waited = Instant::now();
+        while !w.is_finished() && waited.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         assert!(
-            done_rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+            w.is_finished(),
             "the worker waited for one that never started"
         );
     }
