@@ -13,7 +13,7 @@
 //! absolute-form targets and CONNECT, malformed or oversized heads and the answers they
 //! get. The first request this module does not take hands the connection over, with the
 //! bytes already read, so a client never sees which of the two served it. Deciding,
-//! recording and shadowing are the same code for both ([`Tap::plan`], [`InFlight`]).
+//! recording and shadowing are the same code for both (`Tap::plan`, [`InFlight`]).
 
 use super::metrics::{Refusal, UpstreamError};
 use super::proxy::{is_grpc_type, Ctx, InFlight, Pending, Tap, HEADER_READ_TIMEOUT};

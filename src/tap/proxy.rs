@@ -1,8 +1,11 @@
 //! The reverse proxy: accepts HTTP/1.1 and HTTP/2 (h2c) clients, forwards every request to
 //! the one upstream, streams both bodies through tee wrappers, and hands each finished
-//! exchange to the recorder and the shadow without waiting for either. The stages of one
-//! request are listed in order in the module docs of [`crate::tap`]; this file implements
-//! them in the same order in [`Tap::handle`] and [`InFlight::finish`].
+//! exchange to the recorder and the shadow without waiting for either. A connection first
+//! goes to the tap's own HTTP/1.1 code ([`super::fast`]); hyper's server here takes it over
+//! at its first request that code does not take. The stages of one request are listed in
+//! order in the module docs of [`crate::tap`]; this file implements them in the same order
+//! in [`Tap::handle`] and [`InFlight::finish`], and shares deciding (`Tap::plan`), the
+//! answers to production's failures and the hand-on with [`super::fast`].
 
 use super::config::TapConfig;
 use super::fast::{self, RawHeads, Rewind};
