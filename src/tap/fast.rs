@@ -16,10 +16,12 @@
 //! recording and shadowing are the same code for both (`Tap::plan`, [`InFlight`]).
 
 use super::metrics::{Refusal, UpstreamError};
-use super::proxy::{is_grpc_type, Ctx, InFlight, Pending, Tap, HEADER_READ_TIMEOUT};
+use super::proxy::{
+    head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, HEADER_READ_TIMEOUT,
+};
 use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
 use crate::exchange::{Exchange, Headers, Request as CapturedRequest};
-use crate::interface::{interface_of, InterfaceKey};
+use crate::interface::InterfaceKey;
 use crate::recording::format::now_us;
 use crate::replay::h1::{bare_lf, BodyFields, Framing};
 use bytes::{Buf, Bytes, BytesMut};
@@ -316,26 +318,13 @@ impl ReqHead {
 
     /// The interface, as the recorder's per-file minimum counts it.
     fn interface(&self, key: &InterfaceKey) -> Option<String> {
-        if matches!(key, InterfaceKey::JsonPointer(_)) {
-            return None;
-        }
-        let mut headers = Vec::new();
-        if let Some(ct) = self.value("content-type") {
-            headers.push(("content-type".to_string(), lossy(ct)));
-        }
-        if let InterfaceKey::Header(h) = key {
-            if let Some(v) = self.value(h) {
-                headers.push((h.clone(), lossy(v)));
-            }
-        }
         let path = self.path();
-        let r = CapturedRequest {
-            method: self.method.as_str().to_string(),
-            uri: path.split('?').next().unwrap_or(path).to_string(),
-            headers,
-            ..Default::default()
-        };
-        Some(interface_of(&r, key))
+        head_interface(
+            key,
+            self.method.as_str(),
+            path.split('?').next().unwrap_or(path),
+            |name| self.value(name),
+        )
     }
 
     /// The head as the recording keeps it.

@@ -176,26 +176,12 @@ impl Tap {
     /// The interface of a request from its head alone, when the key allows it (a JSON
     /// pointer needs the body: then `None`).
     fn head_interface(&self, parts: &http::request::Parts) -> Option<String> {
-        let key = &self.cfg.interface_key;
-        if matches!(key, InterfaceKey::JsonPointer(_)) {
-            return None;
-        }
-        let mut headers = Vec::new();
-        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-            headers.push(("content-type".to_string(), lossy(ct)));
-        }
-        if let InterfaceKey::Header(h) = key {
-            if let Some(v) = parts.headers.get(h.as_str()) {
-                headers.push((h.clone(), lossy(v)));
-            }
-        }
-        let r = CapturedRequest {
-            method: parts.method.as_str().to_string(),
-            uri: parts.uri.path().to_string(),
-            headers,
-            ..Default::default()
-        };
-        Some(interface_of(&r, key))
+        head_interface(
+            &self.cfg.interface_key,
+            parts.method.as_str(),
+            parts.uri.path(),
+            |name| parts.headers.get(name).map(|v| v.as_bytes()),
+        )
     }
 
     /// Proxies one request. Never fails: every problem becomes the answer a proxy gives.
@@ -746,6 +732,37 @@ fn client(cfg: &TapConfig, http2: bool) -> Client<HttpConnector, RequestTee> {
         .http2_only(http2)
         .set_host(false);
     b.build(connector)
+}
+
+/// The interface of a request from its method, path (no query) and header fields, when
+/// the key allows it (a JSON pointer needs the body: then `None`). Both the hyper path and
+/// the tap's own HTTP/1.1 path decide the per-file minimum with it.
+pub(super) fn head_interface<'a>(
+    key: &InterfaceKey,
+    method: &str,
+    path: &str,
+    header: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Option<String> {
+    if matches!(key, InterfaceKey::JsonPointer(_)) {
+        return None;
+    }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut headers = Vec::new();
+    if let Some(ct) = header("content-type") {
+        headers.push(("content-type".to_string(), text(ct)));
+    }
+    if let InterfaceKey::Header(h) = key {
+        if let Some(v) = header(h) {
+            headers.push((h.clone(), text(v)));
+        }
+    }
+    let r = CapturedRequest {
+        method: method.to_string(),
+        uri: path.to_string(),
+        headers,
+        ..Default::default()
+    };
+    Some(interface_of(&r, key))
 }
 
 fn lossy(v: &HeaderValue) -> String {
