@@ -1478,6 +1478,16 @@ async fn pipelined_requests_are_answered_in_order_and_recorded() {
     assert_eq!(uris, ["/one", "/two", "/three"]);
 }
 
+/// A tap in front of `upstream` recording to a file in a fresh directory, with `extra`
+/// flags: the tap, the recording's path, and the directory (kept alive by the caller).
+fn recording_tap(upstream: &str, extra: &[&str]) -> (TapProc, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec.jsonl");
+    let mut args = vec!["--upstream", upstream, "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    (TapProc::start(&args), out, dir)
+}
+
 /// A connection whose plain requests the tap serves by hand moves to hyper at its first
 /// request that needs more (a chunked upload here), with the bytes already read: every
 /// answer still comes in order, and every exchange is recorded.
@@ -1494,9 +1504,7 @@ async fn a_connection_handed_over_mid_way_keeps_its_order() {
         )
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("h.jsonl");
-    let tap = TapProc::start(&["--upstream", &up.url(), "--out", out.to_str().unwrap()]);
+    let (tap, out, _dir) = recording_tap(&up.url(), &[]);
     let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
     s.write_all(b"GET /one HTTP/1.1\r\nhost: shop\r\n\r\n")
         .await
@@ -1645,14 +1653,7 @@ async fn odd_answers_on_a_kept_connection_are_not_misread() {
         }
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("odd.jsonl");
-    let tap = TapProc::start(&[
-        "--upstream",
-        &format!("http://{up}"),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (tap, out, _dir) = recording_tap(&format!("http://{up}"), &[]);
     let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
     s.write_all(b"HEAD /h HTTP/1.1\r\nhost: shop\r\n\r\n")
         .await
@@ -1704,20 +1705,17 @@ async fn a_stalled_upload_gets_504_and_an_oversized_head_431() {
         )]
     })
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("stall.jsonl");
-    let tap = TapProc::start(&[
-        "--upstream",
+    let (tap, out, _dir) = recording_tap(
         &format!("http://{up}"),
-        "--out",
-        out.to_str().unwrap(),
-        "--upstream-timeout",
-        "1s",
-        "--max-header-bytes",
-        "16KiB",
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
+        &[
+            "--upstream-timeout",
+            "1s",
+            "--max-header-bytes",
+            "16KiB",
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
     let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
     s.write_all(b"POST /upload HTTP/1.1\r\nhost: shop\r\ncontent-length: 10\r\n\r\nabc")
         .await
@@ -1874,16 +1872,7 @@ struct OneAnswer {
 
 async fn one_answer_through_the_tap(answer: &'static [u8]) -> OneAnswer {
     let (up, server) = one_answer_upstream(answer, false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("one.jsonl");
-    let tap = TapProc::start(&[
-        "--upstream",
-        &format!("http://{up}"),
-        "--out",
-        out.to_str().unwrap(),
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
+    let (tap, out, dir) = recording_tap(&format!("http://{up}"), &["--metrics", "127.0.0.1:0"]);
     let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
     s.write_all(b"GET /one HTTP/1.1\r\nhost: shop\r\n\r\n")
         .await
