@@ -5,6 +5,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use shadowdiff::exchange::{Exchange, Request, Response};
 use shadowdiff::interface::{interface_of, InterfaceKey, Keyer};
+use shadowdiff::recording::format::exchange_to_line;
 use shadowdiff::recording::{ReadOptions, RecordingHeader, RecordingReader, RecordingWriter};
 use std::path::Path;
 
@@ -63,6 +64,17 @@ fn bench_recording(c: &mut Criterion) {
     let mut g = c.benchmark_group("recording");
     g.sample_size(10);
     g.throughput(Throughput::Bytes(bytes));
+    // The lines alone, without the file: what the tap's recorder pays per exchange kept.
+    g.bench_function("lines", |b| {
+        let mut line = Vec::with_capacity(4096);
+        b.iter(|| {
+            for e in &items {
+                line.clear();
+                exchange_to_line(e, &mut line);
+                black_box(&line);
+            }
+        })
+    });
     for name in ["b.jsonl", "b.jsonl.zst"] {
         let path = dir.path().join(format!("w-{name}"));
         g.bench_function(format!("write {name}"), |b| {

@@ -5,6 +5,7 @@
 
 pub mod format;
 pub mod import;
+mod line;
 pub mod reader;
 pub mod writer;
 mod zst;

@@ -144,7 +144,7 @@ impl RecordingWriter {
     pub fn write(&mut self, ex: &Exchange) -> Result<()> {
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        exchange_to_line(ex, &mut line).map_err(|e| Error::io(&self.partial, e.into()))?;
+        exchange_to_line(ex, &mut line);
         line.push(b'\n');
         let r = self.write_raw(&line);
         self.line = line;

@@ -456,7 +456,7 @@ impl Sink for Output {
             Output::File(w) => w.write(&ex),
             Output::Stdout(w, line) => {
                 line.clear();
-                exchange_to_line(&ex, line).map_err(|e| Error::io("-", e.into()))?;
+                exchange_to_line(&ex, line);
                 line.push(b'\n');
                 w.write_all(line).map_err(|e| Error::io("-", e))
             }
