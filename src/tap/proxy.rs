@@ -8,7 +8,7 @@
 //! answers to production's failures and the hand-on with [`super::fast`].
 
 use super::config::TapConfig;
-use super::fast::{self, RawHeads, Rewind};
+use super::fast::{self, RawHeads, Rewind, SpareHeaders};
 use super::metrics::{Metrics, Refusal, UpstreamError};
 use super::recorder::{Captured, RecorderHandle};
 use super::sample::Sampler;
@@ -542,7 +542,7 @@ impl Tap {
         if ctx.plan.shadow {
             // The shadow compares heads now: they cannot wait for the recorder.
             if let Some(h) = heads.take() {
-                h.fill(&mut exchange);
+                h.fill(&mut exchange, &mut SpareHeaders::default());
             }
             if let (Some(shadow), Some(resp)) = (&self.shadow, &exchange.response) {
                 let interface = interface_of(&exchange.request, &self.cfg.interface_key);

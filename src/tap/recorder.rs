@@ -15,7 +15,7 @@
 //! second would write out data the kernel may never have to (a file deleted soon after) and
 //! stall the recorder on a busy disk, for a gain only when the whole machine fails.
 
-use super::fast::RawHeads;
+use super::fast::{RawHeads, SpareHeaders};
 use super::redact::Redactor;
 use super::sample::{Admit, Coverage, Quota};
 use crate::error::{Error, Result};
@@ -316,6 +316,8 @@ struct Files {
     /// Written to the current file since it was last flushed.
     dirty: bool,
     flushed_at: Instant,
+    /// Header lists of written exchanges, for the next heads to be parsed into.
+    spare: SpareHeaders,
 }
 
 impl Files {
@@ -339,6 +341,7 @@ impl Files {
             warned: false,
             dirty: false,
             flushed_at: Instant::now(),
+            spare: SpareHeaders::default(),
         }
     }
 
@@ -418,9 +421,9 @@ impl Files {
         }
     }
 
-    fn write(&mut self, mut c: Captured) {
+    fn write(&mut self, c: &mut Captured) {
         if let Some(heads) = c.heads.take() {
-            heads.fill(&mut c.exchange);
+            heads.fill(&mut c.exchange, &mut self.spare);
         }
         let ex = &mut c.exchange;
         let interface = match &ex.interface {
@@ -520,7 +523,13 @@ impl Files {
     fn take(&mut self, c: Box<Captured>, size: u64) {
         self.stats.queue_len.fetch_sub(1, Ordering::Relaxed);
         self.stats.queue_bytes.fetch_sub(size, Ordering::Relaxed);
-        self.write(*c);
+        let mut c = *c;
+        self.write(&mut c);
+        let ex = c.exchange;
+        self.spare.give(ex.request.headers);
+        if let Some(r) = ex.response {
+            self.spare.give(r.headers);
+        }
     }
 
     /// Drains the queue in batches. While traffic flows the thread sleeps a moment between
