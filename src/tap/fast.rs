@@ -412,10 +412,12 @@ impl RawHeads {
     }
 }
 
-/// Header lists of exchanges already written, whose strings the next heads are parsed
-/// into: the recorder then neither allocates nor frees two strings per field of every
-/// exchange (a tenth of its time went to that). A few lists are kept, so what they hold
-/// stays within a few heads' worth of memory.
+/// Header lists of exchanges the recorder is done with, whose strings the next heads are
+/// parsed into: the recorder then does not allocate and free two strings for every field of
+/// every exchange (a tenth of its time went to that; a value that is not UTF-8 still takes
+/// one). A reused string keeps the largest capacity it ever had, so a list that has grown
+/// past [`SpareHeaders::LIST_BYTES`] is freed rather than kept: what the spare lists hold
+/// stays below `KEEP * LIST_BYTES` plus their slots, however large the heads that pass.
 #[derive(Debug, Default)]
 pub struct SpareHeaders(Vec<Headers>);
 
@@ -423,11 +425,29 @@ impl SpareHeaders {
     /// Lists kept: two per exchange, and a little slack.
     const KEEP: usize = 8;
 
-    /// Keeps `list`'s strings for a later head.
+    /// The most string capacity a kept list may hold: several times a typical head.
+    pub const LIST_BYTES: usize = 8 << 10;
+
+    /// Keeps `list`'s strings for a later head, unless they are too large to keep.
     pub fn give(&mut self, list: Headers) {
-        if self.0.len() < Self::KEEP && list.capacity() > 0 {
+        if self.0.len() >= Self::KEEP || list.capacity() == 0 || list.capacity() > MAX_HEADERS {
+            return;
+        }
+        let held: usize = list.iter().map(|(n, v)| n.capacity() + v.capacity()).sum();
+        if held <= Self::LIST_BYTES {
             self.0.push(list);
         }
+    }
+
+    /// The string capacity the kept lists hold.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        let strings = |l: &Headers| {
+            l.iter()
+                .map(|(n, v)| n.capacity() + v.capacity())
+                .sum::<usize>()
+        };
+        self.0.iter().map(strings).sum()
     }
 
     fn take(&mut self) -> Headers {
@@ -1389,6 +1409,33 @@ mod tests {
             spare.give(l);
         }
         assert_eq!(fill(long.0, long.1, &mut spare), first);
+
+        // Large heads, one long field each at a different place, do not pile up in the
+        // spare lists: each position of a reused list would keep its largest value.
+        let mut spare = SpareHeaders::default();
+        for k in 0..100 {
+            let mut req = b"GET /big HTTP/1.1\r\n".to_vec();
+            for i in 0..90 {
+                let value = if i == k % 90 {
+                    "v".repeat(8 << 10)
+                } else {
+                    "a".into()
+                };
+                req.extend_from_slice(format!("x-{i}: {value}\r\n").as_bytes());
+            }
+            req.extend_from_slice(b"\r\n");
+            // As many fields in the answer, so no list is cut short on its way round.
+            let mut resp = b"HTTP/1.1 200 OK\r\n".to_vec();
+            for i in 0..90 {
+                resp.extend_from_slice(format!("x-{i}: a\r\n").as_bytes());
+            }
+            resp.extend_from_slice(b"\r\n");
+            let ex = fill(&req, &resp, &mut spare);
+            spare.give(ex.request.headers);
+            spare.give(ex.response.unwrap().headers);
+            // Eight lists of at most 8 KiB of strings each.
+            assert!(spare.held() <= 64 << 10, "{} bytes kept", spare.held());
+        }
     }
 
     #[test]

@@ -316,7 +316,7 @@ struct Files {
     /// Written to the current file since it was last flushed.
     dirty: bool,
     flushed_at: Instant,
-    /// Header lists of written exchanges, for the next heads to be parsed into.
+    /// Header lists of exchanges this thread is done with, for the next heads to be parsed into.
     spare: SpareHeaders,
 }
 
