@@ -1,6 +1,7 @@
 //! Recording format v1 on the wire: the serde shapes of the header line and of one exchange
 //! line, and the conversion to and from the in-memory [`Exchange`]. Kept apart from the
-//! reader and writer so both agree on one definition of the format.
+//! reader and writer so both agree on one definition of the format. Exchange lines are
+//! written by [`super::line`], by hand, to the bytes serde_json writes for these shapes.
 
 use crate::exchange::{Exchange, Request, Response};
 use base64::Engine;
@@ -41,8 +42,8 @@ impl RecordingHeader {
     }
 }
 
-/// One exchange line. The fields borrow from the [`Exchange`] being written (a line is
-/// written without copying a header or a body first) and own what a line is read into.
+/// One exchange line: what a line is read into, and (in tests) the serde shape the lines
+/// [`super::line`] writes must match byte for byte.
 #[derive(Serialize, Deserialize)]
 struct WireExchange<'a> {
     id: Cow<'a, str>,

@@ -249,7 +249,9 @@ mod tests {
 
     fn arb_text() -> impl Strategy<Value = String> {
         // Mostly plain text, with control characters, quotes, backslashes and non-ASCII.
-        proptest::string::string_regex("([a-z0-9 /:;=.-]|\"|\\\\|[\\x00-\\x1f]|\\x7f|é|日){0,40}")
+        proptest::string::string_regex(
+            "([a-z0-9 /:;=.-]|\"|\\\\|[\\x00-\\x1f]|\\x7f|é|日|\u{2028}|\u{1f600}|\u{10ffff}){0,40}",
+        )
             .unwrap()
     }
 
@@ -304,12 +306,15 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
         fn lines_are_the_bytes_serde_json_writes(ex in arb_exchange()) {
             let mut by_hand = Vec::new();
             write_exchange(&ex, &mut by_hand);
             let by_serde = super::super::format::serde_line(&ex);
-            prop_assert_eq!(
+            prop_assert!(
+                by_hand == by_serde,
+                "by hand: {}\nserde:   {}",
                 String::from_utf8_lossy(&by_hand),
                 String::from_utf8_lossy(&by_serde)
             );
