@@ -426,15 +426,10 @@ impl Files {
             heads.fill(&mut c.exchange, &mut self.spare);
         }
         let ex = &mut c.exchange;
-        let interface = match &ex.interface {
-            Some(i) => i.clone(),
-            None => {
-                let i = interface_of(&ex.request, &self.cfg.interface_key);
-                ex.interface = Some(i.clone());
-                i
-            }
-        };
-        match self.quota.admit(&interface, c.sampled, &self.coverage) {
+        let interface = ex
+            .interface
+            .get_or_insert_with(|| interface_of(&ex.request, &self.cfg.interface_key));
+        match self.quota.admit(interface, c.sampled, &self.coverage) {
             Admit::Out => {
                 self.stats.sampled_out.fetch_add(1, Ordering::Relaxed);
                 return;
