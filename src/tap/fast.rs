@@ -433,21 +433,20 @@ impl SpareHeaders {
         if self.0.len() >= Self::KEEP || list.capacity() == 0 || list.capacity() > MAX_HEADERS {
             return;
         }
-        let held: usize = list.iter().map(|(n, v)| n.capacity() + v.capacity()).sum();
-        if held <= Self::LIST_BYTES {
+        if Self::strings(&list) <= Self::LIST_BYTES {
             self.0.push(list);
         }
+    }
+
+    /// The capacity `list`'s strings hold.
+    fn strings(list: &Headers) -> usize {
+        list.iter().map(|(n, v)| n.capacity() + v.capacity()).sum()
     }
 
     /// The string capacity the kept lists hold.
     #[cfg(test)]
     fn held(&self) -> usize {
-        let strings = |l: &Headers| {
-            l.iter()
-                .map(|(n, v)| n.capacity() + v.capacity())
-                .sum::<usize>()
-        };
-        self.0.iter().map(strings).sum()
+        self.0.iter().map(Self::strings).sum()
     }
 
     fn take(&mut self) -> Headers {
