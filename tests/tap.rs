@@ -10,7 +10,7 @@ use hyper::body::{Body, Frame};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use shadowdiff::exchange::Exchange;
+use shadowdiff::exchange::{header, Exchange};
 use shadowdiff::recording::{ReadOptions, RecordingReader};
 use shadowdiff::tap::redact::redact_value;
 use shadowdiff::tap::sample::Sampler;
@@ -1083,6 +1083,22 @@ async fn live_shadow_reports_differences_with_the_replay_schema() {
         3
     );
     tap.stop_async().await;
+    // Shadowed and recorded: the recording holds each exchange whole, heads included.
+    let recorded = read_recordings(&[dir.path().join("s.jsonl")]);
+    assert_eq!(recorded.len(), 53);
+    let e = recorded
+        .iter()
+        .find(|e| e.request.uri == "/products/7")
+        .expect("GET /products/7 recorded");
+    assert_eq!(
+        (e.request.method.as_str(), e.request.version.as_str()),
+        ("GET", "HTTP/1.1")
+    );
+    assert_eq!(e.interface.as_deref(), Some("GET /products/{id}"));
+    assert!(header(&e.request.headers, "host").is_some(), "{e:?}");
+    let resp = e.response.as_ref().unwrap();
+    assert_eq!(resp.body, r#"{"id":7,"price":12.5}"#);
+    assert_eq!(header(&resp.headers, "content-length"), Some("21"));
 }
 
 /// Clients that hang up mid-body, upstreams that are down: the tap answers what it can,
