@@ -1,6 +1,6 @@
 //! Writes one exchange line of the recording format by hand: the same bytes serde_json
-//! writes for [`super::format`]'s wire shapes (a test holds the two to each other), in about
-//! half the time. The tap's recorder writes a line for every exchange it keeps, on
+//! writes for [`super::format`]'s wire shapes (a test holds the two to each other), in a
+//! little over half the time. The tap's recorder writes a line for every exchange it keeps, on
 //! the same cores that serve production traffic, and serde_json's string escaping, which
 //! looks at every byte on its own, was the largest single cost of that thread. Here a
 //! string is scanned eight bytes at a time and copied in runs.
