@@ -168,19 +168,28 @@ fn default_key(req: &Request) -> String {
     if is_grpc {
         return path.to_string();
     }
-    let mut out = String::with_capacity(req.method.len() + 1 + path.len());
-    out.push_str(&req.method.to_ascii_uppercase());
+    // One string, built in place: the tap's recorder keys every exchange it writes.
+    let mut out = String::with_capacity(req.method.len() + 1 + path.len() + 8);
+    out.push_str(&req.method);
+    out.make_ascii_uppercase();
     out.push(' ');
-    out.push_str(&template_path(path));
+    push_template(path, &mut out);
     out
 }
 
 /// Replaces id-like path segments by `{id}`.
 pub fn template_path(path: &str) -> String {
-    if path.is_empty() {
-        return "/".into();
-    }
     let mut out = String::with_capacity(path.len());
+    push_template(path, &mut out);
+    out
+}
+
+/// Appends [`template_path`]`(path)` to `out`.
+fn push_template(path: &str, out: &mut String) {
+    if path.is_empty() {
+        out.push('/');
+        return;
+    }
     for (i, seg) in path.split('/').enumerate() {
         if i > 0 {
             out.push('/');
@@ -191,7 +200,6 @@ pub fn template_path(path: &str) -> String {
             out.push_str(seg);
         }
     }
-    out
 }
 
 /// True for segments that are ids rather than route words: numbers, UUIDs, long hex.

@@ -420,45 +420,54 @@ pub fn parse_ts_us(s: &str) -> Option<i64> {
 
 /// Formats microseconds since the epoch as RFC 3339 UTC with six fraction digits.
 pub fn format_ts_us(us: i64) -> String {
-    format_time_us(
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-    )
+    format_time_us(ts_time(us))
+}
+
+fn ts_time(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// [`format_ts_us`] as bytes on the stack, for years 0-9999 (any clock's); `None` outside
+/// them. The recorder writes one per exchange, straight into its line.
+pub fn ts_digits(us: i64) -> Option<[u8; 27]> {
+    time_digits(ts_time(us))
 }
 
 /// Formats a time as RFC 3339 UTC with six fraction digits (`2026-11-02T09:00:00.123456Z`),
 /// the precision recordings use. Built by hand: the `time` formatters are fallible, and
 /// nothing here can fail.
 pub fn format_time_us(t: OffsetDateTime) -> String {
+    match time_digits(t) {
+        // The digits and separators are ASCII.
+        Some(d) => d.iter().map(|&b| char::from(b)).collect(),
+        // Outside what four digits hold (never from a clock).
+        None => format_time_general(t),
+    }
+}
+
+/// Digit by digit rather than through `format!`: the tap's recorder writes one per
+/// exchange, and the formatting machinery was a tenth of its time.
+fn time_digits(t: OffsetDateTime) -> Option<[u8; 27]> {
     let t = t.to_offset(time::UtcOffset::UTC);
-    // Digit by digit rather than through `format!`: the tap's recorder writes one per
-    // exchange, and the formatting machinery was a tenth of its time.
-    let mut s = String::with_capacity(27);
     let year = t.year();
     if !(0..=9999).contains(&year) {
-        // Outside what four digits hold (never from a clock).
-        return format_time_general(t);
+        return None;
     }
-    let digits = |s: &mut String, v: u32, width: u32| {
-        for i in (0..width).rev() {
-            s.push(char::from(b'0' + (v / 10u32.pow(i) % 10) as u8));
+    let mut s = *b"0000-00-00T00:00:00.000000Z";
+    let mut digits = |at: usize, v: u32, width: u32| {
+        for i in 0..width {
+            s[at + i as usize] = b'0' + (v / 10u32.pow(width - 1 - i) % 10) as u8;
         }
     };
-    digits(&mut s, year.unsigned_abs(), 4);
-    s.push('-');
-    digits(&mut s, u32::from(u8::from(t.month())), 2);
-    s.push('-');
-    digits(&mut s, u32::from(t.day()), 2);
-    s.push('T');
-    digits(&mut s, u32::from(t.hour()), 2);
-    s.push(':');
-    digits(&mut s, u32::from(t.minute()), 2);
-    s.push(':');
-    digits(&mut s, u32::from(t.second()), 2);
-    s.push('.');
-    digits(&mut s, t.microsecond(), 6);
-    s.push('Z');
-    s
+    digits(0, year.unsigned_abs(), 4);
+    digits(5, u32::from(u8::from(t.month())), 2);
+    digits(8, u32::from(t.day()), 2);
+    digits(11, u32::from(t.hour()), 2);
+    digits(14, u32::from(t.minute()), 2);
+    digits(17, u32::from(t.second()), 2);
+    digits(20, t.microsecond(), 6);
+    Some(s)
 }
 
 /// [`format_time_us`] through `format!`, for any year.

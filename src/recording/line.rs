@@ -8,7 +8,7 @@
 //! Reading stays with serde (it must name bad fields); only writing is done here, and it
 //! cannot fail: every value of an [`Exchange`] has a JSON form.
 
-use super::format::format_ts_us;
+use super::format::{format_ts_us, ts_digits};
 use crate::exchange::{Exchange, Headers};
 use base64::Engine;
 use bytes::Bytes;
@@ -18,7 +18,15 @@ pub fn write_exchange(ex: &Exchange, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"id\":");
     string(out, &ex.id);
     out.extend_from_slice(b",\"ts\":");
-    string(out, &format_ts_us(ex.ts_us));
+    match ts_digits(ex.ts_us) {
+        // Digits and separators: nothing to escape.
+        Some(d) => {
+            out.push(b'"');
+            out.extend_from_slice(&d);
+            out.push(b'"');
+        }
+        None => string(out, &format_ts_us(ex.ts_us)),
+    }
     if let Some(i) = &ex.interface {
         out.extend_from_slice(b",\"interface\":");
         string(out, i);
