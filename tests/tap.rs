@@ -1494,6 +1494,88 @@ async fn pipelined_requests_are_answered_in_order_and_recorded() {
     assert_eq!(uris, ["/one", "/two", "/three"]);
 }
 
+/// Exchanges that follow each other on one kept connection, with different fields each
+/// way, are passed on and recorded with their own fields only: nothing of an earlier head
+/// stays in the next one, although the tap parses each into the lists of the one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_carries_each_exchange_with_its_own_fields() {
+    let up = TestServer::start(|s: Seen| {
+        let mut a = Answer::json(200, format!(r#"{{"path":"{}"}}"#, s.path_and_query));
+        match s.path_and_query.as_str() {
+            "/one" => a
+                .headers
+                .extend([("x-one", "1".into()), ("x-more", "m".into())]),
+            "/three" => a.headers.push(("x-three", "3".into())),
+            _ => a.headers.clear(),
+        }
+        a
+    })
+    .await;
+    let (tap, out, _dir) = recording_tap(&up.url(), &[]);
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    let mut got = Vec::new();
+    for (request, end) in [
+        (
+            &b"GET /one HTTP/1.1\r\nhost: shop\r\nx-a: 1\r\nx-b: 2\r\nx-c: 3\r\n\r\n"[..],
+            &br#"{"path":"/one"}"#[..],
+        ),
+        (
+            b"GET /two HTTP/1.1\r\nhost: shop\r\n\r\n",
+            br#"{"path":"/two"}"#,
+        ),
+        (
+            b"GET /three HTTP/1.1\r\nhost: shop\r\nx-d: 4\r\nconnection: close\r\n\r\n",
+            br#"{"path":"/three"}"#,
+        ),
+    ] {
+        s.write_all(request).await.unwrap();
+        read_until_end(&mut s, &mut got, end).await;
+    }
+    drop(s);
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    let answers: Vec<&str> = text.split("http/1.1 200").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{text}");
+    assert!(answers[0].contains("x-one: 1") && answers[0].contains("x-more: m"));
+    assert!(!answers[1].contains("x-") && !answers[1].contains("content-type"));
+    assert!(answers[2].contains("x-three: 3") && !answers[2].contains("x-one"));
+    tap.stop_async().await;
+
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    let names = |h: &[(String, String)]| {
+        let mut n: Vec<String> = h
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| k.starts_with("x-") || k == "host" || k == "connection")
+            .collect();
+        n.sort();
+        n
+    };
+    let seen: Vec<(&str, Vec<String>, Vec<String>)> = recorded
+        .iter()
+        .map(|e| {
+            let resp = e.response.as_ref().unwrap();
+            (
+                e.request.uri.as_str(),
+                names(&e.request.headers),
+                names(&resp.headers),
+            )
+        })
+        .collect();
+    let v = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        seen,
+        [
+            (
+                "/one",
+                v(&["host", "x-a", "x-b", "x-c"]),
+                v(&["x-more", "x-one"])
+            ),
+            ("/two", v(&["host"]), v(&[])),
+            ("/three", v(&["connection", "host", "x-d"]), v(&["x-three"])),
+        ]
+    );
+}
+
 /// A tap in front of `upstream` recording to a file in a fresh directory, with `extra`
 /// flags: the tap, the recording's path, and the directory (kept alive by the caller).
 fn recording_tap(upstream: &str, extra: &[&str]) -> (TapProc, PathBuf, tempfile::TempDir) {

@@ -80,6 +80,8 @@ pub(super) async fn serve(
         out: BytesMut::with_capacity(READ_CHUNK),
         up: None,
         fields: Vec::new(),
+        resp_fields: Vec::new(),
+        body_parts: Vec::new(),
     };
     loop {
         let head = match conn.next_head(&mut shutdown).await {
@@ -118,8 +120,13 @@ struct Conn {
     out: BytesMut,
     /// This client connection's own upstream connection, kept between exchanges.
     up: Option<Upstream>,
-    /// Where a head's fields are collected while it is parsed (the parsed head takes them).
+    /// Where a request head's fields are collected while it is parsed: the parsed head takes
+    /// them, and an exchange that ends well gives them back for the next.
     fields: Vec<Field>,
+    /// The same for response heads.
+    resp_fields: Vec<Field>,
+    /// Where the parts of each read that belong to a response body are noted.
+    body_parts: Vec<Range<usize>>,
 }
 
 /// An upstream connection and the bytes read from it and not yet used.
@@ -412,29 +419,61 @@ impl RawHeads {
     }
 }
 
-/// Header lists of exchanges the recorder is done with, whose strings the next heads are
-/// parsed into: the recorder then does not allocate and free two strings for every field of
-/// every exchange (a tenth of its time went to that; a value that is not UTF-8 still takes
-/// one). A reused string keeps the largest capacity it ever had, so a list that has grown
-/// past [`SpareHeaders::LIST_BYTES`] is freed rather than kept: what the spare lists hold
-/// stays below `KEEP * LIST_BYTES` plus their slots, however large the heads that pass.
+/// Strings of exchanges the recorder is done with, which the next heads are parsed into:
+/// the recorder then does not allocate and free two strings for every field of every
+/// exchange (a tenth of its time went to that; a value that is not UTF-8 still takes one).
+/// Request and response lists are kept apart, so that each is reused for its own kind, and
+/// so are the request line's words. A reused string keeps the largest capacity it ever had,
+/// so a list grown past [`SpareHeaders::LIST_BYTES`] (a word past `WORD_BYTES`) is freed
+/// rather than kept: what is held stays below [`SpareHeaders::MOST`], however large the
+/// heads that pass.
 #[derive(Debug, Default)]
-pub struct SpareHeaders(Vec<Headers>);
+pub struct SpareHeaders {
+    requests: Vec<Headers>,
+    responses: Vec<Headers>,
+    /// Method, target and version strings.
+    words: Vec<String>,
+}
 
 impl SpareHeaders {
-    /// Lists kept: two per exchange, and a little slack.
-    const KEEP: usize = 8;
+    /// Lists kept of each kind.
+    const KEEP: usize = 4;
 
     /// The most string capacity a kept list may hold: several times a typical head.
     pub const LIST_BYTES: usize = 8 << 10;
 
-    /// Keeps `list`'s strings for a later head, unless they are too large to keep.
-    pub fn give(&mut self, list: Headers) {
-        if self.0.len() >= Self::KEEP || list.capacity() == 0 || list.capacity() > MAX_HEADERS {
+    /// Request-line words kept: those of two exchanges.
+    const WORDS: usize = 6;
+
+    /// The most capacity a kept word may hold.
+    const WORD_BYTES: usize = 1 << 10;
+
+    /// The most string capacity all kept strings hold together.
+    pub const MOST: usize = 2 * Self::KEEP * Self::LIST_BYTES + Self::WORDS * Self::WORD_BYTES;
+
+    /// Keeps `ex`'s header lists and request-line words for later heads, unless they are
+    /// too large to keep; the rest of it is freed.
+    pub fn give_back(&mut self, ex: Exchange) {
+        let Exchange {
+            request, response, ..
+        } = ex;
+        Self::keep(&mut self.requests, request.headers);
+        if let Some(r) = response {
+            Self::keep(&mut self.responses, r.headers);
+        }
+        for w in [request.method, request.uri, request.version] {
+            if self.words.len() < Self::WORDS && (1..=Self::WORD_BYTES).contains(&w.capacity()) {
+                self.words.push(w);
+            }
+        }
+    }
+
+    fn keep(pool: &mut Vec<Headers>, list: Headers) {
+        if pool.len() >= Self::KEEP || list.capacity() == 0 || list.capacity() > MAX_HEADERS {
             return;
         }
         if Self::strings(&list) <= Self::LIST_BYTES {
-            self.0.push(list);
+            pool.push(list);
         }
     }
 
@@ -443,20 +482,27 @@ impl SpareHeaders {
         list.iter().map(|(n, v)| n.capacity() + v.capacity()).sum()
     }
 
-    /// The string capacity the kept lists hold.
+    /// The string capacity the kept lists and words hold.
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.0.iter().map(Self::strings).sum()
+        let lists = self.requests.iter().chain(&self.responses);
+        lists.map(Self::strings).sum::<usize>()
+            + self.words.iter().map(String::capacity).sum::<usize>()
     }
 
-    fn take(&mut self) -> Headers {
-        self.0.pop().unwrap_or_default()
+    /// `text` in a kept string, or a new one. Words go back in request-line order and are
+    /// taken in reverse, so each tends to get the string that held the same word before.
+    fn word(&mut self, text: &str) -> String {
+        let mut w = self.words.pop().unwrap_or_default();
+        w.clear();
+        w.push_str(text);
+        w
     }
 }
 
-/// Fields as the recording keeps them: lower-case names, in order, repeats kept.
-fn field_list(fields: &[httparse::Header<'_>], spare: &mut SpareHeaders) -> Headers {
-    let mut list = spare.take();
+/// Fields as the recording keeps them: lower-case names, in order, repeats kept, in the
+/// strings of `list`.
+fn field_list(fields: &[httparse::Header<'_>], mut list: Headers) -> Headers {
     list.resize_with(fields.len(), Default::default);
     for ((name, value), f) in list.iter_mut().zip(fields) {
         name.clear();
@@ -480,10 +526,10 @@ fn fill_request(head: &[u8], r: &mut CapturedRequest, spare: &mut SpareHeaders) 
     if req.parse(head).is_err() {
         return;
     }
-    r.method = req.method.unwrap_or_default().to_string();
-    r.uri = req.path.unwrap_or_default().to_string();
-    r.version = "HTTP/1.1".to_string();
-    r.headers = field_list(req.headers, spare);
+    r.version = spare.word("HTTP/1.1");
+    r.uri = spare.word(req.path.unwrap_or_default());
+    r.method = spare.word(req.method.unwrap_or_default());
+    r.headers = field_list(req.headers, spare.requests.pop().unwrap_or_default());
 }
 
 /// Production's response header fields.
@@ -491,7 +537,7 @@ fn fill_response(head: &[u8], headers: &mut Headers, spare: &mut SpareHeaders) {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut fields);
     if resp.parse(head).is_ok() {
-        *headers = field_list(resp.headers, spare);
+        *headers = field_list(resp.headers, spare.responses.pop().unwrap_or_default());
     }
 }
 
@@ -693,7 +739,7 @@ impl Conn {
         let copy_of = |body: &Bytes| {
             plan.copy_bodies.then(|| {
                 let mut c = BodyCopy::new(tap.cfg.max_body);
-                c.push(&kept(body, 0..body.len()));
+                c.keep(kept(body, 0..body.len()));
                 c
             })
         };
@@ -735,7 +781,7 @@ impl Conn {
         let send = send(
             &mut self.up,
             &self.out,
-            &mut self.fields,
+            &mut self.resp_fields,
             &tap.cfg.upstream.authority,
             head.method.is_safe(),
             head_request,
@@ -816,6 +862,8 @@ impl Conn {
             Some(u) if reusable => u.suspect = resp.framing == Framing::Empty,
             _ => self.up = None,
         }
+        self.fields = head.fields;
+        self.resp_fields = resp.fields;
         // Handed on before its last bytes go out, as under hyper: a client that waits for
         // one answer before it asks again finds its exchanges recorded in that order.
         in_flight.finish(end, copy, trailers);
@@ -846,7 +894,7 @@ impl Conn {
             Framing::UntilClose => Scan::Close,
         };
         let mut first = true;
-        let mut data = Vec::new();
+        let mut data = std::mem::take(&mut self.body_parts);
         loop {
             data.clear();
             let (take, done) = match scan.feed(&up.buf, &mut data) {
@@ -859,7 +907,7 @@ impl Conn {
             let bytes = up.buf.split_to(take).freeze();
             if let Some(c) = &mut copy {
                 for r in &data {
-                    c.push(&kept(&bytes, r.clone()));
+                    c.keep(kept(&bytes, r.clone()));
                 }
             }
             if done {
@@ -873,6 +921,11 @@ impl Conn {
                 } else {
                     Tail::Piece(bytes)
                 };
+                // A read of many small chunks needs a long list: one is not kept per
+                // connection.
+                if data.capacity() <= 64 {
+                    self.body_parts = data;
+                }
                 return (ResponseEnd::Complete, copy, trailers, tail);
             }
             let written = if first {
@@ -1387,13 +1440,8 @@ mod tests {
         );
         let mut spare = SpareHeaders::default();
         let first = fill(long.0, long.1, &mut spare);
-        for l in [
-            first.request.headers.clone(),
-            first.response.clone().unwrap().headers,
-        ] {
-            spare.give(l);
-        }
-        // Shorter heads into longer spare lists, and the other way round.
+        spare.give_back(first.clone());
+        // Shorter heads into longer spare strings, and the other way round.
         let reused = fill(short.0, short.1, &mut spare);
         let fresh = fill(short.0, short.1, &mut SpareHeaders::default());
         assert_eq!(reused, fresh);
@@ -1404,16 +1452,20 @@ mod tests {
                 ("x-bin".to_string(), "\u{fffd}".to_string())
             ]
         );
-        for l in [reused.request.headers, reused.response.unwrap().headers] {
-            spare.give(l);
-        }
+        spare.give_back(reused);
         assert_eq!(fill(long.0, long.1, &mut spare), first);
 
         // Large heads, one long field each at a different place, do not pile up in the
         // spare lists: each position of a reused list would keep its largest value.
         let mut spare = SpareHeaders::default();
         for k in 0..100 {
-            let mut req = b"GET /big HTTP/1.1\r\n".to_vec();
+            // A long target too, every other time.
+            let target = if k % 2 == 0 {
+                "v".repeat(4 << 10)
+            } else {
+                "big".into()
+            };
+            let mut req = format!("GET /{target} HTTP/1.1\r\n").into_bytes();
             for i in 0..90 {
                 let value = if i == k % 90 {
                     "v".repeat(8 << 10)
@@ -1430,10 +1482,13 @@ mod tests {
             }
             resp.extend_from_slice(b"\r\n");
             let ex = fill(&req, &resp, &mut spare);
-            spare.give(ex.request.headers);
-            spare.give(ex.response.unwrap().headers);
-            // Eight lists of at most 8 KiB of strings each.
-            assert!(spare.held() <= 64 << 10, "{} bytes kept", spare.held());
+            spare.give_back(ex);
+            // Eight lists of at most 8 KiB of strings each, and six short words.
+            assert!(
+                spare.held() <= SpareHeaders::MOST,
+                "{} bytes kept",
+                spare.held()
+            );
         }
     }
 

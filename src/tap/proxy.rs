@@ -165,7 +165,11 @@ impl Tap {
 
     pub(super) fn next_id(&self) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.id_prefix)
+        use std::fmt::Write;
+        // Sized for any sequence number at once, not grown while it is written.
+        let mut id = String::with_capacity(self.id_prefix.len() + 21);
+        let _ = write!(id, "{}-{n}", self.id_prefix);
+        id
     }
 
     fn is_own(&self, a: &Authority) -> bool {

@@ -520,11 +520,7 @@ impl Files {
         self.stats.queue_bytes.fetch_sub(size, Ordering::Relaxed);
         let mut c = *c;
         self.write(&mut c);
-        let ex = c.exchange;
-        self.spare.give(ex.request.headers);
-        if let Some(r) = ex.response {
-            self.spare.give(r.headers);
-        }
+        self.spare.give_back(c.exchange);
     }
 
     /// Drains the queue in batches. While traffic flows the thread sleeps a moment between

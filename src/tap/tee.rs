@@ -18,9 +18,12 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 /// The first `limit` bytes of a body.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct BodyCopy {
-    chunks: Vec<Bytes>,
+    /// The first piece kept, apart: most bodies come in one, and need no list.
+    first: Bytes,
+    /// Any further pieces.
+    rest: Vec<Bytes>,
     len: usize,
     limit: usize,
     truncated: bool,
@@ -37,31 +40,43 @@ impl BodyCopy {
 
     /// Keeps (a prefix of) `data`.
     pub fn push(&mut self, data: &Bytes) {
+        let take = data.len().min(self.limit - self.len);
+        // An empty slice is a new empty handle, not a second one onto `data`.
+        self.keep(data.slice(..take));
+        if data.len() > take {
+            self.truncated = true;
+        }
+    }
+
+    /// Keeps (a prefix of) `data`, which is the copy's own: no second handle on it is
+    /// made, which for bytes just copied out would cost an allocation.
+    pub fn keep(&mut self, mut data: Bytes) {
         let room = self.limit - self.len;
         if data.len() > room {
             self.truncated = true;
+            data.truncate(room);
         }
-        let take = data.len().min(room);
-        if take > 0 {
-            self.chunks.push(data.slice(..take));
-            self.len += take;
+        if data.is_empty() {
+            return;
+        }
+        self.len += data.len();
+        if self.first.is_empty() {
+            self.first = data;
+        } else {
+            self.rest.push(data);
         }
     }
 
     /// The bytes kept and whether the body was longer.
-    pub fn into_parts(mut self) -> (Bytes, bool) {
-        let bytes = match self.chunks.len() {
-            0 => Bytes::new(),
-            1 => self.chunks.pop().unwrap_or_default(),
-            _ => {
-                let mut b = BytesMut::with_capacity(self.len);
-                for c in &self.chunks {
-                    b.extend_from_slice(c);
-                }
-                b.freeze()
-            }
-        };
-        (bytes, self.truncated)
+    pub fn into_parts(self) -> (Bytes, bool) {
+        if self.rest.is_empty() {
+            return (self.first, self.truncated);
+        }
+        let mut b = BytesMut::with_capacity(self.len);
+        for c in std::iter::once(&self.first).chain(&self.rest) {
+            b.extend_from_slice(c);
+        }
+        (b.freeze(), self.truncated)
     }
 }
 
@@ -352,13 +367,7 @@ mod tests {
         let mut c = BodyCopy::new(5);
         let a = Bytes::from_static(b"abc");
         c.push(&a);
-        let (b, t) = BodyCopy {
-            chunks: c.chunks.clone(),
-            len: c.len,
-            limit: 5,
-            truncated: c.truncated,
-        }
-        .into_parts();
+        let (b, t) = c.clone().into_parts();
         assert_eq!((&b[..], t), (&b"abc"[..], false));
         // One chunk is handed back as it is: the same memory.
         assert_eq!(b.as_ptr(), a.as_ptr());
@@ -368,6 +377,19 @@ mod tests {
         assert_eq!((&b[..], t), (&b"abcde"[..], true));
         let (b, t) = BodyCopy::new(0).into_parts();
         assert!(b.is_empty() && !t);
+
+        // Owned bytes are kept as they are, cut at the limit, and empty ones not at all.
+        let mut c = BodyCopy::new(6);
+        let a = Bytes::from(b"abcd".to_vec());
+        let at = a.as_ptr();
+        c.keep(Bytes::new());
+        c.keep(a);
+        assert_eq!(c.clone().into_parts().0.as_ptr(), at);
+        c.keep(Bytes::from(b"efgh".to_vec()));
+        c.keep(Bytes::new());
+        assert!(c.rest.len() == 1 && c.len == 6);
+        let (b, t) = c.into_parts();
+        assert_eq!((&b[..], t), (&b"abcdef"[..], true));
     }
 
     #[test]
