@@ -7,6 +7,7 @@ pub mod format;
 pub mod import;
 mod line;
 pub mod reader;
+mod streamed;
 pub mod writer;
 mod zst;
 

@@ -8,15 +8,16 @@
 
 use super::format::{exchange_to_line, RecordingHeader};
 use super::reader::is_zstd;
+use super::streamed::{Streamed, STEP};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 enum Sink {
-    Plain(BufWriter<File>),
-    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    Plain(BufWriter<Streamed>),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<Streamed>>),
 }
 
 impl Sink {
@@ -101,7 +102,7 @@ impl RecordingWriter {
                 Error::io(&partial, e)
             }
         })?;
-        let buffered = BufWriter::with_capacity(256 << 10, file);
+        let buffered = BufWriter::with_capacity(256 << 10, Streamed::new(file));
         let sink = if is_zstd(path) {
             let enc = zstd::stream::write::Encoder::new(buffered, 3)
                 .map_err(|e| Error::io(&partial, e))?;
@@ -170,9 +171,22 @@ impl RecordingWriter {
             None => return Ok(()),
         };
         if sync {
-            file.sync_data().map_err(|e| Error::io(&self.partial, e))?;
+            file.file()
+                .sync_data()
+                .map_err(|e| Error::io(&self.partial, e))?;
         }
         Ok(())
+    }
+
+    /// From now on, the file goes to the disk every few MiB as it is written, and what is on
+    /// the disk leaves the page cache ([`super::streamed`]): for a writer that runs for days,
+    /// such as the tap's recorder.
+    pub fn stream_to_disk(&mut self) {
+        match self.sink.as_mut() {
+            Some(Sink::Plain(w)) => w.get_mut().stream(STEP),
+            Some(Sink::Zstd(enc)) => enc.get_mut().get_mut().stream(STEP),
+            None => {}
+        }
     }
 
     /// Exchanges written so far.
@@ -196,11 +210,13 @@ impl RecordingWriter {
         let file = match self.sink.take() {
             Some(Sink::Plain(w)) => w
                 .into_inner()
-                .map_err(|e| Error::io(&partial, e.into_error()))?,
+                .map_err(|e| Error::io(&partial, e.into_error()))?
+                .into_file(),
             Some(Sink::Zstd(enc)) => {
                 let w = enc.finish().map_err(|e| Error::io(&partial, e))?;
                 w.into_inner()
                     .map_err(|e| Error::io(&partial, e.into_error()))?
+                    .into_file()
             }
             None => return Ok(self.path.clone()),
         };

@@ -374,7 +374,8 @@ impl Files {
         }
         let path = self.next_path();
         match RecordingWriter::create_new(&path, &RecordingHeader::new("tap")) {
-            Ok(w) => {
+            Ok(mut w) => {
+                w.stream_to_disk();
                 self.writer = Some(w);
                 self.opened_at = Instant::now();
                 // The header line is data too: a killed tap leaves a readable file.

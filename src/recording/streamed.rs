@@ -1,0 +1,234 @@
+//! A recording file that goes to the disk steadily as it is written, and leaves the page
+//! cache once it is there.
+//!
+//! Left to itself, the kernel keeps what a process writes in the page cache, dirty, for up to
+//! half a minute or until a tenth or more of the memory is dirty, and then writes it back in
+//! a burst on the same cores that serve traffic. A tap records for days: its files would also
+//! push the gateway's own files out of the cache, though nobody reads a recording back soon.
+//! So, every [`STEP`] bytes, the writer starts the disk write of the step just completed
+//! (`sync_file_range`, which does not wait) and, for the step before that, waits until it is
+//! on the disk and drops it from the cache (`posix_fadvise(DONTNEED)`). What the file holds
+//! in memory stays near two steps, and the wait falls on the recorder's thread, whose queue
+//! is what absorbs a slow disk.
+//!
+//! Both calls are advice: where a file system does not take them, the file is written as any
+//! other. Off Linux they are not made at all.
+
+use std::fs::File;
+use std::io::{self, Write};
+
+/// Bytes between two writeback steps.
+pub const STEP: u64 = 8 << 20;
+
+/// The page size the cache is dropped in (Linux's smallest; a larger page only keeps a
+/// little more).
+const PAGE: u64 = 4096;
+
+/// A file that can be written in steps to the disk (see the module documentation).
+#[derive(Debug)]
+pub struct Streamed {
+    file: File,
+    /// Writeback every this many bytes; `None` leaves the file to the kernel.
+    step: Option<u64>,
+    /// Bytes handed to the kernel.
+    handed: u64,
+    /// Bytes whose writeback has been started.
+    started: u64,
+    /// Bytes known to be on the disk and dropped from the cache.
+    dropped: u64,
+}
+
+impl Streamed {
+    /// `file`, written as any other until [`Streamed::stream`] is called.
+    pub fn new(file: File) -> Self {
+        Streamed {
+            file,
+            step: None,
+            handed: 0,
+            started: 0,
+            dropped: 0,
+        }
+    }
+
+    /// From now on, writes what is written to the disk every `step` bytes.
+    pub fn stream(&mut self, step: u64) {
+        self.step = Some(step.max(1));
+    }
+
+    /// The file itself.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The file itself, to be synced and closed.
+    pub fn into_file(self) -> File {
+        self.file
+    }
+
+    /// Bytes dropped from the page cache so far.
+    #[cfg(test)]
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    fn advance(&mut self) {
+        let (started, handed, dropped) = (self.started, self.handed, self.dropped);
+        if !writeback(&self.file, started, handed - started, false) {
+            // Not taken here (a file system without it): the kernel keeps its own ways.
+            self.step = None;
+            return;
+        }
+        // Whole pages only: the kernel keeps a page that is partly outside the range, so the
+        // page a step ends in is dropped with the next step.
+        let upto = started / PAGE * PAGE;
+        if upto > dropped && writeback(&self.file, dropped, upto - dropped, true) {
+            drop_cached(&self.file, dropped, upto - dropped);
+            self.dropped = upto;
+        }
+        self.started = handed;
+    }
+}
+
+impl Write for Streamed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.handed += n as u64;
+        if let Some(step) = self.step {
+            if self.handed - self.started >= step {
+                self.advance();
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Starts the disk write of `len` bytes from `at`; with `wait`, also waits until they are
+/// on the disk. False when the file system does not take it.
+#[cfg(target_os = "linux")]
+fn writeback(file: &File, at: u64, len: u64, wait: bool) -> bool {
+    use std::os::fd::AsRawFd;
+    let (Ok(at), Ok(len)) = (i64::try_from(at), i64::try_from(len)) else {
+        return false;
+    };
+    let mut flags = libc::SYNC_FILE_RANGE_WRITE;
+    if wait {
+        flags |= libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    }
+    // SAFETY: a plain system call on a descriptor `file` keeps open; it reads no memory.
+    let r = unsafe { libc::sync_file_range(file.as_raw_fd(), at, len, flags) };
+    if r != 0 {
+        tracing::debug!("recording: sync_file_range: {}", io::Error::last_os_error());
+    }
+    r == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn writeback(_: &File, _: u64, _: u64, _: bool) -> bool {
+    false
+}
+
+/// Drops `len` bytes from `at`, already on the disk, from the page cache.
+#[cfg(target_os = "linux")]
+fn drop_cached(file: &File, at: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(at), Ok(len)) = (i64::try_from(at), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a plain system call on a descriptor `file` keeps open; it reads no memory.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), at, len, libc::POSIX_FADV_DONTNEED) };
+    if r != 0 {
+        tracing::debug!(
+            "recording: posix_fadvise: {}",
+            io::Error::from_raw_os_error(r)
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn drop_cached(_: &File, _: u64, _: u64) {}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    /// How many of the first `len` bytes' pages of `file` are in the page cache.
+    fn resident_pages(file: &File, len: usize) -> usize {
+        use std::os::fd::AsRawFd;
+        let pages = len.div_ceil(PAGE as usize);
+        // SAFETY: a shared read-only mapping of `len` bytes of a file at least that long,
+        // unmapped before returning; `mincore` writes one byte per page into `vec`, which has
+        // room for every page of the mapping.
+        unsafe {
+            let map = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            );
+            assert_ne!(map, libc::MAP_FAILED);
+            let mut vec = vec![0u8; pages];
+            let r = libc::mincore(map, len, vec.as_mut_ptr());
+            libc::munmap(map, len);
+            assert_eq!(r, 0);
+            vec.iter().filter(|v| *v & 1 == 1).count()
+        }
+    }
+
+    /// True when `path` is on tmpfs, where the page cache is the only copy and stays.
+    fn on_tmpfs(path: &std::path::Path) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a valid C string and `s` a writable statfs the call fills in.
+        unsafe {
+            let mut s: libc::statfs = std::mem::zeroed();
+            libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type == libc::TMPFS_MAGIC
+        }
+    }
+
+    #[test]
+    fn a_streamed_file_leaves_the_cache_behind_it_and_keeps_every_byte() {
+        // Under target/, which is on the disk that builds go to (/tmp may be tmpfs).
+        let base = concat!(env!("CARGO_MANIFEST_DIR"), "/target");
+        std::fs::create_dir_all(base).unwrap();
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let path = dir.path().join("r.jsonl");
+        let step = 256 << 10;
+        let mut w = Streamed::new(File::create(&path).unwrap());
+        w.stream(step);
+        let mut want = Vec::new();
+        for i in 0..(6 * step as usize / 100) {
+            let line = format!("{i:099}\n");
+            w.write_all(line.as_bytes()).unwrap();
+            want.extend_from_slice(line.as_bytes());
+        }
+        w.flush().unwrap();
+        // Four steps behind the one being written are on the disk and out of the cache.
+        assert!(w.dropped() >= 4 * step, "{} bytes dropped", w.dropped());
+        let dropped = w.dropped() as usize;
+        drop(w.into_file());
+        let mut file = File::open(&path).unwrap();
+        if !on_tmpfs(dir.path()) {
+            assert_eq!(resident_pages(&file, dropped), 0);
+            // What came after is still there, as for any file just written.
+            assert!(resident_pages(&file, want.len()) > 0);
+        }
+        let mut got = Vec::new();
+        file.read_to_end(&mut got).unwrap();
+        assert!(got == want, "the file differs from what was written");
+    }
+
+    #[test]
+    fn a_file_not_streamed_is_left_to_the_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Streamed::new(File::create(dir.path().join("r")).unwrap());
+        w.write_all(&vec![b'x'; 3 << 20]).unwrap();
+        assert_eq!(w.dropped(), 0);
+    }
+}
