@@ -5,6 +5,9 @@
 #                recording every exchange, same upstream (an nginx `return 200`):
 #                throughput at $CONC connections, and p99 added latency at $LAT_CONC
 #                connections (p99 through the proxy minus p99 straight to the upstream).
+#                The tap's CPU is split into its proxy thread and its recorder thread,
+#                and the tap also runs with recording off (`--sample 0`), to show what the
+#                proxying alone costs against nginx and what the recording adds.
 #   shadow:      nginx `mirror` to a second upstream vs the tap with --shadow at 100%.
 #   broken disk: the tap recording into a path it cannot create, and onto a slow disk (a
 #                delay before every write): statuses and share of the healthy throughput.
@@ -100,24 +103,39 @@ start_tap() { # name extra-args... -> "port metrics-port pid"
 mkdir -p "$work/ro"; touch "$work/ro/file"
 read -r T_REC T_REC_M T_REC_PID < <(start_tap rec --out "$work/rec.jsonl")
 read -r T_SH T_SH_M T_SH_PID < <(start_tap shadow --out "$work/shadow.jsonl" --shadow "http://127.0.0.1:$CAND" --shadow-sample 1 --shadow-concurrency 256)
+read -r T_OFF T_OFF_M T_OFF_PID < <(start_tap off --out "$work/off.jsonl" --sample 0 --min-per-interface 0)
 read -r T_RO T_RO_M T_RO_PID < <(start_tap broken --out "$work/ro/file/traffic.jsonl")
 read -r T_SLOW T_SLOW_M T_SLOW_PID < <(start_tap slow --out "$work/slow.jsonl" --debug-write-delay 2ms --queue-size 256)
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# The CPU ticks of the process's recorder thread (0 for nginx, which has none).
+recorder_ticks() {
+  local t sum=0
+  for t in /proc/"$1"/task/*; do
+    grep -q '^shadowdiff-reco' "$t/comm" 2>/dev/null && sum=$((sum + $(awk '{print $14+$15}' "$t/stat")))
+  done
+  echo "$sum"
+}
 clk=$(getconf CLK_TCK)
-# run NAME PORT PID CONNS -> appends "rps p99_ms cpu_us_per_req non2xx" to $work/NAME.txt
+# run NAME PORT PID CONNS -> appends "rps p99_ms cpu_us_per_req non2xx recorder_cpu_us_per_req"
+# to $work/NAME.txt
 run() {
-  local c0 out c1 n secs rps p99 bad cpu
-  c0=$(cpu_ticks "$3")
+  local c0 r0 out c1 r1 n secs rps p99 bad cpu rcpu
+  c0=$(cpu_ticks "$3"); r0=$(recorder_ticks "$3")
   out=$(wrk -t1 -c"$4" -d"$DURATION" --latency "http://127.0.0.1:$2/api/products/17?currency=EUR")
-  c1=$(cpu_ticks "$3")
+  c1=$(cpu_ticks "$3"); r1=$(recorder_ticks "$3")
   n=$(awk '/requests in/{print $1}' <<<"$out")
   secs=$(awk '/requests in/{gsub(/s,/,"",$4); print $4}' <<<"$out")
   rps=$(python3 -c "print($n/$secs)")
   p99=$(awk '$1=="99%"{v=$2; if (v ~ /us$/) {sub(/us/,"",v); v=v/1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v=v*1000}; print v}' <<<"$out")
   bad=$(awk '/Non-2xx/{print $NF}' <<<"$out"); bad=${bad:-0}
   cpu=$(python3 -c "print(($c1-$c0)*1e6/$clk/max($n,1))")
-  echo "$rps $p99 $cpu $bad" >> "$work/$1.txt"
+  rcpu=$(python3 -c "print(($r1-$r0)*1e6/$clk/max($n,1))")
+  echo "$rps $p99 $cpu $bad $rcpu" >> "$work/$1.txt"
+  # What a recording tap wrote is still in the page cache; the kernel writes it to disk
+  # some seconds later, on these same two cores. Written now, between runs, it does not
+  # slow down whichever contender happens to run then.
+  sync
 }
 med() { # NAME COLUMN -> median
   python3 -c "import statistics,sys; v=[float(l.split()[$2-1]) for l in open('$work/$1.txt')]; print(statistics.median(v))"
@@ -133,6 +151,7 @@ rss=()
 for r in $(seq "$ROUNDS"); do
   run ng "$NG" "$(worker_of ng)" "$CONC"
   run tap "$T_REC" "$T_REC_PID" "$CONC"
+  run off "$T_OFF" "$T_OFF_PID" "$CONC"
   run direct_lat "$UP" "$(worker_of up)" "$LAT_CONC"
   run ng_lat "$NG" "$(worker_of ng)" "$LAT_CONC"
   run tap_lat "$T_REC" "$T_REC_PID" "$LAT_CONC"
@@ -145,7 +164,8 @@ for r in $(seq "$ROUNDS"); do
 done
 
 ng_rps=$(med ng 1); tap_rps=$(med tap 1); ngd_rps=$(med ng_default 1)
-ng_cpu=$(med ng 3); tap_cpu=$(med tap 3)
+ng_cpu=$(med ng 3); tap_cpu=$(med tap 3); tap_rcpu=$(med tap 5)
+off_rps=$(med off 1); off_cpu=$(med off 3)
 d_p99=$(med direct_lat 2); ng_p99=$(med ng_lat 2); tap_p99=$(med tap_lat 2)
 m_rps=$(med mirror 1); s_rps=$(med shadow 1); m_cpu=$(med mirror 3); s_cpu=$(med shadow 3)
 b_rps=$(med broken 1); w_rps=$(med slow 1)
@@ -160,6 +180,8 @@ echo "                                   req/s   CPU us/req   p99 added (ms, $LA
 printf "nginx proxy_pass, default        %7s\n" "$(fmt "$ngd_rps")"
 printf "nginx proxy_pass, keepalive      %7s   %10s   %8s                        %s\n" "$(fmt "$ng_rps")" "$(fmt "$ng_cpu" 1)" "$(fmt "$ng_add" 3)" "$(sumcol ng 4)"
 printf "tap --threads 1, recording on    %7s   %10s   %8s                        %s\n" "$(fmt "$tap_rps")" "$(fmt "$tap_cpu" 1)" "$(fmt "$tap_add" 3)" "$(sumcol tap 4)"
+printf "  of which the recorder thread                %5s\n" "$(fmt "$tap_rcpu" 1)"
+printf "tap --threads 1, recording off   %7s   %10s                                     %s\n" "$(fmt "$off_rps")" "$(fmt "$off_cpu" 1)" "$(sumcol off 4)"
 printf "nginx mirror                     %7s   %10s\n" "$(fmt "$m_rps")" "$(fmt "$m_cpu" 1)"
 printf "tap --shadow 100%%, recording on  %7s   %10s                                     %s\n" "$(fmt "$s_rps")" "$(fmt "$s_cpu" 1)" "$(sumcol shadow 4)"
 printf "tap, output cannot be created    %7s                                                %s\n" "$(fmt "$b_rps")" "$(sumcol broken 4)"
@@ -175,6 +197,8 @@ echo "ratios (medians)"
 echo "  recording on, throughput tap / nginx keepalive:     $(r "$tap_rps" "$ng_rps")x   (target >= 1.0)"
 echo "  recording on, CPU per request nginx / tap:          $(r "$ng_cpu" "$tap_cpu")x   (1.0 = as efficient as nginx)"
 echo "  recording on, throughput tap / nginx default:       $(r "$tap_rps" "$ngd_rps")x"
+echo "  recording off, throughput tap / nginx keepalive:    $(r "$off_rps" "$ng_rps")x   (the proxying alone)"
+echo "  recording off, CPU per request nginx / tap:         $(r "$ng_cpu" "$off_cpu")x"
 echo "  p99 added latency, tap minus nginx:                 $(fmt "$pair_p99" 3) ms   (target <= 0; median of the rounds' differences)"
 echo "  shadow 100%, throughput tap / nginx mirror:         $(r "$s_rps" "$m_rps")x   (target >= 3.0)"
 echo "  output cannot be created, throughput / healthy:     $(r "$b_rps" "$tap_rps")x   (target >= 0.95)"
