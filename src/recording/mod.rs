@@ -7,7 +7,7 @@ pub mod format;
 pub mod import;
 mod line;
 pub mod reader;
-mod streamed;
+pub(crate) mod streamed;
 pub mod writer;
 mod zst;
 

@@ -12,7 +12,10 @@
 //! is what absorbs a slow disk.
 //!
 //! Both calls are advice: where a file system does not take them, the file is written as any
-//! other. Off Linux they are not made at all.
+//! other. Off Linux they are not made at all. A write error they report (the disk failed, or
+//! is full) is the file's, though: the kernel reports it once per descriptor, so the writer
+//! keeps it and fails every later write, flush and [`Streamed::finish`] with it, and the file
+//! is never taken for complete.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -36,6 +39,8 @@ pub struct Streamed {
     started: u64,
     /// Bytes known to be on the disk and dropped from the cache.
     dropped: u64,
+    /// The write error the kernel reported while the file went to the disk.
+    failed: Option<io::Error>,
 }
 
 impl Streamed {
@@ -47,6 +52,7 @@ impl Streamed {
             handed: 0,
             started: 0,
             dropped: 0,
+            failed: None,
         }
     }
 
@@ -60,9 +66,19 @@ impl Streamed {
         &self.file
     }
 
-    /// The file itself, to be synced and closed.
-    pub fn into_file(self) -> File {
-        self.file
+    /// The file itself, to be synced and closed; the write error the kernel reported while
+    /// it went to the disk, if it did.
+    pub fn finish(self) -> io::Result<File> {
+        self.check()?;
+        Ok(self.file)
+    }
+
+    /// Fails with the write error kept, if there is one.
+    fn check(&self) -> io::Result<()> {
+        match &self.failed {
+            Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// Bytes dropped from the page cache so far.
@@ -71,48 +87,56 @@ impl Streamed {
         self.dropped
     }
 
-    fn advance(&mut self) {
+    fn advance(&mut self) -> io::Result<()> {
         let (started, handed, dropped) = (self.started, self.handed, self.dropped);
-        if !writeback(&self.file, started, handed - started, false) {
+        if !writeback(&self.file, started, handed - started, false)? {
             // Not taken here (a file system without it): the kernel keeps its own ways.
             self.step = None;
-            return;
+            return Ok(());
         }
         // Whole pages only: the kernel keeps a page that is partly outside the range, so the
         // page a step ends in is dropped with the next step.
         let upto = started / PAGE * PAGE;
-        if upto > dropped && writeback(&self.file, dropped, upto - dropped, true) {
+        if upto > dropped && writeback(&self.file, dropped, upto - dropped, true)? {
             drop_cached(&self.file, dropped, upto - dropped);
             self.dropped = upto;
         }
         self.started = handed;
+        Ok(())
     }
 }
 
 impl Write for Streamed {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.check()?;
         let n = self.file.write(buf)?;
         self.handed += n as u64;
         if let Some(step) = self.step {
             if self.handed - self.started >= step {
-                self.advance();
+                if let Err(e) = self.advance() {
+                    self.step = None;
+                    self.failed = Some(io::Error::new(e.kind(), e.to_string()));
+                    return Err(e);
+                }
             }
         }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.check()?;
         self.file.flush()
     }
 }
 
 /// Starts the disk write of `len` bytes from `at`; with `wait`, also waits until they are
-/// on the disk. False when the file system does not take it.
+/// on the disk. `Ok(false)` when the file system does not take it; an error when writing
+/// failed.
 #[cfg(target_os = "linux")]
-fn writeback(file: &File, at: u64, len: u64, wait: bool) -> bool {
+fn writeback(file: &File, at: u64, len: u64, wait: bool) -> io::Result<bool> {
     use std::os::fd::AsRawFd;
     let (Ok(at), Ok(len)) = (i64::try_from(at), i64::try_from(len)) else {
-        return false;
+        return Ok(false);
     };
     let mut flags = libc::SYNC_FILE_RANGE_WRITE;
     if wait {
@@ -120,15 +144,38 @@ fn writeback(file: &File, at: u64, len: u64, wait: bool) -> bool {
     }
     // SAFETY: a plain system call on a descriptor `file` keeps open; it reads no memory.
     let r = unsafe { libc::sync_file_range(file.as_raw_fd(), at, len, flags) };
-    if r != 0 {
-        tracing::debug!("recording: sync_file_range: {}", io::Error::last_os_error());
+    let outcome = if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    };
+    // A failing disk, in this module's tests.
+    #[cfg(test)]
+    let outcome = match tests::FAIL_WRITEBACK.with(|f| f.get()) {
+        Some(code) => Err(io::Error::from_raw_os_error(code)),
+        None => outcome,
+    };
+    match outcome {
+        Ok(()) => Ok(true),
+        Err(e) if unsupported(&e) => Ok(false),
+        Err(e) => Err(e),
     }
-    r == 0
+}
+
+/// True for the answers of a file or file system that does not take `sync_file_range`.
+#[cfg(target_os = "linux")]
+fn unsupported(e: &io::Error) -> bool {
+    let not_taken = [libc::EINVAL, libc::ESPIPE, libc::ENOSYS, libc::EOPNOTSUPP];
+    if e.raw_os_error().is_some_and(|c| not_taken.contains(&c)) {
+        tracing::debug!("recording: sync_file_range not taken here: {e}");
+        return true;
+    }
+    false
 }
 
 #[cfg(not(target_os = "linux"))]
-fn writeback(_: &File, _: u64, _: u64, _: bool) -> bool {
-    false
+fn writeback(_: &File, _: u64, _: u64, _: bool) -> io::Result<bool> {
+    Ok(false)
 }
 
 /// Drops `len` bytes from `at`, already on the disk, from the page cache.
@@ -152,9 +199,15 @@ fn drop_cached(file: &File, at: u64, len: u64) {
 fn drop_cached(_: &File, _: u64, _: u64) {}
 
 #[cfg(all(test, target_os = "linux"))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::cell::Cell;
     use std::io::Read;
+
+    thread_local! {
+        /// The error `sync_file_range` answers on this thread, to stand for a failing disk.
+        pub(crate) static FAIL_WRITEBACK: Cell<Option<i32>> = const { Cell::new(None) };
+    }
 
     /// How many of the first `len` bytes' pages of `file` are in the page cache.
     fn resident_pages(file: &File, len: usize) -> usize {
@@ -212,7 +265,7 @@ mod tests {
         // Four steps behind the one being written are on the disk and out of the cache.
         assert!(w.dropped() >= 4 * step, "{} bytes dropped", w.dropped());
         let dropped = w.dropped() as usize;
-        drop(w.into_file());
+        drop(w.finish().unwrap());
         let mut file = File::open(&path).unwrap();
         if !on_tmpfs(dir.path()) {
             assert_eq!(resident_pages(&file, dropped), 0);
@@ -222,6 +275,32 @@ mod tests {
         let mut got = Vec::new();
         file.read_to_end(&mut got).unwrap();
         assert!(got == want, "the file differs from what was written");
+    }
+
+    #[test]
+    fn a_failed_writeback_fails_every_later_write_and_the_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = Streamed::new(File::create(dir.path().join("r")).unwrap());
+        w.stream(4096);
+        w.write_all(&[b'a'; 1000]).unwrap();
+        FAIL_WRITEBACK.with(|f| f.set(Some(libc::EIO)));
+        let e = w.write_all(&[b'b'; 4096]).unwrap_err();
+        FAIL_WRITEBACK.with(|f| f.set(None));
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        // The kernel would not say it again: the writer does.
+        assert!(w.write(b"c").is_err());
+        assert!(w.flush().is_err());
+        assert!(w.finish().is_err());
+
+        // A file system that does not take the call is written as any other.
+        let mut w = Streamed::new(File::create(dir.path().join("s")).unwrap());
+        w.stream(4096);
+        FAIL_WRITEBACK.with(|f| f.set(Some(libc::EINVAL)));
+        let wrote = w.write_all(&[b'a'; 3 * 4096]);
+        FAIL_WRITEBACK.with(|f| f.set(None));
+        wrote.unwrap();
+        assert!(w.step.is_none());
+        w.finish().unwrap();
     }
 
     #[test]

@@ -211,12 +211,14 @@ impl RecordingWriter {
             Some(Sink::Plain(w)) => w
                 .into_inner()
                 .map_err(|e| Error::io(&partial, e.into_error()))?
-                .into_file(),
+                .finish()
+                .map_err(|e| Error::io(&partial, e))?,
             Some(Sink::Zstd(enc)) => {
                 let w = enc.finish().map_err(|e| Error::io(&partial, e))?;
                 w.into_inner()
                     .map_err(|e| Error::io(&partial, e.into_error()))?
-                    .into_file()
+                    .finish()
+                    .map_err(|e| Error::io(&partial, e))?
             }
             None => return Ok(self.path.clone()),
         };
@@ -297,6 +299,33 @@ mod tests {
             }
             drop(w);
         }
+    }
+
+    /// A recording whose writeback failed is not taken for complete: it stays `.partial`
+    /// and its finish says why, as when the final sync itself fails.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_streamed_recording_whose_writeback_failed_stays_partial() {
+        use crate::recording::streamed::tests::FAIL_WRITEBACK;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let mut w = RecordingWriter::create_new(&path, &RecordingHeader::new("t")).unwrap();
+        w.stream_to_disk();
+        FAIL_WRITEBACK.with(|f| f.set(Some(libc::EIO)));
+        let mut i = 0;
+        // Until a full step has gone to the kernel and its writeback is asked for.
+        let failed = loop {
+            if let Err(e) = w.write(&ex(i)) {
+                break e;
+            }
+            i += 1;
+            assert!(i < 200_000, "no writeback was asked for");
+        };
+        FAIL_WRITEBACK.with(|f| f.set(None));
+        assert!(failed.to_string().contains("r.jsonl.partial"), "{failed}");
+        let e = w.finish().unwrap_err();
+        assert!(e.to_string().contains("r.jsonl.partial"), "{e}");
+        assert!(!path.exists() && partial_path(&path).exists());
     }
 
     /// An existing `.partial` is never replaced by `create_new`; the refusal names it and
