@@ -507,6 +507,23 @@ mod tests {
             let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap();
             assert_eq!(format_time_us(t), format_time_general(t), "{us}");
         }
+        // Across every year the digits hold, every month and day of month in turn, against
+        // `format!`: 41 days and a few hours apart, at changing times of day and fractions.
+        let (first, last) = (-62_167_219_200_000_000i64, 253_402_300_799_999_999i64);
+        let step = (41 * 86_400 + 3 * 3_600 + 7 * 60 + 11) * 1_000_000 + 123_457;
+        let mut us = first;
+        while us <= last {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000).unwrap();
+            let want = format_time_general(t);
+            assert_eq!(
+                ts_digits(us).map(|d| d.to_vec()),
+                Some(want.into_bytes()),
+                "{us}"
+            );
+            us += step;
+        }
+        // Outside years 0-9999, the general form.
+        assert_eq!(ts_digits(first - 1), None);
     }
 
     #[test]
