@@ -180,7 +180,7 @@ echo "                                   req/s   CPU us/req   p99 added (ms, $LA
 printf "nginx proxy_pass, default        %7s\n" "$(fmt "$ngd_rps")"
 printf "nginx proxy_pass, keepalive      %7s   %10s   %8s                        %s\n" "$(fmt "$ng_rps")" "$(fmt "$ng_cpu" 1)" "$(fmt "$ng_add" 3)" "$(sumcol ng 4)"
 printf "tap --threads 1, recording on    %7s   %10s   %8s                        %s\n" "$(fmt "$tap_rps")" "$(fmt "$tap_cpu" 1)" "$(fmt "$tap_add" 3)" "$(sumcol tap 4)"
-printf "  of which the recorder thread                %5s\n" "$(fmt "$tap_rcpu" 1)"
+printf "  of which the recorder thread   %7s   %10s\n" "" "$(fmt "$tap_rcpu" 1)"
 printf "tap --threads 1, recording off   %7s   %10s                                     %s\n" "$(fmt "$off_rps")" "$(fmt "$off_cpu" 1)" "$(sumcol off 4)"
 printf "nginx mirror                     %7s   %10s\n" "$(fmt "$m_rps")" "$(fmt "$m_cpu" 1)"
 printf "tap --shadow 100%%, recording on  %7s   %10s                                     %s\n" "$(fmt "$s_rps")" "$(fmt "$s_cpu" 1)" "$(sumcol shadow 4)"
