@@ -2,7 +2,9 @@
 //! with its field path (`$.items[3].price`), tolerating times a few seconds apart.
 
 use super::pathpat::parse_path;
-use super::timeval::{is_time_field_name, within_tolerance_num, within_tolerance_str};
+use super::timeval::{
+    both_near_now, is_time_field_name, within_tolerance_num, within_tolerance_str,
+};
 use super::{fold_path, more, CompareOptions, DiffKind, Difference};
 use serde_json::{Number, Value};
 use std::collections::HashSet;
@@ -169,6 +171,19 @@ fn numbers_equal(x: &Number, y: &Number) -> bool {
     }
 }
 
+/// True when two arrays hold the same elements, each as often, in another order.
+fn same_elements_reordered(xa: &[Value], xb: &[Value]) -> bool {
+    if xa.len() != xb.len() || xa.len() < 2 || xa == xb {
+        return false;
+    }
+    let canonical = |x: &[Value]| {
+        let mut v: Vec<String> = x.iter().map(Value::to_string).collect();
+        v.sort_unstable();
+        v
+    };
+    canonical(xa) == canonical(xb)
+}
+
 struct Walker<'o> {
     opts: &'o CompareOptions,
     out: &'o mut Vec<Difference>,
@@ -202,7 +217,7 @@ impl Walker<'_> {
             out.iter()
                 .filter(|d| !d.tolerated)
                 .take(cap)
-                .map(Difference::key)
+                .map(Difference::base_key)
                 .collect()
         });
         if listed.contains(&fold_path(path)) {
@@ -267,6 +282,15 @@ impl Walker<'_> {
         seg.last_key().is_some_and(is_time_field_name)
     }
 
+    /// Two numbers that read as epoch times of the same unit within the tolerance: under a
+    /// time-named key (`created_at`) at any date, and under any other key (`server_time_ms`,
+    /// a protobuf field number) when both are close to the present, as stamps of "now" are;
+    /// an id that merely falls in an epoch range is seldom within a day of today.
+    fn epochs_within_tolerance(&self, seg: &Seg<'_>, p: f64, q: f64) -> bool {
+        within_tolerance_num(p, q, self.opts.time_tolerance)
+            && (Self::time_named(seg) || both_near_now(p, q))
+    }
+
     fn walk(&mut self, a: &Value, b: &Value, seg: &Seg<'_>) {
         if self.full() {
             return;
@@ -314,6 +338,13 @@ impl Walker<'_> {
                     }
                     return;
                 }
+                if same_elements_reordered(xa, xb) {
+                    // One difference of its own kind (`Change::Order`) instead of one per
+                    // index: a set served in another order is another finding than changed
+                    // elements, and measured noise or an `[[unordered]]` rule can explain it.
+                    self.push(seg, Some(a), Some(b), false);
+                    return;
+                }
                 for i in 0..xa.len().max(xb.len()) {
                     if self.full() {
                         return;
@@ -328,13 +359,10 @@ impl Walker<'_> {
             (Value::Number(x), Value::Number(y)) => {
                 if !numbers_equal(x, y) {
                     let tolerated = self.within_numeric_tolerance(seg, x, y)
-                        || Self::time_named(seg)
-                            && match (x.as_f64(), y.as_f64()) {
-                                (Some(p), Some(q)) => {
-                                    within_tolerance_num(p, q, self.opts.time_tolerance)
-                                }
-                                _ => false,
-                            };
+                        || match (x.as_f64(), y.as_f64()) {
+                            (Some(p), Some(q)) => self.epochs_within_tolerance(seg, p, q),
+                            _ => false,
+                        };
                     self.push(seg, Some(a), Some(b), tolerated);
                 }
             }
@@ -344,11 +372,10 @@ impl Walker<'_> {
                     // Epoch numbers are sometimes sent as strings (`"ts": "1700000000"`);
                     // the field name must still say time, as for bare numbers.
                     let tolerated = within_tolerance_str(x, y, tol)
-                        || Self::time_named(seg)
-                            && match (x.trim().parse::<f64>(), y.trim().parse::<f64>()) {
-                                (Ok(p), Ok(q)) => within_tolerance_num(p, q, tol),
-                                _ => false,
-                            };
+                        || match (x.trim().parse::<f64>(), y.trim().parse::<f64>()) {
+                            (Ok(p), Ok(q)) => self.epochs_within_tolerance(seg, p, q),
+                            _ => false,
+                        };
                     self.push(seg, Some(a), Some(b), tolerated);
                 }
             }
@@ -399,6 +426,7 @@ pub fn diff_json(a: &Value, b: &Value, opts: &CompareOptions, out: &mut Vec<Diff
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::Change;
     use serde_json::json;
 
     fn run(a: Value, b: Value) -> Vec<Difference> {
@@ -575,6 +603,66 @@ mod tests {
         assert_eq!(t, ["$.expires", "$.ts", "$.updatedAt"]);
         // `msec` and `count` are not time names; `times` neither.
         assert_eq!(d.len(), 6);
+    }
+
+    #[test]
+    fn epoch_numbers_near_now_are_times_whatever_the_name() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let d = run(
+            json!({"server_time_ms": now_ms, "5": now_ms / 1000, "seq": now_ms, "old_ms": 1_700_000_000_000u64, "unit": now_ms}),
+            json!({"server_time_ms": now_ms + 1_200, "5": now_ms / 1000 + 2, "seq": now_ms + 60_000, "old_ms": 1_700_000_001_000u64, "unit": now_ms / 1000}),
+        );
+        let mut tolerated: Vec<_> = d
+            .iter()
+            .filter(|x| x.tolerated)
+            .map(|x| x.path.as_str())
+            .collect();
+        tolerated.sort();
+        // A protobuf field number is as nameless as `server_time_ms`. `seq` is a minute
+        // off, `old_ms` was not stamped today, `unit` changed from ms to s: all real.
+        assert_eq!(tolerated, ["$.5", "$.server_time_ms"], "{d:?}");
+        assert_eq!(d.len(), 5);
+    }
+
+    #[test]
+    fn a_reordered_array_is_one_order_difference() {
+        let d = run(
+            json!({"tags": ["a", "b", "c"], "ids": [1, 2, 3], "same": [1, 2]}),
+            json!({"tags": ["c", "a", "b"], "ids": [1, 2, 4], "same": [1, 2]}),
+        );
+        assert_eq!(paths(&d), ["$.ids[2]", "$.tags"], "{d:?}");
+        assert_eq!(d[1].change(), Change::Order);
+        assert_eq!(d[1].key(), "$.tags (order)");
+        assert_eq!(d[0].change(), Change::Value);
+        assert_eq!(d[0].key(), "$.ids[*]");
+    }
+
+    #[test]
+    fn each_kind_of_change_has_its_own_key() {
+        let d = run(
+            json!({"price_cents": 1250, "gone": 1, "stock": 3, "n": null}),
+            json!({"price_cents": "1250", "stock": 4, "new": true, "n": {}}),
+        );
+        let keys: Vec<String> = d.iter().map(Difference::key).collect();
+        assert_eq!(
+            keys,
+            [
+                "$.gone (removed)",
+                "$.n (type)",
+                "$.price_cents (type)",
+                "$.stock",
+                "$.new (added)"
+            ]
+        );
+        for x in &d {
+            assert_eq!(
+                Change::split_key(&x.key()),
+                (x.base_key().as_str(), x.change())
+            );
+        }
     }
 
     #[test]

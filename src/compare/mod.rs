@@ -204,12 +204,51 @@ impl Difference {
         }
     }
 
+    /// What kind of change this is (see [`Change`]): the class a noise sample must share
+    /// with a candidate's difference to explain it.
+    pub fn change(&self) -> Change {
+        let classed = match self.kind {
+            // A trailer's presence goes with the gRPC status, already keyed by transition.
+            DiffKind::Status | DiffKind::Trailer => false,
+            DiffKind::Header => true,
+            DiffKind::Body => self.path.starts_with('$'),
+        };
+        if !classed {
+            return Change::Value;
+        }
+        let (a, b) = match (self.baseline.as_deref(), self.candidate.as_deref()) {
+            (Some(a), Some(b)) => (a, b),
+            (Some(_), None) => return Change::Removed,
+            (None, Some(_)) => return Change::Added,
+            (None, None) => return Change::Value,
+        };
+        if self.kind != DiffKind::Body {
+            return Change::Value;
+        }
+        match (json_type(a), json_type(b)) {
+            // The structural walk descends into two arrays and reports their elements; it
+            // reports two whole arrays only when they hold the same elements in another order.
+            (b'[', b'[') => Change::Order,
+            (x, y) if x != y => Change::Type,
+            _ => Change::Value,
+        }
+    }
+
     /// The aggregation key: kind-prefixed, array indices folded to `[*]`.
     /// `status:200 → 404`, `header:content-type`, `trailer:grpc-status 0 → 14`,
     /// `trailer:grpc-message`, `$.items[*].price`, `body:line 2`, `body`. A status (HTTP or
     /// gRPC) is keyed by its transition: a baseline that sometimes answers 500 on a second
     /// call explains a candidate's occasional 500, never its 404.
     pub fn key(&self) -> String {
+        let base = self.base_key();
+        match self.change().suffix() {
+            "" => base,
+            suffix => format!("{base}{suffix}"),
+        }
+    }
+
+    /// The key without its change class: where the difference is, not what kind it is.
+    pub fn base_key(&self) -> String {
         match self.kind {
             DiffKind::Status => format!(
                 "status:{} → {}",
@@ -227,6 +266,82 @@ impl Difference {
             DiffKind::Trailer => format!("trailer:{}", self.path),
             DiffKind::Body => fold_path(&self.path),
         }
+    }
+}
+
+/// What kind of change a difference is. A noise sample explains a candidate's difference
+/// only at the same key and of the same kind: a stock count that drifts between two calls is
+/// no excuse for the candidate turning it into a string or dropping it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Change {
+    /// Another value of the same type (and everything that has no finer class: statuses,
+    /// text lines, whole bodies).
+    Value,
+    /// Another JSON type (`12` to `"12"`, an object to `null`).
+    Type,
+    /// Present on the first side only.
+    Removed,
+    /// Present on the second side only.
+    Added,
+    /// The same array elements in another order.
+    Order,
+}
+
+impl Change {
+    /// The machine name, as the result JSON's `change` holds it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Change::Value => "value",
+            Change::Type => "type",
+            Change::Removed => "removed",
+            Change::Added => "added",
+            Change::Order => "order",
+        }
+    }
+
+    /// What an aggregation key carries after the path: nothing for a value change.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Change::Value => "",
+            Change::Type => " (type)",
+            Change::Removed => " (removed)",
+            Change::Added => " (added)",
+            Change::Order => " (order)",
+        }
+    }
+
+    /// Splits an aggregation key into the key without its class and the class.
+    pub fn split_key(key: &str) -> (&str, Change) {
+        for c in [Change::Type, Change::Removed, Change::Added, Change::Order] {
+            if let Some(base) = key.strip_suffix(c.suffix()) {
+                return (base, c);
+            }
+        }
+        (key, Change::Value)
+    }
+
+    /// Reads a machine name back; unknown names are value changes.
+    pub fn from_name(name: &str) -> Change {
+        match name {
+            "type" => Change::Type,
+            "removed" => Change::Removed,
+            "added" => Change::Added,
+            "order" => Change::Order,
+            _ => Change::Value,
+        }
+    }
+}
+
+/// The JSON type of a rendered value, by its first byte: `"`, `{`, `[`, `t` and `f` alike
+/// (booleans), `n`, and `0` for numbers.
+fn json_type(rendered: &str) -> u8 {
+    match rendered.as_bytes().first() {
+        Some(b'"') => b'"',
+        Some(b'{') => b'{',
+        Some(b'[') => b'[',
+        Some(b't' | b'f') => b't',
+        Some(b'n') => b'n',
+        _ => b'0',
     }
 }
 
@@ -543,10 +658,65 @@ pub struct Judgement {
     pub outcome: Outcome,
     /// Baseline-vs-candidate differences (empty for errors and missing rules).
     pub diffs: Vec<Difference>,
-    /// Baseline-vs-noise-probe differences, when a probe answered.
+    /// Baseline-vs-noise-sample differences, when a noise sample was taken.
     pub probe: Option<Vec<Difference>>,
+    /// Where the noise sample in `probe` came from; `None` reads as a second call to the
+    /// baseline.
+    pub noise_source: Option<NoiseSource>,
     /// The failure behind an error outcome.
     pub error: Option<FetchError>,
+}
+
+/// Where a noise sample (a second answer to the same request, compared with the baseline's)
+/// came from. Reports say which source judged each path, since they differ in what they can
+/// see: a second call shows what changes from one moment to the next; the recorded answer
+/// also shows what drifted since capture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseSource {
+    /// The baseline asked a second time.
+    Baseline,
+    /// A second instance of the baseline (`--secondary`).
+    Secondary,
+    /// Production asked a second time (the tap's live shadow).
+    Production,
+    /// The answer the recording holds, from capture time.
+    Recording,
+}
+
+impl NoiseSource {
+    /// Every source, in report order.
+    pub const ALL: [NoiseSource; 4] = [
+        NoiseSource::Baseline,
+        NoiseSource::Secondary,
+        NoiseSource::Production,
+        NoiseSource::Recording,
+    ];
+
+    /// The machine name used in the result JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            NoiseSource::Baseline => "baseline",
+            NoiseSource::Secondary => "secondary",
+            NoiseSource::Production => "production",
+            NoiseSource::Recording => "recording",
+        }
+    }
+
+    /// Reads a machine name back.
+    pub fn from_name(name: &str) -> Option<NoiseSource> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// How a report names it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            NoiseSource::Baseline => "the baseline asked twice",
+            NoiseSource::Secondary => "the second baseline (--secondary)",
+            NoiseSource::Production => "production asked twice",
+            NoiseSource::Recording => "the recorded answer (noise from the recording)",
+        }
+    }
 }
 
 /// Compares one exchange's answers and gives it a preliminary outcome.
@@ -580,6 +750,7 @@ pub fn judge_for(
                 outcome: Outcome::BaselineError,
                 diffs: Vec::new(),
                 probe: None,
+                noise_source: None,
                 error: Some(e.clone()),
             }
         }
@@ -591,6 +762,7 @@ pub fn judge_for(
                 outcome: Outcome::CandidateError,
                 diffs: Vec::new(),
                 probe: None,
+                noise_source: None,
                 error: Some(e.clone()),
             }
         }
@@ -628,6 +800,7 @@ pub fn judge_for(
         outcome,
         diffs,
         probe,
+        noise_source: None,
         error: None,
     }
 }

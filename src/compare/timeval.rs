@@ -191,6 +191,23 @@ pub fn within_tolerance_num(a: f64, b: f64, tol: Duration) -> bool {
     }
 }
 
+/// How far from the present an epoch number may be and still be taken for a stamp of "now"
+/// when its field name does not say it is a time.
+const NEAR_NOW: Duration = Duration::from_secs(24 * 3600);
+
+/// True when both numbers read as epoch seconds, milliseconds or microseconds (nanoseconds
+/// overlap the range of 64-bit snowflake ids) within [`NEAR_NOW`] of this machine's clock.
+pub fn both_near_now(a: f64, b: f64) -> bool {
+    let Some(now) = system_time_us(SystemTime::now()) else {
+        return false;
+    };
+    let near = |n: f64| {
+        !matches!(epoch_unit(n), None | Some(EpochUnit::Nanos))
+            && epoch_us(n).is_some_and(|us| within(us, now, NEAR_NOW))
+    };
+    near(a) && near(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
