@@ -149,6 +149,15 @@ pub struct ReplayArgs {
     /// Replay POST, PUT, PATCH and DELETE too (they are skipped by default).
     #[arg(long)]
     pub allow_side_effects: bool,
+    /// Interfaces that only read, though not sent as GET: replayed without
+    /// --allow-side-effects and asked twice for noise like a GET (repeatable; e.g.
+    /// 'POST /rpc/*/Get*'; also [side_effects] safe in the config).
+    #[arg(long, value_name = "GLOB")]
+    pub safe: Vec<String>,
+    /// Do not take the recorded answer as a noise sample where the baseline is not asked
+    /// twice.
+    #[arg(long)]
+    pub no_recorded_noise: bool,
     /// Set a header on every replayed request, replacing a recorded one ('Name: value');
     /// not the connection's own (content-length, transfer-encoding, connection, te, upgrade).
     #[arg(long, value_name = "'H: V'")]

@@ -83,6 +83,10 @@ pub struct ReplayConfig {
     pub tenant_header: Option<String>,
     /// Replay side-effecting methods.
     pub allow_side_effects: bool,
+    /// Which requests may be sent more than once.
+    pub safety: Arc<crate::safety::Safety>,
+    /// Take the recorded answer as a noise sample where no second call is made.
+    pub recorded_noise: bool,
     /// Headers set on every replayed request.
     pub set_headers: Vec<(String, String)>,
     /// Host header mode.
@@ -478,6 +482,19 @@ impl ReplayConfig {
                 )
             })?);
         }
+        let safety = crate::safety::Safety::new(
+            fc.side_effects
+                .safe
+                .iter()
+                .chain(&a.safe)
+                .cloned()
+                .collect(),
+            fc.side_effects.unsafe_.clone(),
+            base.proto_descriptor
+                .as_ref()
+                .map(|d| d.repeatable_paths())
+                .unwrap_or_default(),
+        );
         let mut rules = Rules::new(base);
         if let Some(f) = file {
             for r in &fc.ignore {
@@ -543,6 +560,8 @@ impl ReplayConfig {
             keyer: Keyer { key, templates },
             tenant_header,
             allow_side_effects: a.allow_side_effects,
+            safety: Arc::new(safety),
+            recorded_noise: !a.no_recorded_noise,
             set_headers,
             host_header: a.host_header,
             read: ReadOptions {

@@ -28,6 +28,7 @@ pub mod progress;
 pub mod recording;
 pub mod replay;
 pub mod report;
+pub mod safety;
 pub mod show;
 pub mod tap;
 

@@ -196,7 +196,10 @@ async fn junit_validates_against_the_xsd_and_names_reasons() {
         "{xml}"
     );
     assert!(xml.contains("samples: legacy-1"), "{xml}");
-    assert!(xml.contains("field $.price: differed in 25 of 25"), "{xml}");
+    assert!(
+        xml.contains("field $.price (type): differed in 25 of 25"),
+        "{xml}"
+    );
     let Some(xmllint) = xmllint_binary() else {
         return;
     };
@@ -278,7 +281,7 @@ async fn trend_marks_every_format_and_report_rerenders_byte_for_byte() {
         .any(|t| t["path"] == "$.name" && t["state"] == "new"));
     assert!(paths
         .iter()
-        .any(|t| t["path"] == "$.price" && t["state"] == "fixed"));
+        .any(|t| t["path"] == "$.price (type)" && t["state"] == "fixed"));
 
     let terminal = String::from_utf8_lossy(&o.stdout);
     assert!(terminal.contains("DIFFERENT (new)"), "{terminal}");

@@ -364,6 +364,9 @@ impl IfaceMerge {
                 counts: Counts::default(),
                 compared: 0,
                 probed: 0,
+                noise_samples: Default::default(),
+                unmeasured: 0,
+                side_effecting: 0,
                 status: Vec::new(),
                 fields: Vec::new(),
                 headers: Vec::new(),
@@ -388,6 +391,11 @@ impl IfaceMerge {
         r.counts.merge(&i.counts);
         r.compared += i.compared;
         r.probed += i.probed;
+        r.unmeasured += i.unmeasured;
+        r.side_effecting += i.side_effecting;
+        for (source, n) in &i.noise_samples {
+            *r.noise_samples.entry(source.clone()).or_default() += n;
+        }
         merge_paths(&mut r.status, &i.status);
         merge_paths(&mut r.fields, &i.fields);
         merge_paths(&mut r.headers, &i.headers);
@@ -446,7 +454,10 @@ impl IfaceMerge {
 
 fn merge_paths(into: &mut Vec<PathResult>, from: &[PathResult]) {
     for p in from {
-        match into.iter_mut().find(|x| x.path == p.path) {
+        match into
+            .iter_mut()
+            .find(|x| x.path == p.path && x.change == p.change)
+        {
             Some(mine) => {
                 mine.raw += p.raw;
                 mine.noise += p.noise;
@@ -503,6 +514,7 @@ mod tests {
                 outcome: Outcome::MissingRule,
                 diffs: vec![],
                 probe: None,
+                noise_source: None,
                 error: None,
             }
         } else if i % 41 == 0 {
@@ -510,6 +522,7 @@ mod tests {
                 outcome: Outcome::CandidateError,
                 diffs: vec![],
                 probe: None,
+                noise_source: None,
                 error: Some(FetchError {
                     kind: FetchErrorKind::Timeout,
                     message: "no answer in 1s".into(),
@@ -524,6 +537,7 @@ mod tests {
                 outcome: Outcome::Different,
                 diffs,
                 probe: Some(vec![diff("$.request_id")]),
+                noise_source: None,
                 error: None,
             }
         };

@@ -16,8 +16,8 @@ pub mod trend;
 pub use merge::{merge, MergeError};
 
 use crate::compare::{
-    hints, is_more, DiffKind, Difference, FetchError, FetchErrorKind, Judgement, Outcome,
-    MORE_AT_LISTED,
+    hints, is_more, Change, DiffKind, Difference, FetchError, FetchErrorKind, Judgement,
+    NoiseSource, Outcome, MORE_AT_LISTED,
 };
 use latency::LatencyAgg;
 use result::{
@@ -75,6 +75,12 @@ struct InterfaceAgg {
     counts: Counts,
     compared: u64,
     probed: u64,
+    /// Noise samples counted in `probed`, per source.
+    sampled_by: BTreeMap<NoiseSource, u64>,
+    /// Compared exchanges without any noise sample.
+    unmeasured: u64,
+    /// Exchanges that may change state.
+    side_effecting: u64,
     paths: HashMap<String, PathAgg>,
     signatures: HashMap<Vec<String>, u64>,
     overflow: u64,
@@ -167,6 +173,12 @@ impl Aggregator {
             .expect("interface entry present")
     }
 
+    /// Counts an exchange of `interface` that may change state (neither a safe method nor
+    /// declared safe): skipped without `--allow-side-effects`, never asked twice with it.
+    pub fn record_side_effecting(&mut self, interface: &str) {
+        self.iface(interface).side_effecting += 1;
+    }
+
     /// Records an exchange that was not replayed, with the reason (`side_effect`, ...).
     pub fn record_skip(&mut self, interface: &str, reason: &str) {
         self.iface(interface).counts.add(Outcome::Skipped, 1);
@@ -236,7 +248,11 @@ impl Aggregator {
         if let Some(l) = lat {
             agg.latency.record_pair(l.baseline_us, l.candidate_us);
         }
+        if j.probe.is_none() {
+            agg.unmeasured += 1;
+        }
         if let Some(probe) = &j.probe {
+            let source = j.noise_source.unwrap_or(NoiseSource::Baseline);
             // A second answer with another status measured only its status transition: it
             // is no probe of how fields and headers vary, so it does not count among the
             // probes their noise rates divide by (a baseline that rate-limits the quick
@@ -247,8 +263,12 @@ impl Aggregator {
             });
             if !status_changed {
                 agg.probed += 1;
+                *agg.sampled_by.entry(source).or_default() += 1;
             }
-            if let Some(d) = probe.iter().find(|d| d.kind == DiffKind::Status) {
+            // A recorded answer with another status is what changed since capture (an item
+            // sold out, a record deleted), not a target failing.
+            let failed = source != NoiseSource::Recording;
+            if let Some(d) = probe.iter().find(|d| failed && d.kind == DiffKind::Status) {
                 let e = FetchError {
                     kind: FetchErrorKind::Status,
                     message: format!(
@@ -329,6 +349,11 @@ impl Aggregator {
             a.counts.merge(&o.counts);
             a.compared += o.compared;
             a.probed += o.probed;
+            a.unmeasured += o.unmeasured;
+            a.side_effecting += o.side_effecting;
+            for (source, n) in o.sampled_by {
+                *a.sampled_by.entry(source).or_default() += n;
+            }
             for (k, p) in o.paths {
                 let mine = a.path(k);
                 mine.raw += p.raw;
@@ -436,7 +461,13 @@ fn interface_result(name: String, a: InterfaceAgg, th: &Thresholds) -> Interface
         } else {
             (&mut fields, key)
         };
+        let (path, change) = match Change::split_key(&path) {
+            (base, Change::Value) => (base.to_string(), None),
+            (base, c) => (base.to_string(), Some(c.name().to_string())),
+        };
         list.push(PathResult {
+            change,
+            noise_source: None,
             path,
             raw: p.raw,
             noise: p.noise,
@@ -459,6 +490,13 @@ fn interface_result(name: String, a: InterfaceAgg, th: &Thresholds) -> Interface
         counts,
         compared: a.compared,
         probed: a.probed,
+        noise_samples: a
+            .sampled_by
+            .iter()
+            .map(|(s, n)| (s.name().to_string(), *n))
+            .collect(),
+        unmeasured: a.unmeasured,
+        side_effecting: a.side_effecting,
         status,
         fields,
         headers,
@@ -511,6 +549,7 @@ fn key_of(list: DiffKind, path: &str) -> String {
 /// result is decided on the merged counts exactly as a single run would be.
 pub fn decide(r: &mut InterfaceResult, th: &Thresholds) {
     let th = &thresholds_for(&r.interface, th);
+    let sources = noise_sources(r);
     let mut regressing: BTreeSet<String> = BTreeSet::new();
     for (kind, list) in [
         (DiffKind::Status, &mut r.status),
@@ -520,8 +559,9 @@ pub fn decide(r: &mut InterfaceResult, th: &Thresholds) {
         for p in list.iter_mut() {
             p.regression = noise::is_regression(p.raw, p.noise, r.compared, r.probed, th);
             if p.regression {
-                regressing.insert(key_of(kind, &p.path));
+                regressing.insert(key_of(kind, &p.classed_path()));
             }
+            p.noise_source = Some(sources.clone());
             p.hint = hint(&r.interface, kind, p);
         }
         list.sort_by(|a, b| {
@@ -548,8 +588,29 @@ pub fn decide(r: &mut InterfaceResult, th: &Thresholds) {
     r.latency.regression = !r.latency.rules.is_empty();
 }
 
+/// The noise sources that judged an interface's paths, joined by `+`, or `none`.
+pub fn noise_sources(r: &InterfaceResult) -> String {
+    let names: Vec<&str> = NoiseSource::ALL
+        .iter()
+        .map(|s| s.name())
+        .filter(|n| r.noise_samples.get(*n).is_some_and(|c| *c > 0))
+        .collect();
+    if names.is_empty() {
+        // Results of earlier versions count probes without naming a source.
+        return if r.probed > 0 { "baseline" } else { "none" }.to_string();
+    }
+    names.join("+")
+}
+
 /// A suggestion for a regressing path whose every difference looked volatile.
 fn hint(interface: &str, kind: DiffKind, p: &PathResult) -> Option<String> {
+    if p.regression && p.change.as_deref() == Some(Change::Order.name()) {
+        return Some(format!(
+            "the same elements came in another order; if their order means nothing here, \
+             add to the config: [[unordered]] interfaces = {interface:?} paths = [{:?}]",
+            p.path
+        ));
+    }
     if !p.regression || p.raw == 0 || p.volatile_like < p.raw {
         return None;
     }
@@ -621,6 +682,7 @@ mod tests {
             outcome: Outcome::of_diffs(&diffs),
             diffs,
             probe,
+            noise_source: None,
             error: None,
         }
     }
@@ -829,6 +891,7 @@ mod tests {
                 outcome: Outcome::MissingRule,
                 diffs: vec![],
                 probe: None,
+                noise_source: None,
                 error: None,
             },
             None,
@@ -840,6 +903,7 @@ mod tests {
                 outcome: Outcome::CandidateError,
                 diffs: vec![],
                 probe: None,
+                noise_source: None,
                 error: Some(FetchError {
                     kind: FetchErrorKind::Timeout,
                     message: "no answer in 1s".into(),

@@ -133,9 +133,22 @@ pub struct InterfaceResult {
     pub counts: Counts,
     /// Exchanges where both baseline and candidate answered and were compared.
     pub compared: u64,
-    /// Exchanges where the noise probe answered too, with the baseline's status (an answer
-    /// with another status is a noise sample for its status transition only).
+    /// Exchanges with a noise sample of any source (a second answer with the baseline's
+    /// status; an answer with another status is a noise sample for its status transition
+    /// only): the denominator of every path's noise rate.
     pub probed: u64,
+    /// The noise samples counted in `probed`, by source (`baseline`, `secondary`,
+    /// `production`, `recording`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub noise_samples: BTreeMap<String, u64>,
+    /// Compared exchanges that had no noise sample of any kind: their differences were
+    /// judged as if nothing varied on its own.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unmeasured: u64,
+    /// Exchanges that may change state (neither a safe method nor declared safe): skipped
+    /// without `--allow-side-effects`, and never asked twice with it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub side_effecting: u64,
     /// Status-code differences (path `status`).
     pub status: Vec<PathResult>,
     /// Body field paths that differed (folded: `$.items[*].price`).
@@ -163,6 +176,10 @@ pub struct InterfaceResult {
     /// answer to the second request); absent when none was.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub resent: BTreeMap<String, u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Why an interface needs attention, in report order.
@@ -252,6 +269,23 @@ pub struct PathResult {
     /// ignore rule to add. It never changes the outcome by itself.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub hint: Option<String>,
+    /// What kind of change this entry counts (`type`, `removed`, `added`, `order`); absent
+    /// for another value of the same type. One path can have an entry per kind, and noise
+    /// of one kind never explains a change of another.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub change: Option<String>,
+    /// Which noise sources judged this path (`baseline`, `secondary`, `production`,
+    /// `recording`, joined by `+`), or `none` when its interface had no noise sample.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub noise_source: Option<String>,
+}
+
+impl PathResult {
+    /// The aggregation key's path part with its change class, as signatures hold it.
+    pub fn classed_path(&self) -> String {
+        let change = crate::compare::Change::from_name(self.change.as_deref().unwrap_or(""));
+        format!("{}{}", self.path, change.suffix())
+    }
 }
 
 /// One example pair of values.

@@ -18,7 +18,7 @@ fn failing_paths(i: &InterfaceResult) -> BTreeSet<(&'static str, String)> {
         ("field", &i.fields),
     ] {
         for p in list.iter().filter(|p| p.regression) {
-            out.insert((kind, p.path.clone()));
+            out.insert((kind, p.classed_path()));
         }
     }
     out

@@ -8,6 +8,7 @@
 
 use prost::Message as _;
 use prost_types::field_descriptor_proto::{Label, Type};
+use prost_types::method_options::IdempotencyLevel;
 use prost_types::{DescriptorProto, EnumDescriptorProto, FileDescriptorSet};
 use std::collections::HashMap;
 use std::fmt;
@@ -87,6 +88,9 @@ pub struct MethodInfo {
     pub input: String,
     /// Full name of the response type, without the leading dot.
     pub output: String,
+    /// `option idempotency_level` is `NO_SIDE_EFFECTS` or `IDEMPOTENT`: the call may be
+    /// sent more than once.
+    pub repeatable: bool,
 }
 
 /// Every message, enum and method of a `FileDescriptorSet`, indexed for decoding.
@@ -167,6 +171,12 @@ impl Descriptors {
                         MethodInfo {
                             input: bare(m.input_type()).to_string(),
                             output: bare(m.output_type()).to_string(),
+                            repeatable: m.options.as_ref().is_some_and(|o| {
+                                matches!(
+                                    o.idempotency_level(),
+                                    IdempotencyLevel::NoSideEffects | IdempotencyLevel::Idempotent
+                                )
+                            }),
                         },
                     );
                 }
@@ -227,6 +237,16 @@ impl Descriptors {
             .map(|v| (v.number(), v.name().to_string()))
             .collect();
         self.enums.insert(qualify(scope, e.name()), values);
+    }
+
+    /// The request paths (`/pkg.Service/Method`) of the methods that may be sent more
+    /// than once.
+    pub fn repeatable_paths(&self) -> std::collections::HashSet<String> {
+        self.methods
+            .iter()
+            .filter(|(_, m)| m.repeatable)
+            .map(|(path, _)| path.clone())
+            .collect()
     }
 
     /// The method at a gRPC request path (`/pkg.Service/Method`).

@@ -45,6 +45,22 @@ pub struct FileConfig {
     /// What the tap redacts before writing.
     #[serde(default)]
     pub redact: RedactSection,
+    /// Which interfaces may be sent more than once.
+    #[serde(default)]
+    pub side_effects: SideEffectsSection,
+}
+
+/// `[side_effects]`: interfaces that only read though not sent as GET (`safe`), and
+/// interfaces never to send twice whatever their method (`unsafe`, which wins).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SideEffectsSection {
+    /// Interface globs that are reads (`"POST /rpc/*/Get*"`).
+    #[serde(default)]
+    pub safe: Vec<String>,
+    /// Interface globs that change state, whatever their method.
+    #[serde(default, rename = "unsafe")]
+    pub unsafe_: Vec<String>,
 }
 
 /// `[interface]`

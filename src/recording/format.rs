@@ -14,6 +14,27 @@ use time::OffsetDateTime;
 /// Current value of the `shadowdiff_recording` marker in the header line.
 pub const FORMAT_VERSION: u64 = 1;
 
+/// What a recording holds in place of a secret value: `redacted:` and the first 12 hex
+/// digits of its SHA-256, so that equal secrets stay equal and a replay can still tell
+/// whether a live value is the one that was recorded.
+pub fn redact_value(v: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    let digest = Sha256::digest(v);
+    let mut out = String::with_capacity(9 + 12);
+    out.push_str("redacted:");
+    for b in &digest[..6] {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// True for a value written by [`redact_value`].
+pub fn is_redacted(v: &str) -> bool {
+    v.strip_prefix("redacted:")
+        .is_some_and(|h| h.len() == 12 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The header line (line 1 of every recording file).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RecordingHeader {

@@ -18,12 +18,13 @@
 
 pub mod h1;
 pub mod input;
+pub mod recorded;
 pub mod select;
 pub mod target;
 
 use crate::analysis::result::{RunInfo, RunResult, UNSENDABLE};
 use crate::analysis::{Aggregator, PairLatency, Resent};
-use crate::compare::{judge_for, CompareOptions, FetchErrorKind, Judgement, Outcome};
+use crate::compare::{judge_for, CompareOptions, FetchErrorKind, Judgement, NoiseSource, Outcome};
 use crate::config::{Pacing, ReplayConfig, Rules};
 use crate::error::{Error, Result};
 use crate::exchange::{Exchange, Side};
@@ -53,6 +54,8 @@ struct Job {
     interface: String,
     /// When the exchange was scheduled to start; `None` in closed loop (start when taken).
     scheduled: Option<Instant>,
+    /// The request may be sent more than once (a safe method, or declared safe).
+    safe: bool,
 }
 
 /// The three targets of a run.
@@ -61,6 +64,7 @@ struct Targets {
     baseline: Target,
     candidate: Target,
     probe: Option<Target>,
+    recorded_noise: bool,
 }
 
 /// The targets as one worker uses them, with that worker's own connections.
@@ -68,6 +72,8 @@ struct WorkerTargets {
     baseline: ConnTarget,
     candidate: ConnTarget,
     probe: Probe,
+    /// Take the recorded answer as the noise sample where no second call is made.
+    recorded_noise: bool,
 }
 
 /// Where the noise probe goes.
@@ -93,6 +99,7 @@ impl WorkerTargets {
             baseline: ConnTarget::new(t.baseline),
             candidate: ConnTarget::new(t.candidate),
             probe,
+            recorded_noise: t.recorded_noise,
         }
     }
 }
@@ -104,6 +111,7 @@ impl Targets {
             baseline: self.baseline.fresh()?,
             candidate: self.candidate.fresh()?,
             probe: self.probe.as_ref().map(Target::fresh).transpose()?,
+            recorded_noise: self.recorded_noise,
         })
     }
 }
@@ -155,6 +163,7 @@ pub async fn replay_reader(
             Some(url) => Some(Target::new(Side::Secondary, url, topts)?),
             None => None,
         },
+        recorded_noise: cfg.recorded_noise,
     };
     let all: Vec<&Target> = [
         Some(&targets.baseline),
@@ -411,7 +420,11 @@ fn dispatch(
         if let Some(t) = &ex.tenant {
             skipped.record_tenant(&interface, t);
         }
-        let reason = if ex.request.is_side_effecting() && !cfg.allow_side_effects {
+        let safe = cfg.safety.is_safe(&ex.request, &interface);
+        if !safe {
+            skipped.record_side_effecting(&interface);
+        }
+        let reason = if !safe && !cfg.allow_side_effects {
             Some("side_effect")
         } else if ex.request.body_truncated {
             Some("truncated_body")
@@ -441,6 +454,7 @@ fn dispatch(
             exchange: ex,
             interface,
             scheduled,
+            safe,
         });
         // A paced job is handed over at once so that it is not held back until its batch
         // fills; closed-loop jobs go in full batches.
@@ -530,6 +544,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
                     outcome: Outcome::Skipped,
                     diffs: Vec::new(),
                     probe: None,
+                    noise_source: None,
                     error: Some(e.clone()),
                 },
                 job,
@@ -554,7 +569,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         // answers "already done", which is no measure of noise.
         // Over the baseline's own connections, as the candidate's goes over the candidate's:
         // the same connections, the same load.
-        (Probe::Baseline, Ok(_)) if !req.is_side_effecting() => {
+        (Probe::Baseline, Ok(_)) if job.safe => {
             let now = Instant::now();
             let ((probe, again), (_, cand_again)) = tokio::join!(
                 t.baseline.send_counted(req, now),
@@ -570,8 +585,29 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         Some(Err(e)) => Some(e.clone()),
         _ => None,
     };
-    let probe_ok = probe.as_ref().filter(|p| p.is_ok());
-    let judgement = judge_for(Some(req.path()), &b, &c, probe_ok, &opts);
+    // No second call was made (a write, or the probe is off): the answer production gave
+    // at capture time is the other answer to this request.
+    let recorded: Option<crate::compare::Fetched> =
+        if probe.is_none() && t.recorded_noise && b.is_ok() {
+            recorded::observed(job.exchange.response.as_ref())
+                .ok()
+                .map(Ok)
+        } else {
+            None
+        };
+    let (sample, source) = match (&probe, &t.probe) {
+        (Some(p), Probe::Own(_)) => (Some(p), NoiseSource::Secondary),
+        (Some(p), _) => (Some(p), NoiseSource::Baseline),
+        (None, _) => (recorded.as_ref(), NoiseSource::Recording),
+    };
+    let sample = sample.filter(|p| p.is_ok());
+    let mut judgement = judge_for(Some(req.path()), &b, &c, sample, &opts);
+    if let Some(p) = judgement.probe.as_mut() {
+        if source == NoiseSource::Recording {
+            recorded::drop_equal_redactions(p);
+        }
+        judgement.noise_source = Some(source);
+    }
     // The outcome is the baseline's error; a candidate that failed as well must not vanish
     // behind it (both down is what a too short `--timeout` or a shared dependency gives).
     let candidate_error = match (&b, &c) {
@@ -1008,6 +1044,7 @@ mod tests {
             },
             interface: "GET /x/{id}".into(),
             scheduled: None,
+            safe: true,
         }
     }
 
@@ -1026,6 +1063,7 @@ mod tests {
             baseline: Target::new(Side::Baseline, url, opts.clone()).unwrap(),
             candidate: Target::new(Side::Candidate, url, opts).unwrap(),
             probe: None,
+            recorded_noise: false,
         }
     }
 

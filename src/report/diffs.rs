@@ -174,13 +174,13 @@ pub fn finish(
             set.insert(p.path.clone());
         }
         for p in i.fields.iter().filter(|p| p.regression) {
-            set.insert(p.path.clone());
+            set.insert(p.classed_path());
         }
         for p in i.headers.iter().filter(|p| p.regression) {
             set.insert(if p.path.starts_with("trailer:") {
-                p.path.clone()
+                p.classed_path()
             } else {
-                format!("header:{}", p.path)
+                format!("header:{}", p.classed_path())
             });
         }
     }

@@ -266,7 +266,7 @@ fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>) -> Detail {
         for p in list {
             paths.push(PathRow {
                 kind,
-                path: p.path.clone(),
+                path: p.classed_path(),
                 raw: p.raw,
                 raw_rate: pct(p.raw, i.compared),
                 noise: p.noise,
@@ -274,7 +274,7 @@ fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>) -> Detail {
                 tolerated: p.tolerated,
                 judged: judged(p),
                 trend: trend
-                    .and_then(|t| t.path_state(&i.interface, kind, &p.path))
+                    .and_then(|t| t.path_state(&i.interface, kind, &p.classed_path()))
                     .map(trend_mark),
                 samples: p.samples.clone(),
             });

@@ -103,7 +103,7 @@ fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
         ("field", &i.fields),
     ] {
         for p in list.iter().filter(|p| p.regression) {
-            let label = format!("{kind} {}", p.path);
+            let label = format!("{kind} {}", p.classed_path());
             let mut line = format!(
                 "{label}: differed in {} of {} compared ({}), between two baseline calls {} of {} ({})",
                 p.raw,

@@ -94,7 +94,7 @@ fn detail(i: &InterfaceResult, problems: &[Problem]) -> String {
                     .map(|p| {
                         format!(
                             "{} in {} (noise {})",
-                            code(&p.path),
+                            code(&p.classed_path()),
                             words::pct(p.raw, i.compared),
                             words::pct(p.noise, i.probed)
                         )

@@ -151,6 +151,8 @@ pub(crate) mod fixture {
             volatile_like: 0,
             volatile_kind: None,
             hint: None,
+            change: None,
+            noise_source: None,
         }
     }
 
@@ -160,6 +162,9 @@ pub(crate) mod fixture {
             counts: c,
             compared: c.identical + c.noise_only + c.different,
             probed: c.identical + c.noise_only + c.different,
+            noise_samples: Default::default(),
+            unmeasured: 0,
+            side_effecting: 0,
             status: Vec::new(),
             fields: Vec::new(),
             headers: Vec::new(),

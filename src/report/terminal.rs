@@ -183,6 +183,9 @@ fn verdict(out: &mut Out, r: &RunResult, p: Paint) {
     for g in &r.gate_failures {
         out.line(format!("  - {g}"));
     }
+    if let Some(text) = words::unmeasured_note(r) {
+        out.line(p.wrap("33", &format!("  {text}")));
+    }
 }
 
 fn summary_line(out: &mut Out, r: &RunResult) {
@@ -292,8 +295,8 @@ fn samples_line(out: &mut Out, samples: &[String]) {
 
 fn path_label(kind: &str, p: &PathResult) -> String {
     match kind {
-        "status" => format!("status {}", p.path),
-        _ => format!("{kind} {}", p.path),
+        "status" => format!("status {}", p.classed_path()),
+        _ => format!("{kind} {}", p.classed_path()),
     }
 }
 
@@ -320,20 +323,12 @@ fn details(out: &mut Out, i: &InterfaceResult, flags: &[Flag], trend: Option<&Tr
     for (kind, paths) in groups {
         for path in paths.iter().filter(|x| x.regression) {
             let mark = trend_mark(
-                trend.and_then(|t| t.path_state(&i.interface, kind, &path.path)),
+                trend.and_then(|t| t.path_state(&i.interface, kind, &path.classed_path())),
                 p,
             );
-            // Zero differences between baseline calls means something only when calls
-            // were made: without a probe answer the noise was never measured.
-            let noise = if i.probed == 0 {
-                "noise not measured: no noise-probe answer".to_string()
-            } else {
-                format!(
-                    "between two baseline calls: {} of {}",
-                    path.noise,
-                    count_of(i.probed, "probe", "probes")
-                )
-            };
+            // Zero differences between two answers means something only when a second
+            // answer was had: without one the noise was never measured.
+            let noise = words::noise_phrase(i, path);
             out.line(format!(
                 "  {}: differed in {} ({noise}){mark}",
                 path_label(kind, path),
@@ -505,7 +500,7 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
     out.blank();
     if !noise.is_empty() {
         out.line(
-            p.dim("note: treated as noise (differed only as much as between two baseline calls):"),
+            p.dim("note: treated as noise (differed no more than two answers of the baseline do):"),
         );
         // A large run would print a line per interface; the full list is in the JSON and
         // HTML reports.
@@ -530,12 +525,18 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
             text.push_str(&format!(" ({})", list.join(", ")));
         }
         if reasons.contains_key("side_effect") {
-            text.push_str("; pass --allow-side-effects to replay them");
+            text.push_str(
+                "; declare the reads among them with --safe GLOB or [side_effects] safe, \
+                 or pass --allow-side-effects to replay them all",
+            );
         }
         out.line(p.dim(&text));
         if let Some(n) = words::unsendable_note(r) {
             out.line(p.dim(&format!("  {n}")));
         }
+    }
+    if let Some(text) = words::side_effect_note(r) {
+        out.line(p.dim(&format!("note: {text}")));
     }
     for text in &resent {
         out.line(p.dim(&format!("note: {text}")));
@@ -640,6 +641,8 @@ mod tests {
                 volatile_like: 0,
                 volatile_kind: None,
                 hint: None,
+                change: None,
+                noise_source: None,
             }];
             r.interfaces.push(i);
         }

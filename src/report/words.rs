@@ -3,9 +3,10 @@
 //! milliseconds, shares, and what the selection (shard, filters) kept.
 
 use crate::analysis::result::{
-    LatencyResult, RunResult, Trend, TrendItem, TrendState, Verdict, MEDIAN_RULE, REQUEST_SIDE,
-    TAIL_RULE, UNSENDABLE,
+    InterfaceResult, LatencyResult, PathResult, RunResult, Trend, TrendItem, TrendState, Verdict,
+    MEDIAN_RULE, REQUEST_SIDE, TAIL_RULE, UNSENDABLE,
 };
+use crate::compare::NoiseSource;
 
 /// Why exchanges were skipped as `unsendable`, with the first one's id and reason: `None`
 /// when none were.
@@ -311,6 +312,98 @@ pub fn trend_line(t: &Trend) -> String {
         trend_counts(t.interfaces.iter()),
         trend_counts(t.paths.iter()),
     )
+}
+
+/// How a regressing path's noise was measured, for the line that lists it: which source
+/// and how often it differed there, or that nothing measured it.
+pub fn noise_phrase(i: &InterfaceResult, path: &PathResult) -> String {
+    if i.probed == 0 {
+        return "noise not measured: no noise sample".to_string();
+    }
+    let sources: Vec<&str> = crate::analysis::noise_sources(i)
+        .split('+')
+        .filter_map(NoiseSource::from_name)
+        .map(NoiseSource::describe)
+        .collect();
+    format!(
+        "noise from {}: {} of {}",
+        sources.join(" and "),
+        path.noise,
+        count_of(i.probed, "sample", "samples")
+    )
+}
+
+/// Interfaces listed by name in a note before the rest are counted.
+const NAMED: usize = 8;
+
+/// `a, b, c … and N more`.
+fn named_list(names: &[&str]) -> String {
+    let mut text = names
+        .iter()
+        .take(NAMED)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > NAMED {
+        text.push_str(&format!(" … and {} more", names.len() - NAMED));
+    }
+    text
+}
+
+/// The verdict block's line on exchanges whose noise nothing measured: their every
+/// difference counted in full, so a pass or a fail there rests on no measure of noise.
+pub fn unmeasured_note(r: &RunResult) -> Option<String> {
+    let compared: u64 = r.interfaces.iter().map(|i| i.compared).sum();
+    let unmeasured: Vec<&InterfaceResult> =
+        r.interfaces.iter().filter(|i| i.unmeasured > 0).collect();
+    let n: u64 = unmeasured.iter().map(|i| i.unmeasured).sum();
+    if n == 0 {
+        return None;
+    }
+    let names: Vec<&str> = unmeasured.iter().map(|i| i.interface.as_str()).collect();
+    Some(format!(
+        "noise not measured for {} of {} compared ({}): no second call and no recorded \
+         answer, so every difference there counts; declare reads with --safe GLOB, or give \
+         a second baseline with --secondary URL, to measure it",
+        count_of(n, "exchange", "exchanges"),
+        compared,
+        named_list(&names)
+    ))
+}
+
+/// The note on interfaces that may change state: never asked twice, so their noise came from
+/// the recording at best; for those whose name reads like a read, the line that declares
+/// them safe.
+pub fn side_effect_note(r: &RunResult) -> Option<String> {
+    let writes: Vec<&InterfaceResult> = r
+        .interfaces
+        .iter()
+        .filter(|i| i.side_effecting > 0)
+        .collect();
+    if writes.is_empty() {
+        return None;
+    }
+    let reads: Vec<String> = writes
+        .iter()
+        .filter(|i| crate::safety::reads_like_read(&i.interface))
+        .map(|i| i.interface.clone())
+        .collect();
+    let names: Vec<&str> = writes.iter().map(|i| i.interface.as_str()).collect();
+    let mut text = format!(
+        "{} may change state and {} never asked twice for noise: {}",
+        count_of(writes.len() as u64, "interface", "interfaces"),
+        if writes.len() == 1 { "was" } else { "were" },
+        named_list(&names)
+    );
+    if !reads.is_empty() {
+        let shown: Vec<String> = reads.iter().take(NAMED).cloned().collect();
+        text.push_str(&format!(
+            "; {} like a read: if so, add to the config {} (or pass --safe for each)",
+            count_of(reads.len() as u64, "name reads", "names read"),
+            crate::safety::declare_line(&shown)
+        ));
+    }
+    Some(text)
 }
 
 #[cfg(test)]

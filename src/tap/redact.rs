@@ -16,8 +16,6 @@ use crate::compare::pathpat::{parse_path, Step as PathStep};
 use crate::compare::{DiffKind, Difference, Observed};
 use crate::exchange::{header, Exchange, Headers};
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
-use std::fmt::Write;
 
 /// Headers redacted whatever the flags say.
 pub const DEFAULT_HEADERS: [&str; 5] = [
@@ -28,16 +26,7 @@ pub const DEFAULT_HEADERS: [&str; 5] = [
     "x-api-key",
 ];
 
-/// The replacement for a secret value.
-pub fn redact_value(v: &[u8]) -> String {
-    let digest = Sha256::digest(v);
-    let mut out = String::with_capacity(9 + 12);
-    out.push_str("redacted:");
-    for b in &digest[..6] {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
-}
+pub use crate::recording::format::redact_value;
 
 /// One step of a JSON path.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -207,6 +207,7 @@ impl Shadow {
                         outcome: Outcome::BaselineError,
                         diffs: Vec::new(),
                         probe: None,
+                        noise_source: None,
                         error: Some(e),
                     },
                     None,
