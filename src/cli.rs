@@ -314,7 +314,8 @@ pub struct InterfacesArgs {
     /// Recording files (format v1, `.zst` for zstd).
     #[arg(required = true, value_name = "RECORDING")]
     pub recordings: Vec<PathBuf>,
-    /// Rules of the new gateway, one pattern per line (`*` globs, `#` comments): list the
+    /// Rules of the new gateway, one per line (`#` comments): `METHOD /path-glob`, or a bare
+    /// path for any method as in haproxy `path -f` lists (`/a/` is a prefix). Lists the
     /// interfaces no rule covers (exit 1 if any) and the rules no traffic used.
     #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,

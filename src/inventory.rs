@@ -1,10 +1,11 @@
 //! `shadowdiff interfaces`: the inventory of a capture without replaying anything. Every
 //! interface seen, with its count, first and last time seen, and tenants; and, given the new
-//! gateway's rule list, the interfaces no rule covers and the rules no traffic used. This is
-//! the cheapest answer to "which rare interfaces would the new gateway miss".
+//! gateway's rule list (`METHOD /path` globs, or the bare paths and prefixes of an allow-list
+//! like haproxy's `path -f` files), the interfaces no rule covers and the rules no traffic
+//! used. This is the cheapest answer to "which rare interfaces would the new gateway miss".
 
 use crate::error::{Error, Result};
-use crate::interface::Keyer;
+use crate::interface::{InterfaceKey, Keyer};
 use crate::recording::format::format_ts_us;
 use crate::recording::{ReadOptions, RecordingReader};
 use crate::replay::select::exchange_interface;
@@ -37,15 +38,112 @@ pub struct InterfaceStat {
     pub tenants_overflow: u64,
 }
 
+/// How a line of a rules file was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleForm {
+    /// `METHOD /path-glob`: that method (or method glob) on the paths the glob matches.
+    MethodPath,
+    /// A bare path, as gateway allow-lists hold them (`/rpc/catalog/GetItem`, `*` globs
+    /// allowed): that path for any method, and the gRPC interface of that name.
+    Path,
+    /// A bare path ending in `/` (`/rpc/orders/`): every path that begins with it, for any
+    /// method, the way haproxy's `path_beg` reads it.
+    PathPrefix,
+    /// Any line, as a glob over the whole key: interfaces keyed by a header or a JSON field
+    /// are the gateway's own names, not routes, so a line cannot be checked for a form.
+    KeyGlob,
+}
+
 /// One line of a rules file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rule {
     /// 1-based line number.
     pub line: u64,
-    /// The pattern (`*` globs).
+    /// The rule as written, its method in upper case and one space before its path.
     pub pattern: String,
+    /// How the line was read.
+    pub form: RuleForm,
     /// Exchanges of the inventory this rule matches.
     pub exchanges: u64,
+    /// The `*` glob matched: over the whole key for [`RuleForm::MethodPath`] and
+    /// [`RuleForm::KeyGlob`], over the key's path for the bare forms.
+    #[serde(skip)]
+    glob: String,
+}
+
+impl Rule {
+    /// True when this rule covers the interface key `interface`.
+    pub fn covers(&self, interface: &str) -> bool {
+        match self.form {
+            RuleForm::MethodPath | RuleForm::KeyGlob => crate::glob::matches(&self.glob, interface),
+            RuleForm::Path | RuleForm::PathPrefix => {
+                route_path(interface).is_some_and(|p| crate::glob::matches(&self.glob, p))
+            }
+        }
+    }
+}
+
+/// The path of a default interface key: all of a gRPC key (`/pkg.Service/Method`), the part
+/// after the method of an HTTP one (`POST /rpc/orders/{id}`).
+fn route_path(key: &str) -> Option<&str> {
+    if key.starts_with('/') {
+        return Some(key);
+    }
+    let (_, path) = key.split_once(' ')?;
+    path.starts_with('/').then_some(path)
+}
+
+/// The methods a `METHOD /path` rule may name: RFC 9110's and PATCH. A word outside them
+/// is far more often a typo (`GETT`) than a method the gateway routes, and a typo would
+/// otherwise cover nothing without a word.
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// What every error about a rule line ends with: the forms a line may take.
+const RULE_FORMS: &str = "a rule is `METHOD /path-glob` (e.g. `GET /api/users/*`) or a bare \
+    path for any method (e.g. `/rpc/catalog/GetItem`; one ending in `/`, like `/rpc/orders/`, \
+    covers every path under it)";
+
+/// Reads one rule line (comment and surrounding blanks removed) under the default key.
+fn parse_route(line: &str) -> std::result::Result<(String, RuleForm, String), String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words[..] {
+        [path] if path.starts_with('/') => {
+            if path.ends_with('/') {
+                Ok((path.into(), RuleForm::PathPrefix, format!("{path}*")))
+            } else {
+                Ok((path.into(), RuleForm::Path, path.into()))
+            }
+        }
+        [word] if is_method(word) => Err(format!("`{word}` needs a path after it")),
+        [_] => Err("a path starts with `/`".into()),
+        [path, _] if path.starts_with('/') => {
+            Err("a bare path is one word, with nothing after it".into())
+        }
+        [method, path] => {
+            if !is_method(method) {
+                return Err(format!(
+                    "`{method}` is not an HTTP method ({}, or a `*` glob)",
+                    METHODS.join(", ")
+                ));
+            }
+            if !(path.starts_with('/') || path.starts_with('*')) {
+                return Err(format!("the path after `{method}` starts with `/`"));
+            }
+            let rule = format!("{} {path}", method.to_ascii_uppercase());
+            Ok((rule.clone(), RuleForm::MethodPath, rule))
+        }
+        _ => Err(format!("{} words where a rule has one or two", words.len())),
+    }
+}
+
+/// A known method in any case (interface keys spell methods in upper case, so `get` can
+/// only mean `GET`), or a glob of letters and `*` such as `*` or `P*`.
+fn is_method(word: &str) -> bool {
+    METHODS.iter().any(|m| m.eq_ignore_ascii_case(word))
+        || (word.contains('*') && word.bytes().all(|c| c.is_ascii_alphabetic() || c == b'*'))
 }
 
 /// The rules check.
@@ -77,10 +175,17 @@ pub struct Inventory {
     pub warnings: Vec<String>,
 }
 
-/// Parses a rules file: one pattern per line; `#` starts a comment (a whole line, or after
-/// whitespace at the end of a line); blank lines are ignored.
-pub fn parse_rules(text: &str) -> Vec<Rule> {
+/// Parses a rules file (`file` names it in errors): one rule per line; `#` starts a comment
+/// (a whole line, or after whitespace at the end of a line); blank lines are ignored.
+///
+/// Under the default interface key a line is `METHOD /path-glob` or a bare path (see
+/// [`RuleForm`]), and any other line is an error naming the line and both forms, since a
+/// line that is silently read as covering nothing would report every interface as
+/// uncovered. Under a header or JSON key every line is a glob over the key, as before.
+pub fn parse_rules(file: &Path, text: &str, key: &InterfaceKey) -> Result<Vec<Rule>> {
     let mut out = Vec::new();
+    // An editor's byte-order mark is not part of the first rule.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (n, raw) in text.lines().enumerate() {
         let mut line = raw.trim();
         if line.starts_with('#') {
@@ -92,13 +197,26 @@ pub fn parse_rules(text: &str) -> Vec<Rule> {
         if line.is_empty() {
             continue;
         }
+        let number = n as u64 + 1;
+        let (pattern, form, glob) = match key {
+            InterfaceKey::Default => parse_route(line).map_err(|why| Error::Input {
+                file: file.to_path_buf(),
+                line: number,
+                message: format!("cannot read the rule {line:?}: {why}; {RULE_FORMS}"),
+            })?,
+            InterfaceKey::Header(_) | InterfaceKey::JsonPointer(_) => {
+                (line.to_string(), RuleForm::KeyGlob, line.to_string())
+            }
+        };
         out.push(Rule {
-            line: n as u64 + 1,
-            pattern: line.to_string(),
+            line: number,
+            pattern,
+            form,
             exchanges: 0,
+            glob,
         });
     }
-    out
+    Ok(out)
 }
 
 struct Acc {
@@ -126,6 +244,10 @@ pub fn inventory(
     opts: &InventoryOptions,
     rules: Option<(&Path, &str)>,
 ) -> Result<Inventory> {
+    // A bad rule line stops the run before a long capture is read.
+    let rules = rules
+        .map(|(file, text)| parse_rules(file, text, &opts.keyer.key).map(|r| (file, r)))
+        .transpose()?;
     let mut reader = RecordingReader::open(recordings, opts.read)?;
     let mut acc: HashMap<String, Acc> = HashMap::new();
     let mut warnings = Vec::new();
@@ -169,7 +291,7 @@ pub fn inventory(
         })
         .collect();
     interfaces.sort_by(|a, b| b.count.cmp(&a.count).then(a.interface.cmp(&b.interface)));
-    let rules = rules.map(|(file, text)| check_rules(file, text, &interfaces));
+    let rules = rules.map(|(file, rules)| check_rules(file, rules, &interfaces));
     Ok(Inventory {
         recordings: recordings.iter().map(|p| p.display().to_string()).collect(),
         exchanges: reader.exchanges_read(),
@@ -179,13 +301,12 @@ pub fn inventory(
     })
 }
 
-fn check_rules(file: &Path, text: &str, interfaces: &[InterfaceStat]) -> RulesCheck {
-    let mut rules = parse_rules(text);
+fn check_rules(file: &Path, mut rules: Vec<Rule>, interfaces: &[InterfaceStat]) -> RulesCheck {
     let mut uncovered = Vec::new();
     for i in interfaces {
         let mut covered = false;
         for r in rules.iter_mut() {
-            if crate::glob::matches(&r.pattern, &i.interface) {
+            if r.covers(&i.interface) {
                 r.exchanges += i.count;
                 covered = true;
             }
@@ -332,7 +453,12 @@ impl Inventory {
             if !rc.unused.is_empty() {
                 let _ = writeln!(out, "\nRules no traffic used ({}):", rc.unused.len());
                 for r in &rc.unused {
-                    let _ = writeln!(out, "  {}:{}: {}", rc.file, r.line, r.pattern);
+                    let prefix = if r.form == RuleForm::PathPrefix {
+                        " (prefix)"
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(out, "  {}:{}: {}{prefix}", rc.file, r.line, r.pattern);
                 }
             }
         }
@@ -362,12 +488,153 @@ pub fn read_rules(path: &Path) -> Result<String> {
 mod tests {
     use super::*;
 
+    fn parse(text: &str) -> Result<Vec<Rule>> {
+        parse_rules(Path::new("rules.txt"), text, &InterfaceKey::Default)
+    }
+
+    fn forms(text: &str) -> Vec<(u64, String, RuleForm)> {
+        parse(text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .map(|r| (r.line, r.pattern, r.form))
+            .collect()
+    }
+
     #[test]
     fn rules_skip_comments_and_blank_lines() {
+        let got =
+            forms("# gateway rules\n\nGET /api/*   # all reads\n  POST\t /api/orders\r\n\t#x\n");
+        assert_eq!(
+            got,
+            [
+                (3, "GET /api/*".into(), RuleForm::MethodPath),
+                (4, "POST /api/orders".into(), RuleForm::MethodPath)
+            ]
+        );
+    }
+
+    #[test]
+    fn haproxy_lists_read_as_paths_and_prefixes() {
+        let got =
+            forms("\u{feff}# allowed.lst\n/rpc/catalog/GetItem\n/rpc/orders/\n/rpc/*/Health\n/\n");
+        assert_eq!(
+            got,
+            [
+                (2, "/rpc/catalog/GetItem".into(), RuleForm::Path),
+                (3, "/rpc/orders/".into(), RuleForm::PathPrefix),
+                (4, "/rpc/*/Health".into(), RuleForm::Path),
+                (5, "/".into(), RuleForm::PathPrefix)
+            ]
+        );
+        let rules = parse("/rpc/catalog/GetItem\n/rpc/orders/\n/rpc/*/Health\n").unwrap();
+        let covered_by = |key: &str| -> Vec<u64> {
+            rules
+                .iter()
+                .filter(|r| r.covers(key))
+                .map(|r| r.line)
+                .collect()
+        };
+        // A bare path covers every method, and the gRPC interface of that name.
+        assert_eq!(covered_by("POST /rpc/catalog/GetItem"), [1]);
+        assert_eq!(covered_by("GET /rpc/catalog/GetItem"), [1]);
+        assert_eq!(covered_by("/rpc/catalog/GetItem"), [1]);
+        assert!(covered_by("POST /rpc/catalog/GetItems").is_empty());
+        assert!(covered_by("POST /rpc/catalog/GetItem/x").is_empty());
+        // A trailing `/` is a prefix: the directory itself and everything under it.
+        assert_eq!(covered_by("POST /rpc/orders/"), [2]);
+        assert_eq!(covered_by("POST /rpc/orders/Create"), [2]);
+        assert_eq!(covered_by("DELETE /rpc/orders/{id}/lines"), [2]);
+        assert!(covered_by("POST /rpc/orders").is_empty());
+        assert!(covered_by("POST /rpc/ordersX").is_empty());
+        // `*` stays a glob in a bare path.
+        assert_eq!(covered_by("GET /rpc/catalog/Health"), [3]);
+        // A key that is not a route (a header value) is not a path.
+        assert!(covered_by("catalog /rpc/x").is_empty());
+        assert!(covered_by("GetItem").is_empty());
+    }
+
+    #[test]
+    fn method_rules_keep_their_meaning() {
         let rules =
-            parse_rules("# gateway rules\n\nGET /api/*   # all reads\n  POST /api/orders\n\t#x\n");
-        let got: Vec<(u64, &str)> = rules.iter().map(|r| (r.line, r.pattern.as_str())).collect();
-        assert_eq!(got, [(3, "GET /api/*"), (4, "POST /api/orders")]);
+            parse("GET /api/*\npost /api/orders\n* /api/cart/*\nP* /api/users/*\nGET *\n").unwrap();
+        let covered_by = |key: &str| -> Vec<u64> {
+            rules
+                .iter()
+                .filter(|r| r.covers(key))
+                .map(|r| r.line)
+                .collect()
+        };
+        assert_eq!(covered_by("GET /api/users/{id}"), [1, 5]);
+        assert_eq!(covered_by("POST /api/orders"), [2]);
+        assert_eq!(covered_by("DELETE /api/cart/{id}"), [3]);
+        assert_eq!(covered_by("PUT /api/users/{id}"), [4]);
+        assert!(covered_by("POST /api/search").is_empty());
+        // A method rule names an HTTP route, never a gRPC one.
+        assert!(covered_by("/api/users.Users/Get").is_empty());
+        // A trailing `/` after a method is exact, as it always was.
+        let exact = parse("GET /api/\n").unwrap();
+        assert!(exact[0].covers("GET /api/"));
+        assert!(!exact[0].covers("GET /api/users"));
+    }
+
+    #[test]
+    fn unreadable_lines_name_file_line_and_both_forms() {
+        for (text, line, why) in [
+            ("GET /a\nGETT /x\n", 2, "`GETT` is not an HTTP method"),
+            ("rpc/foo\n", 1, "a path starts with `/`"),
+            ("# c\n\n\u{1}garbage\n", 3, "a path starts with `/`"),
+            ("GET\n", 1, "`GET` needs a path after it"),
+            ("GET rpc/foo\n", 1, "the path after `GET` starts with `/`"),
+            ("/rpc/orders/ be_orders\n", 1, "a bare path is one word"),
+            ("GET /a /b\n", 1, "3 words where a rule has one or two"),
+            ("*\n", 1, "`*` needs a path after it"),
+        ] {
+            let e = parse(text).expect_err(text);
+            assert_eq!(e.exit_code(), 2, "{text:?}");
+            let msg = e.to_string();
+            let first = text.lines().nth(line - 1).unwrap_or_default();
+            assert!(
+                msg.starts_with(&format!(
+                    "rules.txt:{line}: cannot read the rule {:?}",
+                    first.trim()
+                )),
+                "{msg}"
+            );
+            assert!(msg.contains(why), "{msg}");
+            assert!(
+                msg.contains("`METHOD /path-glob`") && msg.contains("bare path"),
+                "{msg}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::fuzz_cases(256)))]
+
+        /// Any text either parses or gives an error naming a line inside the file.
+        #[test]
+        fn random_rules_never_panic(text in "[/a-zA-Z*# \t\r\n{}\u{feff}\u{e9}]{0,200}") {
+            match parse(&text) {
+                Ok(rules) => {
+                    for r in &rules {
+                        let _ = r.covers("POST /rpc/{id}/x");
+                    }
+                }
+                Err(Error::Input { line, .. }) => {
+                    proptest::prop_assert!(line >= 1 && line as usize <= text.lines().count());
+                }
+                Err(other) => proptest::prop_assert!(false, "unexpected error {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn header_keys_take_any_line_as_a_glob() {
+        let key = InterfaceKey::Header("x-rpc-method".into());
+        let rules = parse_rules(Path::new("r"), "catalog.*\nGETT /x\n", &key).unwrap();
+        assert_eq!(rules[0].form, RuleForm::KeyGlob);
+        assert!(rules[0].covers("catalog.GetItem"));
+        assert!(rules[1].covers("GETT /x"));
     }
 
     #[test]
@@ -386,11 +653,8 @@ mod tests {
             stat("GET /api/reports/annual-export", 1),
             stat("DELETE /api/cache", 3),
         ];
-        let rc = check_rules(
-            Path::new("rules.txt"),
-            "GET /api/users/*\nGET /api/search\nGET /api/legacy/*\n",
-            &interfaces,
-        );
+        let rules = parse("GET /api/users/*\nGET /api/search\nGET /api/legacy/*\n").unwrap();
+        let rc = check_rules(Path::new("rules.txt"), rules, &interfaces);
         let names: Vec<&str> = rc.uncovered.iter().map(|i| i.interface.as_str()).collect();
         assert_eq!(
             names,

@@ -182,3 +182,133 @@ fn the_demo_capture_names_its_rare_interface() {
         "{out}"
     );
 }
+
+/// A JSON-RPC style call: every interface is a POST.
+fn rpc(id: &str, path: &str, ts_us: i64) -> shadowdiff::exchange::Exchange {
+    let mut e = get(id, path, ts_us);
+    e.request.method = "POST".into();
+    e.request
+        .headers
+        .push(("content-type".into(), "application/json".into()));
+    e.request.body = bytes::Bytes::from_static(b"{}");
+    e
+}
+
+#[test]
+fn a_haproxy_allow_list_is_read_as_paths_and_prefixes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut items = Vec::new();
+    for i in 0..5 {
+        items.push(rpc(&format!("g{i}"), "/rpc/catalog/GetItem", 1_000_000 + i));
+    }
+    for i in 0..3 {
+        items.push(rpc(&format!("o{i}"), "/rpc/orders/Create", 2_000_000 + i));
+    }
+    items.push(rpc("o-id", "/rpc/orders/123/Cancel", 2_500_000));
+    // A bare path covers every method, not only the POSTs.
+    items.push(get("g-get", "/rpc/catalog/GetItem", 2_600_000));
+    // Called once: the allow-list forgot it.
+    items.push(rpc("refund", "/rpc/billing/Refund", 3_000_000));
+    let rec = write_recording(&dir.path().join("cap.jsonl"), &items);
+    let rules = dir.path().join("allowed.lst");
+    std::fs::write(
+        &rules,
+        "# acl allowed path -f allowed.lst / path_beg -f prefixes.lst\n\
+         /rpc/catalog/GetItem\n/rpc/orders/\n\n/rpc/legacy/Ping\n/rpc/archive/   # retired\n",
+    )
+    .unwrap();
+    let o = shadowdiff(&[
+        "interfaces",
+        rec.to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let uncovered: Vec<&str> = out
+        .split("NOT COVERED")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", describe(&o)))
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert_eq!(uncovered.len(), 1, "{out}");
+    assert!(
+        uncovered[0]
+            .trim_start()
+            .starts_with("POST /rpc/billing/Refund  1 exchange"),
+        "{out}"
+    );
+    let file = rules.display();
+    assert!(
+        out.contains(&format!("  {file}:5: /rpc/legacy/Ping\n")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("  {file}:6: /rpc/archive/ (prefix)\n")),
+        "{out}"
+    );
+
+    let o = shadowdiff(&[
+        "interfaces",
+        rec.to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+        "--json",
+        "-",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v["rules"]["rules"];
+    assert_eq!(
+        (&r[0]["pattern"], &r[0]["form"], &r[0]["exchanges"]),
+        (
+            &serde_json::json!("/rpc/catalog/GetItem"),
+            &serde_json::json!("path"),
+            &serde_json::json!(6)
+        )
+    );
+    // `/rpc/orders/Create` and the templated `/rpc/orders/{id}/Cancel`.
+    assert_eq!(
+        (&r[1]["form"], &r[1]["exchanges"]),
+        (&serde_json::json!("path_prefix"), &serde_json::json!(4))
+    );
+    assert_eq!(v["rules"]["unused"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn an_unreadable_rule_line_exits_2_naming_the_line_and_the_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = write_recording(
+        &dir.path().join("cap.jsonl"),
+        &[rpc("a", "/rpc/catalog/GetItem", 1_000_000)],
+    );
+    for (text, at, bad) in [
+        ("/rpc/catalog/GetItem\nGETT /x\n", 2, "\"GETT /x\""),
+        ("# prefixes\nrpc/foo\n", 2, "\"rpc/foo\""),
+    ] {
+        let rules = dir.path().join("allowed.lst");
+        std::fs::write(&rules, text).unwrap();
+        let o = shadowdiff(&[
+            "interfaces",
+            rec.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "{}:{at}: cannot read the rule {bad}",
+                rules.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("`METHOD /path-glob`") && err.contains("or a bare path"),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty(), "{}", describe(&o));
+    }
+}

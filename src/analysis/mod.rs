@@ -834,6 +834,46 @@ mod tests {
     }
 
     #[test]
+    fn a_path_of_prefixed_random_tokens_gets_a_hint_with_its_rule() {
+        let mut agg = Aggregator::new();
+        let tails = [
+            "3fK9xQ2mZ7",
+            "Q7pL2xT8vW4n",
+            "78a8c2e1f0",
+            "1NXWPe2eZvKYlo2C",
+        ];
+        for i in 0..20 {
+            let token = |side: usize| format!("\"at_{}\"", tails[(i + side) % tails.len()]);
+            let d = Difference {
+                kind: DiffKind::Body,
+                path: "$.access_token".into(),
+                baseline: Some(token(0)),
+                candidate: Some(token(1)),
+                tolerated: false,
+            };
+            agg.record(
+                "POST /rpc/auth/Login",
+                &format!("e{i}"),
+                &judged(vec![d], None),
+                None,
+            );
+        }
+        let (_, ifs) = agg.finish(&Thresholds::default());
+        let f = &ifs[0].fields[0];
+        assert_eq!(f.volatile_kind.as_deref(), Some("prefixed random tokens"));
+        let hint = f
+            .hint
+            .as_deref()
+            .unwrap_or_else(|| panic!("no hint: {f:?}"));
+        assert!(
+            hint.starts_with("both sides hold prefixed random tokens that differ on every call")
+                && hint
+                    .ends_with(r#"interfaces = "POST /rpc/auth/Login" paths = ["$.access_token"]"#),
+            "{hint}"
+        );
+    }
+
+    #[test]
     fn measured_noise_turns_differences_into_noise_only() {
         let mut agg = Aggregator::new();
         for i in 0..50 {
