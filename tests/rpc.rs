@@ -627,6 +627,35 @@ async fn the_rpc_scenario_plants_five_changes_a_replay_can_see() {
     assert!(p50("candidate") >= p50("baseline") + 30_000, "{slow:#}");
 }
 
+/// With POSTs replayed and no second baseline, the recorded answers are the only noise
+/// sample there is; with them, exactly the five planted changes are flagged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs noise from the recording"]
+async fn with_side_effects_allowed_exactly_the_planted_changes_are_flagged() {
+    let Some(s) = Scenario::start().await else {
+        return;
+    };
+    let (o, r) = run(&s, How::SideEffects).await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let score = Score::of(&r, true);
+    assert_eq!(score.found.len(), planted().len(), "{:?}", score.found);
+    assert!(score.false_flags.is_empty(), "{:#?}", score.false_flags);
+    assert!(score.stray.is_empty(), "{:#?}", score.stray);
+}
+
+/// The old gateway against a second instance of itself, POSTs replayed: a pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs noise from the recording"]
+async fn the_old_gateway_against_itself_passes() {
+    let Some(s) = Scenario::start().await else {
+        return;
+    };
+    let (o, r) = run(&s, How::AA).await;
+    let score = Score::of(&r, false);
+    assert!(score.false_flags.is_empty(), "{:#?}", score.false_flags);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+}
+
 /// Flagged interfaces by short name, then the distinct kinds of flag they carry (the same
 /// volatile fields tend to be flagged on every interface; one line says so).
 fn briefly(flagged: &[(String, Vec<String>)]) -> String {
