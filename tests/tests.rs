@@ -1,4 +1,4 @@
-//! Integration tests: real sockets, real servers (hyper in-process and nginx), the real
+//! Integration tests: real sockets, real servers (hyper in-process, nginx, haproxy), the real
 //! binary. Shared helpers live in `util.rs`.
 
 mod util;
@@ -15,6 +15,7 @@ mod inventory;
 mod nginx;
 mod replay_http;
 mod reports;
+mod rpc;
 mod shard_merge;
 mod show;
 mod tap;

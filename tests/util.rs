@@ -1,6 +1,6 @@
-//! Shared helpers for the integration tests: in-process hyper servers on port 0, nginx
-//! started from a config string, recordings written with the library's own writer, and the
-//! real binary run as a subprocess.
+//! Shared helpers for the integration tests: in-process hyper servers on port 0, nginx and
+//! haproxy started from config strings, recordings written with the library's own writer,
+//! and the real binary run as a subprocess.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -329,6 +329,85 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The haproxy binary, or `None` (with a note) when it is not installed and
+/// `SHADOWDIFF_REQUIRE_HAPROXY` is not set.
+pub fn haproxy_binary() -> Option<PathBuf> {
+    required_tool(
+        &[
+            "/usr/sbin/haproxy",
+            "/usr/local/sbin/haproxy",
+            "/usr/bin/haproxy",
+        ],
+        "SHADOWDIFF_REQUIRE_HAPROXY",
+        "haproxy",
+    )
+}
+
+/// haproxy in the foreground (`-db`), started from the lines that follow a frontend's
+/// `bind` (its rules, then any `backend` sections), stopped when dropped.
+pub struct Haproxy {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    /// Starts haproxy with `frontend fe` bound to a free loopback port, followed by `body`.
+    pub fn start(bin: &Path, body: &str) -> Haproxy {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("haproxy.log");
+        for attempt in 0..5 {
+            let port = free_port();
+            // Timeouts are set because haproxy warns without them and a hung test should
+            // end; `maxconn` because the default follows the file-descriptor limit.
+            let conf = format!(
+                "global\n  maxconn 4096\n\
+                 defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+                 frontend fe\n  bind 127.0.0.1:{port}\n{body}\n"
+            );
+            let conf_path = dir.path().join(format!("haproxy-{attempt}.cfg"));
+            std::fs::write(&conf_path, conf).unwrap();
+            let mut child = Command::new(bin)
+                .arg("-db")
+                .arg("-f")
+                .arg(&conf_path)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("start haproxy");
+            // Ready when the port accepts connections; a lost race for the port ends the child.
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Haproxy {
+                        port,
+                        child,
+                        _dir: dir,
+                    };
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!("haproxy did not start: {log}");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Haproxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
