@@ -909,6 +909,62 @@ mod tests {
         assert_eq!((rid.raw, rid.noise), (50, 50));
     }
 
+    /// What replay judges with the recorded answer as the noise sample.
+    fn judged_with_recording(baseline: &str, candidate: &str, recorded: &str) -> Judgement {
+        let obs = |body: &str| {
+            Ok(crate::compare::Observed {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: body.to_string().into(),
+                ..Default::default()
+            })
+        };
+        let opts = crate::compare::CompareOptions::default();
+        let mut j =
+            crate::compare::judge(&obs(baseline), &obs(candidate), Some(&obs(recorded)), &opts);
+        j.noise_source = Some(NoiseSource::Recording);
+        j
+    }
+
+    #[test]
+    fn drift_since_capture_never_hides_a_change_of_another_kind_or_rate() {
+        let th = Thresholds::default();
+        let mut agg = Aggregator::new();
+        for i in 0..40 {
+            // The stock count drifted since capture on every exchange; the price did on
+            // none (recording and baseline agree), yet the candidate changes it on each.
+            let base = format!(r#"{{"stock":{i},"price":10,"rid":"a{i}"}}"#);
+            let rec = format!(r#"{{"stock":{},"price":10,"rid":"r{i}"}}"#, i + 100);
+            let cand = format!(r#"{{"stock":"{i}","price":11,"rid":"b{i}"}}"#);
+            agg.record(
+                "POST /rpc/x/Get",
+                &format!("e{i}"),
+                &judged_with_recording(&base, &cand, &rec),
+                None,
+            );
+        }
+        let (_, ifs) = agg.finish(&th);
+        let i = &ifs[0];
+        assert_eq!(i.noise_samples.get("recording"), Some(&40));
+        let find = |path: &str, change: Option<&str>| {
+            i.fields
+                .iter()
+                .find(|p| p.path == path && p.change.as_deref() == change)
+                .unwrap_or_else(|| panic!("{path} {change:?}: {:?}", i.fields))
+        };
+        // The stock drifted as a number; the candidate made it a string: a type change
+        // that no amount of value drift explains.
+        let stock = find("$.stock", Some("type"));
+        assert!(stock.regression && stock.noise == 0, "{stock:?}");
+        assert_eq!(stock.noise_source.as_deref(), Some("recording"));
+        let price = find("$.price", None);
+        assert!(price.regression, "{price:?}");
+        // The request id differs on every answer, recorded or not: noise.
+        let rid = find("$.rid", None);
+        assert!(!rid.regression && rid.noise == 40, "{rid:?}");
+        assert_eq!(i.counts.different, 40);
+    }
+
     #[test]
     fn tolerated_times_are_noise_and_every_outcome_is_counted() {
         let mut a = Aggregator::new();

@@ -143,6 +143,24 @@ fn gates(
             ),
         ));
     }
+    // Nor one that sent nothing: an all-POST RPC recording replayed without declaring its
+    // reads would otherwise pass having compared not one answer.
+    if c.total > 0 && c.skipped == c.total {
+        let why = if summary.skipped_reasons.contains_key("side_effect") {
+            "; declare the reads with --safe GLOB or [side_effects] safe, or pass \
+             --allow-side-effects"
+        } else {
+            ""
+        };
+        failures.push((
+            "skipped",
+            format!(
+                "nothing compared: all {} read were skipped{why}",
+                plural(c.total, "exchange", "exchanges")
+            ),
+        ));
+        return failures;
+    }
     // A gate that compared nothing has no evidence to pass on, whatever `--fail-on` says:
     // every exchange sent failed on the baseline (a target down, a `--timeout` too short).
     let sent = c.total - c.skipped;
