@@ -387,6 +387,15 @@ pub struct TapArgs {
     /// Shadow POST, PUT, PATCH and DELETE too (they are not shadowed by default).
     #[arg(long)]
     pub allow_side_effects: bool,
+    /// Interfaces that only read, though not sent as GET: shadowed, and asked of
+    /// production twice for noise, like a GET (repeatable; e.g. 'POST /rpc/*/Get*'; also
+    /// [side_effects] safe in the config).
+    #[arg(long, value_name = "GLOB")]
+    pub safe: Vec<String>,
+    /// Share of shadowed safe requests that production answers a second time, the live
+    /// shadow's measure of noise (0 turns it off; each adds one request to production).
+    #[arg(long, default_value_t = 0.25, value_name = "F", requires = "shadow")]
+    pub shadow_noise_sample: f64,
     /// Serve `/metrics` (Prometheus), `/healthz`, `/report` and `/report.html` here.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,

@@ -67,6 +67,11 @@ impl Safety {
         None
     }
 
+    /// True when some requests with a method that may change state are declared safe.
+    pub fn declares_reads(&self) -> bool {
+        !self.safe.is_empty() || !self.idempotent.is_empty()
+    }
+
     /// True when `req` may be sent more than once.
     pub fn is_safe(&self, req: &Request, interface: &str) -> bool {
         self.safe(req, interface).is_some()

@@ -2608,3 +2608,187 @@ fn a_stop_right_after_start_is_graceful() {
         assert!(read_recordings(std::slice::from_ref(&out)).is_empty());
     }
 }
+
+/// The live shadow's own noise measure, in front of a real gateway: production is nginx, the
+/// candidate a second nginx that lacks one route, drops `Cache-Control` on one interface,
+/// and (through a header the backend sees) sends cents as strings on one and answers 40 ms
+/// later on another. Every answer carries a request id in a header and the body and an epoch
+/// stamp. All calls are POSTs declared as reads with `--safe`; with the shadow's default
+/// noise sample, `/report` flags exactly the four changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_shadow_measures_noise_and_flags_only_real_changes() {
+    let Some(bin) = nginx_binary() else { return };
+    let seq = Arc::new(AtomicU64::new(0));
+    let backend = TestServer::start_delayed(move |s: Seen| {
+        let n = seq.fetch_add(1, Ordering::Relaxed);
+        let new = s.headers.contains_key("x-gw");
+        let path = s.path_and_query.clone();
+        let id: u64 = serde_json::from_slice::<serde_json::Value>(&s.body)
+            .ok()
+            .and_then(|v| v["id"].as_u64())
+            .unwrap_or(0);
+        let cents = if new && path == "/rpc/orders/GetOrder" {
+            format!("\"{}\"", id * 100)
+        } else {
+            (id * 100).to_string()
+        };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        // A per-answer id, as a gateway's $request_id would be.
+        let rid = format!("{:016x}", (n + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut a = Answer::json(
+            200,
+            format!(
+                r#"{{"rid":"{rid}","served_at_ms":{now_ms},"data":{{"id":{id},"price_cents":{cents}}}}}"#
+            ),
+        );
+        a.headers.push(("x-request-id", rid));
+        let delay = (new && path == "/rpc/search/Search").then(|| Duration::from_millis(40));
+        (a, delay)
+    })
+    .await;
+    let up = backend.url();
+    let routes = |new: bool| {
+        let gw = if new {
+            "proxy_set_header x-gw new;"
+        } else {
+            ""
+        };
+        let common =
+            format!("proxy_pass {up}; {gw} add_header cache-control \"max-age=60\" always;");
+        let mut conf = format!("location /rpc/ {{ {common} }}\n");
+        if new {
+            conf.push_str(&format!(
+                "location = /rpc/catalog/GetItem {{ proxy_pass {up}; {gw} }}\n\
+                 location = /rpc/users/GetPreferences {{ return 404 '{{\"error\":\"no route\"}}'; }}\n"
+            ));
+        }
+        conf
+    };
+    let prod = Nginx::start(&bin, &routes(false));
+    let cand = Nginx::start(&bin, &routes(true));
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(&[
+        "--upstream",
+        &prod.url(),
+        "--out",
+        dir.path().join("s.jsonl").to_str().unwrap(),
+        "--shadow",
+        &cand.url(),
+        "--shadow-sample",
+        "1",
+        "--safe",
+        "POST /rpc/*/Get*",
+        "--safe",
+        "POST /rpc/*/List*",
+        "--safe",
+        "POST /rpc/*/Search*",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let interfaces = [
+        "/rpc/catalog/GetItem",
+        "/rpc/catalog/ListItems",
+        "/rpc/orders/GetOrder",
+        "/rpc/users/GetUser",
+        "/rpc/users/GetPreferences",
+        "/rpc/search/Search",
+    ];
+    const EACH: u64 = 40;
+    let c = client();
+    for i in 0..EACH {
+        for path in interfaces {
+            let (s, _) = send(
+                &c,
+                "POST",
+                &format!("{}{path}", tap.url()),
+                &[("content-type", "application/json")],
+                &format!(r#"{{"id":{i}}}"#),
+            )
+            .await;
+            assert_eq!(s, 200, "{path}");
+        }
+    }
+    let m = tap.metrics.unwrap();
+    let total = EACH * interfaces.len() as u64;
+    until("every shadow judged", || async {
+        let (_, body) = get_text(m, "/report").await;
+        let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+        r["summary"]["total"] == total
+    })
+    .await;
+    let (_, body) = get_text(m, "/report").await;
+    let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_counts_consistent(&r);
+    assert_eq!(r["verdict"], "fail");
+    let regressed = |i: &serde_json::Value, list: &str| -> Vec<String> {
+        i[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["regression"] == true)
+            .map(|p| {
+                let change = p["change"].as_str().map(|c| format!(" ({c})"));
+                format!(
+                    "{}{}",
+                    p["path"].as_str().unwrap(),
+                    change.unwrap_or_default()
+                )
+            })
+            .collect()
+    };
+    let mut flagged = Vec::new();
+    for path in interfaces {
+        let i = interface(&r, &format!("POST {path}"));
+        let mut f: Vec<String> = regressed(i, "fields");
+        f.extend(
+            regressed(i, "headers")
+                .into_iter()
+                .map(|h| format!("header {h}")),
+        );
+        if i["missing_rule"].as_u64().unwrap() > 0 {
+            f.push(format!("missing_rule {}", i["missing_rule"]));
+        }
+        if i["latency"]["regression"] == true {
+            f.push("slower".into());
+        }
+        flagged.push((path, f));
+    }
+    assert_eq!(
+        flagged,
+        [
+            (
+                "/rpc/catalog/GetItem",
+                vec!["header cache-control (removed)".to_string()]
+            ),
+            ("/rpc/catalog/ListItems", vec![]),
+            (
+                "/rpc/orders/GetOrder",
+                vec!["$.data.price_cents (type)".to_string()]
+            ),
+            ("/rpc/users/GetUser", vec![]),
+            (
+                "/rpc/users/GetPreferences",
+                vec![format!("missing_rule {EACH}")]
+            ),
+            ("/rpc/search/Search", vec!["slower".to_string()]),
+        ]
+    );
+    // The request id differed on every answer and production's second answers said so.
+    let clean = interface(&r, "POST /rpc/users/GetUser");
+    assert_eq!(clean["different"], 0, "{clean:#}");
+    let probes = clean["noise_samples"]["production"].as_u64().unwrap();
+    assert!(probes > 0 && probes < EACH, "{clean:#}");
+    let rid = clean["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"] == "$.rid")
+        .unwrap();
+    assert_eq!(rid["noise_source"], "production");
+    let text = tap.metrics_text().await;
+    assert!(metric_in(&text, "shadowdiff_tap_shadow_noise_probes_total") > 0);
+    tap.stop_async().await;
+}

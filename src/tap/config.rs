@@ -129,6 +129,10 @@ pub struct TapConfig {
     pub shadow_concurrency: usize,
     /// Shadow side-effecting methods too.
     pub allow_side_effects: bool,
+    /// Which requests may be sent more than once (shadowed, and asked twice for noise).
+    pub safety: std::sync::Arc<crate::safety::Safety>,
+    /// Share of shadowed safe requests that production answers a second time.
+    pub shadow_noise_sample: f64,
     /// Admin address for metrics, liveness and the live report.
     pub metrics: Option<SocketAddr>,
     /// Runtime worker threads.
@@ -252,13 +256,26 @@ impl TapConfig {
             return Err(Error::Usage("--threads: expected at least 1".into()));
         }
         // The rules file's [redact] section adds to the flags.
-        let (file_headers, file_paths) = match &a.config {
+        let (file_headers, file_paths, side_effects) = match &a.config {
             Some(p) => {
                 let f = crate::config::file::LoadedConfig::load(p)?;
-                (f.config.redact.headers, f.config.redact.json_paths)
+                (
+                    f.config.redact.headers,
+                    f.config.redact.json_paths,
+                    f.config.side_effects,
+                )
             }
-            None => (Vec::new(), Vec::new()),
+            None => (Vec::new(), Vec::new(), Default::default()),
         };
+        let safety = crate::safety::Safety::new(
+            side_effects
+                .safe
+                .into_iter()
+                .chain(a.safe.clone())
+                .collect(),
+            side_effects.unsafe_,
+            Default::default(),
+        );
         let all_paths: Vec<String> = a
             .redact_json_path
             .iter()
@@ -314,6 +331,8 @@ impl TapConfig {
             shadow_sample: share("shadow-sample", a.shadow_sample)?,
             shadow_concurrency: a.shadow_concurrency,
             allow_side_effects: a.allow_side_effects,
+            safety: std::sync::Arc::new(safety),
+            shadow_noise_sample: share("shadow-noise-sample", a.shadow_noise_sample)?,
             metrics: match &a.metrics {
                 Some(m) => Some(parse_addr("metrics", m)?),
                 None => None,

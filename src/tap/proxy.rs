@@ -352,7 +352,7 @@ impl Tap {
             || (self.cfg.min_per_interface > 0
                 && interface().is_none_or(|i| self.recorder.needs(&i)));
         let shadow = self.shadow.as_ref().is_some_and(|s| s.picks(id));
-        let shadow_body = shadow && self.shadow.as_ref().is_some_and(|s| !s.blocks(method));
+        let shadow_body = shadow && self.shadow.as_ref().is_some_and(|s| s.may_send(method));
         Plan {
             record,
             sampled,

@@ -5,8 +5,14 @@
 //! The client never waits: the copy is started from the end of the production response and
 //! runs in its own task. Concurrency is capped by a semaphore; when no permit is free the
 //! copy is not sent and is counted (and reported as `skipped`, reason `shadow_busy`, so
-//! every selected exchange still gets exactly one outcome). Production is never asked
-//! twice, so there is no noise probe: every difference counts.
+//! every selected exchange still gets exactly one outcome).
+//!
+//! Noise is measured as replay measures it: for a sampled share of the shadowed requests
+//! that are safe to repeat (`--shadow-noise-sample`; safe methods and declared reads),
+//! production answers a second time at the moment the candidate gets its copy, and what
+//! differs between production's two answers is the noise a candidate difference must
+//! exceed. Each such request adds one to production's load, so the share is bounded, counted
+//! in `/metrics`, and 0 turns it off.
 
 use super::config::TapConfig;
 use super::redact::Redactor;
@@ -14,7 +20,9 @@ use super::sample::Sampler;
 use crate::analysis::result::{RunInfo, RunResult, Thresholds};
 use crate::analysis::{Aggregator, PairLatency};
 use crate::cli::HostHeaderMode;
-use crate::compare::{judge, CompareOptions, FetchError, Judgement, Observed, Outcome};
+use crate::compare::{
+    judge, CompareOptions, FetchError, Judgement, NoiseSource, Observed, Outcome,
+};
 use crate::error::Result;
 use crate::exchange::{Request, Side};
 use crate::recording::format::{format_ts_us, now_us};
@@ -28,6 +36,9 @@ use tokio::sync::Semaphore;
 
 /// Salt of the shadow sample, so the shadowed share is independent of the recorded one.
 const SHADOW_SALT: u64 = 0x5ad0_5ad0;
+
+/// Salt of the noise sample among shadowed requests.
+const NOISE_SALT: u64 = 0x0a0a_5ad0;
 
 /// Counters of the live shadow, read by `/metrics`.
 #[derive(Debug, Default)]
@@ -44,6 +55,8 @@ pub struct ShadowStats {
     pub skipped_truncated: AtomicU64,
     /// Not sent: production itself failed (502/504), judged `baseline_error`.
     pub production_errors: AtomicU64,
+    /// Shadowed requests production answered a second time, as the noise sample.
+    pub noise_probes: AtomicU64,
     /// Copies in flight.
     pub in_flight: AtomicI64,
     outcomes: [AtomicU64; 7],
@@ -72,6 +85,9 @@ impl ShadowStats {
              shadowdiff_tap_shadow_not_sent_total{{reason=\"side_effect\"}} {}\n\
              shadowdiff_tap_shadow_not_sent_total{{reason=\"truncated_body\"}} {}\n\
              shadowdiff_tap_shadow_not_sent_total{{reason=\"production_error\"}} {}\n\
+             # HELP shadowdiff_tap_shadow_noise_probes_total Shadowed requests production answered a second time (--shadow-noise-sample), the live shadow's noise sample.\n\
+             # TYPE shadowdiff_tap_shadow_noise_probes_total counter\n\
+             shadowdiff_tap_shadow_noise_probes_total {}\n\
              # HELP shadowdiff_tap_shadow_in_flight Copies in flight now.\n\
              # TYPE shadowdiff_tap_shadow_in_flight gauge\n\
              shadowdiff_tap_shadow_in_flight {}",
@@ -81,6 +97,7 @@ impl ShadowStats {
             l(&self.skipped_side_effect),
             l(&self.skipped_truncated),
             l(&self.production_errors),
+            l(&self.noise_probes),
             self.in_flight.load(Ordering::Relaxed),
         );
         let _ = writeln!(
@@ -103,7 +120,11 @@ impl ShadowStats {
 #[derive(Debug)]
 pub struct Shadow {
     target: ConnTarget,
+    /// Production again, for the noise sample.
+    production: ConnTarget,
     sampler: Sampler,
+    noise_sampler: Sampler,
+    safety: Arc<crate::safety::Safety>,
     permits: Arc<Semaphore>,
     concurrency: usize,
     agg: Mutex<Aggregator>,
@@ -127,20 +148,21 @@ impl Shadow {
         let Some(up) = &cfg.shadow else {
             return Ok(None);
         };
-        let target = Target::new(
-            Side::Candidate,
-            &up.url,
-            TargetOptions {
-                timeout: cfg.upstream_timeout,
-                max_body: cfg.max_body,
-                pool_size: cfg.shadow_concurrency,
-                host_header: HostHeaderMode::Target,
-                set_headers: Vec::new(),
-            },
-        )?;
+        let opts = TargetOptions {
+            timeout: cfg.upstream_timeout,
+            max_body: cfg.max_body,
+            pool_size: cfg.shadow_concurrency,
+            host_header: HostHeaderMode::Target,
+            set_headers: Vec::new(),
+        };
+        let target = Target::new(Side::Candidate, &up.url, opts.clone())?;
+        let production = Target::new(Side::Baseline, &cfg.upstream.url, opts)?;
         Ok(Some(Shadow {
             target: ConnTarget::new(target),
+            production: ConnTarget::new(production),
             sampler: Sampler::new(cfg.shadow_sample, SHADOW_SALT),
+            noise_sampler: Sampler::new(cfg.shadow_noise_sample, NOISE_SALT),
+            safety: cfg.safety.clone(),
             permits: Arc::new(Semaphore::new(cfg.shadow_concurrency)),
             concurrency: cfg.shadow_concurrency,
             agg: Mutex::new(Aggregator::new()),
@@ -160,16 +182,25 @@ impl Shadow {
         self.sampler.picks(id)
     }
 
-    /// True when a request with `method` must not be sent to the candidate.
-    pub fn blocks(&self, method: &http::Method) -> bool {
-        !self.allow_side_effects
-            && !matches!(
+    /// True when a request with `method` may be sent to the candidate (some of them may
+    /// not): decided from the head, before the body is read, so that only the bodies of
+    /// requests that may be shadowed are copied.
+    pub fn may_send(&self, method: &http::Method) -> bool {
+        self.allow_side_effects
+            || self.safety.declares_reads()
+            || matches!(
                 *method,
                 http::Method::GET
                     | http::Method::HEAD
                     | http::Method::OPTIONS
                     | http::Method::TRACE
             )
+    }
+
+    /// True when `request` (keyed as `interface`) may be sent to the candidate: it is safe
+    /// to repeat, or side effects are allowed.
+    pub fn sends(&self, request: &Request, interface: &str) -> bool {
+        self.allow_side_effects || self.safety.is_safe(request, interface)
     }
 
     fn skip(&self, interface: &str, reason: &str) {
@@ -189,7 +220,8 @@ impl Shadow {
         production_truncated: bool,
     ) {
         self.stats.selected.fetch_add(1, Ordering::Relaxed);
-        if self.blocks_method_str(&request.method) {
+        let safe = self.safety.is_safe(&request, &interface);
+        if !safe && !self.allow_side_effects {
             self.stats
                 .skipped_side_effect
                 .fetch_add(1, Ordering::Relaxed);
@@ -236,23 +268,33 @@ impl Shadow {
         let me = self.clone();
         rt.spawn(async move {
             let _permit = permit;
-            let candidate = me.target.send(&request, Instant::now()).await;
+            let now = Instant::now();
+            let (candidate, again) = if safe && me.noise_sampler.picks(&id) {
+                me.stats.noise_probes.fetch_add(1, Ordering::Relaxed);
+                let (c, p) = tokio::join!(
+                    me.target.send(&request, now),
+                    me.production.send(&request, now)
+                );
+                (c, Some(p))
+            } else {
+                (me.target.send(&request, now).await, None)
+            };
             let lat = candidate.as_ref().ok().map(|c| PairLatency {
                 baseline_us: production.latency_us,
                 candidate_us: c.latency_us,
             });
             let production = Ok(production);
-            let mut j = judge(&production, &candidate, None, &me.opts);
+            let probe = again.filter(|p| p.is_ok());
+            let mut j = judge(&production, &candidate, probe.as_ref(), &me.opts);
+            if j.probe.is_some() {
+                j.noise_source = Some(NoiseSource::Production);
+            }
             if let (Ok(p), Ok(c)) = (&production, &candidate) {
                 me.redactor.differences(&mut j.diffs, p, c);
             }
             me.record(&interface, &id, &j, lat);
             me.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         });
-    }
-
-    fn blocks_method_str(&self, method: &str) -> bool {
-        http::Method::from_bytes(method.as_bytes()).map_or(true, |m| self.blocks(&m))
     }
 
     fn record(&self, interface: &str, id: &str, j: &Judgement, lat: Option<PairLatency>) {
