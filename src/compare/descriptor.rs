@@ -409,6 +409,34 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn methods_declared_free_of_side_effects_or_idempotent_are_repeatable() {
+        use prost_types::MethodOptions;
+        let mut set = sample_set();
+        let level = |l: IdempotencyLevel, name: &str| MethodDescriptorProto {
+            name: Some(name.into()),
+            input_type: Some(".pkg.UserRequest".into()),
+            output_type: Some(".pkg.User".into()),
+            options: Some(MethodOptions {
+                idempotency_level: Some(l as i32),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let svc = &mut set.file[0].service[0];
+        svc.method
+            .push(level(IdempotencyLevel::NoSideEffects, "ListUsers"));
+        svc.method
+            .push(level(IdempotencyLevel::Idempotent, "PutUser"));
+        svc.method
+            .push(level(IdempotencyLevel::IdempotencyUnknown, "CreateUser"));
+        let d = Descriptors::from_bytes(&set.encode_to_vec()).unwrap();
+        let mut paths: Vec<String> = d.repeatable_paths().into_iter().collect();
+        paths.sort();
+        // `GetUser` declares nothing: a name is no proof.
+        assert_eq!(paths, ["/pkg.Svc/ListUsers", "/pkg.Svc/PutUser"]);
+    }
+
+    #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(Descriptors::from_bytes(b"\xff\xff\xff").is_err());
         assert!(Descriptors::from_bytes(b"")
