@@ -59,9 +59,14 @@ impl TerminalExporter {
         }
         out.blank();
         table(&mut out, &rows, trend, p);
+        // A change told once at the top is not told again under each interface.
+        let told: Vec<String> = words::gateway_wide(r)
+            .into_iter()
+            .map(|g| g.header)
+            .collect();
         for (i, f) in rows.iter().filter(|(_, f)| !f.is_empty()) {
             out.blank();
-            details(&mut out, i, f, trend, p);
+            details(&mut out, i, f, trend, &told, p);
         }
         if let Some(t) = trend {
             trend_section(&mut out, t, p);
@@ -186,6 +191,9 @@ fn verdict(out: &mut Out, r: &RunResult, p: Paint) {
     if let Some(text) = words::unmeasured_note(r) {
         out.line(p.wrap("33", &format!("  {text}")));
     }
+    for g in words::gateway_wide(r) {
+        out.line(format!("  {}", g.sentence()));
+    }
 }
 
 fn summary_line(out: &mut Out, r: &RunResult) {
@@ -300,7 +308,14 @@ fn path_label(kind: &str, p: &PathResult) -> String {
     }
 }
 
-fn details(out: &mut Out, i: &InterfaceResult, flags: &[Flag], trend: Option<&Trend>, p: Paint) {
+fn details(
+    out: &mut Out,
+    i: &InterfaceResult,
+    flags: &[Flag],
+    trend: Option<&Trend>,
+    told: &[String],
+    p: Paint,
+) {
     let mark = trend_mark(trend.and_then(|t| t.interface_state(&i.interface)), p);
     out.line(format!(
         "{}  {}{mark}",
@@ -321,7 +336,10 @@ fn details(out: &mut Out, i: &InterfaceResult, flags: &[Flag], trend: Option<&Tr
         ("field", &i.fields),
     ];
     for (kind, paths) in groups {
-        for path in paths.iter().filter(|x| x.regression) {
+        for path in paths
+            .iter()
+            .filter(|x| x.regression && !(kind == "header" && told.contains(&x.classed_path())))
+        {
             let mark = trend_mark(
                 trend.and_then(|t| t.path_state(&i.interface, kind, &path.classed_path())),
                 p,
@@ -620,6 +638,60 @@ mod tests {
         // A result without control characters prints exactly as it is.
         let clean = fixture::with_trend();
         assert_eq!(inert_copy(&clean).unwrap(), clean);
+    }
+
+    #[test]
+    fn a_header_changed_alike_everywhere_is_told_once() {
+        let mut r = fixture::passing();
+        let template = r.interfaces[0].clone();
+        r.interfaces.clear();
+        for n in 0..4 {
+            let mut i = template.clone();
+            i.interface = format!("POST /rpc/s/Get{n}");
+            i.compared = 10;
+            i.counts.different = 10;
+            i.headers = vec![crate::analysis::result::PathResult {
+                path: "server".into(),
+                raw: 10,
+                noise: 0,
+                tolerated: 0,
+                regression: true,
+                samples: vec![],
+                example: Some(crate::analysis::result::Example {
+                    id: format!("e{n}"),
+                    path: "server".into(),
+                    baseline: Some("nginx/1.22.1".into()),
+                    candidate: Some("haproxy".into()),
+                }),
+                volatile_like: 0,
+                volatile_kind: None,
+                hint: None,
+                change: None,
+                noise_source: None,
+            }];
+            r.interfaces.push(i);
+        }
+        let text = TerminalExporter { color: false }.render(&r);
+        assert_eq!(
+            text.matches("gateway-wide: header server").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("4 of 4 compared interfaces (nginx/1.22.1 → haproxy)"));
+        assert!(
+            text.contains(r#"[[ignore]] headers = ["server"]"#),
+            "{text}"
+        );
+        assert!(!text.contains("  header server: differed"), "{text}");
+        // On fewer than three interfaces it is each interface's own finding.
+        r.interfaces.truncate(2);
+        let text = TerminalExporter { color: false }.render(&r);
+        assert!(!text.contains("gateway-wide"), "{text}");
+        assert_eq!(
+            text.matches("  header server: differed").count(),
+            2,
+            "{text}"
+        );
     }
 
     #[test]
