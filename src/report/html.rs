@@ -518,7 +518,7 @@ fn page(r: &RunResult) -> Page {
         .unwrap_or_default();
 
     let mut notes = vec![format!(
-        "A path is judged noise when it differed between two calls to the baseline about as often as between baseline and candidate; \"rate\" is per compared exchange, \"noise rate\" per noise-probe answer."
+        "A path is judged noise when it differed between the baseline's answer and a second answer to the same request (the baseline asked twice, a second baseline, production asked twice, or the recorded answer) about as often as between baseline and candidate, in the same kind of change; \"rate\" is per compared exchange, \"noise rate\" per noise sample."
     )];
     if c.skipped > 0 {
         let reasons: Vec<String> = r

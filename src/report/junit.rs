@@ -105,13 +105,11 @@ fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
         for p in list.iter().filter(|p| p.regression) {
             let label = format!("{kind} {}", p.classed_path());
             let mut line = format!(
-                "{label}: differed in {} of {} compared ({}), between two baseline calls {} of {} ({})",
+                "{label}: differed in {} of {} compared ({}); {}",
                 p.raw,
                 i.compared,
                 words::pct(p.raw, i.compared),
-                p.noise,
-                i.probed,
-                words::pct(p.noise, i.probed)
+                words::noise_phrase(i, p)
             );
             if let Some(ex) = &p.example {
                 let _ = write!(
