@@ -85,11 +85,16 @@ impl Request {
 
     /// True for methods that may change server state; replay skips them unless allowed.
     pub fn is_side_effecting(&self) -> bool {
-        !matches!(
-            self.method.to_ascii_uppercase().as_str(),
-            "GET" | "HEAD" | "OPTIONS" | "TRACE"
-        )
+        !is_safe_method(&self.method)
     }
+}
+
+/// True for the methods HTTP defines as safe (`GET`, `HEAD`, `OPTIONS`, `TRACE`, in any
+/// case): sending one twice changes nothing.
+pub fn is_safe_method(method: &str) -> bool {
+    ["GET", "HEAD", "OPTIONS", "TRACE"]
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case(method))
 }
 
 /// The first value of header `name` (case-insensitive).

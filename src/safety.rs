@@ -43,14 +43,16 @@ impl Safety {
     /// Why `req` (keyed as `interface`) may be sent more than once, or `None` when it may
     /// change state.
     pub fn safe(&self, req: &Request, interface: &str) -> Option<Safe> {
+        // The request's own `METHOD /path`, for keys that templating made differ from it;
+        // built only when some glob is declared.
+        let plain = (!self.safe.is_empty() || !self.unsafe_.is_empty())
+            .then(|| format!("{} {}", req.method.to_ascii_uppercase(), req.path()));
         let matches = |globs: &[String]| {
-            if globs.is_empty() {
-                return false;
-            }
-            let plain = format!("{} {}", req.method.to_ascii_uppercase(), req.path());
-            globs
-                .iter()
-                .any(|g| crate::glob::matches(g, interface) || crate::glob::matches(g, &plain))
+            plain.as_ref().is_some_and(|plain| {
+                globs
+                    .iter()
+                    .any(|g| crate::glob::matches(g, interface) || crate::glob::matches(g, plain))
+            })
         };
         if matches(&self.unsafe_) {
             return None;

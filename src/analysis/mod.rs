@@ -248,9 +248,6 @@ impl Aggregator {
         if let Some(l) = lat {
             agg.latency.record_pair(l.baseline_us, l.candidate_us);
         }
-        if j.probe.is_none() {
-            agg.unmeasured += 1;
-        }
         if let Some(probe) = &j.probe {
             let source = j.noise_source.unwrap_or(NoiseSource::Baseline);
             // A second answer with another status measured only its status transition: it
@@ -290,6 +287,8 @@ impl Aggregator {
             for k in keys {
                 agg.path(k).noise += 1;
             }
+        } else {
+            agg.unmeasured += 1;
         }
         if j.outcome == Outcome::Identical {
             agg.counts.add(Outcome::Identical, 1);

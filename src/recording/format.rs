@@ -29,6 +29,15 @@ pub fn redact_value(v: &[u8]) -> String {
     out
 }
 
+/// The redaction of a value as a difference shows it: a JSON string is hashed as the text it
+/// spells, as the recording hashes it, anything else as shown.
+pub fn redact_shown(shown: &str) -> String {
+    match serde_json::from_str::<String>(shown) {
+        Ok(s) => redact_value(s.as_bytes()),
+        Err(_) => redact_value(shown.as_bytes()),
+    }
+}
+
 /// True for a value written by [`redact_value`].
 pub fn is_redacted(v: &str) -> bool {
     v.strip_prefix("redacted:")

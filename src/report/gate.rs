@@ -6,30 +6,7 @@ use crate::analysis::result::{
     InterfaceResult, RunInfo, RunResult, Summary, Thresholds, Verdict, RESULT_FORMAT,
 };
 
-/// Interface names listed in one sentence before "and N more".
-const MAX_NAMES: usize = 5;
-
-fn names<'a>(it: impl Iterator<Item = &'a InterfaceResult>) -> (usize, String) {
-    let all: Vec<&str> = it.map(|i| i.interface.as_str()).collect();
-    let mut s = all
-        .iter()
-        .take(MAX_NAMES)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if all.len() > MAX_NAMES {
-        s.push_str(&format!(" and {} more", all.len() - MAX_NAMES));
-    }
-    (all.len(), s)
-}
-
-fn plural(n: u64, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("{n} {one}")
-    } else {
-        format!("{n} {many}")
-    }
-}
+use super::words::{count_of as plural, interface_names as names, MAX_NAMES};
 
 /// A finished result: the gates of `run.thresholds` evaluated on the summary and interfaces.
 /// Replay, merge and the tap's live shadow all end here.

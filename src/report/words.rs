@@ -333,21 +333,22 @@ pub fn noise_phrase(i: &InterfaceResult, path: &PathResult) -> String {
     )
 }
 
-/// Interfaces listed by name in a note before the rest are counted.
-const NAMED: usize = 8;
+/// Interface names listed in one sentence before "and N more".
+pub const MAX_NAMES: usize = 5;
 
-/// `a, b, c … and N more`.
-fn named_list(names: &[&str]) -> String {
-    let mut text = names
+/// How many interfaces, and their names as one sentence lists them: `a, b and N more`.
+pub fn interface_names<'a>(it: impl Iterator<Item = &'a InterfaceResult>) -> (usize, String) {
+    let all: Vec<&str> = it.map(|i| i.interface.as_str()).collect();
+    let mut s = all
         .iter()
-        .take(NAMED)
+        .take(MAX_NAMES)
         .copied()
         .collect::<Vec<_>>()
         .join(", ");
-    if names.len() > NAMED {
-        text.push_str(&format!(" … and {} more", names.len() - NAMED));
+    if all.len() > MAX_NAMES {
+        s.push_str(&format!(" and {} more", all.len() - MAX_NAMES));
     }
-    text
+    (all.len(), s)
 }
 
 /// The verdict block's line on exchanges whose noise nothing measured: their every
@@ -360,16 +361,18 @@ pub fn unmeasured_note(r: &RunResult) -> Option<String> {
     if n == 0 {
         return None;
     }
-    let names: Vec<&str> = unmeasured.iter().map(|i| i.interface.as_str()).collect();
     Some(format!(
         "noise not measured for {} of {} compared ({}): no second call and no recorded \
          answer, so every difference there counts; declare reads with --safe GLOB, or give \
          a second baseline with --secondary URL, to measure it",
         count_of(n, "exchange", "exchanges"),
         compared,
-        named_list(&names)
+        interface_names(unmeasured.into_iter()).1
     ))
 }
+
+/// Interfaces the config line of [`side_effect_note`] declares at most.
+const MAX_DECLARED: usize = 8;
 
 /// The note on interfaces that may change state: never asked twice, so their noise came from
 /// the recording at best; for those whose name reads like a read, the line that declares
@@ -388,15 +391,14 @@ pub fn side_effect_note(r: &RunResult) -> Option<String> {
         .filter(|i| crate::safety::reads_like_read(&i.interface))
         .map(|i| i.interface.clone())
         .collect();
-    let names: Vec<&str> = writes.iter().map(|i| i.interface.as_str()).collect();
     let mut text = format!(
         "{} may change state and {} never asked twice for noise: {}",
         count_of(writes.len() as u64, "interface", "interfaces"),
         if writes.len() == 1 { "was" } else { "were" },
-        named_list(&names)
+        interface_names(writes.iter().copied()).1
     );
     if !reads.is_empty() {
-        let shown: Vec<String> = reads.iter().take(NAMED).cloned().collect();
+        let shown: Vec<String> = reads.iter().take(MAX_DECLARED).cloned().collect();
         text.push_str(&format!(
             "; {} like a read: if so, add to the config {} (or pass --safe for each)",
             count_of(reads.len() as u64, "name reads", "names read"),

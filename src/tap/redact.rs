@@ -26,6 +26,7 @@ pub const DEFAULT_HEADERS: [&str; 5] = [
     "x-api-key",
 ];
 
+use crate::recording::format::redact_shown;
 pub use crate::recording::format::redact_value;
 
 /// One step of a JSON path.
@@ -432,15 +433,6 @@ impl Redactor {
 
     fn is_secret_header(&self, name: &str) -> bool {
         self.headers.iter().any(|r| r.eq_ignore_ascii_case(name))
-    }
-}
-
-/// The redaction of a value as a difference shows it: a JSON string is hashed as the text it
-/// spells, as the recording hashes it, anything else as shown.
-fn redact_shown(shown: &str) -> String {
-    match serde_json::from_str::<String>(shown) {
-        Ok(s) => redact_value(s.as_bytes()),
-        Err(_) => redact_value(shown.as_bytes()),
     }
 }
 

@@ -188,13 +188,7 @@ impl Shadow {
     pub fn may_send(&self, method: &http::Method) -> bool {
         self.allow_side_effects
             || self.safety.declares_reads()
-            || matches!(
-                *method,
-                http::Method::GET
-                    | http::Method::HEAD
-                    | http::Method::OPTIONS
-                    | http::Method::TRACE
-            )
+            || crate::exchange::is_safe_method(method.as_str())
     }
 
     /// True when `request` (keyed as `interface`) may be sent to the candidate: it is safe
