@@ -211,7 +211,8 @@ impl Difference {
             // A trailer's presence goes with the gRPC status, already keyed by transition.
             DiffKind::Status | DiffKind::Trailer => false,
             DiffKind::Header => true,
-            DiffKind::Body => self.path.starts_with('$'),
+            // A multipart part's text line (`$.part.NAME:line 2`) is text, not JSON.
+            DiffKind::Body => self.path.starts_with('$') && !self.path.contains(":line"),
         };
         if !classed {
             return Change::Value;
@@ -1012,6 +1013,32 @@ mod tests {
             body: Bytes::copy_from_slice(body),
             ..Default::default()
         })
+    }
+
+    #[test]
+    fn only_json_paths_and_headers_have_kinds_of_change() {
+        let d = |kind, path: &str, a: Option<&str>, b: Option<&str>| Difference {
+            kind,
+            path: path.into(),
+            baseline: a.map(str::to_string),
+            candidate: b.map(str::to_string),
+            tolerated: false,
+        };
+        // A multipart text line reads `true` as text, not as a boolean.
+        let line = d(
+            DiffKind::Body,
+            "$.part.note:line 2",
+            Some("true"),
+            Some("x"),
+        );
+        assert_eq!(
+            (line.change(), line.key()),
+            (Change::Value, "$.part.note:line 2".into())
+        );
+        let gone = d(DiffKind::Header, "cache-control", Some("max-age=60"), None);
+        assert_eq!(gone.key(), "header:cache-control (removed)");
+        let text = d(DiffKind::Body, "body:line 3", None, Some("x"));
+        assert_eq!(text.change(), Change::Value);
     }
 
     #[test]
