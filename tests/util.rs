@@ -283,8 +283,8 @@ impl Nginx {
     /// Starts nginx with `server_body` inside `server { listen ...; <server_body> }`.
     pub fn start(bin: &Path, server_body: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
-        for attempt in 0..5 {
-            let port = free_port();
+        let log = dir.path().join("error.log");
+        let (port, child) = start_on_free_port("nginx", &log, |port, attempt| {
             let d = dir.path().display();
             let conf = format!(
                 "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
@@ -294,33 +294,20 @@ impl Nginx {
             );
             let conf_path = dir.path().join(format!("nginx-{attempt}.conf"));
             std::fs::write(&conf_path, conf).unwrap();
-            let mut child = Command::new(bin)
+            Command::new(bin)
                 .arg("-p")
                 .arg(dir.path())
                 .arg("-c")
                 .arg(&conf_path)
                 .stderr(std::process::Stdio::null())
                 .spawn()
-                .expect("start nginx");
-            // Ready when the port accepts connections; a lost race for the port ends the child.
-            for _ in 0..200 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Nginx {
-                        port,
-                        child,
-                        _dir: dir,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+                .expect("start nginx")
+        });
+        Nginx {
+            port,
+            child,
+            _dir: dir,
         }
-        let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
-        panic!("nginx did not start: {log}");
     }
 
     pub fn url(&self) -> String {
@@ -333,6 +320,33 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts a server with `spawn(port, attempt)` on a free loopback port, trying again on
+/// another port when the child loses the race for it; ready when the port accepts
+/// connections. Panics with the server's `log` when five attempts fail.
+fn start_on_free_port(
+    what: &str,
+    log: &Path,
+    mut spawn: impl FnMut(u16, usize) -> std::process::Child,
+) -> (u16, std::process::Child) {
+    for attempt in 0..5 {
+        let port = free_port();
+        let mut child = spawn(port, attempt);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (port, child);
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    panic!("{what} did not start: {log}");
 }
 
 /// The haproxy binary, or `None` (with a note) when it is not installed and
@@ -362,8 +376,7 @@ impl Haproxy {
     pub fn start(bin: &Path, body: &str) -> Haproxy {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("haproxy.log");
-        for attempt in 0..5 {
-            let port = free_port();
+        let (port, child) = start_on_free_port("haproxy", &log, |port, attempt| {
             // Timeouts are set because haproxy warns without them and a hung test should
             // end; `maxconn` because the default follows the file-descriptor limit.
             let conf = format!(
@@ -373,33 +386,20 @@ impl Haproxy {
             );
             let conf_path = dir.path().join(format!("haproxy-{attempt}.cfg"));
             std::fs::write(&conf_path, conf).unwrap();
-            let mut child = Command::new(bin)
+            Command::new(bin)
                 .arg("-db")
                 .arg("-f")
                 .arg(&conf_path)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
-                .expect("start haproxy");
-            // Ready when the port accepts connections; a lost race for the port ends the child.
-            for _ in 0..200 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Haproxy {
-                        port,
-                        child,
-                        _dir: dir,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+                .expect("start haproxy")
+        });
+        Haproxy {
+            port,
+            child,
+            _dir: dir,
         }
-        let log = std::fs::read_to_string(&log).unwrap_or_default();
-        panic!("haproxy did not start: {log}");
     }
 
     pub fn url(&self) -> String {
