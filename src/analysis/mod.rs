@@ -145,6 +145,8 @@ impl InterfaceAgg {
 pub struct Aggregator {
     interfaces: HashMap<String, InterfaceAgg>,
     skipped_reasons: BTreeMap<String, u64>,
+    /// When the oldest recorded answer taken as a noise sample was captured (µs).
+    oldest_recorded_us: Option<i64>,
 }
 
 /// Latencies of one exchange's baseline and candidate answers, µs.
@@ -177,6 +179,17 @@ impl Aggregator {
     /// declared safe): skipped without `--allow-side-effects`, never asked twice with it.
     pub fn record_side_effecting(&mut self, interface: &str) {
         self.iface(interface).side_effecting += 1;
+    }
+
+    /// Notes the capture time of a recorded answer taken as a noise sample: the older it is,
+    /// the more drift since capture passes for noise.
+    pub fn record_recorded_sample_at(&mut self, ts_us: i64) {
+        self.oldest_recorded_us = Some(self.oldest_recorded_us.map_or(ts_us, |o| o.min(ts_us)));
+    }
+
+    /// The capture time of the oldest recorded answer taken as a noise sample.
+    pub fn oldest_recorded_us(&self) -> Option<i64> {
+        self.oldest_recorded_us
     }
 
     /// Records an exchange that was not replayed, with the reason (`side_effect`, ...).
@@ -340,6 +353,9 @@ impl Aggregator {
 
     /// Adds another aggregator (from another worker) into this one.
     pub fn merge(&mut self, other: Aggregator) {
+        if let Some(ts) = other.oldest_recorded_us {
+            self.record_recorded_sample_at(ts);
+        }
         for (reason, n) in other.skipped_reasons {
             *self.skipped_reasons.entry(reason).or_default() += n;
         }

@@ -331,6 +331,13 @@ pub async fn replay_reader(
         tracing::warn!("{w}");
     }
     debug_assert_eq!(agg.total() + selected.excluded(), exchanges_read);
+    if let Some(w) = agg
+        .oldest_recorded_us()
+        .and_then(|ts| recorded::age_warning(ts, crate::recording::format::now_us()))
+    {
+        tracing::warn!("{w}");
+        warnings.push(w);
+    }
 
     let th = cfg.thresholds.clone();
     let (summary, interfaces) = agg.finish(&th);
@@ -978,6 +985,11 @@ async fn worker(
             }
         } else {
             agg.record(interface, id, &r.judgement, r.lat);
+            if r.judgement.probe.is_some()
+                && r.judgement.noise_source == Some(NoiseSource::Recording)
+            {
+                agg.record_recorded_sample_at(r.job.exchange.ts_us);
+            }
         }
         if let Some(s) = sink.as_mut() {
             if let Some(mut line) = DiffLine::judged(id, interface, &r.judgement) {

@@ -37,6 +37,24 @@ pub fn observed(response: Option<&Response>) -> Result<Observed, Unusable> {
     })
 }
 
+/// Recorded answers older than this get a warning when they judge noise.
+const OLD: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// The warning for recorded answers captured at `oldest_us` and compared at `now_us`, when
+/// they are older than a week: what changed in between passes for noise of its own kind.
+pub fn age_warning(oldest_us: i64, now_us: i64) -> Option<String> {
+    let age_us = now_us.saturating_sub(oldest_us);
+    let old_us = i64::try_from(OLD.as_micros()).unwrap_or(i64::MAX);
+    (age_us > old_us).then(|| {
+        format!(
+            "noise from the recording compared answers captured up to {} days ago: what \
+             changed since then counts as noise of its own kind; record again, or give a \
+             second baseline with --secondary, for a sharper verdict",
+            age_us / 86_400_000_000
+        )
+    })
+}
+
 /// Drops the differences where the recorded side (`candidate`) holds the redaction of the
 /// live value: the secret is the same, only hidden.
 pub fn drop_equal_redactions(diffs: &mut Vec<Difference>) {
@@ -75,6 +93,16 @@ mod tests {
         };
         let o = observed(Some(&whole)).expect("a whole answer is a sample");
         assert_eq!((o.status, o.trailers.len()), (201, 1));
+    }
+
+    #[test]
+    fn answers_older_than_a_week_are_warned_of() {
+        let day = 86_400_000_000;
+        let now = 1_800_000_000_000_000;
+        assert_eq!(age_warning(now - 6 * day, now), None);
+        assert_eq!(age_warning(now, now), None);
+        let w = age_warning(now - 40 * day, now).expect("40 days is old");
+        assert!(w.contains("up to 40 days ago"), "{w}");
     }
 
     #[test]
