@@ -1165,3 +1165,70 @@ async fn the_concurrency_asked_for_holds_in_small_runs_and_at_the_end_of_a_run()
     let ms = slow_candidate_run(48, 16, delay).await;
     assert!(ms < 1850, "48 exchanges at concurrency 16 took {ms} ms");
 }
+
+/// The gateway product's own header changes on every interface (`server`): one gateway-wide
+/// finding in the result JSON and at the top of the terminal and Markdown reports, with the
+/// ignore line that accepts it, instead of one line under each interface.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_changed_on_every_interface_is_one_gateway_wide_finding() {
+    let product = |name: &'static str| {
+        move |_: Seen| {
+            let mut a = Answer::json(200, r#"{"ok":true}"#);
+            a.headers.push(("server", name.to_string()));
+            a
+        }
+    };
+    let old = TestServer::start(product("nginx/1.22.1")).await;
+    let new = TestServer::start(product("haproxy")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut items = Vec::new();
+    for path in ["/a", "/b", "/c", "/d"] {
+        items.extend(numbered_gets(10, path).into_iter().map(|mut e| {
+            e.id = format!("{path}-{}", e.id);
+            e
+        }));
+    }
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let json = dir.path().join("r.json");
+    let md = dir.path().join("r.md");
+    let o = replay_run(
+        &rec,
+        &old.url(),
+        &new.url(),
+        &[&"--json", &json.display(), &"--markdown", &md.display()],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_valid_result(&r);
+    let g = &r["gateway_wide"];
+    assert_eq!(g.as_array().map(Vec::len), Some(1), "{g:#}");
+    assert_eq!(
+        (
+            &g[0]["header"],
+            &g[0]["baseline"],
+            &g[0]["candidate"],
+            &g[0]["of"]
+        ),
+        (
+            &"server".into(),
+            &"nginx/1.22.1".into(),
+            &"haproxy".into(),
+            &4.into()
+        )
+    );
+    assert_eq!(g[0]["interfaces"].as_array().map(Vec::len), Some(4));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        text.matches("gateway-wide: header server").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"[[ignore]] headers = ["server"]"#),
+        "{text}"
+    );
+    assert!(!text.contains("header server: differed"), "{text}");
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(md.contains("gateway-wide: header server"), "{md}");
+}

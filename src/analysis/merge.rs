@@ -555,6 +555,7 @@ mod tests {
         let (summary, interfaces) = agg.finish(&th);
         let (verdict, gate_failures) = gate::evaluate(&summary, &interfaces, &th);
         RunResult {
+            gateway_wide: crate::analysis::gateway_wide(&interfaces),
             shadowdiff_result: RESULT_FORMAT,
             verdict,
             gate_failures,

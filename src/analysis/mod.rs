@@ -603,6 +603,36 @@ pub fn decide(r: &mut InterfaceResult, th: &Thresholds) {
     r.latency.regression = !r.latency.rules.is_empty();
 }
 
+/// Headers that regressed with the same pair of values on at least three interfaces and on
+/// at least half of those compared (see [`result::GatewayWide`]).
+pub fn gateway_wide(interfaces: &[InterfaceResult]) -> Vec<result::GatewayWide> {
+    let compared: Vec<&InterfaceResult> = interfaces.iter().filter(|i| i.compared > 0).collect();
+    let mut groups: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
+    let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
+    for i in &compared {
+        for h in i.headers.iter().filter(|h| h.regression) {
+            let Some(ex) = &h.example else { continue };
+            groups
+                .entry((h.classed_path(), show(&ex.baseline), show(&ex.candidate)))
+                .or_default()
+                .push(i.interface.clone());
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|(_, names)| names.len() >= 3 && names.len() * 2 >= compared.len())
+        .map(
+            |((header, baseline, candidate), interfaces)| result::GatewayWide {
+                header,
+                baseline,
+                candidate,
+                interfaces,
+                of: compared.len(),
+            },
+        )
+        .collect()
+}
+
 /// The noise sources that judged an interface's paths, joined by `+`, or `none`.
 pub fn noise_sources(r: &InterfaceResult) -> String {
     let names: Vec<&str> = NoiseSource::ALL

@@ -37,6 +37,27 @@ pub struct RunResult {
     /// What changed since an earlier result (`--previous`); absent without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trend: Option<Trend>,
+    /// Headers that changed the same way on many interfaces (the gateway product's own
+    /// `server`, say): one finding each, told once at the top of every report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway_wide: Vec<GatewayWide>,
+}
+
+/// A header that regressed with the same pair of values on at least three interfaces and on
+/// at least half of those compared: one change of the gateway, not of each interface.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayWide {
+    /// The header as the result lists it, with its kind of change (`server`,
+    /// `cache-control (removed)`).
+    pub header: String,
+    /// Its value on the baseline (`(absent)` when it had none).
+    pub baseline: String,
+    /// Its value on the candidate (`(absent)` when it had none).
+    pub candidate: String,
+    /// The interfaces where it regressed with these values.
+    pub interfaces: Vec<String>,
+    /// Interfaces compared at all.
+    pub of: usize,
 }
 
 /// Counts per outcome; `total` always equals the sum of the others.

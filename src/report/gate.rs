@@ -13,6 +13,7 @@ use super::words::{count_of as plural, interface_names as names, MAX_NAMES};
 pub fn decided(summary: Summary, interfaces: Vec<InterfaceResult>, run: RunInfo) -> RunResult {
     let (verdict, gate_failures) = evaluate(&summary, &interfaces, &run.thresholds);
     RunResult {
+        gateway_wide: crate::analysis::gateway_wide(&interfaces),
         shadowdiff_result: RESULT_FORMAT,
         verdict,
         gate_failures,

@@ -533,11 +533,16 @@ fn page(r: &RunResult) -> Page {
             reasons.join(", ")
         );
         if r.summary.skipped_reasons.contains_key("side_effect") {
-            n.push_str("; replay with --allow-side-effects to include side-effecting methods");
+            n.push_str(
+                "; declare the reads among them with --safe GLOB or [side_effects] safe, or \
+                 replay with --allow-side-effects to include them all",
+            );
         }
         notes.push(n);
         notes.extend(words::unsendable_note(r));
     }
+    notes.extend(words::verdict_notes(r));
+    notes.extend(words::side_effect_note(r));
     // The run-level cautions the terminal and Markdown reports carry, in the same words.
     notes.extend(words::resent_notes(r));
     notes.extend(words::probe_failures(r));

@@ -204,8 +204,9 @@ fn render(r: &RunResult) -> String {
         c.skipped
     );
     // What a reader of the summary must not miss about how far the verdict reaches.
-    let cautions: Vec<String> = words::probe_failures(r)
+    let cautions: Vec<String> = words::verdict_notes(r)
         .into_iter()
+        .chain(words::probe_failures(r))
         .chain(words::slower_on_few_pairs(r))
         .chain(words::unsendable_note(r))
         .chain(r.run.warnings.iter().cloned())
@@ -216,7 +217,10 @@ fn render(r: &RunResult) -> String {
             let _ = writeln!(md, "- warning: {}", md_text(&line));
         }
     }
-    let resent = words::resent_notes(r);
+    let resent: Vec<String> = words::side_effect_note(r)
+        .into_iter()
+        .chain(words::resent_notes(r))
+        .collect();
     if !resent.is_empty() {
         md.push('\n');
         for line in resent {

@@ -269,6 +269,7 @@ pub(crate) mod fixture {
         summary.skipped_reasons = BTreeMap::from([("side_effect".to_string(), 12)]);
 
         RunResult {
+            gateway_wide: Vec::new(),
             shadowdiff_result: RESULT_FORMAT,
             verdict: Verdict::Fail,
             gate_failures: vec![

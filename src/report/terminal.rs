@@ -60,10 +60,7 @@ impl TerminalExporter {
         out.blank();
         table(&mut out, &rows, trend, p);
         // A change told once at the top is not told again under each interface.
-        let told: Vec<String> = words::gateway_wide(r)
-            .into_iter()
-            .map(|g| g.header)
-            .collect();
+        let told: Vec<&str> = r.gateway_wide.iter().map(|g| g.header.as_str()).collect();
         for (i, f) in rows.iter().filter(|(_, f)| !f.is_empty()) {
             out.blank();
             details(&mut out, i, f, trend, &told, p);
@@ -188,11 +185,8 @@ fn verdict(out: &mut Out, r: &RunResult, p: Paint) {
     for g in &r.gate_failures {
         out.line(format!("  - {g}"));
     }
-    if let Some(text) = words::unmeasured_note(r) {
+    for text in words::verdict_notes(r) {
         out.line(p.wrap("33", &format!("  {text}")));
-    }
-    for g in words::gateway_wide(r) {
-        out.line(format!("  {}", g.sentence()));
     }
 }
 
@@ -313,7 +307,7 @@ fn details(
     i: &InterfaceResult,
     flags: &[Flag],
     trend: Option<&Trend>,
-    told: &[String],
+    told: &[&str],
     p: Paint,
 ) {
     let mark = trend_mark(trend.and_then(|t| t.interface_state(&i.interface)), p);
@@ -336,10 +330,9 @@ fn details(
         ("field", &i.fields),
     ];
     for (kind, paths) in groups {
-        for path in paths
-            .iter()
-            .filter(|x| x.regression && !(kind == "header" && told.contains(&x.classed_path())))
-        {
+        for path in paths.iter().filter(|x| {
+            x.regression && !(kind == "header" && told.contains(&x.classed_path().as_str()))
+        }) {
             let mark = trend_mark(
                 trend.and_then(|t| t.path_state(&i.interface, kind, &path.classed_path())),
                 p,
@@ -671,6 +664,7 @@ mod tests {
             }];
             r.interfaces.push(i);
         }
+        r.gateway_wide = crate::analysis::gateway_wide(&r.interfaces);
         let text = TerminalExporter { color: false }.render(&r);
         assert_eq!(
             text.matches("gateway-wide: header server").count(),
@@ -685,6 +679,7 @@ mod tests {
         assert!(!text.contains("  header server: differed"), "{text}");
         // On fewer than three interfaces it is each interface's own finding.
         r.interfaces.truncate(2);
+        r.gateway_wide = crate::analysis::gateway_wide(&r.interfaces);
         let text = TerminalExporter { color: false }.render(&r);
         assert!(!text.contains("gateway-wide"), "{text}");
         assert_eq!(

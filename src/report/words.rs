@@ -3,8 +3,8 @@
 //! milliseconds, shares, and what the selection (shard, filters) kept.
 
 use crate::analysis::result::{
-    InterfaceResult, LatencyResult, PathResult, RunResult, Trend, TrendItem, TrendState, Verdict,
-    MEDIAN_RULE, REQUEST_SIDE, TAIL_RULE, UNSENDABLE,
+    GatewayWide, InterfaceResult, LatencyResult, PathResult, RunResult, Trend, TrendItem,
+    TrendState, Verdict, MEDIAN_RULE, REQUEST_SIDE, TAIL_RULE, UNSENDABLE,
 };
 use crate::compare::NoiseSource;
 
@@ -408,65 +408,28 @@ pub fn side_effect_note(r: &RunResult) -> Option<String> {
     Some(text)
 }
 
-/// A header that changed the same way on many interfaces: one change of the gateway product
-/// (`server: nginx → haproxy`), told once instead of under every interface.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GatewayWide {
-    /// The header path as the result lists it, with its change class.
-    pub header: String,
-    /// Its value on the baseline (`(absent)` when it had none).
-    pub baseline: String,
-    /// Its value on the candidate.
-    pub candidate: String,
-    /// Interfaces where it regressed with these values.
-    pub interfaces: Vec<String>,
-    /// Interfaces that were compared at all.
-    pub of: usize,
-}
-
-impl GatewayWide {
-    /// The sentence reports print, with the one rule that accepts the change.
-    pub fn sentence(&self) -> String {
-        let name = self.header.split(' ').next().unwrap_or(&self.header);
-        format!(
-            "gateway-wide: header {} changed the same way on {} of {} compared interfaces ({} → {}); \
-             if that is the new gateway's own, accept it once with [[ignore]] headers = [{name:?}]",
-            self.header,
-            self.interfaces.len(),
-            self.of,
-            self.baseline,
-            self.candidate
-        )
-    }
-}
-
-/// Headers that regressed with the same pair of values on at least three interfaces and on
-/// at least half of those compared.
-pub fn gateway_wide(r: &RunResult) -> Vec<GatewayWide> {
-    use std::collections::BTreeMap;
-    let compared: Vec<&InterfaceResult> = r.interfaces.iter().filter(|i| i.compared > 0).collect();
-    let mut groups: BTreeMap<(String, String, String), Vec<String>> = BTreeMap::new();
-    for i in &compared {
-        for h in i.headers.iter().filter(|h| h.regression) {
-            let Some(ex) = &h.example else { continue };
-            let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
-            groups
-                .entry((h.classed_path(), show(&ex.baseline), show(&ex.candidate)))
-                .or_default()
-                .push(i.interface.clone());
-        }
-    }
-    groups
+/// The lines that belong with the verdict in every report: what no noise sample measured,
+/// and each change told once for the whole gateway.
+pub fn verdict_notes(r: &RunResult) -> Vec<String> {
+    unmeasured_note(r)
         .into_iter()
-        .filter(|(_, names)| names.len() >= 3 && names.len() * 2 >= compared.len())
-        .map(|((header, baseline, candidate), interfaces)| GatewayWide {
-            header,
-            baseline,
-            candidate,
-            interfaces,
-            of: compared.len(),
-        })
+        .chain(r.gateway_wide.iter().map(gateway_wide_sentence))
         .collect()
+}
+
+/// The sentence reports print for a gateway-wide header change, with the one rule that
+/// accepts it.
+pub fn gateway_wide_sentence(g: &GatewayWide) -> String {
+    let name = g.header.split(' ').next().unwrap_or(&g.header);
+    format!(
+        "gateway-wide: header {} changed the same way on {} of {} compared interfaces ({} → {}); \
+         if that is the new gateway's own, accept it once with [[ignore]] headers = [{name:?}]",
+        g.header,
+        g.interfaces.len(),
+        g.of,
+        g.baseline,
+        g.candidate
+    )
 }
 
 #[cfg(test)]
