@@ -3,7 +3,9 @@
 //! tonic client sent (captured by a small HTTP/2 proxy in front of v1), and the binary's
 //! replay of it: the report names the interface, the field path and the missing rule, and
 //! an A/A run reports nothing. The same calls through `shadowdiff tap` (a real process) are
-//! recorded by the tap and replay to the same findings.
+//! recorded by the tap and replay to the same findings. Servers that stamp every reply with
+//! a random trace and the time show which calls are asked twice (what the descriptor's
+//! `idempotency_level` allows) and which are judged against the answer the recording holds.
 
 use crate::util::*;
 use bytes::Bytes;
@@ -44,6 +46,11 @@ pub struct User {
     pub address: Option<Address>,
     #[prost(string, repeated, tag = "4")]
     pub tags: Vec<String>,
+    /// Noise a noisy server stamps on every reply (empty, so not on the wire, otherwise).
+    #[prost(string, tag = "5")]
+    pub trace: String,
+    #[prost(uint64, tag = "6")]
+    pub served_at_ms: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -58,6 +65,10 @@ pub struct Item {
     pub n: u32,
     #[prost(string, tag = "2")]
     pub label: String,
+    #[prost(string, tag = "3")]
+    pub trace: String,
+    #[prost(uint64, tag = "4")]
+    pub served_at_ms: u64,
 }
 
 /// The reply both versions give, except that v2 moved everyone to another zip code.
@@ -70,23 +81,46 @@ fn user(id: u64, v2: bool) -> User {
             zip: if v2 { 10_000 } else { 75_000 } + id as u32,
         }),
         tags: vec!["a".into(), "b".into()],
+        ..User::default()
     }
 }
 
-struct GetUser {
-    v2: bool,
+/// What a noisy server stamps on a reply: a random trace id, and the time it was served in
+/// epoch milliseconds as one of a fleet's clocks tells it (up to a second behind), so that
+/// two answers given in the same millisecond still carry other times.
+fn noise() -> (String, u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    (
+        format!("{:016x}", rand::random::<u64>()),
+        now.as_millis() as u64 - rand::random::<u64>() % 1000,
+    )
 }
+
+/// The version of the server and whether it stamps its replies with noise.
+#[derive(Clone, Copy)]
+struct Version {
+    v2: bool,
+    noisy: bool,
+}
+
+struct GetUser(Version);
 
 impl tonic::server::UnaryService<UserRequest> for GetUser {
     type Response = User;
     type Future = Ready<Result<Response<User>, Status>>;
 
     fn call(&mut self, r: tonic::Request<UserRequest>) -> Self::Future {
-        ready(Ok(Response::new(user(r.into_inner().id, self.v2))))
+        let mut u = user(r.into_inner().id, self.0.v2);
+        if self.0.noisy {
+            (u.trace, u.served_at_ms) = noise();
+        }
+        ready(Ok(Response::new(u)))
     }
 }
 
-struct ListItems;
+struct ListItems(Version);
 
 type ItemStream = tokio_stream::Iter<std::vec::IntoIter<Result<Item, Status>>>;
 
@@ -98,10 +132,15 @@ impl tonic::server::ServerStreamingService<ListRequest> for ListItems {
     fn call(&mut self, r: tonic::Request<ListRequest>) -> Self::Future {
         let items: Vec<Result<Item, Status>> = (0..r.into_inner().count)
             .map(|n| {
-                Ok(Item {
+                let mut item = Item {
                     n,
                     label: format!("item {n}"),
-                })
+                    ..Item::default()
+                };
+                if self.0.noisy {
+                    (item.trace, item.served_at_ms) = noise();
+                }
+                Ok(item)
             })
             .collect();
         ready(Ok(Response::new(tokio_stream::iter(items))))
@@ -109,11 +148,10 @@ impl tonic::server::ServerStreamingService<ListRequest> for ListItems {
 }
 
 /// `pkg.Svc`, written as tonic-build would generate it: route by path, let tonic's
-/// `server::Grpc` do the framing and the prost codec the messages.
+/// `server::Grpc` do the framing and the prost codec the messages. `TouchUser` is a write
+/// (it marks the user seen) that answers the user as `GetUser` does.
 #[derive(Clone)]
-struct Svc {
-    v2: bool,
-}
+struct Svc(Version);
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -127,21 +165,21 @@ impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Svc {
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let v2 = self.v2;
+        let version = self.0;
         Box::pin(async move {
             let path = req.uri().path().to_string();
             Ok(match path.as_str() {
-                "/pkg.Svc/GetUser" => {
+                "/pkg.Svc/GetUser" | "/pkg.Svc/TouchUser" => {
                     let mut g = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
-                    g.unary(GetUser { v2 }, req).await
+                    g.unary(GetUser(version), req).await
                 }
-                "/pkg.Svc/Legacy" if !v2 => {
+                "/pkg.Svc/Legacy" if !version.v2 => {
                     let mut g = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
-                    g.unary(GetUser { v2 }, req).await
+                    g.unary(GetUser(version), req).await
                 }
                 "/pkg.Svc/ListItems" => {
                     let mut g = tonic::server::Grpc::new(tonic_prost::ProstCodec::default());
-                    g.server_streaming(ListItems, req).await
+                    g.server_streaming(ListItems(version), req).await
                 }
                 // What tonic answers for a method it does not serve: HTTP 200, trailers-only,
                 // grpc-status 12.
@@ -159,6 +197,15 @@ struct TonicServer {
 
 impl TonicServer {
     async fn start(v2: bool) -> Self {
+        Self::serve(Version { v2, noisy: false }).await
+    }
+
+    /// A server whose every reply carries a random `trace` and the time it was served.
+    async fn start_noisy(v2: bool) -> Self {
+        Self::serve(Version { v2, noisy: true }).await
+    }
+
+    async fn serve(version: Version) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         // Without TCP_NODELAY the trailers frame waits out a delayed ACK (~40 ms a call).
@@ -166,7 +213,7 @@ impl TonicServer {
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
-                .serve_with_incoming(Svc { v2 }, incoming)
+                .serve_with_incoming(Svc(version), incoming)
                 .await;
         });
         TonicServer { addr, task }
@@ -183,16 +230,27 @@ impl Drop for TonicServer {
     }
 }
 
-/// One request as it crossed the capture proxy.
+/// One call as it crossed the capture proxy.
 struct Captured {
+    /// When the request arrived, in microseconds since the Unix epoch.
+    at_us: i64,
     path: String,
     headers: Vec<(String, String)>,
     body: Bytes,
+    /// The answer, as the upstream sent it.
+    response: shadowdiff::exchange::Response,
 }
 
-/// An HTTP/2 (prior knowledge) proxy that records every request and forwards it to
-/// `upstream`, answer and trailers passed through untouched: a minimal tap, so that the
-/// recording holds exactly the bytes a real tonic client sends.
+fn pairs(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+        .collect()
+}
+
+/// An HTTP/2 (prior knowledge) proxy that records every call and forwards it to
+/// `upstream`, answer and trailers passed back unchanged: a minimal tap, so that the
+/// recording holds exactly the bytes a real tonic client sends and a real server answers.
 struct CaptureProxy {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Captured>>>,
@@ -219,27 +277,43 @@ impl CaptureProxy {
                         move |req: http::Request<hyper::body::Incoming>| {
                             let (seen, client) = (seen.clone(), client.clone());
                             async move {
+                                let at_us = std::time::SystemTime::now()
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .unwrap()
+                                    .as_micros() as i64;
                                 let (parts, body) = req.into_parts();
                                 let body = body.collect().await.unwrap().to_bytes();
                                 let path = parts.uri.path().to_string();
-                                seen.lock().unwrap().push(Captured {
-                                    path: path.clone(),
-                                    headers: parts
-                                        .headers
-                                        .iter()
-                                        .map(|(k, v)| {
-                                            (k.to_string(), v.to_str().unwrap().to_string())
-                                        })
-                                        .collect(),
-                                    body: body.clone(),
-                                });
                                 let mut fwd = http::Request::builder()
                                     .method(parts.method)
                                     .uri(format!("http://{upstream}{path}"));
                                 for (k, v) in &parts.headers {
                                     fwd = fwd.header(k, v);
                                 }
-                                client.request(fwd.body(Full::new(body)).unwrap()).await
+                                let answer =
+                                    client.request(fwd.body(Full::new(body.clone())).unwrap());
+                                let (head, answer) = answer.await?.into_parts();
+                                let answer = answer.collect().await.unwrap();
+                                let trailers = answer.trailers().cloned();
+                                let answer_body = answer.to_bytes();
+                                seen.lock().unwrap().push(Captured {
+                                    at_us,
+                                    path,
+                                    headers: pairs(&parts.headers),
+                                    body,
+                                    response: shadowdiff::exchange::Response {
+                                        status: head.status.as_u16(),
+                                        headers: pairs(&head.headers),
+                                        trailers: trailers.as_ref().map(pairs),
+                                        body: answer_body.clone(),
+                                        body_truncated: false,
+                                    },
+                                });
+                                let sent = Full::new(answer_body)
+                                    .with_trailers(async move { trailers.map(Ok) });
+                                Ok::<_, hyper_util::client::legacy::Error>(
+                                    http::Response::from_parts(head, sent),
+                                )
                             }
                         },
                     );
@@ -259,29 +333,24 @@ impl Drop for CaptureProxy {
     }
 }
 
-/// Real tonic calls of `pkg.Svc` over `channel`, answered by a v1 server: `GetUser` for each
-/// of `users` (replies checked), `ListItems` of three messages `lists` times (each message
-/// checked), `Legacy` for each of `legacy`.
-async fn call_pkg_svc(
-    channel: tonic::transport::Channel,
-    users: &[u64],
+/// The calls a client makes: `GetUser` for each of `users`, `ListItems` of three messages
+/// `lists` times, `Legacy` for each of `legacy`, `TouchUser` for each of `touches`.
+#[derive(Clone, Copy, Default)]
+struct Calls<'a> {
+    users: &'a [u64],
     lists: usize,
-    legacy: &[u64],
-) {
+    legacy: &'a [u64],
+    touches: &'a [u64],
+}
+
+/// Real tonic calls of `pkg.Svc` over `channel`, answered by a v1 server, every reply
+/// checked (apart from the noise a noisy server stamps on it).
+async fn call_pkg_svc(channel: tonic::transport::Channel, calls: Calls<'_>) {
     let mut client = tonic::client::Grpc::new(channel);
-    for &id in users {
-        client.ready().await.unwrap();
-        let r: Response<User> = client
-            .unary(
-                tonic::Request::new(UserRequest { id }),
-                http::uri::PathAndQuery::from_static("/pkg.Svc/GetUser"),
-                tonic_prost::ProstCodec::default(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(r.into_inner(), user(id, false), "answers pass through");
+    for &id in calls.users {
+        call_for_user(&mut client, "/pkg.Svc/GetUser", id).await;
     }
-    for _ in 0..lists {
+    for _ in 0..calls.lists {
         client.ready().await.unwrap();
         let mut stream = client
             .server_streaming(
@@ -299,31 +368,93 @@ async fn call_pkg_svc(
         }
         assert_eq!(n, 3, "every streamed message arrived");
     }
-    for &id in legacy {
-        client.ready().await.unwrap();
-        let r: Result<Response<User>, Status> = client
-            .unary(
-                tonic::Request::new(UserRequest { id }),
-                http::uri::PathAndQuery::from_static("/pkg.Svc/Legacy"),
-                tonic_prost::ProstCodec::default(),
-            )
-            .await;
-        assert!(r.is_ok(), "{r:?}");
+    for &id in calls.legacy {
+        call_for_user(&mut client, "/pkg.Svc/Legacy", id).await;
+    }
+    for &id in calls.touches {
+        call_for_user(&mut client, "/pkg.Svc/TouchUser", id).await;
     }
 }
 
-/// Drives real tonic calls through a capture proxy in front of a v1 server and writes what
-/// was captured as a recording: 5 `GetUser`, 2 `ListItems` (3 messages each), 2 `Legacy`.
-async fn record_grpc_traffic(dir: &std::path::Path) -> std::path::PathBuf {
-    let v1 = TonicServer::start(false).await;
+/// A unary call of `path` (`GetUser`, `Legacy`, `TouchUser`) for user `id`, whose reply must
+/// be v1's user (apart from noise).
+async fn call_for_user(
+    client: &mut tonic::client::Grpc<tonic::transport::Channel>,
+    path: &'static str,
+    id: u64,
+) {
+    client.ready().await.unwrap();
+    let r: Result<Response<User>, Status> = client
+        .unary(
+            tonic::Request::new(UserRequest { id }),
+            http::uri::PathAndQuery::from_static(path),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    let got = User {
+        trace: String::new(),
+        served_at_ms: 0,
+        ..r.unwrap_or_else(|e| panic!("{path}: {e:?}")).into_inner()
+    };
+    assert_eq!(got, user(id, false), "answers pass through");
+}
+
+/// Drives real tonic calls through a capture proxy in front of a v1 server (noisy or not)
+/// and returns what crossed it.
+async fn capture_calls(noisy: bool, calls: Calls<'_>) -> Vec<Captured> {
+    let v1 = TonicServer::serve(Version { v2: false, noisy }).await;
     let proxy = CaptureProxy::start(v1.addr).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", proxy.addr))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    call_pkg_svc(channel, &[1, 2, 3, 4, 5], 2, &[7, 8]).await;
+    call_pkg_svc(channel, calls).await;
     let captured = std::mem::take(&mut *proxy.seen.lock().unwrap());
+    captured
+}
+
+/// Writes captured calls as a recording at `path`, with the answers the server gave when
+/// `answers` is set.
+fn write_captured(
+    path: &std::path::Path,
+    captured: Vec<Captured>,
+    answers: bool,
+) -> std::path::PathBuf {
+    let items: Vec<Exchange> = captured
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| Exchange {
+            id: format!("g{i}"),
+            ts_us: c.at_us,
+            interface: None,
+            tenant: None,
+            request: Request {
+                method: "POST".into(),
+                uri: c.path,
+                version: "HTTP/2.0".into(),
+                headers: c.headers,
+                body: c.body,
+                body_truncated: false,
+            },
+            response: answers.then_some(c.response),
+            latency_us: None,
+        })
+        .collect();
+    write_recording(path, &items)
+}
+
+/// Drives real tonic calls through a capture proxy in front of a v1 server and writes the
+/// requests captured as a recording (without answers): 5 `GetUser`, 2 `ListItems` (3
+/// messages each), 2 `Legacy`.
+async fn record_grpc_traffic(dir: &std::path::Path) -> std::path::PathBuf {
+    let calls = Calls {
+        users: &[1, 2, 3, 4, 5],
+        lists: 2,
+        legacy: &[7, 8],
+        ..Calls::default()
+    };
+    let captured = capture_calls(false, calls).await;
     assert_eq!(captured.len(), 9);
     let first = &captured[0];
     assert_eq!(
@@ -338,35 +469,17 @@ async fn record_grpc_traffic(dir: &std::path::Path) -> std::path::PathBuf {
     let expect =
         shadowdiff::compare::grpc::frame(&prost::Message::encode_to_vec(&UserRequest { id: 1 }));
     assert_eq!(first.body.as_ref(), expect.as_slice());
-    let items: Vec<Exchange> = captured
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| Exchange {
-            id: format!("g{i}"),
-            ts_us: 1_000_000 + i as i64,
-            interface: None,
-            tenant: None,
-            request: Request {
-                method: "POST".into(),
-                uri: c.path,
-                version: "HTTP/2.0".into(),
-                headers: c.headers,
-                body: c.body,
-                body_truncated: false,
-            },
-            response: None,
-            latency_us: None,
-        })
-        .collect();
-    write_recording(&dir.join("grpc.jsonl"), &items)
+    write_captured(&dir.join("grpc.jsonl"), captured, false)
 }
 
-/// The descriptor set of `pkg.Svc`, as `protoc --descriptor_set_out` would write it.
-fn descriptor_set() -> Vec<u8> {
+/// The descriptor set of `pkg.Svc`, as `protoc --descriptor_set_out` would write it; the
+/// methods named in `no_side_effects` carry `option idempotency_level = NO_SIDE_EFFECTS`.
+fn descriptor_set(no_side_effects: &[&str]) -> Vec<u8> {
     use prost_types::field_descriptor_proto::{Label, Type};
+    use prost_types::method_options::IdempotencyLevel;
     use prost_types::{
         DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
-        MethodDescriptorProto, ServiceDescriptorProto,
+        MethodDescriptorProto, MethodOptions, ServiceDescriptorProto,
     };
     let field = |name: &str, number: i32, ty: Type, type_name: Option<&str>, label: Label| {
         FieldDescriptorProto {
@@ -388,6 +501,10 @@ fn descriptor_set() -> Vec<u8> {
         input_type: Some(input.into()),
         output_type: Some(output.into()),
         server_streaming: Some(streaming),
+        options: no_side_effects.contains(&name).then(|| MethodOptions {
+            idempotency_level: Some(IdempotencyLevel::NoSideEffects as i32),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let o = Label::Optional;
@@ -412,6 +529,8 @@ fn descriptor_set() -> Vec<u8> {
                         field("name", 2, Type::String, None, o),
                         field("address", 3, Type::Message, Some(".pkg.Address"), o),
                         field("tags", 4, Type::String, None, Label::Repeated),
+                        field("trace", 5, Type::String, None, o),
+                        field("served_at_ms", 6, Type::Uint64, None, o),
                     ],
                 ),
                 msg(
@@ -423,6 +542,8 @@ fn descriptor_set() -> Vec<u8> {
                     vec![
                         field("n", 1, Type::Uint32, None, o),
                         field("label", 2, Type::String, None, o),
+                        field("trace", 3, Type::String, None, o),
+                        field("served_at_ms", 4, Type::Uint64, None, o),
                     ],
                 ),
             ],
@@ -432,6 +553,7 @@ fn descriptor_set() -> Vec<u8> {
                     method("GetUser", ".pkg.UserRequest", ".pkg.User", false),
                     method("ListItems", ".pkg.ListRequest", ".pkg.Item", true),
                     method("Legacy", ".pkg.UserRequest", ".pkg.User", false),
+                    method("TouchUser", ".pkg.UserRequest", ".pkg.User", false),
                 ],
                 ..Default::default()
             }],
@@ -532,7 +654,7 @@ async fn grpc_changed_field_and_unimplemented_method_are_named() {
 
     // With the descriptor set, the same change reads by field names.
     let desc = dir.path().join("pkg.pb");
-    std::fs::write(&desc, descriptor_set()).unwrap();
+    std::fs::write(&desc, descriptor_set(&[])).unwrap();
     let json = dir.path().join("named.json");
     let desc_arg = desc.display().to_string();
     let o = replay(
@@ -646,7 +768,13 @@ async fn grpc_through_the_tap_from_tonic_is_recorded_and_replays() {
         .connect()
         .await
         .unwrap();
-    call_pkg_svc(channel, &[1, 2, 3], 1, &[9]).await;
+    let calls = Calls {
+        users: &[1, 2, 3],
+        lists: 1,
+        legacy: &[9],
+        ..Calls::default()
+    };
+    call_pkg_svc(channel, calls).await;
     tap.stop_async().await;
 
     let files = files_in(&out_dir);
@@ -695,4 +823,191 @@ async fn grpc_through_the_tap_from_tonic_is_recorded_and_replays() {
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let r = read_json(&json);
     assert_eq!(r["summary"]["identical"], 5, "{:#}", r["summary"]);
+}
+
+/// Checks how an interface of a noisy run was judged: all `compared` exchanges had a noise
+/// sample from `source` (none unmeasured); exactly the fields in `regressing` are flagged,
+/// and nothing else; the random trace at `trace` differed every time and was measured as
+/// noise; the stamp of the time at `served_at` differed and was tolerated as a time.
+fn assert_judged(
+    iface: &serde_json::Value,
+    compared: u64,
+    source: &str,
+    regressing: &[&str],
+    trace: &str,
+    served_at: &str,
+) {
+    assert_eq!(iface["compared"], compared, "{iface:#}");
+    assert_eq!(iface["probed"], compared, "{iface:#}");
+    assert_eq!(
+        iface["noise_samples"],
+        serde_json::json!({ source: compared }),
+        "{iface:#}"
+    );
+    assert!(iface["unmeasured"].is_null(), "{iface:#}");
+    let flagged: Vec<&str> = ["status", "headers", "fields"]
+        .iter()
+        .flat_map(|list| iface[list].as_array().unwrap())
+        .filter(|p| p["regression"] == true)
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(flagged, regressing, "{iface:#}");
+    for path in regressing {
+        let f = field(iface, "fields", path);
+        assert_eq!((&f["raw"], &f["noise"]), (&compared.into(), &0.into()));
+        // Another value of the same type, judged against the named source.
+        assert!(f["change"].is_null(), "{f:#}");
+        assert_eq!(f["noise_source"], source, "{f:#}");
+    }
+    let t = field(iface, "fields", trace);
+    assert_eq!(t["raw"], compared, "{t:#}");
+    assert_eq!(t["noise"], compared, "{t:#}");
+    assert_eq!(t["regression"], false, "{t:#}");
+    assert_eq!(t["noise_source"], source, "{t:#}");
+    let at = field(iface, "fields", served_at);
+    assert_eq!(at["raw"], 0, "{at:#}");
+    assert!(at["tolerated"].as_u64().unwrap() > 0, "{at:#}");
+    assert_eq!(at["regression"], false, "{at:#}");
+}
+
+fn gate_failures(r: &serde_json::Value) -> Vec<&str> {
+    r["gate_failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect()
+}
+
+/// Real noise, judged by what the descriptor says may be repeated and by what the recording
+/// holds. Both versions stamp every reply with a random `trace` and the time it was served
+/// (`served_at_ms`, epoch milliseconds); v2 changes the zip code. The descriptor marks
+/// `GetUser` and `ListItems` `NO_SIDE_EFFECTS` and leaves the write `TouchUser` unmarked;
+/// the recording holds what a real tonic client sent and what a noisy v1 answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noisy_grpc_answers_judged_by_idempotency_level_and_the_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls {
+        users: &[1, 2, 3, 4, 5],
+        lists: 2,
+        touches: &[11, 12, 13],
+        ..Calls::default()
+    };
+    let captured = capture_calls(true, calls).await;
+    assert_eq!(captured.len(), 10);
+    for c in &captured {
+        let trailers = c.response.trailers.as_deref().unwrap_or_default();
+        assert_eq!(
+            shadowdiff::exchange::header(trailers, "grpc-status"),
+            Some("0")
+        );
+    }
+    let rec = write_captured(&dir.path().join("noisy.jsonl"), captured, true);
+    let desc = dir.path().join("pkg.pb");
+    std::fs::write(&desc, descriptor_set(&["GetUser", "ListItems"])).unwrap();
+    let desc_arg = desc.display().to_string();
+    let v1 = TonicServer::start_noisy(false).await;
+    let v2 = TonicServer::start_noisy(true).await;
+    let (trace, served_at) = ("$.msg[*].trace", "$.msg[*].served_at_ms");
+    let zip = "$.msg[*].address.zip";
+
+    // Without --allow-side-effects: the reads the descriptor marks are replayed and asked
+    // twice; the write is skipped, never sent.
+    let json = dir.path().join("reads.json");
+    let (o, r) = replay_json(
+        &rec,
+        &v1.h2c(),
+        &v2.h2c(),
+        &json,
+        &["--proto-descriptor", &desc_arg],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert_eq!(r["summary"]["total"], 10, "{:#}", r["summary"]);
+    assert_eq!(r["summary"]["skipped"], 3);
+    assert_eq!(
+        r["summary"]["skipped_reasons"],
+        serde_json::json!({ "side_effect": 3 })
+    );
+    let get = interface(&r, "/pkg.Svc/GetUser");
+    assert_judged(get, 5, "baseline", &[zip], trace, served_at);
+    assert_eq!(get["different"], 5, "{get:#}");
+    let list = interface(&r, "/pkg.Svc/ListItems");
+    assert_judged(list, 2, "baseline", &[], trace, served_at);
+    assert_eq!(list["noise_only"], 2, "{list:#}");
+    let touch = interface(&r, "/pkg.Svc/TouchUser");
+    assert_eq!(touch["skipped"], 3, "{touch:#}");
+    assert_eq!(touch["side_effecting"], 3, "{touch:#}");
+    assert_eq!(touch["compared"], 0, "{touch:#}");
+    assert_eq!(
+        gate_failures(&r),
+        ["different: 5 exchanges differ beyond noise, in 1 interface: /pkg.Svc/GetUser"]
+    );
+
+    // With it: the write is replayed too, never asked twice, and judged against the answer
+    // the recording holds, whose trace is as random as a live one.
+    let json = dir.path().join("all.json");
+    let (o, r) = replay_json(
+        &rec,
+        &v1.h2c(),
+        &v2.h2c(),
+        &json,
+        &["--proto-descriptor", &desc_arg, "--allow-side-effects"],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert_eq!(r["summary"]["skipped"], 0, "{:#}", r["summary"]);
+    let get = interface(&r, "/pkg.Svc/GetUser");
+    assert_judged(get, 5, "baseline", &[zip], trace, served_at);
+    let list = interface(&r, "/pkg.Svc/ListItems");
+    assert_judged(list, 2, "baseline", &[], trace, served_at);
+    let touch = interface(&r, "/pkg.Svc/TouchUser");
+    assert_judged(touch, 3, "recording", &[zip], trace, served_at);
+    assert_eq!(touch["side_effecting"], 3, "{touch:#}");
+    assert_eq!(touch["different"], 3, "{touch:#}");
+    // Answers recorded a moment ago: no warning that drift since capture passes for noise.
+    assert_eq!(
+        r["run"]["warnings"],
+        serde_json::json!([]),
+        "{:#}",
+        r["run"]
+    );
+    assert_eq!(
+        gate_failures(&r),
+        ["different: 8 exchanges differ beyond noise, in 2 interfaces: /pkg.Svc/GetUser, /pkg.Svc/TouchUser"]
+    );
+
+    // A/A, with the descriptor and without it. Without it every call is a write, judged
+    // against the recording alone, and fields are read by number: the trace is 5 in a
+    // `User` and 3 in an `Item`, the time 6 and 4.
+    let other_v1 = TonicServer::start_noisy(false).await;
+    let with_desc = [
+        "--proto-descriptor",
+        desc_arg.as_str(),
+        "--allow-side-effects",
+    ];
+    let named = [trace, served_at];
+    for described in [true, false] {
+        let (extra, reads, [user_trace, user_at], [item_trace, item_at]) = if described {
+            (&with_desc[..], "baseline", named, named)
+        } else {
+            (
+                &with_desc[2..], // --allow-side-effects alone
+                "recording",
+                ["$.msg[*].5", "$.msg[*].6"],
+                ["$.msg[*].3", "$.msg[*].4"],
+            )
+        };
+        let json = dir.path().join("aa.json");
+        let (o, r) = replay_json(&rec, &v1.h2c(), &other_v1.h2c(), &json, extra).await;
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", describe(&o));
+        assert_eq!(r["verdict"], "pass");
+        assert_eq!(r["summary"]["noise_only"], 10, "{:#}", r["summary"]);
+        let get = interface(&r, "/pkg.Svc/GetUser");
+        assert_judged(get, 5, reads, &[], user_trace, user_at);
+        let touch = interface(&r, "/pkg.Svc/TouchUser");
+        assert_judged(touch, 3, "recording", &[], user_trace, user_at);
+        let list = interface(&r, "/pkg.Svc/ListItems");
+        assert_judged(list, 2, reads, &[], item_trace, item_at);
+    }
 }
