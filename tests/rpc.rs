@@ -665,6 +665,12 @@ async fn with_side_effects_allowed_exactly_the_planted_changes_are_flagged() {
     assert_eq!(score.found.len(), planted().len(), "{:?}", score.found);
     assert!(score.false_flags.is_empty(), "{:#?}", score.false_flags);
     assert!(score.stray.is_empty(), "{:#?}", score.stray);
+    // The report says what measured the noise of the regressing field.
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("(noise from the recording (its answer from capture time): 0 of "),
+        "{text}"
+    );
     // Every compared exchange had the recorded answer as its noise sample, and every path
     // says so.
     for (path, _) in INTERFACES.iter().filter(|(p, _)| !UNLISTED.contains(p)) {

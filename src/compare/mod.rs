@@ -715,7 +715,7 @@ impl NoiseSource {
             NoiseSource::Baseline => "the baseline asked twice",
             NoiseSource::Secondary => "the second baseline (--secondary)",
             NoiseSource::Production => "production asked twice",
-            NoiseSource::Recording => "the recorded answer (noise from the recording)",
+            NoiseSource::Recording => "the recording (its answer from capture time)",
         }
     }
 }
