@@ -166,14 +166,7 @@ fn the_demo_capture_names_its_rare_interface() {
     let o = shadowdiff(&["interfaces", rec, "--rules", rules.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    let uncovered: Vec<&str> = out
-        .split("NOT COVERED")
-        .nth(1)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
-        .collect();
+    let uncovered = not_covered(&out);
     assert_eq!(uncovered.len(), 1, "{out}");
     assert!(
         uncovered[0]
@@ -225,14 +218,7 @@ fn a_haproxy_allow_list_is_read_as_paths_and_prefixes() {
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    let uncovered: Vec<&str> = out
-        .split("NOT COVERED")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{}", describe(&o)))
-        .lines()
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
-        .collect();
+    let uncovered = not_covered(&out);
     assert_eq!(uncovered.len(), 1, "{out}");
     assert!(
         uncovered[0]
@@ -311,4 +297,15 @@ fn an_unreadable_rule_line_exits_2_naming_the_line_and_the_forms() {
         );
         assert!(o.stdout.is_empty(), "{}", describe(&o));
     }
+}
+
+/// The lines of the text report's NOT COVERED list; a report without one fails the test.
+fn not_covered(out: &str) -> Vec<&str> {
+    out.split("NOT COVERED")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no NOT COVERED list in:\n{out}"))
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect()
 }

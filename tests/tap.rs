@@ -991,6 +991,26 @@ async fn grpc_streams_pass_through_with_trailers_and_replay() {
     server.abort();
 }
 
+/// A tap recording into `dir` that shadows every request from `upstream` to `candidate`
+/// and serves `/report` on its metrics address, with `extra` flags.
+fn shadow_tap(dir: &Path, upstream: &str, candidate: &str, extra: &[&str]) -> TapProc {
+    let out = dir.join("s.jsonl");
+    let mut args = vec![
+        "--upstream",
+        upstream,
+        "--out",
+        out.to_str().unwrap(),
+        "--shadow",
+        candidate,
+        "--shadow-sample",
+        "1",
+        "--metrics",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    TapProc::start(&args)
+}
+
 fn shop(price: &'static str) -> impl Fn(Seen) -> Answer + Send + Sync + 'static {
     move |s: Seen| {
         let p = s.path_and_query.clone();
@@ -1020,18 +1040,7 @@ async fn live_shadow_reports_differences_with_the_replay_schema() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let tap = TapProc::start(&[
-        "--upstream",
-        &prod.url(),
-        "--out",
-        dir.path().join("s.jsonl").to_str().unwrap(),
-        "--shadow",
-        &cand.url(),
-        "--shadow-sample",
-        "1",
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
+    let tap = shadow_tap(dir.path(), &prod.url(), &cand.url(), &[]);
     let c = client();
     for i in 0..25 {
         let (s, b) = send(&c, "GET", &format!("{}/users/{i}", tap.url()), &[], "").await;
@@ -2257,20 +2266,12 @@ async fn live_shadow_compares_real_answers_and_its_report_shows_no_secret() {
     );
     let (cand, _c) = bytes_upstream(h, b).await;
     let dir = tempfile::tempdir().unwrap();
-    let tap = TapProc::start(&[
-        "--upstream",
+    let tap = shadow_tap(
+        dir.path(),
         &prod,
-        "--out",
-        dir.path().join("s.jsonl").to_str().unwrap(),
-        "--redact-json-path",
-        "$.password",
-        "--shadow",
         &cand,
-        "--shadow-sample",
-        "1",
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
+        &["--redact-json-path", "$.password"],
+    );
     let c = client();
     for _ in 0..3 {
         let (s, _) = send(&c, "GET", &format!("{}/item", tap.url()), &[], "").await;
@@ -2670,24 +2671,19 @@ async fn live_shadow_measures_noise_and_flags_only_real_changes() {
     let prod = Nginx::start(&bin, &routes(false));
     let cand = Nginx::start(&bin, &routes(true));
     let dir = tempfile::tempdir().unwrap();
-    let tap = TapProc::start(&[
-        "--upstream",
+    let tap = shadow_tap(
+        dir.path(),
         &prod.url(),
-        "--out",
-        dir.path().join("s.jsonl").to_str().unwrap(),
-        "--shadow",
         &cand.url(),
-        "--shadow-sample",
-        "1",
-        "--safe",
-        "POST /rpc/*/Get*",
-        "--safe",
-        "POST /rpc/*/List*",
-        "--safe",
-        "POST /rpc/*/Search*",
-        "--metrics",
-        "127.0.0.1:0",
-    ]);
+        &[
+            "--safe",
+            "POST /rpc/*/Get*",
+            "--safe",
+            "POST /rpc/*/List*",
+            "--safe",
+            "POST /rpc/*/Search*",
+        ],
+    );
     let interfaces = [
         "/rpc/catalog/GetItem",
         "/rpc/catalog/ListItems",

@@ -132,7 +132,7 @@ pub(crate) mod fixture {
         }
     }
 
-    fn path(
+    pub(crate) fn path(
         p: &str,
         raw: u64,
         noise: u64,

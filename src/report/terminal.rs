@@ -643,25 +643,14 @@ mod tests {
             i.interface = format!("POST /rpc/s/Get{n}");
             i.compared = 10;
             i.counts.different = 10;
-            i.headers = vec![crate::analysis::result::PathResult {
+            let mut server = fixture::path("server", 10, 0, 0, true, &[]);
+            server.example = Some(crate::analysis::result::Example {
+                id: format!("e{n}"),
                 path: "server".into(),
-                raw: 10,
-                noise: 0,
-                tolerated: 0,
-                regression: true,
-                samples: vec![],
-                example: Some(crate::analysis::result::Example {
-                    id: format!("e{n}"),
-                    path: "server".into(),
-                    baseline: Some("nginx/1.22.1".into()),
-                    candidate: Some("haproxy".into()),
-                }),
-                volatile_like: 0,
-                volatile_kind: None,
-                hint: None,
-                change: None,
-                noise_source: None,
-            }];
+                baseline: Some("nginx/1.22.1".into()),
+                candidate: Some("haproxy".into()),
+            });
+            i.headers = vec![server];
             r.interfaces.push(i);
         }
         r.gateway_wide = crate::analysis::gateway_wide(&r.interfaces);
@@ -697,20 +686,7 @@ mod tests {
         for n in 0..25 {
             let mut i = template.clone();
             i.interface = format!("GET /api/n{n:02}");
-            i.fields = vec![crate::analysis::result::PathResult {
-                path: "$.request_id".into(),
-                raw: 3,
-                noise: 3,
-                tolerated: 0,
-                regression: false,
-                samples: vec![],
-                example: None,
-                volatile_like: 0,
-                volatile_kind: None,
-                hint: None,
-                change: None,
-                noise_source: None,
-            }];
+            i.fields = vec![fixture::path("$.request_id", 3, 3, 0, false, &[])];
             r.interfaces.push(i);
         }
         let text = TerminalExporter { color: false }.render(&r);
