@@ -2,7 +2,7 @@
 //! help text. Nothing here is interpreted beyond parsing; `config` turns these raw values
 //! into a validated run configuration, so the rest of the program never sees raw strings.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// Capture production HTTP/RPC traffic, replay it against the old and the new version of a
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "shadowdiff", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// Print nothing but errors (the exit code still tells the verdict).
+    /// Print nothing but errors (each command says what else it keeps).
     #[arg(long, short, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Print more about what is happening (repeat for more).
@@ -21,6 +21,83 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `--quiet` keeps, per command: the same flag means "errors only" everywhere, but what
+/// a script still gets from each command differs.
+const QUIET: [(&str, &str); 9] = [
+    ("completions", "Has no effect: the script is the output"),
+    (
+        "demo",
+        "Print nothing but errors; the result is still written to --json",
+    ),
+    (
+        "replay",
+        "Print nothing but errors: no progress, no report (files asked for are still written; \
+         the exit code tells the verdict)",
+    ),
+    (
+        "show",
+        "Print nothing but errors besides the exchange itself",
+    ),
+    (
+        "import",
+        "Print nothing but errors: no summary of what was read, written and skipped",
+    ),
+    (
+        "merge",
+        "Print nothing but errors: no report, no warnings (the exit code tells the verdict)",
+    ),
+    (
+        "report",
+        "Print nothing but errors: no report on the terminal (the exit code tells the verdict)",
+    ),
+    (
+        "interfaces",
+        "Print nothing but errors: no list (exit 1 still says an interface is not covered)",
+    ),
+    (
+        "tap",
+        "Print nothing but errors: no `listening on` line, no shutdown summary",
+    ),
+];
+
+const REPLAY_EXAMPLES: &str = "\
+Examples:
+  # gate a release: exit 1 when the candidate differs beyond noise
+  shadowdiff replay traffic.jsonl --baseline http://old:8080 --candidate http://new:8080 \\
+      --html report.html --junit junit.xml
+  # RPC traffic whose POSTs only read: replay them and ask the baseline twice for noise
+  shadowdiff replay rpc.jsonl.zst --baseline http://old:8080 --candidate http://new:8080 \\
+      --safe 'POST /rpc/*/Get*' --max-diff-rate 1%
+  # the requests around an incident, at their recorded pace
+  shadowdiff replay traffic.jsonl --baseline http://old:8080 --candidate http://new:8080 \\
+      --since 2026-03-01T14:00:00Z --until 2026-03-01T14:20:00Z --speed 1";
+
+impl Cli {
+    /// The command line definition with each command's own `--quiet` wording.
+    pub fn command_worded() -> clap::Command {
+        let mut cmd = Cli::command();
+        let arg = |id: &str| cmd.get_arguments().find(|a| a.get_id() == id).cloned();
+        let (Some(quiet), Some(verbose)) = (arg("quiet"), arg("verbose")) else {
+            return cmd;
+        };
+        // A subcommand's own copy of a global flag takes the place of the one clap would
+        // hand down, so each command can say what --quiet keeps for it; --verbose comes
+        // along because --quiet names it as a conflict.
+        for (name, help) in QUIET {
+            let worded = quiet.clone().help(help);
+            let verbose = verbose.clone();
+            cmd = cmd.mut_subcommand(name, |sub| sub.arg(worded).arg(verbose));
+        }
+        cmd
+    }
+
+    /// Parses the process's arguments (exits with clap's message and code 2 on bad usage).
+    pub fn parse_worded() -> Cli {
+        let matches: ArgMatches = Cli::command_worded().get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -28,6 +105,7 @@ pub enum Command {
     /// print the report (writes demo-report.json).
     Demo(DemoArgs),
     /// Replay recordings against a baseline and a candidate and report what differs.
+    #[command(after_help = REPLAY_EXAMPLES)]
     Replay(Box<ReplayArgs>),
     /// Show one exchange in full: its request, the recorded response, and with
     /// --baseline/--candidate both live answers with a unified diff of headers and bodies.
@@ -52,12 +130,19 @@ pub enum Command {
     },
 }
 
-/// Flags of `demo`.
+/// Flags of `demo`: the report files `replay` writes, so every report can be seen on the
+/// demo's result.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Where to write the JSON result.
+    /// Where to write the JSON result (`-` for standard output).
     #[arg(long, default_value = "demo-report.json", value_name = "FILE")]
     pub json: PathBuf,
+    /// Report files and the trend baseline.
+    #[command(flatten)]
+    pub reports: ReportFiles,
+    /// Write one JSON line per exchange that was not identical, as `replay --diffs` does.
+    #[arg(long, value_name = "FILE")]
+    pub diffs: Option<PathBuf>,
 }
 
 /// Flags of `show`.
@@ -108,129 +193,156 @@ pub struct ReplayArgs {
     #[arg(required = true, value_name = "RECORDING")]
     pub recordings: Vec<PathBuf>,
     /// The old version: `http://host:port[/prefix]`, or `h2c://host:port` for HTTP/2 prior knowledge.
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Targets", long, value_name = "URL")]
     pub baseline: String,
     /// The new version, same forms as --baseline.
-    #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Targets", long, value_name = "URL")]
     pub candidate: String,
     /// A second baseline for the noise probe (default: the baseline again).
-    #[arg(long, value_name = "URL", conflicts_with = "no_noise_probe")]
+    #[arg(
+        help_heading = "Targets",
+        long,
+        value_name = "URL",
+        conflicts_with = "no_noise_probe"
+    )]
     pub secondary: Option<String>,
     /// Do not send the noise probe; every candidate difference then counts.
-    #[arg(long)]
+    #[arg(help_heading = "Targets", long)]
     pub no_noise_probe: bool,
     /// Exchanges in flight at once (closed loop), or the cap on in-flight exchanges with
     /// --rate/--speed.
-    #[arg(long, default_value_t = 16, value_name = "N")]
+    #[arg(help_heading = "Pacing", long, default_value_t = 16, value_name = "N")]
     pub concurrency: usize,
     /// Open loop: start this many exchanges per second whatever the targets do; latencies
     /// count from the scheduled start (no coordinated omission).
-    #[arg(long, value_name = "N", conflicts_with = "speed")]
+    #[arg(
+        help_heading = "Pacing",
+        long,
+        value_name = "N",
+        conflicts_with = "speed"
+    )]
     pub rate: Option<f64>,
     /// Keep the recorded inter-arrival times, divided by X (2 = twice as fast).
-    #[arg(long, value_name = "X")]
+    #[arg(help_heading = "Pacing", long, value_name = "X")]
     pub speed: Option<f64>,
     /// Per-request deadline for a complete answer (e.g. 10s, 500ms).
-    #[arg(long, default_value = "10s", value_name = "DUR")]
+    #[arg(
+        help_heading = "Targets",
+        long,
+        default_value = "10s",
+        value_name = "DUR"
+    )]
     pub timeout: String,
     /// Before replaying, poll GET PATH on every target until it answers 2xx.
-    #[arg(long, value_name = "PATH")]
+    #[arg(help_heading = "Targets", long, value_name = "PATH")]
     pub wait_ready: Option<String>,
     /// How long --wait-ready waits before giving up (exit 3).
-    #[arg(long, default_value = "15m", value_name = "DUR")]
+    #[arg(
+        help_heading = "Targets",
+        long,
+        default_value = "15m",
+        value_name = "DUR"
+    )]
     pub ready_timeout: String,
     /// Interface key: `default` (gRPC method or METHOD /path with ids templated),
     /// `header:NAME`, or `json:/pointer` into the request body.
-    #[arg(long, value_name = "KEY")]
+    #[arg(help_heading = "Inputs", long, value_name = "KEY")]
     pub interface: Option<String>,
     /// Header whose value names the tenant.
-    #[arg(long, value_name = "H")]
+    #[arg(help_heading = "Inputs", long, value_name = "H")]
     pub tenant_header: Option<String>,
     /// Replay POST, PUT, PATCH and DELETE too (they are skipped by default).
-    #[arg(long)]
+    #[arg(help_heading = "Judging", long)]
     pub allow_side_effects: bool,
     /// Interfaces that only read, though not sent as GET: replayed without
     /// --allow-side-effects and asked twice for noise like a GET (repeatable; e.g.
     /// 'POST /rpc/*/Get*'; also [side_effects] safe in the config).
-    #[arg(long, value_name = "GLOB")]
+    #[arg(help_heading = "Judging", long, value_name = "GLOB")]
     pub safe: Vec<String>,
     /// Do not take the recorded answer as a noise sample where the baseline is not asked
     /// twice.
-    #[arg(long)]
+    #[arg(help_heading = "Judging", long)]
     pub no_recorded_noise: bool,
     /// Set a header on every replayed request, replacing a recorded one ('Name: value');
     /// not the connection's own (content-length, transfer-encoding, connection, te, upgrade).
-    #[arg(long, value_name = "'H: V'")]
+    #[arg(help_heading = "Targets", long, value_name = "'H: V'")]
     pub set_header: Vec<String>,
     /// Host header of replayed requests.
-    #[arg(long, value_enum, default_value_t = HostHeaderMode::Target, value_name = "MODE")]
+    #[arg(help_heading = "Targets", long, value_enum, default_value_t = HostHeaderMode::Target, value_name = "MODE")]
     pub host_header: HostHeaderMode,
     /// Skip recording lines that do not parse (with a warning) instead of stopping.
-    #[arg(long)]
+    #[arg(help_heading = "Inputs", long)]
     pub skip_bad_lines: bool,
     /// Write the result as JSON (`-` for standard output).
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Reports", long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Report files and the trend baseline.
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Reports")]
     pub reports: ReportFiles,
     /// Replay only exchanges recorded at or after this time (RFC 3339, inclusive).
-    #[arg(long, value_name = "T")]
+    #[arg(help_heading = "Inputs", long, value_name = "T")]
     pub since: Option<String>,
     /// Replay only exchanges recorded before this time (RFC 3339, exclusive).
-    #[arg(long, value_name = "T")]
+    #[arg(help_heading = "Inputs", long, value_name = "T")]
     pub until: Option<String>,
     /// Replay only the exchange with this id (repeat for several).
-    #[arg(long = "id", value_name = "ID")]
+    #[arg(help_heading = "Inputs", long = "id", value_name = "ID")]
     pub ids: Vec<String>,
     /// Replay only exchanges matching KEY=VALUE or KEY!=VALUE; KEY is interface, method,
     /// status (recorded status; 5xx and comma lists work), tenant or header:NAME; values
     /// take * globs. Repeat to require several.
-    #[arg(long = "filter", value_name = "EXPR")]
+    #[arg(help_heading = "Inputs", long = "filter", value_name = "EXPR")]
     pub filters: Vec<String>,
     /// Replay only shard K of N (K from 0 to N-1, as JOB_COMPLETION_INDEX): the exchanges
     /// whose id hashes (FNV-1a) to K modulo N. Merge the shard results with `merge`.
-    #[arg(long, value_name = "K/N")]
+    #[arg(help_heading = "Inputs", long, value_name = "K/N")]
     pub shard: Option<String>,
     /// Outcome classes that fail the run: missing_rule, different, latency,
     /// candidate_error, baseline_error (comma-separated)
     /// [default: missing_rule,different,latency,candidate_error].
-    #[arg(long, value_name = "CLASSES")]
+    #[arg(help_heading = "Gates", long, value_name = "CLASSES")]
     pub fail_on: Option<String>,
-    /// Fail on `different` only when more than this share of compared exchanges differ.
-    #[arg(long, value_name = "F")]
+    /// Fail on `different` only when more than this share of compared exchanges differ
+    /// (`1%` or `0.01`).
+    #[arg(help_heading = "Gates", long, value_name = "SHARE", value_parser = crate::units::share)]
     pub max_diff_rate: Option<f64>,
     /// Relative slowdown of the paired median latency that counts as a regression
-    /// [default: 0.25].
-    #[arg(long, value_name = "F")]
+    /// (`25%` or `0.25`) [default: 25%].
+    #[arg(help_heading = "Gates", long, value_name = "SHARE", value_parser = crate::units::ratio)]
     pub max_latency_regression: Option<f64>,
     /// Absolute slowdown (paired median) that a latency regression also needs [default: 2ms].
-    #[arg(long, value_name = "DUR")]
+    #[arg(help_heading = "Gates", long, value_name = "DUR")]
     pub latency_min_slowdown: Option<String>,
     /// Two values that read as times and differ by at most this much are noise [default: 5s].
-    #[arg(long, value_name = "DUR")]
+    #[arg(help_heading = "Judging", long, value_name = "DUR")]
     pub time_tolerance: Option<String>,
     /// Rules file (see shadowdiff.example.toml): ignore rules, tolerances, interface keys,
     /// missing-rule signature, thresholds. Flags win over the file.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Judging", long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Write one JSON line per exchange that was not identical: its outcome and every
     /// difference with both values and whether it was noise.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Reports", long, value_name = "FILE")]
     pub diffs: Option<PathBuf>,
     /// A protobuf FileDescriptorSet (`protoc --include_imports --descriptor_set_out=FILE`):
     /// gRPC answers of the methods it describes show field names instead of numbers.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Judging", long, value_name = "FILE")]
     pub proto_descriptor: Option<PathBuf>,
     /// Candidate gRPC statuses that mean a missing routing rule when the baseline's status
     /// was not one of them (comma-separated codes; an empty list disables the check).
-    #[arg(long, value_name = "LIST", default_value = "12")]
+    #[arg(
+        help_heading = "Judging",
+        long,
+        value_name = "LIST",
+        default_value = "12"
+    )]
     pub missing_rule_grpc_status: String,
-    /// Largest response body read from a target; larger answers are errors.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
-    pub max_body: usize,
+    /// Largest response body read from a target (`64MiB`, `512KiB`); larger answers are
+    /// errors.
+    #[arg(help_heading = "Targets", long, value_name = "SIZE", default_value = "64MiB", value_parser = crate::units::size)]
+    pub max_body: u64,
     /// Replay worker threads, each with its own connections (default: one per core).
-    #[arg(long, value_name = "N")]
+    #[arg(help_heading = "Targets", long, value_name = "N")]
     pub threads: Option<usize>,
 }
 
@@ -348,8 +460,8 @@ pub struct TapArgs {
     /// `STEM-TIME-SEQ.EXT` next to it.
     #[arg(long, value_name = "PATH")]
     pub out: std::path::PathBuf,
-    /// Share of exchanges recorded (0 to 1), decided by a hash of the exchange id.
-    #[arg(long, default_value_t = 1.0, value_name = "F")]
+    /// Share of exchanges recorded (`10%` or `0.1`), decided by a hash of the exchange id.
+    #[arg(long, default_value = "1", value_name = "SHARE", value_parser = crate::units::share)]
     pub sample: f64,
     /// Every interface keeps at least this many exchanges per output file, however rare.
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -366,10 +478,10 @@ pub struct TapArgs {
     pub config: Option<std::path::PathBuf>,
     /// Largest body kept in the recording per request and per response (`1MiB`, `64k`);
     /// beyond it the copy is cut and marked `body_truncated`. Traffic itself is not cut.
-    #[arg(long, default_value = "1MiB", value_name = "BYTES")]
+    #[arg(long, default_value = "1MiB", value_name = "SIZE")]
     pub max_body: String,
     /// Start a new file when the current one reaches this size (uncompressed, `256MiB`).
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "SIZE")]
     pub rotate_size: Option<String>,
     /// Start a new file when the current one is this old (`1h`, `15m`).
     #[arg(long, value_name = "DUR")]
@@ -378,8 +490,8 @@ pub struct TapArgs {
     /// `http://host:port` or `h2c://host:port`.
     #[arg(long, value_name = "URL")]
     pub shadow: Option<String>,
-    /// Share of requests shadowed (0 to 1), decided by a hash of the exchange id.
-    #[arg(long, default_value_t = 0.01, value_name = "F", requires = "shadow")]
+    /// Share of requests shadowed (`1%` or `0.01`), decided by a hash of the exchange id.
+    #[arg(long, default_value = "1%", value_name = "SHARE", value_parser = crate::units::share, requires = "shadow")]
     pub shadow_sample: f64,
     /// Shadow requests in flight at once; beyond it copies are dropped and counted.
     #[arg(long, default_value_t = 64, value_name = "N", requires = "shadow")]
@@ -394,7 +506,7 @@ pub struct TapArgs {
     pub safe: Vec<String>,
     /// Share of shadowed safe requests that production answers a second time, the live
     /// shadow's measure of noise (0 turns it off; each adds one request to production).
-    #[arg(long, default_value_t = 0.25, value_name = "F", requires = "shadow")]
+    #[arg(long, default_value = "25%", value_name = "SHARE", value_parser = crate::units::share, requires = "shadow")]
     pub shadow_noise_sample: f64,
     /// Serve `/metrics` (Prometheus), `/healthz`, `/report` and `/report.html` here.
     #[arg(long, value_name = "ADDR")]
@@ -409,16 +521,16 @@ pub struct TapArgs {
     #[arg(long, default_value = "60s", value_name = "DUR")]
     pub upstream_timeout: String,
     /// Largest request head accepted (HTTP/1 buffer, HTTP/2 header list); at least 8KiB.
-    #[arg(long, default_value = "64KiB", value_name = "BYTES")]
+    #[arg(long, default_value = "64KiB", value_name = "SIZE")]
     pub max_header_bytes: String,
     /// Largest request body forwarded (`0` for no limit); beyond it the client gets 413.
-    #[arg(long, default_value = "64MiB", value_name = "BYTES")]
+    #[arg(long, default_value = "64MiB", value_name = "SIZE")]
     pub max_request_body: String,
     /// Exchanges waiting for the recorder at most; beyond it they are dropped and counted.
     #[arg(long, default_value_t = 16384, value_name = "N")]
     pub queue_size: usize,
     /// Bytes (bodies and headers) waiting for the recorder at most (bounds memory).
-    #[arg(long, default_value = "64MiB", value_name = "BYTES")]
+    #[arg(long, default_value = "64MiB", value_name = "SIZE")]
     pub queue_bytes: String,
     /// Interface key for per-interface minimums and the live report: `default`,
     /// `header:NAME` or `json:/pointer`.

@@ -169,25 +169,13 @@ fn pattern(f: &LoadedConfig, key: &str, s: &toml::Spanned<String>) -> Result<Pat
 }
 
 fn duration_at(f: &LoadedConfig, key: &str, s: &toml::Spanned<String>) -> Result<Duration> {
-    humantime::parse_duration(s.get_ref()).map_err(|e| {
-        f.error_at(
-            s.span(),
-            key,
-            format!(
-                "expected a duration like 5s or 500ms, found {:?} ({e})",
-                s.get_ref()
-            ),
-        )
-    })
+    crate::units::duration(s.get_ref()).map_err(|e| f.error_at(s.span(), key, e))
 }
 
-/// Parses a duration like `10s`, `500ms`, `2m`.
+/// Parses a duration in the [`crate::units`] grammar (`10s`, `1.5s`, `500ms`, `2m`); errors
+/// name the flag.
 pub fn parse_duration(flag: &str, s: &str) -> Result<Duration> {
-    humantime::parse_duration(s).map_err(|e| {
-        Error::Usage(format!(
-            "--{flag}: expected a duration like 10s, 500ms or 2m, found {s:?} ({e})"
-        ))
-    })
+    crate::units::duration(s).map_err(|e| Error::Usage(format!("--{flag}: {e}")))
 }
 
 fn check_url(flag: &str, url: &str) -> Result<()> {
@@ -567,7 +555,7 @@ impl ReplayConfig {
             read: ReadOptions {
                 skip_bad_lines: a.skip_bad_lines,
             },
-            max_body: a.max_body,
+            max_body: usize::try_from(a.max_body).unwrap_or(usize::MAX),
             rules: Arc::new(rules),
             thresholds: th,
             json: a.json.clone(),

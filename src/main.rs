@@ -1,7 +1,6 @@
 //! The `shadowdiff` binary: parse the command line, run the library, map errors to exit
 //! codes (0 pass, 1 fail, 2 bad usage or input, 3 target unusable).
 
-use clap::Parser;
 use std::process::ExitCode;
 
 // Replay and the tap allocate small, short-lived buffers per request on several threads at
@@ -10,7 +9,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = shadowdiff::cli::Cli::parse();
+    let cli = shadowdiff::cli::Cli::parse_worded();
     match shadowdiff::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

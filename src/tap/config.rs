@@ -155,31 +155,9 @@ pub struct TapConfig {
     pub write_delay: Option<Duration>,
 }
 
-/// Parses a byte size: a number with an optional unit (`k`/`KiB` = 1024, `KB` = 1000,
-/// likewise `M`, `G`). Errors name the flag.
+/// Parses a byte size in the [`crate::units`] grammar; errors name the flag.
 pub fn parse_size(flag: &str, s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '_')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || {
-        Error::Usage(format!(
-            "--{flag}: expected a size like 65536, 64KiB, 1MiB or 2GB, found {s:?}"
-        ))
-    };
-    let n: u64 = num.replace('_', "").parse().map_err(|_| bad())?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" | "b" => 1,
-        "k" | "K" | "KiB" | "kiB" => 1 << 10,
-        "KB" | "kB" => 1_000,
-        "m" | "M" | "MiB" => 1 << 20,
-        "MB" => 1_000_000,
-        "g" | "G" | "GiB" => 1 << 30,
-        "GB" => 1_000_000_000,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(mult).ok_or_else(bad)
+    crate::units::size(s).map_err(|e| Error::Usage(format!("--{flag}: {e}")))
 }
 
 fn parse_addr(flag: &str, s: &str) -> Result<SocketAddr> {
