@@ -31,9 +31,9 @@ pub mod report;
 pub mod safety;
 pub mod show;
 pub mod tap;
+pub mod units;
 
 use analysis::result::{RunResult, Verdict};
-use clap::CommandFactory;
 use cli::{Cli, Command};
 use config::ReplayConfig;
 use error::{Error, Result};
@@ -47,6 +47,9 @@ use std::sync::Arc;
 pub const EXIT_PASS: u8 = 0;
 /// Exit code: a gate tripped.
 pub const EXIT_FAIL: u8 = 1;
+/// Exit code: bad usage or input (a run that stopped at a bad recording line ends so too,
+/// after writing what it judged).
+pub const EXIT_BAD_INPUT: u8 = 2;
 
 /// Runs one command line; returns the process exit code (errors carry their own, see
 /// [`Error::exit_code`]).
@@ -54,14 +57,28 @@ pub fn run(cli: Cli) -> Result<u8> {
     init_tracing(cli.quiet, cli.verbose);
     match cli.command {
         Command::Demo(args) => {
+            let previous = load_previous(args.reports.previous.as_deref());
+            check_outputs(&[
+                ("--json", Some(args.json.as_path())),
+                ("--html", args.reports.html.as_deref()),
+                ("--junit", args.reports.junit.as_deref()),
+                ("--markdown", args.reports.markdown.as_deref()),
+                ("--diffs", args.diffs.as_deref()),
+            ])?;
             let rt = runtime(None)?;
-            let result = rt.block_on(demo::run(&args, cli.quiet))?;
+            let mut result = rt.block_on(demo::run(&args, cli.quiet))?;
             // With `--json -` standard output is the JSON, for a script to parse; the
             // terminal report would make it unreadable, as it would for `replay`.
-            if !cli.quiet && args.json != Path::new("-") {
-                print_terminal(&result)?;
-                eprintln!("wrote {}", args.json.display());
-            }
+            let diffs_on_stdout = args.diffs.as_deref() == Some(Path::new("-"));
+            deliver(
+                &mut result,
+                Some(&args.json),
+                &args.reports,
+                previous,
+                cli.quiet,
+                !diffs_on_stdout,
+                args.diffs.as_deref(),
+            )?;
             // The demo succeeded when it ran; its FAIL verdict is the point of the demonstration.
             Ok(EXIT_PASS)
         }
@@ -70,30 +87,35 @@ pub fn run(cli: Cli) -> Result<u8> {
             // Read the earlier result and try the report paths first: a typo in a name
             // should not cost a replay, and a missing trend is known before it starts.
             let previous = load_previous(args.reports.previous.as_deref());
-            let outputs = [
+            check_outputs(&[
                 ("--json", cfg.json.as_deref()),
                 ("--html", args.reports.html.as_deref()),
                 ("--junit", args.reports.junit.as_deref()),
                 ("--markdown", args.reports.markdown.as_deref()),
                 ("--diffs", cfg.diffs.as_deref()),
-            ];
-            one_on_stdout(&outputs)?;
-            for path in outputs.into_iter().filter_map(|(_, p)| p) {
-                report::check_output(path).map_err(|e| Error::io(path, e))?;
-            }
+            ])?;
             let rt = runtime(args.threads)?;
             let mut result = rt.block_on(replay_with_progress(&cfg, cli.quiet))?;
             // Differences streamed to standard output are for a program to read: the
             // terminal report would run into them.
             let diffs_on_stdout = cfg.diffs.as_deref() == Some(Path::new("-"));
-            deliver(
+            let code = deliver(
                 &mut result,
                 cfg.json.as_deref(),
                 &args.reports,
                 previous,
                 cli.quiet,
                 !diffs_on_stdout,
-            )
+                cfg.diffs.as_deref(),
+            )?;
+            // The reports hold what was judged; the exit code still says the input was bad.
+            match &result.run.incomplete {
+                Some(why) => {
+                    eprintln!("shadowdiff: error: {why}");
+                    Ok(EXIT_BAD_INPUT)
+                }
+                None => Ok(code),
+            }
         }
         Command::Show(args) => {
             let rt = runtime(None)?;
@@ -129,6 +151,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 previous,
                 cli.quiet,
                 true,
+                None,
             )
         }
         Command::Report(args) => {
@@ -146,6 +169,7 @@ pub fn run(cli: Cli) -> Result<u8> {
                 previous,
                 cli.quiet,
                 nothing_asked,
+                None,
             )
         }
         Command::Interfaces(args) => interfaces(&args, cli.quiet),
@@ -156,7 +180,7 @@ pub fn run(cli: Cli) -> Result<u8> {
             Ok(EXIT_PASS)
         }
         Command::Completions { shell } => {
-            let mut cmd = Cli::command();
+            let mut cmd = Cli::command_worded();
             clap_complete::generate(shell, &mut cmd, "shadowdiff", &mut std::io::stdout());
             Ok(EXIT_PASS)
         }
@@ -199,12 +223,24 @@ fn init_tracing(quiet: bool, verbose: u8) {
 }
 
 /// Replays with progress on standard error: a bar on a terminal, plain lines otherwise,
-/// nothing when quiet.
+/// nothing when quiet. The display starts only once every input was opened and every target
+/// reached, so an error before the first request is the only thing printed.
 async fn replay_with_progress(cfg: &ReplayConfig, quiet: bool) -> Result<RunResult> {
     let progress = Arc::new(replay::Progress::default());
+    let prepared = replay::prepare(cfg, &progress).await?;
+    if !quiet {
+        let what = match replay::Prepared::counted(&progress) {
+            Some(n) => report::words::count_of(n, "exchange", "exchanges"),
+            None => "exchanges".to_string(),
+        };
+        eprintln!(
+            "replaying {what} against baseline {} and candidate {}",
+            cfg.baseline, cfg.candidate
+        );
+    }
     let display = progress::start(progress.clone(), progress::Mode::detect(quiet));
-    let r = replay::replay(cfg, progress).await;
-    display.finish();
+    let r = replay::run(cfg, prepared, progress).await;
+    display.finish(r.is_ok());
     r
 }
 
@@ -216,6 +252,15 @@ pub fn read_result(path: &Path) -> Result<RunResult> {
         line: e.line() as u64,
         message: format!("not a shadowdiff result ({e})"),
     })
+}
+
+/// Tries every output path before any work: a typo in a name should not cost a replay.
+fn check_outputs(outputs: &[(&str, Option<&Path>)]) -> Result<()> {
+    one_on_stdout(outputs)?;
+    for path in outputs.iter().filter_map(|(_, p)| *p) {
+        report::check_output(path).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// Refuses two outputs on standard output: the two documents would run into one that no
@@ -270,6 +315,7 @@ fn deliver(
     previous: Previous,
     quiet: bool,
     terminal: bool,
+    written_before: Option<&Path>,
 ) -> Result<u8> {
     one_on_stdout(&[
         ("--json", json),
@@ -285,6 +331,11 @@ fn deliver(
         None => {}
     }
     let mut on_stdout = false;
+    // The diffs file is written during the replay; it is said with the reports.
+    let mut written: Vec<&Path> = written_before
+        .into_iter()
+        .filter(|p| *p != Path::new("-"))
+        .collect();
     let outputs: [(Option<&Path>, &dyn Exporter); 4] = [
         (json, &report::JsonExporter),
         (files.html.as_deref(), &report::HtmlExporter),
@@ -295,11 +346,23 @@ fn deliver(
         if let Some(path) = path {
             let bytes = exporter.export(result).map_err(|e| Error::io(path, e))?;
             report::write_output(path, &bytes).map_err(|e| Error::io(path, e))?;
-            on_stdout |= path == Path::new("-");
+            if path == Path::new("-") {
+                on_stdout = true;
+            } else {
+                written.push(path);
+            }
         }
     }
+    // Said after the terminal report, where a person reading it looks next.
+    let said = written
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>();
     if terminal && !quiet && !on_stdout {
         print_terminal(result)?;
+    }
+    if !quiet && !said.is_empty() {
+        eprintln!("wrote {}", said.join(", "));
     }
     Ok(match result.verdict {
         Verdict::Pass => EXIT_PASS,

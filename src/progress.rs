@@ -55,10 +55,16 @@ impl Snapshot {
         let read = p.read.load(Ordering::Relaxed);
         let bytes = p.bytes_read.load(Ordering::Relaxed);
         let total_bytes = p.bytes_total.load(Ordering::Relaxed);
-        let total = if total_bytes == 0 || bytes == 0 || read == 0 {
-            None
-        } else if bytes >= total_bytes {
+        let counted = p.exchanges_total.load(Ordering::Relaxed);
+        // A file read to its end into the reader's buffer says nothing about how many
+        // exchanges are still to be parsed from it: without a count the total is unknown
+        // until the reader finishes.
+        let total = if counted > 0 {
+            Some(counted)
+        } else if p.read_finished.load(Ordering::Relaxed) {
             Some(read)
+        } else if total_bytes == 0 || bytes == 0 || read == 0 || bytes >= total_bytes {
+            None
         } else {
             Some(((read as f64) * (total_bytes as f64) / (bytes as f64)).round() as u64)
         };
@@ -138,22 +144,35 @@ pub fn start(progress: Arc<Progress>, mode: Mode) -> Display {
         Mode::Off => {}
         Mode::Bar => {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
+            let rate = |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", s.per_sec());
+            };
+            let counted = ProgressStyle::with_template(
                 "{spinner} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} exchanges  {rate}  ETA {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .with_key("rate", |s: &ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0}/s", s.per_sec());
-            })
+            .with_key("rate", rate)
             .progress_chars("=> ");
-            bar.set_style(style);
+            // Until the total is known, a count and a rate: an ETA from a guessed total
+            // would be a number that means nothing.
+            let uncounted = ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} {human_pos} exchanges  {rate}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_spinner())
+            .with_key("rate", rate);
+            bar.set_style(uncounted);
             let b = bar.clone();
             d.task = Some(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
+                let mut known = false;
                 loop {
                     tick.tick().await;
                     let s = Snapshot::take(&progress, start);
                     if let Some(t) = s.total {
+                        if !known {
+                            b.set_style(counted.clone());
+                            known = true;
+                        }
                         b.set_length(t);
                     }
                     b.set_position(s.done);
@@ -176,15 +195,16 @@ pub fn start(progress: Arc<Progress>, mode: Mode) -> Display {
 }
 
 impl Display {
-    /// Stops the display, clearing the bar, and prints one closing line (unless off).
-    pub fn finish(mut self) {
+    /// Stops the display, clearing the bar, and prints one closing line (unless off, or the
+    /// replay failed: then the error is what is said).
+    pub fn finish(mut self, succeeded: bool) {
         if let Some(t) = self.task.take() {
             t.abort();
         }
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
-        if self.mode != Mode::Off {
+        if self.mode != Mode::Off && succeeded {
             let s = Snapshot::take(&self.progress, self.start);
             let excluded = self.progress.excluded.load(Ordering::Relaxed);
             let replayed = Snapshot {
@@ -227,9 +247,17 @@ mod tests {
         p.excluded.store(5, Ordering::Relaxed);
         let s = Snapshot::take(&p, start);
         assert_eq!((s.done, s.total), (25, Some(120)));
+        // All bytes consumed into the reader's buffer, exchanges still being parsed from it:
+        // unknown (a paced replay reads slowly from one buffered file), not a growing guess.
         p.bytes_read.store(1000, Ordering::Relaxed);
         p.read.store(110, Ordering::Relaxed);
+        assert_eq!(Snapshot::take(&p, start).total, None);
+        p.read_finished.store(true, Ordering::Relaxed);
         assert_eq!(Snapshot::take(&p, start).total, Some(110));
+        // A count made before the replay wins from the start.
+        let q = Progress::default();
+        q.exchanges_total.store(500, Ordering::Relaxed);
+        assert_eq!(Snapshot::take(&q, start).total, Some(500));
     }
 
     #[test]

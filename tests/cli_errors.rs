@@ -53,6 +53,18 @@ fn invalid_values_exit_2_with_what_was_expected() {
             "--rate: expected exchanges per second from 0.001",
         ),
         ("--speed", "1e-300", "--speed: expected a factor from 0.001"),
+        ("--max-body", "1TiB", "expected a size like 65536, 64KiB"),
+        (
+            "--max-diff-rate",
+            "150%",
+            "expected a share between 0 and 1 (0.01 or 1%)",
+        ),
+        ("--max-latency-regression", "fast", "a percentage like 1%"),
+        (
+            "--latency-min-slowdown",
+            "1.5",
+            "expected a duration like 500ms, 1.5s",
+        ),
         ("--speed", "inf", "--speed: expected a factor"),
         (
             "--html",
@@ -87,6 +99,72 @@ fn invalid_values_exit_2_with_what_was_expected() {
             describe(&o)
         );
     }
+}
+
+/// Sizes, shares and durations read the same on every command: what `tap --max-body`
+/// takes, `replay --max-body` takes.
+#[test]
+fn one_grammar_for_sizes_shares_and_durations() {
+    use clap::Parser;
+    use shadowdiff::cli::{Cli, Command};
+    let cli = Cli::try_parse_from([
+        "shadowdiff",
+        "replay",
+        "r.jsonl",
+        "--baseline",
+        "http://a",
+        "--candidate",
+        "http://b",
+        "--max-body",
+        "1MiB",
+        "--max-diff-rate",
+        "1%",
+        "--max-latency-regression",
+        "50%",
+        "--timeout",
+        "1.5s",
+    ])
+    .unwrap();
+    let Command::Replay(a) = cli.command else {
+        panic!("not a replay")
+    };
+    assert_eq!(
+        (a.max_body, a.max_diff_rate, a.max_latency_regression),
+        (1 << 20, Some(0.01), Some(0.5))
+    );
+    let cfg = shadowdiff::config::ReplayConfig::from_args(&a).unwrap();
+    assert_eq!(cfg.timeout, std::time::Duration::from_millis(1500));
+    let cli = Cli::try_parse_from([
+        "shadowdiff",
+        "tap",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        "http://a",
+        "--out",
+        "t.jsonl",
+        "--max-body",
+        "1MiB",
+        "--sample",
+        "10%",
+        "--shadow",
+        "http://b",
+        "--shadow-sample",
+        "0.5%",
+    ])
+    .unwrap();
+    let Command::Tap(t) = cli.command else {
+        panic!("not a tap")
+    };
+    assert_eq!((t.sample, t.shadow_sample), (0.1, 0.005));
+    // The help shows the forms it takes.
+    let help = Cli::command_worded()
+        .find_subcommand_mut("replay")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    assert!(help.contains("[default: 64MiB]"), "{help}");
+    assert!(help.contains("--max-diff-rate <SHARE>"), "{help}");
 }
 
 #[test]
@@ -153,6 +231,7 @@ fn replay_sends_the_exchanges_before_a_bad_line_then_exits_2_naming_it() {
         log.lock().unwrap().push(s.path_and_query);
         Answer::json(200, "{}")
     }));
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let o = shadowdiff(&[
         "replay",
         path.to_str().unwrap(),
@@ -160,10 +239,19 @@ fn replay_sends_the_exchanges_before_a_bad_line_then_exits_2_naming_it() {
         &server.url(),
         "--candidate",
         &server.url(),
+        "--json",
+        &out("r.json"),
+        "--html",
+        &out("r.html"),
+        "--junit",
+        &out("r.xml"),
+        "--markdown",
+        &out("r.md"),
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("bad.jsonl:3: not valid JSON"),
+        err.contains("bad.jsonl:3: not valid JSON"),
         "{}",
         describe(&o)
     );
@@ -172,6 +260,91 @@ fn replay_sends_the_exchanges_before_a_bad_line_then_exits_2_naming_it() {
         seen.iter().any(|p| p == "/a"),
         "exchange a was not replayed: {seen:?}"
     );
+    // What was judged is written, and every report says it is not the whole recording.
+    let r = read_json(&dir.path().join("r.json"));
+    assert_eq!(r["summary"]["total"], 1, "{r}");
+    assert_eq!(r["verdict"], "fail", "{r}");
+    let why = r["run"]["incomplete"].as_str().unwrap();
+    assert!(why.contains("bad.jsonl:3"), "{why}");
+    for name in ["r.html", "r.xml", "r.md"] {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(
+            text.contains("incomplete: reading stopped at") && text.contains("bad.jsonl:3"),
+            "{name} does not say the run is incomplete"
+        );
+    }
+    let terminal = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        terminal.contains("incomplete: reading stopped at"),
+        "{terminal}"
+    );
+}
+
+/// A replay that cannot start says why before anything else: no request reaches a target,
+/// and no "replayed 0 exchanges" line comes before the error.
+#[test]
+fn what_stops_a_replay_is_said_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &[get("a", "/", 1)]);
+    let not_rec = dir.path().join("notes.txt");
+    std::fs::write(&not_rec, "hello\n").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = seen.clone();
+    let server = rt.block_on(TestServer::start(move |_| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Answer::json(200, "{}")
+    }));
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let (rec, not_rec) = (rec.to_str().unwrap(), not_rec.to_str().unwrap());
+    for (input, candidate, code, says) in [
+        (
+            "/nonexistent/cap.jsonl",
+            server.url(),
+            2,
+            "/nonexistent/cap.jsonl",
+        ),
+        (not_rec, server.url(), 2, "expected the header line"),
+        (rec, dead.clone(), 3, dead.as_str()),
+    ] {
+        let o = shadowdiff(&[
+            "replay",
+            input,
+            "--baseline",
+            &server.url(),
+            "--candidate",
+            &candidate,
+        ]);
+        assert_eq!(o.status.code(), Some(code), "{}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let first = err.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("shadowdiff: error:") && first.contains(says),
+            "{input}: {err}"
+        );
+        assert!(!err.contains("replay"), "{input}: {err}");
+    }
+    // Reaching the baseline is a connection, not a request.
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+    // Once everything is reached, the run says what it is about to do, then does it.
+    let o = shadowdiff(&[
+        "replay",
+        rec,
+        "--baseline",
+        &server.url(),
+        "--candidate",
+        &server.url(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "replaying 1 exchange against baseline {0} and candidate {0}\n",
+            server.url()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("replayed 1 exchange in"), "{err}");
 }
 
 #[test]

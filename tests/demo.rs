@@ -96,3 +96,72 @@ async fn demo_recording_a_a_reports_nothing() {
         "served_at/request_id are noise"
     );
 }
+
+#[test]
+fn demo_writes_every_report_replay_writes_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(bin())
+        .args([
+            "demo",
+            "--html",
+            "d.html",
+            "--junit",
+            "d.xml",
+            "--markdown",
+            "d.md",
+            "--diffs",
+            "d.jsonl",
+        ])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let html = std::fs::read_to_string(dir.path().join("d.html")).unwrap();
+    assert!(
+        html.contains("GET /api/reports/annual-export"),
+        "{html:.300}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("d.xml")).unwrap();
+    assert!(junit.contains("<testsuite"), "{junit:.300}");
+    let md = std::fs::read_to_string(dir.path().join("d.md")).unwrap();
+    assert!(md.contains("FAIL"), "{md:.300}");
+    let diffs = std::fs::read_to_string(dir.path().join("d.jsonl")).unwrap();
+    assert!(
+        diffs.lines().count() >= 95,
+        "{} diff lines",
+        diffs.lines().count()
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    let wrote = err
+        .lines()
+        .find(|l| l.starts_with("wrote "))
+        .unwrap_or_else(|| panic!("no 'wrote' line: {err}"));
+    for name in ["d.jsonl", "demo-report.json", "d.html", "d.xml", "d.md"] {
+        assert!(wrote.contains(name), "{wrote}");
+    }
+
+    // Rendering the saved result again says what it wrote too; with -q it says nothing.
+    let o = std::process::Command::new(bin())
+        .args(["report", "demo-report.json", "--html", "again.html"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr).trim(),
+        "wrote again.html"
+    );
+    assert!(dir.path().join("again.html").exists());
+    let o = std::process::Command::new(bin())
+        .args(["report", "-q", "demo-report.json", "--html", "again.html"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        (o.status.code(), o.stderr.len()),
+        (Some(1), 0),
+        "{}",
+        describe(&o)
+    );
+}

@@ -334,6 +334,14 @@ fn merge_run(inputs: &[(String, RunResult)], shard: Option<ShardInfo>) -> RunInf
         warnings,
         filters,
         shard,
+        // A shard that stopped early leaves the merged result incomplete too.
+        incomplete: {
+            let why: Vec<&str> = runs
+                .iter()
+                .filter_map(|r| r.incomplete.as_deref())
+                .collect();
+            (!why.is_empty()).then(|| why.join("; "))
+        },
     }
 }
 

@@ -453,6 +453,11 @@ pub struct RunInfo {
     /// after `merge`); absent for an unsharded run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardInfo>,
+    /// Why reading stopped before the end of the recordings (a line that is not a valid
+    /// exchange, without `--skip-bad-lines`): the result judges only what was read before
+    /// it. Absent for a run that read everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<String>,
 }
 
 /// What one selection filter kept.

@@ -42,15 +42,23 @@ pub async fn run(args: &DemoArgs, quiet: bool) -> Result<RunResult> {
         );
     }
     // Parse a real command line so the demo runs with exactly `replay`'s defaults.
-    let argv = [
+    let (baseline, candidate) = (v1.url(), v2.url());
+    let mut argv = vec![
         "shadowdiff",
         "replay",
         "recordings/demo.jsonl",
         "--baseline",
-        &v1.url(),
+        &baseline,
         "--candidate",
-        &v2.url(),
+        &candidate,
     ];
+    let diffs = args
+        .diffs
+        .as_ref()
+        .map(|p| p.to_string_lossy().into_owned());
+    if let Some(d) = &diffs {
+        argv.extend(["--diffs", d]);
+    }
     let cli = <Cli as clap::Parser>::try_parse_from(argv)
         .map_err(|e| Error::Usage(format!("demo arguments: {e}")))?;
     let Command::Replay(replay_args) = cli.command else {
@@ -72,7 +80,6 @@ pub async fn run(args: &DemoArgs, quiet: bool) -> Result<RunResult> {
         Arc::new(crate::replay::Progress::default()),
     )
     .await?;
-    crate::write_json(&args.json, &result)?;
     Ok(result)
 }
 

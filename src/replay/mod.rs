@@ -129,17 +129,37 @@ pub struct Progress {
     pub bytes_read: Arc<AtomicU64>,
     /// Total size of the recording files, 0 when unknown.
     pub bytes_total: AtomicU64,
+    /// Exchanges in the recordings as counted before the replay (lines of uncompressed
+    /// files), 0 when not counted.
+    pub exchanges_total: AtomicU64,
+    /// Set when the reader has read the last exchange: `read` is then the exact total.
+    pub read_finished: std::sync::atomic::AtomicBool,
+}
+
+/// A replay ready to start: every input opened and its header read, every target reached
+/// (or ready under `--wait-ready`). Nothing has been sent that the comparison depends on.
+pub struct Prepared {
+    reader: RecordingReader,
+    recording_names: Vec<String>,
+    targets: Targets,
+    ready_ms: std::collections::BTreeMap<String, u64>,
+}
+
+impl Prepared {
+    /// Exchanges counted in the recordings before the replay, when they could be counted
+    /// cheaply.
+    pub fn counted(progress: &Progress) -> Option<u64> {
+        match progress.exchanges_total.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
 }
 
 /// Replays the recordings in `cfg` and returns the decided result.
 pub async fn replay(cfg: &ReplayConfig, progress: Arc<Progress>) -> Result<RunResult> {
-    let reader = input::open_counted(&cfg.recordings, cfg.read, &progress)?;
-    let names: Vec<String> = cfg
-        .recordings
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    replay_reader(cfg, reader, names, progress).await
+    let prepared = prepare(cfg, &progress).await?;
+    run(cfg, prepared, progress).await
 }
 
 /// Replays from an already opened reader (the demo reads its embedded recording this way).
@@ -149,6 +169,29 @@ pub async fn replay_reader(
     recording_names: Vec<String>,
     progress: Arc<Progress>,
 ) -> Result<RunResult> {
+    let prepared = prepare_reader(cfg, reader, recording_names).await?;
+    run(cfg, prepared, progress).await
+}
+
+/// Everything that can fail before the first request, done first: a missing file, a file
+/// that is not a recording or a target that cannot be reached is said before a replay
+/// starts, not after it reports having replayed nothing.
+pub async fn prepare(cfg: &ReplayConfig, progress: &Progress) -> Result<Prepared> {
+    let reader = input::open_counted(&cfg.recordings, cfg.read, progress)?;
+    let names: Vec<String> = cfg
+        .recordings
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    prepare_reader(cfg, reader, names).await
+}
+
+/// [`prepare`] for an already opened reader.
+pub async fn prepare_reader(
+    cfg: &ReplayConfig,
+    reader: RecordingReader,
+    recording_names: Vec<String>,
+) -> Result<Prepared> {
     let topts = TargetOptions {
         timeout: cfg.timeout,
         max_body: cfg.max_body,
@@ -201,6 +244,28 @@ pub async fn replay_reader(
             ready_ms.insert(t.side.to_string(), took.as_millis() as u64);
         }
     }
+    Ok(Prepared {
+        reader,
+        recording_names,
+        targets,
+        ready_ms,
+    })
+}
+
+/// Replays a prepared run. A recording line that cannot be read (without
+/// `--skip-bad-lines`) stops the reading, not the run: what was read before it is judged and
+/// the result says it is incomplete (`run.incomplete`), so no judged exchange is lost.
+pub async fn run(
+    cfg: &ReplayConfig,
+    prepared: Prepared,
+    progress: Arc<Progress>,
+) -> Result<RunResult> {
+    let Prepared {
+        reader,
+        recording_names,
+        targets,
+        ready_ms,
+    } = prepared;
 
     let started = Instant::now();
     // One worker thread per core, each with its own single-threaded runtime, its own
@@ -323,7 +388,7 @@ pub async fn replay_reader(
         selected,
         ..
     } = dispatched;
-    read_result?;
+    let incomplete = read_result.err().map(|e| e.to_string());
     let (filters, shard, selection_warnings) = cfg.selection.report(&selected);
     let mut warnings = warnings;
     warnings.extend(selection_warnings);
@@ -369,6 +434,7 @@ pub async fn replay_reader(
             warnings,
             filters,
             shard,
+            incomplete,
         },
     ))
 }
@@ -408,9 +474,15 @@ fn dispatch(
     let read_result = loop {
         let mut ex = match reader.next_exchange() {
             Ok(Some(ex)) => ex,
-            Ok(None) => break Ok(()),
+            Ok(None) => {
+                progress.read_finished.store(true, Ordering::Relaxed);
+                break Ok(());
+            }
             // What was read before a bad line is still replayed.
-            Err(e) => break Err(e),
+            Err(e) => {
+                progress.read_finished.store(true, Ordering::Relaxed);
+                break Err(e);
+            }
         };
         progress.read.fetch_add(1, Ordering::Relaxed);
         warnings.extend(reader.take_warnings());

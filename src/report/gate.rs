@@ -11,7 +11,18 @@ use super::words::{count_of as plural, interface_names as names, MAX_NAMES};
 /// A finished result: the gates of `run.thresholds` evaluated on the summary and interfaces.
 /// Replay, merge and the tap's live shadow all end here.
 pub fn decided(summary: Summary, interfaces: Vec<InterfaceResult>, run: RunInfo) -> RunResult {
-    let (verdict, gate_failures) = evaluate(&summary, &interfaces, &run.thresholds);
+    let (mut verdict, mut gate_failures) = evaluate(&summary, &interfaces, &run.thresholds);
+    // A run that stopped reading early cannot pass: what it did not read was not judged.
+    if let Some(why) = &run.incomplete {
+        verdict = Verdict::Fail;
+        gate_failures.insert(
+            0,
+            format!(
+                "incomplete: reading stopped at {why}; only what came before it was judged ({})",
+                plural(summary.counts.total, "exchange", "exchanges")
+            ),
+        );
+    }
     RunResult {
         gateway_wide: crate::analysis::gateway_wide(&interfaces),
         shadowdiff_result: RESULT_FORMAT,

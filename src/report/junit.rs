@@ -70,6 +70,8 @@ enum Case {
         detail: String,
     },
     Error {
+        /// What could not run: `baseline_error`, or `incomplete` for the run itself.
+        kind: &'static str,
         message: String,
         detail: String,
     },
@@ -221,6 +223,7 @@ fn case_of(r: &RunResult, i: &InterfaceResult, tripped: &[&str]) -> Case {
         // Nothing of this interface could be judged: the test itself could not run.
         let detail: Vec<&str> = all.iter().map(|(_, line)| line.as_str()).collect();
         return Case::Error {
+            kind: "baseline_error",
             message: "the baseline gave no usable answer, nothing was compared".into(),
             detail: detail.join("\n"),
         };
@@ -274,6 +277,21 @@ fn render(r: &RunResult) -> String {
                 cases.push((item.interface.as_str(), Case::Skipped(why)));
             }
         }
+    }
+    // A run that stopped at a bad recording line did not test what came after it: an error
+    // case says so on the CI page, where the interfaces' own cases may all look green.
+    if let Some(why) = &r.run.incomplete {
+        cases.insert(
+            0,
+            (
+                "reading the recordings",
+                Case::Error {
+                    kind: "incomplete",
+                    message: format!("incomplete: reading stopped at {why}"),
+                    detail: r.gate_failures.first().cloned().unwrap_or_default(),
+                },
+            ),
+        );
     }
     let count = |f: fn(&Case) -> bool| cases.iter().filter(|(_, c)| f(c)).count();
     let failures = count(|c| matches!(c, Case::Failure { .. }));
@@ -354,11 +372,16 @@ fn render(r: &RunResult) -> String {
                     text(detail)
                 );
             }
-            Case::Error { message, detail } => {
+            Case::Error {
+                kind,
+                message,
+                detail,
+            } => {
                 let _ = writeln!(
                     x,
-                    ">\n    <error message=\"{}\" type=\"baseline_error\">{}</error>\n  </testcase>",
+                    ">\n    <error message=\"{}\" type=\"{}\">{}</error>\n  </testcase>",
                     attr(message),
+                    attr(kind),
                     text(detail)
                 );
             }

@@ -301,6 +301,7 @@ pub(crate) mod fixture {
                 warnings: vec!["recordings/demo.jsonl:561: truncated last line skipped".into()],
                 filters: Vec::new(),
                 shard: None,
+                incomplete: None,
             },
             trend: None,
         }

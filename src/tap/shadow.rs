@@ -343,6 +343,7 @@ impl Shadow {
                 warnings,
                 filters: Vec::new(),
                 shard: None,
+                incomplete: None,
             },
         )
     }
