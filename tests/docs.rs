@@ -1,61 +1,454 @@
-//! The documented Kubernetes manifests keep working: every `shadowdiff` command line in
-//! `docs/k8s/` parses with today's flags, with `JOB_COMPLETION_INDEX` and `SHARDS`
-//! substituted the way a pod would.
+//! The documented command lines keep working: every `shadowdiff` command line shown in the
+//! README, `recordings/README.md`, `docs/*.md` and the `docs/k8s/` manifests parses with
+//! today's flags.
+//!
+//! Shell lines are read the way a reader would type them: `\` continuations joined, a `$ `
+//! prompt dropped, `cargo run [--release] -- ARGS` taken as `shadowdiff ARGS`, and a line cut
+//! at `|`, `&&`, `||`, `;`, `&`, a redirection or a `#` comment. Variables stand for the
+//! values in [`VARS`] and a command substitution `$(…)` for the word `x`; a variable not in
+//! [`VARS`] or a `<PLACEHOLDER>` fails the command, so a doc shows values a reader can paste.
 
 use clap::Parser;
 use shadowdiff::cli::{Cli, Command};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
-/// The shadowdiff command lines of a shell block: continuation lines joined, variables
-/// substituted.
-fn commands(yaml: &str) -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    let mut current: Option<String> = None;
-    for line in yaml.lines() {
-        let t = line.trim();
-        let (text, continues) = match t.strip_suffix('\\') {
-            Some(rest) => (rest.trim(), true),
-            None => (t, false),
-        };
-        match current.as_mut() {
-            Some(c) => {
-                c.push(' ');
-                c.push_str(text);
+/// What the documented shell variables stand for: the targets of the nightly job, and what
+/// a Kubernetes Indexed Job sets in the manifests.
+const VARS: [(&str, &str); 4] = [
+    ("PROD", "http://gw-old:8080"),
+    ("NIGHTLY", "http://gw-new:8080"),
+    ("JOB_COMPLETION_INDEX", "2"),
+    ("SHARDS", "4"),
+];
+
+/// Marks a word that cannot stand for a value a reader could paste; `check` refuses it.
+const UNRESOLVED: char = '\0';
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn relative(p: &Path) -> String {
+    p.strip_prefix(root()).unwrap_or(p).display().to_string()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// README.md, recordings/README.md and every `.md` under docs/: what a reader is sent to.
+/// Read when the test runs, so a doc edited since the build is the one checked.
+fn markdown_files() -> Vec<PathBuf> {
+    let mut out = vec![
+        root().join("README.md"),
+        root().join("recordings/README.md"),
+    ];
+    let mut dirs = vec![root().join("docs")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|e| e == "md") {
+                out.push(p);
             }
-            None if text.starts_with("shadowdiff ") => current = Some(text.to_string()),
-            None => continue,
+        }
+    }
+    out.sort();
+    out
+}
+
+/// What a line of Markdown is, as far as code blocks go.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Prose,
+    Fence,
+    Code,
+}
+
+/// The kind of each line: a fence opens with three or more backticks or tildes and closes
+/// with at least as many of the same, alone on its line.
+fn line_kinds(text: &str) -> Vec<Kind> {
+    let mut open: Option<String> = None;
+    text.lines()
+        .map(|line| {
+            let t = line.trim_start();
+            let run = |ch: char| t.chars().take_while(|&c| c == ch).count();
+            let marker = match (run('`'), run('~')) {
+                (n, _) if n >= 3 => "`".repeat(n),
+                (_, n) if n >= 3 => "~".repeat(n),
+                _ => String::new(),
+            };
+            match &open {
+                None if !marker.is_empty() => {
+                    open = Some(marker);
+                    Kind::Fence
+                }
+                None => Kind::Prose,
+                Some(o)
+                    if marker.starts_with(o.as_str()) && t[marker.len()..].trim().is_empty() =>
+                {
+                    open = None;
+                    Kind::Fence
+                }
+                Some(_) => Kind::Code,
+            }
+        })
+        .collect()
+}
+
+/// The fenced code blocks of a Markdown text: each one's lines with their 1-based numbers,
+/// fences left out.
+fn code_blocks(text: &str) -> Vec<Vec<(usize, &str)>> {
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<(usize, &str)>> = None;
+    for ((i, line), kind) in text.lines().enumerate().zip(line_kinds(text)) {
+        match (kind, current.as_mut()) {
+            (Kind::Fence, None) => current = Some(Vec::new()),
+            (Kind::Fence, Some(_)) => blocks.extend(current.take()),
+            (Kind::Code, Some(b)) => b.push((i + 1, line)),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// The `shadowdiff` command lines among shell lines, each with the number of its first line.
+fn shadowdiff_commands<'a>(
+    lines: impl IntoIterator<Item = (usize, &'a str)>,
+) -> Vec<(usize, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut joined: Option<(usize, String)> = None;
+    for (n, line) in lines {
+        let (text, continues) = match line.trim_end().strip_suffix('\\') {
+            Some(rest) => (rest, true),
+            None => (line.trim_end(), false),
+        };
+        match joined.as_mut() {
+            Some((_, j)) => {
+                j.push(' ');
+                j.push_str(text.trim_start());
+            }
+            None => joined = Some((n, text.trim_start().to_string())),
         }
         if !continues {
-            if let Some(c) = current.take() {
-                let c = c
-                    .replace("${JOB_COMPLETION_INDEX}", "2")
-                    .replace("${SHARDS}", "4");
-                out.push(c.split_whitespace().map(str::to_string).collect());
+            let (first, j) = joined.take().unwrap();
+            let j = j.strip_prefix("$ ").unwrap_or(&j);
+            for words in simple_commands(j) {
+                if let Some(cmd) = as_shadowdiff(&words) {
+                    out.push((first, cmd));
+                }
             }
         }
     }
     out
 }
 
+/// The words of a simple command that runs shadowdiff, with `shadowdiff` first: directly,
+/// by a path ending in `shadowdiff`, or through `cargo run [--release] -- ARGS`.
+fn as_shadowdiff(words: &[String]) -> Option<Vec<String>> {
+    let words: Vec<&String> = words
+        .iter()
+        .skip_while(|w| {
+            w.split_once('=').is_some_and(|(name, _)| {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            })
+        })
+        .collect();
+    let first = words.first()?;
+    if Path::new(first.as_str()).file_name()? == "shadowdiff" {
+        return Some(words.iter().map(|w| w.to_string()).collect());
+    }
+    if words.len() > 1 && first.as_str() == "cargo" && words[1].as_str() == "run" {
+        let dashes = words.iter().position(|w| w.as_str() == "--")?;
+        if words[..dashes].iter().any(|w| w.as_str() == "--example") {
+            return None;
+        }
+        let mut cmd = vec!["shadowdiff".to_string()];
+        cmd.extend(words[dashes + 1..].iter().map(|w| w.to_string()));
+        return Some(cmd);
+    }
+    None
+}
+
+/// A shell line split into simple commands, each a list of words: quotes removed, variables
+/// substituted, redirections and comments dropped.
+fn simple_commands(line: &str) -> Vec<Vec<String>> {
+    let vars: HashMap<&str, &str> = VARS.into_iter().collect();
+    let mut commands = Vec::new();
+    let mut words: Vec<String> = Vec::new();
+    let mut word: Option<String> = None;
+    let mut redirect_target = false;
+    let mut chars = line.chars().peekable();
+    let end_word = |word: &mut Option<String>, words: &mut Vec<String>, redirect: &mut bool| {
+        if let Some(w) = word.take() {
+            if *redirect {
+                *redirect = false;
+            } else {
+                words.push(w);
+            }
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' => end_word(&mut word, &mut words, &mut redirect_target),
+            '#' if word.is_none() => break,
+            '|' | '&' | ';' => {
+                end_word(&mut word, &mut words, &mut redirect_target);
+                if chars.peek() == Some(&c) {
+                    chars.next();
+                }
+                commands.push(std::mem::take(&mut words));
+            }
+            '>' | '<' => {
+                // `<NAME>` is a placeholder, not a redirection.
+                if c == '<' {
+                    let rest: String = chars.clone().collect();
+                    if let Some(end) = rest.find('>') {
+                        let inner = &rest[..end];
+                        if !inner.is_empty()
+                            && inner
+                                .chars()
+                                .all(|x| x.is_ascii_alphanumeric() || "-_.:/".contains(x))
+                        {
+                            let w = word.get_or_insert_with(String::new);
+                            w.push(UNRESOLVED);
+                            w.push_str(&format!("placeholder <{inner}>"));
+                            for _ in 0..=end {
+                                chars.next();
+                            }
+                            continue;
+                        }
+                    }
+                }
+                // A file descriptor number before it (`2>`) belongs to the redirection.
+                if word
+                    .as_deref()
+                    .is_some_and(|w| w.chars().all(|x| x.is_ascii_digit()))
+                {
+                    word = None;
+                }
+                end_word(&mut word, &mut words, &mut redirect_target);
+                while chars.peek().is_some_and(|&x| x == '>' || x == '&') {
+                    chars.next();
+                }
+                redirect_target = true;
+            }
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                for x in chars.by_ref() {
+                    if x == '\'' {
+                        break;
+                    }
+                    w.push(x);
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                while let Some(x) = chars.next() {
+                    match x {
+                        '"' => break,
+                        '\\' => w.extend(chars.next()),
+                        '$' => expand(&mut chars, w, &vars),
+                        _ => w.push(x),
+                    }
+                }
+            }
+            '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+            '$' => expand(&mut chars, word.get_or_insert_with(String::new), &vars),
+            _ => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    end_word(&mut word, &mut words, &mut redirect_target);
+    commands.push(words);
+    commands.retain(|c| !c.is_empty());
+    commands
+}
+
+/// Expands what follows a `$` into `w`: `$(…)` as `x`, `${NAME}` and `$NAME` from `vars`,
+/// anything else marked unresolved.
+fn expand(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    w: &mut String,
+    vars: &HashMap<&str, &str>,
+) {
+    let name: String = match chars.peek().copied() {
+        Some('(') => {
+            let mut depth = 0;
+            for x in chars.by_ref() {
+                match x {
+                    '(' => depth += 1,
+                    ')' if depth == 1 => break,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+            }
+            w.push('x');
+            return;
+        }
+        Some('{') => {
+            chars.next();
+            chars.by_ref().take_while(|&x| x != '}').collect()
+        }
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {
+            let mut n = String::new();
+            while let Some(&x) = chars.peek() {
+                if !(x.is_ascii_alphanumeric() || x == '_') {
+                    break;
+                }
+                n.push(x);
+                chars.next();
+            }
+            n
+        }
+        Some(c) => {
+            chars.next();
+            c.to_string()
+        }
+        None => String::new(),
+    };
+    match vars.get(name.as_str()) {
+        Some(v) => w.push_str(v),
+        None => {
+            w.push(UNRESOLVED);
+            w.push_str(&format!(
+                "${name}, which VARS in tests/docs.rs does not give a value"
+            ));
+        }
+    }
+}
+
+/// Parses a command line as the binary would, and for `replay` and `tap` also builds the
+/// run configuration, which checks what clap leaves as text (URLs, durations, sizes, shard
+/// numbers). Flags that read files (`--config`, `--proto-descriptor`) end the check at
+/// parsing, since the files named in an example do not exist here. Returns the subcommand.
+fn check(words: &[String]) -> Result<&'static str, String> {
+    if let Some(w) = words.iter().find(|w| w.contains(UNRESOLVED)) {
+        let what = &w[w.find(UNRESOLVED).unwrap() + 1..];
+        return Err(format!("not a value a reader could paste: {what}"));
+    }
+    let cli = Cli::try_parse_from(words).map_err(|e| e.to_string())?;
+    Ok(match cli.command {
+        Command::Demo(_) => "demo",
+        Command::Replay(args) => {
+            if args.config.is_none() && args.proto_descriptor.is_none() {
+                shadowdiff::config::ReplayConfig::from_args(&args).map_err(|e| e.to_string())?;
+            }
+            "replay"
+        }
+        Command::Show(_) => "show",
+        Command::Import(_) => "import",
+        Command::Merge(_) => "merge",
+        Command::Report(_) => "report",
+        Command::Interfaces(_) => "interfaces",
+        Command::Tap(args) => {
+            if args.config.is_none() {
+                shadowdiff::tap::TapConfig::from_args(&args).map_err(|e| e.to_string())?;
+            }
+            "tap"
+        }
+        Command::Completions { .. } => "completions",
+    })
+}
+
+#[test]
+fn every_documented_command_line_parses() {
+    let mut checked = 0;
+    let mut seen = BTreeSet::new();
+    let mut failures = Vec::new();
+    for file in markdown_files() {
+        let text = read(&file);
+        for block in code_blocks(&text) {
+            for (line, cmd) in shadowdiff_commands(block) {
+                checked += 1;
+                match check(&cmd) {
+                    Ok(sub) => {
+                        seen.insert(sub);
+                    }
+                    Err(e) => failures.push(format!(
+                        "{}:{line}: {}\n{e}",
+                        relative(&file),
+                        cmd.join(" ")
+                    )),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    // Today: 9 in the README, 7 in docs/; a miscount of the extraction would show here.
+    assert!(checked >= 16, "only {checked} command lines found");
+    for sub in [
+        "demo",
+        "tap",
+        "import",
+        "replay",
+        "show",
+        "merge",
+        "interfaces",
+    ] {
+        assert!(
+            seen.contains(sub),
+            "no documented `shadowdiff {sub}` was checked"
+        );
+    }
+}
+
 #[test]
 fn kubernetes_manifests_use_real_flags() {
-    let shards = include_str!("../docs/k8s/shadowdiff-shards.yaml");
-    let merge = include_str!("../docs/k8s/shadowdiff-merge.yaml");
-    let replay = commands(shards);
+    let shards = read(&root().join("docs/k8s/shadowdiff-shards.yaml"));
+    let merge = read(&root().join("docs/k8s/shadowdiff-merge.yaml"));
+    let numbered = |text: &str| -> Vec<Vec<String>> {
+        shadowdiff_commands(text.lines().enumerate().map(|(i, l)| (i + 1, l)))
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
+    };
+    let replay = numbered(&shards);
     assert_eq!(replay.len(), 1, "{replay:?}");
-    let cli = Cli::try_parse_from(&replay[0]).unwrap_or_else(|e| panic!("{e}"));
-    let Command::Replay(args) = cli.command else {
-        panic!("not a replay: {:?}", replay[0]);
+    assert_eq!(check(&replay[0]), Ok("replay"));
+    let Command::Replay(args) = Cli::try_parse_from(&replay[0]).unwrap().command else {
+        unreachable!()
     };
     assert_eq!(args.shard.as_deref(), Some("2/4"));
-    shadowdiff::config::ReplayConfig::from_args(&args).unwrap();
     assert!(shards.contains("completions: 4") && shards.contains("completionMode: Indexed"));
 
-    let merges = commands(merge);
+    let merges = numbered(&merge);
     assert_eq!(merges.len(), 1, "{merges:?}");
-    let cli = Cli::try_parse_from(&merges[0]).unwrap_or_else(|e| panic!("{e}"));
-    let Command::Merge(args) = cli.command else {
+    let Command::Merge(args) = Cli::try_parse_from(&merges[0])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .command
+    else {
         panic!("not a merge: {:?}", merges[0]);
     };
     assert_eq!(args.results.len(), 4);
     assert!(args.reports.html.is_some() && args.reports.junit.is_some());
+}
+
+#[test]
+fn shell_lines_are_cut_and_substituted_as_a_shell_would() {
+    let lines = [
+        (1, "$ cargo run --release -- replay a.jsonl \\"),
+        (2, "    --baseline \"$PROD\" --candidate ${NIGHTLY} --json \"r-$(date +%F).json\" 2>err.txt | tee out # note"),
+        (3, "cd /tmp && ./target/release/shadowdiff show rec.jsonl --id 'a b' > x.txt; echo $?"),
+        (4, "cargo run --example make_demo_recording -- x"),
+        (5, "shadowdiff replay <RECORDING>"),
+    ];
+    let got = shadowdiff_commands(lines);
+    let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+    assert_eq!(got[0].0, 1);
+    assert_eq!(
+        got[0].1,
+        words("shadowdiff replay a.jsonl --baseline http://gw-old:8080 --candidate http://gw-new:8080 --json r-x.json")
+    );
+    assert_eq!(
+        got[1].1[..4],
+        words("./target/release/shadowdiff show rec.jsonl --id")[..]
+    );
+    assert_eq!(got[1].1[4], "a b");
+    assert_eq!(got[1].1.len(), 5);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(check(&got[2].1)
+        .unwrap_err()
+        .contains("placeholder <RECORDING>"));
 }
