@@ -1,6 +1,6 @@
-//! The documented command lines keep working: every `shadowdiff` command line shown in the
-//! README, `recordings/README.md`, `docs/*.md` and the `docs/k8s/` manifests parses with
-//! today's flags.
+//! The documentation keeps working. Every `shadowdiff` command line shown in the README,
+//! `recordings/README.md`, `docs/*.md` and the `docs/k8s/` manifests parses with today's
+//! flags, and every relative link leads to a file, and to a heading where it names one.
 //!
 //! Shell lines are read the way a reader would type them: `\` continuations joined, a `$ `
 //! prompt dropped, `cargo run [--release] -- ARGS` taken as `shadowdiff ARGS`, and a line cut
@@ -423,6 +423,154 @@ fn kubernetes_manifests_use_real_flags() {
     };
     assert_eq!(args.results.len(), 4);
     assert!(args.reports.html.is_some() && args.reports.junit.is_some());
+}
+
+/// The anchors GitHub gives the headings of a Markdown text (outside code blocks): lower
+/// case, spaces as `-`, punctuation other than `-` and `_` dropped, repeats numbered.
+fn anchors(text: &str) -> BTreeSet<String> {
+    let kinds = line_kinds(text);
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut out = BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        if kinds[i] != Kind::Prose || hashes == 0 || hashes > 6 || !line[hashes..].starts_with(' ')
+        {
+            continue;
+        }
+        let title = line[hashes..].trim().trim_end_matches('#').trim();
+        let slug: String = title
+            .to_lowercase()
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect();
+        let n = seen.entry(slug.clone()).or_insert(0);
+        out.insert(if *n == 0 {
+            slug.clone()
+        } else {
+            format!("{slug}-{n}")
+        });
+        *n += 1;
+    }
+    out
+}
+
+/// The Markdown text outside code blocks and inline code spans (both blanked, so line
+/// numbers stay), where links are links.
+fn prose(text: &str) -> String {
+    let kinds = line_kinds(text);
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        if kinds[i] == Kind::Prose {
+            let mut in_code = false;
+            for c in line.chars() {
+                if c == '`' {
+                    in_code = !in_code;
+                }
+                out.push(if in_code || c == '`' { ' ' } else { c });
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Relative link targets of a Markdown text with their line numbers: inline `[..](target)`
+/// (the text may span lines) and reference definitions `[..]: target`.
+fn relative_links(text: &str) -> Vec<(usize, String)> {
+    let text = prose(text);
+    let mut out = Vec::new();
+    let line_of = |at: usize| text[..at].matches('\n').count() + 1;
+    let mut from = 0;
+    while let Some(i) = text[from..].find("](") {
+        let start = from + i + 2;
+        let Some(len) = text[start..].find(')') else {
+            break;
+        };
+        out.push((line_of(start), text[start..start + len].to_string()));
+        from = start + len;
+    }
+    let mut offset = 0;
+    for line in text.split('\n') {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            if let Some((_, target)) = t.split_once("]: ") {
+                out.push((line_of(offset), target.to_string()));
+            }
+        }
+        offset += line.len() + 1;
+    }
+    out.into_iter()
+        .map(|(n, t)| {
+            let t = t.split_whitespace().next().unwrap_or("");
+            (
+                n,
+                t.trim_start_matches('<').trim_end_matches('>').to_string(),
+            )
+        })
+        .filter(|(_, t)| !t.contains("://") && !t.starts_with("mailto:"))
+        .collect()
+}
+
+#[test]
+fn every_relative_link_leads_to_a_file_and_heading() {
+    let repo = root().canonicalize().unwrap();
+    let mut checked = 0;
+    let mut with_anchor = 0;
+    let mut failures = Vec::new();
+    for file in markdown_files() {
+        let text = read(&file);
+        for (line, target) in relative_links(&text) {
+            checked += 1;
+            let at = format!("{}:{line}: ({target})", relative(&file));
+            let (path, anchor) = match target.split_once('#') {
+                Some((p, a)) => (p, Some(a)),
+                None => (target.as_str(), None),
+            };
+            let dest = if path.is_empty() {
+                file.clone()
+            } else {
+                file.parent().unwrap().join(path.replace("%20", " "))
+            };
+            let Ok(real) = dest.canonicalize() else {
+                failures.push(format!("{at}: no such file"));
+                continue;
+            };
+            if !real.starts_with(&repo) {
+                failures.push(format!("{at}: outside the repository"));
+                continue;
+            }
+            let Some(anchor) = anchor else { continue };
+            with_anchor += 1;
+            if real.extension().is_none_or(|e| e != "md") {
+                failures.push(format!("{at}: an anchor into a file that is not Markdown"));
+            } else if !anchors(&read(&real)).contains(anchor) {
+                failures.push(format!(
+                    "{at}: no heading with the anchor #{anchor} in {}",
+                    relative(&real)
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Today about a hundred links, a third of them to a heading.
+    assert!(
+        checked >= 80 && with_anchor >= 25,
+        "only {checked} links ({with_anchor} with an anchor) found"
+    );
+}
+
+#[test]
+fn github_anchors_follow_the_heading_text() {
+    let text = "# Title\n## One exchange in full: `show`\n```\n# not a heading\n```\n## Title\n";
+    let a = anchors(text);
+    let want: BTreeSet<String> = ["title", "one-exchange-in-full-show", "title-1"]
+        .map(String::from)
+        .into();
+    assert_eq!(a, want);
 }
 
 #[test]
