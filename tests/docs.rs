@@ -1,6 +1,8 @@
 //! The documentation keeps working. Every `shadowdiff` command line shown in the README,
 //! `recordings/README.md`, `docs/*.md` and the `docs/k8s/` manifests parses with today's
-//! flags, and every relative link leads to a file, and to a heading where it names one.
+//! flags; every relative link leads to a file, and to a heading where it names one; and the
+//! README's first real run, followed step by step against two nginx instances, does what the
+//! README says it does.
 //!
 //! Shell lines are read the way a reader would type them: `\` continuations joined, a `$ `
 //! prompt dropped, `cargo run [--release] -- ARGS` taken as `shadowdiff ARGS`, and a line cut
@@ -8,10 +10,13 @@
 //! values in [`VARS`] and a command substitution `$(…)` for the word `x`; a variable not in
 //! [`VARS`] or a `<PLACEHOLDER>` fails the command, so a doc shows values a reader can paste.
 
+use crate::tap::{read_recordings, TapProc};
+use crate::util::*;
 use clap::Parser;
 use shadowdiff::cli::{Cli, Command};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 /// What the documented shell variables stand for: the targets of the nightly job, and what
 /// a Kubernetes Indexed Job sets in the manifests.
@@ -599,4 +604,208 @@ fn shell_lines_are_cut_and_substituted_as_a_shell_would() {
     assert!(check(&got[2].1)
         .unwrap_err()
         .contains("placeholder <RECORDING>"));
+}
+
+/// The README's first real run names these; here the tap listens on a free port (and
+/// prints it), and the old and new gateway versions are two nginx instances.
+const README_LISTEN: &str = "0.0.0.0:8080";
+const README_OLD: &str = "http://gw-old:8080";
+const README_NEW: &str = "http://gw-new:8080";
+
+/// The old gateway: users (with nginx's per-request id in the body, noise), prices, and a
+/// legacy export called once. The new one lost the export's route and changed the price.
+fn gateway(price: &str, legacy: bool) -> String {
+    let mut conf = vec![
+        r#"    location ~ ^/api/users/(\d+)$ { return 200 '{"id":$1,"name":"user $1","rid":"$request_id"}'; }"#.to_string(),
+        format!(r#"    location ~ ^/api/prices/(\d+)$ {{ return 200 '{{"sku":$1,"price":{price},"currency":"EUR"}}'; }}"#),
+    ];
+    if legacy {
+        conf.push(
+            r#"    location = /api/legacy/export { return 200 '{"rows":[1,2,3]}'; }"#.to_string(),
+        );
+    }
+    conf.push(r#"    location / { return 404 '{"error":"no route"}'; }"#.to_string());
+    conf.join("\n")
+}
+
+/// The shadowdiff command lines of the README section headed `title`.
+fn readme_section_commands(title: &str) -> Vec<Vec<String>> {
+    let readme = read(&root().join("README.md"));
+    let start = readme
+        .find(&format!("\n## {title}\n"))
+        .unwrap_or_else(|| panic!("README has no section {title:?}"));
+    let section = &readme[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    code_blocks(section)
+        .into_iter()
+        .flat_map(shadowdiff_commands)
+        .map(|(_, c)| c)
+        .collect()
+}
+
+/// Replaces the word `from` with `to` in `cmd`, which must hold it.
+fn substitute(cmd: &mut [String], from: &str, to: &str) {
+    let mut found = false;
+    for w in cmd.iter_mut().filter(|w| *w == from) {
+        *w = to.to_string();
+        found = true;
+    }
+    assert!(
+        found,
+        "the README's command no longer names {from}: {cmd:?}"
+    );
+}
+
+fn run_in(dir: &Path, cmd: &[String]) -> Output {
+    std::process::Command::new(bin())
+        .args(&cmd[1..])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_readmes_first_real_run_works_as_written() {
+    let Some(nginx) = nginx_binary() else { return };
+    let old = Nginx::start(&nginx, &gateway("10.5", true));
+    let new = Nginx::start(&nginx, &gateway("11.0", false));
+    let commands = readme_section_commands("A first real run");
+    let step = |sub: &str| -> Vec<String> {
+        let mut found = commands.iter().filter(|c| c[1] == sub);
+        let cmd = found
+            .next()
+            .unwrap_or_else(|| panic!("no `shadowdiff {sub}` in {commands:?}"));
+        assert!(
+            found.next().is_none(),
+            "two `shadowdiff {sub}` in {commands:?}"
+        );
+        cmd.clone()
+    };
+    let dir = tempfile::tempdir().unwrap();
+
+    // 1. Record: the tap in front of the old version, curl's requests through it, SIGTERM.
+    let mut tap = step("tap");
+    substitute(&mut tap, README_LISTEN, "127.0.0.1:0");
+    substitute(&mut tap, README_OLD, &old.url());
+    let mut command = std::process::Command::new(bin());
+    command.args(&tap[1..]).current_dir(dir.path());
+    let proc = TapProc::spawn(command, false);
+    let base = proc.url();
+    let mut urls: Vec<String> = (1..=10)
+        .flat_map(|i| {
+            [
+                format!("{base}/api/users/{i}"),
+                format!("{base}/api/prices/{}", 100 + i),
+            ]
+        })
+        .collect();
+    urls.push(format!("{base}/api/legacy/export"));
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "-S", "--max-time", "10", "-w", "%{http_code}\n"])
+        .args(urls.iter().flat_map(|u| ["-o", "/dev/null", u]))
+        .output()
+        .expect("curl is installed (.ci/run installs it)");
+    assert!(curl.status.success(), "{}", describe(&curl));
+    let statuses = String::from_utf8(curl.stdout).unwrap();
+    assert_eq!(
+        statuses.lines().filter(|s| *s == "200").count(),
+        21,
+        "{statuses}"
+    );
+    let stderr = proc.stop();
+    assert!(
+        stderr.contains("21 exchanges proxied, 21 recorded"),
+        "the tap should say how many it proxied and recorded:\n{stderr}"
+    );
+
+    // 2. Replay against both versions, with the README's flags.
+    let mut replay = step("replay");
+    substitute(&mut replay, README_OLD, &old.url());
+    substitute(&mut replay, README_NEW, &new.url());
+    let o = run_in(dir.path(), &replay);
+
+    // 3. Read the report: exit 1 is a fail, the terminal report names what needs attention
+    // down to the field path and sample ids, and the files the README names hold the same.
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.starts_with("FAIL: 2 interfaces need attention"),
+        "{out}"
+    );
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(name) && l.contains("  "))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{out}"))
+            .to_string()
+    };
+    assert!(
+        row("GET /api/legacy/export").ends_with("MISSING RULE"),
+        "{out}"
+    );
+    assert!(row("GET /api/prices/{id}").ends_with("DIFFERENT"), "{out}");
+    assert!(row("GET /api/users/{id}").ends_with("ok"), "{out}");
+    assert!(out.contains("\n21 exchanges over 3 interfaces: "), "{out}");
+    assert!(out.contains("field $.price"), "{out}");
+    let recording = flag_value(&tap, "--out");
+    assert_eq!(
+        replay[2], recording,
+        "step 2 should replay what step 1 recorded"
+    );
+    let ids: BTreeSet<String> = read_recordings(&[dir.path().join(recording)])
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let samples: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("samples: "))
+        .flat_map(|l| l.split(", "))
+        .collect();
+    assert!(!samples.is_empty(), "no sample ids:\n{out}");
+    for id in samples {
+        assert!(
+            ids.contains(id),
+            "sample {id} is not in the recording {ids:?}"
+        );
+    }
+
+    let json = dir.path().join(flag_value(&replay, "--json"));
+    let r = read_json(&json);
+    assert_counts_consistent(&r);
+    assert_eq!(r["verdict"], "fail");
+    assert_eq!(r["summary"]["total"], 21);
+    assert_eq!(interface(&r, "GET /api/legacy/export")["missing_rule"], 1);
+    assert_eq!(interface(&r, "GET /api/prices/{id}")["different"], 10);
+    assert_eq!(interface(&r, "GET /api/users/{id}")["noise_only"], 10);
+    let html = read(&dir.path().join(flag_value(&replay, "--html")));
+    for want in [
+        "FAIL",
+        "GET /api/legacy/export",
+        "GET /api/prices/{id}",
+        "$.price",
+    ] {
+        assert!(html.contains(want), "report.html lacks {want}");
+    }
+
+    // The same replay with the old version on both sides passes: exit 0.
+    let mut same = step("replay");
+    substitute(&mut same, README_OLD, &old.url());
+    substitute(&mut same, README_NEW, &old.url());
+    let o = run_in(dir.path(), &same);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("PASS"),
+        "{}",
+        describe(&o)
+    );
+    assert_eq!(read_json(&json)["verdict"], "pass");
+}
+
+/// The value after `flag` in a command line.
+fn flag_value<'a>(cmd: &'a [String], flag: &str) -> &'a str {
+    let i = cmd
+        .iter()
+        .position(|w| w == flag)
+        .unwrap_or_else(|| panic!("no {flag} in {cmd:?}"));
+    &cmd[i + 1]
 }
