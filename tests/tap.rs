@@ -43,10 +43,15 @@ fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
 impl TapProc {
     /// Starts `shadowdiff tap --listen 127.0.0.1:0 ARGS` and waits for its bound addresses.
     pub(crate) fn start(args: &[&str]) -> TapProc {
-        let mut child = Command::new(bin())
-            .arg("tap")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
+        let mut tap = Command::new(bin());
+        tap.arg("tap").args(["--listen", "127.0.0.1:0"]).args(args);
+        Self::spawn(tap, args.contains(&"--metrics"))
+    }
+
+    /// Runs `tap`, a whole tap command line, and waits for its bound addresses (the metrics
+    /// address too when `want_metrics`).
+    pub(crate) fn spawn(mut tap: Command, want_metrics: bool) -> TapProc {
+        let mut child = tap
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -65,7 +70,6 @@ impl TapProc {
             }
             let _ = done_tx.send(());
         });
-        let want_metrics = args.contains(&"--metrics");
         let (mut addr, mut metrics) = (None, None);
         let deadline = Instant::now() + Duration::from_secs(20);
         while addr.is_none() || (want_metrics && metrics.is_none()) {
@@ -95,7 +99,7 @@ impl TapProc {
     }
 
     /// Sends SIGTERM and waits for a clean exit; returns standard error.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let ok = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
