@@ -19,6 +19,7 @@
 pub mod h1;
 pub mod input;
 pub mod recorded;
+pub mod resend;
 pub mod select;
 pub mod target;
 
