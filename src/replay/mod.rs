@@ -657,6 +657,8 @@ struct Replayed {
     candidate_error: Option<crate::compare::FetchError>,
     /// Requests of this exchange sent a second time, per side.
     resent: Resent,
+    /// The candidate's answer, when it was its no-route answer.
+    missing_rule_answer: Option<crate::compare::Observed>,
 }
 
 /// Sends one exchange to the targets and judges the answers.
@@ -684,6 +686,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
             probe_error: None,
             candidate_error: None,
             resent,
+            missing_rule_answer: None,
         };
     }
     let probe_error = match probe {
@@ -692,7 +695,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
     };
     // The outcome is the baseline's error; a candidate that failed as well must not vanish
     // behind it (both down is what a too short `--timeout` or a shared dependency gives).
-    let (lat, candidate_error) = match (&b, c) {
+    let (lat, candidate_error) = match (&b, &c) {
         (Ok(b), Ok(c)) => (
             Some(PairLatency {
                 baseline_us: b.latency_us,
@@ -700,9 +703,10 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
             }),
             None,
         ),
-        (Err(_), Err(e)) => (None, Some(e)),
+        (Err(_), Err(e)) => (None, Some(e.clone())),
         _ => (None, None),
     };
+    let missing_rule_answer = c.ok().filter(|_| judgement.outcome == Outcome::MissingRule);
     Replayed {
         job,
         judgement,
@@ -710,6 +714,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         probe_error,
         candidate_error,
         resent,
+        missing_rule_answer,
     }
 }
 
@@ -1059,7 +1064,10 @@ async fn worker(
                 agg.record_unsendable(interface, id, e);
             }
         } else {
-            agg.record(interface, id, &r.judgement, r.lat);
+            agg.record_exchange(interface, &r.job.exchange, &r.judgement, r.lat);
+            if let Some(answer) = &r.missing_rule_answer {
+                agg.record_missing_answer(interface, id, answer);
+            }
             if r.judgement.probe.is_some()
                 && r.judgement.noise_source == Some(NoiseSource::Recording)
             {

@@ -78,6 +78,47 @@ impl BodyFile {
     }
 }
 
+/// A request body as a command sends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// Written into the command.
+    Inline(&'a [u8]),
+    /// Read from a file: how long it is, and whether it is binary.
+    File {
+        /// Its length in bytes.
+        len: u64,
+        /// Not text (not UTF-8, or holding a NUL byte, which no shell word can hold).
+        binary: bool,
+    },
+}
+
+impl<'a> Body<'a> {
+    /// `bytes` written into the command when they are text of at most [`INLINE_BODY_MAX`]
+    /// bytes, else read from a file.
+    pub fn of(bytes: &'a [u8]) -> Self {
+        let text = !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok();
+        if text && bytes.len() <= INLINE_BODY_MAX {
+            Body::Inline(bytes)
+        } else {
+            Body::File {
+                len: bytes.len() as u64,
+                binary: !text,
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Body::Inline(b) if b.is_empty()) || matches!(self, Body::File { len: 0, .. })
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Body::Inline(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+}
+
 /// A shell word that stands for exactly `s`: bare when every byte is one no shell treats
 /// specially, in single quotes when it holds no single quote and no control character, and
 /// otherwise in `$'…'` with escapes (bytes that are not UTF-8 as `\xHH`).
@@ -166,7 +207,7 @@ fn redactions(headers: &[(String, String)], req: &Request) -> Vec<String> {
 }
 
 /// Comment lines that go above a command: what was redacted, what was cut.
-fn notes(headers: &[(String, String)], req: &Request) -> String {
+fn notes(headers: &[(String, String)], req: &Request, body_len: u64) -> String {
     let mut out = String::new();
     let redacted = redactions(headers, req);
     if !redacted.is_empty() {
@@ -179,28 +220,27 @@ fn notes(headers: &[(String, String)], req: &Request) -> String {
     if req.body_truncated {
         let _ = writeln!(
             out,
-            "# the recorded body was cut at capture: this sends its first {} bytes only",
-            req.body.len()
+            "# the recorded body was cut at capture: this sends its first {body_len} bytes only"
         );
     }
     out
 }
 
-/// True when `body` can be written into a command.
-fn inline(body: &[u8]) -> bool {
-    body.len() <= INLINE_BODY_MAX && !body.contains(&0) && std::str::from_utf8(body).is_ok()
-}
-
 /// The `curl` command (with comment lines above it, when there is something to say) that
 /// sends `req` to `to`, printing the answer's status line and headers before its body.
 pub fn curl(to: &To<'_>, req: &Request, body_file: &BodyFile) -> String {
+    curl_with_body(to, req, Body::of(&req.body), body_file)
+}
+
+/// [`curl`] for a request whose body is described by `body` (a report keeps a long or
+/// binary body's length, not the body).
+pub fn curl_with_body(to: &To<'_>, req: &Request, body: Body<'_>, body_file: &BodyFile) -> String {
     let (url, headers) = destination(to, req);
-    let mut out = notes(&headers, req);
+    let mut out = notes(&headers, req, body.len());
     let mut cmd = String::from("curl -sS -i --globoff --path-as-is");
     if matches!(to, To::Target(t) if t.is_http2()) {
         cmd.push_str(" --http2-prior-knowledge");
     }
-    let body = &req.body;
     let method = req.method.as_str();
     if method.eq_ignore_ascii_case("HEAD") && body.is_empty() {
         cmd.push_str(" --head");
@@ -227,26 +267,24 @@ pub fn curl(to: &To<'_>, req: &Request, body_file: &BodyFile) -> String {
         if !has("content-type") {
             cmd.push_str(" -H 'content-type:'");
         }
-        if inline(body) {
-            let _ = write!(cmd, " --data-binary {}", quote(body));
-        } else {
-            let _ = writeln!(
-                out,
-                "# the body ({} bytes{}) is read from {}; write it with: {}",
-                body.len(),
-                if std::str::from_utf8(body).is_ok() && !body.contains(&0) {
-                    ""
-                } else {
-                    ", binary"
-                },
-                body_file.name,
-                body_file.how
-            );
-            let _ = write!(
-                cmd,
-                " -H 'expect:' --data-binary {}",
-                quote(format!("@{}", body_file.name).as_bytes())
-            );
+        match body {
+            Body::Inline(bytes) => {
+                let _ = write!(cmd, " --data-binary {}", quote(bytes));
+            }
+            Body::File { len, binary } => {
+                let _ = writeln!(
+                    out,
+                    "# the body ({len} bytes{}) is read from {}; write it with: {}",
+                    if binary { ", binary" } else { "" },
+                    body_file.name,
+                    body_file.how
+                );
+                let _ = write!(
+                    cmd,
+                    " -H 'expect:' --data-binary {}",
+                    quote(format!("@{}", body_file.name).as_bytes())
+                );
+            }
         }
     }
     let _ = write!(cmd, " {url}");
@@ -294,7 +332,7 @@ pub fn grpcurl(to: &To<'_>, req: &Request, desc: &Descriptors, protoset: &Path) 
             ("\"${TARGET#*://}\"".to_string(), headers)
         }
     };
-    let mut out = notes(&headers, req);
+    let mut out = notes(&headers, req, req.body.len() as u64);
     let _ = write!(
         out,
         "grpcurl -plaintext -protoset {}",

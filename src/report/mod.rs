@@ -170,6 +170,8 @@ pub(crate) mod fixture {
             headers: Vec::new(),
             errors: Vec::new(),
             missing_rule_samples: Vec::new(),
+            missing_rule_answer: None,
+            sample_requests: Default::default(),
             latency: latency(LatencyStats::default(), LatencyStats::default(), 0, false),
             signatures: Vec::new(),
             signature_overflow: 0,
