@@ -159,7 +159,8 @@ struct Detail {
 
 struct GoneRow {
     interface: String,
-    path: String,
+    /// `field $.a`, or `None` for the whole interface (words, not a path).
+    path: Option<String>,
     state: Mark,
     was: String,
 }
@@ -595,8 +596,8 @@ fn page(r: &RunResult) -> Page {
                 .map(|x| GoneRow {
                     interface: x.interface.clone(),
                     path: match (&x.kind, &x.path) {
-                        (Some(k), Some(p)) => format!("{k} {p}"),
-                        _ => "(whole interface)".into(),
+                        (Some(k), Some(p)) => Some(format!("{k} {p}")),
+                        _ => None,
                     },
                     state: trend_mark(x.state),
                     was: if x.problems.is_empty() {
