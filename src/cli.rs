@@ -107,8 +107,12 @@ pub enum Command {
     /// Replay recordings against a baseline and a candidate and report what differs.
     #[command(after_help = REPLAY_EXAMPLES)]
     Replay(Box<ReplayArgs>),
-    /// Show one exchange in full: its request, the recorded response, and with
-    /// --baseline/--candidate both live answers with a unified diff of headers and bodies.
+    /// Show one exchange in full: its request, the recorded response, the commands that
+    /// send it again, and with --baseline/--candidate both live answers, each difference
+    /// judged as replay would judge it, and unified diffs of headers and bodies.
+    #[command(
+        override_usage = "shadowdiff show [OPTIONS] <RECORDING>... <ID>\n       shadowdiff show [OPTIONS] <RECORDING>... --id <ID>"
+    )]
     Show(ShowArgs),
     /// Turn captures made by other tools (GoReplay `.gor`, HAR, pcap/pcapng) into a
     /// recording, and say what was read, written and skipped.
@@ -148,21 +152,35 @@ pub struct DemoArgs {
 /// Flags of `show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// Recording files to search.
+    /// Recording files to search, then the exchange id (unless it is given with --id).
     #[arg(required = true, value_name = "RECORDING")]
     pub recordings: Vec<PathBuf>,
-    /// The exchange id.
+    /// The exchange id (all the positional arguments are then recordings).
     #[arg(long, value_name = "ID")]
-    pub id: String,
-    /// Send the request to this baseline too.
-    #[arg(long, value_name = "URL", requires = "candidate")]
+    pub id: Option<String>,
+    /// Send the request to this baseline too; without --candidate, its live answer is
+    /// compared with the recorded one.
+    #[arg(long, value_name = "URL")]
     pub baseline: Option<String>,
-    /// ...and to this candidate, at the same moment.
+    /// ...and to this candidate, at the same moment, and judge the pair as replay would.
     #[arg(long, value_name = "URL", requires = "baseline")]
     pub candidate: Option<String>,
-    /// Rules file, for the comparison (ignore rules, tolerances).
+    /// Rules file, for the comparison (ignore rules, tolerances, noise margins, declared
+    /// reads, interface keys).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// A protobuf FileDescriptorSet: gRPC bodies by field name, the methods whose
+    /// idempotency_level says they only read asked twice for noise, and a grpcurl command.
+    #[arg(long, value_name = "FILE")]
+    pub proto_descriptor: Option<PathBuf>,
+    /// Interfaces that only read, though not sent as GET, as for replay: asked twice for
+    /// noise like a GET (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    pub safe: Vec<String>,
+    /// Write the recorded request body to FILE, for a re-send command that reads a binary or
+    /// long body from a file.
+    #[arg(long, value_name = "FILE")]
+    pub save_body: Option<PathBuf>,
     /// Per-request deadline.
     #[arg(long, default_value = "10s", value_name = "DUR")]
     pub timeout: String,

@@ -1011,3 +1011,53 @@ async fn noisy_grpc_answers_judged_by_idempotency_level_and_the_recording() {
         assert_judged(list, 2, reads, &[], item_trace, item_at);
     }
 }
+
+/// `show` on a gRPC call with the descriptor: the judgement by field names, a grpcurl
+/// command that writes the call as JSON, and the read the descriptor declares asked twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_judges_a_grpc_call_and_gives_the_grpcurl_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record_grpc_traffic(dir.path()).await;
+    let v1 = TonicServer::start(false).await;
+    let v2 = TonicServer::start(true).await;
+    let desc = dir.path().join("pkg.pb");
+    std::fs::write(&desc, descriptor_set(&["GetUser"])).unwrap();
+    let o = shadowdiff_async(vec![
+        "show".into(),
+        rec.display().to_string(),
+        "g0".into(),
+        "--baseline".into(),
+        v1.h2c(),
+        "--candidate".into(),
+        v2.h2c(),
+        "--proto-descriptor".into(),
+        desc.display().to_string(),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("noise sample  the baseline asked twice: 200"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("regression")
+            && l.contains("$.msg[0].address.zip: 75001 → 10001")),
+        "{out}"
+    );
+    let addr = |t: &TonicServer| t.h2c().trim_start_matches("h2c://").to_string();
+    for (side, server) in [("baseline", &v1), ("candidate", &v2)] {
+        let cmd = format!(
+            "grpcurl -plaintext -protoset {} -d '{{\"id\":1}}' {} pkg.Svc/GetUser",
+            desc.display(),
+            addr(server)
+        );
+        assert!(
+            out.contains(&format!(
+                "re-send to the {side} ({})\n  {cmd}\n",
+                server.h2c()
+            )),
+            "{side}: {cmd}\n{out}"
+        );
+    }
+}

@@ -147,10 +147,25 @@ async fn a_changed_field_a_missing_route_and_noise_are_told_apart() {
     assert_eq!(price["samples"].as_array().unwrap().len(), 5);
     assert_eq!(price["example"]["baseline"], "12.5");
     assert_eq!(price["example"]["candidate"], "\"12.50\"");
+    // The request of the example's exchange, for the report's command that sends it again.
+    let id = price["example"]["id"].as_str().unwrap();
+    let sent = &products["sample_requests"][id];
+    assert_eq!(sent["method"], "GET", "{products:#}");
+    let n: u32 = id[1..].parse().unwrap();
+    assert_eq!(
+        sent["uri"].as_str().unwrap(),
+        format!("/products/{}", 100 + n)
+    );
+    assert_eq!(products["sample_requests"].as_object().unwrap().len(), 1);
 
     let legacy = interface(&r, "GET /legacy/export");
     assert_eq!(legacy["missing_rule"], 1);
     assert_eq!(legacy["missing_rule_samples"][0], "legacy-1");
+    // What the candidate answered where it had no route.
+    assert_eq!(
+        legacy["missing_rule_answer"],
+        serde_json::json!({"id": "legacy-1", "status": 404, "body": "{\"error\":\"no route\"}"})
+    );
 
     let gates = r["gate_failures"].as_array().unwrap();
     assert!(

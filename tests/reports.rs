@@ -434,3 +434,262 @@ async fn a_previous_result_that_is_missing_or_not_a_result_costs_the_trend_not_t
         .iter()
         .any(|w| w.as_str().unwrap().contains("not a shadowdiff result")));
 }
+
+/// Measures a page from inside: run in a test-only copy of the report (the report's own
+/// Content-Security-Policy admits its own script only), it opens every section, then posts
+/// to the page around it what a reader at this width would meet: how wide the page and
+/// each scrolling panel are against the room they have, the words of prose (letters between
+/// spaces) that a line break cut in two, the elements outside code and paths that may break words
+/// anywhere, and, per latency chart, which series is on top at the baseline's first dot and
+/// just beside it (a hit test, so what is painted over what).
+const MEASURE: &str = r#"
+(function () {
+  "use strict";
+  var out = {};
+  Array.prototype.forEach.call(document.querySelectorAll("details"), function (d) { d.open = true; });
+  var de = document.documentElement;
+  out.viewport = window.innerWidth;
+  out.client_width = de.clientWidth;
+  out.scroll_width = de.scrollWidth;
+  out.panels = Array.prototype.map.call(document.querySelectorAll(".panel, .scroll"), function (p) {
+    var t = p.querySelector("table");
+    return { table: t && t.id ? t.id : (p.closest("section") || {}).id || "", scroll: p.scrollWidth, client: p.clientWidth };
+  });
+  var token = function (el) { return el.closest("code, pre, .mono, svg"); };
+  out.loose = [];
+  Array.prototype.forEach.call(document.body.querySelectorAll("*"), function (el) {
+    var cs = getComputedStyle(el);
+    var loose = cs.overflowWrap === "anywhere" || cs.wordBreak === "break-all" || cs.wordBreak === "break-word";
+    if (loose && !token(el)) { out.loose.push(el.tagName.toLowerCase() + "." + el.className); }
+  });
+  out.broken = [];
+  var walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  var node;
+  while ((node = walker.nextNode())) {
+    var holder = node.parentElement;
+    if (!holder || holder.closest("script, style, title, svg")) { continue; }
+    var re = /\S+/g, m;
+    while ((m = re.exec(node.data))) {
+      // Words of prose; a path or an id is a token, which may break where it must.
+      var word = /^[("']?([A-Za-z]{2,})[)"',.;:!?]*$/.exec(m[0]);
+      if (!word) { continue; }
+      var r = document.createRange();
+      r.setStart(node, m.index);
+      r.setEnd(node, m.index + m[0].length);
+      var tops = {};
+      Array.prototype.forEach.call(r.getClientRects(), function (x) { if (x.width > 0) { tops[Math.round(x.top)] = 1; } });
+      if (Object.keys(tops).length > 1) {
+        out.broken.push({ word: word[1], in_token: !!token(holder), element: holder.tagName.toLowerCase() + "." + holder.className, text: holder.textContent.slice(0, 80) });
+      }
+    }
+  }
+  out.charts = Array.prototype.map.call(document.querySelectorAll("svg.latency-chart"), function (svg) {
+    var details = svg.closest("details");
+    var name = details.querySelector("summary .name").textContent;
+    var dot = svg.querySelector(".s-baseline circle");
+    if (!dot) { return { interface: name }; }
+    dot.scrollIntoView({ block: "center" });
+    var b = dot.getBoundingClientRect();
+    var x = b.left + b.width / 2, y = b.top + b.height / 2;
+    var series = function (px, py) {
+      var el = document.elementFromPoint(px, py);
+      var g = el && el.closest("g");
+      return g ? g.getAttribute("class") : (el ? el.tagName.toLowerCase() : "");
+    };
+    // Just outside the baseline's dot, inside the candidate's twice as large one.
+    return { interface: name, on_dot: series(x, y), beside: series(x, y + b.height / 2 + 1) };
+  });
+  window.parent.postMessage(JSON.stringify(out), "*");
+})();
+"#;
+
+/// The report `html` measured at `width` px by [`MEASURE`], and a screenshot of it at that
+/// width written to `shot`. A headless window is never narrower than 500 px, so the page
+/// is shown in an iframe `width` px wide, in a wrapper page that --dump-dom prints with the
+/// measurements posted to it.
+fn measure(chromium: &Path, html: &Path, width: u32, shot: &Path) -> serde_json::Value {
+    let dir = html.parent().unwrap();
+    let page = std::fs::read_to_string(html).unwrap();
+    let csp_start = page
+        .find("<meta http-equiv=\"Content-Security-Policy\"")
+        .unwrap();
+    let csp_end = csp_start + page[csp_start..].find('>').unwrap() + 1;
+    let copy = format!(
+        "{}{}",
+        &page[..csp_start],
+        page[csp_end..].replace("</body>", &format!("<script>{MEASURE}</script></body>"))
+    );
+    let measured = dir.join(format!("measured-{width}.html"));
+    std::fs::write(&measured, copy).unwrap();
+    let frame = |src: &Path, script: &str| {
+        format!(
+            "<!DOCTYPE html><html><body style=\"margin:0\"><iframe src=\"{}\" width=\"{width}\" \
+             height=\"2400\" style=\"border:0;display:block\"></iframe><pre id=\"measured\"></pre>\
+             {script}</body></html>",
+            src.file_name().unwrap().to_str().unwrap()
+        )
+    };
+    let listen = "<script>window.addEventListener(\"message\", function (e) { \
+                  document.getElementById(\"measured\").textContent = e.data; });</script>";
+    let wrapper = dir.join(format!("wrapper-{width}.html"));
+    std::fs::write(&wrapper, frame(&measured, listen)).unwrap();
+    let window = format!("--window-size={},2400", width.max(500));
+    let out = chromium_run(
+        chromium,
+        &[
+            window.clone(),
+            "--virtual-time-budget=5000".into(),
+            "--dump-dom".into(),
+        ],
+        &wrapper,
+    );
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let json = dom
+        .split("<pre id=\"measured\">")
+        .nth(1)
+        .and_then(|t| t.split("</pre>").next())
+        .unwrap_or_else(|| panic!("no measurements in {dom}"))
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    // The screenshot shows the report itself, with its policy, as a reader gets it.
+    let plain = dir.join(format!("plain-{width}.html"));
+    std::fs::write(&plain, frame(html, "")).unwrap();
+    chromium_run(
+        chromium,
+        &[
+            window,
+            "--hide-scrollbars".into(),
+            format!("--screenshot={}", shot.display()),
+        ],
+        &plain,
+    );
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_report_fits_1400_px_wraps_words_at_400_px_and_shows_what_it_promises() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    // Two writes beside the API: an interface nothing of which is replayed.
+    let mut orders = Vec::new();
+    for i in 0..2 {
+        let mut ex = get(&format!("order{i}"), "/orders", 4_000 + i);
+        ex.request.method = "POST".into();
+        orders.push(ex);
+    }
+    let writes = write_recording(&p("writes.jsonl"), &orders);
+    let o = replay(dir.path(), BROKEN, &["--json".into(), s(&p("night1.json"))]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let tonight = Breakage {
+        price_as_string: false,
+        legacy_missing: true,
+        user_renamed: true,
+    };
+    let o = replay(
+        dir.path(),
+        tonight,
+        &["--json".into(), s(&p("night2.json")), s(&writes)],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    // Both targets as fast as each other on one interface: two equal latency curves.
+    let mut r = read_json(&p("night2.json"));
+    let users = r["interfaces"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|i| i["interface"] == "GET /users/{id}")
+        .unwrap();
+    users["latency"]["candidate"] = users["latency"]["baseline"].clone();
+    std::fs::write(p("equal.json"), serde_json::to_vec(&r).unwrap()).unwrap();
+    let html = p("report.html");
+    let o = shadowdiff(&[
+        "report",
+        &s(&p("equal.json")),
+        "--previous",
+        &s(&p("night1.json")),
+        "--html",
+        &s(&html),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+    // A trend column, the candidate's own no-route answer, and curl for a sample exchange.
+    assert!(page.contains("<th tabindex=\"0\" data-type=\"text\">trend</th>"));
+    assert!(
+        page.contains("<span class=\"status\">404</span> <code class=\"excerpt\">{&#34;error&#34;:&#34;no route&#34;}</code>")
+            || page.contains("<span class=\"status\">404</span> <code class=\"excerpt\">{&quot;error&quot;:&quot;no route&quot;}</code>"),
+        "{}",
+        &page[page.find("id=\"missing-rules\"").unwrap()..][..1500]
+    );
+    let candidate = r["run"]["candidate"].as_str().unwrap();
+    assert!(
+        page.contains(&format!(
+            "-H &#39;user-agent:&#39; -H &#39;accept:&#39; {candidate}/users/"
+        )) || page.contains(&format!(
+            "-H &#x27;user-agent:&#x27; -H &#x27;accept:&#x27; {candidate}/users/"
+        )),
+        "no curl to the candidate"
+    );
+    // A fully skipped interface reads "skipped" in its row and its section alike.
+    let row = &page[page.find("<tr data-interface=\"POST /orders\"").unwrap()..];
+    assert!(row[..row.find("</tr>").unwrap()].contains("b-skipped\">skipped</span>"));
+    let section = &page[page
+        .find("<span class=\"name\">POST /orders</span>")
+        .unwrap()..];
+    let section = &section[..section.find("</details>").unwrap()];
+    assert!(section.contains("b-skipped\">skipped</span>"), "{section}");
+    assert!(
+        section.contains("Skipped: none of its 2 exchanges was sent to either target"),
+        "{section}"
+    );
+    assert!(!section.contains("b-ok"), "{section}");
+
+    let Some(chromium) = chromium_binary() else {
+        return;
+    };
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let wide = measure(&chromium, &html, 1400, &shots.join("report-1400.png"));
+    let narrow = measure(&chromium, &html, 400, &shots.join("report-400.png"));
+    for (w, m) in [(1400, &wide), (400, &narrow)] {
+        eprintln!("at {w} px: {m}");
+        assert_eq!(m["viewport"], w, "{m}");
+        assert!(
+            m["scroll_width"].as_u64() <= m["client_width"].as_u64(),
+            "the page is wider than {w} px: {m}"
+        );
+        assert_eq!(m["loose"], serde_json::json!([]), "{m}");
+        let broken: Vec<&serde_json::Value> = m["broken"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["in_token"] == false)
+            .collect();
+        assert!(broken.is_empty(), "words broken at {w} px: {broken:?}");
+        // Where the two curves are equal, both show: the baseline's dashes on top of its
+        // dot, the candidate's wider line right beside it.
+        let chart = m["charts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["interface"] == "GET /users/{id}")
+            .unwrap();
+        assert_eq!(chart["on_dot"], "s-baseline", "{chart}");
+        assert_eq!(chart["beside"], "s-candidate", "{chart}");
+        let shot = std::fs::metadata(shots.join(format!("report-{w}.png"))).unwrap();
+        assert!(
+            shot.len() > 10_000,
+            "screenshot at {w} px: {} bytes",
+            shot.len()
+        );
+    }
+    // At 1,400 px every table fits its panel, the interface table with its trend column too.
+    for p in wide["panels"].as_array().unwrap() {
+        assert!(
+            p["scroll"].as_u64() <= p["client"].as_u64(),
+            "{p} in {wide}"
+        );
+    }
+}

@@ -451,6 +451,20 @@ pub fn xmllint_binary() -> Option<PathBuf> {
 /// messages the page logged). The browser may not touch the network: every background
 /// service is off and its profile is a fresh temporary directory.
 pub fn chromium_dump_dom(chromium: &Path, file: &Path) -> (String, Vec<String>) {
+    let out = chromium_run(chromium, &["--dump-dom".to_string()], file);
+    // Chromium logs every console message of the page (errors, CSP violations, uncaught
+    // exceptions) as `...:CONSOLE:<line>] "<message>", source: <url>`.
+    let console = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
+}
+
+/// Runs headless Chromium on `file` with `args` added (`--dump-dom`, `--screenshot=PATH`,
+/// `--window-size=W,H`, ...), as [`chromium_dump_dom`] does, and checks that it succeeded.
+pub fn chromium_run(chromium: &Path, args: &[String], file: &Path) -> Output {
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new(chromium)
         .args([
@@ -466,7 +480,7 @@ pub fn chromium_dump_dom(chromium: &Path, file: &Path) -> (String, Vec<String>) 
             "--v=0",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
+        .args(args)
         .arg(format!("file://{}", file.display()))
         .output()
         .expect("run chromium");
@@ -475,14 +489,7 @@ pub fn chromium_dump_dom(chromium: &Path, file: &Path) -> (String, Vec<String>) 
         "chromium failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Chromium logs every console message of the page (errors, CSP violations, uncaught
-    // exceptions) as `...:CONSOLE:<line>] "<message>", source: <url>`.
-    let console = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| l.contains(":CONSOLE"))
-        .map(str::to_string)
-        .collect();
-    (String::from_utf8_lossy(&out.stdout).into_owned(), console)
+    out
 }
 
 /// Runs `shadowdiff replay REC --baseline B --candidate C --json JSON EXTRA...` off the

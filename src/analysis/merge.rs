@@ -380,6 +380,8 @@ impl IfaceMerge {
                 headers: Vec::new(),
                 errors: Vec::new(),
                 missing_rule_samples: Vec::new(),
+                missing_rule_answer: None,
+                sample_requests: Default::default(),
                 latency: LatencyAgg::default().to_result(&Default::default()),
                 signatures: Vec::new(),
                 signature_overflow: 0,
@@ -425,6 +427,14 @@ impl IfaceMerge {
             }
         }
         push_samples(&mut r.missing_rule_samples, &i.missing_rule_samples);
+        if r.missing_rule_answer.is_none() {
+            r.missing_rule_answer = i.missing_rule_answer.clone();
+        }
+        for (id, req) in &i.sample_requests {
+            r.sample_requests
+                .entry(id.clone())
+                .or_insert_with(|| req.clone());
+        }
         for s in &i.signatures {
             match self.sig_index.get(&s.keys) {
                 Some(&at) => self.signatures[at].count += s.count,
@@ -455,6 +465,7 @@ impl IfaceMerge {
             .sort_by(|x, y| y.count.cmp(&x.count).then(x.keys.cmp(&y.keys)));
         r.errors
             .sort_by(|a, b| (&a.side, a.kind).cmp(&(&b.side, b.kind)));
+        super::keep_example_requests(&mut r);
         decide(&mut r, th);
         r
     }

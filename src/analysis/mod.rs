@@ -21,8 +21,8 @@ use crate::compare::{
 };
 use latency::LatencyAgg;
 use result::{
-    Counts, ErrorResult, Example, InterfaceResult, LatencyResult, PathResult, Signature, Summary,
-    Thresholds,
+    Counts, ErrorResult, Example, InterfaceResult, LatencyResult, MissingRuleAnswer, PathResult,
+    SampleRequest, Signature, Summary, Thresholds,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -86,6 +86,9 @@ struct InterfaceAgg {
     overflow: u64,
     errors: BTreeMap<(String, FetchErrorKind), ErrAgg>,
     missing_samples: Vec<String>,
+    missing_answer: Option<MissingRuleAnswer>,
+    /// The requests of the exchanges path examples come from.
+    requests: BTreeMap<String, SampleRequest>,
     latency: LatencyAgg,
     tenants: BTreeMap<String, u64>,
     /// Requests sent a second time: baseline, candidate, secondary.
@@ -232,7 +235,50 @@ impl Aggregator {
 
     /// Records one judged exchange.
     pub fn record(&mut self, interface: &str, id: &str, j: &Judgement, lat: Option<PairLatency>) {
+        self.record_judged(interface, id, j, lat);
+    }
+
+    /// Records one judged exchange as [`Aggregator::record`] does, and keeps its request
+    /// when a path example comes from it, for the report's command that sends it again.
+    pub fn record_exchange(
+        &mut self,
+        interface: &str,
+        ex: &crate::exchange::Exchange,
+        j: &Judgement,
+        lat: Option<PairLatency>,
+    ) {
+        if self.record_judged(interface, &ex.id, j, lat) {
+            self.iface(interface)
+                .requests
+                .entry(ex.id.clone())
+                .or_insert_with(|| SampleRequest::of(&ex.request));
+        }
+    }
+
+    /// Keeps the candidate's answer in an exchange counted `missing_rule`, when none is kept
+    /// for `interface` yet.
+    pub fn record_missing_answer(
+        &mut self,
+        interface: &str,
+        id: &str,
+        answer: &crate::compare::Observed,
+    ) {
         let agg = self.iface(interface);
+        if agg.missing_answer.is_none() {
+            agg.missing_answer = Some(MissingRuleAnswer::of(id, answer));
+        }
+    }
+
+    /// Records one judged exchange; true when a path example was taken from it.
+    fn record_judged(
+        &mut self,
+        interface: &str,
+        id: &str,
+        j: &Judgement,
+        lat: Option<PairLatency>,
+    ) -> bool {
+        let agg = self.iface(interface);
+        let mut example = false;
         match j.outcome {
             Outcome::BaselineError | Outcome::CandidateError => {
                 agg.counts.add(j.outcome, 1);
@@ -244,16 +290,16 @@ impl Aggregator {
                     };
                     agg.error(side, e, id);
                 }
-                return;
+                return false;
             }
             Outcome::MissingRule => {
                 agg.counts.add(Outcome::MissingRule, 1);
                 push_sample(&mut agg.missing_samples, id);
-                return;
+                return false;
             }
             Outcome::Skipped => {
                 agg.counts.add(Outcome::Skipped, 1);
-                return;
+                return false;
             }
             Outcome::Identical | Outcome::NoiseOnly | Outcome::Different => {}
         }
@@ -305,7 +351,7 @@ impl Aggregator {
         }
         if j.outcome == Outcome::Identical {
             agg.counts.add(Outcome::Identical, 1);
-            return;
+            return false;
         }
         let mut signature: BTreeSet<String> = BTreeSet::new();
         let mut tolerated: BTreeSet<String> = BTreeSet::new();
@@ -329,6 +375,7 @@ impl Aggregator {
                 }
                 push_sample(&mut p.samples, id);
                 if p.example.is_none() {
+                    example = true;
                     p.example = Some(Example {
                         id: id.to_string(),
                         path: d.path.clone(),
@@ -349,6 +396,7 @@ impl Aggregator {
         } else {
             agg.overflow += 1;
         }
+        example
     }
 
     /// Adds another aggregator (from another worker) into this one.
@@ -408,6 +456,12 @@ impl Aggregator {
             }
             for s in o.missing_samples {
                 push_sample(&mut a.missing_samples, &s);
+            }
+            if a.missing_answer.is_none() {
+                a.missing_answer = o.missing_answer;
+            }
+            for (id, r) in o.requests {
+                a.requests.entry(id).or_insert(r);
             }
             a.latency.merge(&o.latency);
             for (mine, n) in a.resent.iter_mut().zip(o.resent) {
@@ -527,6 +581,8 @@ fn interface_result(name: String, a: InterfaceAgg, th: &Thresholds) -> Interface
             })
             .collect(),
         missing_rule_samples: a.missing_samples,
+        missing_rule_answer: a.missing_answer,
+        sample_requests: a.requests,
         latency: a.latency.to_result(th),
         signatures: a
             .signatures
@@ -544,8 +600,23 @@ fn interface_result(name: String, a: InterfaceAgg, th: &Thresholds) -> Interface
     };
     r.signatures
         .sort_by(|x, y| y.count.cmp(&x.count).then(x.keys.cmp(&y.keys)));
+    keep_example_requests(&mut r);
     decide(&mut r, th);
     r
+}
+
+/// Drops the sample requests no path example refers to (workers and shards each keep the
+/// requests of their own examples; one example per path survives).
+pub fn keep_example_requests(r: &mut InterfaceResult) {
+    let used: BTreeSet<&str> = r
+        .status
+        .iter()
+        .chain(&r.fields)
+        .chain(&r.headers)
+        .filter_map(|p| p.example.as_ref().map(|e| e.id.as_str()))
+        .collect();
+    let keep: BTreeSet<String> = used.into_iter().map(str::to_string).collect();
+    r.sample_requests.retain(|id, _| keep.contains(id));
 }
 
 /// The aggregation key of a path entry in one of the three lists.
@@ -710,7 +781,7 @@ pub fn latency_rules(l: &LatencyResult, th: &Thresholds) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compare::{DiffKind, Difference};
+    use crate::compare::{DiffKind, Difference, Observed};
 
     fn diff(path: &str, tolerated: bool) -> Difference {
         Difference {
@@ -1072,5 +1143,88 @@ mod tests {
         assert_eq!(ifs[0].errors[0].side, "candidate");
         assert_eq!(ifs[0].fields[0].tolerated, 1);
         assert!(!ifs[0].fields[0].regression);
+    }
+
+    fn exchange(id: &str, body: &[u8]) -> crate::exchange::Exchange {
+        crate::exchange::Exchange {
+            id: id.into(),
+            ts_us: 0,
+            interface: None,
+            tenant: None,
+            request: crate::exchange::Request {
+                method: "POST".into(),
+                uri: "/x?y=1".into(),
+                version: "HTTP/1.1".into(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: bytes::Bytes::copy_from_slice(body),
+                body_truncated: false,
+            },
+            response: None,
+            latency_us: None,
+        }
+    }
+
+    #[test]
+    fn examples_keep_their_requests_and_a_missing_rule_the_candidates_answer() {
+        let (mut a, mut b) = (Aggregator::new(), Aggregator::new());
+        a.record_exchange(
+            "I",
+            &exchange("e1", b"{}"),
+            &judged(vec![diff("$.a", false)], None),
+            None,
+        );
+        // The same path again: its example is e1's, so e2's request is not kept.
+        a.record_exchange(
+            "I",
+            &exchange("e2", b"{}"),
+            &judged(vec![diff("$.a", false)], None),
+            None,
+        );
+        b.record_exchange(
+            "I",
+            &exchange("e3", &[0, 1, 2]),
+            &judged(vec![diff("$.b", false)], None),
+            None,
+        );
+        // Another worker's example of a path the first already has is dropped at the merge.
+        b.record_exchange(
+            "I",
+            &exchange("e4", b"[]"),
+            &judged(vec![diff("$.a", false)], None),
+            None,
+        );
+        let answer = |body: &str| Observed {
+            status: 404,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_string().into(),
+            ..Observed::default()
+        };
+        b.record_missing_answer("I", "m1", &answer(r#"{"error":"no route"}"#));
+        b.record_missing_answer("I", "m2", &answer("{}"));
+        a.merge(b);
+        let (_, ifs) = a.finish(&Thresholds::default());
+        let i = &ifs[0];
+        let kept: Vec<&str> = i.sample_requests.keys().map(String::as_str).collect();
+        assert_eq!(kept, ["e1", "e3"]);
+        let e1 = &i.sample_requests["e1"];
+        assert_eq!((e1.method.as_str(), e1.uri.as_str()), ("POST", "/x?y=1"));
+        assert_eq!(e1.body.as_deref(), Some("{}"));
+        let e3 = &i.sample_requests["e3"];
+        assert_eq!(
+            (e3.body.as_deref(), e3.body_bytes, e3.body_binary),
+            (None, 3, true)
+        );
+        let m = i.missing_rule_answer.as_ref().unwrap();
+        assert_eq!(
+            (m.id.as_str(), m.status, m.body.as_str()),
+            ("m1", 404, r#"{"error":"no route"}"#)
+        );
+        // Results written before these fields load without them.
+        let mut v = serde_json::to_value(i).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("sample_requests");
+        o.remove("missing_rule_answer");
+        let old: InterfaceResult = serde_json::from_value(v).unwrap();
+        assert!(old.sample_requests.is_empty() && old.missing_rule_answer.is_none());
     }
 }

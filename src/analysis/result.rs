@@ -181,6 +181,16 @@ pub struct InterfaceResult {
     pub errors: Vec<ErrorResult>,
     /// Up to 5 exchange ids whose outcome was `missing_rule`.
     pub missing_rule_samples: Vec<String>,
+    /// What the candidate answered in the first exchange counted `missing_rule`, so that a
+    /// report shows the no-route answer itself. Absent without one, and in results of
+    /// earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_rule_answer: Option<MissingRuleAnswer>,
+    /// The requests of the exchanges the path examples come from, by exchange id, so that a
+    /// report can give the command that sends one again. Absent in results of earlier
+    /// versions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sample_requests: BTreeMap<String, SampleRequest>,
     /// Latency of both targets and the paired difference.
     pub latency: LatencyResult,
     /// Distinct sets of differing keys with their exchange counts; lets `merge` recompute
@@ -320,6 +330,123 @@ pub struct Example {
     pub baseline: Option<String>,
     /// Candidate's value, if present.
     pub candidate: Option<String>,
+}
+
+/// The candidate's no-route answer in one exchange.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MissingRuleAnswer {
+    /// The exchange it was given in.
+    pub id: String,
+    /// Its HTTP status.
+    pub status: u16,
+    /// Its gRPC status, for a gRPC answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<u32>,
+    /// The start of its body as text (content encodings undone), at most
+    /// [`MissingRuleAnswer::EXCERPT`] characters and `…` when cut; for a gRPC answer
+    /// without a body, its `grpc-message`.
+    #[serde(default)]
+    pub body: String,
+}
+
+impl MissingRuleAnswer {
+    /// Characters of the body kept.
+    pub const EXCERPT: usize = 200;
+
+    /// The answer `o` of exchange `id`.
+    pub fn of(id: &str, o: &crate::compare::Observed) -> Self {
+        use crate::compare::decode::decode_body;
+        // Enough for the excerpt however the text is encoded; past it a body is not decoded.
+        let decoded =
+            decode_body(&o.headers, &o.body, 64 * 1024).unwrap_or_else(|_| o.body.clone());
+        let text = String::from_utf8_lossy(&decoded);
+        let mut body: String = text.chars().take(Self::EXCERPT).collect();
+        if text.chars().nth(Self::EXCERPT).is_some() {
+            body.push('…');
+        }
+        let grpc_status = crate::compare::grpc_status(o);
+        if body.is_empty() && grpc_status.is_some() {
+            let message = |h: &[(String, String)]| {
+                crate::exchange::header(h, "grpc-message").map(str::to_string)
+            };
+            body = message(&o.trailers)
+                .or_else(|| message(&o.headers))
+                .unwrap_or_default();
+        }
+        MissingRuleAnswer {
+            id: id.to_string(),
+            status: o.status,
+            grpc_status,
+            body,
+        }
+    }
+}
+
+/// A recorded request as a report keeps it, for the command that sends it again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SampleRequest {
+    /// The method.
+    pub method: String,
+    /// The recorded target (path and query).
+    pub uri: String,
+    /// The recorded header fields, in order.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    /// The body, when it is text short enough to be written into a command
+    /// ([`crate::replay::resend::INLINE_BODY_MAX`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The body's length in bytes.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub body_bytes: u64,
+    /// The body is not text (not UTF-8, or holds a NUL byte).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body_binary: bool,
+    /// The recording kept only the start of the body.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body_truncated: bool,
+}
+
+impl SampleRequest {
+    /// The request as recorded, its body kept or not (see [`SampleRequest::body`]), and
+    /// the body as a re-send command sends it.
+    pub fn request(&self) -> (crate::exchange::Request, crate::replay::resend::Body<'_>) {
+        use crate::replay::resend::Body;
+        let body = match &self.body {
+            Some(text) => Body::Inline(text.as_bytes()),
+            None => Body::File {
+                len: self.body_bytes,
+                binary: self.body_binary,
+            },
+        };
+        let r = crate::exchange::Request {
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            version: "HTTP/1.1".into(),
+            headers: self.headers.clone(),
+            body: self.body.clone().unwrap_or_default().into(),
+            body_truncated: self.body_truncated,
+        };
+        (r, body)
+    }
+
+    /// What a report keeps of `r`: its body only where a command would carry it.
+    pub fn of(r: &crate::exchange::Request) -> Self {
+        use crate::replay::resend::Body;
+        let (body, body_binary) = match Body::of(&r.body) {
+            Body::Inline(b) => (Some(String::from_utf8_lossy(b).into_owned()), false),
+            Body::File { binary, .. } => (None, binary),
+        };
+        SampleRequest {
+            method: r.method.clone(),
+            uri: r.uri.clone(),
+            headers: r.headers.clone(),
+            body,
+            body_bytes: r.body.len() as u64,
+            body_binary,
+            body_truncated: r.body_truncated,
+        }
+    }
 }
 
 /// Errors of one side and kind.

@@ -25,7 +25,7 @@ enum Family {
 
 /// The media type of a header list: the first `Content-Type`, parameters stripped,
 /// lower-cased.
-fn media_type(headers: &[(String, String)]) -> Option<String> {
+pub(crate) fn media_type(headers: &[(String, String)]) -> Option<String> {
     let value = headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))

@@ -19,15 +19,18 @@
 pub mod h1;
 pub mod input;
 pub mod recorded;
+pub mod resend;
 pub mod select;
 pub mod target;
 
 use crate::analysis::result::{RunInfo, RunResult, UNSENDABLE};
 use crate::analysis::{Aggregator, PairLatency, Resent};
-use crate::compare::{judge_for, CompareOptions, FetchErrorKind, Judgement, NoiseSource, Outcome};
+use crate::compare::{
+    judge_for, CompareOptions, FetchErrorKind, Fetched, Judgement, NoiseSource, Outcome,
+};
 use crate::config::{Pacing, ReplayConfig, Rules};
 use crate::error::{Error, Result};
-use crate::exchange::{Exchange, Side};
+use crate::exchange::{Exchange, Request, Side};
 use crate::recording::RecordingReader;
 use crate::report::diffs::{DiffLine, DiffSink};
 use crate::report::gate;
@@ -67,8 +70,9 @@ struct Targets {
     recorded_noise: bool,
 }
 
-/// The targets as one worker uses them, with that worker's own connections.
-struct WorkerTargets {
+/// The targets as one replay worker uses them, with that worker's own connections; `show`
+/// sends its one exchange through them too, so that it asks and judges as replay does.
+pub struct WorkerTargets {
     baseline: ConnTarget,
     candidate: ConnTarget,
     probe: Probe,
@@ -86,22 +90,155 @@ enum Probe {
     Own(Box<ConnTarget>),
 }
 
+/// What the targets answered to one exchange's request.
+#[derive(Debug)]
+pub struct Answers {
+    /// The baseline's answer.
+    pub baseline: Fetched,
+    /// The candidate's answer.
+    pub candidate: Fetched,
+    /// The noise probe's answer, when one was asked for, with where it came from.
+    pub probe: Option<(Fetched, NoiseSource)>,
+    /// Requests sent a second time, per side.
+    pub resent: Resent,
+}
+
 impl WorkerTargets {
-    fn new(t: Targets) -> Self {
-        let probe = match t.probe {
+    fn from_targets(t: Targets) -> Self {
+        Self::new(t.baseline, t.candidate, t.probe, t.recorded_noise)
+    }
+
+    /// The targets with connections of their own: `probe` is where the noise probe goes
+    /// (the baseline's URL again means the baseline asked twice, over its own connections;
+    /// `None` sends none), and `recorded_noise` takes the recorded answer as the noise
+    /// sample where no second call is made.
+    pub fn new(
+        baseline: Target,
+        candidate: Target,
+        probe: Option<Target>,
+        recorded_noise: bool,
+    ) -> Self {
+        let probe = match probe {
             None => Probe::Off,
-            Some(p) if p.url.trim_end_matches('/') == t.baseline.url.trim_end_matches('/') => {
+            Some(p) if p.url.trim_end_matches('/') == baseline.url.trim_end_matches('/') => {
                 Probe::Baseline
             }
             Some(p) => Probe::Own(Box::new(ConnTarget::new(p))),
         };
         WorkerTargets {
-            baseline: ConnTarget::new(t.baseline),
-            candidate: ConnTarget::new(t.candidate),
+            baseline: ConnTarget::new(baseline),
+            candidate: ConnTarget::new(candidate),
             probe,
-            recorded_noise: t.recorded_noise,
+            recorded_noise,
         }
     }
+
+    /// Sends `req` to the baseline and the candidate at the same moment (latency counted
+    /// from `start`), then, once both answered, to the noise probe: a `--secondary` always,
+    /// the baseline a second time only when `safe` (a request that may be repeated).
+    pub async fn ask(&self, req: &Request, start: Instant, safe: bool) -> Answers {
+        let ((b, b_resent), (c, c_resent)) = tokio::join!(
+            self.baseline.send_counted(req, start),
+            self.candidate.send_counted(req, start)
+        );
+        let mut resent = Resent {
+            baseline: u8::from(b_resent),
+            candidate: u8::from(c_resent),
+            secondary: 0,
+        };
+        // The probe goes after the pair has answered. With other exchanges in flight it
+        // still overlaps their pairs, so when it is the baseline again the candidate gets
+        // the same second request at the same moment (its answer unused): both carry the
+        // same load, and a baseline busier than the candidate cannot hide a slower candidate.
+        let probe = match (&self.probe, &b) {
+            (Probe::Own(p), Ok(_)) => {
+                let (probe, again) = p.send_counted(req, Instant::now()).await;
+                resent.secondary += u8::from(again);
+                Some((probe, NoiseSource::Secondary))
+            }
+            // A request sent to the same baseline twice must be safe to repeat: a second
+            // POST answers "already done", which is no measure of noise.
+            // Over the baseline's own connections, as the candidate's goes over the
+            // candidate's: the same connections, the same load.
+            (Probe::Baseline, Ok(_)) if safe => {
+                let now = Instant::now();
+                let ((probe, again), (_, cand_again)) = tokio::join!(
+                    self.baseline.send_counted(req, now),
+                    self.candidate.send_counted(req, now)
+                );
+                resent.secondary += u8::from(again);
+                resent.candidate += u8::from(cand_again);
+                Some((probe, NoiseSource::Baseline))
+            }
+            _ => None,
+        };
+        Answers {
+            baseline: b,
+            candidate: c,
+            probe,
+            resent,
+        }
+    }
+
+    /// Judges the answers to `ex` as replay does (see [`judge_answers`]).
+    pub fn judge(&self, ex: &Exchange, a: &Answers, opts: &CompareOptions) -> Judgement {
+        let probe = a.probe.as_ref().map(|(p, source)| (p, *source));
+        judge_answers(
+            ex,
+            &a.baseline,
+            &a.candidate,
+            probe,
+            self.recorded_noise,
+            opts,
+        )
+    }
+}
+
+/// Judges one exchange's answers: the baseline's, the candidate's, and the second answer
+/// that is the noise sample, when one was asked for (`probe`, with its source). Where none
+/// was asked for and `recorded_noise` holds, the answer the recording holds is the sample
+/// (see [`recorded`]); a second call that failed gives no sample at all. A request that no
+/// HTTP connection can carry never reached the baseline, and is `skipped`, with its error.
+pub fn judge_answers(
+    ex: &Exchange,
+    baseline: &Fetched,
+    candidate: &Fetched,
+    probe: Option<(&Fetched, NoiseSource)>,
+    recorded_noise: bool,
+    opts: &CompareOptions,
+) -> Judgement {
+    // Counting it as the baseline's error would pass an unsendable request off as an outage.
+    if let Err(e) = baseline {
+        if e.kind == FetchErrorKind::BadRequest {
+            return Judgement {
+                outcome: Outcome::Skipped,
+                diffs: Vec::new(),
+                probe: None,
+                noise_source: None,
+                error: Some(e.clone()),
+            };
+        }
+    }
+    // No second call was made (a write, or the probe is off): the answer production gave
+    // at capture time is the other answer to this request.
+    let recorded: Option<Fetched> = if probe.is_none() && recorded_noise && baseline.is_ok() {
+        recorded::observed(ex.response.as_ref()).ok().map(Ok)
+    } else {
+        None
+    };
+    let (sample, source) = match probe {
+        Some((p, source)) => (Some(p), source),
+        None => (recorded.as_ref(), NoiseSource::Recording),
+    };
+    let sample = sample.filter(|p| p.is_ok());
+    let mut judgement = judge_for(Some(ex.request.path()), baseline, candidate, sample, opts);
+    if let Some(p) = judgement.probe.as_mut() {
+        if source == NoiseSource::Recording {
+            recorded::drop_equal_redactions(p);
+        }
+        judgement.noise_source = Some(source);
+    }
+    judgement
 }
 
 impl Targets {
@@ -341,7 +478,7 @@ pub async fn run(
                         message: format!("cannot start a worker runtime: {e}"),
                     })?;
                 // Each worker's clients (and so connections) are its own.
-                let t = Rc::new(WorkerTargets::new(t.fresh()?));
+                let t = Rc::new(WorkerTargets::from_targets(t.fresh()?));
                 let w = Worker {
                     n,
                     slots,
@@ -592,6 +729,8 @@ struct Replayed {
     candidate_error: Option<crate::compare::FetchError>,
     /// Requests of this exchange sent a second time, per side.
     resent: Resent,
+    /// The candidate's answer, when it was its no-route answer.
+    missing_rule_answer: Option<crate::compare::Observed>,
 }
 
 /// Sends one exchange to the targets and judges the answers.
@@ -603,103 +742,43 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         }
         None => Instant::now(),
     };
-    let req = &job.exchange.request;
-    let ((b, b_resent), (c, c_resent)) = tokio::join!(
-        t.baseline.send_counted(req, start),
-        t.candidate.send_counted(req, start)
-    );
-    let mut resent = Resent {
-        baseline: u8::from(b_resent),
-        candidate: u8::from(c_resent),
-        secondary: 0,
-    };
-    // A request no HTTP connection can carry (a target or header the recording holds but
-    // the protocol forbids) never reached the baseline: there is nothing to judge, and
-    // counting it as the baseline's error would pass it off as an outage.
-    if let Err(e) = &b {
-        if e.kind == FetchErrorKind::BadRequest {
-            return Replayed {
-                judgement: Judgement {
-                    outcome: Outcome::Skipped,
-                    diffs: Vec::new(),
-                    probe: None,
-                    noise_source: None,
-                    error: Some(e.clone()),
-                },
-                job,
-                lat: None,
-                probe_error: None,
-                candidate_error: None,
-                resent,
-            };
-        }
-    }
-    // The probe goes after the pair has answered. With other exchanges in flight it still
-    // overlaps their pairs, so when it is the baseline again the candidate gets the same
-    // second request at the same moment (its answer unused): both carry the same load, and
-    // a baseline busier than the candidate cannot hide a slower candidate.
-    let probe = match (&t.probe, &b) {
-        (Probe::Own(p), Ok(_)) => {
-            let (probe, again) = p.send_counted(req, Instant::now()).await;
-            resent.secondary += u8::from(again);
-            Some(probe)
-        }
-        // A request sent to the same baseline twice must be safe to repeat: a second POST
-        // answers "already done", which is no measure of noise.
-        // Over the baseline's own connections, as the candidate's goes over the candidate's:
-        // the same connections, the same load.
-        (Probe::Baseline, Ok(_)) if job.safe => {
-            let now = Instant::now();
-            let ((probe, again), (_, cand_again)) = tokio::join!(
-                t.baseline.send_counted(req, now),
-                t.candidate.send_counted(req, now)
-            );
-            resent.secondary += u8::from(again);
-            resent.candidate += u8::from(cand_again);
-            Some(probe)
-        }
-        _ => None,
-    };
-    let probe_error = match &probe {
-        Some(Err(e)) => Some(e.clone()),
-        _ => None,
-    };
-    // No second call was made (a write, or the probe is off): the answer production gave
-    // at capture time is the other answer to this request.
-    let recorded: Option<crate::compare::Fetched> =
-        if probe.is_none() && t.recorded_noise && b.is_ok() {
-            recorded::observed(job.exchange.response.as_ref())
-                .ok()
-                .map(Ok)
-        } else {
-            None
+    let answers = t.ask(&job.exchange.request, start, job.safe).await;
+    let judgement = t.judge(&job.exchange, &answers, &opts);
+    let Answers {
+        baseline: b,
+        candidate: c,
+        probe,
+        resent,
+    } = answers;
+    if judgement.outcome == Outcome::Skipped {
+        return Replayed {
+            judgement,
+            job,
+            lat: None,
+            probe_error: None,
+            candidate_error: None,
+            resent,
+            missing_rule_answer: None,
         };
-    let (sample, source) = match (&probe, &t.probe) {
-        (Some(p), Probe::Own(_)) => (Some(p), NoiseSource::Secondary),
-        (Some(p), _) => (Some(p), NoiseSource::Baseline),
-        (None, _) => (recorded.as_ref(), NoiseSource::Recording),
-    };
-    let sample = sample.filter(|p| p.is_ok());
-    let mut judgement = judge_for(Some(req.path()), &b, &c, sample, &opts);
-    if let Some(p) = judgement.probe.as_mut() {
-        if source == NoiseSource::Recording {
-            recorded::drop_equal_redactions(p);
-        }
-        judgement.noise_source = Some(source);
     }
+    let probe_error = match probe {
+        Some((Err(e), _)) => Some(e),
+        _ => None,
+    };
     // The outcome is the baseline's error; a candidate that failed as well must not vanish
     // behind it (both down is what a too short `--timeout` or a shared dependency gives).
-    let candidate_error = match (&b, &c) {
-        (Err(_), Err(e)) => Some(e.clone()),
-        _ => None,
+    let (lat, candidate_error) = match (&b, &c) {
+        (Ok(b), Ok(c)) => (
+            Some(PairLatency {
+                baseline_us: b.latency_us,
+                candidate_us: c.latency_us,
+            }),
+            None,
+        ),
+        (Err(_), Err(e)) => (None, Some(e.clone())),
+        _ => (None, None),
     };
-    let lat = match (&b, &c) {
-        (Ok(b), Ok(c)) => Some(PairLatency {
-            baseline_us: b.latency_us,
-            candidate_us: c.latency_us,
-        }),
-        _ => None,
-    };
+    let missing_rule_answer = c.ok().filter(|_| judgement.outcome == Outcome::MissingRule);
     Replayed {
         job,
         judgement,
@@ -707,6 +786,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         probe_error,
         candidate_error,
         resent,
+        missing_rule_answer,
     }
 }
 
@@ -1056,7 +1136,10 @@ async fn worker(
                 agg.record_unsendable(interface, id, e);
             }
         } else {
-            agg.record(interface, id, &r.judgement, r.lat);
+            agg.record_exchange(interface, &r.job.exchange, &r.judgement, r.lat);
+            if let Some(answer) = &r.missing_rule_answer {
+                agg.record_missing_answer(interface, id, answer);
+            }
             if r.judgement.probe.is_some()
                 && r.judgement.noise_source == Some(NoiseSource::Recording)
             {
@@ -1172,7 +1255,7 @@ mod tests {
                 unclosed: Unclosed::new(sharing.clone()),
                 sharing,
             };
-            let t = Rc::new(WorkerTargets::new(t));
+            let t = Rc::new(WorkerTargets::from_targets(t));
             let progress = Arc::new(Progress::default());
             rt.block_on(worker(rx, t, Arc::default(), None, progress, w))
                 .0

@@ -159,51 +159,47 @@ impl Target {
         Ok(r)
     }
 
-    /// Calls `emit` with every header field the target gets, names lower-cased: the
-    /// recorded ones but hop-by-hop fields and those `--set-header` replaces, then the set
-    /// ones, then `host` (HTTP/1 only; over HTTP/2 the authority travels in the URI).
+    /// Calls `emit` with every header field the target gets, names lower-cased (see
+    /// [`each_replayed_header`]), with `host` last (HTTP/1 only; over HTTP/2 the authority
+    /// travels in the URI).
     fn each_header(
         &self,
         req: &Request,
-        mut emit: impl FnMut(&str, &str) -> Result<(), FetchError>,
+        emit: impl FnMut(&str, &str) -> Result<(), FetchError>,
     ) -> Result<(), FetchError> {
-        let set = &self.opts.set_headers;
-        for (k, v) in &req.headers {
-            let lk: Cow<str> = if k.bytes().any(|b| b.is_ascii_uppercase()) {
-                Cow::Owned(k.to_ascii_lowercase())
-            } else {
-                Cow::Borrowed(k)
-            };
-            if k.starts_with(':') || HOP_BY_HOP.contains(&lk.as_ref()) {
-                continue;
-            }
-            // `te: trailers` is what gRPC needs; any other TE is connection-specific.
-            if lk == "te" && !v.eq_ignore_ascii_case("trailers") {
-                continue;
-            }
-            if set.iter().any(|(n, _)| *n == lk) {
-                continue;
-            }
-            emit(&lk, v)?;
-        }
-        for (i, (k, v)) in set.iter().enumerate() {
-            // Set twice: the last one wins. (Values were checked when the flag was read.)
-            if set[i + 1..].iter().any(|(n, _)| n == k) || !h1::is_field_value(v) {
-                continue;
-            }
-            emit(k, v)?;
-        }
         let host = match self.opts.host_header {
             HostHeaderMode::Target => Some(self.authority.as_str()),
             HostHeaderMode::Keep => header(&req.headers, "host"),
         };
-        // A recorded host that cannot be sent is left out, and the client's default used.
-        if let (Some(host), false) = (host, self.http2) {
-            if !set.iter().any(|(n, _)| n == "host") && h1::is_field_value(host) {
-                emit("host", host)?;
-            }
-        }
-        Ok(())
+        each_replayed_header(
+            req,
+            &self.opts.set_headers,
+            host.filter(|_| !self.http2),
+            emit,
+        )
+    }
+
+    /// The header fields this target gets for `req`, in the order they are sent: what a
+    /// command that sends the request by hand must send to send the same request.
+    pub fn sent_headers(&self, req: &Request) -> Vec<(String, String)> {
+        let mut out = Vec::with_capacity(req.headers.len() + 1);
+        // The closure never fails, so neither does the walk.
+        let _ = self.each_header(req, |name, value| {
+            out.push((name.to_string(), value.to_string()));
+            Ok(())
+        });
+        out
+    }
+
+    /// The URL this target gets `req` at: its origin and path prefix, then the recorded
+    /// path and query.
+    pub fn url_of(&self, req: &Request) -> String {
+        format!("{}{}{}", self.origin, self.prefix, path_and_query(&req.uri))
+    }
+
+    /// True for an `h2c://` target (HTTP/2 with prior knowledge).
+    pub fn is_http2(&self) -> bool {
+        self.http2
     }
 
     /// The HTTP/1.1 request head for this target, as bytes, checked as [`Target::build`]
@@ -546,6 +542,50 @@ fn fetch_error(e: H1Error) -> FetchError {
             message,
         },
     }
+}
+
+/// Calls `emit` with every header field a replayed request carries, names lower-cased: the
+/// recorded ones but hop-by-hop fields and those `set` replaces, then the `set` ones, then
+/// `host` when given and sendable. Replay and the commands that re-send a request by hand
+/// both go through here, so the two send the same fields.
+pub fn each_replayed_header(
+    req: &Request,
+    set: &[(String, String)],
+    host: Option<&str>,
+    mut emit: impl FnMut(&str, &str) -> Result<(), FetchError>,
+) -> Result<(), FetchError> {
+    for (k, v) in &req.headers {
+        let lk: Cow<str> = if k.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(k.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(k)
+        };
+        if k.starts_with(':') || HOP_BY_HOP.contains(&lk.as_ref()) {
+            continue;
+        }
+        // `te: trailers` is what gRPC needs; any other TE is connection-specific.
+        if lk == "te" && !v.eq_ignore_ascii_case("trailers") {
+            continue;
+        }
+        if set.iter().any(|(n, _)| *n == lk) {
+            continue;
+        }
+        emit(&lk, v)?;
+    }
+    for (i, (k, v)) in set.iter().enumerate() {
+        // Set twice: the last one wins. (Values were checked when the flag was read.)
+        if set[i + 1..].iter().any(|(n, _)| n == k) || !h1::is_field_value(v) {
+            continue;
+        }
+        emit(k, v)?;
+    }
+    // A recorded host that cannot be sent is left out, and the client's default used.
+    if let Some(host) = host {
+        if !set.iter().any(|(n, _)| n == "host") && h1::is_field_value(host) {
+            emit("host", host)?;
+        }
+    }
+    Ok(())
 }
 
 /// The path and query of a recorded URI (origin form, or taken out of absolute form).

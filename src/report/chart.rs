@@ -44,6 +44,8 @@ pub struct Series {
     pub points: String,
     /// The five points.
     pub dots: Vec<Dot>,
+    /// Radius of its dots.
+    pub radius: &'static str,
 }
 
 /// A ready-to-draw percentile chart.
@@ -63,7 +65,8 @@ pub struct Chart {
     pub y_ticks: Vec<Tick>,
     /// Percentile labels.
     pub x_ticks: Vec<Tick>,
-    /// Baseline, then candidate.
+    /// Candidate, then baseline: drawn in this order, so that the baseline's thin dashed
+    /// line runs over the candidate's wide one and both show where they are equal.
     pub series: Vec<Series>,
     /// Text alternative for screen readers.
     pub description: String,
@@ -163,6 +166,7 @@ pub fn percentile_chart(baseline: &LatencyStats, candidate: &LatencyStats) -> Op
 
     let series = sides
         .iter()
+        .rev()
         .map(|(name, v)| {
             let dots: Vec<Dot> = v
                 .iter()
@@ -175,6 +179,8 @@ pub fn percentile_chart(baseline: &LatencyStats, candidate: &LatencyStats) -> Op
                 .collect();
             Series {
                 name,
+                // The candidate's dots larger, so the baseline's show inside them.
+                radius: if *name == "candidate" { "5" } else { "2.5" },
                 points: dots
                     .iter()
                     .map(|d| format!("{},{}", d.x, d.y))
@@ -255,8 +261,12 @@ mod tests {
         }
         // Slower candidate: its p50 is drawn higher (smaller y) than the baseline's.
         let y = |s: usize| c.series[s].dots[0].y.parse::<f64>().unwrap();
-        assert!(y(1) < y(0));
-        assert_eq!(c.series[1].dots[2].title, "candidate p99: 50.2 ms");
+        assert_eq!(
+            (c.series[0].name, c.series[1].name),
+            ("candidate", "baseline")
+        );
+        assert!(y(0) < y(1));
+        assert_eq!(c.series[0].dots[2].title, "candidate p99: 50.2 ms");
     }
 
     #[test]

@@ -158,15 +158,9 @@ fn temp_path(final_path: &Path, n: usize) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Rewrites the provisional files into `final_path` with final outcomes and noise flags,
-/// then removes them. A provisional file cut short by a failed write contributes the lines
-/// it holds; the returned warnings say where lines are missing.
-pub fn finish(
-    final_path: &Path,
-    parts: &[PathBuf],
-    interfaces: &[InterfaceResult],
-) -> Result<(u64, Vec<String>)> {
-    let mut warnings = Vec::new();
+/// The aggregation keys that regressed, per interface, in a decided result: a difference
+/// at one of them is real, any other is noise.
+pub fn regressing_keys(interfaces: &[InterfaceResult]) -> HashMap<&str, HashSet<String>> {
     let mut regressing: HashMap<&str, HashSet<String>> = HashMap::new();
     for i in interfaces {
         let set = regressing.entry(i.interface.as_str()).or_default();
@@ -184,6 +178,47 @@ pub fn finish(
             });
         }
     }
+    regressing
+}
+
+impl DiffLine {
+    /// Turns a provisional line into a decided one: every difference not at a key in
+    /// `regressing` (see [`regressing_keys`]) is measured noise, and an exchange whose
+    /// differences are all noise is `noise_only`.
+    pub fn decide(&mut self, regressing: &HashSet<String>) {
+        let mut any_real = false;
+        for d in &mut self.differences {
+            // Provisional lines mark only per-exchange noise (tolerated times).
+            if d.noise {
+                continue;
+            }
+            if regressing.contains(&d.key) {
+                any_real = true;
+            } else {
+                d.noise = true;
+                d.why = Some("measured_noise".into());
+            }
+        }
+        if matches!(self.outcome, Outcome::Different | Outcome::NoiseOnly) {
+            self.outcome = if any_real {
+                Outcome::Different
+            } else {
+                Outcome::NoiseOnly
+            };
+        }
+    }
+}
+
+/// Rewrites the provisional files into `final_path` with final outcomes and noise flags,
+/// then removes them. A provisional file cut short by a failed write contributes the lines
+/// it holds; the returned warnings say where lines are missing.
+pub fn finish(
+    final_path: &Path,
+    parts: &[PathBuf],
+    interfaces: &[InterfaceResult],
+) -> Result<(u64, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let regressing = regressing_keys(interfaces);
     let empty = HashSet::new();
     let write_err = |e: std::io::Error| Error::io(final_path, e);
     let mut out: Box<dyn Write> = if final_path.as_os_str() == "-" {
@@ -208,27 +243,7 @@ pub fn finish(
                     break;
                 }
             };
-            let real = regressing.get(line.interface.as_str()).unwrap_or(&empty);
-            let mut any_real = false;
-            for d in &mut line.differences {
-                // Provisional lines mark only per-exchange noise (tolerated times).
-                if d.noise {
-                    continue;
-                }
-                if real.contains(&d.key) {
-                    any_real = true;
-                } else {
-                    d.noise = true;
-                    d.why = Some("measured_noise".into());
-                }
-            }
-            if matches!(line.outcome, Outcome::Different | Outcome::NoiseOnly) {
-                line.outcome = if any_real {
-                    Outcome::Different
-                } else {
-                    Outcome::NoiseOnly
-                };
-            }
+            line.decide(regressing.get(line.interface.as_str()).unwrap_or(&empty));
             serde_json::to_writer(&mut out, &line).map_err(|e| write_err(e.into()))?;
             out.write_all(b"\n").map_err(write_err)?;
             lines += 1;

@@ -14,8 +14,12 @@ use super::sidebyside::{side_by_side, SideBySide};
 use super::words::{self, count_of, ms, pct};
 use super::Exporter;
 use crate::analysis::result::{
-    InterfaceResult, LatencyStats, PathResult, Problem, RunResult, Trend, TrendState, Verdict,
+    InterfaceResult, LatencyStats, MissingRuleAnswer, PathResult, Problem, RunResult, Trend,
+    TrendState, Verdict,
 };
+use crate::exchange::Side;
+use crate::replay::resend::{self, BodyFile, To};
+use crate::replay::target::{Target, TargetOptions};
 use askama::Template;
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -57,7 +61,30 @@ struct MissingRow {
     count: u64,
     total: u64,
     samples: Vec<String>,
+    /// What the candidate answered: status line and body excerpt.
+    answer: Option<AnswerView>,
     trend: Option<Mark>,
+}
+
+/// The candidate's no-route answer as the page shows it.
+struct AnswerView {
+    /// `404`, or `200, grpc-status 12` for gRPC.
+    status: String,
+    /// The start of the body, or nothing.
+    body: String,
+    /// The exchange it was given in.
+    id: String,
+}
+
+fn answer_view(a: &MissingRuleAnswer) -> AnswerView {
+    AnswerView {
+        status: match a.grpc_status {
+            Some(g) => format!("{}, grpc-status {g}", a.status),
+            None => a.status.to_string(),
+        },
+        body: a.body.clone(),
+        id: a.id.clone(),
+    }
 }
 
 struct Row {
@@ -93,6 +120,9 @@ struct ExampleView {
     path: String,
     id: String,
     view: SideBySide,
+    /// The commands that send the exchange's request again, to each target, when the
+    /// result kept the request.
+    resend: Vec<(&'static str, String)>,
 }
 
 struct ErrRow {
@@ -117,6 +147,7 @@ struct Detail {
     counts_line: String,
     facts: String,
     missing_samples: Vec<String>,
+    missing_answer: Option<AnswerView>,
     paths: Vec<PathRow>,
     examples: Vec<ExampleView>,
     chart: Option<Chart>,
@@ -128,7 +159,8 @@ struct Detail {
 
 struct GoneRow {
     interface: String,
-    path: String,
+    /// `field $.a`, or `None` for the whole interface (words, not a path).
+    path: Option<String>,
     state: Mark,
     was: String,
 }
@@ -253,7 +285,57 @@ fn row(idx: usize, i: &InterfaceResult, trend: Option<&Trend>) -> Row {
     }
 }
 
-fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>) -> Detail {
+/// The run's targets, for the commands that send a sample exchange again, and the
+/// recordings a long body is saved from.
+struct Resenders {
+    targets: Vec<(&'static str, Option<Target>)>,
+    recordings: Vec<String>,
+}
+
+impl Resenders {
+    fn of(r: &RunResult) -> Self {
+        let opts = TargetOptions {
+            timeout: std::time::Duration::from_secs(10),
+            max_body: 0,
+            pool_size: 0,
+            host_header: crate::cli::HostHeaderMode::Target,
+            set_headers: Vec::new(),
+        };
+        // A target the result names in a form no request can go to gets `$TARGET` instead.
+        let target = |side, url: &str| Target::new(side, url, opts.clone()).ok();
+        Resenders {
+            targets: vec![
+                ("baseline", target(Side::Baseline, &r.run.baseline)),
+                ("candidate", target(Side::Candidate, &r.run.candidate)),
+            ],
+            recordings: r.run.recordings.clone(),
+        }
+    }
+
+    /// The commands for exchange `id` of `i`, when the result kept its request.
+    fn commands(&self, i: &InterfaceResult, id: &str) -> Vec<(&'static str, String)> {
+        let Some(sample) = i.sample_requests.get(id) else {
+            return Vec::new();
+        };
+        let (req, body) = sample.request();
+        let file = BodyFile::for_exchange(id, &self.recordings);
+        self.targets
+            .iter()
+            .map(|(side, t)| {
+                let to = match t {
+                    Some(t) => To::Target(t),
+                    None => To::Placeholder {
+                        set: &[],
+                        keep_host: false,
+                    },
+                };
+                (*side, resend::curl_with_body(&to, &req, body, &file))
+            })
+            .collect()
+    }
+}
+
+fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>, resenders: &Resenders) -> Detail {
     let problems = i.problems();
     let k = &i.counts;
     let mut paths = Vec::new();
@@ -285,6 +367,7 @@ fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>) -> Detail {
                     path: ex.path.clone(),
                     id: ex.id.clone(),
                     view: side_by_side(ex.baseline.as_deref(), ex.candidate.as_deref()),
+                    resend: resenders.commands(i, &ex.id),
                 });
             }
         }
@@ -338,12 +421,20 @@ fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>) -> Detail {
             k.candidate_error + k.baseline_error,
             k.skipped
         ),
-        facts: format!(
-            "{} compared by both targets; {} also answered by the noise probe.",
-            count_of(i.compared, "exchange was", "exchanges were"),
-            i.probed
-        ),
+        facts: if k.total > 0 && k.skipped == k.total {
+            format!(
+                "Skipped: none of its {} was sent to either target (see the notes for why).",
+                count_of(k.total, "exchange", "exchanges")
+            )
+        } else {
+            format!(
+                "{} compared by both targets; {} also answered by the noise probe.",
+                count_of(i.compared, "exchange was", "exchanges were"),
+                i.probed
+            )
+        },
         missing_samples: i.missing_rule_samples.clone(),
+        missing_answer: i.missing_rule_answer.as_ref().map(answer_view),
         paths,
         examples,
         chart: chart::percentile_chart(&l.baseline, &l.candidate),
@@ -475,15 +566,17 @@ fn page(r: &RunResult) -> Page {
             count: i.counts.missing_rule,
             total: i.counts.total,
             samples: i.missing_rule_samples.clone(),
+            answer: i.missing_rule_answer.as_ref().map(answer_view),
             trend: interface_trend(trend, &i.interface),
         })
         .collect();
     let mut rows: Vec<Row> = indexed.iter().map(|(idx, i)| row(*idx, i, trend)).collect();
     // Stable: flagged first, each group in the result's interface order.
     rows.sort_by_key(|r| !r.flagged);
+    let resenders = Resenders::of(r);
     let mut details: Vec<Detail> = indexed
         .iter()
-        .map(|(idx, i)| detail(*idx, i, trend))
+        .map(|(idx, i)| detail(*idx, i, trend, &resenders))
         .collect();
     details.sort_by_key(|d| !d.flagged);
     // A page of a bad run can flag thousands of interfaces; laying all of them out open made
@@ -503,8 +596,8 @@ fn page(r: &RunResult) -> Page {
                 .map(|x| GoneRow {
                     interface: x.interface.clone(),
                     path: match (&x.kind, &x.path) {
-                        (Some(k), Some(p)) => format!("{k} {p}"),
-                        _ => "(whole interface)".into(),
+                        (Some(k), Some(p)) => Some(format!("{k} {p}")),
+                        _ => None,
                     },
                     state: trend_mark(x.state),
                     was: if x.problems.is_empty() {
@@ -691,5 +784,68 @@ mod tests {
         assert!(page.contains("class=\"trend t-fixed\""));
         assert!(page.contains("id=\"trend\""));
         assert!(page.contains("shard 1/4: 252 exchanges of the recording"));
+    }
+
+    #[test]
+    fn missing_rules_show_the_candidates_answer_and_samples_the_command_to_send_them_again() {
+        let r = fixture::failing();
+        let page = html(&r);
+        let panel = &page[page.find("id=\"missing-rules\"").unwrap()..];
+        let panel = &panel[..panel.find("</section>").unwrap()];
+        assert!(
+            panel.contains("<span class=\"status\">404</span> <code class=\"excerpt\">{&#34;error&#34;:&#34;no route&#34;}</code>"),
+            "{panel}"
+        );
+        // The command is the one `show` prints: one builder for both.
+        let product = r
+            .interfaces
+            .iter()
+            .find(|i| i.interface == "GET /api/products/{id}")
+            .unwrap();
+        let (req, body) = product.sample_requests["demo-000004"].request();
+        let candidate = Target::new(
+            Side::Candidate,
+            &r.run.candidate,
+            TargetOptions {
+                timeout: std::time::Duration::from_secs(1),
+                max_body: 0,
+                pool_size: 0,
+                host_header: crate::cli::HostHeaderMode::Target,
+                set_headers: Vec::new(),
+            },
+        )
+        .unwrap();
+        let file = BodyFile::for_exchange("demo-000004", &r.run.recordings);
+        let cmd = resend::curl_with_body(&To::Target(&candidate), &req, body, &file);
+        assert_eq!(
+            cmd,
+            "curl -sS -i --globoff --path-as-is -H 'accept: application/json' -H 'user-agent:' \
+             'http://127.0.0.1:40002/api/products/4?currency=EUR'"
+        );
+        let escaped = cmd.replace('\'', "&#39;");
+        assert!(
+            page.contains(&format!("<div class=\"side-label\">to the candidate</div>\n          <pre class=\"cmd\">{escaped}</pre>")),
+            "{}",
+            &page[page.find("send it again").unwrap()..][..800]
+        );
+    }
+
+    #[test]
+    fn a_fully_skipped_interface_reads_skipped_in_its_row_and_its_section() {
+        let page = html(&fixture::failing());
+        let row = &page[page
+            .find("<tr data-interface=\"POST /api/orders\"")
+            .unwrap()..];
+        assert!(row[..row.find("</tr>").unwrap()].contains("b-skipped\">skipped</span>"));
+        let section = &page[page
+            .find("<span class=\"name\">POST /api/orders</span>")
+            .unwrap()..];
+        let section = &section[..section.find("</details>").unwrap()];
+        assert!(section.contains("b-skipped\">skipped</span>"), "{section}");
+        assert!(
+            section.contains("Skipped: none of its 12 exchanges was sent to either target"),
+            "{section}"
+        );
+        assert!(!section.contains("compared by both targets"), "{section}");
     }
 }

@@ -170,6 +170,8 @@ pub(crate) mod fixture {
             headers: Vec::new(),
             errors: Vec::new(),
             missing_rule_samples: Vec::new(),
+            missing_rule_answer: None,
+            sample_requests: Default::default(),
             latency: latency(LatencyStats::default(), LatencyStats::default(), 0, false),
             signatures: Vec::new(),
             signature_overflow: 0,
@@ -187,6 +189,12 @@ pub(crate) mod fixture {
         export.compared = 0;
         export.probed = 0;
         export.missing_rule_samples = vec!["demo-000311".into()];
+        export.missing_rule_answer = Some(MissingRuleAnswer {
+            id: "demo-000311".into(),
+            status: 404,
+            grpc_status: None,
+            body: r#"{"error":"no route"}"#.into(),
+        });
         export.latency = latency(
             stats(1, 182_000, 182_000, 182_000),
             stats(1, 400, 400, 400),
@@ -209,6 +217,21 @@ pub(crate) mod fixture {
             baseline: Some("12.5".into()),
             candidate: Some("\"12.50\"".into()),
         });
+        product.sample_requests = BTreeMap::from([(
+            "demo-000004".to_string(),
+            SampleRequest {
+                method: "GET".into(),
+                uri: "/api/products/4?currency=EUR".into(),
+                headers: vec![
+                    ("host".into(), "shop.example".into()),
+                    ("accept".into(), "application/json".into()),
+                ],
+                body: None,
+                body_bytes: 0,
+                body_binary: false,
+                body_truncated: false,
+            },
+        )]);
         product.fields = vec![
             price,
             path("$.request_id", 95, 95, 0, false, &["demo-000004"]),
