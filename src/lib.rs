@@ -422,7 +422,14 @@ pub fn write_json(path: &Path, result: &RunResult) -> Result<()> {
 
 fn print_terminal(result: &RunResult) -> Result<()> {
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let bytes = report::terminal::TerminalExporter { color }
+    let terminal = std::io::stdout()
+        .is_terminal()
+        .then(|| terminal_size::terminal_size_of(std::io::stdout()))
+        .flatten()
+        .map(|(w, _)| usize::from(w.0));
+    let columns = std::env::var("COLUMNS").ok();
+    let width = Some(report::fit::width_for(columns.as_deref(), terminal));
+    let bytes = report::terminal::TerminalExporter { color, width }
         .export(result)
         .map_err(|e| Error::io("-", e))?;
     report::write_output(Path::new("-"), &bytes).map_err(|e| Error::io("-", e))

@@ -5,6 +5,7 @@
 
 pub mod chart;
 pub mod diffs;
+pub mod fit;
 pub mod gate;
 pub mod html;
 pub mod inert;

@@ -3,6 +3,7 @@
 //! differs in each of those; then what was set aside as noise or skipped, so nothing is
 //! hidden. Colour is optional and decided by the caller (TTY, `NO_COLOR`).
 
+use super::fit::{self, width};
 use super::words::{self, count_of, ms};
 use super::{inert, Exporter};
 use crate::analysis::result::{
@@ -17,6 +18,8 @@ use std::io;
 pub struct TerminalExporter {
     /// Emit ANSI colour codes.
     pub color: bool,
+    /// Columns every line must fit in ([`fit::width_for`] picks it); `None` for no limit.
+    pub width: Option<usize>,
 }
 
 impl Exporter for TerminalExporter {
@@ -35,7 +38,11 @@ impl TerminalExporter {
             // Not expected (the result is JSON by design); without a safe copy the report
             // goes out without colour, every control character but line feed made visible.
             None => {
-                let plain = TerminalExporter { color: false }.render_inert(r);
+                let plain = TerminalExporter {
+                    color: false,
+                    ..*self
+                }
+                .render_inert(r);
                 inert::lines(&plain).into_owned()
             }
         }
@@ -50,7 +57,10 @@ impl TerminalExporter {
         rows.sort_by_key(|(_, f)| f.is_empty());
         let trend = r.trend.as_ref();
 
-        let mut out = Out::default();
+        let mut out = Out {
+            text: String::new(),
+            width: self.width.unwrap_or(usize::MAX),
+        };
         verdict(&mut out, r, p);
         out.blank();
         summary_line(&mut out, r);
@@ -101,15 +111,26 @@ fn inert_copy(r: &RunResult) -> Option<RunResult> {
     serde_json::from_value(v).ok()
 }
 
-/// Lines of text; trailing spaces are trimmed because padded last columns would leave them.
-#[derive(Default)]
+/// Lines of text no wider than `width`; trailing spaces are trimmed because padded last
+/// columns would leave them.
 struct Out {
     text: String,
+    width: usize,
 }
 
 impl Out {
+    /// A line of prose: wrapped between words to the width.
     fn line(&mut self, s: impl AsRef<str>) {
-        self.text.push_str(s.as_ref().trim_end());
+        for l in fit::wrap(s.as_ref(), self.width) {
+            self.text.push_str(&l);
+            self.text.push('\n');
+        }
+    }
+
+    /// A table row: cut to the width, never wrapped, so the columns stay columns.
+    fn row(&mut self, s: &str) {
+        self.text
+            .push_str(fit::cut(s.trim_end(), self.width).trim_end());
         self.text.push('\n');
     }
 
@@ -156,8 +177,11 @@ fn flags_of(i: &InterfaceResult) -> Vec<Flag> {
     i.problems()
 }
 
-fn flag_cell(f: &[Flag], p: Paint) -> String {
-    if f.is_empty() {
+fn flag_cell(i: &InterfaceResult, f: &[Flag], p: Paint) -> String {
+    if f.is_empty() && i.counts.total > 0 && i.counts.skipped == i.counts.total {
+        // Nothing of it was sent: "ok" would claim a comparison that never happened.
+        p.dim("skipped")
+    } else if f.is_empty() {
         p.wrap("32", "ok")
     } else {
         f.iter()
@@ -214,23 +238,23 @@ fn p50(s: &LatencyStats) -> String {
     }
 }
 
-fn width(s: &str) -> usize {
-    s.chars().count()
-}
+/// Table columns after the interface, in the order shown: full header, short header, and
+/// the rank in which they are dropped when the table does not fit (lowest first).
+const COLUMNS: [(&str, &str, u8); 8] = [
+    ("total", "total", 4),
+    ("identical", "same", 0),
+    ("noise", "noise", 2),
+    ("different", "diff", 7),
+    ("missing", "miss", 6),
+    ("errors", "err", 3),
+    ("skipped", "skip", 1),
+    ("p50 ms base → cand", "p50 ms", 5),
+];
+
+/// The narrowest the interface column gets before the row itself is cut.
+const MIN_NAME: usize = 24;
 
 fn table(out: &mut Out, rows: &[(&InterfaceResult, Vec<Flag>)], trend: Option<&Trend>, p: Paint) {
-    const HEAD: [&str; 10] = [
-        "interface",
-        "total",
-        "identical",
-        "noise",
-        "different",
-        "missing",
-        "errors",
-        "skipped",
-        "p50 ms base → cand",
-        "flag",
-    ];
     // The latency pair is aligned on its arrow: each side gets its own width.
     let lat: Vec<(String, String)> = rows
         .iter()
@@ -238,13 +262,12 @@ fn table(out: &mut Out, rows: &[(&InterfaceResult, Vec<Flag>)], trend: Option<&T
         .collect();
     let wb = lat.iter().map(|(b, _)| width(b)).max().unwrap_or(0);
     let wc = lat.iter().map(|(_, c)| width(c)).max().unwrap_or(0);
-    let cells: Vec<[String; 9]> = rows
+    let cells: Vec<[String; 8]> = rows
         .iter()
         .zip(&lat)
         .map(|((i, _), (b, c))| {
             let k = &i.counts;
             [
-                i.interface.clone(),
                 k.total.to_string(),
                 k.identical.to_string(),
                 k.noise_only.to_string(),
@@ -252,41 +275,94 @@ fn table(out: &mut Out, rows: &[(&InterfaceResult, Vec<Flag>)], trend: Option<&T
                 k.missing_rule.to_string(),
                 (k.candidate_error + k.baseline_error).to_string(),
                 k.skipped.to_string(),
-                format!("{b:>wb$} → {c:>wc$}"),
+                format!("{}{b} → {}{c}", pad(wb - width(b)), pad(wc - width(c))),
             ]
         })
         .collect();
-    let mut widths = [0usize; 9];
-    for (col, w) in widths.iter_mut().enumerate() {
-        *w = cells
+    let flags: Vec<String> = rows
+        .iter()
+        .map(|(i, f)| {
+            let mark = trend_mark(trend.and_then(|t| t.interface_state(&i.interface)), p);
+            format!("{}{mark}", flag_cell(i, f, p))
+        })
+        .collect();
+    let flag_w = flags.iter().map(|f| width(f)).chain([4]).max().unwrap_or(4);
+    let name_w = rows
+        .iter()
+        .map(|(i, _)| width(&i.interface))
+        .chain([width("interface")])
+        .max()
+        .unwrap_or(0);
+    let col_w = |c: usize, short: bool| {
+        let head = if short { COLUMNS[c].1 } else { COLUMNS[c].0 };
+        cells
             .iter()
-            .map(|row| width(&row[col]))
-            .chain([width(HEAD[col])])
+            .map(|row| width(&row[c]))
+            .chain([width(head)])
             .max()
-            .unwrap_or(0);
+            .unwrap_or(0)
+    };
+    // Fit the width: first shorter headers, then fewer columns (by rank), then a shorter
+    // interface column; whatever still does not fit is cut at the end of the row.
+    let total_w = |keep: &[usize], short: bool, name: usize| {
+        name + 2 + keep.iter().map(|&c| col_w(c, short) + 2).sum::<usize>() + flag_w
+    };
+    let mut keep: Vec<usize> = (0..COLUMNS.len()).collect();
+    let mut short = false;
+    if total_w(&keep, short, name_w) > out.width {
+        short = true;
     }
-    let fmt_row = |row: &[String], last: &str| {
-        let mut line = String::new();
-        for (col, cell) in row.iter().enumerate() {
-            let w = widths[col];
+    let mut by_rank: Vec<usize> = (0..COLUMNS.len()).collect();
+    by_rank.sort_by_key(|&c| COLUMNS[c].2);
+    // The lesser counts give way to whole interface names; the total and the latency give
+    // way only to a name of MIN_NAME columns; the differences and missing rules, what the
+    // table is for, never do.
+    for c in by_rank {
+        let name = if COLUMNS[c].2 < 4 {
+            name_w
+        } else {
+            name_w.min(MIN_NAME)
+        };
+        if COLUMNS[c].2 >= 6 || total_w(&keep, short, name) <= out.width {
+            continue;
+        }
+        keep.retain(|&k| k != c);
+    }
+    let name_w = name_w.min(
+        out.width
+            .saturating_sub(total_w(&keep, short, 0))
+            .max(MIN_NAME),
+    );
+    let fmt_row = |name: &str, row: &[String], last: &str| {
+        let name = fit::cut_middle(name, name_w);
+        let mut line = format!("{name}{}  ", pad(name_w - width(&name)));
+        for &c in &keep {
+            let w = col_w(c, short);
+            let cell = &row[c];
             // Text columns read left to right; numbers line up on their last digit.
-            let padded = if col == 0 || col == 8 {
-                format!("{cell:<w$}")
+            if c == 7 {
+                line.push_str(&format!("{cell}{}  ", pad(w - width(cell))));
             } else {
-                format!("{cell:>w$}")
-            };
-            line.push_str(&padded);
-            line.push_str("  ");
+                line.push_str(&format!("{}{cell}  ", pad(w - width(cell))));
+            }
         }
         line.push_str(last);
         line
     };
-    let head: Vec<String> = HEAD[..9].iter().map(|h| h.to_string()).collect();
-    out.line(p.bold(&fmt_row(&head, HEAD[9])));
-    for (row, (i, f)) in cells.iter().zip(rows) {
-        let mark = trend_mark(trend.and_then(|t| t.interface_state(&i.interface)), p);
-        out.line(fmt_row(row, &format!("{}{mark}", flag_cell(f, p))));
+    let head: Vec<String> = COLUMNS
+        .iter()
+        .map(|(long, brief, _)| if short { brief } else { long }.to_string())
+        .collect();
+    out.row(&p.bold(&fmt_row("interface", &head, "flag")));
+    for ((row, (i, _)), flag) in cells.iter().zip(rows).zip(&flags) {
+        out.row(&fmt_row(&i.interface, row, flag));
     }
+}
+
+/// `n` spaces (padding by hand: a format width taken from input can exceed what `format!`
+/// accepts).
+fn pad(n: usize) -> String {
+    " ".repeat(n)
 }
 
 fn samples_line(out: &mut Out, samples: &[String]) {
@@ -314,7 +390,7 @@ fn details(
     out.line(format!(
         "{}  {}{mark}",
         p.bold(&i.interface),
-        flag_cell(flags, p)
+        flag_cell(i, flags, p)
     ));
     if i.counts.missing_rule > 0 {
         out.line(format!(
@@ -470,7 +546,10 @@ fn tolerance(ms: u64) -> String {
 
 fn notes(out: &mut Out, r: &RunResult, p: Paint) {
     let tol = tolerance(r.run.thresholds.time_tolerance_ms);
-    let mut noise: Vec<(String, Vec<String>)> = Vec::new();
+    // Interfaces whose noise lies in the same places are told in one line: a gateway that
+    // stamps a request id and a time on every answer would otherwise give a dozen lines
+    // that differ only in their counts.
+    let mut noise: Vec<(Vec<String>, Vec<String>)> = Vec::new();
     for i in &r.interfaces {
         let groups = [
             ("status", &i.status),
@@ -485,14 +564,18 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
                     _ => path_label(kind, path),
                 };
                 if path.raw > 0 {
-                    items.push(format!("{label} (raw {}, noise {})", path.raw, path.noise));
+                    items.push(label);
                 } else if path.tolerated > 0 {
                     items.push(format!("{label} (times within {tol})"));
                 }
             }
         }
-        if !items.is_empty() {
-            noise.push((i.interface.clone(), items));
+        if items.is_empty() {
+            continue;
+        }
+        match noise.iter_mut().find(|(places, _)| *places == items) {
+            Some((_, names)) => names.push(i.interface.clone()),
+            None => noise.push((items, vec![i.interface.clone()])),
         }
     }
     let skipped = r.summary.counts.skipped;
@@ -515,12 +598,21 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
         );
         // A large run would print a line per interface; the full list is in the JSON and
         // HTML reports.
-        for (name, items) in noise.iter().take(MAX_NOISE_LINES) {
-            out.line(p.dim(&format!("  {name}: {}", items.join(", "))));
+        for (places, names) in noise.iter().take(MAX_NOISE_LINES) {
+            let who = match names.len() {
+                1 => names[0].clone(),
+                n if n <= words::MAX_NAMES => format!("{n} interfaces ({})", names.join(", ")),
+                n => format!(
+                    "{n} interfaces ({} and {} more)",
+                    names[..words::MAX_NAMES].join(", "),
+                    n - words::MAX_NAMES
+                ),
+            };
+            out.line(p.dim(&format!("  {}: {who}", places.join(", "))));
         }
         if noise.len() > MAX_NOISE_LINES {
             out.line(p.dim(&format!(
-                "  … and {} more interfaces (all of them in --json and --html)",
+                "  … and {} more (all of them, with counts, in --json and --html)",
                 noise.len() - MAX_NOISE_LINES
             )));
         }
@@ -617,7 +709,7 @@ mod tests {
         assert!(r.run.warnings[0].ends_with(HOSTILE));
         let own = regex::Regex::new("\u{1b}\\[[0-9;]*m").unwrap();
         for color in [false, true] {
-            let text = TerminalExporter { color }.render(&r);
+            let text = TerminalExporter { color, width: None }.render(&r);
             assert!(text.contains("␛]0;pwned␇␛[2J␍␊\u{FFFD}␡"), "{text}");
             // The report's own colour codes are the only control sequences left.
             assert_eq!(own.is_match(&text), color);
@@ -654,7 +746,11 @@ mod tests {
             r.interfaces.push(i);
         }
         r.gateway_wide = crate::analysis::gateway_wide(&r.interfaces);
-        let text = TerminalExporter { color: false }.render(&r);
+        let text = TerminalExporter {
+            color: false,
+            width: None,
+        }
+        .render(&r);
         assert_eq!(
             text.matches("gateway-wide: header server").count(),
             1,
@@ -669,7 +765,11 @@ mod tests {
         // On fewer than three interfaces it is each interface's own finding.
         r.interfaces.truncate(2);
         r.gateway_wide = crate::analysis::gateway_wide(&r.interfaces);
-        let text = TerminalExporter { color: false }.render(&r);
+        let text = TerminalExporter {
+            color: false,
+            width: None,
+        }
+        .render(&r);
         assert!(!text.contains("gateway-wide"), "{text}");
         assert_eq!(
             text.matches("  header server: differed").count(),
@@ -686,23 +786,116 @@ mod tests {
         for n in 0..25 {
             let mut i = template.clone();
             i.interface = format!("GET /api/n{n:02}");
-            i.fields = vec![fixture::path("$.request_id", 3, 3, 0, false, &[])];
+            i.fields = vec![fixture::path(&format!("$.id{n:02}"), 3, 3, 0, false, &[])];
+            i.headers.clear();
             r.interfaces.push(i);
         }
-        let text = TerminalExporter { color: false }.render(&r);
-        assert!(text.contains("  GET /api/n19: "), "{text}");
-        assert!(!text.contains("GET /api/n20: "), "{text}");
-        assert!(text.contains("… and 5 more interfaces"), "{text}");
+        let text = TerminalExporter {
+            color: false,
+            width: None,
+        }
+        .render(&r);
+        assert!(text.contains("  $.id19: GET /api/n19"), "{text}");
+        assert!(!text.contains("$.id20"), "{text}");
+        assert!(text.contains("… and 5 more (all of them"), "{text}");
     }
 
-    const SNAPSHOT: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/src/report/snapshots/terminal_fail.txt"
-    );
-    const TREND_SNAPSHOT: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/src/report/snapshots/terminal_trend.txt"
-    );
+    #[test]
+    fn interfaces_with_noise_in_the_same_places_share_one_line() {
+        let mut r = fixture::passing();
+        let template = r.interfaces[0].clone();
+        r.interfaces.clear();
+        for n in 0..8 {
+            let mut i = template.clone();
+            i.interface = format!("GET /api/n{n}");
+            i.fields = vec![fixture::path("$.request_id", 3 + n, 3 + n, 0, false, &[])];
+            i.headers.clear();
+            r.interfaces.push(i);
+        }
+        r.interfaces[7].fields = vec![fixture::path("$.trace", 2, 2, 0, false, &[])];
+        let text = TerminalExporter {
+            color: false,
+            width: None,
+        }
+        .render(&r);
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("  $.")).collect();
+        assert_eq!(
+            lines,
+            [
+                "  $.request_id: 7 interfaces (GET /api/n0, GET /api/n1, GET /api/n2, GET /api/n3, GET /api/n4 and 2 more)",
+                "  $.trace: GET /api/n7",
+            ],
+            "{text}"
+        );
+    }
+
+    /// Every line of `text` fits `width` display columns.
+    fn assert_fits(text: &str, width: usize) {
+        for line in text.lines() {
+            assert!(
+                fit::width(line) <= width,
+                "{} columns at width {width}: {line:?}",
+                fit::width(line)
+            );
+        }
+    }
+
+    #[test]
+    fn every_line_fits_the_width_and_table_rows_are_never_wrapped() {
+        for width in [40, 80, 120, 200] {
+            for r in [
+                fixture::failing(),
+                fixture::with_trend(),
+                fixture::passing(),
+            ] {
+                for color in [false, true] {
+                    let text = TerminalExporter {
+                        color,
+                        width: Some(width),
+                    }
+                    .render(&r);
+                    assert_fits(&text, width);
+                    // One table row per interface, none continued on a second line.
+                    let plain = TerminalExporter {
+                        color: false,
+                        width: Some(width),
+                    }
+                    .render(&r);
+                    let rows = plain
+                        .lines()
+                        .skip_while(|l| !l.starts_with("interface "))
+                        .skip(1)
+                        .take_while(|l| !l.is_empty())
+                        .count();
+                    assert_eq!(rows, r.interfaces.len(), "{plain}");
+                }
+            }
+        }
+    }
+
+    /// An interface name longer than `format!` accepts as a width (65,535) once panicked
+    /// the table; it is cut, at any width, and without a width too.
+    #[test]
+    fn a_name_of_seventy_thousand_characters_is_cut_not_a_panic() {
+        let mut r = fixture::failing();
+        r.interfaces[0].interface = format!("GET /{}", "z".repeat(70_000));
+        for width in [Some(80), Some(120), None] {
+            let text = TerminalExporter {
+                color: false,
+                width,
+            }
+            .render(&r);
+            if let Some(w) = width {
+                assert_fits(&text, w);
+                assert!(text.contains("GET /zzz"), "{text:.400}");
+                assert!(text.len() < 40_000, "{} bytes", text.len());
+            }
+        }
+    }
+
+    fn snapshot(name: &str) -> String {
+        format!("{}/src/report/snapshots/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
 
     fn check_snapshot(path: &str, text: &str) {
         if std::env::var("UPDATE_SNAPSHOTS").as_deref() == Ok("1") {
@@ -718,30 +911,58 @@ mod tests {
     }
 
     #[test]
-    fn failing_run_matches_snapshot() {
-        let text = TerminalExporter { color: false }.render(&fixture::failing());
-        check_snapshot(SNAPSHOT, &text);
+    fn failing_run_matches_snapshots_at_80_and_120_columns() {
+        for width in [80, 120] {
+            let text = TerminalExporter {
+                color: false,
+                width: Some(width),
+            }
+            .render(&fixture::failing());
+            assert_fits(&text, width);
+            check_snapshot(&snapshot(&format!("terminal_fail_{width}.txt")), &text);
+        }
     }
 
     #[test]
-    fn trend_and_selection_match_snapshot() {
-        let text = TerminalExporter { color: false }.render(&fixture::with_trend());
-        check_snapshot(TREND_SNAPSHOT, &text);
+    fn trend_and_selection_match_snapshots_at_80_and_120_columns() {
+        for width in [80, 120] {
+            let text = TerminalExporter {
+                color: false,
+                width: Some(width),
+            }
+            .render(&fixture::with_trend());
+            assert_fits(&text, width);
+            check_snapshot(&snapshot(&format!("terminal_trend_{width}.txt")), &text);
+        }
     }
 
     #[test]
     fn no_escape_bytes_without_colour() {
         for r in [fixture::failing(), fixture::passing()] {
-            let bytes = TerminalExporter { color: false }.export(&r).unwrap();
+            let bytes = TerminalExporter {
+                color: false,
+                width: None,
+            }
+            .export(&r)
+            .unwrap();
             assert!(!bytes.contains(&0x1b));
-            let coloured = TerminalExporter { color: true }.export(&r).unwrap();
+            let coloured = TerminalExporter {
+                color: true,
+                width: None,
+            }
+            .export(&r)
+            .unwrap();
             assert!(coloured.contains(&0x1b));
         }
     }
 
     #[test]
     fn passing_run_says_so_first() {
-        let text = TerminalExporter { color: false }.render(&fixture::passing());
+        let text = TerminalExporter {
+            color: false,
+            width: None,
+        }
+        .render(&fixture::passing());
         assert!(text.starts_with("PASS: the candidate answered like the baseline\n"));
         assert!(!text.contains("pass --allow-side-effects"));
         let row = text
@@ -753,7 +974,11 @@ mod tests {
 
     #[test]
     fn flagged_interfaces_come_first() {
-        let text = TerminalExporter { color: false }.render(&fixture::failing());
+        let text = TerminalExporter {
+            color: false,
+            width: None,
+        }
+        .render(&fixture::failing());
         let order: Vec<&str> = text
             .lines()
             .skip_while(|l| !l.starts_with("interface"))
@@ -778,7 +1003,11 @@ mod tests {
         let mut r = fixture::passing();
         r.verdict = Verdict::Fail;
         r.gate_failures = vec!["max_diff_rate: 2% of compared exchanges differ".into()];
-        let text = TerminalExporter { color: false }.render(&r);
+        let text = TerminalExporter {
+            color: false,
+            width: None,
+        }
+        .render(&r);
         assert!(text.starts_with(
             "FAIL: 1 gate tripped\n  - max_diff_rate: 2% of compared exchanges differ\n"
         ));
