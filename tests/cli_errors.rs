@@ -513,3 +513,44 @@ fn an_unwritable_report_path_is_refused_before_any_request_is_sent() {
     // The check leaves no file of its own behind.
     assert!(!json.exists());
 }
+
+/// A request target longer than `format!` takes as a column width (65,535) reaches the
+/// terminal report through `replay`, `report` and `merge`: each cuts it and exits with its
+/// verdict, none panics.
+#[test]
+fn a_seventy_thousand_character_target_is_cut_in_every_terminal_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("/{}", "z".repeat(70_000));
+    let rec = write_recording(&dir.path().join("r.jsonl"), &[get("a", &target, 1)]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(TestServer::start(|_| Answer::json(200, "{}")));
+    let json = dir.path().join("r.json");
+    let url = server.url();
+    let runs: [Vec<&str>; 3] = [
+        vec![
+            "replay",
+            rec.to_str().unwrap(),
+            "--baseline",
+            &url,
+            "--candidate",
+            &url,
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        vec!["report", json.to_str().unwrap()],
+        vec!["merge", json.to_str().unwrap()],
+    ];
+    for args in runs {
+        let o = shadowdiff(&args);
+        // The target is too long for an HTTP request line, so the exchange is skipped as
+        // unsendable and the run fails for having compared nothing.
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", describe(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains("GET /zzz") && out.contains("unsendable"),
+            "{args:?}: {out:.300}"
+        );
+        let widest = out.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        assert!(widest <= 120, "{args:?}: a line of {widest} columns");
+    }
+}

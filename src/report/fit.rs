@@ -134,8 +134,8 @@ pub fn wrap(line: &str, cols: usize) -> Vec<String> {
             let mut broken = 0;
             while cur_w + width(rest) > cols {
                 if broken + 1 == MAX_BROKEN_LINES {
+                    cur.push_str(&cut(rest, cols - cur_w));
                     rest = "";
-                    cur.push_str(&cut(word, cols - cur_w));
                     break;
                 }
                 let (head, tail) = split_at_width(rest, cols - cur_w);
@@ -202,6 +202,12 @@ mod tests {
         );
         assert!(lines.iter().all(|l| width(l) <= 80), "{lines:#?}");
         assert!(lines.last().unwrap().ends_with('…'));
+        // The broken word continues where the line before stopped: each line adds to it.
+        let joined: String = lines[1..].iter().map(|l| l.trim_start()).collect();
+        assert!(
+            joined.starts_with("/zzz") && joined.matches('/').count() == 1,
+            "{joined:.100}"
+        );
     }
 
     #[test]
