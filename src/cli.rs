@@ -72,6 +72,18 @@ Examples:
   shadowdiff replay traffic.jsonl --baseline http://old:8080 --candidate http://new:8080 \\
       --since 2026-03-01T14:00:00Z --until 2026-03-01T14:20:00Z --speed 1";
 
+const TAP_EXAMPLES: &str = "\
+Examples:
+  # record everything production answers, one zstd file an hour
+  shadowdiff tap --listen 0.0.0.0:8080 --upstream http://gw-old:8080 \\
+      --out traffic.jsonl.zst --rotate-interval 1h
+  # a tenth of the traffic, with card numbers and tokens redacted
+  shadowdiff tap --listen 0.0.0.0:8080 --upstream http://gw-old:8080 --out sample.jsonl \\
+      --sample 10% --redact-json-path '$.card.number' --redact-header x-session
+  # shadow 1% of the reads to the new version live, with a report on :9090/report
+  shadowdiff tap --listen 0.0.0.0:8080 --upstream http://gw-old:8080 --out t.jsonl \\
+      --shadow http://gw-new:8080 --shadow-sample 1% --safe 'POST /rpc/*/Get*' --metrics 127.0.0.1:9090";
+
 impl Cli {
     /// The command line definition with each command's own `--quiet` wording.
     pub fn command_worded() -> clap::Command {
@@ -125,6 +137,7 @@ pub enum Command {
     Interfaces(InterfacesArgs),
     /// Reverse proxy in front of production that records traffic (and optionally shadows a
     /// share of it to a candidate) without ever making production wait or fail.
+    #[command(after_help = TAP_EXAMPLES)]
     Tap(Box<TapArgs>),
     /// Print a shell completion script.
     Completions {

@@ -399,6 +399,50 @@ fn every_documented_command_line_parses() {
     }
 }
 
+/// The examples at the end of each command's `--help` are command lines a reader copies:
+/// each parses and validates as the documented ones do.
+#[test]
+fn every_help_example_parses() {
+    let mut cmd = Cli::command_worded();
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for sub in cmd.get_subcommands_mut() {
+        let name = sub.get_name().to_string();
+        let help = sub.render_long_help().to_string();
+        let Some((_, examples)) = help.split_once("Examples:") else {
+            continue;
+        };
+        // The help wraps long lines at its width: a continuation of a `\` line is joined
+        // by the shell rules; a wrapped word ends up on a line of its own, joined back here.
+        let mut lines: Vec<String> = Vec::new();
+        for l in examples.lines().map(str::trim) {
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            let continues = lines.last().is_some_and(|p| p.ends_with('\\'));
+            if l.starts_with("shadowdiff ") || continues || lines.is_empty() {
+                lines.push(l.to_string());
+            } else if let Some(prev) = lines.last_mut() {
+                prev.push(' ');
+                prev.push_str(l);
+            }
+        }
+        for (line, words) in
+            shadowdiff_commands(lines.iter().enumerate().map(|(n, l)| (n + 1, l.as_str())))
+        {
+            checked += 1;
+            if let Err(e) = check(&words) {
+                failures.push(format!(
+                    "{name} --help, example {line}: {}\n{e}",
+                    words.join(" ")
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(checked >= 6, "only {checked} help examples found");
+}
+
 #[test]
 fn kubernetes_manifests_use_real_flags() {
     let shards = read(&root().join("docs/k8s/shadowdiff-shards.yaml"));
