@@ -910,29 +910,19 @@ mod tests {
         );
     }
 
+    /// The failing run, and the run with a trend and a selection, at 80 and 120 columns.
     #[test]
-    fn failing_run_matches_snapshots_at_80_and_120_columns() {
-        for width in [80, 120] {
-            let text = TerminalExporter {
-                color: false,
-                width: Some(width),
+    fn reports_match_snapshots_at_80_and_120_columns() {
+        for (name, r) in [("fail", fixture::failing()), ("trend", fixture::with_trend())] {
+            for width in [80, 120] {
+                let text = TerminalExporter {
+                    color: false,
+                    width: Some(width),
+                }
+                .render(&r);
+                assert_fits(&text, width);
+                check_snapshot(&snapshot(&format!("terminal_{name}_{width}.txt")), &text);
             }
-            .render(&fixture::failing());
-            assert_fits(&text, width);
-            check_snapshot(&snapshot(&format!("terminal_fail_{width}.txt")), &text);
-        }
-    }
-
-    #[test]
-    fn trend_and_selection_match_snapshots_at_80_and_120_columns() {
-        for width in [80, 120] {
-            let text = TerminalExporter {
-                color: false,
-                width: Some(width),
-            }
-            .render(&fixture::with_trend());
-            assert_fits(&text, width);
-            check_snapshot(&snapshot(&format!("terminal_trend_{width}.txt")), &text);
         }
     }
 
