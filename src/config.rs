@@ -8,6 +8,7 @@ use crate::analysis::result::{NoiseRule, Thresholds};
 use crate::cli::{HostHeaderMode, ReplayArgs};
 use crate::compare::descriptor::Descriptors;
 use crate::compare::pathpat::PathPattern;
+use crate::compare::watch::{Target, Watch, Watched};
 use crate::compare::{CompareOptions, NumericTolerance};
 use crate::error::{Error, Result};
 use crate::interface::{InterfaceKey, Keyer};
@@ -112,6 +113,8 @@ pub struct ReplayConfig {
 struct Scoped<T> {
     interfaces: Option<String>,
     rule: T,
+    /// The fields and headers the rule names, noted as compared answers hold them.
+    watched: Vec<Arc<Watched>>,
 }
 
 impl<T> Scoped<T> {
@@ -122,6 +125,27 @@ impl<T> Scoped<T> {
     }
 }
 
+/// A rule as the user wrote it, for the warning when it matched nothing in a run.
+#[derive(Clone, Debug)]
+struct Written {
+    /// `rules.toml:12: [[ignore]]`, or the flag and its value (`--safe POST /x:`): what a
+    /// warning about it starts with.
+    at: String,
+    /// The interfaces glob, where the rule has one.
+    interfaces: Option<String>,
+    /// The fields and headers it names, each with where it is written.
+    targets: Vec<(String, Arc<Watched>)>,
+    /// For `[side_effects]` globs: which of the run's declarations it is.
+    side_effects: Option<SideEffects>,
+}
+
+/// A `[side_effects]` or `--safe` glob, by its index in [`crate::safety::Safety`]'s lists.
+#[derive(Clone, Copy, Debug)]
+enum SideEffects {
+    Safe(usize),
+    Unsafe(usize),
+}
+
 /// The comparison rules of a run, resolved per interface on demand.
 #[derive(Clone, Debug, Default)]
 pub struct Rules {
@@ -129,6 +153,7 @@ pub struct Rules {
     ignore: Vec<Scoped<(Vec<String>, Vec<PathPattern>)>>,
     tolerance: Vec<Scoped<NumericTolerance>>,
     unordered: Vec<Scoped<Vec<PathPattern>>>,
+    written: Vec<Written>,
 }
 
 impl Rules {
@@ -144,18 +169,198 @@ impl Rules {
     /// matches it.
     pub fn options_for(&self, interface: &str) -> CompareOptions {
         let mut o = self.base.clone();
+        let mut watched = Vec::new();
         for r in self.ignore.iter().filter(|r| r.applies(interface)) {
             o.ignore_headers.extend(r.rule.0.iter().cloned());
             o.ignore_paths.extend(r.rule.1.iter().cloned());
+            watched.extend(r.watched.iter().cloned());
         }
         for r in self.tolerance.iter().filter(|r| r.applies(interface)) {
             o.tolerances.push(r.rule.clone());
+            watched.extend(r.watched.iter().cloned());
         }
         for r in self.unordered.iter().filter(|r| r.applies(interface)) {
             o.unordered.extend(r.rule.iter().cloned());
+            watched.extend(r.watched.iter().cloned());
+        }
+        if !watched.is_empty() {
+            o.watch = Some(Arc::new(Watch::new(watched)));
         }
         o
     }
+
+    /// One warning per rule that matched nothing in a run over `interfaces` (the keys of
+    /// every interface the run read): an interfaces glob that matches none of them, or a
+    /// field path or header name that no answer compared under the rule held. `safety` is
+    /// the run's, whose globs note their own use.
+    pub fn unmatched(&self, interfaces: &[&str], safety: &crate::safety::Safety) -> Vec<String> {
+        // Over no exchanges every rule matches nothing; the run already says it read none.
+        if interfaces.is_empty() {
+            return Vec::new();
+        }
+        let unused_safe = safety.unused_safe();
+        let unused_unsafe = safety.unused_unsafe();
+        let mut out = Vec::new();
+        for w in &self.written {
+            let scoped: Vec<&str> = match &w.interfaces {
+                Some(g) => interfaces
+                    .iter()
+                    .copied()
+                    .filter(|i| crate::glob::matches(g, i))
+                    .collect(),
+                None => interfaces.to_vec(),
+            };
+            if let Some(which) = w.side_effects {
+                let (unused, what) = match which {
+                    SideEffects::Safe(i) => (
+                        unused_safe.contains(&i),
+                        "no request of this run that may change state matches it",
+                    ),
+                    SideEffects::Unsafe(i) => (
+                        unused_unsafe.contains(&i),
+                        "no request of this run matches it",
+                    ),
+                };
+                if unused {
+                    out.push(format!(
+                        "{} matched nothing in this run: {what} (keys look like {:?})",
+                        w.at,
+                        example_key(w.interfaces.as_deref().unwrap_or(""), interfaces)
+                    ));
+                }
+                continue;
+            }
+            if let (Some(g), true) = (&w.interfaces, scoped.is_empty()) {
+                out.push(format!(
+                    "{} matched nothing in this run: interfaces {g:?} matches no interface \
+                     (keys look like {:?})",
+                    w.at,
+                    example_key(g, interfaces)
+                ));
+                continue;
+            }
+            for (at, t) in w.targets.iter().filter(|(_, t)| !t.seen()) {
+                let what = match &t.target {
+                    Target::Path(p) => format!("path {:?} matched no field", p.to_string()),
+                    Target::Header(h) => format!("header {h:?} matched no header"),
+                };
+                out.push(format!("{at} {what} of {}", list_interfaces(&scoped)));
+            }
+        }
+        out
+    }
+}
+
+/// The run's interface key most like `glob`: the longest shared start of the glob's text
+/// before its first `*` with a key or with a key's path.
+fn example_key<'a>(glob: &str, interfaces: &[&'a str]) -> &'a str {
+    let lead = glob.split('*').next().unwrap_or("");
+    let shared = |k: &str| {
+        let path = k.split_once(' ').map_or(k, |(_, p)| p);
+        [k, path]
+            .iter()
+            .map(|t| {
+                lead.chars()
+                    .zip(t.chars())
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    // The first of equals, so the example does not depend on the order keys come in.
+    let mut sorted = interfaces.to_vec();
+    sorted.sort_unstable();
+    sorted
+        .iter()
+        .copied()
+        .max_by_key(|k| (shared(k), std::cmp::Reverse(*k)))
+        .unwrap_or("")
+}
+
+/// `GET /a`, `GET /a and GET /b`, or the first three and how many more.
+fn list_interfaces(interfaces: &[&str]) -> String {
+    let mut sorted = interfaces.to_vec();
+    sorted.sort_unstable();
+    match sorted.as_slice() {
+        [one] => one.to_string(),
+        [a, b] => format!("{a} and {b}"),
+        [a, b, c] => format!("{a}, {b} and {c}"),
+        [a, b, c, rest @ ..] => format!("{a}, {b}, {c} and {} more", rest.len()),
+        [] => "any interface".to_string(),
+    }
+}
+
+/// True when `glob` can match a key of the default rule: `METHOD /path` (the method upper
+/// case, as keys are built) or gRPC's `/package.Service/Method`. Globs are read as a small
+/// automaton over both forms, so a glob is refused only when no key of either form fits.
+fn fits_default_key(glob: &str) -> bool {
+    // States: 0 method expected, 1 in the method, 2 in the path (accepting); 3 gRPC's
+    // leading `/` expected, 4 service expected, 5 in the service, 6 method expected,
+    // 7 in the method (accepting).
+    const ACCEPT: u16 = 1 << 2 | 1 << 7;
+    fn step(states: u16, c: char) -> u16 {
+        let method_char = c != ' ' && c != '/' && !c.is_ascii_lowercase();
+        let mut next = 0u16;
+        for s in 0..8 {
+            if states & (1 << s) == 0 {
+                continue;
+            }
+            let to: Option<u16> = match (s, c) {
+                (0 | 1, _) if method_char => Some(1),
+                (1, ' ') => Some(2),
+                (2, _) => Some(2),
+                (3, '/') => Some(4),
+                (4 | 5, _) if c != '/' => Some(5),
+                (5, '/') => Some(6),
+                (6 | 7, _) if c != '/' => Some(7),
+                _ => None,
+            };
+            if let Some(t) = to {
+                next |= 1 << t;
+            }
+        }
+        next
+    }
+    let mut states: u16 = 1 << 0 | 1 << 3;
+    for c in glob.chars() {
+        if c == '*' {
+            // Any run of characters: every state reachable by some string, one
+            // representative per class of characters the states tell apart.
+            loop {
+                let grown = ['A', 'a', ' ', '/']
+                    .iter()
+                    .fold(states, |acc, c| acc | step(states, *c));
+                if grown == states {
+                    break;
+                }
+                states = grown;
+            }
+        } else {
+            states = step(states, c);
+        }
+        if states == 0 {
+            return false;
+        }
+    }
+    states & ACCEPT != 0
+}
+
+/// The load-time check of an interfaces glob: under the default key, one that no
+/// `METHOD /path` or gRPC key can match is an error that shows the form expected.
+fn check_glob(key: &InterfaceKey, glob: &str) -> std::result::Result<(), String> {
+    if !matches!(key, InterfaceKey::Default) || fits_default_key(glob) {
+        return Ok(());
+    }
+    let example = if glob.starts_with('/') {
+        format!("{:?} or {:?}", format!("GET {glob}"), format!("* {glob}"))
+    } else {
+        "\"GET /api/products/*\" or \"* /api/products/*\"".to_string()
+    };
+    Err(format!(
+        "{glob:?} can match no interface: keys are \"METHOD /path\" (like \"GET /api/products/{{id}}\") \
+         or a gRPC \"/package.Service/Method\"; expected a glob like {example}"
+    ))
 }
 
 fn scoped_glob(g: &Option<toml::Spanned<String>>) -> Option<String> {
@@ -400,6 +605,7 @@ impl ReplayConfig {
             th.max_diff_rate = Some(r);
         }
         for r in &fc.noise_rule {
+            glob_at(file, &key, "noise_rule.interfaces", &r.interfaces)?;
             th.noise_rules.push(NoiseRule {
                 interfaces: r.interfaces.get_ref().clone(),
                 relative: match &r.relative {
@@ -470,14 +676,24 @@ impl ReplayConfig {
                 )
             })?);
         }
+        for g in fc.side_effects.safe.iter().chain(&fc.side_effects.unsafe_) {
+            glob_at(file, &key, "side_effects", g)?;
+        }
+        for g in &a.safe {
+            check_glob(&key, g).map_err(|e| Error::Usage(format!("--safe: {e}")))?;
+        }
         let safety = crate::safety::Safety::new(
             fc.side_effects
                 .safe
                 .iter()
-                .chain(&a.safe)
-                .cloned()
+                .map(|g| g.get_ref().clone())
+                .chain(a.safe.iter().cloned())
                 .collect(),
-            fc.side_effects.unsafe_.clone(),
+            fc.side_effects
+                .unsafe_
+                .iter()
+                .map(|g| g.get_ref().clone())
+                .collect(),
             base.proto_descriptor
                 .as_ref()
                 .map(|d| d.repeatable_paths())
@@ -485,16 +701,48 @@ impl ReplayConfig {
         );
         let mut rules = Rules::new(base);
         if let Some(f) = file {
+            // Where a rule is written: its interfaces glob, else its first value.
+            let head = |section: &str, glob: &Option<Spanned<String>>, first: Option<Span>| {
+                let span = glob.as_ref().map(|g| g.span()).or(first).unwrap_or(0..0);
+                format!("{}: {section}", f.place(span))
+            };
             for r in &fc.ignore {
-                let paths = r
+                if let Some(g) = &r.interfaces {
+                    glob_at(file, &key, "ignore.interfaces", g)?;
+                }
+                let mut watched = Vec::new();
+                let mut targets = Vec::new();
+                let mut paths = Vec::new();
+                for p in &r.paths {
+                    let pat = pattern(f, "ignore.paths", p)?;
+                    let w = Watched::new(Target::Path(pat.clone()));
+                    targets.push((format!("{}: [[ignore]]", f.place(p.span())), w.clone()));
+                    watched.push(w);
+                    paths.push(pat);
+                }
+                let mut headers = Vec::new();
+                for h in &r.headers {
+                    let name = h.get_ref().to_ascii_lowercase();
+                    let w = Watched::new(Target::Header(name.clone()));
+                    targets.push((format!("{}: [[ignore]]", f.place(h.span())), w.clone()));
+                    watched.push(w);
+                    headers.push(name);
+                }
+                let first = r
                     .paths
-                    .iter()
-                    .map(|p| pattern(f, "ignore.paths", p))
-                    .collect::<Result<Vec<_>>>()?;
-                let headers = r.headers.iter().map(|h| h.to_ascii_lowercase()).collect();
+                    .first()
+                    .map(|p| p.span())
+                    .or_else(|| r.headers.first().map(|h| h.span()));
+                rules.written.push(Written {
+                    at: head("[[ignore]]", &r.interfaces, first),
+                    interfaces: scoped_glob(&r.interfaces),
+                    targets,
+                    side_effects: None,
+                });
                 rules.ignore.push(Scoped {
                     interfaces: scoped_glob(&r.interfaces),
                     rule: (headers, paths),
+                    watched,
                 });
             }
             for r in &fc.tolerance {
@@ -505,25 +753,94 @@ impl ReplayConfig {
                         "expected `absolute`, `relative` or both",
                     ));
                 }
+                if let Some(g) = &r.interfaces {
+                    glob_at(file, &key, "tolerance.interfaces", g)?;
+                }
+                let path = pattern(f, "tolerance.path", &r.path)?;
+                let w = Watched::new(Target::Path(path.clone()));
+                rules.written.push(Written {
+                    at: head("[[tolerance]]", &r.interfaces, Some(r.path.span())),
+                    interfaces: scoped_glob(&r.interfaces),
+                    targets: vec![(
+                        format!("{}: [[tolerance]]", f.place(r.path.span())),
+                        w.clone(),
+                    )],
+                    side_effects: None,
+                });
                 rules.tolerance.push(Scoped {
                     interfaces: scoped_glob(&r.interfaces),
                     rule: NumericTolerance {
-                        path: pattern(f, "tolerance.path", &r.path)?,
+                        path,
                         absolute: r.absolute.unwrap_or(0.0),
                         relative: r.relative.unwrap_or(0.0),
                     },
+                    watched: vec![w],
                 });
             }
             for r in &fc.unordered {
+                if let Some(g) = &r.interfaces {
+                    glob_at(file, &key, "unordered.interfaces", g)?;
+                }
+                let mut watched = Vec::new();
+                let mut targets = Vec::new();
+                let mut paths = Vec::new();
+                for p in &r.paths {
+                    let pat = pattern(f, "unordered.paths", p)?;
+                    let w = Watched::new(Target::Path(pat.clone()));
+                    targets.push((format!("{}: [[unordered]]", f.place(p.span())), w.clone()));
+                    watched.push(w);
+                    paths.push(pat);
+                }
+                rules.written.push(Written {
+                    at: head(
+                        "[[unordered]]",
+                        &r.interfaces,
+                        r.paths.first().map(|p| p.span()),
+                    ),
+                    interfaces: scoped_glob(&r.interfaces),
+                    targets,
+                    side_effects: None,
+                });
                 rules.unordered.push(Scoped {
                     interfaces: scoped_glob(&r.interfaces),
-                    rule: r
-                        .paths
-                        .iter()
-                        .map(|p| pattern(f, "unordered.paths", p))
-                        .collect::<Result<Vec<_>>>()?,
+                    rule: paths,
+                    watched,
                 });
             }
+            for r in &fc.noise_rule {
+                rules.written.push(Written {
+                    at: head("[[noise_rule]]", &Some(r.interfaces.clone()), None),
+                    interfaces: Some(r.interfaces.get_ref().clone()),
+                    targets: Vec::new(),
+                    side_effects: None,
+                });
+            }
+            let side = |list: &str, g: &Spanned<String>, which| Written {
+                at: format!(
+                    "{}: [side_effects] {list} {:?}",
+                    f.place(g.span()),
+                    g.get_ref()
+                ),
+                interfaces: Some(g.get_ref().clone()),
+                targets: Vec::new(),
+                side_effects: Some(which),
+            };
+            for (i, g) in fc.side_effects.safe.iter().enumerate() {
+                rules.written.push(side("safe", g, SideEffects::Safe(i)));
+            }
+            for (i, g) in fc.side_effects.unsafe_.iter().enumerate() {
+                rules
+                    .written
+                    .push(side("unsafe", g, SideEffects::Unsafe(i)));
+            }
+        }
+        for (i, g) in a.safe.iter().enumerate() {
+            rules.written.push(Written {
+                at: format!("--safe {g}:"),
+                interfaces: Some(g.clone()),
+                targets: Vec::new(),
+                side_effects: Some(SideEffects::Safe(fc.side_effects.safe.len() + i)),
+            });
         }
 
         let tenant_header = a
@@ -569,6 +886,19 @@ impl ReplayConfig {
             })?,
         })
     }
+}
+
+/// A byte range of the rules file.
+type Span = std::ops::Range<usize>;
+
+/// [`check_glob`] on an interfaces glob of the rules file.
+fn glob_at(
+    file: Option<&LoadedConfig>,
+    key: &InterfaceKey,
+    name: &str,
+    glob: &Spanned<String>,
+) -> Result<()> {
+    check_glob(key, glob.get_ref()).map_err(|e| file_error(file, glob.span(), name, e))
 }
 
 /// A relative margin from the rules file: a share, 0 or more (0.2 = 20%).
@@ -621,15 +951,67 @@ mod tests {
         let r = Scoped {
             interfaces: Some("GET /users/{id}*".to_string()),
             rule: (),
+            watched: Vec::new(),
         };
         assert!(r.applies("GET /users/{id}"));
         assert!(r.applies("GET /users/{id}/orders"));
         assert!(!r.applies("GET /users/id"));
         assert!(Scoped {
             interfaces: None,
-            rule: ()
+            rule: (),
+            watched: Vec::new(),
         }
         .applies("anything"));
+    }
+
+    #[test]
+    fn globs_are_refused_only_when_no_default_key_fits() {
+        for fits in [
+            "GET /api/products/*",
+            "* /api/products/*",
+            "*/api/products/*",
+            "*",
+            "POST /rpc/*/Get*",
+            "/pkg.Svc/*",
+            "/pkg.*/Get*",
+            "/users/*",
+            "GET *",
+        ] {
+            assert!(fits_default_key(fits), "{fits}");
+        }
+        for not in [
+            "/api/products/*",
+            "/rpc/*/Get*",
+            "get /api/x",
+            "",
+            "api/*",
+            "GET/x",
+        ] {
+            assert!(!fits_default_key(not), "{not}");
+        }
+        let e = check_glob(&InterfaceKey::Default, "/api/products/*").unwrap_err();
+        assert!(
+            e.contains(r#"expected a glob like "GET /api/products/*" or "* /api/products/*""#),
+            "{e}"
+        );
+        let header: InterfaceKey = "header:x-op".parse().unwrap();
+        assert!(check_glob(&header, "/api/products/*").is_ok());
+    }
+
+    #[test]
+    fn warnings_show_the_key_most_like_the_glob() {
+        let keys = [
+            "GET /api/orders/{id}",
+            "GET /api/products/{id}",
+            "POST /login",
+        ];
+        assert_eq!(
+            example_key("/api/products/*", &keys),
+            "GET /api/products/{id}"
+        );
+        assert_eq!(example_key("POST /lo*", &keys), "POST /login");
+        assert_eq!(list_interfaces(&keys[..1]), "GET /api/orders/{id}");
+        assert_eq!(list_interfaces(&["d", "c", "b", "a"]), "a, b, c and 1 more");
     }
 
     #[test]

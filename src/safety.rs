@@ -8,6 +8,8 @@
 
 use crate::exchange::Request;
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Why a request may be repeated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +28,9 @@ pub struct Safety {
     safe: Vec<String>,
     unsafe_: Vec<String>,
     idempotent: HashSet<String>,
+    /// Per glob of `safe`, then of `unsafe_`: whether it ever decided a request, so a run
+    /// can say which declarations did nothing.
+    used: Vec<Arc<AtomicBool>>,
 }
 
 impl Safety {
@@ -33,11 +38,29 @@ impl Safety {
     /// `METHOD /path`) and the gRPC paths (`/pkg.Service/Method`) a descriptor marks as
     /// repeatable.
     pub fn new(safe: Vec<String>, unsafe_: Vec<String>, idempotent: HashSet<String>) -> Self {
+        let used = (0..safe.len() + unsafe_.len())
+            .map(|_| Arc::new(AtomicBool::new(false)))
+            .collect();
         Safety {
             safe,
             unsafe_,
             idempotent,
+            used,
         }
+    }
+
+    /// Indices of the `safe` globs that matched no request that may change state.
+    pub fn unused_safe(&self) -> Vec<usize> {
+        (0..self.safe.len())
+            .filter(|i| !self.used[*i].load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Indices of the `unsafe` globs that matched no request.
+    pub fn unused_unsafe(&self) -> Vec<usize> {
+        (0..self.unsafe_.len())
+            .filter(|i| !self.used[self.safe.len() + i].load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Why `req` (keyed as `interface`) may be sent more than once, or `None` when it may
@@ -47,20 +70,31 @@ impl Safety {
         // built only when some glob is declared.
         let plain = (!self.safe.is_empty() || !self.unsafe_.is_empty())
             .then(|| format!("{} {}", req.method.to_ascii_uppercase(), req.path()));
-        let matches = |globs: &[String]| {
+        let (used_safe, used_unsafe) = self.used.split_at(self.safe.len().min(self.used.len()));
+        // Past the first match only globs never used yet are tried, so each one's use is
+        // known without matching every glob against every request.
+        let matches = |globs: &[String], used: &[Arc<AtomicBool>]| {
             plain.as_ref().is_some_and(|plain| {
-                globs
-                    .iter()
-                    .any(|g| crate::glob::matches(g, interface) || crate::glob::matches(g, plain))
+                let mut hit = false;
+                for (g, u) in globs.iter().zip(used) {
+                    if hit && u.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    if crate::glob::matches(g, interface) || crate::glob::matches(g, plain) {
+                        u.store(true, Ordering::Relaxed);
+                        hit = true;
+                    }
+                }
+                hit
             })
         };
-        if matches(&self.unsafe_) {
+        if matches(&self.unsafe_, used_unsafe) {
             return None;
         }
         if !req.is_side_effecting() {
             return Some(Safe::Method);
         }
-        if matches(&self.safe) {
+        if matches(&self.safe, used_safe) {
             return Some(Safe::Declared);
         }
         if self.idempotent.contains(req.path()) {

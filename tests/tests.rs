@@ -5,6 +5,7 @@ mod util;
 
 mod cli_errors;
 mod config;
+mod dead_rules;
 mod demo;
 mod docs;
 mod faults;

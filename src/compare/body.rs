@@ -181,7 +181,7 @@ pub fn diff_bodies_for(
 ) {
     let enc_a = encoding_of(&a.headers);
     let enc_b = encoding_of(&b.headers);
-    if a.body == b.body && enc_a == enc_b {
+    if a.body == b.body && enc_a == enc_b && !watching(opts) {
         return;
     }
 
@@ -212,6 +212,12 @@ pub fn diff_bodies_for(
     compare_content(&a.headers, &da, &b.headers, &db, request_path, opts, out, 0);
 }
 
+/// True while a rule for these answers never met what it names: identical bodies are then
+/// walked too, to find the rule's fields in them.
+fn watching(opts: &CompareOptions) -> bool {
+    opts.watch.as_ref().is_some_and(|w| w.pending())
+}
+
 /// Media types of protobuf messages sent over plain HTTP (not gRPC framed).
 const PROTOBUF_TYPES: &[&str] = &[
     "application/protobuf",
@@ -233,7 +239,7 @@ pub(crate) fn compare_content(
     out: &mut Vec<Difference>,
     depth: usize,
 ) {
-    if da == db {
+    if da == db && !watching(opts) {
         return;
     }
     let ma = media_type(headers_a);

@@ -84,6 +84,10 @@ pub fn diff_headers(
     opts: &CompareOptions,
     out: &mut Vec<Difference>,
 ) {
+    if let (DiffKind::Header, Some(w)) = (kind, &opts.watch) {
+        w.note_headers(a);
+        w.note_headers(b);
+    }
     // The same fields in the same order differ nowhere (the common case, and no grouping).
     if a == b {
         return;

@@ -403,6 +403,10 @@ impl Walker<'_> {
 /// listed; then one closing difference counts them ([`super::MORE_AT_LISTED`]). The first one
 /// at another key stops the walk and closes the list with [`super::MORE_NOT_LISTED`].
 pub fn diff_json(a: &Value, b: &Value, opts: &CompareOptions, out: &mut Vec<Difference>) {
+    if let Some(w) = &opts.watch {
+        w.note_document(a);
+        w.note_document(b);
+    }
     let before = out.iter().filter(|d| !d.tolerated).count();
     let mut w = Walker {
         opts,

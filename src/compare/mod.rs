@@ -8,7 +8,8 @@
 //! structural diff with field paths, [`text`] the line diff, [`timeval`] recognises times
 //! that may differ by the tolerance. [`grpc`] splits gRPC bodies into messages, [`protobuf`]
 //! decodes the wire format (field names from [`descriptor`] when a descriptor set is given),
-//! [`form`] handles form-urlencoded and multipart bodies.
+//! [`form`] handles form-urlencoded and multipart bodies; [`watch`] notes which rules met
+//! the fields and headers they name.
 
 pub mod body;
 pub mod decode;
@@ -22,6 +23,7 @@ pub mod pathpat;
 pub mod protobuf;
 pub mod text;
 pub mod timeval;
+pub mod watch;
 
 use crate::exchange::Headers;
 use bytes::Bytes;
@@ -122,6 +124,8 @@ pub struct CompareOptions {
     /// Protobuf schemas (`--proto-descriptor`): gRPC answers of the methods they describe
     /// are decoded with field names instead of numbers.
     pub proto_descriptor: Option<Arc<descriptor::Descriptors>>,
+    /// The fields and headers the rules above name, noted as compared answers hold them.
+    pub watch: Option<Arc<watch::Watch>>,
 }
 
 /// Two numbers at a path are equal when they differ by at most `absolute`, or by at most
@@ -157,6 +161,7 @@ impl Default for CompareOptions {
             missing_rule_body: None,
             missing_rule_grpc_statuses: vec![12],
             proto_descriptor: None,
+            watch: None,
         }
     }
 }

@@ -168,6 +168,30 @@ impl PathPattern {
     pub fn matches_str(&self, path: &str) -> bool {
         parse_path(path).is_some_and(|p| self.matches(&p))
     }
+
+    /// True when some member or element of `doc` is at a path this pattern matches: the
+    /// rule has something to act on there, whether or not the two answers differ.
+    pub fn found_in(&self, doc: &serde_json::Value) -> bool {
+        found(&self.steps, doc)
+    }
+}
+
+/// [`PathPattern::found_in`], led by the pattern: only `..` and wildcards branch.
+fn found(pat: &[PStep], v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let Some((first, rest)) = pat.split_first() else {
+        return true;
+    };
+    match (first, v) {
+        (PStep::Key(k), Value::Object(m)) => m.get(k).is_some_and(|c| found(rest, c)),
+        (PStep::AnyKey, Value::Object(m)) => m.values().any(|c| found(rest, c)),
+        (PStep::Index(i), Value::Array(a)) => a.get(*i).is_some_and(|c| found(rest, c)),
+        (PStep::AnyIndex, Value::Array(a)) => a.iter().any(|c| found(rest, c)),
+        (PStep::Descend, Value::Object(m)) => found(rest, v) || m.values().any(|c| found(pat, c)),
+        (PStep::Descend, Value::Array(a)) => found(rest, v) || a.iter().any(|c| found(pat, c)),
+        (PStep::Descend, _) => found(rest, v),
+        _ => false,
+    }
 }
 
 fn matches(pat: &[PStep], path: &[Step], prefix: bool) -> bool {
@@ -221,6 +245,29 @@ mod tests {
         assert!(p("$.price").matches_str("$.price"));
         assert!(!p("$.price").matches_str("$.price.cents"));
         assert!(p("$.items[*].price").matches_str("$.items[0].price"));
+    }
+
+    #[test]
+    fn patterns_find_what_a_document_holds() {
+        let doc = serde_json::json!({"items": [{"price": 1}], "meta": {"v": 2}, "a": {"b": {"traceId": "x"}}});
+        for yes in [
+            "$.items[*].price",
+            "$.items[0]",
+            "$.meta.*",
+            "$..traceId",
+            "$['meta'].v",
+        ] {
+            assert!(p(yes).found_in(&doc), "{yes}");
+        }
+        for no in [
+            "$.prise",
+            "$.items[1]",
+            "$.meta.v.w",
+            "$..spanId",
+            "$.items.price",
+        ] {
+            assert!(!p(no).found_in(&doc), "{no}");
+        }
     }
 
     #[test]

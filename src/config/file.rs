@@ -57,10 +57,10 @@ pub struct FileConfig {
 pub struct SideEffectsSection {
     /// Interface globs that are reads (`"POST /rpc/*/Get*"`).
     #[serde(default)]
-    pub safe: Vec<String>,
+    pub safe: Vec<Spanned<String>>,
     /// Interface globs that change state, whatever their method.
     #[serde(default, rename = "unsafe")]
-    pub unsafe_: Vec<String>,
+    pub unsafe_: Vec<Spanned<String>>,
 }
 
 /// `[interface]`
@@ -131,7 +131,7 @@ pub struct IgnoreRule {
     pub interfaces: Option<Spanned<String>>,
     /// Header names not compared.
     #[serde(default)]
-    pub headers: Vec<String>,
+    pub headers: Vec<Spanned<String>>,
     /// Field-path patterns not compared.
     #[serde(default)]
     pub paths: Vec<Spanned<String>>,
@@ -232,6 +232,15 @@ impl LoadedConfig {
                 })
             }
         }
+    }
+
+    /// `path:line` of byte `span.start`, as warnings about a rule name it.
+    pub fn place(&self, span: std::ops::Range<usize>) -> String {
+        format!(
+            "{}:{}",
+            self.path.display(),
+            line_of(&self.text, span.start)
+        )
     }
 
     /// An error about the value at `span` of key `key`.

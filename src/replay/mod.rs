@@ -543,6 +543,11 @@ pub async fn run(
 
     let th = cfg.thresholds.clone();
     let (summary, interfaces) = agg.finish(&th);
+    let keys: Vec<&str> = interfaces.iter().map(|i| i.interface.as_str()).collect();
+    for w in cfg.rules.unmatched(&keys, &cfg.safety) {
+        tracing::warn!("{w}");
+        warnings.push(w);
+    }
     if let Some(path) = &cfg.diffs {
         let (_, cut) = crate::report::diffs::finish(path, &parts, &interfaces)?;
         for w in sink_failures.into_iter().chain(cut) {

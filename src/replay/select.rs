@@ -313,6 +313,20 @@ impl Selection {
         // must at least say why there was nothing.
         for (n, (label, rule)) in self.rules.iter().enumerate() {
             let seen = c.kept[n] + c.excluded[n];
+            let exchanges = if seen == 1 {
+                "1 exchange".to_string()
+            } else {
+                format!("{seen} exchanges")
+            };
+            // `KEY!=VALUE` whose value matched nothing keeps everything: as much a typo as a
+            // `KEY=VALUE` that keeps nothing, and a run that looks filtered but is not.
+            if let Rule::Expr { negate: true, .. } = rule {
+                if seen > 0 && c.excluded[n] == 0 {
+                    warnings.push(format!(
+                        "{label}: matched none of the {exchanges} it saw, so it excluded nothing"
+                    ));
+                }
+            }
             if seen == 0 || c.kept[n] > 0 || matches!(rule, Rule::Ids(_)) {
                 continue;
             }
@@ -325,12 +339,7 @@ impl Selection {
                 _ => "",
             };
             warnings.push(format!(
-                "{label}: kept none of the {} it saw{hint}",
-                if seen == 1 {
-                    "1 exchange".to_string()
-                } else {
-                    format!("{seen} exchanges")
-                }
+                "{label}: kept none of the {exchanges} it saw{hint}"
             ));
         }
         (filters, shard, warnings)

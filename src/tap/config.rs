@@ -249,9 +249,14 @@ impl TapConfig {
             side_effects
                 .safe
                 .into_iter()
+                .map(toml::Spanned::into_inner)
                 .chain(a.safe.clone())
                 .collect(),
-            side_effects.unsafe_,
+            side_effects
+                .unsafe_
+                .into_iter()
+                .map(toml::Spanned::into_inner)
+                .collect(),
             Default::default(),
         );
         let all_paths: Vec<String> = a
