@@ -151,12 +151,7 @@ impl HarImporter {
             report.read += 1;
             let n = self.entries;
             in_file += 1;
-            // serde_json takes the bytes one at a time, so the scanner has seen this entry
-            // to its end and not yet the next one.
-            let cuts = match log.borrow().entry {
-                (k, cuts) if k == in_file => cuts,
-                _ => Cuts::default(),
-            };
+            let cuts = log.borrow_mut().take_cuts(in_file);
             let at = |detail: &str| format!("{}: entry {n}: {detail}", path.display());
             match convert(value, n, cuts, report, &at) {
                 Some(ex) => emit(sink, report, ex).map_err(|e| failure = Some(e)),
@@ -164,10 +159,9 @@ impl HarImporter {
             }
         };
         let in_entries = Cell::new(false);
-        let mut de = serde_json::Deserializer::from_reader(CutReader::new(
-            BufReader::with_capacity(256 << 10, input),
-            self.limits,
-            log.clone(),
+        let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(
+            256 << 10,
+            CutReader::new(input, self.limits, log.clone()),
         ));
         let parsed = Root {
             on_entry: &mut on_entry,

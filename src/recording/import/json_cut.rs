@@ -14,7 +14,8 @@
 
 use super::MAX_BODY;
 use std::cell::RefCell;
-use std::io::{self, BufRead, Read};
+use std::collections::VecDeque;
+use std::io::{self, Read};
 use std::rc::Rc;
 
 /// How much of what is kept.
@@ -55,14 +56,33 @@ pub struct Cuts {
     pub response_other: bool,
 }
 
-/// What the scanner tells the importer: the cuts of the current entry (entries numbered
-/// from 1 within the file) and, once reading stopped on a limit, the line and why.
+/// What the scanner tells the importer: the cuts of the entries it began that the importer
+/// has not yet taken (entries numbered from 1 within the file) and, once reading stopped on
+/// a limit, the line and why.
 #[derive(Debug, Default)]
 pub struct Log {
-    /// The entry being read or last read, and its cuts.
-    pub entry: (u64, Cuts),
+    /// Entries begun and not yet taken, oldest first: no more than the scanner reads ahead
+    /// of serde_json.
+    entries: VecDeque<(u64, Cuts)>,
     /// Set when a limit stopped the reading: the line and what was too long.
     pub stopped: Option<(u64, String)>,
+}
+
+impl Log {
+    /// The cuts of entry `n`, once serde_json has handed it over; entries before it are
+    /// forgotten.
+    pub fn take_cuts(&mut self, n: u64) -> Cuts {
+        while let Some(&(k, cuts)) = self.entries.front() {
+            if k > n {
+                break;
+            }
+            self.entries.pop_front();
+            if k == n {
+                return cuts;
+            }
+        }
+        Cuts::default()
+    }
 }
 
 /// Shared view of the [`Log`].
@@ -151,6 +171,8 @@ struct Str {
     high_surrogate: bool,
     /// Past the cut: bytes are dropped up to the closing quote.
     cut: bool,
+    /// Its bytes count towards the entry's (inside an entry, not a body).
+    counted: bool,
     /// The start of a key, to tell the keys that matter apart.
     key: [u8; KEY_BYTES],
     key_len: usize,
@@ -175,9 +197,8 @@ struct Scan {
     line: u64,
 }
 
-/// A reader handing serde_json the bytes of `inner` with strings cut to [`Limits`]; see the
-/// module docs. A limit that stops the reading is an `InvalidData` error, also kept in the
-/// [`Log`].
+/// A reader handing on the bytes of `inner` with strings cut to [`Limits`]; see the module
+/// docs. A limit that stops the reading is an `InvalidData` error, also kept in the [`Log`].
 pub struct CutReader<R> {
     inner: R,
     scan: Scan,
@@ -185,7 +206,7 @@ pub struct CutReader<R> {
     failed: bool,
 }
 
-impl<R: BufRead> CutReader<R> {
+impl<R: Read> CutReader<R> {
     /// Reads `inner` under `limits`, reporting to `log`.
     pub fn new(inner: R, limits: Limits, log: SharedLog) -> Self {
         CutReader {
@@ -207,46 +228,52 @@ impl<R: BufRead> CutReader<R> {
     }
 }
 
-impl<R: BufRead> Read for CutReader<R> {
+impl<R: Read> Read for CutReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.failed {
             return Err(stopped_error(&self.log));
         }
-        let mut n = 0;
-        while n < buf.len() {
-            let avail = self.inner.fill_buf()?;
-            if avail.is_empty() {
-                break;
+        loop {
+            let n = self.inner.read(buf)?;
+            if n == 0 {
+                return Ok(0);
             }
-            let mut used = 0;
-            for &b in avail {
-                used += 1;
+            // Dropped bytes are squeezed out in place: what is kept never moves forward.
+            let mut kept = 0;
+            let mut i = 0;
+            while i < n {
+                let run = self.scan.plain_run(&buf[i..n]);
+                if run > 0 {
+                    buf.copy_within(i..i + run, kept);
+                    kept += run;
+                    i += run;
+                    continue;
+                }
+                let b = buf[i];
+                i += 1;
                 match self.scan.byte(b, &self.log) {
                     Ok(true) => {
-                        buf[n] = b;
-                        n += 1;
-                        if n == buf.len() {
-                            break;
-                        }
+                        buf[kept] = b;
+                        kept += 1;
                     }
                     Ok(false) => {}
                     Err(why) => {
-                        self.inner.consume(used);
                         self.failed = true;
                         self.log.borrow_mut().stopped = Some((self.scan.line, why));
                         // What was kept before the stop is handed over first; the error
                         // comes with the next read.
-                        return if n > 0 {
-                            Ok(n)
+                        return if kept > 0 {
+                            Ok(kept)
                         } else {
                             Err(stopped_error(&self.log))
                         };
                     }
                 }
             }
-            self.inner.consume(used);
+            if kept > 0 {
+                return Ok(kept);
+            }
         }
-        Ok(n)
     }
 }
 
@@ -330,7 +357,9 @@ impl Scan {
         {
             self.entry += 1;
             self.entry_bytes = 0;
-            log.borrow_mut().entry = (self.entry, Cuts::default());
+            log.borrow_mut()
+                .entries
+                .push_back((self.entry, Cuts::default()));
         }
     }
 
@@ -368,6 +397,30 @@ impl Scan {
         self.stack.pop();
     }
 
+    /// How many bytes at the start of `bytes` pass unchanged as plain characters of the
+    /// string being read, below its limit and the entry's: no quote, backslash or newline
+    /// among them. The bulk of a HAR is such bytes; everything else goes through
+    /// [`Scan::byte`].
+    fn plain_run(&mut self, bytes: &[u8]) -> usize {
+        let Some(s) = self.string.as_mut() else {
+            return 0;
+        };
+        if s.cut || s.escape != Escape::None || s.high_surrogate || s.place == Place::Key {
+            return 0;
+        }
+        let mut room = s.limit.saturating_sub(s.decoded);
+        if s.counted {
+            room = room.min(self.limits.entry.saturating_sub(self.entry_bytes));
+        }
+        let end = memchr::memchr3(b'"', b'\\', b'\n', bytes).unwrap_or(bytes.len());
+        let run = end.min(room);
+        s.decoded += run;
+        if s.counted {
+            self.entry_bytes += run;
+        }
+        run
+    }
+
     /// Takes one byte: `Ok(true)` to pass it on, `Ok(false)` to drop it, `Err` when a
     /// limit stops the reading.
     fn byte(&mut self, b: u8, log: &SharedLog) -> Result<bool, String> {
@@ -403,10 +456,15 @@ impl Scan {
                     self.value_starts(log);
                     self.place()
                 };
-                let limit = match place {
-                    Place::RequestBody | Place::ResponseBody => self.limits.body,
-                    _ => self.limits.string,
+                let body = matches!(place, Place::RequestBody | Place::ResponseBody);
+                let limit = if body {
+                    self.limits.body
+                } else {
+                    self.limits.string
                 };
+                let counted = !body
+                    && (self.stack.len() > 3 || self.untracked > 0)
+                    && self.in_entries_array();
                 self.string = Some(Str {
                     place,
                     limit,
@@ -414,6 +472,7 @@ impl Scan {
                     escape: Escape::None,
                     high_surrogate: false,
                     cut: false,
+                    counted,
                     key: [0; KEY_BYTES],
                     key_len: 0,
                     key_long: false,
@@ -535,8 +594,7 @@ impl Scan {
                         let place = s.place;
                         let entry = self.entry;
                         let mut l = log.borrow_mut();
-                        if l.entry.0 == entry {
-                            let c = &mut l.entry.1;
+                        if let Some((_, c)) = l.entries.back_mut().filter(|(k, _)| *k == entry) {
                             match place {
                                 Place::RequestBody => c.request_body = true,
                                 Place::ResponseBody => c.response_body = true,
@@ -609,25 +667,31 @@ mod tests {
         token: 6,
     };
 
-    /// What serde_json is handed, the cuts of the last entry, and where reading stopped.
-    fn scan(input: &str, limits: Limits) -> (String, Cuts, Option<(u64, String)>) {
+    /// What serde_json is handed, the cuts of the first entry, and where reading stopped.
+    /// Read in pieces of `piece` bytes.
+    fn scan_in(input: &str, limits: Limits, piece: usize) -> (String, Cuts, Option<(u64, String)>) {
         let log = SharedLog::default();
         let mut out = Vec::new();
         let mut r = CutReader::new(input.as_bytes(), limits, log.clone());
-        // One byte at a time, as serde_json reads.
-        let mut b = [0u8];
+        let mut b = vec![0u8; piece];
         loop {
             match r.read(&mut b) {
                 Ok(0) | Err(_) => break,
-                Ok(_) => out.push(b[0]),
+                Ok(n) => out.extend_from_slice(&b[..n]),
             }
         }
-        let l = log.borrow();
-        (
-            String::from_utf8(out).unwrap(),
-            l.entry.1,
-            l.stopped.clone(),
-        )
+        let mut l = log.borrow_mut();
+        let cuts = l.take_cuts(1);
+        (String::from_utf8(out).unwrap(), cuts, l.stopped.clone())
+    }
+
+    /// [`scan_in`] one byte at a time and in larger pieces, which must agree.
+    fn scan(input: &str, limits: Limits) -> (String, Cuts, Option<(u64, String)>) {
+        let one = scan_in(input, limits, 1);
+        for piece in [7, 4096] {
+            assert_eq!(scan_in(input, limits, piece), one, "pieces of {piece}");
+        }
+        one
     }
 
     fn entry(request: &str, response: &str) -> String {
@@ -729,29 +793,23 @@ mod tests {
 
     #[test]
     fn cuts_are_told_per_entry() {
-        let one = r#"{"request":{"url":"/abcdefghijklmnopqrstu"}}"#;
-        let two = r#"{"request":{"url":"/a"}}"#;
+        let cut = r#"{"request":{"url":"/abcdefghijklmnopqrstu"}}"#;
+        let whole = r#"{"request":{"url":"/a"}}"#;
         let log = SharedLog::default();
-        let input = format!(r#"{{"log":{{"entries":[{one},{two}]}}}}"#);
+        let input = format!(r#"{{"log":{{"entries":[{whole},{cut},{whole},{cut}]}}}}"#);
         let mut r = CutReader::new(input.as_bytes(), SMALL, log.clone());
-        let mut b = [0u8];
-        let mut seen = Vec::new();
-        let mut last = 0;
-        while r.read(&mut b).unwrap() == 1 {
-            let (k, cuts) = log.borrow().entry;
-            if k != last {
-                last = k;
-                seen.push(k);
-            }
-            if b[0] == b'}' && k == 1 && cuts.request_other {
-                seen.push(100);
-            }
-        }
-        assert_eq!(log.borrow().entry, (2, Cuts::default()));
-        assert!(
-            seen.starts_with(&[1, 100]) && seen.ends_with(&[2]),
-            "{seen:?}"
-        );
+        std::io::copy(&mut r, &mut std::io::sink()).unwrap();
+        let mut l = log.borrow_mut();
+        let cuts = Cuts {
+            request_other: true,
+            ..Cuts::default()
+        };
+        // Taken in order; an entry not taken (the third) is forgotten with the ones before.
+        assert_eq!(l.take_cuts(1), Cuts::default());
+        assert_eq!(l.take_cuts(2), cuts);
+        assert_eq!(l.take_cuts(4), cuts);
+        assert_eq!(l.take_cuts(3), Cuts::default());
+        assert!(l.entries.is_empty());
     }
 
     #[test]
