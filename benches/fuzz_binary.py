@@ -182,10 +182,11 @@ def long_line(d, rng):
 
 def long_string_value(d, rng):
     """Makes a JSON string value (or a quoted TOML value) very long."""
-    quotes = [m.start() for m in re.finditer(rb'":"|" = "|":\s"', d[:1 << 20])]
+    quotes = [m.end() for m in re.finditer(rb'":"|" = "|":\s"', d[:1 << 20])]
     if not quotes:
         return long_line(d, rng)
-    at = rng.choice(quotes) + 3
+    # After the value's first character half the time, so a path keeps its leading `/`.
+    at = min(rng.choice(quotes) + rng.randrange(2), len(d))
     n = rng.choice([65_536, 1 << 20, 5 << 20])
     return d[:at] + b"a" * n + d[at:]
 
@@ -243,7 +244,7 @@ def histogram(d, rng):
 def regex_body(d, rng):
     """A long or heavy `[missing_rule] body` regex in a rules file."""
     pattern = rng.choice([
-        "a" * rng.choice([5000, 100_000, 2_000_000]) + "|b",
+        "a" * rng.choice([5000, 100_000, 2_000_000, 6_000_000]) + "|b",
         "(a{1000}){1000}", "((a*)*)*b", "\\p{L}{500}", "[" * 300, "(" * 300 + ")" * 300,
         "x{4294967295}", "(?i)" + "\\w+" * 2000,
     ])
@@ -283,10 +284,13 @@ def wrap(kind, data, rng):
         return data, ""
     roll = rng.random()
     if roll < 0.1:
-        # 1 MiB members repeated: a few hundred KB on disk, hundreds of MB of content.
-        head, tail = data[: len(data) // 2], data[len(data) // 2:]
-        member = gzip.compress(bytes([rng.choice(b"a0 \"\\")]) * (1 << 20), 6)
-        return gzip.compress(head) + member * rng.choice([64, 300]) + gzip.compress(tail), ".gz"
+        # 1 MiB members repeated: a few hundred KB on disk, up to 600 MB of content, at a
+        # random place or inside a string value.
+        values = [m.end() for m in re.finditer(rb'":\s*"', data[:1 << 20])]
+        at = rng.choice(values) if values and rng.random() < 0.5 else rng.randrange(len(data) + 1)
+        member = gzip.compress(bytes([rng.choice(b"aaa0 \"\\")]) * (1 << 20), 6)
+        return (gzip.compress(data[:at]) + member * rng.choice([64, 300, 600])
+                + gzip.compress(data[at:]), ".gz")
     z = gzip.compress(data, 6)
     if roll < 0.6:
         z = bit_flips(z, rng) if rng.random() < 0.5 else truncate(z, rng)
