@@ -94,11 +94,13 @@ def make_seeds():
         b"# routes of the new gateway\nGET /api/users/*\nGET /api/search\n/api/cart/\n"
         b"POST /api/orders*\n/rpc/catalog/GetItem\n"
     )
-    result = WORK / "demo-result.json"
-    code, err, _ = run(["--quiet", "demo", "--json", str(result)], timeout=120)
-    if code != 0:
-        sys.exit(f"fuzz_binary: shadowdiff demo failed (exit {code}): {err.decode(errors='replace')}")
-    seeds["result"].append(result.read_bytes())
+    # Two results: `merge` refuses the same result twice before it reads any histogram.
+    for i in range(2):
+        result = WORK / f"demo-result{i}.json"
+        code, err, _ = run(["--quiet", "demo", "--json", str(result)], timeout=120)
+        if code != 0:
+            sys.exit(f"fuzz_binary: shadowdiff demo failed (exit {code}): {err.decode(errors='replace')}")
+        seeds["result"].append(result.read_bytes())
     # More recordings, plain and zstd, written by the binary's own importer.
     for i, har in enumerate(seeds["har"][:2]):
         src = WORK / f"seed{i}.har"
@@ -223,7 +225,7 @@ def histogram(d, rng):
     """Replaces an `hdr` histogram of a result with a crafted one."""
     import base64
     import struct
-    hdrs = [m for m in re.finditer(rb'"hdr(_slower|_faster)?":"([A-Za-z0-9+/=]*)"', d)]
+    hdrs = [m for m in re.finditer(rb'"hdr(_slower|_faster)?":\s*"([A-Za-z0-9+/=]*)"', d)]
     if not hdrs:
         return bit_flips(d, rng)
     m = rng.choice(hdrs)
@@ -317,7 +319,8 @@ def commands(kind, path, good):
         return [["report", p],
                 ["report", p, "--html", out + ".html", "--junit", out + ".xml",
                  "--markdown", out + ".md", "--json", out + ".json"],
-                ["merge", p, good["result"], "--json", out + ".json"],
+                ["merge", p, "--json", out + ".json"],
+                ["merge", p, good["result2"], "--json", out + ".json"],
                 ["report", good["result"], "--previous", p]]
     if kind == "config":
         return [["replay", good["recording"], "--baseline", "http://127.0.0.1:1",
@@ -347,6 +350,9 @@ def main():
         g = WORK / f"good{EXT[kind]}"
         g.write_bytes(seeds[kind][0])
         good[kind] = str(g)
+    g = WORK / "good2.json"
+    g.write_bytes(seeds["result"][1])
+    good["result2"] = str(g)
     kinds = [k for k in seeds if seeds[k]]
     counts = {c: 0 for c in ("clean", "panic", "abort", "hang", "other")}
     exits = {}
