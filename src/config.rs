@@ -57,6 +57,16 @@ const MIN_PACE: f64 = 0.001;
 /// The fastest `--rate` and `--speed` accepted.
 const MAX_PACE: f64 = 1e9;
 
+/// Longest `[missing_rule] body` pattern read. The regex parser holds a syntax tree many
+/// times the pattern's size before any compiled-size limit applies (megabytes of pattern
+/// took gigabytes), and a marker of a gateway's "no route" page is a few words.
+const MAX_BODY_PATTERN: usize = 4096;
+
+/// Compiled size, and lazy DFA cache, the `[missing_rule] body` regex may take; past it the
+/// pattern is refused with an error (a counted repetition like `a{1000}{1000}` is short
+/// to write and huge compiled).
+const BODY_REGEX_SIZE_LIMIT: usize = 2 << 20;
+
 /// A validated replay run.
 #[derive(Clone, Debug)]
 pub struct ReplayConfig {
@@ -668,13 +678,10 @@ impl ReplayConfig {
             base.missing_rule_statuses = st.clone();
         }
         if let (Some(f), Some(re)) = (file, &fc.missing_rule.body) {
-            base.missing_rule_body = Some(regex::Regex::new(re.get_ref()).map_err(|e| {
-                f.error_at(
-                    re.span(),
-                    "missing_rule.body",
-                    format!("not a valid regular expression: {e}"),
-                )
-            })?);
+            base.missing_rule_body = Some(
+                body_regex(re.get_ref())
+                    .map_err(|e| f.error_at(re.span(), "missing_rule.body", e))?,
+            );
         }
         for g in fc.side_effects.safe.iter().chain(&fc.side_effects.unsafe_) {
             glob_at(file, &key, "side_effects", g)?;
@@ -899,6 +906,27 @@ fn glob_at(
     glob: &Spanned<String>,
 ) -> Result<()> {
     check_glob(key, glob.get_ref()).map_err(|e| file_error(file, glob.span(), name, e))
+}
+
+/// The `[missing_rule] body` regex, within [`MAX_BODY_PATTERN`] and
+/// [`BODY_REGEX_SIZE_LIMIT`]; the error says what was expected.
+fn body_regex(pattern: &str) -> std::result::Result<regex::Regex, String> {
+    if pattern.len() > MAX_BODY_PATTERN {
+        return Err(format!(
+            "a pattern of {} bytes; expected a regular expression of at most {MAX_BODY_PATTERN} bytes",
+            pattern.len()
+        ));
+    }
+    regex::RegexBuilder::new(pattern)
+        .size_limit(BODY_REGEX_SIZE_LIMIT)
+        .dfa_size_limit(BODY_REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| match e {
+            regex::Error::CompiledTooBig(limit) => format!(
+                "the regular expression compiles to more than {limit} bytes; expected a smaller one (fewer or smaller counted repetitions)"
+            ),
+            e => format!("not a valid regular expression: {e}"),
+        })
 }
 
 /// A relative margin from the rules file: a share, 0 or more (0.2 = 20%).

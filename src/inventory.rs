@@ -21,6 +21,11 @@ pub const MAX_TENANTS: usize = 1000;
 /// Tenants named per interface in the text output.
 const SHOWN_TENANTS: usize = 4;
 
+/// Widest a column of the text output is padded to. A longer cell (an interface name is
+/// as long as the request target that made it) overflows its column instead of widening
+/// every row, and the width stays within what Rust's formatter accepts (65,535).
+const MAX_COLUMN_WIDTH: usize = 100;
+
 /// One interface of the inventory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct InterfaceStat {
@@ -394,7 +399,8 @@ impl Inventory {
                 .map(|r| r[c].chars().count())
                 .chain([head[c].len()])
                 .max()
-                .unwrap_or(0);
+                .unwrap_or(0)
+                .min(MAX_COLUMN_WIDTH);
         }
         let mut out = String::new();
         let line = |cells: [&str; 5], out: &mut String| {
@@ -439,7 +445,8 @@ impl Inventory {
                     .iter()
                     .map(|i| i.interface.chars().count())
                     .max()
-                    .unwrap_or(0);
+                    .unwrap_or(0)
+                    .min(MAX_COLUMN_WIDTH);
                 for i in &rc.uncovered {
                     let _ = writeln!(
                         out,

@@ -356,3 +356,46 @@ fn bad_config_names_file_line_and_key() {
         assert!(err.contains(expect), "{text}: {}", describe(&o));
     }
 }
+
+/// A long `[missing_rule] body` made the regex builder allocate gigabytes: 6,000,000 `a`
+/// then `|b` aborted the process, 10 MB of `a` failed only after 1.09 GB. Both, and a short
+/// pattern that compiles huge, are refused naming the file, line and key.
+#[test]
+fn a_huge_missing_rule_pattern_is_refused_before_it_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &[get("a", "/", 1)]);
+    let cfg = dir.path().join("huge.toml");
+    let cfg_s = cfg.to_str().unwrap();
+    for (body, expect) in [
+        (
+            format!("{}|b", "a".repeat(6_000_000)),
+            "huge.toml:2: missing_rule.body: a pattern of 6000002 bytes; expected a regular expression of at most 4096 bytes",
+        ),
+        (
+            "a".repeat(10_000_000),
+            "huge.toml:2: missing_rule.body: a pattern of 10000000 bytes",
+        ),
+        (
+            "(a{1000}){1000}".to_string(),
+            "huge.toml:2: missing_rule.body: the regular expression compiles to more than",
+        ),
+    ] {
+        std::fs::write(&cfg, format!("[missing_rule]\nbody = \"{body}\"\n")).unwrap();
+        let Some(o) = shadowdiff_limited(&[
+            "replay",
+            rec.to_str().unwrap(),
+            "--baseline",
+            "http://127.0.0.1:1",
+            "--candidate",
+            "http://127.0.0.1:1",
+            "--config",
+            cfg_s,
+        ]) else {
+            return;
+        };
+        assert_clean_exit_naming(&o, cfg_s);
+        assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(expect), "{}", describe(&o));
+    }
+}

@@ -309,3 +309,35 @@ fn not_covered(out: &str) -> Vec<&str> {
         .take_while(|l| l.starts_with("  "))
         .collect()
 }
+
+/// A column is as wide as its longest cell, and an interface name is as long as the request
+/// target: past 65,535 characters Rust's formatter refuses the width and panicked.
+#[test]
+fn an_interface_name_longer_than_any_column_width_is_listed_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!("/{}", "z".repeat(65_532));
+    let rec = write_recording(
+        &dir.path().join("cap.jsonl"),
+        &[
+            get("a", "/api/users/1", 1_000_000),
+            get("b", &long, 2_000_000),
+        ],
+    );
+    let rules = dir.path().join("rules.txt");
+    std::fs::write(&rules, "GET /api/users/*\n").unwrap();
+    let rec = rec.to_str().unwrap();
+    let o = shadowdiff(&["interfaces", rec]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains(&format!("GET {long}  ")), "{}", describe(&o));
+    let o = shadowdiff(&["interfaces", rec, "--rules", rules.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let uncovered = not_covered(&out);
+    assert_eq!(uncovered.len(), 1, "{uncovered:?}");
+    assert!(
+        uncovered[0].starts_with(&format!("  GET {long}  1 exchange, last seen")),
+        "{}",
+        uncovered[0].chars().take(200).collect::<String>()
+    );
+}

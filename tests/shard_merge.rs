@@ -304,3 +304,45 @@ fn shard_flag_is_validated() {
         );
     }
 }
+
+/// A result whose latency histogram declares 4 GiB of counts in a 56-character string made
+/// the histogram library allocate the declared size, and `merge` aborted.
+#[test]
+fn a_histogram_declaring_more_than_it_holds_is_refused_naming_file_and_field() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.json");
+    let o = shadowdiff(&["--quiet", "demo", "--json", &s(&good)]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let mut crafted = Vec::new();
+    crafted.extend(0x1c84_9313u32.to_be_bytes()); // V2
+    crafted.extend(u32::MAX.to_be_bytes()); // payload length
+    crafted.extend(0u32.to_be_bytes());
+    crafted.extend(3u32.to_be_bytes());
+    crafted.extend(1u64.to_be_bytes());
+    crafted.extend(3_600_000_000u64.to_be_bytes());
+    crafted.extend(1f64.to_be_bytes());
+    crafted.extend([0, 0]);
+    let crafted = base64::engine::general_purpose::STANDARD.encode(crafted);
+    assert_eq!(crafted.len(), 56);
+    let mut r = read_json(&good);
+    r["interfaces"][0]["latency"]["baseline"]["hdr"] = crafted.into();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, serde_json::to_vec(&r).unwrap()).unwrap();
+
+    let Some(o) =
+        shadowdiff_limited(&["merge", &s(&bad), "--json", &s(&dir.path().join("m.json"))])
+    else {
+        return;
+    };
+    assert_clean_exit_naming(&o, &s(&bad));
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("latency.baseline.hdr: histogram does not decode: its header declares 4294967295 bytes of counts, 2 present"),
+        "{err}"
+    );
+    // `report` reads the same histograms to decide the tail rule.
+    let o = shadowdiff_limited(&["report", &s(&bad)]).unwrap();
+    assert!(matches!(o.status.code(), Some(0..=1)), "{}", describe(&o));
+}

@@ -183,6 +183,46 @@ pub fn shadowdiff(args: &[&str]) -> Output {
         .expect("run shadowdiff")
 }
 
+/// Address space the binary gets in the memory tests, as in the fuzz runs
+/// (`benches/fuzz_binary.sh`): an allocation sized from the input fails there (the process
+/// aborts) instead of swapping the machine.
+pub const ADDRESS_SPACE_LIMIT: &str = "2000000000";
+
+/// Runs the binary with `args` under `prlimit --as=`[`ADDRESS_SPACE_LIMIT`]; `None`, with a
+/// note, when prlimit (util-linux) is not installed.
+pub fn shadowdiff_limited(args: &[&str]) -> Option<Output> {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: prlimit (util-linux) is not installed, so memory cannot be bounded");
+        return None;
+    }
+    Some(
+        Command::new("prlimit")
+            .arg(format!("--as={ADDRESS_SPACE_LIMIT}"))
+            .arg("--")
+            .arg(bin())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run shadowdiff under prlimit"),
+    )
+}
+
+/// Checks a run on bad input ended as the README promises: an exit code of 0 to 3 (no
+/// panic, no abort, no signal) and standard error naming `input`.
+pub fn assert_clean_exit_naming(o: &Output, input: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        matches!(o.status.code(), Some(0..=3)) && !err.contains("panicked at"),
+        "{}",
+        describe(o)
+    );
+    assert!(
+        err.contains(input),
+        "stderr does not name {input}: {}",
+        describe(o)
+    );
+}
+
 /// Runs the binary off the async runtime so in-process servers keep serving.
 pub async fn shadowdiff_async(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {

@@ -54,21 +54,94 @@ pub fn serialize(h: &Histogram<u64>) -> String {
     }
 }
 
-/// Reads a histogram written by [`serialize`]; the empty string is an empty histogram.
+/// Largest encoded histogram read, after inflating: a histogram of this tool (1 µs to an
+/// hour, 3 digits) encodes in at most about 210 KiB. Every length an encoding declares is
+/// checked against this and against the bytes present before anything is sized from it,
+/// since the decoder allocates whatever the header asks for (4 GiB from a 56-character
+/// string) and the process aborts.
+const MAX_HDR_BYTES: usize = 4 << 20;
+
+/// Cookies of the V2 encoding and of its deflated form (`HISTEw`, `HISTFA` in base64).
+const V2_COOKIE: u32 = 0x1c84_9313;
+const V2_DEFLATE_COOKIE: u32 = 0x1c84_9314;
+
+/// Bytes of the V2 header: cookie, payload length, normalizing offset, digits, lowest,
+/// highest, integer-to-double ratio.
+const V2_HEADER: usize = 40;
+
+fn be_u32(b: &[u8], at: usize) -> Option<u32> {
+    let x: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+    Some(u32::from_be_bytes(x))
+}
+
+/// Reads a histogram written by [`serialize`] (or by another HDR tool in the V2 encoding,
+/// deflated or not); the empty string is an empty histogram.
 pub fn deserialize(s: &str) -> Result<Histogram<u64>, String> {
     if s.is_empty() {
         return Ok(new_histogram());
     }
+    if s.len() / 4 * 3 > MAX_HDR_BYTES {
+        return Err(format!(
+            "histogram of {} base64 characters; expected at most {} bytes encoded",
+            s.len(),
+            MAX_HDR_BYTES
+        ));
+    }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(s)
         .map_err(|e| format!("histogram is not base64: {e}"))?;
+    let plain = match be_u32(&bytes, 0) {
+        Some(V2_COOKIE) => bytes,
+        Some(V2_DEFLATE_COOKIE) => inflate(&bytes)?,
+        _ => {
+            return Err(
+                "histogram does not decode: expected the HDR V2 encoding (base64 starting HISTEw or HISTFA)"
+                    .into(),
+            )
+        }
+    };
+    let declared = be_u32(&plain, 0)
+        .filter(|&c| c == V2_COOKIE)
+        .and_then(|_| be_u32(&plain, 4))
+        .filter(|_| plain.len() >= V2_HEADER)
+        .ok_or("histogram does not decode: its V2 header is cut short")?;
+    let present = plain.len() - V2_HEADER;
+    if declared as usize > present {
+        return Err(format!(
+            "histogram does not decode: its header declares {declared} bytes of counts, {present} present"
+        ));
+    }
     let h: Histogram<u64> = Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
+        .deserialize(&mut plain.as_slice())
         .map_err(|e| format!("histogram does not decode: {e:?}"))?;
     let mut out = new_histogram();
     out.add(&h)
         .map_err(|e| format!("histogram out of range: {e:?}"))?;
     Ok(out)
+}
+
+/// The V2 encoding inside a deflated one, read no further than the declared length, the
+/// bytes present and [`MAX_HDR_BYTES`] allow.
+fn inflate(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let declared = be_u32(bytes, 4).ok_or("histogram does not decode: its header is cut short")?;
+    let present = bytes.len() - 8;
+    if declared as usize > present {
+        return Err(format!(
+            "histogram does not decode: its header declares {declared} deflated bytes, {present} present"
+        ));
+    }
+    let mut plain = Vec::new();
+    flate2::read::ZlibDecoder::new(&bytes[8..8 + declared as usize])
+        .take(MAX_HDR_BYTES as u64 + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| format!("histogram does not decode: bad deflate data ({e})"))?;
+    if plain.len() > MAX_HDR_BYTES {
+        return Err(format!(
+            "histogram does not decode: it inflates to more than {MAX_HDR_BYTES} bytes"
+        ));
+    }
+    Ok(plain)
 }
 
 /// Latency samples of one interface.
@@ -203,12 +276,14 @@ impl LatencyAgg {
 
     /// Rebuilds the aggregate from its JSON form (for `merge` and `report`).
     pub fn from_result(r: &LatencyResult) -> Result<Self, String> {
-        let slower = deserialize(&r.paired.hdr_slower)?;
-        let faster = deserialize(&r.paired.hdr_faster)?;
+        let field =
+            |name: &str, s: &str| deserialize(s).map_err(|e| format!("latency.{name}: {e}"));
+        let slower = field("paired.hdr_slower", &r.paired.hdr_slower)?;
+        let faster = field("paired.hdr_faster", &r.paired.hdr_faster)?;
         let equal = r.paired.count.saturating_sub(slower.len() + faster.len());
         Ok(LatencyAgg {
-            baseline: deserialize(&r.baseline.hdr)?,
-            candidate: deserialize(&r.candidate.hdr)?,
+            baseline: field("baseline.hdr", &r.baseline.hdr)?,
+            candidate: field("candidate.hdr", &r.candidate.hdr)?,
             slower,
             faster,
             equal,
@@ -452,5 +527,75 @@ mod tests {
         assert_eq!(back.slower, a.slower);
         assert_eq!(back.faster, a.faster);
         assert_eq!(back.equal, a.equal);
+    }
+
+    /// The V2 header of a histogram of this tool's bounds, declaring `payload` bytes of
+    /// counts.
+    fn v2_header(payload: u32) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend(V2_COOKIE.to_be_bytes());
+        b.extend(payload.to_be_bytes());
+        b.extend(0u32.to_be_bytes());
+        b.extend(3u32.to_be_bytes());
+        b.extend(1u64.to_be_bytes());
+        b.extend(MAX_US.to_be_bytes());
+        b.extend(1f64.to_be_bytes());
+        b
+    }
+
+    fn b64(b: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    #[test]
+    fn declared_lengths_beyond_the_bytes_present_are_refused_before_allocating() {
+        // 56 characters declaring 4 GiB: the decoder allocated the declared size and aborted.
+        let mut b = v2_header(u32::MAX);
+        b.extend([0, 0]);
+        let crafted = b64(&b);
+        assert_eq!(crafted.len(), 56);
+        let e = deserialize(&crafted).unwrap_err();
+        assert!(
+            e.contains("declares 4294967295 bytes of counts, 2 present"),
+            "{e}"
+        );
+
+        // The same inside a deflated histogram, whose own length is honest.
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, &b).unwrap();
+        let deflated = z.finish().unwrap();
+        let mut outer = V2_DEFLATE_COOKIE.to_be_bytes().to_vec();
+        outer.extend((deflated.len() as u32).to_be_bytes());
+        outer.extend(&deflated);
+        let e = deserialize(&b64(&outer)).unwrap_err();
+        assert!(e.contains("declares 4294967295 bytes of counts"), "{e}");
+
+        // A deflated length beyond the string, and counts that inflate without end.
+        let mut lying = outer.clone();
+        lying[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
+        let e = deserialize(&b64(&lying)).unwrap_err();
+        assert!(e.contains("declares 4294967295 deflated bytes"), "{e}");
+        let mut bomb = v2_header(64 << 20);
+        bomb.resize(bomb.len() + (64 << 20), 0);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut z, &bomb).unwrap();
+        let deflated = z.finish().unwrap();
+        let mut outer = V2_DEFLATE_COOKIE.to_be_bytes().to_vec();
+        outer.extend((deflated.len() as u32).to_be_bytes());
+        outer.extend(&deflated);
+        let e = deserialize(&b64(&outer)).unwrap_err();
+        assert!(e.contains("inflates to more than"), "{e}");
+
+        for bad in ["HISTEw==", "AAAAAAAA", "HISTFAAAAAA="] {
+            assert!(deserialize(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_histogram_is_named_by_its_field() {
+        let mut r = LatencyAgg::default().to_result(&Thresholds::default());
+        r.candidate.hdr = b64(&v2_header(1000));
+        let e = LatencyAgg::from_result(&r).unwrap_err();
+        assert!(e.starts_with("latency.candidate.hdr: "), "{e}");
     }
 }

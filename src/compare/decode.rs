@@ -55,6 +55,11 @@ fn content_codings(headers: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
+/// Largest zstd window (log2 bytes) a body may ask for: 8 MiB, the most RFC 9659 lets a
+/// `zstd` content coding use. Bodies are decoded by many workers at once, and a frame header
+/// may otherwise ask each for 128 MiB whatever the body's size.
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
 /// Undoes one coding (`gzip`, `x-gzip`, `deflate`, `br`, `zstd`), failing past `limit`
 /// bytes. Also used for gRPC's per-message compression, which names codings the same way.
 pub(crate) fn decode_one(coding: &str, data: &[u8], limit: usize) -> Result<Vec<u8>, String> {
@@ -66,7 +71,10 @@ pub(crate) fn decode_one(coding: &str, data: &[u8], limit: usize) -> Result<Vec<
         "br" => read_limited(brotli::Decompressor::new(data, 8 << 10), limit)
             .map_err(|e| format!("br: {e}")),
         "zstd" => zstd::stream::read::Decoder::new(data)
-            .and_then(|d| read_limited(d, limit))
+            .and_then(|mut d| {
+                d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+                read_limited(d, limit)
+            })
             .map_err(|e| format!("zstd: {e}")),
         other => Err(format!("unsupported content-encoding {other:?}")),
     }
@@ -225,6 +233,21 @@ mod tests {
             );
             assert!(e.is_err(), "{c}");
         }
+    }
+
+    #[test]
+    fn a_zstd_body_asking_for_more_than_an_8_mib_window_is_refused() {
+        let plain = b"{\"a\":1}".repeat(100);
+        let frame = |log: u32| {
+            let mut enc = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+            enc.window_log(log).unwrap();
+            std::io::Write::write_all(&mut enc, &plain).unwrap();
+            Bytes::from(enc.finish().unwrap())
+        };
+        let ok = decode_body(&hdr("zstd"), &frame(ZSTD_WINDOW_LOG_MAX), 1 << 20).unwrap();
+        assert_eq!(ok[..], plain[..]);
+        let e = decode_body(&hdr("zstd"), &frame(ZSTD_WINDOW_LOG_MAX + 1), 1 << 20).unwrap_err();
+        assert!(e.contains("zstd") && e.contains("memory"), "{e}");
     }
 
     #[test]

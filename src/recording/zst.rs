@@ -201,12 +201,19 @@ pub struct BlockReader<R> {
     draining: bool,
 }
 
+/// Largest window (log2 bytes) a recording's frames may ask the decoder to hold: 128 MiB,
+/// what `zstd --long` and `--ultra -22` write and libzstd's own default, set here so the
+/// bound does not move with the library. The tap's level 3 needs 2 MiB.
+const WINDOW_LOG_MAX: u32 = 27;
+
 impl<R: BufRead> BlockReader<R> {
     /// Decodes the zstd stream `input`.
     pub fn new(input: R) -> io::Result<Self> {
+        let mut decoder = Decoder::new()?;
+        decoder.set_parameter(zstd::stream::raw::DParameter::WindowLogMax(WINDOW_LOG_MAX))?;
         Ok(BlockReader {
             input,
-            decoder: Decoder::new()?,
+            decoder,
             walk: FRAME_START,
             draining: false,
         })
@@ -362,5 +369,25 @@ mod tests {
         assert!(looks_like_zstd(&[0x50, 0x2a, 0x4d, 0x18]));
         assert!(!looks_like_zstd(b"{\"shadowdiff_recording\":1}"));
         assert!(!looks_like_zstd(b""));
+    }
+
+    /// A frame whose header asks for a window of `2^log` bytes, whatever its content.
+    fn with_window(plain: &[u8], log: u32) -> Vec<u8> {
+        let mut enc = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        enc.window_log(log).unwrap();
+        io::Write::write_all(&mut enc, plain).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn a_frame_asking_for_more_than_a_128_mib_window_is_refused() {
+        let plain = lines(100);
+        let (out, err) = read_all(&with_window(&plain, WINDOW_LOG_MAX));
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(out, plain);
+        let (out, err) = read_all(&with_window(&plain, WINDOW_LOG_MAX + 1));
+        let err = err.expect("refused");
+        assert!(out.is_empty());
+        assert!(err.to_string().contains("memory"), "{err}");
     }
 }

@@ -913,7 +913,10 @@ mod tests {
     /// The failing run, and the run with a trend and a selection, at 80 and 120 columns.
     #[test]
     fn reports_match_snapshots_at_80_and_120_columns() {
-        for (name, r) in [("fail", fixture::failing()), ("trend", fixture::with_trend())] {
+        for (name, r) in [
+            ("fail", fixture::failing()),
+            ("trend", fixture::with_trend()),
+        ] {
             for width in [80, 120] {
                 let text = TerminalExporter {
                     color: false,

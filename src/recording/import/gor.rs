@@ -26,6 +26,10 @@ const PAIR_WINDOW_US: i64 = 120_000_000;
 const MAX_PENDING: usize = 100_000;
 /// Bytes of responses that may wait for their requests at once; the oldest give way.
 const MAX_EARLY_BYTES: usize = 256 << 20;
+/// Bytes of requests that may wait for their responses at once; past it the oldest are
+/// written without one, as past [`MAX_PENDING`]. A request holds up to a 64 MiB body, so
+/// the count alone let a small gzipped file hold gigabytes.
+const MAX_PENDING_BYTES: usize = 256 << 20;
 
 const SKIP_BAD_REQUEST: &str = "request record is not a valid HTTP/1 request";
 const SKIP_CUT_REQUEST: &str = "request record ends inside the message (cut by the capture)";
@@ -67,9 +71,12 @@ struct Early {
 }
 
 /// Pairs GoReplay records across one or more files.
-#[derive(Default)]
 pub struct GorImporter {
     pending: HashMap<String, Pending>,
+    /// Bytes the pending requests hold.
+    pending_bytes: usize,
+    /// [`MAX_PENDING_BYTES`], smaller in tests.
+    max_pending_bytes: usize,
     order: VecDeque<(u64, String)>,
     seq: u64,
     written: HashSet<String>,
@@ -82,10 +89,45 @@ pub struct GorImporter {
     file_has_meta: bool,
 }
 
+impl Default for GorImporter {
+    fn default() -> Self {
+        GorImporter {
+            pending: HashMap::new(),
+            pending_bytes: 0,
+            max_pending_bytes: MAX_PENDING_BYTES,
+            order: VecDeque::new(),
+            seq: 0,
+            written: HashSet::new(),
+            early: HashMap::new(),
+            early_order: VecDeque::new(),
+            early_bytes: 0,
+            file_first_record: None,
+            file_has_meta: false,
+        }
+    }
+}
+
+/// Bytes a request holds in memory, near enough to bound many of them.
+fn held(r: &Request) -> usize {
+    r.body.len()
+        + r.uri.len()
+        + r.headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+}
+
 impl GorImporter {
     /// An importer with nothing read yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Takes the pending request `id` out, with its bytes.
+    fn take_pending(&mut self, id: &str) -> Option<Pending> {
+        let p = self.pending.remove(id)?;
+        self.pending_bytes = self.pending_bytes.saturating_sub(held(&p.request));
+        Some(p)
     }
 
     /// Reads one file's records; exchanges are written as they pair up.
@@ -239,11 +281,13 @@ impl GorImporter {
         self.seq += 1;
         self.order.push_back((self.seq, meta.id.clone()));
         let id = meta.id;
+        let request = msg.into_request();
+        self.pending_bytes += held(&request);
         self.pending.insert(
             id.clone(),
             Pending {
                 seq: self.seq,
-                request: msg.into_request(),
+                request,
                 ts_us,
             },
         );
@@ -320,7 +364,7 @@ impl GorImporter {
             // The request stays pending and is written without a response.
             return Ok(());
         };
-        let Some(p) = self.pending.remove(&meta.id) else {
+        let Some(p) = self.take_pending(&meta.id) else {
             return Ok(());
         };
         let resp_ts_us = meta.ts_ns / 1000;
@@ -381,7 +425,9 @@ impl GorImporter {
             let due = match now_us {
                 None => true,
                 Some(now) => {
-                    now.saturating_sub(p.ts_us) > PAIR_WINDOW_US || self.pending.len() > MAX_PENDING
+                    now.saturating_sub(p.ts_us) > PAIR_WINDOW_US
+                        || self.pending.len() > MAX_PENDING
+                        || self.pending_bytes > self.max_pending_bytes
                 }
             };
             if !due {
@@ -390,7 +436,7 @@ impl GorImporter {
             let Some((_, id)) = self.order.pop_front() else {
                 break;
             };
-            if let Some(p) = self.pending.remove(&id) {
+            if let Some(p) = self.take_pending(&id) {
                 self.write(id, p.ts_us, p.request, None, None, sink, report)?;
             }
         }
@@ -566,6 +612,41 @@ mod tests {
         assert_eq!((report.read, report.requests, report.responses), (7, 3, 3));
         assert_eq!(report.ignored["replayed responses (type 3 records)"], 1);
         assert!(report.skipped.is_empty(), "{report:?}");
+    }
+
+    #[test]
+    fn waiting_requests_are_bounded_by_their_bytes() {
+        let body = "b".repeat(1000);
+        let mut input = String::new();
+        for i in 0..10 {
+            input.push_str(&format!(
+                "1 r{i} 1000\nPOST /u HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{body}{SEP}"
+            ));
+        }
+        input.push_str(&format!(
+            "2 r9 2000 500\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n{SEP}"
+        ));
+        input.push_str(&format!(
+            "2 r0 2000 500\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n{SEP}"
+        ));
+        let mut out = Vec::new();
+        let mut report = ImportReport::new("records");
+        let mut g = GorImporter {
+            max_pending_bytes: 3500,
+            ..GorImporter::new()
+        };
+        g.read(Path::new("t.gor"), input.as_bytes(), &mut out, &mut report)
+            .unwrap();
+        assert!(g.pending_bytes <= 3500, "{}", g.pending_bytes);
+        assert_eq!(g.pending.len(), 2, "r7 and r8 still wait");
+        g.finish(&mut out, &mut report).unwrap();
+        // The oldest went out first, without their answers; r9 was still waiting for its own.
+        let ids: Vec<&str> = out.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids[..7], ["r0", "r1", "r2", "r3", "r4", "r5", "r6"]);
+        assert!(out[..7].iter().all(|e| e.response.is_none()));
+        let r9 = out.iter().find(|e| e.id == "r9").unwrap();
+        assert_eq!(r9.response.as_ref().unwrap().status, 200);
+        assert_eq!(report.skipped[SKIP_LATE], 1, "{report:?}");
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! item becomes one exchange: the request (method, URL, headers, `postData` text or
 //! params), the response (status, headers, `content` text or base64), `startedDateTime`
 //! as the time and `timings.wait` as the latency. Entries are streamed one at a time, so a
-//! large HAR never sits in memory whole.
+//! large HAR never sits in memory whole, and every string is cut as it is read
+//! (`json_cut.rs`), so neither does a huge body: it keeps a prefix and is marked
+//! truncated, as the other importers do past the body cap.
 
+use super::json_cut::{CutReader, Cuts, Limits, SharedLog};
 use super::{
     emit, exchange, ImportReport, Sink, INCOMPLETE_BODY_CAP as INCOMPLETE_TOO_BIG, MAX_BODY,
     SKIP_REST_UNUSABLE,
@@ -24,6 +27,10 @@ const SKIP_NOT_ENTRY: &str =
 const SKIP_BAD_TIME: &str = "entry's startedDateTime is not an RFC 3339 time";
 const SKIP_BAD_URL: &str = "entry's request.url is not an absolute http(s) URL";
 const SKIP_BAD_POST: &str = "entry's postData cannot be turned back into bytes (bad base64, or multipart given only as params)";
+const SKIP_LONG_STRING: &str =
+    "entry's request holds a string longer than 1 MiB outside its body (URL, header, ...)";
+const INCOMPLETE_LONG_STRING: &str =
+    "response holds a string longer than 1 MiB outside its body (written without a response)";
 const INCOMPLETE_REQ_BODY_MISSING: &str =
     "request body not saved in the HAR (written, marked truncated)";
 const INCOMPLETE_RESP_BODY_MISSING: &str =
@@ -119,6 +126,7 @@ struct HarTimings {
 #[derive(Default)]
 pub struct HarImporter {
     entries: u64,
+    limits: Limits,
 }
 
 impl HarImporter {
@@ -136,19 +144,25 @@ impl HarImporter {
         report: &mut ImportReport,
     ) -> Result<()> {
         let mut failure: Option<Error> = None;
+        let log = SharedLog::default();
+        let mut in_file: u64 = 0;
         let mut on_entry = |value: serde_json::Value| -> std::result::Result<(), ()> {
             self.entries += 1;
             report.read += 1;
             let n = self.entries;
+            in_file += 1;
+            let cuts = log.borrow_mut().take_cuts(in_file);
             let at = |detail: &str| format!("{}: entry {n}: {detail}", path.display());
-            match convert(value, n, report, &at) {
+            match convert(value, n, cuts, report, &at) {
                 Some(ex) => emit(sink, report, ex).map_err(|e| failure = Some(e)),
                 None => Ok(()),
             }
         };
         let in_entries = Cell::new(false);
-        let mut de =
-            serde_json::Deserializer::from_reader(BufReader::with_capacity(256 << 10, input));
+        let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(
+            256 << 10,
+            CutReader::new(input, self.limits, log.clone()),
+        ));
         let parsed = Root {
             on_entry: &mut on_entry,
             in_entries: &in_entries,
@@ -158,8 +172,26 @@ impl HarImporter {
         if let Some(e) = failure {
             return Err(e);
         }
+        let stopped = log.borrow_mut().stopped.take();
         match parsed {
             Ok(()) => Ok(()),
+            // A limit of the scanner, not damage: its own line and reason say more than
+            // serde_json's view of a failed read.
+            Err(e) if e.is_io() && stopped.is_some() => {
+                let (line, why) = stopped.unwrap_or_default();
+                if !in_entries.get() {
+                    return Err(Error::Input {
+                        file: path.to_path_buf(),
+                        line,
+                        message: why,
+                    });
+                }
+                report.read += 1;
+                report.skip(SKIP_REST_UNUSABLE, || {
+                    format!("{}:{line}: {why}; reading stopped here", path.display())
+                });
+                Ok(())
+            }
             // Past the start of `entries` the file is a HAR: the entries before the damage
             // are kept, and the damage (a cut, broken JSON) ends the file as one skip. JSON
             // gives no way to find where the next entry would start.
@@ -314,6 +346,7 @@ impl<'de> Visitor<'de> for Entries<'_> {
 fn convert(
     value: serde_json::Value,
     n: u64,
+    cuts: Cuts,
     report: &mut ImportReport,
     at: &dyn Fn(&str) -> String,
 ) -> Option<crate::exchange::Exchange> {
@@ -324,14 +357,25 @@ fn convert(
             return None;
         }
     };
+    if cuts.request_other {
+        report.skip(SKIP_LONG_STRING, || at("request"));
+        return None;
+    }
     let Some(ts_us) = parse_ts_us(&entry.started) else {
         report.skip(SKIP_BAD_TIME, || at(&format!("{:?}", entry.started)));
         return None;
     };
-    let request = request(entry.request, report, at)?;
+    let request = request(entry.request, cuts.request_body, report, at)?;
     report.requests += 1;
     let head = request.method.eq_ignore_ascii_case("HEAD");
-    let response = entry.response.and_then(|r| response(r, head, report, at));
+    let response = match entry.response {
+        Some(_) if cuts.response_other => {
+            report.incomplete(INCOMPLETE_LONG_STRING, || at("response"));
+            None
+        }
+        Some(r) => response(r, head, cuts.response_body, report, at),
+        None => None,
+    };
     let latency_us = entry
         .timings
         .and_then(|t| t.wait)
@@ -366,8 +410,10 @@ fn version(v: Option<String>) -> String {
     }
 }
 
+/// The recorded request; `cut` says the scanner cut `postData.text`.
 fn request(
     r: HarRequest,
+    cut: bool,
     report: &mut ImportReport,
     at: &dyn Fn(&str) -> String,
 ) -> Option<Request> {
@@ -404,7 +450,8 @@ fn request(
         }
         None => Vec::new(),
     };
-    let (body, cut) = cap(body);
+    let (body, capped) = cap(body);
+    let cut = capped || cut;
     if cut {
         report.incomplete(INCOMPLETE_TOO_BIG, || at("request body"));
     }
@@ -474,10 +521,12 @@ fn cap(mut body: Vec<u8>) -> (Vec<u8>, bool) {
     }
 }
 
-/// The recorded response; `head` says the request was a HEAD, whose answer has no body.
+/// The recorded response; `head` says the request was a HEAD, whose answer has no body,
+/// `cut` that the scanner cut `content.text`.
 fn response(
     r: HarResponse,
     head: bool,
+    cut: bool,
     report: &mut ImportReport,
     at: &dyn Fn(&str) -> String,
 ) -> Option<Response> {
@@ -542,7 +591,9 @@ fn response(
             report.note(NOTE_DECODED);
         }
     }
-    let (body, cut) = cap(body);
+    let (body, capped) = cap(body);
+    // A body kept empty is already marked for its own reason (not sent, bad base64).
+    let cut = capped || (cut && !body.is_empty());
     if cut {
         report.incomplete(INCOMPLETE_TOO_BIG, || at("response body"));
     }
@@ -764,5 +815,121 @@ mod tests {
             let e = &report.examples[SKIP_REST_UNUSABLE][0];
             assert!(e.starts_with("t.har:") && e.contains(want), "{want}: {e}");
         }
+    }
+
+    #[test]
+    fn strings_cut_while_reading_mark_bodies_truncated_and_skip_what_cannot_be_kept() {
+        let entry = |request: &str, response: &str| {
+            format!(
+                r#"{{"startedDateTime":"2023-07-13T12:32:32.676Z","request":{request},"response":{response}}}"#
+            )
+        };
+        let long = "x".repeat(100);
+        let har = format!(
+            r#"{{"log":{{"entries":[{},{},{},{},{}]}}}}"#,
+            entry(
+                r#"{"method":"GET","url":"https://a/1"}"#,
+                r#"{"status":200,"content":{"text":"0123456789abcdef"}}"#
+            ),
+            entry(
+                &format!(r#"{{"method":"GET","url":"https://a/{long}"}}"#),
+                r#"{"status":200}"#
+            ),
+            entry(
+                r#"{"method":"POST","url":"https://a/3","postData":{"text":"MDEyMzQ1Njc4OWFi","encoding":"base64"}}"#,
+                &format!(
+                    r#"{{"status":200,"headers":[{{"name":"x","value":"{long}"}}],"content":{{"text":"ok"}}}}"#
+                )
+            ),
+            entry(
+                r#"{"method":"GET","url":"https://a/4"}"#,
+                r#"{"status":200,"content":{"text":"fits"}}"#
+            ),
+            entry(
+                r#"{"method":"GET","url":"https://a/5"}"#,
+                r#"{"status":200,"content":{"text":"MDEyMzQ1Njc4OWFi","encoding":"base64"}}"#
+            ),
+        );
+        let mut out = Vec::new();
+        let mut report = ImportReport::new("entries");
+        let mut importer = HarImporter {
+            limits: Limits {
+                body: 8,
+                string: 64,
+                entry: 4096,
+                token: 64,
+            },
+            ..HarImporter::new()
+        };
+        importer
+            .read(Path::new("t.har"), har.as_bytes(), &mut out, &mut report)
+            .unwrap();
+        let uris: Vec<&str> = out.iter().map(|e| e.request.uri.as_str()).collect();
+        assert_eq!(uris, ["/1", "/3", "/4", "/5"], "{report:?}");
+        let r1 = out[0].response.as_ref().unwrap();
+        assert_eq!((&r1.body[..], r1.body_truncated), (&b"01234567"[..], true));
+        assert_eq!(
+            (&out[1].request.body[..], out[1].request.body_truncated),
+            (&b"012345"[..], true)
+        );
+        assert!(out[1].response.is_none());
+        let r4 = out[2].response.as_ref().unwrap();
+        assert_eq!((&r4.body[..], r4.body_truncated), (&b"fits"[..], false));
+        let r5 = out[3].response.as_ref().unwrap();
+        assert_eq!((&r5.body[..], r5.body_truncated), (&b"012345"[..], true));
+        assert_eq!(
+            report.incomplete.get(INCOMPLETE_TOO_BIG),
+            Some(&3),
+            "{report:?}"
+        );
+        assert_eq!(report.incomplete[INCOMPLETE_LONG_STRING], 1, "{report:?}");
+        assert_eq!(report.skipped.get(SKIP_LONG_STRING), Some(&1), "{report:?}");
+        assert_eq!(
+            report.examples[SKIP_LONG_STRING],
+            ["t.har: entry 2: request"]
+        );
+        assert_eq!(report.read, 5);
+    }
+
+    #[test]
+    fn an_entry_beyond_the_limits_stops_the_file_naming_the_line() {
+        let headers = vec![r#"{"name":"a","value":"b"}"#; 400].join(",\n");
+        let har = format!(
+            "{{\"log\":{{\"entries\":[\n{{\"startedDateTime\":\"2023-07-13T12:32:32.676Z\",\"request\":{{\"method\":\"GET\",\"url\":\"https://a/1\"}}}},\n{{\"request\":{{\"headers\":[{headers}]}}}}]}}}}"
+        );
+        let mut out = Vec::new();
+        let mut report = ImportReport::new("entries");
+        let mut importer = HarImporter {
+            limits: Limits {
+                entry: 4096,
+                ..Limits::default()
+            },
+            ..HarImporter::new()
+        };
+        importer
+            .read(Path::new("t.har"), har.as_bytes(), &mut out, &mut report)
+            .unwrap();
+        assert_eq!(out.len(), 1);
+        let e = &report.examples[SKIP_REST_UNUSABLE][0];
+        assert!(
+            e.starts_with("t.har:") && e.contains(": entry 2 holds more than"),
+            "{e}"
+        );
+        let line: u64 = e.split(':').nth(1).unwrap().parse().unwrap();
+        assert!((100..250).contains(&line), "{e}");
+
+        let e = HarImporter::new()
+            .read(
+                Path::new("t.har"),
+                format!(r#"{{"log":{{"version":{}}}}}"#, "9".repeat(5000)).as_bytes(),
+                &mut out,
+                &mut report,
+            )
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("t.har:1: a number or literal longer than 4096 bytes"),
+            "{e}"
+        );
     }
 }

@@ -8,6 +8,7 @@
 pub mod gor;
 pub mod har;
 pub mod http1;
+mod json_cut;
 pub mod pcap;
 
 use crate::cli::{ImportArgs, ImportFormat};
