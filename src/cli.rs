@@ -391,9 +391,10 @@ pub enum ImportFormat {
 /// Flags of `import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The format of the inputs.
+    /// The format of the inputs (default: told from each file's first bytes, gzip undone,
+    /// or else its name).
     #[arg(long, value_enum, value_name = "FORMAT")]
-    pub from: ImportFormat,
+    pub from: Option<ImportFormat>,
     /// Input files, read as one capture (gzip-compressed files are recognised).
     #[arg(required = true, value_name = "INPUT")]
     pub inputs: Vec<PathBuf>,

@@ -217,9 +217,40 @@ fn init_tracing(quiet: bool, verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
         .with_ansi(ansi)
+        .event_format(UserFacing(
+            tracing_subscriber::fmt::format().with_target(false),
+        ))
         .try_init();
+}
+
+/// Prints warnings and errors the way the rest of the program speaks to the user
+/// (`shadowdiff: warning: …`, `shadowdiff: error: …`), whatever the verbosity, so a person
+/// or a script sees one form; the progress lines -v and -vv add (info, debug) keep `inner`'s
+/// timestamps, which are what such lines are read for.
+struct UserFacing<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for UserFacing<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let label = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warning",
+            _ => return self.0.format_event(ctx, writer, event),
+        };
+        write!(writer, "shadowdiff: {label}: ")?;
+        tracing_subscriber::fmt::FormatFields::format_fields(ctx, writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// Replays with progress on standard error: a bar on a terminal, plain lines otherwise,

@@ -805,6 +805,150 @@ fn ids_in(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Runs `import` without `--from` on `inputs`, writing to `out` in `dir`.
+fn import_inferred(inputs: &[&Path], out: &Path) -> std::process::Output {
+    let mut args = vec!["import".to_string()];
+    args.extend(inputs.iter().map(|p| p.display().to_string()));
+    args.extend(["--out".to_string(), out.display().to_string()]);
+    shadowdiff(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn import_without_from_tells_each_format_by_content_and_name_plain_and_gzipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut cases = vec![
+        ("har", local("har_charles-4.6.3_mitmproxy-testdata.har"), 1),
+        ("har", local("har_mitmproxy-export_successful-log.har"), 2),
+        ("pcap", local("pcap_http11_keepalive-2req_gzip.pcap"), 2),
+        ("pcap", local("pcapng_http11_head-301.pcapng"), 1),
+        ("pcap", local("own_traffic.pcap"), 6),
+    ];
+    if let Some(etg) = shared("goreplay_etg-mapmaker_req-resp.gor") {
+        cases.push(("gor", etg, 1));
+        let isucon = shared("goreplay_isucon5_bench-requests.gor").unwrap();
+        cases.push(("gor", isucon, 1051));
+    }
+    for (i, (format, fixture, exchanges)) in cases.into_iter().enumerate() {
+        let bytes = std::fs::read(&fixture).unwrap();
+        let name = fixture.file_name().unwrap().to_str().unwrap();
+        // The name as the tool wrote it, gzipped with `.gz` added, and under names that say
+        // nothing, so the content alone has to tell (through gzip for the last).
+        let inputs = [
+            (fixture.clone(), None),
+            (d.join(format!("{i}-{name}.gz")), Some(gzip(&bytes))),
+            (d.join(format!("{i}-capture")), Some(bytes.clone())),
+            (d.join(format!("{i}-capture.gz")), Some(gzip(&bytes))),
+        ];
+        for (input, contents) in inputs {
+            if let Some(c) = contents {
+                std::fs::write(&input, c).unwrap();
+            }
+            let out = d.join("out.jsonl");
+            let o = import_inferred(&[&input], &out);
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}: {}",
+                input.display(),
+                describe(&o)
+            );
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.starts_with(&format!("import --from {format}: 1 file")),
+                "{}: {err}",
+                input.display()
+            );
+            assert_eq!(ids_in(&out).len(), exchanges, "{}: {err}", input.display());
+        }
+    }
+
+    // Nothing in an empty file to look at: its `.gor` name tells, and it is an empty
+    // capture as with --from gor.
+    let empty = d.join("empty.gor");
+    std::fs::write(&empty, b"").unwrap();
+    let out = d.join("empty.jsonl");
+    let o = import_inferred(&[&empty], &out);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert!(ids_in(&out).is_empty());
+}
+
+#[test]
+fn import_without_from_exits_2_naming_the_file_when_the_format_is_unclear() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pcap = std::fs::read(local("pcap_http11_keepalive-2req_gzip.pcap")).unwrap();
+    let har = local("har_charles-4.6.3_mitmproxy-testdata.har");
+    let own = local("own_traffic.pcap");
+    let named_har = d.join("capture.har");
+    std::fs::write(&named_har, &pcap).unwrap();
+    let gzipped_named_gor = d.join("capture.gor.gz");
+    std::fs::write(&gzipped_named_gor, gzip(&std::fs::read(&har).unwrap())).unwrap();
+    let notes = d.join("notes.txt");
+    std::fs::write(&notes, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let unknown_gz = d.join("capture.gz");
+    std::fs::write(&unknown_gz, gzip(b"hello")).unwrap();
+    let cases: Vec<(Vec<&Path>, Vec<String>)> = vec![
+        (
+            vec![&named_har],
+            vec![format!(
+                "{}: the content is a pcap/pcapng capture (pcap) but the name says a HAR document (har); pass --from gor|har|pcap",
+                named_har.display()
+            )],
+        ),
+        (
+            vec![&gzipped_named_gor],
+            vec![format!(
+                "{}: the content is a HAR document (har) but the name says GoReplay records (gor)",
+                gzipped_named_gor.display()
+            )],
+        ),
+        (
+            vec![&notes],
+            vec![
+                format!("{}: cannot tell the capture format: expected", notes.display()),
+                "pass --from gor|har|pcap".into(),
+            ],
+        ),
+        (
+            vec![&unknown_gz],
+            vec![format!("{}: cannot tell the capture format", unknown_gz.display())],
+        ),
+        (
+            vec![&har, &own],
+            vec![
+                format!("{} is a HAR document (har) but ", har.display()),
+                "own_traffic.pcap is a pcap/pcapng capture (pcap): one import reads one format".into(),
+                "pass --from gor|har|pcap".into(),
+            ],
+        ),
+    ];
+    for (inputs, wants) in cases {
+        let out = d.join("out.jsonl");
+        let o = import_inferred(&inputs, &out);
+        assert_eq!(o.status.code(), Some(2), "{inputs:?}: {}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.starts_with("shadowdiff: error: "), "{err}");
+        for want in wants {
+            assert!(err.contains(&want), "want {want:?} in\n{err}");
+        }
+        assert!(!out.exists() && !d.join("out.jsonl.partial").exists());
+    }
+
+    // --from still wins over the name.
+    let out = d.join("forced.jsonl");
+    let o = shadowdiff(&[
+        "import",
+        "--from",
+        "pcap",
+        named_har.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    assert_eq!(ids_in(&out).len(), 2);
+}
+
 #[test]
 fn damage_part_way_through_a_file_keeps_every_good_exchange_and_is_a_skip() {
     let dir = tempfile::tempdir().unwrap();

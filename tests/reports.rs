@@ -388,7 +388,9 @@ async fn a_previous_result_that_is_missing_or_not_a_result_costs_the_trend_not_t
         r["run"]
     );
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains(&warning),
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .any(|l| l == format!("shadowdiff: warning: {warning}")),
         "{}",
         describe(&o)
     );
@@ -433,6 +435,52 @@ async fn a_previous_result_that_is_missing_or_not_a_result_costs_the_trend_not_t
         .unwrap()
         .iter()
         .any(|w| w.as_str().unwrap().contains("not a shadowdiff result")));
+}
+
+/// Warnings read like errors (`shadowdiff: warning: …`, no timestamp or level column) at
+/// every verbosity; -v still gives its progress lines the log format with timestamps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warnings_print_as_shadowdiff_warning_and_v_keeps_timestamped_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.json");
+    let ok = Breakage {
+        price_as_string: false,
+        legacy_missing: false,
+        user_renamed: false,
+    };
+    for verbose in [None, Some("-v")] {
+        let mut extra = vec!["--previous".to_string(), s(&missing)];
+        if let Some(v) = verbose {
+            extra.extend([v.into(), "--wait-ready".into(), "/rpc".into()]);
+        }
+        let o = replay(dir.path(), ok, &extra).await;
+        // The candidate's page differs whatever the breakage: a verdict, not an error.
+        assert_eq!(o.status.code(), Some(1), "{verbose:?}: {}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("--previous")).collect();
+        assert_eq!(
+            warnings,
+            [format!(
+                "shadowdiff: warning: --previous {}: missing (no such file); this run has no trend",
+                s(&missing)
+            )],
+            "{verbose:?}: {err}"
+        );
+        assert!(!err.contains(" WARN "), "{verbose:?}: {err}");
+        let ready: Vec<&str> = err.lines().filter(|l| l.contains("ready after")).collect();
+        if verbose.is_some() {
+            // The baseline, the candidate, and the baseline again as the noise probe.
+            assert_eq!(ready.len(), 3, "{err}");
+            for line in ready {
+                // `2026-01-02T03:04:05.678901Z  INFO baseline ready after 0.0s`
+                let (time, rest) = line.split_once(' ').unwrap();
+                assert!(time.ends_with('Z') && time.contains('T'), "{line}");
+                assert!(rest.trim_start().starts_with("INFO "), "{line}");
+            }
+        } else {
+            assert!(ready.is_empty(), "{err}");
+        }
+    }
 }
 
 /// Measures a page from inside: run in a test-only copy of the report (the report's own

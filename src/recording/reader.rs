@@ -153,8 +153,9 @@ impl FileReader {
             Err(e) if e.kind() == ErrorKind::InvalidData => Err(self.input_error(
                 self.line_no + 1,
                 format!(
-                    "reading stopped at this line: {e}; the {} lines before it were read",
-                    self.line_no
+                    "reading stopped at this line: {e}; the {} before it {} read",
+                    crate::report::words::count_of(self.line_no, "line", "lines"),
+                    if self.line_no == 1 { "was" } else { "were" }
                 ),
             )),
             Err(e) => Err(Error::io(&self.path, e)),

@@ -97,8 +97,8 @@ fn gates(
                 plural(n as u64, "interface", "interfaces"),
             ))),
             None => failures.push(("different", format!(
-                "different: {} differ beyond noise, in {}: {list}",
-                plural(c.different, "exchange", "exchanges"),
+                "different: {} beyond noise, in {}: {list}",
+                plural(c.different, "exchange differs", "exchanges differ"),
                 plural(n as u64, "interface", "interfaces"),
             ))),
         }
@@ -144,8 +144,8 @@ fn gates(
         failures.push((
             "skipped",
             format!(
-                "nothing compared: all {} read were skipped{why}",
-                plural(c.total, "exchange", "exchanges")
+                "nothing compared: all {} skipped{why}",
+                plural(c.total, "exchange read was", "exchanges read were")
             ),
         ));
         return failures;

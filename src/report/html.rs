@@ -412,13 +412,13 @@ fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>, resenders: &Re
         badges: badges(i, &problems),
         trend: interface_trend(trend, &i.interface),
         counts_line: format!(
-            "{} · {} identical · {} noise only · {} different · {} missing rule · {} errors · {} skipped",
+            "{} · {} identical · {} noise only · {} different · {} missing rule · {} · {} skipped",
             count_of(k.total, "exchange", "exchanges"),
             k.identical,
             k.noise_only,
             k.different,
             k.missing_rule,
-            k.candidate_error + k.baseline_error,
+            count_of(k.candidate_error + k.baseline_error, "error", "errors"),
             k.skipped
         ),
         facts: if k.total > 0 && k.skipped == k.total {

@@ -131,8 +131,8 @@ fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
         out.push((
             "different",
             format!(
-                "{} differ beyond noise",
-                count_of(i.counts.different, "exchange", "exchanges")
+                "{} beyond noise",
+                count_of(i.counts.different, "exchange differs", "exchanges differ")
             ),
         ));
     }

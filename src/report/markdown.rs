@@ -101,9 +101,10 @@ fn detail(i: &InterfaceResult, problems: &[Problem]) -> String {
                     })
                     .collect();
                 if regressing.is_empty() {
-                    parts.push(format!(
-                        "{} differ",
-                        count_of(i.counts.different, "exchange", "exchanges")
+                    parts.push(count_of(
+                        i.counts.different,
+                        "exchange differs",
+                        "exchanges differ",
                     ));
                 } else {
                     parts.push(regressing.join(", "));
@@ -183,8 +184,12 @@ fn render(r: &RunResult) -> String {
         if flagged.len() > MAX_ROWS {
             let _ = writeln!(
                 md,
-                "\n… and {} more interfaces (see the HTML report).",
-                flagged.len() - MAX_ROWS
+                "\n… and {} (see the HTML report).",
+                count_of(
+                    (flagged.len() - MAX_ROWS) as u64,
+                    "more interface",
+                    "more interfaces"
+                )
             );
         }
     }
@@ -192,15 +197,15 @@ fn render(r: &RunResult) -> String {
     md.push('\n');
     let _ = writeln!(
         md,
-        "{} over {}: {} identical, {} noise only, {} different, {} missing rule, {} candidate errors, {} baseline errors, {} skipped.",
+        "{} over {}: {} identical, {} noise only, {} different, {} missing rule, {}, {}, {} skipped.",
         count_of(c.total, "exchange", "exchanges"),
         count_of(r.summary.interfaces, "interface", "interfaces"),
         c.identical,
         c.noise_only,
         c.different,
         c.missing_rule,
-        c.candidate_error,
-        c.baseline_error,
+        count_of(c.candidate_error, "candidate error", "candidate errors"),
+        count_of(c.baseline_error, "baseline error", "baseline errors"),
         c.skipped
     );
     // What a reader of the summary must not miss about how far the verdict reaches.

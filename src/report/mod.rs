@@ -81,7 +81,7 @@ pub(crate) mod fixture {
     use crate::compare::FetchErrorKind;
     use std::collections::BTreeMap;
 
-    fn counts(f: impl FnOnce(&mut Counts)) -> Counts {
+    pub(crate) fn counts(f: impl FnOnce(&mut Counts)) -> Counts {
         let mut c = Counts::default();
         f(&mut c);
         c.total = c.identical
@@ -157,7 +157,7 @@ pub(crate) mod fixture {
         }
     }
 
-    fn interface(name: &str, c: Counts) -> InterfaceResult {
+    pub(crate) fn interface(name: &str, c: Counts) -> InterfaceResult {
         InterfaceResult {
             interface: name.into(),
             counts: c,
@@ -438,6 +438,55 @@ mod tests {
         let p = dir.path().join("out.json");
         write_output(&p, b"{}\n").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"{}\n");
+    }
+
+    /// "1 exchange differ" and its kind: each sentence agrees with a count of one.
+    #[test]
+    fn a_count_of_one_is_singular_in_gates_and_summaries() {
+        use crate::analysis::result::{Summary, Thresholds};
+        let one = fixture::interface("GET /x", fixture::counts(|c| c.different = 1));
+        let summary = Summary {
+            counts: one.counts,
+            interfaces: 1,
+            ..Summary::default()
+        };
+        let interfaces = std::slice::from_ref(&one);
+        let (_, failures) = gate::evaluate(&summary, interfaces, &Thresholds::default());
+        assert_eq!(
+            failures,
+            ["different: 1 exchange differs beyond noise, in 1 interface: GET /x"]
+        );
+        let junit = String::from_utf8(
+            junit::JunitExporter
+                .export(&gate::decided(
+                    summary.clone(),
+                    vec![one],
+                    Default::default(),
+                ))
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(junit.contains("1 exchange differs beyond noise"), "{junit}");
+
+        let skipped = fixture::interface("POST /x", fixture::counts(|c| c.skipped = 1));
+        let summary = Summary {
+            counts: skipped.counts,
+            interfaces: 1,
+            ..Summary::default()
+        };
+        let (_, failures) = gate::evaluate(&summary, &[skipped], &Thresholds::default());
+        assert_eq!(
+            failures,
+            ["nothing compared: all 1 exchange read was skipped"]
+        );
+
+        let mut r = fixture::failing();
+        r.summary.counts.candidate_error = 1;
+        let md = String::from_utf8(markdown::MarkdownExporter.export(&r).unwrap()).unwrap();
+        assert!(
+            md.contains(", 1 candidate error, 0 baseline errors,"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -47,9 +47,10 @@ pub fn resent_notes(r: &RunResult) -> Vec<String> {
             );
             if sent > 0 && *n as f64 > RESENT_NOTABLE * sent as f64 {
                 line.push_str(&format!(
-                    " ({} of {sent} exchanges sent): the {side} closes kept-alive connections \
+                    " ({} of {} sent): the {side} closes kept-alive connections \
                      instead of answering unusually often",
-                    pct(*n, sent)
+                    pct(*n, sent),
+                    count_of(sent, "exchange", "exchanges")
                 ));
             }
             line

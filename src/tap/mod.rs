@@ -214,7 +214,13 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
     let left_open = proxy::serve(tap.clone(), listener, stop_rx, grace).await;
     if left_open > 0 {
         tracing::warn!(
-            "tap: {left_open} connections still open after --shutdown-grace; their exchanges are not recorded"
+            "tap: {} still open after --shutdown-grace; {} not recorded",
+            crate::report::words::count_of(left_open as u64, "connection", "connections"),
+            if left_open == 1 {
+                "its exchanges are"
+            } else {
+                "their exchanges are"
+            }
         );
     }
     let handle = recorder.handle();

@@ -311,8 +311,13 @@ impl Shadow {
         let mut warnings = Vec::new();
         if busy > 0 {
             warnings.push(format!(
-                "{busy} picked exchanges were not shadowed: {} copies were already in flight (--shadow-concurrency)",
-                self.concurrency
+                "{} not shadowed: {} already in flight (--shadow-concurrency)",
+                crate::report::words::count_of(
+                    busy,
+                    "picked exchange was",
+                    "picked exchanges were"
+                ),
+                crate::report::words::count_of(self.concurrency as u64, "copy was", "copies were")
             ));
         }
         let in_flight = s.in_flight.load(Ordering::Relaxed);

@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 /// The record separator GoReplay writes on a line of its own.
-const SEPARATOR: &[u8] = "🐵🙈🙉".as_bytes();
+pub(super) const SEPARATOR: &[u8] = "🐵🙈🙉".as_bytes();
 /// Largest record kept: a capped body plus a generous header section.
 const MAX_RECORD: usize = MAX_BODY + (2 << 20);
 /// Lines are read in pieces of at most this many bytes, so a huge body without newlines

@@ -2,9 +2,11 @@
 //! files, pcap/pcapng captures) into a recording (format v1), and accounts for every input
 //! unit it read: written as an exchange (whole, or incomplete with a reason), ignored (not
 //! HTTP traffic by nature), or skipped with a reason. [`gor`], [`har`] and [`pcap`] each turn one format into [`Exchange`]s
-//! through a [`Sink`]; [`http1`] is the HTTP/1.x framing that gor and pcap share; this file
+//! through a [`Sink`]; [`http1`] is the HTTP/1.x framing that gor and pcap share; [`detect`]
+//! tells the format when `--from` is not given; this file
 //! holds the [`ImportReport`], the output and `--strict`.
 
+pub mod detect;
 pub mod gor;
 pub mod har;
 pub mod http1;
@@ -470,7 +472,11 @@ impl Sink for Output {
 /// errors are 2 too).
 /// On an error or a strict failure no recording file is left behind.
 pub fn run(args: &ImportArgs, quiet: bool) -> Result<u8> {
-    let format_name = match args.from {
+    let from = match args.from {
+        Some(f) => f,
+        None => detect::infer(&args.inputs)?,
+    };
+    let format_name = match from {
         ImportFormat::Gor => "gor",
         ImportFormat::Har => "har",
         ImportFormat::Pcap => "pcap",
@@ -494,7 +500,7 @@ pub fn run(args: &ImportArgs, quiet: bool) -> Result<u8> {
         )?)
     };
     let mut report = ImportReport::new("");
-    let result = import(args.from, &args.inputs, &mut out, &mut report);
+    let result = import(from, &args.inputs, &mut out, &mut report);
     let strict_failed =
         args.strict && (report.skipped_total() > 0 || report.incomplete_total() > 0);
     let finished = match (result, strict_failed) {
