@@ -104,7 +104,7 @@ impl Snapshot {
                     rate
                 )
             }
-            _ => format!("progress: {} exchanges, {:.0}/s", self.done, rate),
+            _ => format!("progress: {}, {:.0}/s", plural(self.done), rate),
         }
     }
 }
