@@ -603,7 +603,7 @@ impl ReplayConfig {
                 .map_err(|e| file_error(file, list.span(), "gate.fail_on", e))?;
         }
         if let Some(v) = &fc.gate.max_diff_rate {
-            let r = *v.get_ref();
+            let r = v.get_ref().0;
             if !(0.0..=1.0).contains(&r) {
                 return Err(file_error(
                     file,
@@ -930,8 +930,8 @@ fn body_regex(pattern: &str) -> std::result::Result<regex::Regex, String> {
 }
 
 /// A relative margin from the rules file: a share, 0 or more (0.2 = 20%).
-fn margin_at(file: Option<&LoadedConfig>, key: &str, v: &Spanned<f64>) -> Result<f64> {
-    let x = *v.get_ref();
+fn margin_at(file: Option<&LoadedConfig>, key: &str, v: &Spanned<file::Share>) -> Result<f64> {
+    let x = v.get_ref().0;
     if x.is_finite() && x >= 0.0 {
         return Ok(x);
     }

@@ -70,7 +70,7 @@ fn decimal_duration(t: &str) -> Option<Duration> {
 
 /// Parses a share between 0 and 1: `0.01` or `1%`.
 pub fn share(s: &str) -> Result<f64, String> {
-    let x = number_or_percent(s)?;
+    let x = fraction(s)?;
     if (0.0..=1.0).contains(&x) {
         Ok(x)
     } else {
@@ -82,7 +82,7 @@ pub fn share(s: &str) -> Result<f64, String> {
 
 /// Parses a ratio of 0 or more: `0.25` or `25%` (a slowdown may exceed 100%).
 pub fn ratio(s: &str) -> Result<f64, String> {
-    let x = number_or_percent(s)?;
+    let x = fraction(s)?;
     if x.is_finite() && x >= 0.0 {
         Ok(x)
     } else {
@@ -90,7 +90,8 @@ pub fn ratio(s: &str) -> Result<f64, String> {
     }
 }
 
-fn number_or_percent(s: &str) -> Result<f64, String> {
+/// Parses a number (`0.25`) or a percentage (`25%`), with no range check.
+pub fn fraction(s: &str) -> Result<f64, String> {
     let t = s.trim();
     let (num, scale) = match t.strip_suffix('%') {
         Some(n) => (n.trim(), 0.01),

@@ -316,7 +316,7 @@ fn bad_config_names_file_line_and_key() {
         ),
         (
             "[noise]\nrelative = \"x\"\n",
-            "bad.toml:2: noise.relative: invalid type: string \"x\", expected f64",
+            "bad.toml:2: noise.relative: expected a number like 0.01 or a percentage like 1%, found \"x\"",
         ),
         (
             "[noise]\nrelative = 0.2\nabsolute_pct = 500\n",
@@ -398,4 +398,41 @@ fn a_huge_missing_rule_pattern_is_refused_before_it_is_built() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(expect), "{}", describe(&o));
     }
+}
+
+/// Shares in the rules file take the flags' grammar: `0.01` or `"1%"`; a bad one names the
+/// file, line and key.
+#[test]
+fn rules_file_shares_take_percentages_like_the_flags() {
+    use clap::Parser;
+    let dir = tempfile::tempdir().unwrap();
+    let load = |toml: &str| {
+        let path = dir.path().join("rules.toml");
+        std::fs::write(&path, toml).unwrap();
+        let cli = shadowdiff::cli::Cli::try_parse_from([
+            "shadowdiff",
+            "replay",
+            "r.jsonl",
+            "--baseline",
+            "http://a",
+            "--candidate",
+            "http://b",
+            "--config",
+            path.to_str().unwrap(),
+        ])
+        .unwrap();
+        let shadowdiff::cli::Command::Replay(args) = cli.command else {
+            panic!("not a replay")
+        };
+        shadowdiff::config::ReplayConfig::from_args(&args)
+    };
+    let cfg = load("[gate]\nmax_diff_rate = \"1%\"\n[latency]\nrelative = \"50%\"\n").unwrap();
+    assert_eq!(cfg.thresholds.max_diff_rate, Some(0.01));
+    assert_eq!(cfg.thresholds.latency_relative, 0.5);
+    let cfg = load("[gate]\nmax_diff_rate = 0.02\n").unwrap();
+    assert_eq!(cfg.thresholds.max_diff_rate, Some(0.02));
+    let e = load("[gate]\nmax_diff_rate = \"lots\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rules.toml:2") && e.contains("1%"), "{e}");
 }

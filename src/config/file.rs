@@ -7,6 +7,28 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
+/// A share or ratio as the file may write it: a number (`0.25`) or a percentage (`"25%"`),
+/// the same grammar as the flags ([`crate::units`]). The range is checked where it is used.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Share(pub f64);
+
+impl<'de> Deserialize<'de> for Share {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(x) => Ok(Share(x)),
+            Raw::Text(t) => crate::units::fraction(&t)
+                .map(Share)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,7 +112,7 @@ pub struct MissingRuleSection {
 #[serde(deny_unknown_fields)]
 pub struct NoiseSection {
     /// Relative margin of the raw rate over the noise rate (Diffy: 0.2).
-    pub relative: Option<Spanned<f64>>,
+    pub relative: Option<Spanned<Share>>,
     /// Absolute margin in percentage points (Diffy: 0.03).
     pub absolute_pct: Option<Spanned<f64>>,
 }
@@ -100,13 +122,13 @@ pub struct NoiseSection {
 #[serde(deny_unknown_fields)]
 pub struct LatencySection {
     /// Relative slowdown of the paired median that counts (0.25).
-    pub relative: Option<Spanned<f64>>,
+    pub relative: Option<Spanned<Share>>,
     /// Absolute slowdown it also needs (`2ms`).
     pub absolute: Option<Spanned<String>>,
     /// Pairs needed before judging.
     pub min_samples: Option<u64>,
     /// Tail rule: share of the baseline p99 the candidate's p99 must exceed it by (0.5).
-    pub tail_relative: Option<Spanned<f64>>,
+    pub tail_relative: Option<Spanned<Share>>,
     /// Tail rule: absolute amount it must also exceed it by (`10ms`).
     pub tail_absolute: Option<Spanned<String>>,
     /// Tail rule: pairs needed before judging (100).
@@ -120,7 +142,7 @@ pub struct GateSection {
     /// Classes that fail the run.
     pub fail_on: Option<Spanned<Vec<String>>>,
     /// Share of compared exchanges that may differ.
-    pub max_diff_rate: Option<Spanned<f64>>,
+    pub max_diff_rate: Option<Spanned<Share>>,
 }
 
 /// `[[ignore]]`
@@ -168,7 +190,7 @@ pub struct NoiseRuleEntry {
     /// Glob on the interface key.
     pub interfaces: Spanned<String>,
     /// Relative margin for these interfaces.
-    pub relative: Option<Spanned<f64>>,
+    pub relative: Option<Spanned<Share>>,
     /// Absolute margin (percentage points) for these interfaces.
     pub absolute_pct: Option<Spanned<f64>>,
 }
