@@ -240,8 +240,12 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
             .map(|r| s.dropped(*r))
             .sum();
         eprintln!(
-            "stopped: {} exchanges proxied, {} recorded, {} sampled out, {} dropped; files: {}",
-            metrics.proxied.load(Ordering::Relaxed),
+            "stopped: {} proxied, {} recorded, {} sampled out, {} dropped; files: {}",
+            crate::report::words::count_of(
+                metrics.proxied.load(Ordering::Relaxed),
+                "exchange",
+                "exchanges"
+            ),
             s.recorded.load(Ordering::Relaxed),
             s.sampled_out.load(Ordering::Relaxed),
             dropped,
