@@ -260,8 +260,18 @@ fn shop(
             body: s.body.to_vec(),
         });
         let price = if price_as_string { "\"12.50\"" } else { "12.5" };
-        let at =
-            shadowdiff::recording::format::format_ts_us(shadowdiff::recording::format::now_us());
+        // Two servers may answer within the same microsecond: every answer's time is kept
+        // strictly later than the one before, so `$.at` always differs and is judged.
+        static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+        let now = shadowdiff::recording::format::now_us();
+        let prev = LAST
+            .fetch_update(
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+                |last| Some(now.max(last + 1)),
+            )
+            .unwrap_or(now);
+        let at = shadowdiff::recording::format::format_ts_us(now.max(prev + 1));
         Answer::json(
             200,
             format!(r#"{{"price":{price},"rid":"r-{n}","at":"{at}","stock":{stock}}}"#),
