@@ -297,10 +297,18 @@ pub(crate) mod fixture {
             shadowdiff_result: RESULT_FORMAT,
             verdict: Verdict::Fail,
             gate_failures: vec![
-                "missing_rule: 1 exchange in 1 interface".into(),
-                "different: 95 exchanges in 1 interface".into(),
-                "latency: 1 interface slower than the baseline".into(),
-                "candidate_error: 2 exchanges in 1 interface".into(),
+                "missing_rule: the candidate has no route for 1 interface (1 exchange), which \
+                 the baseline serves: GET /api/reports/annual-export"
+                    .into(),
+                "different: 42.60% of compared exchanges differ beyond noise (limit 1.00%), \
+                 in 1 interface: GET /api/products/{id}"
+                    .into(),
+                "latency: the candidate is slower on 1 interface: GET /api/search \
+                 (p50 1.2 -> 41.8 ms)"
+                    .into(),
+                "candidate_error: the candidate gave no usable answer for 2 exchanges in 1 \
+                 interface: GET /api/search"
+                    .into(),
             ],
             summary,
             interfaces,
@@ -372,6 +380,10 @@ pub(crate) mod fixture {
         r.interfaces.insert(0, cart);
         r.summary.counts.merge(&r.interfaces[0].counts);
         r.summary.interfaces += 1;
+        // Four more identical exchanges lower the share that differs.
+        r.gate_failures[1] = "different: 41.85% of compared exchanges differ beyond noise \
+                              (limit 1.00%), in 1 interface: GET /api/products/{id}"
+            .into();
         r.trend = Some(crate::analysis::trend::compare(
             &r,
             &previous,
@@ -490,14 +502,31 @@ mod tests {
     }
 
     #[test]
-    fn fixture_counts_are_consistent() {
-        for r in [
-            fixture::failing(),
-            fixture::passing(),
-            fixture::with_trend(),
+    /// The reports are only as true as the results they are shown: each fixture's verdict,
+    /// gate sentences and summary must be what the analysis would have made of its
+    /// interfaces, or the snapshots would pin a report no run can produce.
+    fn fixtures_are_results_a_run_could_produce() {
+        for (name, r) in [
+            ("failing", fixture::failing()),
+            ("passing", fixture::passing()),
+            ("with_trend", fixture::with_trend()),
         ] {
-            assert!(r.summary.counts.is_consistent());
-            assert!(r.interfaces.iter().all(|i| i.counts.is_consistent()));
+            let (verdict, failures) = gate::evaluate(&r.summary, &r.interfaces, &r.run.thresholds);
+            assert_eq!(r.verdict, verdict, "{name}");
+            assert_eq!(r.gate_failures, failures, "{name}");
+            let mut sum = crate::analysis::result::Counts::default();
+            for i in &r.interfaces {
+                sum.merge(&i.counts);
+            }
+            assert_eq!(
+                r.summary.counts, sum,
+                "{name}: summary is the interfaces' sum"
+            );
+            assert_eq!(r.summary.interfaces, r.interfaces.len() as u64, "{name}");
+            let slower = r.interfaces.iter().filter(|i| i.latency.regression).count();
+            assert_eq!(r.summary.latency_regressions, slower as u64, "{name}");
+            let reasons: u64 = r.summary.skipped_reasons.values().sum();
+            assert_eq!(reasons, r.summary.counts.skipped, "{name}: skip reasons");
         }
     }
 }
