@@ -292,6 +292,39 @@ async fn time_tolerance_gate_and_threshold_options() {
     );
 }
 
+/// The latency thresholds of a config file decide the latency verdict, not only what the
+/// result echoes: a candidate 40 ms slower on every call is a regression under the
+/// defaults and none where the file asks for at least 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_thresholds_from_the_file_change_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let items: Vec<_> = (0..30).map(|i| get(&format!("s{i}"), "/slow", i)).collect();
+    let rec = write_recording(&dir.path().join("s.jsonl"), &items);
+    let old = TestServer::start(|_| Answer::json(200, "{}")).await;
+    let new = TestServer::start_delayed(|_| {
+        (
+            Answer::json(200, "{}"),
+            Some(std::time::Duration::from_millis(40)),
+        )
+    })
+    .await;
+    let slower = |r: &serde_json::Value| interface(r, "GET /slow")["latency"]["regression"].clone();
+    let defaults = run(&rec, &old, &new, &[]).await;
+    assert_eq!(slower(&defaults), true, "{:#}", defaults["summary"]);
+    assert_eq!(defaults["verdict"], "fail");
+
+    let cfg = dir.path().join("lenient.toml");
+    std::fs::write(&cfg, "[latency]\nabsolute = \"1s\"\n").unwrap();
+    let lenient = run(&rec, &old, &new, &["--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(slower(&lenient), false, "{:#}", lenient["summary"]);
+    assert_eq!(lenient["verdict"], "pass");
+
+    // Too few samples for the file's minimum: no latency verdict either way.
+    std::fs::write(&cfg, "[latency]\nmin_samples = 100\n").unwrap();
+    let few = run(&rec, &old, &new, &["--config", cfg.to_str().unwrap()]).await;
+    assert_eq!(slower(&few), false, "{:#}", few["summary"]);
+}
+
 #[test]
 fn bad_config_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,21 +4,40 @@
 use crate::util::*;
 use shadowdiff::demo::gateway::{spawn, GatewayVersion};
 
+/// The output with ports, timings and dates made stable. Each distinct request id and time
+/// gets a numbered stand-in of its own (`RID-1`, `TIME-2`), so a snapshot still shows which
+/// values differ and which are the same.
 fn normalise(text: &str) -> String {
     let rules = [
         (r"127\.0\.0\.1:\d+", "127.0.0.1:PORT"),
         (r"\d+\.\d ms", "N ms"),
         (r"(?m)^(\s*date: ).*$", "${1}DATE"),
-        (r#""request_id": ?"[0-9a-f]{16}""#, r#""request_id": "RID""#),
-        (r#""served_at": ?"[^"]+""#, r#""served_at": "TIME""#),
-        (r#""[0-9a-f]{16}""#, r#""RID""#),
-        (r#""\d{4}-\d\d-\d\dT[0-9:.]+Z""#, r#""TIME""#),
     ];
     let mut s = text.to_string();
     for (re, to) in rules {
         s = regex::Regex::new(re)
             .unwrap()
             .replace_all(&s, to)
+            .into_owned();
+    }
+    for (re, stand_in) in [
+        (r#""[0-9a-f]{16}""#, "RID"),
+        (r#""\d{4}-\d\d-\d\dT[0-9:.]+Z""#, "TIME"),
+    ] {
+        let mut seen: Vec<String> = Vec::new();
+        s = regex::Regex::new(re)
+            .unwrap()
+            .replace_all(&s, |c: &regex::Captures| {
+                let value = c[0].to_string();
+                let n = match seen.iter().position(|v| *v == value) {
+                    Some(i) => i + 1,
+                    None => {
+                        seen.push(value);
+                        seen.len()
+                    }
+                };
+                format!("\"{stand_in}-{n}\"")
+            })
             .into_owned();
     }
     s
