@@ -1,6 +1,7 @@
 //! The library's error type. Every error says which side failed (input, baseline,
-//! candidate, secondary, tap) and maps to one exit code, so scripts can tell a bad flag
-//! (2) from a dead target (3).
+//! candidate, secondary, tap, internal) and maps to one exit code, so scripts can tell a bad
+//! flag (2) from a dead target (3) and both from a failure of shadowdiff itself (4), which
+//! no change to the input or the targets would fix.
 
 use crate::exchange::Side;
 use std::path::PathBuf;
@@ -51,7 +52,8 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
-    /// Anything else from the runtime (binding a port, spawning a thread).
+    /// Anything else from the runtime: binding a port (the tap's side), or a thread,
+    /// runtime or worker of shadowdiff's own that failed ([`Side::Internal`]).
     #[error("{side}: {message}")]
     Runtime {
         /// Which part.
@@ -66,7 +68,19 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Target { .. } => 3,
+            Error::Runtime {
+                side: Side::Internal,
+                ..
+            } => 4,
             _ => 2,
+        }
+    }
+
+    /// A failure of shadowdiff's own machinery: `what` was being done.
+    pub fn internal(what: impl std::fmt::Display, cause: impl std::fmt::Display) -> Self {
+        Error::Runtime {
+            side: Side::Internal,
+            message: format!("{what}: {cause}"),
         }
     }
 
@@ -81,3 +95,33 @@ impl Error {
 
 /// Result alias for the library.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_side_has_its_exit_code_and_names_itself() {
+        let internal = Error::internal("cannot start a worker thread", "out of threads");
+        assert_eq!(internal.exit_code(), 4);
+        assert_eq!(
+            internal.to_string(),
+            "internal: cannot start a worker thread: out of threads"
+        );
+        let target = Error::Target {
+            side: Side::Candidate,
+            url: "http://127.0.0.1:1".into(),
+            message: "connection refused".into(),
+        };
+        assert_eq!(target.exit_code(), 3);
+        let tap = Error::Runtime {
+            side: Side::Tap,
+            message: "cannot listen on 0.0.0.0:80: permission denied".into(),
+        };
+        assert_eq!(tap.exit_code(), 2);
+        assert_eq!(
+            Error::Usage("--rate must be positive".into()).exit_code(),
+            2
+        );
+    }
+}

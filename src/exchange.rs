@@ -118,6 +118,9 @@ pub enum Side {
     Secondary,
     /// Files and flags given by the user.
     Input,
+    /// shadowdiff itself: a thread or runtime that would not start, a worker that panicked.
+    /// Neither the user's input nor a target is at fault.
+    Internal,
 }
 
 impl fmt::Display for Side {
@@ -128,6 +131,7 @@ impl fmt::Display for Side {
             Side::Candidate => "candidate",
             Side::Secondary => "secondary",
             Side::Input => "input",
+            Side::Internal => "internal",
         })
     }
 }

@@ -37,7 +37,6 @@ use analysis::result::{RunResult, Verdict};
 use cli::{Cli, Command};
 use config::ReplayConfig;
 use error::{Error, Result};
-use exchange::Side;
 use report::Exporter;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -196,10 +195,8 @@ fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
         }
         b.worker_threads(n);
     }
-    b.build().map_err(|e| Error::Runtime {
-        side: Side::Input,
-        message: format!("cannot start the async runtime: {e}"),
-    })
+    b.build()
+        .map_err(|e| Error::internal("cannot start the async runtime", e))
 }
 
 fn init_tracing(quiet: bool, verbose: u8) {

@@ -1,5 +1,5 @@
 //! The `shadowdiff` binary: parse the command line, run the library, map errors to exit
-//! codes (0 pass, 1 fail, 2 bad usage or input, 3 target unusable).
+//! codes (0 pass, 1 fail, 2 bad usage or input, 3 target unusable, 4 internal failure).
 
 use std::process::ExitCode;
 

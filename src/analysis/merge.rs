@@ -8,13 +8,13 @@
 //! combined by an associative rule (sums, maxima, unions in input order, first-seen values,
 //! prefix-capped concatenations), and nothing depends on when the merge ran.
 
+use super::gate;
 use super::latency::LatencyAgg;
 use super::result::{
     Counts, FilterCount, InterfaceResult, PathResult, RunInfo, RunResult, ShardInfo, Signature,
     RESULT_FORMAT,
 };
 use super::{decide, summarize, MAX_SAMPLES, MAX_SIGNATURES};
-use crate::report::gate;
 use std::collections::{BTreeMap, HashMap};
 
 /// Why a set of results cannot be merged. Every variant names the inputs involved, by the
@@ -463,8 +463,7 @@ impl IfaceMerge {
         r.signatures = self.signatures;
         r.signatures
             .sort_by(|x, y| y.count.cmp(&x.count).then(x.keys.cmp(&y.keys)));
-        r.errors
-            .sort_by(|a, b| (&a.side, a.kind).cmp(&(&b.side, b.kind)));
+        r.errors.sort_by_key(|e| (e.side, e.kind));
         super::keep_example_requests(&mut r);
         decide(&mut r, th);
         r

@@ -7,6 +7,7 @@
 //! count) because whether such an exchange is `noise_only` or `different` depends on the
 //! noise rates of its keys, known only once every exchange has been seen.
 
+pub mod gate;
 pub mod latency;
 pub mod merge;
 pub mod noise;
@@ -21,8 +22,8 @@ use crate::compare::{
 };
 use latency::LatencyAgg;
 use result::{
-    Counts, ErrorResult, Example, InterfaceResult, LatencyResult, MissingRuleAnswer, PathResult,
-    SampleRequest, Signature, Summary, Thresholds,
+    Counts, ErrorResult, ErrorSide, Example, InterfaceResult, LatencyResult, MissingRuleAnswer,
+    PathResult, SampleRequest, Signature, Summary, Thresholds,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -84,7 +85,7 @@ struct InterfaceAgg {
     paths: HashMap<String, PathAgg>,
     signatures: HashMap<Vec<String>, u64>,
     overflow: u64,
-    errors: BTreeMap<(String, FetchErrorKind), ErrAgg>,
+    errors: BTreeMap<(ErrorSide, FetchErrorKind), ErrAgg>,
     missing_samples: Vec<String>,
     missing_answer: Option<MissingRuleAnswer>,
     /// The requests of the exchanges path examples come from.
@@ -129,15 +130,12 @@ impl InterfaceAgg {
         })
     }
 
-    fn error(&mut self, side: &str, e: &FetchError, id: &str) {
-        let agg = self
-            .errors
-            .entry((side.to_string(), e.kind))
-            .or_insert_with(|| ErrAgg {
-                count: 0,
-                message: e.message.clone(),
-                samples: Vec::new(),
-            });
+    fn error(&mut self, side: ErrorSide, e: &FetchError, id: &str) {
+        let agg = self.errors.entry((side, e.kind)).or_insert_with(|| ErrAgg {
+            count: 0,
+            message: e.message.clone(),
+            samples: Vec::new(),
+        });
         agg.count += 1;
         push_sample(&mut agg.samples, id);
     }
@@ -204,7 +202,7 @@ impl Aggregator {
     /// Notes why an exchange of `interface` was skipped as [`result::UNSENDABLE`] (the
     /// skip itself is counted by [`Aggregator::record_skip`]).
     pub fn record_unsendable(&mut self, interface: &str, id: &str, e: &FetchError) {
-        self.iface(interface).error(result::REQUEST_SIDE, e, id);
+        self.iface(interface).error(ErrorSide::Request, e, id);
     }
 
     /// Counts one exchange of `interface` for `tenant`.
@@ -215,14 +213,14 @@ impl Aggregator {
     /// Records that the noise probe failed for an exchange (the exchange's outcome is not
     /// affected; the failure is reported so it is not silently lost).
     pub fn record_probe_error(&mut self, interface: &str, id: &str, e: &FetchError) {
-        self.iface(interface).error("secondary", e, id);
+        self.iface(interface).error(ErrorSide::Secondary, e, id);
     }
 
     /// Lists the candidate's failure on an exchange counted as the baseline's error (both
     /// failed): the outcome stays `baseline_error`, and the failure is listed under the
     /// candidate's errors, so a candidate that is down is seen even when the baseline is.
     pub fn record_candidate_failure(&mut self, interface: &str, id: &str, e: &FetchError) {
-        self.iface(interface).error("candidate", e, id);
+        self.iface(interface).error(ErrorSide::Candidate, e, id);
     }
 
     /// Counts the requests of an exchange of `interface` that were sent a second time.
@@ -284,9 +282,9 @@ impl Aggregator {
                 agg.counts.add(j.outcome, 1);
                 if let Some(e) = &j.error {
                     let side = if j.outcome == Outcome::BaselineError {
-                        "baseline"
+                        ErrorSide::Baseline
                     } else {
-                        "candidate"
+                        ErrorSide::Candidate
                     };
                     agg.error(side, e, id);
                 }
@@ -333,7 +331,7 @@ impl Aggregator {
                         d.baseline.as_deref().unwrap_or("-")
                     ),
                 };
-                agg.error("secondary", &e, id);
+                agg.error(ErrorSide::Secondary, &e, id);
             }
             // A list cut where some of the rest is at paths not listed is never explained by
             // noise: what was cut off could be anything, so the exchange stays `different`.
@@ -1140,7 +1138,7 @@ mod tests {
         );
         assert_eq!(s.skipped_reasons["side_effect"], 1);
         assert_eq!(ifs[0].missing_rule_samples, ["3"]);
-        assert_eq!(ifs[0].errors[0].side, "candidate");
+        assert_eq!(ifs[0].errors[0].side, ErrorSide::Candidate);
         assert_eq!(ifs[0].fields[0].tolerated, 1);
         assert!(!ifs[0].fields[0].regression);
     }

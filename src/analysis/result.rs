@@ -449,12 +449,46 @@ impl SampleRequest {
     }
 }
 
+/// Whose failure an [`ErrorResult`] counts. Written in the result as the lower-case name;
+/// the order (baseline, candidate, request, secondary) is the order reports list them in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorSide {
+    /// The baseline gave no usable answer.
+    Baseline,
+    /// The candidate gave no usable answer.
+    Candidate,
+    /// The recorded request itself could not be sent (skipped as [`UNSENDABLE`]); it never
+    /// reached a target.
+    Request,
+    /// The noise probe (a second baseline, or the baseline asked again) failed: a noise
+    /// sample lost, never an outcome.
+    Secondary,
+}
+
+impl ErrorSide {
+    /// The name the result and the reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorSide::Baseline => "baseline",
+            ErrorSide::Candidate => "candidate",
+            ErrorSide::Request => "request",
+            ErrorSide::Secondary => "secondary",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Errors of one side and kind.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ErrorResult {
-    /// `baseline`, `candidate` or `secondary`; or `request` for requests skipped as
-    /// [`UNSENDABLE`], which never reached a target.
-    pub side: String,
+    /// Whose failure.
+    pub side: ErrorSide,
     /// Class of failure.
     pub kind: FetchErrorKind,
     /// How many exchanges.
@@ -468,9 +502,6 @@ pub struct ErrorResult {
 /// The skip reason of an exchange whose recorded request no HTTP connection can carry (a
 /// target or header value the protocol forbids): nothing was sent, so nothing is judged.
 pub const UNSENDABLE: &str = "unsendable";
-
-/// The [`ErrorResult::side`] that says why requests were skipped as [`UNSENDABLE`].
-pub const REQUEST_SIDE: &str = "request";
 
 /// Latency of one interface.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,6 @@ use crate::analysis::result::RunResult;
 use crate::cli::{Cli, Command, DemoArgs};
 use crate::config::ReplayConfig;
 use crate::error::{Error, Result};
-use crate::exchange::Side;
 use crate::recording::{FileReader, ReadOptions, RecordingReader};
 use gateway::{spawn, GatewayVersion};
 use std::path::PathBuf;
@@ -23,10 +22,9 @@ pub const DEMO_RECORDING: &str = include_str!("../../recordings/demo.jsonl");
 /// result to `args.json`.
 pub async fn run(args: &DemoArgs, quiet: bool) -> Result<RunResult> {
     let start = |v: GatewayVersion| async move {
-        spawn(v).await.map_err(|e| Error::Runtime {
-            side: Side::Input,
-            message: format!("cannot start the demo gateway {v}: {e}"),
-        })
+        spawn(v)
+            .await
+            .map_err(|e| Error::internal(format!("cannot start the demo gateway {v}"), e))
     };
     let v1 = start(GatewayVersion::V1).await?;
     let v2 = start(GatewayVersion::V2).await?;

@@ -118,10 +118,8 @@ impl RecordingWriter {
             written: 0,
             bytes: 0,
         };
-        let mut head = serde_json::to_vec(header).map_err(|e| Error::Runtime {
-            side: crate::exchange::Side::Input,
-            message: format!("serializing the recording header: {e}"),
-        })?;
+        let mut head = serde_json::to_vec(header)
+            .map_err(|e| Error::internal("serializing the recording header", e))?;
         head.push(b'\n');
         w.write_raw(&head)?;
         Ok(w)

@@ -23,6 +23,7 @@ pub mod resend;
 pub mod select;
 pub mod target;
 
+use crate::analysis::gate;
 use crate::analysis::result::{RunInfo, RunResult, UNSENDABLE};
 use crate::analysis::{Aggregator, PairLatency, Resent};
 use crate::compare::{
@@ -33,7 +34,6 @@ use crate::error::{Error, Result};
 use crate::exchange::{Exchange, Request, Side};
 use crate::recording::RecordingReader;
 use crate::report::diffs::{DiffLine, DiffSink};
-use crate::report::gate;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::task::AtomicWaker;
 use std::collections::{HashMap, VecDeque};
@@ -373,10 +373,9 @@ pub async fn prepare_reader(
             })
             .collect();
         for (t, w) in all.iter().zip(waits) {
-            let took = w.await.map_err(|e| Error::Runtime {
-                side: t.side,
-                message: format!("readiness check failed: {e}"),
-            })??;
+            let took = w
+                .await
+                .map_err(|e| Error::internal(format!("{} readiness check", t.side), e))??;
             tracing::info!("{} ready after {:.1}s", t.side, took.as_secs_f64());
             ready_ms.insert(t.side.to_string(), took.as_millis() as u64);
         }
@@ -452,10 +451,7 @@ pub async fn run(
                 batch_size,
             )
         })
-        .map_err(|e| Error::Runtime {
-            side: Side::Input,
-            message: format!("cannot start the reader thread: {e}"),
-        })?;
+        .map_err(|e| Error::internal("cannot start the reader thread", e))?;
 
     let paced = !matches!(cfg.pacing, Pacing::Closed);
     let mut workers = Vec::with_capacity(n_workers);
@@ -473,10 +469,7 @@ pub async fn run(
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| Error::Runtime {
-                        side: Side::Input,
-                        message: format!("cannot start a worker runtime: {e}"),
-                    })?;
+                    .map_err(|e| Error::internal("cannot start a worker runtime", e))?;
                 // Each worker's clients (and so connections) are its own.
                 let t = Rc::new(WorkerTargets::from_targets(t.fresh()?));
                 let w = Worker {
@@ -488,10 +481,7 @@ pub async fn run(
                 };
                 Ok(rt.block_on(worker(rx, t, rules, sink, progress, w)))
             })
-            .map_err(|e| Error::Runtime {
-                side: Side::Input,
-                message: format!("cannot start a worker thread: {e}"),
-            })?;
+            .map_err(|e| Error::internal("cannot start a worker thread", e))?;
         workers.push(handle);
     }
     drop(job_rx);
@@ -714,14 +704,8 @@ async fn join_thread<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(move || handle.join())
         .await
-        .map_err(|e| Error::Runtime {
-            side: Side::Input,
-            message: format!("{what}: {e}"),
-        })?
-        .map_err(|_| Error::Runtime {
-            side: Side::Input,
-            message: format!("{what} panicked"),
-        })
+        .map_err(|e| Error::internal(what, e))?
+        .map_err(|_| Error::internal(what, "panicked"))
 }
 
 /// What one exchange's replay produced, handed back to its worker for aggregation.

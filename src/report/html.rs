@@ -448,7 +448,7 @@ fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>, resenders: &Re
             .errors
             .iter()
             .map(|e| ErrRow {
-                side: e.side.clone(),
+                side: e.side.to_string(),
                 kind: e.kind.to_string(),
                 count: e.count,
                 message: e.message.clone(),

@@ -4,11 +4,11 @@
 //! ids, so the CI page says what to look at. The document follows the Apache Ant JUnit
 //! report format that both servers read (`tests/fixtures/junit.xsd` checks it).
 
-use super::gate;
 use super::inert;
 use super::words::{self, count_of, ms};
 use super::Exporter;
-use crate::analysis::result::{InterfaceResult, RunResult, TrendState, Verdict};
+use crate::analysis::gate;
+use crate::analysis::result::{ErrorSide, InterfaceResult, RunResult, TrendState, Verdict};
 use std::fmt::Write as _;
 use std::io;
 
@@ -154,17 +154,17 @@ fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
         ));
     }
     for e in &i.errors {
-        let class = match e.side.as_str() {
+        let class = match e.side {
             // A candidate failure on exchanges the baseline failed too is listed beside the
             // baseline's, but counted as the baseline's: with no candidate error of its own
             // the interface belongs to the baseline_error class.
-            "candidate" if i.counts.candidate_error == 0 => "baseline_error",
-            "candidate" => "candidate_error",
-            "baseline" => "baseline_error",
+            ErrorSide::Candidate if i.counts.candidate_error == 0 => "baseline_error",
+            ErrorSide::Candidate => "candidate_error",
+            ErrorSide::Baseline => "baseline_error",
             // Requests skipped as unsendable never reached a target.
-            "request" => "unsendable",
+            ErrorSide::Request => "unsendable",
             // Noise-probe failures lose a noise sample, never an outcome.
-            _ => "secondary_error",
+            ErrorSide::Secondary => "secondary_error",
         };
         out.push((
             class,
@@ -509,10 +509,10 @@ mod tests {
             .find(|i| !i.errors.is_empty())
             .unwrap();
         let mut twin = i.errors[0].clone();
-        twin.side = "candidate".into();
+        twin.side = ErrorSide::Candidate;
         i.errors = vec![
             crate::analysis::result::ErrorResult {
-                side: "baseline".into(),
+                side: ErrorSide::Baseline,
                 ..twin.clone()
             },
             twin,

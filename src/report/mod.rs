@@ -6,7 +6,6 @@
 pub mod chart;
 pub mod diffs;
 pub mod fit;
-pub mod gate;
 pub mod html;
 pub mod inert;
 pub mod json;
@@ -258,7 +257,7 @@ pub(crate) mod fixture {
         );
         search.fields = vec![path("$.request_id", 68, 68, 0, false, &["demo-000002"])];
         search.errors = vec![ErrorResult {
-            side: "candidate".into(),
+            side: ErrorSide::Candidate,
             kind: FetchErrorKind::Timeout,
             count: 2,
             message: "no complete answer within 5s".into(),
@@ -412,6 +411,7 @@ pub(crate) mod fixture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::gate;
 
     struct BrokenPipe;
 

@@ -3,10 +3,12 @@
 //! milliseconds, shares, and what the selection (shard, filters) kept.
 
 use crate::analysis::result::{
-    GatewayWide, InterfaceResult, LatencyResult, PathResult, RunResult, Trend, TrendItem,
-    TrendState, Verdict, MEDIAN_RULE, REQUEST_SIDE, TAIL_RULE, UNSENDABLE,
+    ErrorSide, GatewayWide, InterfaceResult, LatencyResult, PathResult, RunResult, Trend,
+    TrendItem, TrendState, Verdict, MEDIAN_RULE, TAIL_RULE, UNSENDABLE,
 };
 use crate::compare::NoiseSource;
+
+pub use crate::analysis::gate::{count_of, interface_names, MAX_NAMES};
 
 /// Why exchanges were skipped as `unsendable`, with the first one's id and reason: `None`
 /// when none were.
@@ -18,7 +20,7 @@ pub fn unsendable_note(r: &RunResult) -> Option<String> {
         .interfaces
         .iter()
         .flat_map(|i| &i.errors)
-        .find(|e| e.side == REQUEST_SIDE)?;
+        .find(|e| e.side == ErrorSide::Request)?;
     let id = first.samples.first().map_or("", String::as_str);
     Some(format!(
         "unsendable: the recorded request cannot go on an HTTP connection (exchange {id}: {})",
@@ -66,7 +68,7 @@ pub fn probe_failures(r: &RunResult) -> Option<String> {
         .interfaces
         .iter()
         .flat_map(|i| i.errors.iter().map(move |e| (i, e)))
-        .filter(|(_, e)| e.side == "secondary");
+        .filter(|(_, e)| e.side == ErrorSide::Secondary);
     let (i, first) = failed.next()?;
     let total = first.count + failed.map(|(_, e)| e.count).sum::<u64>();
     let id = first.samples.first().map_or("", String::as_str);
@@ -138,11 +140,6 @@ pub fn slower_by(l: &LatencyResult) -> String {
         ));
     }
     said.join(" and ")
-}
-
-/// `1 exchange`, `2 exchanges`.
-pub fn count_of(n: u64, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Milliseconds with one decimal, from microseconds.
@@ -332,24 +329,6 @@ pub fn noise_phrase(i: &InterfaceResult, path: &PathResult) -> String {
         path.noise,
         count_of(i.probed, "sample", "samples")
     )
-}
-
-/// Interface names listed in one sentence before "and N more".
-pub const MAX_NAMES: usize = 5;
-
-/// How many interfaces, and their names as one sentence lists them: `a, b and N more`.
-pub fn interface_names<'a>(it: impl Iterator<Item = &'a InterfaceResult>) -> (usize, String) {
-    let all: Vec<&str> = it.map(|i| i.interface.as_str()).collect();
-    let mut s = all
-        .iter()
-        .take(MAX_NAMES)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if all.len() > MAX_NAMES {
-        s.push_str(&format!(" and {} more", all.len() - MAX_NAMES));
-    }
-    (all.len(), s)
 }
 
 /// The verdict block's line on exchanges whose noise nothing measured: their every

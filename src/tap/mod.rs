@@ -82,10 +82,9 @@ pub fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime> {
         }
         None => tokio::runtime::Builder::new_multi_thread(),
     };
-    b.enable_all().build().map_err(|e| Error::Runtime {
-        side: Side::Tap,
-        message: format!("cannot start the async runtime: {e}"),
-    })
+    b.enable_all()
+        .build()
+        .map_err(|e| Error::internal("cannot start the async runtime", e))
 }
 
 async fn bind(flag: &str, addr: std::net::SocketAddr) -> Result<TcpListener> {
@@ -226,10 +225,7 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
     let handle = recorder.handle();
     let files = tokio::task::spawn_blocking(move || recorder.close())
         .await
-        .map_err(|e| Error::Runtime {
-            side: Side::Tap,
-            message: format!("the recorder did not stop cleanly: {e}"),
-        })?;
+        .map_err(|e| Error::internal("the recorder did not stop cleanly", e))?;
     if let Some(a) = admin {
         a.abort();
     }

@@ -19,7 +19,7 @@ use super::fast::{RawHeads, SpareHeaders};
 use super::redact::Redactor;
 use super::sample::{Admit, Coverage, Quota};
 use crate::error::{Error, Result};
-use crate::exchange::{Exchange, Side};
+use crate::exchange::Exchange;
 use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::writer::partial_path;
 use crate::recording::{RecordingHeader, RecordingWriter};
@@ -272,10 +272,7 @@ impl Recorder {
                 yield_to_traffic();
                 state.run(rx)
             })
-            .map_err(|e| Error::Runtime {
-                side: Side::Tap,
-                message: format!("cannot start the recorder thread: {e}"),
-            })?;
+            .map_err(|e| Error::internal("cannot start the recorder thread", e))?;
         Ok(Recorder {
             handle,
             thread: Some(thread),

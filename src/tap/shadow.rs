@@ -17,6 +17,7 @@
 use super::config::TapConfig;
 use super::redact::Redactor;
 use super::sample::Sampler;
+use crate::analysis::gate;
 use crate::analysis::result::{RunInfo, RunResult, Thresholds};
 use crate::analysis::{Aggregator, PairLatency};
 use crate::cli::HostHeaderMode;
@@ -27,7 +28,6 @@ use crate::error::Result;
 use crate::exchange::{Request, Side};
 use crate::recording::format::{format_ts_us, now_us};
 use crate::replay::target::{ConnTarget, Target, TargetOptions};
-use crate::report::gate;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -15,7 +15,7 @@ pub mod pcap;
 
 use crate::cli::{ImportArgs, ImportFormat};
 use crate::error::{Error, Result};
-use crate::exchange::{Exchange, Request, Response, Side};
+use crate::exchange::{Exchange, Request, Response};
 use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::format::exchange_to_line;
 use crate::recording::writer::partial_path;
@@ -485,10 +485,7 @@ pub fn run(args: &ImportArgs, quiet: bool) -> Result<u8> {
     let mut out = if to_stdout {
         let mut w = std::io::BufWriter::new(std::io::stdout());
         let head = serde_json::to_vec(&RecordingHeader::new(&format!("import:{format_name}")))
-            .map_err(|e| Error::Runtime {
-                side: Side::Input,
-                message: format!("serializing the recording header: {e}"),
-            })?;
+            .map_err(|e| Error::internal("serializing the recording header", e))?;
         w.write_all(&head)
             .and_then(|_| w.write_all(b"\n"))
             .map_err(|e| Error::io("-", e))?;

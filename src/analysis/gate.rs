@@ -1,12 +1,11 @@
 //! Gates: turn a finished result into the verdict. Each tripped gate adds one plain sentence
 //! to `gate_failures`, naming the interfaces involved, so the release engineer reading a
-//! failed CI job knows what to look at without opening the report.
+//! failed CI job knows what to look at without opening the report. Deciding lives here, in
+//! the analysis; the reports only render what was decided.
 
 use crate::analysis::result::{
-    InterfaceResult, RunInfo, RunResult, Summary, Thresholds, Verdict, RESULT_FORMAT,
+    ErrorSide, InterfaceResult, RunInfo, RunResult, Summary, Thresholds, Verdict, RESULT_FORMAT,
 };
-
-use super::words::{count_of as plural, interface_names as names, MAX_NAMES};
 
 /// A finished result: the gates of `run.thresholds` evaluated on the summary and interfaces.
 /// Replay, merge and the tap's live shadow all end here.
@@ -19,7 +18,7 @@ pub fn decided(summary: Summary, interfaces: Vec<InterfaceResult>, run: RunInfo)
             0,
             format!(
                 "incomplete: reading stopped at {why}; only what came before it was judged ({})",
-                plural(summary.counts.total, "exchange", "exchanges")
+                count_of(summary.counts.total, "exchange", "exchanges")
             ),
         );
     }
@@ -77,29 +76,29 @@ fn gates(
     let mut failures = Vec::new();
     let c = &summary.counts;
     if on("missing_rule") && c.missing_rule > 0 {
-        let (n, list) = names(interfaces.iter().filter(|i| i.counts.missing_rule > 0));
+        let (n, list) = interface_names(interfaces.iter().filter(|i| i.counts.missing_rule > 0));
         failures.push(("missing_rule", format!(
             "missing_rule: the candidate has no route for {} ({}), which the baseline serves: {list}",
-            plural(n as u64, "interface", "interfaces"),
-            plural(c.missing_rule, "exchange", "exchanges"),
+            count_of(n as u64, "interface", "interfaces"),
+            count_of(c.missing_rule, "exchange", "exchanges"),
         )));
     }
     if on("different") && c.different > 0 {
         let compared: u64 = interfaces.iter().map(|i| i.compared).sum();
         let rate = c.different as f64 / compared.max(1) as f64;
-        let (n, list) = names(interfaces.iter().filter(|i| i.counts.different > 0));
+        let (n, list) = interface_names(interfaces.iter().filter(|i| i.counts.different > 0));
         match th.max_diff_rate {
             Some(max) if rate <= max => {}
             Some(max) => failures.push(("different", format!(
                 "different: {:.2}% of compared exchanges differ beyond noise (limit {:.2}%), in {}: {list}",
                 rate * 100.0,
                 max * 100.0,
-                plural(n as u64, "interface", "interfaces"),
+                count_of(n as u64, "interface", "interfaces"),
             ))),
             None => failures.push(("different", format!(
                 "different: {} beyond noise, in {}: {list}",
-                plural(c.different, "exchange differs", "exchanges differ"),
-                plural(n as u64, "interface", "interfaces"),
+                count_of(c.different, "exchange differs", "exchanges differ"),
+                count_of(n as u64, "interface", "interfaces"),
             ))),
         }
     }
@@ -122,7 +121,7 @@ fn gates(
             "latency",
             format!(
                 "latency: the candidate is slower on {}: {}{}",
-                plural(summary.latency_regressions, "interface", "interfaces"),
+                count_of(summary.latency_regressions, "interface", "interfaces"),
                 slow.join(", "),
                 if more > 0 {
                     format!(" and {more} more")
@@ -145,7 +144,7 @@ fn gates(
             "skipped",
             format!(
                 "nothing compared: all {} skipped{why}",
-                plural(c.total, "exchange read was", "exchanges read were")
+                count_of(c.total, "exchange read was", "exchanges read were")
             ),
         ));
         return failures;
@@ -157,13 +156,13 @@ fn gates(
         let candidate_down: u64 = interfaces
             .iter()
             .flat_map(|i| &i.errors)
-            .filter(|e| e.side == "candidate")
+            .filter(|e| e.side == ErrorSide::Candidate)
             .map(|e| e.count)
             .sum();
         let also = if candidate_down > 0 {
             format!(
                 ", and the candidate failed on {} of them too",
-                plural(candidate_down, "exchange", "exchanges")
+                count_of(candidate_down, "exchange", "exchanges")
             )
         } else {
             String::new()
@@ -172,7 +171,7 @@ fn gates(
             "baseline_error",
             format!(
                 "nothing compared: the baseline gave no usable answer for any of the {} sent{also}",
-                plural(sent, "exchange", "exchanges")
+                count_of(sent, "exchange", "exchanges")
             ),
         ));
         return failures;
@@ -182,7 +181,7 @@ fn gates(
         ("baseline_error", c.baseline_error, "baseline"),
     ] {
         if on(class) && count > 0 {
-            let (n, list) = names(interfaces.iter().filter(|i| {
+            let (n, list) = interface_names(interfaces.iter().filter(|i| {
                 if who == "candidate" {
                     i.counts.candidate_error > 0
                 } else {
@@ -193,11 +192,34 @@ fn gates(
                 class,
                 format!(
                     "{class}: the {who} gave no usable answer for {} in {}: {list}",
-                    plural(count, "exchange", "exchanges"),
-                    plural(n as u64, "interface", "interfaces"),
+                    count_of(count, "exchange", "exchanges"),
+                    count_of(n as u64, "interface", "interfaces"),
                 ),
             ));
         }
     }
     failures
+}
+
+/// `1 exchange`, `2 exchanges`.
+pub fn count_of(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Interface names listed in one sentence before "and N more".
+pub const MAX_NAMES: usize = 5;
+
+/// How many interfaces, and their names as one sentence lists them: `a, b and N more`.
+pub fn interface_names<'a>(it: impl Iterator<Item = &'a InterfaceResult>) -> (usize, String) {
+    let all: Vec<&str> = it.map(|i| i.interface.as_str()).collect();
+    let mut s = all
+        .iter()
+        .take(MAX_NAMES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > MAX_NAMES {
+        s.push_str(&format!(" and {} more", all.len() - MAX_NAMES));
+    }
+    (all.len(), s)
 }
