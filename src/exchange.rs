@@ -3,6 +3,7 @@
 //! recording module stores them, replay sends their requests, compare judges the answers.
 
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::fmt;
 
 /// Header fields in wire order, repeats kept: a list of pairs, never a map, because order and
@@ -66,27 +67,44 @@ pub struct Response {
 }
 
 impl Request {
-    /// The path part of the URI, without query, for origin-form and absolute-form targets.
-    pub fn path(&self) -> &str {
-        let uri = self.uri.as_str();
-        let rest = match uri.find("://") {
-            Some(i) => {
-                let after = &uri[i + 3..];
-                match after.find('/') {
-                    Some(j) => &after[j..],
-                    None => "/",
-                }
-            }
-            None => uri,
-        };
-        let end = rest.find(['?', '#']).unwrap_or(rest.len());
-        &rest[..end]
+    /// The path of the request, as its interface key and the rules see it: the
+    /// [`origin_form`] target a replay sends, up to its query or fragment.
+    pub fn path(&self) -> Cow<'_, str> {
+        match origin_form(&self.uri) {
+            Cow::Borrowed(t) => Cow::Borrowed(cut_query(t)),
+            Cow::Owned(t) => Cow::Owned(cut_query(&t).to_string()),
+        }
     }
 
     /// True for methods that may change server state; replay skips them unless allowed.
     pub fn is_side_effecting(&self) -> bool {
         !is_safe_method(&self.method)
     }
+}
+
+/// The request target a replay sends for a recorded URI, in origin form: the path and query
+/// of an absolute-form URI (`/` where it has no path), a `/` put before a target recorded
+/// without one, `*` kept. Anything else stays byte for byte as recorded, a fragment
+/// included: production received it so, and a replay sends what production received.
+pub fn origin_form(uri: &str) -> Cow<'_, str> {
+    if uri.starts_with('/') || uri == "*" {
+        return Cow::Borrowed(uri);
+    }
+    if let Some(i) = uri.find("://") {
+        let after = &uri[i + 3..];
+        // The authority ends at the first `/`, `?` or `#`; a `/` inside the query is not
+        // the path's.
+        return match after.find(['/', '?', '#']) {
+            Some(j) if after.as_bytes()[j] == b'/' => Cow::Borrowed(&after[j..]),
+            Some(j) => Cow::Owned(format!("/{}", &after[j..])),
+            None => Cow::Borrowed("/"),
+        };
+    }
+    Cow::Owned(format!("/{uri}"))
+}
+
+fn cut_query(target: &str) -> &str {
+    &target[..target.find(['?', '#']).unwrap_or(target.len())]
 }
 
 /// True for the methods HTTP defines as safe (`GET`, `HEAD`, `OPTIONS`, `TRACE`, in any
@@ -151,6 +169,23 @@ mod tests {
         assert_eq!(r.path(), "/c/d");
         r.uri = "http://h:8080".into();
         assert_eq!(r.path(), "/");
+        // What a replay sends and what the interface key sees come from one reading.
+        r.uri = "a/b?c".into();
+        assert_eq!(r.path(), "/a/b");
+        r.uri = "http://h:1?x=/y".into();
+        assert_eq!(r.path(), "/");
+    }
+
+    #[test]
+    fn origin_form_of_each_recorded_form() {
+        assert_eq!(origin_form("/a?b=1"), "/a?b=1");
+        assert_eq!(origin_form("/a#frag"), "/a#frag");
+        assert_eq!(origin_form("http://h:1/a/b?c"), "/a/b?c");
+        assert_eq!(origin_form("http://h:1"), "/");
+        assert_eq!(origin_form("http://h:1?x=1"), "/?x=1");
+        assert_eq!(origin_form("http://h:1?x=/y"), "/?x=/y");
+        assert_eq!(origin_form("a/b"), "/a/b");
+        assert_eq!(origin_form("*"), "*");
     }
 
     #[test]

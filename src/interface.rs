@@ -133,7 +133,11 @@ impl Keyer {
         if let InterfaceKey::Default = self.key {
             if !self.templates.is_empty() {
                 let path = req.path();
-                if let Some(t) = self.templates.iter().find(|t| t.matches(&req.method, path)) {
+                if let Some(t) = self
+                    .templates
+                    .iter()
+                    .find(|t| t.matches(&req.method, &path))
+                {
                     return format!("{} {}", req.method.to_ascii_uppercase(), t.text);
                 }
             }
@@ -173,7 +177,7 @@ fn default_key(req: &Request) -> String {
     out.push_str(&req.method);
     out.make_ascii_uppercase();
     out.push(' ');
-    push_template(path, &mut out);
+    push_template(&path, &mut out);
     out
 }
 
@@ -202,28 +206,55 @@ fn push_template(path: &str, out: &mut String) {
     }
 }
 
-/// True for segments that are ids rather than route words: numbers, UUIDs, long hex.
+/// True for segments that are ids rather than route words: numbers and the [`IdKind`]s.
 fn is_id_segment(seg: &str) -> bool {
-    if seg.is_empty() {
-        return false;
-    }
     let b = seg.as_bytes();
-    if b.iter().all(u8::is_ascii_digit) {
-        return true;
-    }
-    if is_uuid(b) {
-        return true;
-    }
-    // Long hex: object ids, hashes, tokens. 16 characters keeps words like `deadbeef` out.
-    b.len() >= 16 && b.iter().all(u8::is_ascii_hexdigit)
+    !b.is_empty() && (b.iter().all(u8::is_ascii_digit) || id_kind(b).is_some())
 }
 
-fn is_uuid(b: &[u8]) -> bool {
-    b.len() == 36
+/// The shapes of machine-minted ids, told apart by their form alone. One reading for both
+/// the interface keys (an id in a path becomes `{id}`) and the report's hints (a differing
+/// value that looks like one is probably per-request), so the two never disagree on what an
+/// id is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdKind {
+    /// `8-4-4-4-12` hex digits.
+    Uuid,
+    /// 26 Crockford base-32 characters whose first is at most `7`.
+    Ulid,
+    /// A 64-bit number of 17 to 20 digits (Twitter, Discord, Sonyflake).
+    Snowflake,
+    /// 16 or more hex digits with at least one digit: object ids, hashes, tokens. The
+    /// length and the digit keep words like `deadbeef` and `acceptedfeedface` out.
+    Hex,
+}
+
+/// What kind of id `b` looks like, or `None`.
+pub fn id_kind(b: &[u8]) -> Option<IdKind> {
+    const CROCKFORD: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    if b.len() == 36
         && b.iter().enumerate().all(|(i, c)| match i {
             8 | 13 | 18 | 23 => *c == b'-',
             _ => c.is_ascii_hexdigit(),
         })
+    {
+        Some(IdKind::Uuid)
+    } else if b.len() == 26
+        && b[0] <= b'7'
+        && b.iter()
+            .all(|c| CROCKFORD.contains(&c.to_ascii_uppercase()))
+    {
+        Some(IdKind::Ulid)
+    } else if (17..=20).contains(&b.len()) && b.iter().all(u8::is_ascii_digit) {
+        Some(IdKind::Snowflake)
+    } else if b.len() >= 16
+        && b.iter().all(u8::is_ascii_hexdigit)
+        && b.iter().any(u8::is_ascii_digit)
+    {
+        Some(IdKind::Hex)
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +303,27 @@ mod tests {
             "GET /v2/deadbeef"
         );
         assert_eq!(interface_of(&req("GET", "/", &[], ""), &k), "GET /");
+    }
+
+    #[test]
+    fn ids_in_paths_are_the_ids_hints_name() {
+        // Every id the report's hints call volatile is an `{id}` in a path too.
+        for (seg, kind) in [
+            ("01ARZ3NDEKTSV4RRFFQ69G5FAV", "ULIDs"),
+            ("1541815603606036480", "snowflake ids"),
+            ("550e8400-e29b-41d4-a716-446655440000", "UUIDs"),
+            ("5f2b9c0e1a3d4e6f7a8b", "hex tokens"),
+        ] {
+            assert_eq!(template_path(&format!("/o/{seg}")), "/o/{id}", "{seg}");
+            assert_eq!(
+                crate::compare::hints::volatile_kind(seg),
+                Some(kind),
+                "{seg}"
+            );
+        }
+        // Hex-lettered words stay route words.
+        assert_eq!(template_path("/acceptedfeedface"), "/acceptedfeedface");
+        assert_eq!(template_path("/deadbeef"), "/deadbeef");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod demo;
 pub mod error;
 pub mod exchange;
 pub mod glob;
+pub mod hash;
 pub mod interface;
 pub mod inventory;
 pub mod progress;

@@ -97,7 +97,7 @@ impl Safety {
         if matches(&self.safe, used_safe) {
             return Some(Safe::Declared);
         }
-        if self.idempotent.contains(req.path()) {
+        if self.idempotent.contains(&*req.path()) {
             return Some(Safe::Idempotent);
         }
         None

@@ -5,6 +5,7 @@
 //! by itself.
 
 use super::timeval::parse_time_us;
+use crate::interface::{id_kind, IdKind};
 
 /// What a volatile-looking value looks like, or `None`.
 pub fn volatile_kind(rendered: &str) -> Option<&'static str> {
@@ -14,28 +15,12 @@ pub fn volatile_kind(rendered: &str) -> Option<&'static str> {
         .and_then(|s| s.strip_suffix('"'))
         .unwrap_or(rendered);
     let b = v.as_bytes();
-    if b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-    {
-        return Some("UUIDs");
-    }
-    const CROCKFORD: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-    if b.len() == 26
-        && b.iter()
-            .all(|c| CROCKFORD.contains(&c.to_ascii_uppercase()))
-        && b[0] <= b'7'
-    {
-        return Some("ULIDs");
-    }
-    // Snowflake-style ids: 64-bit numbers of 17 to 20 digits (Twitter, Discord, Sonyflake).
-    if (17..=20).contains(&b.len()) && b.iter().all(u8::is_ascii_digit) {
-        return Some("snowflake ids");
-    }
-    if b.len() >= 16 && b.iter().all(u8::is_ascii_hexdigit) && b.iter().any(u8::is_ascii_digit) {
-        return Some("hex tokens");
+    match id_kind(b) {
+        Some(IdKind::Uuid) => return Some("UUIDs"),
+        Some(IdKind::Ulid) => return Some("ULIDs"),
+        Some(IdKind::Snowflake) => return Some("snowflake ids"),
+        Some(IdKind::Hex) => return Some("hex tokens"),
+        None => {}
     }
     if is_prefixed_token(b) {
         return Some("prefixed random tokens");

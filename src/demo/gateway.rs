@@ -12,6 +12,7 @@
 //! Every body also carries `served_at` (now) and `request_id` (random), the volatile fields
 //! shadowdiff must recognise as noise rather than report.
 
+use crate::hash::fnv1a64 as fnv1a;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -326,17 +327,6 @@ const REVIEW_TITLES: [&str; 6] = [
     "Arrived late, works fine",
 ];
 const ORDER_STATES: [&str; 4] = ["delivered", "shipped", "processing", "cancelled"];
-
-/// FNV-1a: a fixed, version-independent hash, so data derived from ids never changes
-/// between builds (std's hasher makes no such promise).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
 
 /// A hash of an entity kind and its id; different kinds with the same id get unrelated data.
 fn seed(kind: &str, id: &str) -> u64 {

@@ -231,7 +231,7 @@ pub fn judge_answers(
         None => (recorded.as_ref(), NoiseSource::Recording),
     };
     let sample = sample.filter(|p| p.is_ok());
-    let mut judgement = judge_for(Some(ex.request.path()), baseline, candidate, sample, opts);
+    let mut judgement = judge_for(Some(&ex.request.path()), baseline, candidate, sample, opts);
     if let Some(p) = judgement.probe.as_mut() {
         if source == NoiseSource::Recording {
             recorded::drop_equal_redactions(p);

@@ -12,10 +12,11 @@
 //! know the secret. A body that is binary or longer than [`INLINE_BODY_MAX`] is read from a
 //! file (`--data-binary @FILE`), with a comment saying how to write that file.
 
-use super::target::{each_replayed_header, path_and_query, Target};
+use super::target::{each_replayed_header, Target};
 use crate::compare::body::media_type;
 use crate::compare::descriptor::Descriptors;
 use crate::compare::grpc::{decode_grpc_body, is_grpc};
+use crate::exchange::origin_form;
 use crate::exchange::{header, Request};
 use crate::recording::format::is_redacted;
 use std::fmt::Write as _;
@@ -175,7 +176,7 @@ fn destination(to: &To<'_>, req: &Request) -> (String, Vec<(String, String)>) {
                 headers.push((n.to_string(), v.to_string()));
                 Ok(())
             });
-            let pq = path_and_query(&req.uri);
+            let pq = origin_form(&req.uri);
             (format!("\"$TARGET\"{}", quote(pq.as_bytes())), headers)
         }
     }
@@ -303,7 +304,7 @@ pub fn grpcurl(to: &To<'_>, req: &Request, desc: &Descriptors, protoset: &Path) 
     if !is_grpc(&media) || media.starts_with("application/grpc-web") {
         return None;
     }
-    let method = desc.method(req.path())?;
+    let method = desc.method(&req.path())?;
     let decoded = decode_grpc_body(
         &req.headers,
         &media,
@@ -344,7 +345,8 @@ pub fn grpcurl(to: &To<'_>, req: &Request, desc: &Descriptors, protoset: &Path) 
     {
         let _ = write!(out, " -H {}", quote(format!("{n}: {v}").as_bytes()));
     }
-    let service_method = req.path().trim_start_matches('/');
+    let path = req.path();
+    let service_method = path.trim_start_matches('/');
     let _ = write!(
         out,
         " -d {} {address} {}",

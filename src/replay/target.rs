@@ -10,7 +10,7 @@ use super::h1::{self, H1Conn, H1Error};
 use crate::cli::HostHeaderMode;
 use crate::compare::{FetchError, FetchErrorKind, Fetched, Observed};
 use crate::error::{Error, Result};
-use crate::exchange::{header, Request, Side};
+use crate::exchange::{header, origin_form, Request, Side};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Uri};
@@ -194,7 +194,7 @@ impl Target {
     /// The URL this target gets `req` at: its origin and path prefix, then the recorded
     /// path and query.
     pub fn url_of(&self, req: &Request) -> String {
-        format!("{}{}{}", self.origin, self.prefix, path_and_query(&req.uri))
+        format!("{}{}{}", self.origin, self.prefix, origin_form(&req.uri))
     }
 
     /// True for an `h2c://` target (HTTP/2 with prior knowledge).
@@ -258,7 +258,7 @@ impl Target {
     /// Sends `req` and reads the whole answer. Latency counts from `started` (the scheduled
     /// start), so time spent waiting for a free slot is not hidden.
     pub async fn send(&self, req: &Request, started: Instant) -> Fetched {
-        let pq = path_and_query(&req.uri);
+        let pq = origin_form(&req.uri);
         self.send_path(req, &pq, started).await
     }
 
@@ -404,7 +404,7 @@ impl ConnTarget {
             // in every HTTP/1 exchange's state.
             return (Box::pin(t.send(req, started)).await, false);
         }
-        let head = match t.head_bytes(req, &path_and_query(&req.uri)) {
+        let head = match t.head_bytes(req, &origin_form(&req.uri)) {
             Ok(h) => h,
             Err(e) => return (Err(e), false),
         };
@@ -588,27 +588,6 @@ pub fn each_replayed_header(
     Ok(())
 }
 
-/// The path and query of a recorded URI (origin form, or taken out of absolute form).
-pub fn path_and_query(uri: &str) -> String {
-    if uri.starts_with('/') {
-        return uri.to_string();
-    }
-    if let Some(i) = uri.find("://") {
-        let after = &uri[i + 3..];
-        return match after.find('/') {
-            Some(j) => after[j..].to_string(),
-            None => match after.find('?') {
-                Some(q) => format!("/{}", &after[q..]),
-                None => "/".to_string(),
-            },
-        };
-    }
-    if uri == "*" {
-        return uri.to_string();
-    }
-    format!("/{uri}")
-}
-
 fn header_list(h: &http::HeaderMap) -> Vec<(String, String)> {
     h.iter()
         .map(|(k, v)| {
@@ -678,15 +657,6 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn path_and_query_forms() {
-        assert_eq!(path_and_query("/a?b=1"), "/a?b=1");
-        assert_eq!(path_and_query("http://h:1/a/b?c"), "/a/b?c");
-        assert_eq!(path_and_query("http://h:1"), "/");
-        assert_eq!(path_and_query("http://h:1?x=1"), "/?x=1");
-        assert_eq!(path_and_query("a/b"), "/a/b");
-    }
-
     fn opts() -> TargetOptions {
         TargetOptions {
             timeout: Duration::from_secs(1),
@@ -752,7 +722,7 @@ mod tests {
                 uri: uri.into(),
                 ..Default::default()
             };
-            let pq = path_and_query(uri);
+            let pq = origin_form(uri);
             let built = t.build(&req, &pq, true);
             let head = t.head_bytes(&req, &pq);
             assert_eq!(built.is_ok(), head.is_ok(), "{uri}: {head:?}");

@@ -20,11 +20,7 @@ pub const MAX_TRACKED_INTERFACES: usize = 100_000;
 /// differ only in their last digit spread over the whole range. Stable across versions and
 /// platforms (a recording's sample can be recomputed from its ids).
 pub fn hash_id(id: &str, salt: u64) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ salt;
-    for b in id.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut h = crate::hash::fnv1a64_from(crate::hash::FNV_OFFSET ^ salt, id.as_bytes());
     h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     h ^ (h >> 31)
