@@ -229,6 +229,7 @@ impl Tap {
         let id = self.next_id();
         let ts_us = now_us();
         let h2_client = req.version() >= Version::HTTP_2;
+        let head_request = req.method() == Method::HEAD;
         let (mut parts, body) = req.into_parts();
         let plan = self.plan(&id, &parts.method, body.is_end_stream(), || {
             self.head_interface(&parts)
@@ -319,6 +320,12 @@ impl Tap {
         };
         let (mut rparts, rbody) = resp.into_parts();
         let response_headers = ctx.head.as_ref().map(|_| header_list(&rparts.headers));
+        // hyper's client reads a body framed by a transfer coding by that coding, and leaves
+        // a length beside it in the head: passed on, that length would tell the client
+        // another end (RFC 9112 section 6.3). The tap's own path leaves it out too.
+        if rparts.headers.contains_key(header::TRANSFER_ENCODING) && !head_request {
+            rparts.headers.remove(header::CONTENT_LENGTH);
+        }
         strip_hop_by_hop(&mut rparts.headers, &RESPONSE_HOP_BY_HOP);
         // hyper writes the client's own protocol; the upstream's version means nothing here.
         rparts.version = Version::HTTP_11;

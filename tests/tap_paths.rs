@@ -1,0 +1,425 @@
+//! The tap's paths held to one client-visible answer. An HTTP/1 request is served by the
+//! tap's own code or by hyper's server depending on its shape (see `src/tap/fast.rs`), and
+//! an HTTP/2 request by hyper's: production answering with odd framing (a length beside
+//! chunks, no framing at all, interim answers, 101, 204 or 304 with a length, HEAD) must
+//! reach the client the same way on each. Production here is a raw socket writing exact
+//! bytes; clients are raw sockets too, or hyper's HTTP/2 client.
+
+use crate::tap::{metric_in, read_recordings, recording_tap};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What production writes for one request: exact bytes, then the close or not.
+#[derive(Clone, Debug)]
+struct Reply {
+    bytes: Vec<u8>,
+    close: bool,
+}
+
+impl Reply {
+    fn new(bytes: &[u8], close: bool) -> Self {
+        Reply {
+            bytes: bytes.to_vec(),
+            close,
+        }
+    }
+}
+
+/// Production as a raw socket. Each request is read whole (its body by length or by
+/// chunks, so that a close never resets an upload it left unread) and answered with the
+/// reply registered for its path, or with the default one.
+struct RawProduction {
+    addr: SocketAddr,
+    replies: Arc<Mutex<HashMap<String, Reply>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawProduction {
+    async fn start(default: Reply) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let replies: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
+        let table = replies.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let (table, default) = (table.clone(), default.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let (end, path) = loop {
+                            if let Some(whole) = whole_request(&buf) {
+                                break whole;
+                            }
+                            let mut piece = [0u8; 16 * 1024];
+                            match s.read(&mut piece).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&piece[..n]),
+                            }
+                        };
+                        buf.drain(..end);
+                        let reply = table
+                            .lock()
+                            .unwrap()
+                            .get(&path)
+                            .cloned()
+                            .unwrap_or_else(|| default.clone());
+                        if s.write_all(&reply.bytes).await.is_err() || reply.close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RawProduction {
+            addr,
+            replies,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answers requests for `path` with `reply` from now on.
+    fn set(&self, path: &str, reply: Reply) {
+        self.replies.lock().unwrap().insert(path.to_string(), reply);
+    }
+}
+
+impl Drop for RawProduction {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The length of the complete request at the start of `buf`, body included, and its
+/// target; `None` while it is incomplete.
+fn whole_request(buf: &[u8]) -> Option<(usize, String)> {
+    let mut fields = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut fields);
+    let head = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return None,
+    };
+    let value = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).to_string())
+    };
+    let end = if value("transfer-encoding").is_some() {
+        head + dechunk(&buf[head..]).2
+    } else {
+        head + value("content-length").map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let complete = match value("transfer-encoding") {
+        Some(_) => dechunk(&buf[head..]).1,
+        None => buf.len() >= end,
+    };
+    complete.then(|| (end, req.path.unwrap_or("/").to_string()))
+}
+
+/// Decodes the chunked body at the start of `buf`: its content, whether it ended (last
+/// chunk and trailer section), and the bytes it took.
+fn dechunk(buf: &[u8]) -> (Vec<u8>, bool, usize) {
+    let mut body = Vec::new();
+    let mut i = 0;
+    loop {
+        let Ok(httparse::Status::Complete((n, size))) = httparse::parse_chunk_size(&buf[i..])
+        else {
+            return (body, false, i);
+        };
+        if size == 0 {
+            let mut at = i + n;
+            // Trailer lines, up to an empty one.
+            loop {
+                let Some(nl) = buf[at..].windows(2).position(|w| w == b"\r\n") else {
+                    return (body, false, i);
+                };
+                at += nl + 2;
+                if nl == 0 {
+                    return (body, true, at);
+                }
+            }
+        }
+        let size = size as usize;
+        if buf.len() < i + n + size + 2 {
+            body.extend_from_slice(&buf[(i + n).min(buf.len())..buf.len().min(i + n + size)]);
+            return (body, false, buf.len());
+        }
+        body.extend_from_slice(&buf[i + n..i + n + size]);
+        i += n + size + 2;
+    }
+}
+
+/// How a client is told where an answer's body ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Framing {
+    /// No body, by status or method; the length the head names, if any.
+    Bodiless(Option<String>),
+    /// This many bytes.
+    Length(u64),
+    /// Chunks, or the close: the length was not known ahead. The tap's own path ends an
+    /// answer production framed by its close with the close, hyper's server sends it in
+    /// chunks; either way the client reads the body to its end.
+    Open,
+    /// Chunks and a length both: a client cannot know which to believe.
+    Ambiguous,
+}
+
+/// What an HTTP/1 client got for one request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Got {
+    /// Interim answers before the final one. `100 Continue` is left out: hyper's path sends
+    /// it on its own when it reads the body of a request that asked with `Expect`.
+    interim: Vec<u16>,
+    /// 0 when no complete answer head came.
+    status: u16,
+    framing: Framing,
+    body: Vec<u8>,
+    /// The body ended where its framing says, not cut short.
+    complete: bool,
+    /// Bytes after the end of the answer.
+    extra: Vec<u8>,
+    /// The final answer has a `date` field. Production here sends none and the tap's own
+    /// path adds none, but hyper's server adds one to every answer: this tells which path
+    /// served a request.
+    dated: bool,
+}
+
+/// Reads `buf`, everything the tap sent on one connection, as a client does.
+fn read_as_client(buf: &[u8], head_request: bool) -> Got {
+    let mut at = 0;
+    let mut interim = Vec::new();
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut fields);
+        let n = match r.parse(&buf[at..]) {
+            Ok(httparse::Status::Complete(n)) => n,
+            _ => {
+                return Got {
+                    interim,
+                    status: 0,
+                    framing: Framing::Bodiless(None),
+                    body: Vec::new(),
+                    complete: false,
+                    extra: buf[at..].to_vec(),
+                    dated: false,
+                }
+            }
+        };
+        let status = r.code.unwrap_or(0);
+        at += n;
+        if (100..200).contains(&status) && status != 101 {
+            if status != 100 {
+                interim.push(status);
+            }
+            continue;
+        }
+        let value = |name: &str| {
+            r.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| String::from_utf8_lossy(h.value).to_string())
+        };
+        let length = value("content-length");
+        let chunked = value("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().trim_end().ends_with("chunked"));
+        let rest = &buf[at..];
+        let (framing, body, complete, used) = if head_request || matches!(status, 101 | 204 | 304) {
+            (Framing::Bodiless(length), Vec::new(), true, 0)
+        } else if chunked {
+            let (body, complete, used) = dechunk(rest);
+            let framing = if length.is_some() {
+                Framing::Ambiguous
+            } else {
+                Framing::Open
+            };
+            (framing, body, complete, used)
+        } else if let Some(l) = length {
+            let n: u64 = l.trim().parse().unwrap_or(u64::MAX);
+            let take = usize::try_from(n).unwrap_or(usize::MAX).min(rest.len());
+            (
+                Framing::Length(n),
+                rest[..take].to_vec(),
+                take as u64 == n,
+                take,
+            )
+        } else {
+            (Framing::Open, rest.to_vec(), true, rest.len())
+        };
+        return Got {
+            interim,
+            status,
+            framing,
+            body,
+            complete,
+            extra: rest[used..].to_vec(),
+            dated: value("date").is_some(),
+        };
+    }
+}
+
+/// Sends `request` on a new connection and reads until the tap closes it.
+async fn ask(tap: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(tap).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    // A reset after the answer still leaves what came before it in `buf`.
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "the tap left the connection open after {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    buf
+}
+
+/// The shape of a request, which decides the path that serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// The tap's own: GET in origin form.
+    Get,
+    /// The tap's own: GET with names in odd letter case.
+    GetOddCase,
+    /// The tap's own: POST of `abc` framed by its length.
+    Post,
+    /// The tap's own: HEAD.
+    Head,
+    /// hyper's: HTTP/1.0.
+    Get10,
+    /// hyper's: an absolute-form target naming the tap.
+    GetAbsolute,
+    /// hyper's: odd letter case and an empty chunked body.
+    GetOddCaseChunked,
+    /// hyper's: `Expect: 100-continue`, the body sent at once.
+    PostExpect,
+    /// hyper's: the body in chunks.
+    PostChunked,
+    /// hyper's: a body over 64 KiB.
+    PostLarge,
+    /// hyper's: HEAD in absolute form.
+    HeadAbsolute,
+}
+
+impl Shape {
+    fn head_request(self) -> bool {
+        matches!(self, Shape::Head | Shape::HeadAbsolute)
+    }
+
+    /// The request's bytes, for `path` on the tap at `tap`.
+    fn bytes(self, path: &str, tap: SocketAddr) -> Vec<u8> {
+        let close = "connection: close\r\n";
+        let odd = "HoSt: shop\r\nCONNECTION: Close\r\nX-Odd-CASE: 1\r\n";
+        let text = match self {
+            Shape::Get => format!("GET {path} HTTP/1.1\r\nhost: shop\r\n{close}\r\n"),
+            Shape::GetOddCase => format!("GET {path} HTTP/1.1\r\n{odd}\r\n"),
+            Shape::Post => {
+                format!("POST {path} HTTP/1.1\r\nhost: shop\r\ncontent-length: 3\r\n{close}\r\nabc")
+            }
+            Shape::Head => format!("HEAD {path} HTTP/1.1\r\nhost: shop\r\n{close}\r\n"),
+            Shape::Get10 => format!("GET {path} HTTP/1.0\r\nhost: shop\r\n\r\n"),
+            Shape::GetAbsolute => {
+                format!("GET http://{tap}{path} HTTP/1.1\r\nhost: shop\r\n{close}\r\n")
+            }
+            Shape::GetOddCaseChunked => {
+                format!("GET {path} HTTP/1.1\r\n{odd}TRANSFER-ENCODING: Chunked\r\n\r\n0\r\n\r\n")
+            }
+            Shape::PostExpect => format!(
+                "POST {path} HTTP/1.1\r\nhost: shop\r\ncontent-length: 3\r\n\
+                 expect: 100-continue\r\n{close}\r\nabc"
+            ),
+            Shape::PostChunked => format!(
+                "POST {path} HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\n{close}\r\n\
+                 3\r\nabc\r\n0\r\n\r\n"
+            ),
+            Shape::PostLarge => format!(
+                "POST {path} HTTP/1.1\r\nhost: shop\r\ncontent-length: 70000\r\n{close}\r\n{}",
+                "a".repeat(70_000)
+            ),
+            Shape::HeadAbsolute => {
+                format!("HEAD http://{tap}{path} HTTP/1.1\r\nhost: shop\r\n{close}\r\n")
+            }
+        };
+        text.into_bytes()
+    }
+}
+
+/// An HTTP/2 (prior knowledge) client.
+fn h2_client() -> Client<HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// A GET over HTTP/2: status, the content-length the head names, and the body, or why the
+/// stream failed.
+async fn h2_get(url: &str) -> Result<(u16, Option<String>, Bytes), String> {
+    let resp = h2_client()
+        .get(url.parse().unwrap())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let status = resp.status().as_u16();
+    let length = resp
+        .headers()
+        .get("content-length")
+        .map(|v| v.to_str().unwrap_or("?").to_string());
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("{status} then {e:?}"))?
+        .to_bytes();
+    Ok((status, length, body))
+}
+
+/// Production framing an answer with `Content-Length: 3` and chunks of five bytes: the
+/// chunks frame it (RFC 9112 section 6.3) on hyper's path too, for HTTP/1.0, `Expect`,
+/// chunked-upload and HTTP/2 clients: each gets all of `hello` and no length of 3, and each
+/// exchange is recorded as a complete 200, none counted as a client gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_length_beside_chunks_from_production_is_dropped_on_hyper_paths() {
+    let production = RawProduction::start(Reply::new(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+        false,
+    ))
+    .await;
+    let (tap, out, _dir) = recording_tap(&production.url(), &["--metrics", "127.0.0.1:0"]);
+    for shape in [Shape::Get10, Shape::PostExpect, Shape::PostChunked] {
+        let got = read_as_client(&ask(tap.addr, &shape.bytes("/a", tap.addr)).await, false);
+        assert_eq!(
+            (got.status, &got.body[..], got.complete, &got.framing),
+            (200, &b"hello"[..], true, &Framing::Open),
+            "{shape:?}: {got:?}"
+        );
+    }
+    let h2 = h2_get(&format!("{}/a", tap.url())).await;
+    assert_eq!(h2, Ok((200, None, Bytes::from_static(b"hello"))));
+    let m = tap.metrics_text().await;
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_client_aborted_total"),
+        0,
+        "{m}"
+    );
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    let seen: Vec<(u16, &[u8], bool)> = recorded
+        .iter()
+        .map(|e| {
+            let r = e.response.as_ref().unwrap();
+            (r.status, &r.body[..], r.body_truncated)
+        })
+        .collect();
+    assert_eq!(seen, vec![(200, &b"hello"[..], false); 4]);
+}
