@@ -423,3 +423,57 @@ async fn a_length_beside_chunks_from_production_is_dropped_on_hyper_paths() {
         .collect();
     assert_eq!(seen, vec![(200, &b"hello"[..], false); 4]);
 }
+
+/// Production answering `101 Switching Protocols` to a request that asked for no upgrade
+/// (the tap never forwards one) gets the client 502 on every path, HTTP/1 through the tap's
+/// own code or hyper's and HTTP/2, as an answer that is not HTTP: counted as malformed and
+/// recorded as a 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_protocols_unasked_is_answered_502_on_every_path() {
+    let production = RawProduction::start(Reply::new(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        false,
+    ))
+    .await;
+    let (tap, out, _dir) = recording_tap(&production.url(), &["--metrics", "127.0.0.1:0"]);
+    let shapes = [
+        Shape::Get,
+        Shape::Get10,
+        Shape::PostExpect,
+        Shape::PostChunked,
+    ];
+    for shape in shapes {
+        let got = read_as_client(&ask(tap.addr, &shape.bytes("/ws", tap.addr)).await, false);
+        assert_eq!(
+            (got.status, &got.body[..], got.complete),
+            (502, &b"bad gateway\n"[..], true),
+            "{shape:?}: {got:?}"
+        );
+    }
+    let h2 = h2_get(&format!("{}/ws", tap.url())).await;
+    assert_eq!(
+        h2,
+        Ok((502, Some("12".into()), Bytes::from_static(b"bad gateway\n")))
+    );
+    let m = tap.metrics_text().await;
+    assert_eq!(
+        metric_in(
+            &m,
+            "shadowdiff_tap_upstream_errors_total{kind=\"malformed\"}"
+        ),
+        5,
+        "{m}"
+    );
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_client_aborted_total"),
+        0,
+        "{m}"
+    );
+    tap.stop_async().await;
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    let statuses: Vec<u16> = recorded
+        .iter()
+        .map(|e| e.response.as_ref().unwrap().status)
+        .collect();
+    assert_eq!(statuses, [502; 5]);
+}

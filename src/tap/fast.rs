@@ -17,7 +17,7 @@
 
 use super::metrics::{Refusal, UpstreamError};
 use super::proxy::{
-    head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, HEADER_READ_TIMEOUT,
+    head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, HEADER_READ_TIMEOUT, UNASKED_UPGRADE,
 };
 use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
 use crate::exchange::{Exchange, Headers, Request as CapturedRequest};
@@ -1114,10 +1114,7 @@ impl Upstream {
                     }
                     Ok(Some((mut head, n))) => {
                         if head.code == 101 {
-                            return Err(HeadFail::Malformed(
-                                "101 Switching Protocols to a request that asked for no upgrade"
-                                    .into(),
-                            ));
+                            return Err(HeadFail::Malformed(UNASKED_UPGRADE.into()));
                         }
                         head.bytes = self.buf.split_to(n).freeze();
                         return Ok(head);

@@ -63,6 +63,11 @@ const REQUEST_HOP_BY_HOP: [HeaderName; 7] = [
     header::EXPECT,
 ];
 
+/// Why production's `101 Switching Protocols` is answered 502 on every path: the tap never
+/// forwards an `Upgrade`, so no request through it asked for one.
+pub(super) const UNASKED_UPGRADE: &str =
+    "101 Switching Protocols to a request that asked for no upgrade";
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Response headers that belong to one connection.
@@ -283,6 +288,17 @@ impl Tap {
 
         // 5. Pass the answer on, or answer as a proxy does when production failed.
         let resp = match sent {
+            // The tap forwards no upgrade: this answer switches to a protocol nobody asked
+            // for, and HTTP/2 has no such status at all.
+            Ok(Ok(resp)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                pending.settle();
+                return self.fail(
+                    ctx,
+                    StatusCode::BAD_GATEWAY,
+                    UpstreamError::Malformed,
+                    UNASKED_UPGRADE.into(),
+                );
+            }
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 match ctx.request.end() {
