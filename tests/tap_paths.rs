@@ -5,7 +5,7 @@
 //! reach the client the same way on each. Production here is a raw socket writing exact
 //! bytes; clients are raw sockets too, or hyper's HTTP/2 client.
 
-use crate::tap::{metric_in, read_recordings, recording_tap};
+use crate::tap::{metric_in, read_recordings, read_until_end, recording_tap};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -422,6 +422,57 @@ async fn a_length_beside_chunks_from_production_is_dropped_on_hyper_paths() {
         })
         .collect();
     assert_eq!(seen, vec![(200, &b"hello"[..], false); 4]);
+}
+
+/// The HTTP/2 connection preface is what a connection may start with, never what follows
+/// an HTTP/1.1 exchange: after one the tap served itself, `PRI * HTTP/2.0` is an HTTP/1
+/// request of a version the tap does not serve, answered 400 (counted) on a connection then
+/// closed; after one hyper served, hyper's server closes at once. No HTTP/2 frame is sent
+/// either way. At a connection's start the same bytes still open HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_preface_after_an_http1_request_is_refused_not_switched_to() {
+    let production = RawProduction::start(Reply::new(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    ))
+    .await;
+    let (tap, _out, _dir) = recording_tap(&production.url(), &["--metrics", "127.0.0.1:0"]);
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+    let mut s = TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(b"GET /one HTTP/1.1\r\nhost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    read_until_end(&mut s, &mut first, b"\r\n\r\nok").await;
+    s.write_all(preface).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(read.is_ok(), "the connection was left open, after {text:?}");
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text:?}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text:?}");
+    // A connection hyper took over at its first request is HTTP/1 for good too: hyper's
+    // server closes on the preface without a word.
+    let mut s = TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(b"POST /up HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    read_until_end(&mut s, &mut first, b"\r\n\r\nok").await;
+    s.write_all(preface).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(read.is_ok(), "the connection was left open, after {text:?}");
+    assert_eq!(text, "");
+    // At the start of a connection the preface is HTTP/2, as ever.
+    let h2 = h2_get(&format!("{}/two", tap.url())).await;
+    assert_eq!(h2, Ok((200, Some("2".into()), Bytes::from_static(b"ok"))));
+    assert_eq!(
+        tap.metric("shadowdiff_tap_refused_total{reason=\"bad_request\"}")
+            .await,
+        1
+    );
 }
 
 /// Production answering `101 Switching Protocols` to a request that asked for no upgrade

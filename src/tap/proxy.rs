@@ -910,6 +910,9 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(tap.cfg.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    // A connection the tap's own code has served an exchange on is HTTP/1.1 for good: only
+    // its first bytes may be the HTTP/2 preface.
+    let h1_builder = Arc::new(builder.clone().http1_only());
     let builder = Arc::new(builder);
     // Every connection task holds a sender; when all are gone, recv() returns None.
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -930,9 +933,10 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         tap.metrics.connections.fetch_add(1, Ordering::Relaxed);
         tap.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-        let (tap, builder, mut shutdown, open) = (
+        let (tap, auto, h1_only, mut shutdown, open) = (
             tap.clone(),
             builder.clone(),
+            h1_builder.clone(),
             shutdown.clone(),
             open_tx.clone(),
         );
@@ -943,8 +947,8 @@ pub async fn serve(
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
             // Plain HTTP/1.1 requests are served by hand; the first other one hands the
             // connection to hyper. An upstream spoken to in HTTP/2 is hyper's throughout.
-            let stream = if tap.cfg.upstream.http2 {
-                Rewind::new(stream, Bytes::new())
+            let (stream, builder) = if tap.cfg.upstream.http2 {
+                (Rewind::new(stream, Bytes::new()), auto)
             } else {
                 match fast::serve(tap.clone(), stream, ip.clone(), shutdown.clone()).await {
                     fast::End::Closed => {
@@ -952,7 +956,14 @@ pub async fn serve(
                         drop(open);
                         return;
                     }
-                    fast::End::Handoff(stream, read) => Rewind::new(stream, read),
+                    fast::End::Handoff {
+                        stream,
+                        read,
+                        fresh,
+                    } => (
+                        Rewind::new(stream, read),
+                        if fresh { auto } else { h1_only },
+                    ),
                 }
             };
             let up = Arc::new(ConnUpstream::new(&tap.cfg.upstream.authority));
