@@ -355,6 +355,18 @@ impl Shape {
     }
 }
 
+/// A request the tap serves itself, and the same request in a shape hyper serves.
+const PAIRS: [(Shape, Shape); 6] = [
+    (Shape::Get, Shape::Get10),
+    (Shape::Get, Shape::GetAbsolute),
+    (Shape::GetOddCase, Shape::GetOddCaseChunked),
+    (Shape::Post, Shape::PostExpect),
+    (Shape::Post, Shape::PostChunked),
+    (Shape::Post, Shape::PostLarge),
+];
+
+const HEAD_PAIR: (Shape, Shape) = (Shape::Head, Shape::HeadAbsolute);
+
 /// An HTTP/2 (prior knowledge) client.
 fn h2_client() -> Client<HttpConnector, Empty<Bytes>> {
     Client::builder(TokioExecutor::new())
@@ -527,4 +539,201 @@ async fn switching_protocols_unasked_is_answered_502_on_every_path() {
         .map(|e| e.response.as_ref().unwrap().status)
         .collect();
     assert_eq!(statuses, [502; 5]);
+}
+
+/// Production's odd answers to anything but HEAD: what it writes, whether it closes after,
+/// and the status and body a client must get.
+const ANSWERS: [(&str, &[u8], bool, u16, &[u8]); 8] = [
+    (
+        "a length beside chunks",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n0\r\n\r\n",
+        false,
+        200,
+        b"hello",
+    ),
+    (
+        "chunks",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n",
+        false,
+        200,
+        b"hello",
+    ),
+    (
+        "a length",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        false,
+        200,
+        b"hello",
+    ),
+    (
+        "neither, then the close",
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nhello",
+        true,
+        200,
+        b"hello",
+    ),
+    (
+        "103 before 200",
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+        false,
+        200,
+        b"hello",
+    ),
+    (
+        "101 unasked",
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        false,
+        502,
+        b"bad gateway\n",
+    ),
+    (
+        "204 with a length",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+        false,
+        204,
+        b"",
+    ),
+    (
+        "304 with a length",
+        b"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nContent-Length: 5\r\n\r\n",
+        false,
+        304,
+        b"",
+    ),
+];
+
+/// Production's answers to HEAD, heads alone.
+const HEAD_ANSWERS: [(&str, &[u8], bool, u16, &[u8]); 4] = [
+    (
+        "HEAD: a length",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+        false,
+        200,
+        b"",
+    ),
+    (
+        "HEAD: chunks",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        false,
+        200,
+        b"",
+    ),
+    (
+        "HEAD: a length beside chunks",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        false,
+        200,
+        b"",
+    ),
+    (
+        "HEAD: 204 with a length",
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+        false,
+        204,
+        b"",
+    ),
+];
+
+/// Why `got` is not the answer a client should get for `want` (status and body), if it
+/// is not: a body cut short, bytes after its end, or framing that contradicts itself.
+fn wrong(got: &Got, want: (u16, &[u8])) -> Option<String> {
+    let length_right = match got.framing {
+        Framing::Length(n) => n == got.body.len() as u64,
+        Framing::Ambiguous => false,
+        Framing::Bodiless(_) | Framing::Open => true,
+    };
+    let right =
+        (got.status, &got.body[..]) == want && got.complete && got.extra.is_empty() && length_right;
+    (!right).then(|| format!("{got:?}, wanted {} {:?}", want.0, bytes_text(want.1)))
+}
+
+fn bytes_text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// One odd request in both shapes and one odd answer: what each client got, and what is
+/// wrong with it, if anything.
+async fn both_paths(
+    tap: SocketAddr,
+    production: &RawProduction,
+    path: &str,
+    (fast, hyper): (Shape, Shape),
+    (bytes, close): (&[u8], bool),
+    want: (u16, &[u8]),
+) -> Result<(), String> {
+    production.set(path, Reply::new(bytes, close));
+    let head_request = fast.head_request();
+    let mut by_fast = read_as_client(&ask(tap, &fast.bytes(path, tap)).await, head_request);
+    let mut by_hyper = read_as_client(&ask(tap, &hyper.bytes(path, tap)).await, head_request);
+    if by_fast.dated || !by_hyper.dated {
+        return Err(format!(
+            "{fast:?} and {hyper:?} did not take the paths they stand for: {by_fast:?}, {by_hyper:?}"
+        ));
+    }
+    (by_fast.dated, by_hyper.dated) = (false, false);
+    if let Some(w) = wrong(&by_fast, want) {
+        return Err(format!("{fast:?} (the tap's own path): {w}"));
+    }
+    if let Some(w) = wrong(&by_hyper, want) {
+        return Err(format!("{hyper:?} (hyper's path): {w}"));
+    }
+    if by_fast != by_hyper {
+        return Err(format!(
+            "{fast:?} got {by_fast:?}, but {hyper:?} got {by_hyper:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Odd requests (HTTP/1.0, `Expect: 100-continue`, a chunked upload, names in odd letter
+/// case, an absolute-form target naming the tap, HEAD, a body over 64 KiB) against odd
+/// answers (a length beside chunks, chunks, a length, neither and then the close, 103
+/// before 200, 101, 204 and 304 with a length, HEAD answered with a length or chunks): the
+/// same request served by the tap's own HTTP/1.1 code and by hyper's server gets the same
+/// status, body and framing, and that body is production's, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_requests_and_answers_look_the_same_on_both_http1_paths() {
+    let production =
+        RawProduction::start(Reply::new(b"HTTP/1.1 404 Not Found\r\n\r\n", true)).await;
+    let (tap, _out, _dir) = recording_tap(&production.url(), &["--metrics", "127.0.0.1:0"]);
+    let mut cases = Vec::new();
+    for (i, pair) in PAIRS.iter().enumerate() {
+        for (j, answer) in ANSWERS.iter().enumerate() {
+            cases.push((format!("/d/{i}/{j}"), *pair, *answer));
+        }
+    }
+    for (j, answer) in HEAD_ANSWERS.iter().enumerate() {
+        cases.push((format!("/h/{j}"), HEAD_PAIR, *answer));
+    }
+    let mut failures = Vec::new();
+    for (path, pair, (name, bytes, close, status, body)) in &cases {
+        let outcome = both_paths(
+            tap.addr,
+            &production,
+            path,
+            *pair,
+            (bytes, *close),
+            (*status, body),
+        )
+        .await;
+        if let Err(e) = outcome {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    let m = tap.metrics_text().await;
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_client_aborted_total"),
+        0,
+        "{m}"
+    );
+    assert_eq!(metric_in(&m, "shadowdiff_tap_in_flight"), 0, "{m}");
 }

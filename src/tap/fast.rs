@@ -663,10 +663,13 @@ impl RespHead {
                 // Chunks pass through as they are; any other coding's end is the close.
                 || (is(name, "transfer-encoding") && self.framing != Framing::Chunked)
                 // A length beside a transfer coding is not what frames the body (RFC 9112
-                // section 6.3): passed on, it would tell the client another end.
+                // section 6.3): passed on, it would tell the client another end. 204 and 304
+                // have no body to measure: RFC 9110 section 8.6 forbids the length on 204,
+                // and on 304 hyper's server (serving the other requests) never sends it.
                 || (is(name, "content-length")
                     && (matches!(self.framing, Framing::Chunked | Framing::UntilClose)
-                        || self.code == 204))
+                        || self.code == 204
+                        || self.code == 304))
                 || self
                     .connection_names
                     .iter()

@@ -338,8 +338,13 @@ impl Tap {
         let response_headers = ctx.head.as_ref().map(|_| header_list(&rparts.headers));
         // hyper's client reads a body framed by a transfer coding by that coding, and leaves
         // a length beside it in the head: passed on, that length would tell the client
-        // another end (RFC 9112 section 6.3). The tap's own path leaves it out too.
-        if rparts.headers.contains_key(header::TRANSFER_ENCODING) && !head_request {
+        // another end (RFC 9112 section 6.3). 204 and 304 have no body to measure. The
+        // tap's own path leaves the length out in the same cases.
+        let coded = rparts.headers.contains_key(header::TRANSFER_ENCODING);
+        if (coded && !head_request)
+            || rparts.status == StatusCode::NO_CONTENT
+            || rparts.status == StatusCode::NOT_MODIFIED
+        {
             rparts.headers.remove(header::CONTENT_LENGTH);
         }
         strip_hop_by_hop(&mut rparts.headers, &RESPONSE_HOP_BY_HOP);
