@@ -11,8 +11,11 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -730,6 +733,212 @@ async fn odd_requests_and_answers_look_the_same_on_both_http1_paths() {
         failures.join("\n")
     );
     let m = tap.metrics_text().await;
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_client_aborted_total"),
+        0,
+        "{m}"
+    );
+    assert_eq!(metric_in(&m, "shadowdiff_tap_in_flight"), 0, "{m}");
+}
+
+/// A framing production may give an answer, with the body it means.
+#[derive(Clone, Debug)]
+enum Framed {
+    /// A Content-Length.
+    Length(Vec<u8>),
+    /// Chunks of these sizes (what is left in one last chunk).
+    Chunked(Vec<u8>, Vec<usize>),
+    /// Chunks, beside a Content-Length that says something else.
+    Both(Vec<u8>, Vec<usize>, u64),
+    /// Neither: the body ends at the close.
+    Neither(Vec<u8>),
+    /// An interim answer with this status before a length-framed final one.
+    Interim(u16, Vec<u8>),
+    /// 101, which no request through the tap asks for.
+    Switching,
+    /// Two Content-Length values that disagree.
+    Conflicting(Vec<u8>),
+    /// 204, with a length or without.
+    NoContent(Option<u64>),
+    /// 304, with a length or without.
+    NotModified(Option<u64>),
+    /// An answer to HEAD, with a length or without, saying it is chunked or not.
+    Head(Option<u64>, bool),
+}
+
+/// `body` in chunks of `sizes`, what is left in one more, then the last chunk.
+fn chunks(body: &[u8], sizes: &[usize]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    let mut sizes = sizes.iter();
+    while !rest.is_empty() {
+        let n = sizes.next().map_or(rest.len(), |n| (*n).min(rest.len()));
+        out.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+        out.extend_from_slice(&rest[..n]);
+        out.extend_from_slice(b"\r\n");
+        rest = &rest[n..];
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+impl Framed {
+    fn head_request(&self) -> bool {
+        matches!(self, Framed::Head(..))
+    }
+
+    /// Production's bytes, whether it closes after them, and the status and body a client
+    /// must get.
+    fn production(&self) -> (Vec<u8>, bool, u16, Vec<u8>) {
+        let length =
+            |n: Option<u64>| n.map_or(String::new(), |n| format!("Content-Length: {n}\r\n"));
+        let bad_gateway = b"bad gateway\n".to_vec();
+        let mut out = Vec::new();
+        let (close, status, body) = match self {
+            Framed::Length(b) => {
+                out.extend_from_slice(
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes(),
+                );
+                out.extend_from_slice(b);
+                (false, 200, b.clone())
+            }
+            Framed::Chunked(b, sizes) => {
+                out.extend_from_slice(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                out.extend_from_slice(&chunks(b, sizes));
+                (false, 200, b.clone())
+            }
+            Framed::Both(b, sizes, n) => {
+                out.extend_from_slice(
+                    format!(
+                        "HTTP/1.1 200 OK\r\n{}Transfer-Encoding: chunked\r\n\r\n",
+                        length(Some(*n))
+                    )
+                    .as_bytes(),
+                );
+                out.extend_from_slice(&chunks(b, sizes));
+                (false, 200, b.clone())
+            }
+            Framed::Neither(b) => {
+                out.extend_from_slice(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n\r\n",
+                );
+                out.extend_from_slice(b);
+                (true, 200, b.clone())
+            }
+            Framed::Interim(code, b) => {
+                out.extend_from_slice(format!("HTTP/1.1 {code} Interim\r\n\r\n").as_bytes());
+                out.extend_from_slice(
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len()).as_bytes(),
+                );
+                out.extend_from_slice(b);
+                (false, 200, b.clone())
+            }
+            Framed::Switching => {
+                out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n");
+                (true, 502, bad_gateway)
+            }
+            Framed::Conflicting(b) => {
+                out.extend_from_slice(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Length: {}\r\n\r\n",
+                        b.len(),
+                        b.len() + 1
+                    )
+                    .as_bytes(),
+                );
+                out.extend_from_slice(b);
+                (true, 502, bad_gateway)
+            }
+            Framed::NoContent(n) => {
+                out.extend_from_slice(
+                    format!("HTTP/1.1 204 No Content\r\n{}\r\n", length(*n)).as_bytes(),
+                );
+                (false, 204, Vec::new())
+            }
+            Framed::NotModified(n) => {
+                out.extend_from_slice(
+                    format!("HTTP/1.1 304 Not Modified\r\n{}\r\n", length(*n)).as_bytes(),
+                );
+                (false, 304, Vec::new())
+            }
+            Framed::Head(n, chunked) => {
+                let coding = if *chunked {
+                    "Transfer-Encoding: chunked\r\n"
+                } else {
+                    ""
+                };
+                out.extend_from_slice(
+                    format!("HTTP/1.1 200 OK\r\n{}{coding}\r\n", length(*n)).as_bytes(),
+                );
+                (false, 200, Vec::new())
+            }
+        };
+        (out, close, status, body)
+    }
+}
+
+fn framed() -> impl Strategy<Value = Framed> {
+    let body = || prop::collection::vec(any::<u8>(), 0..40);
+    let sizes = || prop::collection::vec(1usize..12, 0..5);
+    let length = || proptest::option::of(0u64..60);
+    prop_oneof![
+        body().prop_map(Framed::Length),
+        (body(), sizes()).prop_map(|(b, s)| Framed::Chunked(b, s)),
+        (body(), sizes(), 0u64..60).prop_map(|(b, s, n)| Framed::Both(b, s, n)),
+        body().prop_map(Framed::Neither),
+        (prop::sample::select(vec![100u16, 102, 103]), body())
+            .prop_map(|(c, b)| Framed::Interim(c, b)),
+        Just(Framed::Switching),
+        body().prop_map(Framed::Conflicting),
+        length().prop_map(Framed::NoContent),
+        length().prop_map(Framed::NotModified),
+        (length(), any::<bool>()).prop_map(|(n, c)| Framed::Head(n, c)),
+    ]
+}
+
+/// For any framing production gives an answer, a request the tap serves itself and the
+/// same request in a shape hyper serves get the same status, body and framing, and the body
+/// is the one production meant (or the answer is 502, where production's is not HTTP).
+#[test]
+fn every_answer_framing_reaches_the_client_alike_on_both_http1_paths() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let production = rt.block_on(RawProduction::start(Reply::new(
+        b"HTTP/1.1 404 Not Found\r\n\r\n",
+        true,
+    )));
+    let (tap, _out, _dir) = recording_tap(&production.url(), &["--metrics", "127.0.0.1:0"]);
+    let mut runner = TestRunner::new(Config {
+        cases: shadowdiff::fuzz_cases(48),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let seq = AtomicUsize::new(0);
+    let outcome = runner.run(&(framed(), 0..PAIRS.len()), |(framed, pair)| {
+        let path = format!("/p/{}", seq.fetch_add(1, Ordering::Relaxed));
+        let pair = if framed.head_request() {
+            HEAD_PAIR
+        } else {
+            PAIRS[pair]
+        };
+        let (bytes, close, status, body) = framed.production();
+        rt.block_on(both_paths(
+            tap.addr,
+            &production,
+            &path,
+            pair,
+            (&bytes, close),
+            (status, &body),
+        ))
+        .map_err(TestCaseError::fail)
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+    let m = rt.block_on(tap.metrics_text());
     assert_eq!(
         metric_in(&m, "shadowdiff_tap_client_aborted_total"),
         0,
