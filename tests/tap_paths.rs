@@ -544,9 +544,12 @@ async fn switching_protocols_unasked_is_answered_502_on_every_path() {
     assert_eq!(statuses, [502; 5]);
 }
 
-/// Production's odd answers to anything but HEAD: what it writes, whether it closes after,
-/// and the status and body a client must get.
-const ANSWERS: [(&str, &[u8], bool, u16, &[u8]); 8] = [
+/// One of production's answers: its name, its bytes, whether production closes the
+/// connection after them, and the status and body a client must get.
+type OddAnswer = (&'static str, &'static [u8], bool, u16, &'static [u8]);
+
+/// Production's odd answers to anything but HEAD.
+const ANSWERS: [OddAnswer; 8] = [
     (
         "a length beside chunks",
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
@@ -608,7 +611,7 @@ const ANSWERS: [(&str, &[u8], bool, u16, &[u8]); 8] = [
 ];
 
 /// Production's answers to HEAD, heads alone.
-const HEAD_ANSWERS: [(&str, &[u8], bool, u16, &[u8]); 4] = [
+const HEAD_ANSWERS: [OddAnswer; 4] = [
     (
         "HEAD: a length",
         b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
