@@ -29,7 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// The tap binary running as a child process.
 pub(crate) struct TapProc {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     metrics: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
     done: mpsc::Receiver<()>,
@@ -127,14 +127,14 @@ impl TapProc {
     }
 
     /// `/metrics` as text.
-    async fn metrics_text(&self) -> String {
+    pub(crate) async fn metrics_text(&self) -> String {
         get_text(self.metrics.expect("started with --metrics"), "/metrics")
             .await
             .1
     }
 
     /// One sample of `/metrics` (the line starting with `series `), 0 when absent.
-    async fn metric(&self, series: &str) -> u64 {
+    pub(crate) async fn metric(&self, series: &str) -> u64 {
         metric_in(&self.metrics_text().await, series)
     }
 }
@@ -146,7 +146,7 @@ impl Drop for TapProc {
     }
 }
 
-fn metric_in(text: &str, series: &str) -> u64 {
+pub(crate) fn metric_in(text: &str, series: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .map(|v| v.trim().parse::<f64>().unwrap() as u64)
@@ -1269,7 +1269,7 @@ async fn h1_stream_server(
 }
 
 /// Reads from `s` into `buf` until `buf` ends with `end`, for at most five seconds.
-async fn read_until_end(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, end: &[u8]) {
+pub(crate) async fn read_until_end(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>, end: &[u8]) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !buf.ends_with(end) {
         let mut piece = [0u8; 4096];
@@ -1591,7 +1591,10 @@ async fn a_kept_connection_carries_each_exchange_with_its_own_fields() {
 
 /// A tap in front of `upstream` recording to a file in a fresh directory, with `extra`
 /// flags: the tap, the recording's path, and the directory (kept alive by the caller).
-fn recording_tap(upstream: &str, extra: &[&str]) -> (TapProc, PathBuf, tempfile::TempDir) {
+pub(crate) fn recording_tap(
+    upstream: &str,
+    extra: &[&str],
+) -> (TapProc, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rec.jsonl");
     let mut args = vec!["--upstream", upstream, "--out", out.to_str().unwrap()];

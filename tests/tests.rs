@@ -20,3 +20,4 @@ mod rpc;
 mod shard_merge;
 mod show;
 mod tap;
+mod tap_paths;

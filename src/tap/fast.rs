@@ -17,7 +17,7 @@
 
 use super::metrics::{Refusal, UpstreamError};
 use super::proxy::{
-    head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, HEADER_READ_TIMEOUT,
+    head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, HEADER_READ_TIMEOUT, UNASKED_UPGRADE,
 };
 use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
 use crate::exchange::{Exchange, Headers, Request as CapturedRequest};
@@ -55,13 +55,21 @@ const RESPONSE_HEAD_MAX: usize = 256 * 1024;
 const CHUNK_LINE_MAX: usize = 4 * 1024;
 const TRAILERS_MAX: usize = 64 * 1024;
 
+/// The request line of the HTTP/2 connection preface, up to where it stops being HTTP/1.1.
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2";
+
 /// How a connection left this path.
 pub(super) enum End {
     /// It is closed, or done with.
     Closed,
     /// A request this path does not take: hyper serves the connection from here, starting
-    /// with these bytes already read from it.
-    Handoff(TcpStream, Bytes),
+    /// with these bytes already read from it. `fresh` when they are the connection's first,
+    /// the one place an HTTP/2 connection preface may be.
+    Handoff {
+        stream: TcpStream,
+        read: Bytes,
+        fresh: bool,
+    },
 }
 
 /// Serves `client` until it closes, the tap stops, or a request needs hyper. `ip` is the
@@ -83,11 +91,33 @@ pub(super) async fn serve(
         resp_fields: Vec::new(),
         body_parts: Vec::new(),
     };
+    let mut fresh = true;
     loop {
         let head = match conn.next_head(&mut shutdown).await {
             Next::Head(h) => h,
             Next::Closed => return End::Closed,
-            Next::Refer => return End::Handoff(conn.client, conn.buf.freeze()),
+            // After an HTTP/1.1 exchange the preface is an HTTP/1 request of a version the
+            // tap does not serve: 400, as hyper's HTTP/1 server answers one (to the preface
+            // itself it says nothing and closes).
+            Next::Refer if !fresh && conn.buf.starts_with(H2_PREFACE_START) => {
+                conn.tap.metrics.refuse(Refusal::BadRequest);
+                let text = "an HTTP/2 connection preface may only open a connection\n";
+                let answer = format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+                     connection: close\r\ncontent-length: {}\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = conn.client.write_all(answer.as_bytes()).await;
+                let _ = conn.client.shutdown().await;
+                return End::Closed;
+            }
+            Next::Refer => {
+                return End::Handoff {
+                    stream: conn.client,
+                    read: conn.buf.freeze(),
+                    fresh,
+                }
+            }
             Next::TooLarge => {
                 // Exactly at the limit, which hyper's server checks only between reads.
                 conn.tap.metrics.refuse(Refusal::HeadTooLarge);
@@ -102,6 +132,7 @@ pub(super) async fn serve(
                 return End::Closed;
             }
         };
+        fresh = false;
         if !conn.exchange(head, &shutdown).await {
             let _ = conn.client.shutdown().await;
             return End::Closed;
@@ -632,10 +663,13 @@ impl RespHead {
                 // Chunks pass through as they are; any other coding's end is the close.
                 || (is(name, "transfer-encoding") && self.framing != Framing::Chunked)
                 // A length beside a transfer coding is not what frames the body (RFC 9112
-                // section 6.3): passed on, it would tell the client another end.
+                // section 6.3): passed on, it would tell the client another end. 204 and 304
+                // have no body to measure: RFC 9110 section 8.6 forbids the length on 204,
+                // and on 304 hyper's server (serving the other requests) never sends it.
                 || (is(name, "content-length")
                     && (matches!(self.framing, Framing::Chunked | Framing::UntilClose)
-                        || self.code == 204))
+                        || self.code == 204
+                        || self.code == 304))
                 || self
                     .connection_names
                     .iter()
@@ -1114,10 +1148,7 @@ impl Upstream {
                     }
                     Ok(Some((mut head, n))) => {
                         if head.code == 101 {
-                            return Err(HeadFail::Malformed(
-                                "101 Switching Protocols to a request that asked for no upgrade"
-                                    .into(),
-                            ));
+                            return Err(HeadFail::Malformed(UNASKED_UPGRADE.into()));
                         }
                         head.bytes = self.buf.split_to(n).freeze();
                         return Ok(head);

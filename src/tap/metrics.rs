@@ -58,7 +58,8 @@ pub enum Refusal {
     ForeignHost,
     /// The request body is larger than `--max-request-body`.
     TooLarge,
-    /// The request could not be turned into an upstream request.
+    /// The request could not be turned into an upstream request, or was the HTTP/2
+    /// connection preface after an HTTP/1.1 exchange on its connection.
     BadRequest,
     /// The request head is larger than `--max-header-bytes` (hyper answers 431).
     HeadTooLarge,

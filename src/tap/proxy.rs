@@ -63,6 +63,11 @@ const REQUEST_HOP_BY_HOP: [HeaderName; 7] = [
     header::EXPECT,
 ];
 
+/// Why production's `101 Switching Protocols` is answered 502 on every path: the tap never
+/// forwards an `Upgrade`, so no request through it asked for one.
+pub(super) const UNASKED_UPGRADE: &str =
+    "101 Switching Protocols to a request that asked for no upgrade";
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// Response headers that belong to one connection.
@@ -229,6 +234,7 @@ impl Tap {
         let id = self.next_id();
         let ts_us = now_us();
         let h2_client = req.version() >= Version::HTTP_2;
+        let head_request = req.method() == Method::HEAD;
         let (mut parts, body) = req.into_parts();
         let plan = self.plan(&id, &parts.method, body.is_end_stream(), || {
             self.head_interface(&parts)
@@ -282,6 +288,17 @@ impl Tap {
 
         // 5. Pass the answer on, or answer as a proxy does when production failed.
         let resp = match sent {
+            // The tap forwards no upgrade: this answer switches to a protocol nobody asked
+            // for, and HTTP/2 has no such status at all.
+            Ok(Ok(resp)) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                pending.settle();
+                return self.fail(
+                    ctx,
+                    StatusCode::BAD_GATEWAY,
+                    UpstreamError::Malformed,
+                    UNASKED_UPGRADE.into(),
+                );
+            }
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 match ctx.request.end() {
@@ -319,6 +336,17 @@ impl Tap {
         };
         let (mut rparts, rbody) = resp.into_parts();
         let response_headers = ctx.head.as_ref().map(|_| header_list(&rparts.headers));
+        // hyper's client reads a body framed by a transfer coding by that coding, and leaves
+        // a length beside it in the head: passed on, that length would tell the client
+        // another end (RFC 9112 section 6.3). 204 and 304 have no body to measure. The
+        // tap's own path leaves the length out in the same cases.
+        let coded = rparts.headers.contains_key(header::TRANSFER_ENCODING);
+        if (coded && !head_request)
+            || rparts.status == StatusCode::NO_CONTENT
+            || rparts.status == StatusCode::NOT_MODIFIED
+        {
+            rparts.headers.remove(header::CONTENT_LENGTH);
+        }
         strip_hop_by_hop(&mut rparts.headers, &RESPONSE_HOP_BY_HOP);
         // hyper writes the client's own protocol; the upstream's version means nothing here.
         rparts.version = Version::HTTP_11;
@@ -887,6 +915,9 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(tap.cfg.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    // A connection the tap's own code has served an exchange on is HTTP/1.1 for good: only
+    // its first bytes may be the HTTP/2 preface.
+    let h1_builder = Arc::new(builder.clone().http1_only());
     let builder = Arc::new(builder);
     // Every connection task holds a sender; when all are gone, recv() returns None.
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -907,9 +938,10 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         tap.metrics.connections.fetch_add(1, Ordering::Relaxed);
         tap.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-        let (tap, builder, mut shutdown, open) = (
+        let (tap, auto, h1_only, mut shutdown, open) = (
             tap.clone(),
             builder.clone(),
+            h1_builder.clone(),
             shutdown.clone(),
             open_tx.clone(),
         );
@@ -920,8 +952,8 @@ pub async fn serve(
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
             // Plain HTTP/1.1 requests are served by hand; the first other one hands the
             // connection to hyper. An upstream spoken to in HTTP/2 is hyper's throughout.
-            let stream = if tap.cfg.upstream.http2 {
-                Rewind::new(stream, Bytes::new())
+            let (stream, builder) = if tap.cfg.upstream.http2 {
+                (Rewind::new(stream, Bytes::new()), auto)
             } else {
                 match fast::serve(tap.clone(), stream, ip.clone(), shutdown.clone()).await {
                     fast::End::Closed => {
@@ -929,7 +961,14 @@ pub async fn serve(
                         drop(open);
                         return;
                     }
-                    fast::End::Handoff(stream, read) => Rewind::new(stream, read),
+                    fast::End::Handoff {
+                        stream,
+                        read,
+                        fresh,
+                    } => (
+                        Rewind::new(stream, read),
+                        if fresh { auto } else { h1_only },
+                    ),
                 }
             };
             let up = Arc::new(ConnUpstream::new(&tap.cfg.upstream.authority));
