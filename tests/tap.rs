@@ -2792,3 +2792,72 @@ async fn live_shadow_measures_noise_and_flags_only_real_changes() {
     assert!(metric_in(&text, "shadowdiff_tap_shadow_noise_probes_total") > 0);
     tap.stop_async().await;
 }
+
+/// Credentials in a request's authority are refused with 400 and counted as refusals,
+/// never forwarded nor recorded: in an HTTP/2 `:authority`, an HTTP/1 absolute-form target
+/// and an HTTP/1 Host header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_authority_or_host_are_refused_and_never_recorded() {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    let up = TestServer::start(move |s: Seen| {
+        h.fetch_add(1, Ordering::Relaxed);
+        Answer::json(200, format!(r#"{{"path":"{}"}}"#, s.path_and_query))
+    })
+    .await;
+    let (tap, out, _dir) = recording_tap(&up.url(), &["--metrics", "127.0.0.1:0"]);
+
+    let tcp = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let req = http::Request::get(format!("http://user:pw@{}/secret", tap.addr))
+        .body(())
+        .unwrap();
+    let (answer, _) = h2.send_request(req, true).unwrap();
+    assert_eq!(answer.await.unwrap().status(), 400, "HTTP/2 :authority");
+
+    let (s, body) = raw(
+        tap.addr,
+        &format!(
+            "GET http://user:pw@{}/secret HTTP/1.1\r\nHost: {}\r\n\r\n",
+            up.addr, up.addr
+        ),
+    )
+    .await;
+    assert_eq!(s, 400, "absolute form: {body}");
+    assert!(body.contains("credentials"), "{body}");
+    let (s, _) = raw(
+        tap.addr,
+        &format!("GET /secret HTTP/1.1\r\nHost: user:pw@{}\r\n\r\n", tap.addr),
+    )
+    .await;
+    assert_eq!(s, 400, "Host header");
+
+    let (s, _) = raw(
+        tap.addr,
+        "GET /fine HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        hits.load(Ordering::Relaxed),
+        1,
+        "a request with credentials reached production"
+    );
+    assert_eq!(
+        tap.metric("shadowdiff_tap_refused_total{reason=\"userinfo\"}")
+            .await,
+        3
+    );
+    assert_eq!(
+        tap.metric("shadowdiff_tap_responses_total{class=\"4xx\"}")
+            .await,
+        3
+    );
+    tap.stop_async().await;
+    let bytes = std::fs::read_to_string(&out).unwrap();
+    assert!(!bytes.contains("pw"), "{bytes}");
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    let uris: Vec<&str> = recorded.iter().map(|e| e.request.uri.as_str()).collect();
+    assert_eq!(uris, ["/fine"]);
+}

@@ -268,6 +268,10 @@ fn parse_request(buf: &[u8], fields: &mut Vec<Field>, body_limit: u64) -> Parsed
                 _ => return Parsed::Refer,
             }
         } else if is(name, "host") {
+            // Credentials in the Host are refused on hyper's path, with the same answer.
+            if h.value.contains(&b'@') {
+                return Parsed::Refer;
+            }
             hosts += 1;
         } else if is(name, "connection") {
             for t in tokens(h.value) {

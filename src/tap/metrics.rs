@@ -62,15 +62,18 @@ pub enum Refusal {
     BadRequest,
     /// The request head is larger than `--max-header-bytes` (hyper answers 431).
     HeadTooLarge,
+    /// The request names credentials (`user:pw@`) in its target, `:authority` or Host.
+    Userinfo,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 5] = [
+    const ALL: [Refusal; 6] = [
         Refusal::Connect,
         Refusal::ForeignHost,
         Refusal::TooLarge,
         Refusal::BadRequest,
         Refusal::HeadTooLarge,
+        Refusal::Userinfo,
     ];
 
     fn name(self) -> &'static str {
@@ -80,6 +83,7 @@ impl Refusal {
             Refusal::TooLarge => "too_large",
             Refusal::BadRequest => "bad_request",
             Refusal::HeadTooLarge => "head_too_large",
+            Refusal::Userinfo => "userinfo",
         }
     }
 }
@@ -135,7 +139,7 @@ pub struct Metrics {
     pub connections_open: AtomicI64,
     /// Clients that went away (or broke their request body) before the exchange ended.
     pub client_aborted: AtomicU64,
-    refused: [AtomicU64; 5],
+    refused: [AtomicU64; 6],
     upstream_errors: [AtomicU64; 5],
     /// Request arrival to last response byte, as seen by the tap.
     pub latency: Histogram,

@@ -206,6 +206,15 @@ impl Tap {
                 "CONNECT is not supported: this is a reverse proxy for one upstream\n",
             );
         }
+        // RFC 9110 section 4.2.4: a recipient should treat userinfo in an http URI as an
+        // error. Forwarded, it would reach production; recorded, its password would be kept.
+        if has_userinfo(&req) {
+            self.metrics.refuse(Refusal::Userinfo);
+            return plain(
+                StatusCode::BAD_REQUEST,
+                "credentials (user:password@) in the request target or Host are not accepted\n",
+            );
+        }
         if req.version() < Version::HTTP_2 {
             if let Some(a) = req.uri().authority() {
                 if !self.is_own(a) {
@@ -814,6 +823,19 @@ fn capture_head(parts: &http::request::Parts) -> CapturedRequest {
         body: Bytes::new(),
         body_truncated: false,
     }
+}
+
+/// The request names userinfo (`user:pw@host`) in its authority (an HTTP/2 `:authority`,
+/// an HTTP/1 absolute-form target) or in a Host header.
+fn has_userinfo<B>(req: &Request<B>) -> bool {
+    req.uri()
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+        || req
+            .headers()
+            .get_all(header::HOST)
+            .iter()
+            .any(|v| v.as_bytes().contains(&b'@'))
 }
 
 fn is_grpc(h: &HeaderMap) -> bool {
