@@ -2861,3 +2861,79 @@ async fn credentials_in_the_authority_or_host_are_refused_and_never_recorded() {
     let uris: Vec<&str> = recorded.iter().map(|e| e.request.uri.as_str()).collect();
     assert_eq!(uris, ["/fine"]);
 }
+
+/// Out of file descriptors, the tap backs off between failed accepts and reports them in a
+/// few lines with their count, not one line per attempt; once the held connections close,
+/// the tap says it accepts again, and a new client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_backs_off_and_reports_failed_accepts_with_a_count() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec.jsonl");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", bin()])
+        .args(["tap", "--listen", "127.0.0.1:0", "--upstream", &up.url()])
+        .args(["--out", out.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    let tap = TapProc::spawn(cmd, true);
+    let failure_lines = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("accept") && l.contains("fail"))
+            .count()
+    };
+    // More connections than the tap has descriptors left: the rest wait in its listen queue.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(tokio::net::TcpStream::connect(tap.addr).await.unwrap());
+    }
+    until("a failed accept reported", || async {
+        failure_lines(&tap.stderr.lock().unwrap()) > 0
+    })
+    .await;
+    // Accepts keep failing for a while: a line for each would be a line every few ms.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(held);
+    until("a new client served", || async {
+        let Ok(Ok(mut s)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(tap.addr),
+        )
+        .await
+        else {
+            return false;
+        };
+        let _ = s
+            .write_all(b"GET /after HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await;
+        buf.starts_with(b"HTTP/1.1 200")
+    })
+    .await;
+    let log = tap.stderr.lock().unwrap().clone();
+    assert!(
+        failure_lines(&log) <= 3,
+        "{} lines:\n{log}",
+        failure_lines(&log)
+    );
+    until("the recovery reported", || async {
+        tap.stderr
+            .lock()
+            .unwrap()
+            .contains("accepting connections again")
+    })
+    .await;
+    let log = tap.stderr.lock().unwrap().clone();
+    assert!(
+        failure_lines(&log) <= 3,
+        "{} lines:\n{log}",
+        failure_lines(&log)
+    );
+    let again = log
+        .lines()
+        .find_map(|l| l.split("accepting connections again after ").nth(1))
+        .unwrap();
+    let n: u64 = again.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(n >= 3, "{log}");
+    assert!(tap.metric("shadowdiff_tap_accept_failures_total").await >= n);
+    tap.stop_async().await;
+}

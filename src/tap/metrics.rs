@@ -140,6 +140,8 @@ pub struct Metrics {
     /// Clients that went away (or broke their request body) before the exchange ended.
     pub client_aborted: AtomicU64,
     refused: [AtomicU64; 6],
+    /// Failed attempts to accept a client connection (out of file descriptors and the like).
+    pub accept_failures: AtomicU64,
     upstream_errors: [AtomicU64; 5],
     /// Request arrival to last response byte, as seen by the tap.
     pub latency: Histogram,
@@ -237,6 +239,12 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
         "shadowdiff_tap_client_aborted_total",
         "Exchanges whose client went away before the end (not recorded).",
         load(&m.client_aborted),
+    );
+    counter(
+        &mut out,
+        "shadowdiff_tap_accept_failures_total",
+        "Failed attempts to accept a client connection (out of file descriptors and the like).",
+        load(&m.accept_failures),
     );
     labelled(
         &mut out,

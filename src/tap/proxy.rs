@@ -48,6 +48,15 @@ const RECORD_SALT: u64 = 0;
 /// How long a client may take to send a request head (slow-loris guard).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The first failed accept of a run is reported at once; later ones at most this often,
+/// with their count.
+const ACCEPT_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// The wait after a failed accept starts here and doubles up to [`ACCEPT_BACKOFF_MAX`]:
+/// out of file descriptors, every accept fails at once until a connection closes.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 /// HTTP/2 streams a client may have open on one connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 
@@ -912,18 +921,24 @@ pub async fn serve(
     let builder = Arc::new(builder);
     // Every connection task holds a sender; when all are gone, recv() returns None.
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let mut backoff = AcceptBackoff::new(true);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => break,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                backoff.accepted();
+                a
+            }
             Err(e) => {
-                // Out of file descriptors and the like: wait a moment instead of spinning.
-                tracing::warn!("tap: accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
+                tap.metrics.accept_failures.fetch_add(1, Ordering::Relaxed);
+                let wait = backoff.failed(&e);
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    _ = tokio::time::sleep(wait) => continue,
+                }
             }
         };
         let _ = stream.set_nodelay(true);
@@ -988,6 +1003,89 @@ pub async fn serve(
     drop(open_tx);
     let _ = tokio::time::timeout(grace, open_rx.recv()).await;
     usize::try_from(tap.metrics.connections_open.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// Waits between failed accepts, and reports them without flooding the log: out of file
+/// descriptors, every accept fails at once until a connection closes, thousands a second.
+/// At most two lines per [`ACCEPT_REPORT_EVERY`]: the failures with their count, and the
+/// first accept that succeeds after them.
+#[derive(Debug)]
+pub(super) struct AcceptBackoff {
+    /// Report to the log (the admin listener retries silently).
+    report: bool,
+    wait: Duration,
+    /// Failures not yet in a line.
+    unreported: u64,
+    /// Failures counted in the lines since the last one saying accepts succeed again, and
+    /// after them.
+    since_recovery: u64,
+    /// A failure line was written and no line since says accepts succeed again.
+    owe_recovery: bool,
+    reported_at: Option<tokio::time::Instant>,
+}
+
+impl AcceptBackoff {
+    pub(super) fn new(report: bool) -> Self {
+        AcceptBackoff {
+            report,
+            wait: ACCEPT_BACKOFF_MIN,
+            unreported: 0,
+            since_recovery: 0,
+            owe_recovery: false,
+            reported_at: None,
+        }
+    }
+
+    /// Counts a failed accept; returns how long to wait before the next one.
+    pub(super) fn failed(&mut self, e: &std::io::Error) -> Duration {
+        let wait = self.wait;
+        self.wait = (self.wait * 2).min(ACCEPT_BACKOFF_MAX);
+        self.unreported += 1;
+        if self.owe_recovery {
+            self.since_recovery += 1;
+        }
+        let now = tokio::time::Instant::now();
+        let due = self
+            .reported_at
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_REPORT_EVERY);
+        if self.report && due {
+            tracing::warn!(
+                "tap: {} failed{}: {e}; new connections wait in the listen queue, \
+                 retried with a backoff of up to {}s",
+                crate::report::words::count_of(self.unreported, "accept", "accepts"),
+                match self.reported_at {
+                    Some(at) => format!(" in the last {}s", now.duration_since(at).as_secs()),
+                    None => String::new(),
+                },
+                ACCEPT_BACKOFF_MAX.as_secs()
+            );
+            if !self.owe_recovery {
+                self.since_recovery = self.unreported;
+            }
+            self.unreported = 0;
+            self.owe_recovery = true;
+            self.reported_at = Some(now);
+        }
+        wait
+    }
+
+    /// An accept succeeded: the next failure waits the least again.
+    pub(super) fn accepted(&mut self) {
+        self.wait = ACCEPT_BACKOFF_MIN;
+        if self.owe_recovery {
+            tracing::warn!(
+                "tap: accepting connections again after {}",
+                crate::report::words::count_of(
+                    self.since_recovery,
+                    "failed accept",
+                    "failed accepts"
+                )
+            );
+            self.owe_recovery = false;
+            self.since_recovery = 0;
+            self.unreported = 0;
+        }
+    }
 }
 
 #[cfg(test)]
