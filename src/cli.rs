@@ -555,6 +555,10 @@ pub struct TapArgs {
     /// Largest request head accepted (HTTP/1 buffer, HTTP/2 header list); at least 8KiB.
     #[arg(long, default_value = "64KiB", value_name = "SIZE")]
     pub max_header_bytes: String,
+    /// HTTP/2 streams a client may have open on one connection; each may hold a production
+    /// connection while its answer streams.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub http2_max_streams: u32,
     /// Largest request body forwarded (`0` for no limit); beyond it the client gets 413.
     #[arg(long, default_value = "64MiB", value_name = "SIZE")]
     pub max_request_body: String,

@@ -2937,3 +2937,121 @@ async fn running_out_of_file_descriptors_backs_off_and_reports_failed_accepts_wi
     assert!(tap.metric("shadowdiff_tap_accept_failures_total").await >= n);
     tap.stop_async().await;
 }
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const H2_HEADERS: u8 = 0x1;
+const H2_RST_STREAM: u8 = 0x3;
+const H2_SETTINGS: u8 = 0x4;
+const H2_END_STREAM: u8 = 0x1;
+const H2_END_HEADERS: u8 = 0x4;
+
+/// One HTTP/2 frame as it goes on the wire.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The HPACK block of `GET http://AUTHORITY/PATH`: `:method GET` and `:scheme http` from the
+/// static table, `:authority` and `:path` as literals without Huffman coding.
+fn hpack_get(authority: &str, path: &str) -> Vec<u8> {
+    let mut b = vec![0x82, 0x86];
+    for (index, value) in [(0x01u8, authority), (0x04, path)] {
+        assert!(value.len() < 127);
+        b.extend([index, value.len() as u8]);
+        b.extend_from_slice(value.as_bytes());
+    }
+    b
+}
+
+/// Reads one frame: its type, flags, stream and payload; `None` once the peer has closed.
+async fn read_h2_frame(s: &mut tokio::net::TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], stream, payload))
+}
+
+/// An HTTP/2 client that opens many streams and reads none of their answers (an initial
+/// window of 0) holds one production connection per open stream, each with an answer
+/// waiting in it: at most `--http2-max-streams` (100 by default); the streams beyond are
+/// refused (RST_STREAM), never forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_reading_no_answer_holds_at_most_http2_max_streams_production_connections()
+{
+    // Production answers every request with a large body: until the tap reads it all, the
+    // connection carrying it is taken.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                read_until_end(&mut s, &mut buf, b"\r\n\r\n").await;
+                let body = vec![b'x'; 1 << 20];
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                if s.write_all(head.as_bytes()).await.is_ok() {
+                    let _ = s.write_all(&body).await;
+                }
+                // Held until the tap lets go of it.
+                let _ = s.read(&mut [0u8; 1]).await;
+            });
+        }
+    });
+    let (tap, _out, _dir) = recording_tap(&format!("http://{up_addr}"), &[]);
+    const STREAMS: u32 = 150;
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    let mut bytes = H2_PREFACE.to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE (4) = 0: the tap may send no byte of any answer body.
+    bytes.extend(h2_frame(H2_SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    let authority = tap.addr.to_string();
+    for i in 0..STREAMS {
+        let block = hpack_get(&authority, &format!("/s/{i}"));
+        bytes.extend(h2_frame(
+            H2_HEADERS,
+            H2_END_STREAM | H2_END_HEADERS,
+            2 * i + 1,
+            &block,
+        ));
+    }
+    s.write_all(&bytes).await.unwrap();
+    let (mut answered, mut refused) = (0u32, 0u32);
+    let read_all = tokio::time::timeout(Duration::from_secs(20), async {
+        while answered + refused < STREAMS {
+            let (kind, flags, _, _) = read_h2_frame(&mut s).await.expect("the tap closed");
+            match kind {
+                H2_SETTINGS if flags & 1 == 0 => {
+                    s.write_all(&h2_frame(H2_SETTINGS, 1, 0, &[]))
+                        .await
+                        .unwrap();
+                }
+                H2_HEADERS => answered += 1,
+                H2_RST_STREAM => refused += 1,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        read_all.is_ok(),
+        "every stream is answered or refused: {answered} answered, {refused} refused"
+    );
+    // Every answer head came through a production connection of its own.
+    assert!(
+        answered <= 100,
+        "{answered} streams held open, each on a production connection of its own"
+    );
+    assert_eq!((answered, refused), (100, STREAMS - 100));
+    assert_eq!(accepted.load(Ordering::SeqCst), 100);
+    drop(s);
+    tap.stop_async().await;
+}

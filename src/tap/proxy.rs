@@ -57,9 +57,6 @@ const ACCEPT_REPORT_EVERY: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// HTTP/2 streams a client may have open on one connection.
-pub const MAX_CONCURRENT_STREAMS: u32 = 256;
-
 /// Request headers that belong to one connection and are never forwarded. `expect` is
 /// answered by the tap itself (hyper sends `100 Continue` when the body is first read).
 const REQUEST_HOP_BY_HOP: [HeaderName; 7] = [
@@ -917,7 +914,7 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(tap.cfg.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+        .max_concurrent_streams(tap.cfg.http2_max_streams);
     let builder = Arc::new(builder);
     // Every connection task holds a sender; when all are gone, recv() returns None.
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
