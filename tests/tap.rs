@@ -3055,3 +3055,131 @@ async fn an_http2_client_reading_no_answer_holds_at_most_http2_max_streams_produ
     drop(s);
     tap.stop_async().await;
 }
+
+/// Reads and discards what the tap sends until it closes the connection. The 10 s bound
+/// only keeps a failing test from hanging; the flags under test are far shorter.
+async fn assert_closed_by_the_tap(s: &mut tokio::net::TcpStream, what: &str) {
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "{what}: the tap still holds the connection after 10 s"
+    );
+}
+
+/// An HTTP/2 client that sends the connection preface and nothing more, or a HEADERS frame
+/// whose header block never ends, is closed once `--head-timeout` has passed without a
+/// complete request head, and counted; so is a client that sends nothing at all to a tap
+/// whose upstream is h2c (where hyper serves a connection from its first byte).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_that_never_completes_a_request_head_is_closed() {
+    let up = TestServer::start(echo_server()).await;
+    let (tap, _out, _dir) = recording_tap(
+        &up.url(),
+        &["--head-timeout", "300ms", "--metrics", "127.0.0.1:0"],
+    );
+    let mut preface_only = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    preface_only.write_all(H2_PREFACE).await.unwrap();
+    let mut open_block = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    let mut bytes = H2_PREFACE.to_vec();
+    bytes.extend(h2_frame(H2_SETTINGS, 0, 0, &[]));
+    // END_STREAM but not END_HEADERS: the block goes on in a CONTINUATION that never comes.
+    let block = hpack_get(&tap.addr.to_string(), "/never");
+    bytes.extend(h2_frame(H2_HEADERS, H2_END_STREAM, 1, &block[..4]));
+    open_block.write_all(&bytes).await.unwrap();
+    assert_closed_by_the_tap(&mut preface_only, "the preface alone").await;
+    assert_closed_by_the_tap(&mut open_block, "a header block without its end").await;
+    until("both counted as head timeouts", || async {
+        tap.metric("shadowdiff_tap_timed_out_total{reason=\"head\"}")
+            .await
+            == 2
+    })
+    .await;
+    assert_eq!(
+        tap.metric("shadowdiff_tap_timed_out_total{reason=\"idle\"}")
+            .await,
+        0
+    );
+    tap.stop_async().await;
+
+    let h2c = up.url().replace("http://", "h2c://");
+    let (tap, _out, _dir) = recording_tap(&h2c, &["--head-timeout", "300ms"]);
+    let mut silent = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    assert_closed_by_the_tap(&mut silent, "a silent client of an h2c tap").await;
+    tap.stop_async().await;
+}
+
+/// A connection with no request in progress is closed after `--idle-timeout`: an HTTP/2
+/// connection with no open stream (with GOAWAY: the client's connection ends cleanly) and a
+/// kept HTTP/1.1 connection after its answer. A stream whose answer takes longer than the
+/// idle timeout is not idle, and is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let up = TestServer::start_delayed(|s: Seen| {
+        let slow = s.path_and_query == "/slow";
+        (
+            Answer::json(200, format!(r#"{{"path":"{}"}}"#, s.path_and_query)),
+            slow.then(|| Duration::from_millis(1200)),
+        )
+    })
+    .await;
+    let (tap, _out, _dir) = recording_tap(
+        &up.url(),
+        &["--idle-timeout", "300ms", "--metrics", "127.0.0.1:0"],
+    );
+    let tcp = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = ended_tx.send(connection.await);
+    });
+    for path in ["/slow", "/fast"] {
+        let req = http::Request::get(format!("http://{}{path}", tap.addr))
+            .body(())
+            .unwrap();
+        let (answer, _) = h2.send_request(req, true).unwrap();
+        let answer = answer.await.unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+        let mut body = answer.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, format!(r#"{{"path":"{path}"}}"#).as_bytes());
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), ended).await;
+    let ended = ended.expect("the idle HTTP/2 connection is still open after 10 s");
+    assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
+
+    let mut h1 = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    h1.write_all(b"GET /kept HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_answer(&mut h1, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, br#"{"path":"/kept"}"#);
+    assert_closed_by_the_tap(&mut h1, "a kept HTTP/1.1 connection").await;
+
+    until("both counted as idle timeouts", || async {
+        tap.metric("shadowdiff_tap_timed_out_total{reason=\"idle\"}")
+            .await
+            == 2
+    })
+    .await;
+    assert_eq!(
+        tap.metric("shadowdiff_tap_timed_out_total{reason=\"head\"}")
+            .await,
+        0
+    );
+    tap.stop_async().await;
+}

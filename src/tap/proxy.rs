@@ -9,7 +9,7 @@
 
 use super::config::TapConfig;
 use super::fast::{self, RawHeads, Rewind, SpareHeaders};
-use super::metrics::{Metrics, Refusal, UpstreamError};
+use super::metrics::{Metrics, Refusal, Timeout, UpstreamError};
 use super::recorder::{Captured, RecorderHandle};
 use super::sample::Sampler;
 use super::shadow::{Production, Shadow};
@@ -35,7 +35,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -45,8 +45,10 @@ use tokio::sync::watch;
 /// Salt of the recording sample.
 const RECORD_SALT: u64 = 0;
 
-/// How long a client may take to send a request head (slow-loris guard).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection closed for `--head-timeout` or `--idle-timeout` gets to take its
+/// GOAWAY (one round trip: hyper waits for the client's answer to a PING) before it is
+/// dropped. A client that reads nothing would otherwise hold it open for good.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// The first failed accept of a run is reported at once; later ones at most this often,
 /// with their count.
@@ -907,7 +909,7 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(tap.cfg.head_timeout)
         .max_buf_size(tap.cfg.max_header_bytes)
         .keep_alive(true);
     builder
@@ -941,7 +943,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         tap.metrics.connections.fetch_add(1, Ordering::Relaxed);
         tap.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-        let (tap, builder, mut shutdown, open) = (
+        let (tap, builder, shutdown, open) = (
             tap.clone(),
             builder.clone(),
             shutdown.clone(),
@@ -949,49 +951,7 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             let metrics = tap.metrics.clone();
-            // Formatted once per connection, not once per request.
-            let ip = HeaderValue::from_str(&peer.ip().to_string())
-                .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-            // Plain HTTP/1.1 requests are served by hand; the first other one hands the
-            // connection to hyper. An upstream spoken to in HTTP/2 is hyper's throughout.
-            let stream = if tap.cfg.upstream.http2 {
-                Rewind::new(stream, Bytes::new())
-            } else {
-                match fast::serve(tap.clone(), stream, ip.clone(), shutdown.clone()).await {
-                    fast::End::Closed => {
-                        metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
-                        drop(open);
-                        return;
-                    }
-                    fast::End::Handoff(stream, read) => Rewind::new(stream, read),
-                }
-            };
-            let up = Arc::new(ConnUpstream::new(&tap.cfg.upstream.authority));
-            let svc = hyper::service::service_fn(move |req| {
-                let (tap, ip, up) = (tap.clone(), ip.clone(), up.clone());
-                async move { Ok::<_, Infallible>(tap.handle(ip, up, req).await) }
-            });
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        // hyper answers an oversized head with 431 itself, before any
-                        // handler runs: its error is the only trace of that answer.
-                        if e
-                            .downcast_ref::<hyper::Error>()
-                            .is_some_and(hyper::Error::is_parse_too_large)
-                        {
-                            metrics.refuse(Refusal::HeadTooLarge);
-                        }
-                        tracing::debug!("tap: connection from {peer}: {e}");
-                    }
-                }
-                _ = shutdown.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            serve_connection(tap, builder, stream, peer, shutdown).await;
             metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
             drop(open);
         });
@@ -1000,6 +960,162 @@ pub async fn serve(
     drop(open_tx);
     let _ = tokio::time::timeout(grace, open_rx.recv()).await;
     usize::try_from(tap.metrics.connections_open.load(Ordering::Relaxed)).unwrap_or(0)
+}
+
+/// Serves one client connection to its end: by hand while its requests are plain HTTP/1.1,
+/// then by hyper, closing it when it is too slow to send a request head or idle too long.
+async fn serve_connection(
+    tap: Arc<Tap>,
+    builder: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let metrics = tap.metrics.clone();
+    let (head_timeout, idle_timeout) = (tap.cfg.head_timeout, tap.cfg.idle_timeout);
+    // Formatted once per connection, not once per request.
+    let ip = HeaderValue::from_str(&peer.ip().to_string())
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    // Plain HTTP/1.1 requests are served by hand; the first other one hands the
+    // connection to hyper. An upstream spoken to in HTTP/2 is hyper's throughout.
+    let stream = if tap.cfg.upstream.http2 {
+        Rewind::new(stream, Bytes::new())
+    } else {
+        match fast::serve(tap.clone(), stream, ip.clone(), shutdown.clone()).await {
+            fast::End::Closed => return,
+            fast::End::Handoff(stream, read) => Rewind::new(stream, read),
+        }
+    };
+    let up = Arc::new(ConnUpstream::new(&tap.cfg.upstream.authority));
+    let activity = Arc::new(Activity::default());
+    let seen = activity.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let busy = Busy::new(&seen);
+        let (tap, ip, up) = (tap.clone(), ip.clone(), up.clone());
+        async move {
+            let resp = tap.handle(ip, up, req).await;
+            Ok::<_, Infallible>(resp.map(|body| Tracked { body, _busy: busy }))
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    // hyper bounds each HTTP/1 head itself, but an HTTP/2 connection that never completes
+    // a request head (only the preface, or a HEADERS frame without its end), or that keeps
+    // no stream open, would be held for good: watched here, for both protocols alike.
+    let mut idle_since = tokio::time::Instant::now();
+    loop {
+        let idle = activity.open.load(Ordering::Acquire) == 0;
+        let heads = activity.heads.load(Ordering::Acquire);
+        let (limit, why) = if heads == 0 {
+            (head_timeout, Timeout::Head)
+        } else {
+            (idle_timeout, Timeout::Idle)
+        };
+        tokio::select! {
+            // A change of activity is seen before a deadline that it may have moved.
+            biased;
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    let hyper_error = e.downcast_ref::<hyper::Error>();
+                    // hyper answers an oversized head with 431 itself, before any
+                    // handler runs: its error is the only trace of that answer.
+                    if hyper_error.is_some_and(hyper::Error::is_parse_too_large) {
+                        metrics.refuse(Refusal::HeadTooLarge);
+                    } else if hyper_error.is_some_and(hyper::Error::is_timeout) {
+                        metrics.time_out(Timeout::Head);
+                    }
+                    tracing::debug!("tap: connection from {peer}: {e}");
+                }
+                return;
+            }
+            _ = shutdown.changed() => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+                return;
+            }
+            _ = activity.changed.notified() => {
+                if activity.open.load(Ordering::Acquire) == 0 {
+                    idle_since = tokio::time::Instant::now();
+                }
+            }
+            _ = tokio::time::sleep_until(idle_since + limit), if idle => {
+                // A request that began (or came and went) meanwhile: look again.
+                if activity.open.load(Ordering::Acquire) != 0
+                    || activity.heads.load(Ordering::Acquire) != heads
+                {
+                    idle_since = tokio::time::Instant::now();
+                    continue;
+                }
+                metrics.time_out(why);
+                tracing::debug!("tap: closing connection from {peer}: {why:?} timeout");
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(CLOSE_WAIT, conn.as_mut()).await;
+                return;
+            }
+        }
+    }
+}
+
+/// What one client connection served by hyper is doing, for closing it when it is slow or
+/// idle.
+#[derive(Debug, Default)]
+struct Activity {
+    /// Requests between their head and the end of their answer (HTTP/2: open streams).
+    open: AtomicUsize,
+    /// Requests whose head has arrived.
+    heads: AtomicUsize,
+    /// Woken whenever `open` goes to or from 0.
+    changed: tokio::sync::Notify,
+}
+
+/// One request's place in [`Activity::open`], from its head until its answer has been
+/// sent or given up (dropped with the answer's body).
+#[derive(Debug)]
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn new(a: &Arc<Activity>) -> Self {
+        a.heads.fetch_add(1, Ordering::AcqRel);
+        if a.open.fetch_add(1, Ordering::AcqRel) == 0 {
+            a.changed.notify_one();
+        }
+        Busy(a.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.changed.notify_one();
+        }
+    }
+}
+
+/// An answer's body that keeps its request counted as open until it ends.
+#[derive(Debug)]
+struct Tracked {
+    body: ProxyBody,
+    _busy: Busy,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// Waits between failed accepts, and reports them without flooding the log: out of file
