@@ -555,6 +555,19 @@ pub struct TapArgs {
     /// Largest request head accepted (HTTP/1 buffer, HTTP/2 header list); at least 8KiB.
     #[arg(long, default_value = "64KiB", value_name = "SIZE")]
     pub max_header_bytes: String,
+    /// A request head must be complete within this long of the tap being ready for it (a
+    /// connection's start, or on HTTP/1 the end of the previous answer); past it the
+    /// connection is closed without an answer.
+    #[arg(long, default_value = "30s", value_name = "DUR")]
+    pub head_timeout: String,
+    /// A client connection with no request in progress (HTTP/2: no open stream) is closed
+    /// after this long.
+    #[arg(long, default_value = "75s", value_name = "DUR")]
+    pub idle_timeout: String,
+    /// HTTP/2 streams a client may have open on one connection; each may hold a production
+    /// connection while its answer streams.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub http2_max_streams: u32,
     /// Largest request body forwarded (`0` for no limit); beyond it the client gets 413.
     #[arg(long, default_value = "64MiB", value_name = "SIZE")]
     pub max_request_body: String,

@@ -2795,3 +2795,394 @@ async fn live_shadow_measures_noise_and_flags_only_real_changes() {
     assert!(metric_in(&text, "shadowdiff_tap_shadow_noise_probes_total") > 0);
     tap.stop_async().await;
 }
+
+/// Credentials in a request's authority are refused with 400 and counted as refusals,
+/// never forwarded nor recorded: in an HTTP/2 `:authority`, an HTTP/1 absolute-form target
+/// and an HTTP/1 Host header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_authority_or_host_are_refused_and_never_recorded() {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    let up = TestServer::start(move |s: Seen| {
+        h.fetch_add(1, Ordering::Relaxed);
+        Answer::json(200, format!(r#"{{"path":"{}"}}"#, s.path_and_query))
+    })
+    .await;
+    let (tap, out, _dir) = recording_tap(&up.url(), &["--metrics", "127.0.0.1:0"]);
+
+    let tcp = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let req = http::Request::get(format!("http://user:pw@{}/secret", tap.addr))
+        .body(())
+        .unwrap();
+    let (answer, _) = h2.send_request(req, true).unwrap();
+    assert_eq!(answer.await.unwrap().status(), 400, "HTTP/2 :authority");
+
+    let (s, body) = raw(
+        tap.addr,
+        &format!(
+            "GET http://user:pw@{}/secret HTTP/1.1\r\nHost: {}\r\n\r\n",
+            up.addr, up.addr
+        ),
+    )
+    .await;
+    assert_eq!(s, 400, "absolute form: {body}");
+    assert!(body.contains("credentials"), "{body}");
+    let (s, _) = raw(
+        tap.addr,
+        &format!("GET /secret HTTP/1.1\r\nHost: user:pw@{}\r\n\r\n", tap.addr),
+    )
+    .await;
+    assert_eq!(s, 400, "Host header");
+
+    let (s, _) = raw(
+        tap.addr,
+        "GET /fine HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        hits.load(Ordering::Relaxed),
+        1,
+        "a request with credentials reached production"
+    );
+    assert_eq!(
+        tap.metric("shadowdiff_tap_refused_total{reason=\"userinfo\"}")
+            .await,
+        3
+    );
+    assert_eq!(
+        tap.metric("shadowdiff_tap_responses_total{class=\"4xx\"}")
+            .await,
+        3
+    );
+    tap.stop_async().await;
+    let bytes = std::fs::read_to_string(&out).unwrap();
+    assert!(!bytes.contains("pw"), "{bytes}");
+    let recorded = read_recordings(std::slice::from_ref(&out));
+    let uris: Vec<&str> = recorded.iter().map(|e| e.request.uri.as_str()).collect();
+    assert_eq!(uris, ["/fine"]);
+}
+
+/// Out of file descriptors, the tap backs off between failed accepts and reports them in a
+/// few lines with their count, not one line per attempt; once the held connections close,
+/// the tap says it accepts again, and a new client is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_backs_off_and_reports_failed_accepts_with_a_count() {
+    let up = TestServer::start(echo_server()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec.jsonl");
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", bin()])
+        .args(["tap", "--listen", "127.0.0.1:0", "--upstream", &up.url()])
+        .args(["--out", out.to_str().unwrap(), "--metrics", "127.0.0.1:0"]);
+    let tap = TapProc::spawn(cmd, true);
+    let failure_lines = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("accept") && l.contains("fail"))
+            .count()
+    };
+    // More connections than the tap has descriptors left: the rest wait in its listen queue.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        held.push(tokio::net::TcpStream::connect(tap.addr).await.unwrap());
+    }
+    until("a failed accept reported", || async {
+        failure_lines(&tap.stderr.lock().unwrap()) > 0
+    })
+    .await;
+    // Accepts keep failing for a while: a line for each would be a line every few ms.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(held);
+    until("a new client served", || async {
+        let Ok(Ok(mut s)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(tap.addr),
+        )
+        .await
+        else {
+            return false;
+        };
+        let _ = s
+            .write_all(b"GET /after HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), s.read_to_end(&mut buf)).await;
+        buf.starts_with(b"HTTP/1.1 200")
+    })
+    .await;
+    let log = tap.stderr.lock().unwrap().clone();
+    assert!(
+        failure_lines(&log) <= 3,
+        "{} lines:\n{log}",
+        failure_lines(&log)
+    );
+    until("the recovery reported", || async {
+        tap.stderr
+            .lock()
+            .unwrap()
+            .contains("accepting connections again")
+    })
+    .await;
+    let log = tap.stderr.lock().unwrap().clone();
+    assert!(
+        failure_lines(&log) <= 3,
+        "{} lines:\n{log}",
+        failure_lines(&log)
+    );
+    let again = log
+        .lines()
+        .find_map(|l| l.split("accepting connections again after ").nth(1))
+        .unwrap();
+    let n: u64 = again.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(n >= 3, "{log}");
+    assert!(tap.metric("shadowdiff_tap_accept_failures_total").await >= n);
+    tap.stop_async().await;
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const H2_HEADERS: u8 = 0x1;
+const H2_RST_STREAM: u8 = 0x3;
+const H2_SETTINGS: u8 = 0x4;
+const H2_END_STREAM: u8 = 0x1;
+const H2_END_HEADERS: u8 = 0x4;
+
+/// One HTTP/2 frame as it goes on the wire.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = len.to_be_bytes()[1..].to_vec();
+    f.extend([kind, flags]);
+    f.extend(stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// The HPACK block of `GET http://AUTHORITY/PATH`: `:method GET` and `:scheme http` from the
+/// static table, `:authority` and `:path` as literals without Huffman coding.
+fn hpack_get(authority: &str, path: &str) -> Vec<u8> {
+    let mut b = vec![0x82, 0x86];
+    for (index, value) in [(0x01u8, authority), (0x04, path)] {
+        assert!(value.len() < 127);
+        b.extend([index, value.len() as u8]);
+        b.extend_from_slice(value.as_bytes());
+    }
+    b
+}
+
+/// Reads one frame: its type, flags, stream and payload; `None` once the peer has closed.
+async fn read_h2_frame(s: &mut tokio::net::TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
+    let mut head = [0u8; 9];
+    s.read_exact(&mut head).await.ok()?;
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).await.ok()?;
+    Some((head[3], head[4], stream, payload))
+}
+
+/// An HTTP/2 client that opens many streams and reads none of their answers (an initial
+/// window of 0) holds one production connection per open stream, each with an answer
+/// waiting in it: at most `--http2-max-streams` (100 by default); the streams beyond are
+/// refused (RST_STREAM), never forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_reading_no_answer_holds_at_most_http2_max_streams_production_connections()
+{
+    // Production answers every request with a large body: until the tap reads it all, the
+    // connection carrying it is taken.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                read_until_end(&mut s, &mut buf, b"\r\n\r\n").await;
+                let body = vec![b'x'; 1 << 20];
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                if s.write_all(head.as_bytes()).await.is_ok() {
+                    let _ = s.write_all(&body).await;
+                }
+                // Held until the tap lets go of it.
+                let _ = s.read(&mut [0u8; 1]).await;
+            });
+        }
+    });
+    let (tap, _out, _dir) = recording_tap(&format!("http://{up_addr}"), &[]);
+    const STREAMS: u32 = 150;
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    let mut bytes = H2_PREFACE.to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE (4) = 0: the tap may send no byte of any answer body.
+    bytes.extend(h2_frame(H2_SETTINGS, 0, 0, &[0, 4, 0, 0, 0, 0]));
+    let authority = tap.addr.to_string();
+    for i in 0..STREAMS {
+        let block = hpack_get(&authority, &format!("/s/{i}"));
+        bytes.extend(h2_frame(
+            H2_HEADERS,
+            H2_END_STREAM | H2_END_HEADERS,
+            2 * i + 1,
+            &block,
+        ));
+    }
+    s.write_all(&bytes).await.unwrap();
+    let (mut answered, mut refused) = (0u32, 0u32);
+    let read_all = tokio::time::timeout(Duration::from_secs(20), async {
+        while answered + refused < STREAMS {
+            let (kind, flags, _, _) = read_h2_frame(&mut s).await.expect("the tap closed");
+            match kind {
+                H2_SETTINGS if flags & 1 == 0 => {
+                    s.write_all(&h2_frame(H2_SETTINGS, 1, 0, &[]))
+                        .await
+                        .unwrap();
+                }
+                H2_HEADERS => answered += 1,
+                H2_RST_STREAM => refused += 1,
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        read_all.is_ok(),
+        "every stream is answered or refused: {answered} answered, {refused} refused"
+    );
+    // Every answer head came through a production connection of its own.
+    assert!(
+        answered <= 100,
+        "{answered} streams held open, each on a production connection of its own"
+    );
+    assert_eq!((answered, refused), (100, STREAMS - 100));
+    assert_eq!(accepted.load(Ordering::SeqCst), 100);
+    drop(s);
+    tap.stop_async().await;
+}
+
+/// Reads and discards what the tap sends until it closes the connection. The 10 s bound
+/// only keeps a failing test from hanging; the flags under test are far shorter.
+async fn assert_closed_by_the_tap(s: &mut tokio::net::TcpStream, what: &str) {
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "{what}: the tap still holds the connection after 10 s"
+    );
+}
+
+/// An HTTP/2 client that sends the connection preface and nothing more, or a HEADERS frame
+/// whose header block never ends, is closed once `--head-timeout` has passed without a
+/// complete request head, and counted; so is a client that sends nothing at all to a tap
+/// whose upstream is h2c (where hyper serves a connection from its first byte).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_that_never_completes_a_request_head_is_closed() {
+    let up = TestServer::start(echo_server()).await;
+    let (tap, _out, _dir) = recording_tap(
+        &up.url(),
+        &["--head-timeout", "300ms", "--metrics", "127.0.0.1:0"],
+    );
+    let mut preface_only = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    preface_only.write_all(H2_PREFACE).await.unwrap();
+    let mut open_block = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    let mut bytes = H2_PREFACE.to_vec();
+    bytes.extend(h2_frame(H2_SETTINGS, 0, 0, &[]));
+    // END_STREAM but not END_HEADERS: the block goes on in a CONTINUATION that never comes.
+    let block = hpack_get(&tap.addr.to_string(), "/never");
+    bytes.extend(h2_frame(H2_HEADERS, H2_END_STREAM, 1, &block[..4]));
+    open_block.write_all(&bytes).await.unwrap();
+    assert_closed_by_the_tap(&mut preface_only, "the preface alone").await;
+    assert_closed_by_the_tap(&mut open_block, "a header block without its end").await;
+    until("both counted as head timeouts", || async {
+        tap.metric("shadowdiff_tap_timed_out_total{reason=\"head\"}")
+            .await
+            == 2
+    })
+    .await;
+    assert_eq!(
+        tap.metric("shadowdiff_tap_timed_out_total{reason=\"idle\"}")
+            .await,
+        0
+    );
+    tap.stop_async().await;
+
+    let h2c = up.url().replace("http://", "h2c://");
+    let (tap, _out, _dir) = recording_tap(&h2c, &["--head-timeout", "300ms"]);
+    let mut silent = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    assert_closed_by_the_tap(&mut silent, "a silent client of an h2c tap").await;
+    tap.stop_async().await;
+}
+
+/// A connection with no request in progress is closed after `--idle-timeout`: an HTTP/2
+/// connection with no open stream (with GOAWAY: the client's connection ends cleanly) and a
+/// kept HTTP/1.1 connection after its answer. A stream whose answer takes longer than the
+/// idle timeout is not idle, and is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    let up = TestServer::start_delayed(|s: Seen| {
+        let slow = s.path_and_query == "/slow";
+        (
+            Answer::json(200, format!(r#"{{"path":"{}"}}"#, s.path_and_query)),
+            slow.then(|| Duration::from_millis(1200)),
+        )
+    })
+    .await;
+    let (tap, _out, _dir) = recording_tap(
+        &up.url(),
+        &["--idle-timeout", "300ms", "--metrics", "127.0.0.1:0"],
+    );
+    let tcp = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    let (mut h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    let (ended_tx, ended) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = ended_tx.send(connection.await);
+    });
+    for path in ["/slow", "/fast"] {
+        let req = http::Request::get(format!("http://{}{path}", tap.addr))
+            .body(())
+            .unwrap();
+        let (answer, _) = h2.send_request(req, true).unwrap();
+        let answer = answer.await.unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+        let mut body = answer.into_body();
+        let mut got = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, format!(r#"{{"path":"{path}"}}"#).as_bytes());
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), ended).await;
+    let ended = ended.expect("the idle HTTP/2 connection is still open after 10 s");
+    assert!(matches!(ended, Ok(Ok(()))), "{ended:?}");
+
+    let mut h1 = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    h1.write_all(b"GET /kept HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = read_answer(&mut h1, false).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, br#"{"path":"/kept"}"#);
+    assert_closed_by_the_tap(&mut h1, "a kept HTTP/1.1 connection").await;
+
+    until("both counted as idle timeouts", || async {
+        tap.metric("shadowdiff_tap_timed_out_total{reason=\"idle\"}")
+            .await
+            == 2
+    })
+    .await;
+    assert_eq!(
+        tap.metric("shadowdiff_tap_timed_out_total{reason=\"head\"}")
+            .await,
+        0
+    );
+    tap.stop_async().await;
+}

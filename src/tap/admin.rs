@@ -94,10 +94,17 @@ fn route(tap: &Tap, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 /// Serves the admin endpoint on `listener` until the task is dropped.
 pub async fn serve(tap: Arc<Tap>, listener: TcpListener) {
+    let mut backoff = super::proxy::AcceptBackoff::new(false);
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.accepted();
+                stream
+            }
+            Err(e) => {
+                tokio::time::sleep(backoff.failed(&e)).await;
+                continue;
+            }
         };
         let tap = tap.clone();
         tokio::spawn(async move {

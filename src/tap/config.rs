@@ -143,6 +143,12 @@ pub struct TapConfig {
     pub upstream_timeout: Duration,
     /// Largest request head.
     pub max_header_bytes: usize,
+    /// Deadline for a request head, from the moment the tap is ready for it.
+    pub head_timeout: Duration,
+    /// How long a client connection with no request in progress stays open.
+    pub idle_timeout: Duration,
+    /// HTTP/2 streams open at once on one client connection.
+    pub http2_max_streams: u32,
     /// Largest request body forwarded; `None` for no limit.
     pub max_request_body: Option<u64>,
     /// Recorder queue length.
@@ -285,6 +291,20 @@ impl TapConfig {
                 "--upstream-timeout: expected more than 0".into(),
             ));
         }
+        let positive = |flag: &str, s: &str| -> Result<Duration> {
+            let d = parse_duration(flag, s)?;
+            if d.is_zero() {
+                return Err(Error::Usage(format!("--{flag}: expected more than 0")));
+            }
+            Ok(d)
+        };
+        let head_timeout = positive("head-timeout", &a.head_timeout)?;
+        let idle_timeout = positive("idle-timeout", &a.idle_timeout)?;
+        if a.http2_max_streams == 0 {
+            return Err(Error::Usage(
+                "--http2-max-streams: expected at least 1".into(),
+            ));
+        }
         if a.out.as_os_str() == "-" {
             return Err(Error::Usage(
                 "--out -: a recording is a file (written as NAME.partial and renamed when complete), \
@@ -324,6 +344,9 @@ impl TapConfig {
             shutdown_grace: parse_duration("shutdown-grace", &a.shutdown_grace)?,
             upstream_timeout,
             max_header_bytes,
+            head_timeout,
+            idle_timeout,
+            http2_max_streams: a.http2_max_streams,
             max_request_body: match parse_size("max-request-body", &a.max_request_body)? {
                 0 => None,
                 n => Some(n),
@@ -379,6 +402,34 @@ mod tests {
         assert!(c.redact_headers.contains(&"x-a".to_string()));
         assert!(c.redact_headers.contains(&"x-session".to_string()));
         assert_eq!(c.redact_json_paths, ["$.password"]);
+    }
+
+    #[test]
+    fn timeouts_and_stream_limits_of_zero_are_refused_naming_the_flag() {
+        for (flag, value) in [
+            ("--head-timeout", "0s"),
+            ("--idle-timeout", "0ms"),
+            ("--http2-max-streams", "0"),
+        ] {
+            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
+                "shadowdiff",
+                "tap",
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                "http://127.0.0.1:1",
+                "--out",
+                "t.jsonl",
+                flag,
+                value,
+            ])
+            .unwrap();
+            let crate::cli::Command::Tap(a) = cli.command else {
+                panic!()
+            };
+            let e = TapConfig::from_args(&a).unwrap_err().to_string();
+            assert!(e.contains(flag), "{flag}: {e}");
+        }
     }
 
     #[test]

@@ -15,10 +15,8 @@
 //! bytes already read, so a client never sees which of the two served it. Deciding,
 //! recording and shadowing are the same code for both (`Tap::plan`, [`InFlight`]).
 
-use super::metrics::{Refusal, UpstreamError};
-use super::proxy::{
-    head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, HEADER_READ_TIMEOUT, UNASKED_UPGRADE,
-};
+use super::metrics::{Refusal, Timeout, UpstreamError};
+use super::proxy::{head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, UNASKED_UPGRADE};
 use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
 use crate::exchange::{Exchange, Headers, Request as CapturedRequest};
 use crate::interface::InterfaceKey;
@@ -90,6 +88,7 @@ pub(super) async fn serve(
         fields: Vec::new(),
         resp_fields: Vec::new(),
         body_parts: Vec::new(),
+        served: false,
     };
     let mut fresh = true;
     loop {
@@ -137,6 +136,7 @@ pub(super) async fn serve(
             let _ = conn.client.shutdown().await;
             return End::Closed;
         }
+        conn.served = true;
     }
 }
 
@@ -158,6 +158,8 @@ struct Conn {
     resp_fields: Vec<Field>,
     /// Where the parts of each read that belong to a response body are noted.
     body_parts: Vec<Range<usize>>,
+    /// An exchange has been served: the next head is waited for as on a kept connection.
+    served: bool,
 }
 
 /// An upstream connection and the bytes read from it and not yet used.
@@ -299,6 +301,10 @@ fn parse_request(buf: &[u8], fields: &mut Vec<Field>, body_limit: u64) -> Parsed
                 _ => return Parsed::Refer,
             }
         } else if is(name, "host") {
+            // Credentials in the Host are refused on hyper's path, with the same answer.
+            if h.value.contains(&b'@') {
+                return Parsed::Refer;
+            }
             hosts += 1;
         } else if is(name, "connection") {
             for t in tokens(h.value) {
@@ -697,9 +703,17 @@ impl RespHead {
 }
 
 impl Conn {
-    /// Reads the next request head, within [`HEADER_READ_TIMEOUT`] as hyper's server does.
+    /// Reads the next request head within `--head-timeout`, counted as hyper's server counts
+    /// it: from the connection's start, or from the end of the previous answer. A kept
+    /// connection waits no longer than `--idle-timeout` for it either.
     async fn next_head(&mut self, shutdown: &mut watch::Receiver<bool>) -> Next {
-        let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
+        let (head, idle) = (self.tap.cfg.head_timeout, self.tap.cfg.idle_timeout);
+        let (limit, why) = if self.served && idle < head {
+            (idle, Timeout::Idle)
+        } else {
+            (head, Timeout::Head)
+        };
+        let deadline = tokio::time::Instant::now() + limit;
         let max_head = self.tap.cfg.max_header_bytes;
         let body_limit = self.tap.cfg.max_request_body.unwrap_or(u64::MAX);
         loop {
@@ -728,8 +742,13 @@ impl Conn {
             };
             match read {
                 Ok(Ok(n)) if n > 0 => {}
-                // Closed, broken, or too slow: as hyper's server, end without an answer.
-                _ => return Next::Closed,
+                // Too slow: as hyper's server, end without an answer.
+                Err(_) => {
+                    self.tap.metrics.time_out(why);
+                    return Next::Closed;
+                }
+                // Closed or broken.
+                Ok(_) => return Next::Closed,
             }
         }
     }

@@ -63,15 +63,18 @@ pub enum Refusal {
     BadRequest,
     /// The request head is larger than `--max-header-bytes` (hyper answers 431).
     HeadTooLarge,
+    /// The request names credentials (`user:pw@`) in its target, `:authority` or Host.
+    Userinfo,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 5] = [
+    const ALL: [Refusal; 6] = [
         Refusal::Connect,
         Refusal::ForeignHost,
         Refusal::TooLarge,
         Refusal::BadRequest,
         Refusal::HeadTooLarge,
+        Refusal::Userinfo,
     ];
 
     fn name(self) -> &'static str {
@@ -81,6 +84,27 @@ impl Refusal {
             Refusal::TooLarge => "too_large",
             Refusal::BadRequest => "bad_request",
             Refusal::HeadTooLarge => "head_too_large",
+            Refusal::Userinfo => "userinfo",
+        }
+    }
+}
+
+/// Why the tap closed a client connection that was too slow or idle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timeout {
+    /// No complete request head within `--head-timeout`.
+    Head,
+    /// No request in progress (HTTP/2: no open stream) for `--idle-timeout`.
+    Idle,
+}
+
+impl Timeout {
+    const ALL: [Timeout; 2] = [Timeout::Head, Timeout::Idle];
+
+    fn name(self) -> &'static str {
+        match self {
+            Timeout::Head => "head",
+            Timeout::Idle => "idle",
         }
     }
 }
@@ -136,7 +160,10 @@ pub struct Metrics {
     pub connections_open: AtomicI64,
     /// Clients that went away (or broke their request body) before the exchange ended.
     pub client_aborted: AtomicU64,
-    refused: [AtomicU64; 5],
+    refused: [AtomicU64; 6],
+    timed_out: [AtomicU64; 2],
+    /// Failed attempts to accept a client connection (out of file descriptors and the like).
+    pub accept_failures: AtomicU64,
     upstream_errors: [AtomicU64; 5],
     /// Request arrival to last response byte, as seen by the tap.
     pub latency: Histogram,
@@ -152,6 +179,16 @@ impl Metrics {
     /// Requests refused for `r`.
     pub fn refused(&self, r: Refusal) -> u64 {
         self.refused[r as usize].load(Ordering::Relaxed)
+    }
+
+    /// Counts a client connection closed for `t`.
+    pub fn time_out(&self, t: Timeout) {
+        self.timed_out[t as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Client connections closed for `t`.
+    pub fn timed_out(&self, t: Timeout) -> u64 {
+        self.timed_out[t as usize].load(Ordering::Relaxed)
     }
 
     /// Counts an upstream failure.
@@ -234,6 +271,19 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
         "shadowdiff_tap_client_aborted_total",
         "Exchanges whose client went away before the end (not recorded).",
         load(&m.client_aborted),
+    );
+    labelled(
+        &mut out,
+        "shadowdiff_tap_timed_out_total",
+        "Client connections closed for a request head slower than --head-timeout, or no request for --idle-timeout.",
+        "reason",
+        Timeout::ALL.iter().map(|t| (t.name(), m.timed_out(*t))),
+    );
+    counter(
+        &mut out,
+        "shadowdiff_tap_accept_failures_total",
+        "Failed attempts to accept a client connection (out of file descriptors and the like).",
+        load(&m.accept_failures),
     );
     labelled(
         &mut out,

@@ -5,14 +5,17 @@
 //! # One request's path through the tap, in order
 //!
 //! 1. **Accept** ([`proxy::serve`]): HTTP/1.1 or HTTP/2 prior knowledge on one port;
-//!    request heads are capped by `--max-header-bytes` and must arrive within 30 s. Plain
+//!    request heads are capped by `--max-header-bytes` and must be complete within
+//!    `--head-timeout`; a connection with no request in progress is closed after
+//!    `--idle-timeout`, and an HTTP/2 client may open `--http2-max-streams` streams. Plain
 //!    HTTP/1.1 requests (origin form, a body of at most 64 KiB framed by its length, no
 //!    `Expect` or upgrade) are served by hand in `fast`, the rest by hyper-util's auto
 //!    server, which takes a connection over at its first such request. Both run the steps
 //!    below with the same code for deciding, recording and shadowing.
-//! 2. **Refuse** ([`proxy::Tap::handle`]): CONNECT (405), an HTTP/1 absolute-form target
-//!    naming another host (421), a declared body over `--max-request-body` (413). The tap
-//!    forwards only to `--upstream`; it is never an open proxy.
+//! 2. **Refuse** ([`proxy::Tap::handle`]): CONNECT (405), credentials (`user:pw@`) in the
+//!    authority or Host (400), an HTTP/1 absolute-form target naming another host (421), a
+//!    declared body over `--max-request-body` (413). The tap forwards only to `--upstream`;
+//!    it is never an open proxy.
 //! 3. **Decide** from the head alone: an exchange id; whether the recording sample
 //!    ([`sample::Sampler`]) picks it or its interface may still need its per-file minimum
 //!    ([`sample::Coverage`]), counted as sampled out when neither (the recorder never sees
