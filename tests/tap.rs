@@ -371,11 +371,11 @@ async fn curl_through_the_tap_to_nginx_replays_identical_and_keeps_no_secret() {
     assert_eq!(r["summary"]["identical"], 8, "{:#}", r["summary"]);
 }
 
-/// Starts wrk (or, without wrk, an in-process loop) for a while against `url`.
-fn load(url: &str) -> Child {
+/// Starts wrk (or, without wrk, a loop of curl) against `url` for at most `secs` seconds.
+fn load(url: &str, secs: u32) -> Child {
     if Path::new("/usr/bin/wrk").exists() || which("wrk") {
         Command::new("wrk")
-            .args(["-t1", "-c16", "-d20s", url])
+            .args(["-t1", "-c16", &format!("-d{secs}s"), url])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -385,7 +385,8 @@ fn load(url: &str) -> Child {
         Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "for i in $(seq 100000); do curl -s -o /dev/null {url} || true; done"
+                "end=$(($(date +%s) + {secs})); \
+                 while [ $(date +%s) -lt $end ]; do curl -s -o /dev/null {url} || true; done"
             ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -420,7 +421,7 @@ async fn sigterm_during_wrk_leaves_a_complete_recording() {
         "--shutdown-grace",
         "5s",
     ]);
-    let mut wrk = load(&format!("{}/api/users/7", tap.url()));
+    let mut wrk = load(&format!("{}/api/users/7", tap.url()), 20);
     until("load to flow", || async {
         tap.metric("shadowdiff_tap_proxied_total").await >= 300
     })
@@ -518,8 +519,8 @@ async fn a_recorder_that_cannot_write_does_not_touch_traffic_and_drops_are_count
     tap.stop_async().await;
 }
 
-/// Every proxied exchange is recorded, sampled out, or dropped (and counted by reason): the
-/// counters add up exactly once the recorder has finished what it took off its queue.
+/// Every proxied exchange is recorded, sampled out, or dropped (and counted by reason), or
+/// still queued or pending in the recorder's buffers: the counters add up exactly.
 async fn assert_every_exchange_accounted(tap: &TapProc) {
     let accounted = |text: &str| {
         let dropped: u64 = text
@@ -532,7 +533,8 @@ async fn assert_every_exchange_accounted(tap: &TapProc) {
             metric_in(text, "shadowdiff_tap_recorded_total")
                 + metric_in(text, "shadowdiff_tap_sampled_out_total")
                 + dropped
-                + metric_in(text, "shadowdiff_tap_queue_length"),
+                + metric_in(text, "shadowdiff_tap_queue_length")
+                + metric_in(text, "shadowdiff_tap_recorder_pending"),
         )
     };
     until("proxied = recorded + sampled out + dropped", || async {
@@ -540,6 +542,147 @@ async fn assert_every_exchange_accounted(tap: &TapProc) {
         proxied > 0 && proxied == sum
     })
     .await;
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped; `None` (with a
+/// note) where mounting is not permitted, unless `SHADOWDIFF_REQUIRE_MOUNT` is set.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                if std::env::var_os("SHADOWDIFF_REQUIRE_MOUNT").is_some() {
+                    panic!("mounting a tmpfs is required (SHADOWDIFF_REQUIRE_MOUNT is set): {why}");
+                }
+                eprintln!(
+                    "skipped: cannot mount a tmpfs here ({why}); run as root to test a full disk"
+                );
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk under wrk: a 2 MB tmpfs as the `--out` directory, most of it taken by a
+/// filler file, fills within the first second; the filler is deleted and recording goes on.
+/// Every exchange the tap counts as recorded is in the file, the rest are counted as dropped
+/// by reason, proxied = recorded + sampled out + dropped, and the stop line names the one
+/// file written (no empty `.partial` per second of failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_no_counted_exchange_and_leaves_no_empty_files() {
+    let Some(disk) = Tmpfs::mount("2m") else {
+        return;
+    };
+    let filler = disk.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 1536 << 10]).unwrap();
+    let up = TestServer::start(echo_server()).await;
+    let out = disk.path().join("full.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let mut wrk = load(&format!("{}/api/users/7", tap.url()), 15);
+    const FULL: &str = "shadowdiff_tap_dropped_total{reason=\"disk_full\"}";
+    const RECORDED: &str = "shadowdiff_tap_recorded_total";
+    until("the disk to be full", || async {
+        tap.metric(FULL).await > 0
+    })
+    .await;
+    std::fs::remove_file(&filler).unwrap();
+    let before = tap.metric(RECORDED).await;
+    until("recording again after room was made", || async {
+        tap.metric(RECORDED).await > before
+    })
+    .await;
+    let _ = wrk.kill();
+    let _ = wrk.wait();
+    assert_every_exchange_accounted(&tap).await;
+    until("the recorder to have flushed what it took", || async {
+        let m = tap.metrics_text().await;
+        metric_in(&m, "shadowdiff_tap_recorder_pending") == 0
+            && metric_in(&m, "shadowdiff_tap_queue_length") == 0
+    })
+    .await;
+    let m = tap.metrics_text().await;
+    let err = tap.stop_async().await;
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("stopped: "))
+        .unwrap_or_else(|| panic!("no stop line in {err}"));
+    let number = |after: &str| -> u64 {
+        line.split(after)
+            .next()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .unwrap_or_else(|e| panic!("{after}: {e} in {line}"))
+    };
+    let (proxied, recorded, sampled_out, dropped) = (
+        number(" exchanges proxied"),
+        number(" recorded"),
+        number(" sampled out"),
+        number(" dropped"),
+    );
+    assert_eq!(proxied, recorded + sampled_out + dropped, "{line}");
+    assert!(dropped > 0 && recorded > 0, "{line}");
+    // What the metrics said after the load is what the tap said at the end: nothing changed.
+    assert_eq!(metric_in(&m, RECORDED), recorded, "{m}");
+    let by_reason: u64 = m
+        .lines()
+        .filter(|l| l.starts_with("shadowdiff_tap_dropped_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(by_reason, dropped, "{m}");
+    assert!(metric_in(&m, FULL) > 0, "{m}");
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_dropped_total{reason=\"write_error\"}"),
+        0,
+        "{m}"
+    );
+    // One file, the one the stop line names, holding exactly the exchanges counted.
+    assert_eq!(files_in(disk.path()), std::slice::from_ref(&out), "{err}");
+    assert!(
+        line.ends_with(&format!("files: {}", out.display())),
+        "{line}"
+    );
+    let got = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(got.len() as u64, recorded, "{line}");
+    for e in &got {
+        assert_eq!(e.response.as_ref().unwrap().status, 200);
+    }
 }
 
 /// The issue's stratified-sampling check over real HTTP (the 100,000-exchange version runs

@@ -258,7 +258,7 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
     counter(
         &mut out,
         "shadowdiff_tap_recorded_total",
-        "Exchanges written to the recording.",
+        "Exchanges in the recording files (written and handed to the operating system).",
         load(&rec.recorded),
     );
     counter(
@@ -288,6 +288,12 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
     );
     gauge(
         &mut out,
+        "shadowdiff_tap_recorder_pending",
+        "Exchanges written to the recorder's buffers, not yet recorded or dropped (flushed within about a second).",
+        load(&rec.pending) as i64,
+    );
+    gauge(
+        &mut out,
         "shadowdiff_tap_queue_bytes",
         "Body bytes waiting for the recorder.",
         load(&rec.queue_bytes) as i64,
@@ -301,13 +307,13 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
     counter(
         &mut out,
         "shadowdiff_tap_written_bytes_total",
-        "Uncompressed bytes written to recordings.",
+        "Uncompressed bytes in the recording files (handed to the operating system).",
         load(&rec.bytes_written),
     );
     counter(
         &mut out,
         "shadowdiff_tap_write_failures_total",
-        "Failed attempts to create or write a recording file.",
+        "Failed attempts to create, write or complete a recording file.",
         load(&rec.write_failures),
     );
     counter(
