@@ -851,6 +851,95 @@ async fn open_proxy_requests_and_oversized_requests_are_refused() {
     tap.stop_async().await;
 }
 
+/// Heads the tap's own HTTP/1.1 code leaves to hyper, which answers 400 itself before any
+/// handler runs: each is counted as a `bad_request` refusal and a 4xx answer, and none
+/// reaches production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_heads_hyper_answers_400_itself_are_counted_as_refusals() {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    let up = TestServer::start(move |_: Seen| {
+        h.fetch_add(1, Ordering::Relaxed);
+        Answer::json(200, "{}")
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        dir.path().join("r.jsonl").to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let malformed = [
+        "GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nno-colon\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Ctl: a\x01b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        "GET / HTTP/9.1\r\nHost: a\r\n\r\n",
+        "G(T / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://[::1 HTTP/1.1\r\nHost: a\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: five\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ];
+    for req in malformed {
+        let (s, _) = raw(tap.addr, req).await;
+        assert_eq!(s, 400, "{req:?}");
+    }
+    // On a kept connection too: the tap's own code served the first request, hyper the rest.
+    let mut c = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    c.write_all(b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut both = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut both)).await;
+    let both = String::from_utf8_lossy(&both).to_string();
+    assert!(
+        both.starts_with("HTTP/1.1 200") && both.contains("HTTP/1.1 400"),
+        "{both:?}"
+    );
+    assert_eq!(
+        hits.load(Ordering::Relaxed),
+        1,
+        "only /fine reached production"
+    );
+    // A chunked body whose framing breaks is hyper's to read but the tap's to answer: a 400
+    // counted as the client's abort, not a refusal (production got the head already).
+    let (s, body) = raw(
+        tap.addr,
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (400, "request body broken off\n"));
+    until("eleven 400s counted", || async {
+        tap.metric("shadowdiff_tap_refused_total{reason=\"bad_request\"}")
+            .await
+            == 11
+    })
+    .await;
+    let m = tap.metrics_text().await;
+    let refused: u64 = m
+        .lines()
+        .filter(|l| l.starts_with("shadowdiff_tap_refused_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(refused, 11, "{m}");
+    // Every 4xx the tap gave itself is a refusal, by reason, or a client's abort.
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_client_aborted_total"),
+        1,
+        "{m}"
+    );
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_responses_total{class=\"4xx\"}"),
+        11 + 1,
+        "{m}"
+    );
+    tap.stop_async().await;
+}
+
 /// Production down: the client gets 502; production too slow: 504. Both are recorded as
 /// the client saw them and counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,9 +58,11 @@ pub enum Refusal {
     ForeignHost,
     /// The request body is larger than `--max-request-body`.
     TooLarge,
-    /// The request could not be turned into an upstream request.
+    /// The request head does not parse (hyper answers 400 itself), or the request could
+    /// not be turned into an upstream request.
     BadRequest,
-    /// The request head is larger than `--max-header-bytes` (hyper answers 431).
+    /// The request head is larger than `--max-header-bytes` (431), or its target longer
+    /// than hyper takes (414).
     HeadTooLarge,
 }
 

@@ -866,6 +866,22 @@ fn classify(e: &hyper_util::client::legacy::Error) -> (UpstreamError, String) {
     upstream::classify(e)
 }
 
+/// Counts the answer hyper's server gave a request head itself, before any handler ran:
+/// the error its connection ends with is the only trace of it. A head too large gets 431
+/// (414 for the target alone); one that does not parse (a bad method, target, version,
+/// header name or value, a `content-length` or `transfer-encoding` that frames nothing) 400.
+/// hyper answers no other error (a broken connection, an HTTP/2 preface sent as HTTP/1).
+fn count_own_answer(metrics: &Metrics, e: &(dyn std::error::Error + Send + Sync + 'static)) {
+    let Some(e) = e.downcast_ref::<hyper::Error>() else {
+        return;
+    };
+    if e.is_parse_too_large() {
+        metrics.refuse(Refusal::HeadTooLarge);
+    } else if e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status() {
+        metrics.refuse(Refusal::BadRequest);
+    }
+}
+
 /// Accepts client connections until `shutdown` fires, then lets open connections finish
 /// their in-flight exchanges (HTTP/1 closes after the current response, HTTP/2 sends
 /// GOAWAY) for at most `grace`. Returns the number of connections still open at the end.
@@ -939,24 +955,16 @@ pub async fn serve(
             });
             let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        // hyper answers an oversized head with 431 itself, before any
-                        // handler runs: its error is the only trace of that answer.
-                        if e
-                            .downcast_ref::<hyper::Error>()
-                            .is_some_and(hyper::Error::is_parse_too_large)
-                        {
-                            metrics.refuse(Refusal::HeadTooLarge);
-                        }
-                        tracing::debug!("tap: connection from {peer}: {e}");
-                    }
-                }
+            let ended = tokio::select! {
+                r = conn.as_mut() => r,
                 _ = shutdown.changed() => {
                     conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+                    conn.await
                 }
+            };
+            if let Err(e) = ended {
+                count_own_answer(&metrics, e.as_ref());
+                tracing::debug!("tap: connection from {peer}: {e}");
             }
             metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
             drop(open);
