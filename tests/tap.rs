@@ -1346,6 +1346,142 @@ async fn live_shadow_reports_differences_with_the_replay_schema() {
     assert_eq!(header(&resp.headers, "content-length"), Some("21"));
 }
 
+/// What a server was sent: method, path, the `authorization` and `x-session` values, body.
+type Received = (String, String, Option<String>, Option<String>, String);
+
+/// A `shop` server that keeps what it was sent.
+async fn keeping_server(price: &'static str) -> (TestServer, Arc<Mutex<Vec<Received>>>) {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let k = kept.clone();
+    let inner = shop(price);
+    let server = TestServer::start(move |s: Seen| {
+        let value = |name: &str| {
+            s.headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        k.lock().unwrap().push((
+            s.method.clone(),
+            s.path_and_query.clone(),
+            value("authorization"),
+            value("x-session"),
+            String::from_utf8_lossy(&s.body).into_owned(),
+        ));
+        inner(s)
+    })
+    .await;
+    (server, kept)
+}
+
+/// The live shadow sends the candidate the credentials as production got them, since a
+/// candidate usually needs them to answer the same; `--shadow-redact` sends it the request
+/// as the recording keeps it instead (secret headers, `--redact-header` and
+/// `--redact-json-path` fields redacted), while production, asked again for noise, still
+/// gets the real ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_shadow_sends_real_credentials_unless_shadow_redact() {
+    const BODY: &str = r#"{"item":7,"password":"hunter2"}"#;
+    for redact in [false, true] {
+        let (prod, at_prod) = keeping_server("1").await;
+        let (cand, at_cand) = keeping_server("1").await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut extra = vec![
+            "--redact-header",
+            "x-session",
+            "--redact-json-path",
+            "$.password",
+            "--allow-side-effects",
+            "--shadow-noise-sample",
+            "1",
+        ];
+        if redact {
+            extra.push("--shadow-redact");
+        }
+        let tap = shadow_tap(dir.path(), &prod.url(), &cand.url(), &extra);
+        let c = client();
+        let creds = [("authorization", "Bearer s3cret"), ("x-session", "sess-42")];
+        let (s, _) = send(&c, "GET", &format!("{}/users/1", tap.url()), &creds, "").await;
+        assert_eq!(s, 200);
+        let json = [("content-type", "application/json"), creds[0], creds[1]];
+        let (s, _) = send(&c, "POST", &format!("{}/orders", tap.url()), &json, BODY).await;
+        assert_eq!(s, 201);
+        // A body that cannot be searched for the JSON field could hold it: under
+        // --shadow-redact it is not sent, and counted.
+        let (s, _) = send(
+            &c,
+            "POST",
+            &format!("{}/orders", tap.url()),
+            &json,
+            "{broken",
+        )
+        .await;
+        assert_eq!(s, 201);
+        let m = tap.metrics.unwrap();
+        until("every copy judged or skipped", || async {
+            let (_, body) = get_text(m, "/report").await;
+            let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+            r["summary"]["total"] == 3
+        })
+        .await;
+        let (_, body) = get_text(m, "/report").await;
+        let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let unsearchable = metric_in(
+            &tap.metrics_text().await,
+            "shadowdiff_tap_shadow_not_sent_total{reason=\"unsearchable_body\"}",
+        );
+        if redact {
+            assert_eq!(
+                r["summary"]["skipped_reasons"]["unsearchable_body"], 1,
+                "{r:#}"
+            );
+            assert_eq!(unsearchable, 1);
+        } else {
+            assert_eq!(unsearchable, 0);
+        }
+        tap.stop_async().await;
+        let recorded = read_recordings(&[dir.path().join("s.jsonl")]);
+        let at_cand = at_cand.lock().unwrap().clone();
+        assert_eq!(
+            at_cand.len(),
+            if redact { 2 } else { 3 },
+            "redact {redact}: {at_cand:?}"
+        );
+        for (method, path, authorization, session, body) in &at_cand {
+            if redact {
+                // Exactly what the recording keeps.
+                let e = recorded
+                    .iter()
+                    .find(|e| &e.request.uri == path)
+                    .unwrap_or_else(|| panic!("{path} recorded"));
+                assert_eq!(
+                    authorization.as_deref(),
+                    Some(redact_value(b"Bearer s3cret").as_str())
+                );
+                assert_eq!(
+                    authorization.as_deref(),
+                    header(&e.request.headers, "authorization")
+                );
+                assert_eq!(session.as_deref(), Some(redact_value(b"sess-42").as_str()));
+                assert_eq!(body.as_bytes(), &e.request.body[..], "{method} {path}");
+                assert!(!body.contains("hunter2"), "{body}");
+            } else {
+                assert_eq!(authorization.as_deref(), Some("Bearer s3cret"), "{path}");
+                assert_eq!(session.as_deref(), Some("sess-42"), "{path}");
+                if method == "POST" {
+                    assert!(body == BODY || body == "{broken", "{body}");
+                }
+            }
+        }
+        // Production got the real ones every time, its second answer for noise included.
+        let at_prod = at_prod.lock().unwrap().clone();
+        assert_eq!(at_prod.len(), 4, "redact {redact}: {at_prod:?}");
+        for (_, path, authorization, session, _) in &at_prod {
+            assert_eq!(authorization.as_deref(), Some("Bearer s3cret"), "{path}");
+            assert_eq!(session.as_deref(), Some("sess-42"), "{path}");
+        }
+    }
+}
+
 /// Clients that hang up mid-body, upstreams that are down: the tap answers what it can,
 /// counts everything, and the next client is served as if nothing happened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
