@@ -540,6 +540,11 @@ pub struct TapArgs {
     /// shadow's measure of noise (0 turns it off; each adds one request to production).
     #[arg(long, default_value = "25%", value_name = "SHARE", value_parser = crate::units::share, requires = "shadow")]
     pub shadow_noise_sample: f64,
+    /// Redact the copy sent to the candidate as the recording is redacted (the secret
+    /// headers and `--redact-json-path` fields). Off by default: the candidate gets the
+    /// credentials as production got them, which it usually needs to answer the same.
+    #[arg(long, requires = "shadow")]
+    pub shadow_redact: bool,
     /// Serve `/metrics` (Prometheus), `/healthz`, `/report` and `/report.html` here.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,

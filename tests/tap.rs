@@ -371,11 +371,11 @@ async fn curl_through_the_tap_to_nginx_replays_identical_and_keeps_no_secret() {
     assert_eq!(r["summary"]["identical"], 8, "{:#}", r["summary"]);
 }
 
-/// Starts wrk (or, without wrk, an in-process loop) for a while against `url`.
-fn load(url: &str) -> Child {
+/// Starts wrk (or, without wrk, a loop of curl) against `url` for at most `secs` seconds.
+fn load(url: &str, secs: u32) -> Child {
     if Path::new("/usr/bin/wrk").exists() || which("wrk") {
         Command::new("wrk")
-            .args(["-t1", "-c16", "-d20s", url])
+            .args(["-t1", "-c16", &format!("-d{secs}s"), url])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -385,7 +385,8 @@ fn load(url: &str) -> Child {
         Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "for i in $(seq 100000); do curl -s -o /dev/null {url} || true; done"
+                "end=$(($(date +%s) + {secs})); \
+                 while [ $(date +%s) -lt $end ]; do curl -s -o /dev/null {url} || true; done"
             ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -420,7 +421,7 @@ async fn sigterm_during_wrk_leaves_a_complete_recording() {
         "--shutdown-grace",
         "5s",
     ]);
-    let mut wrk = load(&format!("{}/api/users/7", tap.url()));
+    let mut wrk = load(&format!("{}/api/users/7", tap.url()), 20);
     until("load to flow", || async {
         tap.metric("shadowdiff_tap_proxied_total").await >= 300
     })
@@ -518,8 +519,8 @@ async fn a_recorder_that_cannot_write_does_not_touch_traffic_and_drops_are_count
     tap.stop_async().await;
 }
 
-/// Every proxied exchange is recorded, sampled out, or dropped (and counted by reason): the
-/// counters add up exactly once the recorder has finished what it took off its queue.
+/// Every proxied exchange is recorded, sampled out, or dropped (and counted by reason), or
+/// still queued or pending in the recorder's buffers: the counters add up exactly.
 async fn assert_every_exchange_accounted(tap: &TapProc) {
     let accounted = |text: &str| {
         let dropped: u64 = text
@@ -532,7 +533,8 @@ async fn assert_every_exchange_accounted(tap: &TapProc) {
             metric_in(text, "shadowdiff_tap_recorded_total")
                 + metric_in(text, "shadowdiff_tap_sampled_out_total")
                 + dropped
-                + metric_in(text, "shadowdiff_tap_queue_length"),
+                + metric_in(text, "shadowdiff_tap_queue_length")
+                + metric_in(text, "shadowdiff_tap_recorder_pending"),
         )
     };
     until("proxied = recorded + sampled out + dropped", || async {
@@ -540,6 +542,147 @@ async fn assert_every_exchange_accounted(tap: &TapProc) {
         proxied > 0 && proxied == sum
     })
     .await;
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped; `None` (with a
+/// note) where mounting is not permitted, unless `SHADOWDIFF_REQUIRE_MOUNT` is set.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                if std::env::var_os("SHADOWDIFF_REQUIRE_MOUNT").is_some() {
+                    panic!("mounting a tmpfs is required (SHADOWDIFF_REQUIRE_MOUNT is set): {why}");
+                }
+                eprintln!(
+                    "skipped: cannot mount a tmpfs here ({why}); run as root to test a full disk"
+                );
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk under wrk: a 2 MB tmpfs as the `--out` directory, most of it taken by a
+/// filler file, fills within the first second; the filler is deleted and recording goes on.
+/// Every exchange the tap counts as recorded is in the file, the rest are counted as dropped
+/// by reason, proxied = recorded + sampled out + dropped, and the stop line names the one
+/// file written (no empty `.partial` per second of failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_no_counted_exchange_and_leaves_no_empty_files() {
+    let Some(disk) = Tmpfs::mount("2m") else {
+        return;
+    };
+    let filler = disk.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 1536 << 10]).unwrap();
+    let up = TestServer::start(echo_server()).await;
+    let out = disk.path().join("full.jsonl");
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        out.to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let mut wrk = load(&format!("{}/api/users/7", tap.url()), 15);
+    const FULL: &str = "shadowdiff_tap_dropped_total{reason=\"disk_full\"}";
+    const RECORDED: &str = "shadowdiff_tap_recorded_total";
+    until("the disk to be full", || async {
+        tap.metric(FULL).await > 0
+    })
+    .await;
+    std::fs::remove_file(&filler).unwrap();
+    let before = tap.metric(RECORDED).await;
+    until("recording again after room was made", || async {
+        tap.metric(RECORDED).await > before
+    })
+    .await;
+    let _ = wrk.kill();
+    let _ = wrk.wait();
+    assert_every_exchange_accounted(&tap).await;
+    until("the recorder to have flushed what it took", || async {
+        let m = tap.metrics_text().await;
+        metric_in(&m, "shadowdiff_tap_recorder_pending") == 0
+            && metric_in(&m, "shadowdiff_tap_queue_length") == 0
+    })
+    .await;
+    let m = tap.metrics_text().await;
+    let err = tap.stop_async().await;
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("stopped: "))
+        .unwrap_or_else(|| panic!("no stop line in {err}"));
+    let number = |after: &str| -> u64 {
+        line.split(after)
+            .next()
+            .unwrap()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .replace(',', "")
+            .parse()
+            .unwrap_or_else(|e| panic!("{after}: {e} in {line}"))
+    };
+    let (proxied, recorded, sampled_out, dropped) = (
+        number(" exchanges proxied"),
+        number(" recorded"),
+        number(" sampled out"),
+        number(" dropped"),
+    );
+    assert_eq!(proxied, recorded + sampled_out + dropped, "{line}");
+    assert!(dropped > 0 && recorded > 0, "{line}");
+    // What the metrics said after the load is what the tap said at the end: nothing changed.
+    assert_eq!(metric_in(&m, RECORDED), recorded, "{m}");
+    let by_reason: u64 = m
+        .lines()
+        .filter(|l| l.starts_with("shadowdiff_tap_dropped_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(by_reason, dropped, "{m}");
+    assert!(metric_in(&m, FULL) > 0, "{m}");
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_dropped_total{reason=\"write_error\"}"),
+        0,
+        "{m}"
+    );
+    // One file, the one the stop line names, holding exactly the exchanges counted.
+    assert_eq!(files_in(disk.path()), std::slice::from_ref(&out), "{err}");
+    assert!(
+        line.ends_with(&format!("files: {}", out.display())),
+        "{line}"
+    );
+    let got = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(got.len() as u64, recorded, "{line}");
+    for e in &got {
+        assert_eq!(e.response.as_ref().unwrap().status, 200);
+    }
 }
 
 /// The issue's stratified-sampling check over real HTTP (the 100,000-exchange version runs
@@ -705,6 +848,95 @@ async fn open_proxy_requests_and_oversized_requests_are_refused() {
         1
     );
     assert!(metric_in(&m, "shadowdiff_tap_refused_total{reason=\"too_large\"}") >= 1);
+    tap.stop_async().await;
+}
+
+/// Heads the tap's own HTTP/1.1 code leaves to hyper, which answers 400 itself before any
+/// handler runs: each is counted as a `bad_request` refusal and a 4xx answer, and none
+/// reaches production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_heads_hyper_answers_400_itself_are_counted_as_refusals() {
+    let hits = Arc::new(AtomicU64::new(0));
+    let h = hits.clone();
+    let up = TestServer::start(move |_: Seen| {
+        h.fetch_add(1, Ordering::Relaxed);
+        Answer::json(200, "{}")
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let tap = TapProc::start(&[
+        "--upstream",
+        &up.url(),
+        "--out",
+        dir.path().join("r.jsonl").to_str().unwrap(),
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let malformed = [
+        "GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nno-colon\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Ctl: a\x01b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+        "GET / HTTP/9.1\r\nHost: a\r\n\r\n",
+        "G(T / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "GET http://[::1 HTTP/1.1\r\nHost: a\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: five\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+    ];
+    for req in malformed {
+        let (s, _) = raw(tap.addr, req).await;
+        assert_eq!(s, 400, "{req:?}");
+    }
+    // On a kept connection too: the tap's own code served the first request, hyper the rest.
+    let mut c = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    c.write_all(b"GET /fine HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        .await
+        .unwrap();
+    let mut both = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut both)).await;
+    let both = String::from_utf8_lossy(&both).to_string();
+    assert!(
+        both.starts_with("HTTP/1.1 200") && both.contains("HTTP/1.1 400"),
+        "{both:?}"
+    );
+    assert_eq!(
+        hits.load(Ordering::Relaxed),
+        1,
+        "only /fine reached production"
+    );
+    // A chunked body whose framing breaks is hyper's to read but the tap's to answer: a 400
+    // counted as the client's abort, not a refusal (production got the head already).
+    let (s, body) = raw(
+        tap.addr,
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!((s, body.as_str()), (400, "request body broken off\n"));
+    until("eleven 400s counted", || async {
+        tap.metric("shadowdiff_tap_refused_total{reason=\"bad_request\"}")
+            .await
+            == 11
+    })
+    .await;
+    let m = tap.metrics_text().await;
+    let refused: u64 = m
+        .lines()
+        .filter(|l| l.starts_with("shadowdiff_tap_refused_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(refused, 11, "{m}");
+    // Every 4xx the tap gave itself is a refusal, by reason, or a client's abort.
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_client_aborted_total"),
+        1,
+        "{m}"
+    );
+    assert_eq!(
+        metric_in(&m, "shadowdiff_tap_responses_total{class=\"4xx\"}"),
+        11 + 1,
+        "{m}"
+    );
     tap.stop_async().await;
 }
 
@@ -1112,6 +1344,142 @@ async fn live_shadow_reports_differences_with_the_replay_schema() {
     let resp = e.response.as_ref().unwrap();
     assert_eq!(resp.body, r#"{"id":7,"price":12.5}"#);
     assert_eq!(header(&resp.headers, "content-length"), Some("21"));
+}
+
+/// What a server was sent: method, path, the `authorization` and `x-session` values, body.
+type Received = (String, String, Option<String>, Option<String>, String);
+
+/// A `shop` server that keeps what it was sent.
+async fn keeping_server(price: &'static str) -> (TestServer, Arc<Mutex<Vec<Received>>>) {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let k = kept.clone();
+    let inner = shop(price);
+    let server = TestServer::start(move |s: Seen| {
+        let value = |name: &str| {
+            s.headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        k.lock().unwrap().push((
+            s.method.clone(),
+            s.path_and_query.clone(),
+            value("authorization"),
+            value("x-session"),
+            String::from_utf8_lossy(&s.body).into_owned(),
+        ));
+        inner(s)
+    })
+    .await;
+    (server, kept)
+}
+
+/// The live shadow sends the candidate the credentials as production got them, since a
+/// candidate usually needs them to answer the same; `--shadow-redact` sends it the request
+/// as the recording keeps it instead (secret headers, `--redact-header` and
+/// `--redact-json-path` fields redacted), while production, asked again for noise, still
+/// gets the real ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_shadow_sends_real_credentials_unless_shadow_redact() {
+    const BODY: &str = r#"{"item":7,"password":"hunter2"}"#;
+    for redact in [false, true] {
+        let (prod, at_prod) = keeping_server("1").await;
+        let (cand, at_cand) = keeping_server("1").await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut extra = vec![
+            "--redact-header",
+            "x-session",
+            "--redact-json-path",
+            "$.password",
+            "--allow-side-effects",
+            "--shadow-noise-sample",
+            "1",
+        ];
+        if redact {
+            extra.push("--shadow-redact");
+        }
+        let tap = shadow_tap(dir.path(), &prod.url(), &cand.url(), &extra);
+        let c = client();
+        let creds = [("authorization", "Bearer s3cret"), ("x-session", "sess-42")];
+        let (s, _) = send(&c, "GET", &format!("{}/users/1", tap.url()), &creds, "").await;
+        assert_eq!(s, 200);
+        let json = [("content-type", "application/json"), creds[0], creds[1]];
+        let (s, _) = send(&c, "POST", &format!("{}/orders", tap.url()), &json, BODY).await;
+        assert_eq!(s, 201);
+        // A body that cannot be searched for the JSON field could hold it: under
+        // --shadow-redact it is not sent, and counted.
+        let (s, _) = send(
+            &c,
+            "POST",
+            &format!("{}/orders", tap.url()),
+            &json,
+            "{broken",
+        )
+        .await;
+        assert_eq!(s, 201);
+        let m = tap.metrics.unwrap();
+        until("every copy judged or skipped", || async {
+            let (_, body) = get_text(m, "/report").await;
+            let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+            r["summary"]["total"] == 3
+        })
+        .await;
+        let (_, body) = get_text(m, "/report").await;
+        let r: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let unsearchable = metric_in(
+            &tap.metrics_text().await,
+            "shadowdiff_tap_shadow_not_sent_total{reason=\"unsearchable_body\"}",
+        );
+        if redact {
+            assert_eq!(
+                r["summary"]["skipped_reasons"]["unsearchable_body"], 1,
+                "{r:#}"
+            );
+            assert_eq!(unsearchable, 1);
+        } else {
+            assert_eq!(unsearchable, 0);
+        }
+        tap.stop_async().await;
+        let recorded = read_recordings(&[dir.path().join("s.jsonl")]);
+        let at_cand = at_cand.lock().unwrap().clone();
+        assert_eq!(
+            at_cand.len(),
+            if redact { 2 } else { 3 },
+            "redact {redact}: {at_cand:?}"
+        );
+        for (method, path, authorization, session, body) in &at_cand {
+            if redact {
+                // Exactly what the recording keeps.
+                let e = recorded
+                    .iter()
+                    .find(|e| &e.request.uri == path)
+                    .unwrap_or_else(|| panic!("{path} recorded"));
+                assert_eq!(
+                    authorization.as_deref(),
+                    Some(redact_value(b"Bearer s3cret").as_str())
+                );
+                assert_eq!(
+                    authorization.as_deref(),
+                    header(&e.request.headers, "authorization")
+                );
+                assert_eq!(session.as_deref(), Some(redact_value(b"sess-42").as_str()));
+                assert_eq!(body.as_bytes(), &e.request.body[..], "{method} {path}");
+                assert!(!body.contains("hunter2"), "{body}");
+            } else {
+                assert_eq!(authorization.as_deref(), Some("Bearer s3cret"), "{path}");
+                assert_eq!(session.as_deref(), Some("sess-42"), "{path}");
+                if method == "POST" {
+                    assert!(body == BODY || body == "{broken", "{body}");
+                }
+            }
+        }
+        // Production got the real ones every time, its second answer for noise included.
+        let at_prod = at_prod.lock().unwrap().clone();
+        assert_eq!(at_prod.len(), 4, "redact {redact}: {at_prod:?}");
+        for (_, path, authorization, session, _) in &at_prod {
+            assert_eq!(authorization.as_deref(), Some("Bearer s3cret"), "{path}");
+            assert_eq!(session.as_deref(), Some("sess-42"), "{path}");
+        }
+    }
 }
 
 /// Clients that hang up mid-body, upstreams that are down: the tap answers what it can,

@@ -41,6 +41,9 @@ pub struct Streamed {
     dropped: u64,
     /// The write error the kernel reported while the file went to the disk.
     failed: Option<io::Error>,
+    /// Bytes the file system has room for, in tests that stand a full disk in for a real one.
+    #[cfg(test)]
+    free: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl Streamed {
@@ -53,7 +56,41 @@ impl Streamed {
             started: 0,
             dropped: 0,
             failed: None,
+            #[cfg(test)]
+            free: None,
         }
+    }
+
+    /// Bytes handed to the kernel so far: the length of the file.
+    pub fn handed(&self) -> u64 {
+        self.handed
+    }
+
+    /// Cuts the file back to its first `len` bytes and writes on from there: what was
+    /// written after `len` is gone, and the room it took is free again. A write error the
+    /// kernel reported while the file went to the disk is not undone by this: it stays.
+    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        self.check()?;
+        let len = len.min(self.handed);
+        self.file.set_len(len)?;
+        self.file.seek(SeekFrom::Start(len))?;
+        #[cfg(test)]
+        if let Some(free) = &self.free {
+            free.fetch_add(self.handed - len, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.handed = len;
+        self.started = self.started.min(len);
+        self.dropped = self.dropped.min(len / PAGE * PAGE);
+        Ok(())
+    }
+
+    /// Makes this file behave as one on a file system with `free` bytes of room (shared by
+    /// every file given the same counter): a write past it writes what fits, then fails
+    /// with `ENOSPC`, as a full disk does.
+    #[cfg(test)]
+    pub fn limit(&mut self, free: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.free = Some(free);
     }
 
     /// From now on, writes what is written to the disk every `step` bytes.
@@ -109,6 +146,19 @@ impl Streamed {
 impl Write for Streamed {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.check()?;
+        #[cfg(test)]
+        let buf = match &self.free {
+            Some(free) => {
+                let room = free.load(std::sync::atomic::Ordering::Relaxed);
+                let n = (room as usize).min(buf.len());
+                if n == 0 && !buf.is_empty() {
+                    return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+                }
+                free.fetch_sub(n as u64, std::sync::atomic::Ordering::Relaxed);
+                &buf[..n]
+            }
+            None => buf,
+        };
         let n = self.file.write(buf)?;
         self.handed += n as u64;
         if let Some(step) = self.step {
@@ -197,6 +247,36 @@ fn drop_cached(file: &File, at: u64, len: u64) {
 
 #[cfg(not(target_os = "linux"))]
 fn drop_cached(_: &File, _: u64, _: u64) {}
+
+/// Small disks for tests: files created in a directory given a size here behave as on a
+/// file system with that much room ([`Streamed::limit`]), so a full disk can be tested
+/// without one.
+#[cfg(test)]
+pub(crate) mod small_disk {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::AtomicU64;
+    use std::sync::{Arc, Mutex};
+
+    static DISKS: Mutex<Vec<(PathBuf, Arc<AtomicU64>)>> = Mutex::new(Vec::new());
+
+    /// Files created in `dir` from now on share `free` bytes of room; the counter returned
+    /// is that room, to be read or changed (a file deleted, more room made).
+    pub fn mount(dir: &Path, free: u64) -> Arc<AtomicU64> {
+        let room = Arc::new(AtomicU64::new(free));
+        let mut disks = DISKS.lock().unwrap_or_else(|p| p.into_inner());
+        disks.push((dir.to_path_buf(), room.clone()));
+        room
+    }
+
+    /// The room of the small disk `file` is on, if it is on one.
+    pub fn room_for(file: &Path) -> Option<Arc<AtomicU64>> {
+        let disks = DISKS.lock().unwrap_or_else(|p| p.into_inner());
+        disks
+            .iter()
+            .find(|(dir, _)| file.parent() == Some(dir.as_path()))
+            .map(|(_, room)| room.clone())
+    }
+}
 
 #[cfg(all(test, target_os = "linux"))]
 pub(crate) mod tests {

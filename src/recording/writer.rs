@@ -4,7 +4,10 @@
 //!
 //! [`RecordingWriter::flush`] hands what is buffered to the operating system (for zstd, the
 //! blocks so far, the frame left open), so a writer killed later leaves a `.partial` that
-//! reads up to that point: its cut last line or last block is skipped by the reader.
+//! reads up to that point: its cut last line or last block is skipped by the reader. A write
+//! or flush that fails (a full disk) leaves the file's end unknown: [`RecordingWriter::rollback`]
+//! cuts it back to the last flush and goes on from there, so a writer that counts what its
+//! flushes handed over knows exactly which exchanges the file holds.
 
 use super::format::{exchange_to_line, RecordingHeader};
 use super::reader::is_zstd;
@@ -17,8 +20,13 @@ use std::path::{Path, PathBuf};
 
 enum Sink {
     Plain(BufWriter<Streamed>),
-    Zstd(zstd::stream::write::Encoder<'static, BufWriter<Streamed>>),
+    Zstd(ZstdWriter),
 }
+
+/// A zstd encoder over the buffered file, the zio writer itself: unlike zstd's `Encoder`, it
+/// gives the file back without ending the frame, for [`RecordingWriter::rollback`].
+type ZstdWriter =
+    zstd::stream::zio::Writer<BufWriter<Streamed>, zstd::stream::raw::Encoder<'static>>;
 
 impl Sink {
     fn writer(&mut self) -> &mut dyn Write {
@@ -27,6 +35,48 @@ impl Sink {
             Sink::Zstd(w) => w,
         }
     }
+
+    fn file(&self) -> &Streamed {
+        match self {
+            Sink::Plain(w) => w.get_ref(),
+            Sink::Zstd(enc) => enc.writer().get_ref(),
+        }
+    }
+
+    /// The file, with what is buffered for it thrown away.
+    fn discard(self) -> Streamed {
+        match self {
+            Sink::Plain(w) => w.into_parts().0,
+            Sink::Zstd(enc) => enc.into_inner().0.into_parts().0,
+        }
+    }
+}
+
+/// A zstd block header that ends the frame it is in: an empty raw block marked last, the
+/// epilogue zstd itself writes (the tap's frames carry no checksum).
+const END_OF_FRAME: [u8; 3] = [1, 0, 0];
+
+/// The point a file was last handed to the operating system whole.
+#[derive(Clone, Copy, Debug, Default)]
+struct Commit {
+    /// Bytes in the file.
+    len: u64,
+    /// Exchanges in them.
+    written: u64,
+    /// Uncompressed bytes in them, header included.
+    bytes: u64,
+    /// A zstd frame is open there: it must be ended before another starts.
+    mid_frame: bool,
+}
+
+/// What one successful [`RecordingWriter::flush`] handed to the operating system that no
+/// flush had before.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flushed {
+    /// Whole exchange lines.
+    pub exchanges: u64,
+    /// Their uncompressed bytes (the header line's too, the first time).
+    pub bytes: u64,
 }
 
 /// Writes one recording file.
@@ -34,9 +84,16 @@ pub struct RecordingWriter {
     path: PathBuf,
     partial: PathBuf,
     sink: Option<Sink>,
+    zstd: bool,
+    head: Vec<u8>,
     line: Vec<u8>,
     written: u64,
     bytes: u64,
+    committed: Commit,
+    /// Where in the file the zstd frame being written starts.
+    frame_start: u64,
+    /// Why the file can no longer be written, after a failed [`RecordingWriter::rollback`].
+    broken: Option<String>,
 }
 
 impl std::fmt::Debug for RecordingWriter {
@@ -66,6 +123,22 @@ pub fn partial_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".partial");
     PathBuf::from(s)
+}
+
+/// The buffered (and for zstd, compressing) writer over `file`; with `end_frame`, the zstd
+/// frame the file ends in is ended first. Returns it and where its first frame starts.
+fn sink(file: Streamed, zstd: bool, end_frame: bool) -> std::io::Result<(Sink, u64)> {
+    let mut buffered = BufWriter::with_capacity(256 << 10, file);
+    if !zstd {
+        return Ok((Sink::Plain(buffered), 0));
+    }
+    if end_frame {
+        // Into the empty buffer: no write to the file yet.
+        buffered.write_all(&END_OF_FRAME)?;
+    }
+    let start = buffered.get_ref().handed() + buffered.buffer().len() as u64;
+    let enc = zstd::stream::raw::Encoder::new(3)?;
+    Ok((Sink::Zstd(ZstdWriter::new(buffered, enc)), start))
 }
 
 impl RecordingWriter {
@@ -102,26 +175,32 @@ impl RecordingWriter {
                 Error::io(&partial, e)
             }
         })?;
-        let buffered = BufWriter::with_capacity(256 << 10, Streamed::new(file));
-        let sink = if is_zstd(path) {
-            let enc = zstd::stream::write::Encoder::new(buffered, 3)
-                .map_err(|e| Error::io(&partial, e))?;
-            Sink::Zstd(enc)
-        } else {
-            Sink::Plain(buffered)
-        };
+        #[allow(unused_mut)]
+        let mut file = Streamed::new(file);
+        #[cfg(test)]
+        if let Some(room) = super::streamed::small_disk::room_for(&partial) {
+            file.limit(room);
+        }
+        let zstd = is_zstd(path);
+        let (sink, frame_start) = sink(file, zstd, false).map_err(|e| Error::io(&partial, e))?;
+        let mut head = serde_json::to_vec(header)
+            .map_err(|e| Error::internal("serializing the recording header", e))?;
+        head.push(b'\n');
         let mut w = RecordingWriter {
             path: path.to_path_buf(),
             partial,
             sink: Some(sink),
+            zstd,
+            head: Vec::new(),
             line: Vec::with_capacity(4096),
             written: 0,
             bytes: 0,
+            committed: Commit::default(),
+            frame_start,
+            broken: None,
         };
-        let mut head = serde_json::to_vec(header)
-            .map_err(|e| Error::internal("serializing the recording header", e))?;
-        head.push(b'\n');
         w.write_raw(&head)?;
+        w.head = head;
         Ok(w)
     }
 
@@ -129,7 +208,11 @@ impl RecordingWriter {
         let sink = self.sink.as_mut().ok_or_else(|| {
             Error::io(
                 &self.partial,
-                std::io::Error::other("writer already finished"),
+                std::io::Error::other(
+                    self.broken
+                        .clone()
+                        .unwrap_or_else(|| "writer already finished".into()),
+                ),
             )
         })?;
         sink.writer()
@@ -155,25 +238,71 @@ impl RecordingWriter {
     /// Hands everything written so far to the operating system: the buffer, and for zstd the
     /// compressed blocks so far (the frame stays open, so compression goes on across the
     /// flush at the cost of a few bytes). With `sync`, waits for the data to reach the disk
-    /// too. After this, a killed process leaves a file readable up to here.
-    pub fn flush(&mut self, sync: bool) -> Result<()> {
-        let file = match self.sink.as_mut() {
-            Some(Sink::Plain(w)) => {
-                w.flush().map_err(|e| Error::io(&self.partial, e))?;
-                w.get_ref()
-            }
-            Some(Sink::Zstd(enc)) => {
-                enc.flush().map_err(|e| Error::io(&self.partial, e))?;
-                enc.get_ref().get_ref()
-            }
-            None => return Ok(()),
+    /// too. After this, a killed process leaves a file readable up to here, and this is the
+    /// point [`rollback`](Self::rollback) goes back to. Returns what it handed over that no
+    /// flush had before.
+    pub fn flush(&mut self, sync: bool) -> Result<Flushed> {
+        let Some(sink) = self.sink.as_mut() else {
+            return Ok(Flushed::default());
         };
+        sink.writer()
+            .flush()
+            .map_err(|e| Error::io(&self.partial, e))?;
         if sync {
-            file.file()
+            sink.file()
+                .file()
                 .sync_data()
                 .map_err(|e| Error::io(&self.partial, e))?;
         }
-        Ok(())
+        let len = sink.file().handed();
+        let flushed = Flushed {
+            exchanges: self.written - self.committed.written,
+            bytes: self.bytes - self.committed.bytes,
+        };
+        self.committed = Commit {
+            len,
+            written: self.written,
+            bytes: self.bytes,
+            mid_frame: self.zstd && len > self.frame_start,
+        };
+        Ok(flushed)
+    }
+
+    /// Throws away what was written since the last successful [`flush`](Self::flush), on
+    /// the file too (it is cut back to that point), and goes on writing from there: after a
+    /// failed write, the file holds exactly the exchanges flushed, whatever part of the rest
+    /// reached it. A zstd frame open at that point is ended and the next lines go in a new
+    /// one. Returns the number of exchanges thrown away. When the file cannot be cut back,
+    /// nothing more can be written to it (and [`finish`](Self::finish) fails, saying why).
+    pub fn rollback(&mut self) -> Result<u64> {
+        let lost = self.written - self.committed.written;
+        self.written = self.committed.written;
+        self.bytes = self.committed.bytes;
+        let Some(open) = self.sink.take() else {
+            return Ok(lost);
+        };
+        let mut file = open.discard();
+        let cut = file
+            .truncate(self.committed.len)
+            .and_then(|()| sink(file, self.zstd, self.committed.mid_frame));
+        match cut {
+            Ok((sink, frame_start)) => {
+                self.sink = Some(sink);
+                self.frame_start = frame_start;
+            }
+            Err(e) => {
+                let e = Error::io(&self.partial, e);
+                self.broken = Some(format!("cutting it back after a failed write failed: {e}"));
+                return Err(e);
+            }
+        }
+        if self.committed.len == 0 {
+            let head = std::mem::take(&mut self.head);
+            let r = self.write_raw(&head);
+            self.head = head;
+            r?;
+        }
+        Ok(lost)
     }
 
     /// From now on, the file goes to the disk every few MiB as it is written, and what is on
@@ -182,7 +311,7 @@ impl RecordingWriter {
     pub fn stream_to_disk(&mut self) {
         match self.sink.as_mut() {
             Some(Sink::Plain(w)) => w.get_mut().stream(STEP),
-            Some(Sink::Zstd(enc)) => enc.get_mut().get_mut().stream(STEP),
+            Some(Sink::Zstd(enc)) => enc.writer_mut().get_mut().stream(STEP),
             None => {}
         }
     }
@@ -190,6 +319,11 @@ impl RecordingWriter {
     /// Exchanges written so far.
     pub fn written(&self) -> u64 {
         self.written
+    }
+
+    /// Exchanges in the file as of the last successful [`flush`](Self::flush).
+    pub fn flushed(&self) -> u64 {
+        self.committed.written
     }
 
     /// Uncompressed bytes written so far (header included); used for size-based rotation.
@@ -202,7 +336,13 @@ impl RecordingWriter {
         &self.path
     }
 
-    /// Flushes, closes and renames `NAME.partial` to `NAME`.
+    /// The name of the file while it is written: `NAME.partial`.
+    pub fn partial(&self) -> &Path {
+        &self.partial
+    }
+
+    /// Flushes, closes and renames `NAME.partial` to `NAME`. When that fails, `NAME.partial`
+    /// stays, and after a failed [`rollback`](Self::rollback) the error says why.
     pub fn finish(mut self) -> Result<PathBuf> {
         let partial = self.partial.clone();
         let file = match self.sink.take() {
@@ -211,19 +351,68 @@ impl RecordingWriter {
                 .map_err(|e| Error::io(&partial, e.into_error()))?
                 .finish()
                 .map_err(|e| Error::io(&partial, e))?,
-            Some(Sink::Zstd(enc)) => {
-                let w = enc.finish().map_err(|e| Error::io(&partial, e))?;
-                w.into_inner()
+            Some(Sink::Zstd(mut enc)) => {
+                enc.finish().map_err(|e| Error::io(&partial, e))?;
+                enc.into_inner()
+                    .0
+                    .into_inner()
                     .map_err(|e| Error::io(&partial, e.into_error()))?
                     .finish()
                     .map_err(|e| Error::io(&partial, e))?
             }
-            None => return Ok(self.path.clone()),
+            None => {
+                return Err(Error::io(
+                    &partial,
+                    std::io::Error::other(
+                        self.broken
+                            .take()
+                            .unwrap_or_else(|| "writer already finished".into()),
+                    ),
+                ))
+            }
         };
         file.sync_all().map_err(|e| Error::io(&partial, e))?;
         drop(file);
         std::fs::rename(&partial, &self.path).map_err(|e| Error::io(&self.path, e))?;
         Ok(self.path.clone())
+    }
+
+    /// Where the file was last flushed: what a file whose [`finish`](Self::finish) failed
+    /// is cut back to, to hold only whole exchanges.
+    pub fn flush_point(&self) -> FlushPoint {
+        FlushPoint {
+            len: self.committed.len,
+            mid_frame: self.committed.mid_frame,
+        }
+    }
+}
+
+/// Where a recording file was last flushed whole ([`RecordingWriter::flush_point`]).
+#[derive(Clone, Copy, Debug)]
+pub struct FlushPoint {
+    len: u64,
+    mid_frame: bool,
+}
+
+impl FlushPoint {
+    /// Cuts `file` (a `.partial` whose writer is gone) back to this point and ends the zstd
+    /// frame open there: it then holds exactly the exchanges flushed, and reads without a
+    /// warning. When even the frame's end cannot be written (the disk is full), the file is
+    /// left at the point and the error returned: it then reads with a warning about its end.
+    pub fn cut(&self, file: &Path) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = OpenOptions::new().write(true).open(file)?;
+        if f.metadata()?.len() > self.len {
+            f.set_len(self.len)?;
+        }
+        if self.mid_frame {
+            f.seek(SeekFrom::Start(self.len))?;
+            if let Err(e) = f.write_all(&END_OF_FRAME).and_then(|()| f.sync_data()) {
+                f.set_len(self.len)?;
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 }
 

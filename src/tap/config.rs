@@ -133,6 +133,8 @@ pub struct TapConfig {
     pub safety: std::sync::Arc<crate::safety::Safety>,
     /// Share of shadowed safe requests that production answers a second time.
     pub shadow_noise_sample: f64,
+    /// Redact the copies sent to the candidate as the recording is redacted.
+    pub shadow_redact: bool,
     /// Admin address for metrics, liveness and the live report.
     pub metrics: Option<SocketAddr>,
     /// Runtime worker threads.
@@ -336,6 +338,7 @@ impl TapConfig {
             allow_side_effects: a.allow_side_effects,
             safety: std::sync::Arc::new(safety),
             shadow_noise_sample: share("shadow-noise-sample", a.shadow_noise_sample)?,
+            shadow_redact: a.shadow_redact,
             metrics: match &a.metrics {
                 Some(m) => Some(parse_addr("metrics", m)?),
                 None => None,

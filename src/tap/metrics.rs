@@ -58,10 +58,12 @@ pub enum Refusal {
     ForeignHost,
     /// The request body is larger than `--max-request-body`.
     TooLarge,
-    /// The request could not be turned into an upstream request, or was the HTTP/2
-    /// connection preface after an HTTP/1.1 exchange on its connection.
+    /// The request head does not parse (hyper answers 400 itself), the request could not
+    /// be turned into an upstream request, or it was the HTTP/2 connection preface after an
+    /// HTTP/1.1 exchange on its connection.
     BadRequest,
-    /// The request head is larger than `--max-header-bytes` (hyper answers 431).
+    /// The request head is larger than `--max-header-bytes` (431), or its target longer
+    /// than hyper takes (414).
     HeadTooLarge,
     /// The request names credentials (`user:pw@`) in its target, `:authority` or Host.
     Userinfo,
@@ -309,7 +311,7 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
     counter(
         &mut out,
         "shadowdiff_tap_recorded_total",
-        "Exchanges written to the recording.",
+        "Exchanges in the recording files (written and handed to the operating system).",
         load(&rec.recorded),
     );
     counter(
@@ -339,6 +341,12 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
     );
     gauge(
         &mut out,
+        "shadowdiff_tap_recorder_pending",
+        "Exchanges written to the recorder's buffers, not yet recorded or dropped (flushed within about a second).",
+        load(&rec.pending) as i64,
+    );
+    gauge(
+        &mut out,
         "shadowdiff_tap_queue_bytes",
         "Body bytes waiting for the recorder.",
         load(&rec.queue_bytes) as i64,
@@ -352,13 +360,13 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
     counter(
         &mut out,
         "shadowdiff_tap_written_bytes_total",
-        "Uncompressed bytes written to recordings.",
+        "Uncompressed bytes in the recording files (handed to the operating system).",
         load(&rec.bytes_written),
     );
     counter(
         &mut out,
         "shadowdiff_tap_write_failures_total",
-        "Failed attempts to create or write a recording file.",
+        "Failed attempts to create, write or complete a recording file.",
         load(&rec.write_failures),
     );
     counter(

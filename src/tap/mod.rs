@@ -253,7 +253,7 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
             } else {
                 files
                     .iter()
-                    .map(|f| f.display().to_string())
+                    .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join(", ")
             }

@@ -924,6 +924,22 @@ fn classify(e: &hyper_util::client::legacy::Error) -> (UpstreamError, String) {
     upstream::classify(e)
 }
 
+/// Counts the answer hyper's server gave a request head itself, before any handler ran:
+/// the error its connection ends with is the only trace of it. A head too large gets 431
+/// (414 for the target alone); one that does not parse (a bad method, target, version,
+/// header name or value, a `content-length` or `transfer-encoding` that frames nothing) 400.
+/// hyper answers no other error (a broken connection, an HTTP/2 preface sent as HTTP/1).
+fn count_own_answer(metrics: &Metrics, e: &(dyn std::error::Error + Send + Sync + 'static)) {
+    let Some(e) = e.downcast_ref::<hyper::Error>() else {
+        return;
+    };
+    if e.is_parse_too_large() {
+        metrics.refuse(Refusal::HeadTooLarge);
+    } else if e.is_parse() && !e.is_parse_version_h2() && !e.is_parse_status() {
+        metrics.refuse(Refusal::BadRequest);
+    }
+}
+
 /// Accepts client connections until `shutdown` fires, then lets open connections finish
 /// their in-flight exchanges (HTTP/1 closes after the current response, HTTP/2 sends
 /// GOAWAY) for at most `grace`. Returns the number of connections still open at the end.
@@ -1056,21 +1072,23 @@ async fn serve_connection(
             biased;
             r = conn.as_mut() => {
                 if let Err(e) = r {
-                    let hyper_error = e.downcast_ref::<hyper::Error>();
-                    // hyper answers an oversized head with 431 itself, before any
-                    // handler runs: its error is the only trace of that answer.
-                    if hyper_error.is_some_and(hyper::Error::is_parse_too_large) {
-                        metrics.refuse(Refusal::HeadTooLarge);
-                    } else if hyper_error.is_some_and(hyper::Error::is_timeout) {
+                    if e
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_timeout)
+                    {
                         metrics.time_out(Timeout::Head);
                     }
+                    count_own_answer(&metrics, e.as_ref());
                     tracing::debug!("tap: connection from {peer}: {e}");
                 }
                 return;
             }
             _ = shutdown.changed() => {
                 conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
+                if let Err(e) = conn.await {
+                    count_own_answer(&metrics, e.as_ref());
+                    tracing::debug!("tap: connection from {peer}: {e}");
+                }
                 return;
             }
             _ = activity.changed.notified() => {

@@ -3,8 +3,15 @@
 //! which never blocks: when the queue is full (in exchanges or in bytes), the exchange is
 //! dropped and counted as `queue_full`. The thread makes the final sampling decision (the
 //! per-file minimum is exact because only it knows the file), redacts, writes, rotates by
-//! size and age, and counts a failed create or write as `write_error` without ever stopping:
-//! after a failure it retries a new file at most once a second.
+//! size and age, and never stops on a failed create or write: what it could not write is
+//! dropped and counted (`disk_full`, or `write_error`), and it tries again after a pause.
+//!
+//! An exchange is counted as recorded only when a flush has handed its line to the operating
+//! system; a failed write cuts the file back to its last flush, so the recorded count is
+//! exactly what the files hold (see `Files`). The same file is written on after a failure:
+//! no stream of new files while a disk stays full, and a file that holds no exchange when it
+//! cannot be completed is removed. [`Recorder::close`] lists every file written, a `.partial`
+//! that could not be completed with the reason.
 //!
 //! Files are written by [`RecordingWriter`]: `NAME.partial`, mode 0600, renamed when
 //! complete; zstd when the name ends in `.zst`. An existing `.partial` is never replaced.
@@ -21,7 +28,7 @@ use super::sample::{Admit, Coverage, Quota};
 use crate::error::{Error, Result};
 use crate::exchange::Exchange;
 use crate::interface::{interface_of, InterfaceKey};
-use crate::recording::writer::partial_path;
+use crate::recording::writer::{partial_path, Flushed};
 use crate::recording::{RecordingHeader, RecordingWriter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,8 +36,13 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TryRecvError, TrySendE
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long the recorder waits after a failed create or write before trying a new file.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long the recorder pauses after a failed create or write before it writes again;
+/// each failure in a row doubles the pause, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+
+/// The longest pause between two tries while writing fails: a disk that has room again is
+/// written to within this.
+const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// Pause between batches while traffic flows: long enough that exchanges gather (the queue
 /// holds thousands), short enough that the queue never fills at any realistic rate.
@@ -70,17 +82,20 @@ pub struct RecorderConfig {
 pub enum DropReason {
     /// The queue was full (the disk is slower than the traffic).
     QueueFull,
-    /// The file could not be created or written.
+    /// The file could not be created or written, for another reason than a full disk.
     WriteError,
+    /// The file system had no room (or the quota was reached).
+    DiskFull,
     /// The tap was shutting down and the recorder had closed.
     Shutdown,
 }
 
 impl DropReason {
     /// Every reason, for metrics.
-    pub const ALL: [DropReason; 3] = [
+    pub const ALL: [DropReason; 4] = [
         DropReason::QueueFull,
         DropReason::WriteError,
+        DropReason::DiskFull,
         DropReason::Shutdown,
     ];
 
@@ -89,6 +104,7 @@ impl DropReason {
         match self {
             DropReason::QueueFull => "queue_full",
             DropReason::WriteError => "write_error",
+            DropReason::DiskFull => "disk_full",
             DropReason::Shutdown => "shutdown",
         }
     }
@@ -97,20 +113,23 @@ impl DropReason {
 /// Counters of the recorder, read by `/metrics`.
 #[derive(Debug, Default)]
 pub struct RecorderStats {
-    /// Exchanges written.
+    /// Exchanges in the files: written and handed to the operating system by a flush.
     pub recorded: AtomicU64,
     /// Exchanges kept only because their interface was below the per-file minimum.
     pub kept_for_minimum: AtomicU64,
     /// Exchanges not kept by the sample.
     pub sampled_out: AtomicU64,
-    dropped: [AtomicU64; 3],
+    dropped: [AtomicU64; 4],
     /// Exchanges waiting in the queue.
     pub queue_len: AtomicU64,
+    /// Exchanges written to the current file's buffers, not yet handed to the operating
+    /// system by a flush: neither recorded nor dropped yet.
+    pub pending: AtomicU64,
     /// Body bytes waiting in the queue.
     pub queue_bytes: AtomicU64,
     /// Files completed (renamed into place).
     pub files_completed: AtomicU64,
-    /// Uncompressed bytes written.
+    /// Uncompressed bytes in the files (handed to the operating system).
     pub bytes_written: AtomicU64,
     /// Create or write failures (events, not exchanges).
     pub write_failures: AtomicU64,
@@ -127,7 +146,11 @@ impl RecorderStats {
     }
 
     fn drop_one(&self, reason: DropReason) {
-        self.dropped[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.drop_many(reason, 1);
+    }
+
+    fn drop_many(&self, reason: DropReason, n: u64) {
+        self.dropped[reason as usize].fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -247,7 +270,7 @@ fn queued_size(c: &Captured) -> u64 {
 #[derive(Debug)]
 pub struct Recorder {
     handle: RecorderHandle,
-    thread: Option<std::thread::JoinHandle<Vec<PathBuf>>>,
+    thread: Option<std::thread::JoinHandle<Vec<Written>>>,
 }
 
 impl Recorder {
@@ -284,9 +307,9 @@ impl Recorder {
         self.handle.clone()
     }
 
-    /// Stops taking exchanges, writes what is queued, completes the file and returns the
-    /// files completed during the run. Blocks: call it off the async runtime.
-    pub fn close(mut self) -> Vec<PathBuf> {
+    /// Stops taking exchanges, writes what is queued, completes the file and returns every
+    /// file written during the run. Blocks: call it off the async runtime.
+    pub fn close(mut self) -> Vec<Written> {
         self.handle.closed.store(true, Ordering::Relaxed);
         // Blocking send: waits for room behind what is queued, which the thread drains.
         let _ = self.handle.tx.send(Msg::Shutdown);
@@ -297,7 +320,62 @@ impl Recorder {
     }
 }
 
+/// A file the recorder wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// Its name: the final one, or `NAME.partial` when it could not be completed.
+    pub path: PathBuf,
+    /// The exchanges it holds (each counted as recorded).
+    pub exchanges: u64,
+    /// Why it is still `NAME.partial`: it could not be completed or renamed. It holds its
+    /// exchanges whole all the same, and reads like any recording.
+    pub not_completed: Option<String>,
+}
+
+impl std::fmt::Display for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(why) = &self.not_completed {
+            write!(
+                f,
+                " (not completed: {why}; it holds {}, readable as it is)",
+                crate::report::words::count_of(self.exchanges, "whole exchange", "whole exchanges"),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a write failed: a full disk (or quota), or anything else.
+fn drop_reason(e: &Error) -> DropReason {
+    let Error::Io { source, .. } = e else {
+        return DropReason::WriteError;
+    };
+    let full = source.kind() == std::io::ErrorKind::StorageFull || {
+        #[cfg(unix)]
+        {
+            matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        }
+        #[cfg(not(unix))]
+        {
+            false
+        }
+    };
+    if full {
+        DropReason::DiskFull
+    } else {
+        DropReason::WriteError
+    }
+}
+
 /// The thread's state: the open file, its quota, and the naming of the next one.
+///
+/// An exchange counts as recorded only once a flush has handed its line to the operating
+/// system: until then it is pending in the writer's buffers. A failed write or flush cuts the
+/// file back to its last flush ([`RecordingWriter::rollback`]) and counts the pending
+/// exchanges as dropped, by reason; the same file is written on after a pause that doubles
+/// with each failure in a row ([`RETRY_FIRST`] up to [`RETRY_MAX`]), exchanges arriving
+/// meanwhile dropped at once. So the files hold exactly the exchanges counted as recorded.
 struct Files {
     cfg: RecorderConfig,
     stats: Arc<RecorderStats>,
@@ -306,9 +384,15 @@ struct Files {
     quota: Quota,
     writer: Option<RecordingWriter>,
     opened_at: Instant,
+    /// No write is tried before this, after a failure.
     retry_at: Option<Instant>,
+    /// The pause after the next failure.
+    backoff: Duration,
+    /// Why the last write failed, while failures go on: exchanges dropped in the pause are
+    /// counted under it.
+    failing: Option<DropReason>,
     seq: u32,
-    completed: Vec<PathBuf>,
+    written: Vec<Written>,
     warned: bool,
     /// Written to the current file since it was last flushed.
     dirty: bool,
@@ -333,8 +417,10 @@ impl Files {
             writer: None,
             opened_at: Instant::now(),
             retry_at: None,
+            backoff: RETRY_FIRST,
+            failing: None,
             seq: 0,
-            completed: Vec::new(),
+            written: Vec::new(),
             warned: false,
             dirty: false,
             flushed_at: Instant::now(),
@@ -362,11 +448,16 @@ impl Files {
         }
     }
 
+    /// True while a failure's pause lasts: nothing is written.
+    fn pausing(&self) -> bool {
+        self.retry_at.is_some_and(|t| Instant::now() < t)
+    }
+
     fn open_if_needed(&mut self) -> bool {
         if self.writer.is_some() {
             return true;
         }
-        if self.retry_at.is_some_and(|t| Instant::now() < t) {
+        if self.pausing() {
             return false;
         }
         let path = self.next_path();
@@ -377,44 +468,140 @@ impl Files {
                 self.opened_at = Instant::now();
                 // The header line is data too: a killed tap leaves a readable file.
                 self.dirty = true;
-                if self.retry_at.take().is_some() {
+                if self.retry_at.is_some() {
                     // Counts made while no file could be opened belong to no file.
                     self.quota.reset(&self.coverage);
                 }
-                self.warned = false;
                 true
             }
             Err(e) => {
-                self.fail(&e.to_string());
+                self.fail(&e);
                 false
             }
         }
     }
 
-    fn fail(&mut self, message: &str) {
+    /// Starts (or lengthens) the pause after a failure, counts it, and warns once per streak.
+    fn fail(&mut self, e: &Error) {
+        let reason = drop_reason(e);
         self.stats.write_failures.fetch_add(1, Ordering::Relaxed);
-        self.retry_at = Some(Instant::now() + RETRY_AFTER);
+        self.retry_at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(RETRY_MAX);
+        self.failing = Some(reason);
         // One warning per failure streak: a full disk must not also flood the log.
         if !self.warned {
             tracing::warn!(
-                "tap: recording is failing, exchanges are dropped (counted as write_error) until it recovers: {message}"
+                "tap: recording is failing, exchanges are dropped (counted as {}) until it recovers: {e}",
+                reason.name()
             );
             self.warned = true;
         }
     }
 
+    /// A flush handed lines to the operating system: they are recorded, and a failure streak
+    /// is over.
+    fn flushed(&mut self, f: Flushed) {
+        self.stats
+            .recorded
+            .fetch_add(f.exchanges, Ordering::Relaxed);
+        self.stats
+            .bytes_written
+            .fetch_add(f.bytes, Ordering::Relaxed);
+        self.dirty = false;
+        self.flushed_at = Instant::now();
+        // A flush with nothing to hand over proves nothing about the disk.
+        if f == Flushed::default() {
+            return;
+        }
+        if self.failing.take().is_some() {
+            tracing::warn!("tap: recording works again");
+        }
+        self.retry_at = None;
+        self.backoff = RETRY_FIRST;
+        self.warned = false;
+    }
+
+    /// A write or flush of the current file failed with `e`, `lost` exchanges with it besides
+    /// those pending: the file is cut back to its last flush and the pending ones dropped.
+    /// A file that cannot be cut back is closed as it is and another started after the pause.
+    fn write_failed(&mut self, e: &Error, lost: u64) {
+        let reason = drop_reason(e);
+        let mut pending = 0;
+        if let Some(w) = self.writer.as_mut() {
+            pending = w.written() - w.flushed();
+            if let Err(cut) = w.rollback() {
+                tracing::warn!("tap: {cut}");
+                // Its reason is the one just given.
+                let _ = self.close_current();
+            }
+        }
+        self.stats.drop_many(reason, pending + lost);
+        // What was cut back may have held the minimum of some interface: they may take
+        // another.
+        self.quota.reset(&self.coverage);
+        // What is buffered now (the header again, or the end of a zstd frame) goes out with
+        // the next flush after the pause.
+        self.dirty = self.writer.is_some();
+        self.fail(e);
+    }
+
+    /// Flushes and completes the current file. A flush that fails drops what was pending,
+    /// as any failed write; a file that cannot be completed stays `.partial`, cut back to
+    /// its last flush so it holds only whole exchanges, and is listed with the reason (or
+    /// removed, when it holds none).
     fn finish_current(&mut self) {
         // The minimum is per file: the next file starts counting from zero.
         self.quota.reset(&self.coverage);
+        if let Some(w) = self.writer.as_mut() {
+            match w.flush(false) {
+                Ok(f) => self.flushed(f),
+                Err(e) => self.write_failed(&e, 0),
+            }
+        }
+        if let Some(e) = self.close_current() {
+            self.fail(&e);
+        }
         self.dirty = false;
-        if let Some(w) = self.writer.take() {
-            match w.finish() {
-                Ok(p) => {
-                    self.stats.files_completed.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!("tap: completed {}", p.display());
-                    self.completed.push(p);
+        self.note_pending();
+    }
+
+    /// Completes the current file as it stands (its pending exchanges already counted);
+    /// returns why it could not be.
+    fn close_current(&mut self) -> Option<Error> {
+        let w = self.writer.take()?;
+        let (partial, keep, exchanges) = (w.partial().to_path_buf(), w.flush_point(), w.flushed());
+        match w.finish() {
+            Ok(p) => {
+                self.stats.files_completed.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("tap: completed {}", p.display());
+                self.written.push(Written {
+                    path: p,
+                    exchanges,
+                    not_completed: None,
+                });
+                None
+            }
+            Err(e) => {
+                // What the failed completion wrote after the last flush is not whole.
+                let cut = keep.cut(&partial);
+                if let Err(c) = &cut {
+                    tracing::warn!(
+                        "tap: {}: cannot end it at its last whole exchange: {c}",
+                        partial.display()
+                    );
                 }
-                Err(e) => self.fail(&e.to_string()),
+                if exchanges == 0 && cut.is_ok() {
+                    // Nothing recorded in it: not worth a file left behind.
+                    let _ = std::fs::remove_file(&partial);
+                } else {
+                    tracing::warn!("tap: {} left as it is: {e}", partial.display());
+                    self.written.push(Written {
+                        path: partial,
+                        exchanges,
+                        not_completed: Some(e.to_string()),
+                    });
+                }
+                Some(e)
             }
         }
     }
@@ -440,8 +627,9 @@ impl Files {
         self.stats
             .untracked_interfaces
             .store(self.quota.untracked, Ordering::Relaxed);
-        if !self.open_if_needed() {
-            self.stats.drop_one(DropReason::WriteError);
+        if self.pausing() || !self.open_if_needed() {
+            self.stats
+                .drop_one(self.failing.unwrap_or(DropReason::WriteError));
             return;
         }
         let dropped_bodies = self.redactor.exchange(ex);
@@ -457,27 +645,25 @@ impl Files {
             self.stats.drop_one(DropReason::WriteError);
             return;
         };
-        let before = w.bytes();
         match w.write(ex) {
             Ok(()) => {
                 self.dirty = true;
-                self.stats.recorded.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .bytes_written
-                    .fetch_add(w.bytes() - before, Ordering::Relaxed);
                 if self.cfg.rotate_size.is_some_and(|max| w.bytes() >= max) {
                     self.finish_current();
                 }
             }
-            Err(e) => {
-                self.stats.drop_one(DropReason::WriteError);
-                // The file's state after a failed write is unknown: close it as it is (it
-                // stays `.partial` if even that fails) and start a new one later.
-                let msg = e.to_string();
-                self.finish_current();
-                self.fail(&msg);
-            }
+            // This line is lost with the pending ones.
+            Err(e) => self.write_failed(&e, 1),
         }
+        self.note_pending();
+    }
+
+    fn note_pending(&self) {
+        let n = self
+            .writer
+            .as_ref()
+            .map_or(0, |w| w.written() - w.flushed());
+        self.stats.pending.store(n, Ordering::Relaxed);
     }
 
     fn rotate_if_old(&mut self) {
@@ -490,8 +676,12 @@ impl Files {
     }
 
     /// Flushes what was written when it has waited long enough: at once when `idle` (the
-    /// queue ran dry), otherwise once [`FLUSH_EVERY`] has passed since the last flush.
+    /// queue ran dry), otherwise once [`FLUSH_EVERY`] has passed since the last flush. Not
+    /// during a failure's pause.
     fn flush_if_due(&mut self, idle: bool) {
+        if self.pausing() {
+            return;
+        }
         let Some(w) = self.writer.as_mut() else {
             return;
         };
@@ -499,18 +689,10 @@ impl Files {
             return;
         }
         match w.flush(false) {
-            Ok(()) => {
-                self.dirty = false;
-                self.flushed_at = Instant::now();
-            }
-            Err(e) => {
-                // As after a failed write: the file's state is unknown, so it is closed as
-                // it is and a new one started later.
-                let msg = e.to_string();
-                self.finish_current();
-                self.fail(&msg);
-            }
+            Ok(f) => self.flushed(f),
+            Err(e) => self.write_failed(&e, 0),
         }
+        self.note_pending();
     }
 
     fn take(&mut self, c: Box<Captured>, size: u64) {
@@ -525,7 +707,7 @@ impl Files {
     /// batches instead of blocking on the channel, so senders find no waiting receiver to
     /// wake: the proxy path makes no system call and causes no context switch per exchange.
     /// Only an idle recorder blocks (and is woken once, by the next exchange).
-    fn run(mut self, rx: mpsc::Receiver<Msg>) -> Vec<PathBuf> {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) -> Vec<Written> {
         let tick = self
             .cfg
             .rotate_interval
@@ -557,7 +739,12 @@ impl Files {
                 continue;
             }
             self.flush_if_due(true);
-            match rx.recv_timeout(tick) {
+            // What a failure left buffered is flushed when its pause ends, traffic or not.
+            let wait = match self.retry_at {
+                Some(t) if self.dirty => t.saturating_duration_since(Instant::now()).min(tick),
+                _ => tick,
+            };
+            match rx.recv_timeout(wait) {
                 Ok(Msg::Exchange(c, size)) => self.take(c, size),
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => self.flush_if_due(true),
@@ -567,8 +754,10 @@ impl Files {
         while let Ok(Msg::Exchange(c, size)) = rx.try_recv() {
             self.take(c, size);
         }
+        // The last flush is tried whatever pause a failure left.
+        self.retry_at = None;
         self.finish_current();
-        self.completed
+        self.written
     }
 }
 
@@ -636,13 +825,15 @@ mod tests {
         }
     }
 
-    fn read_all(files: &[PathBuf]) -> Vec<Exchange> {
-        let mut r = RecordingReader::open(files, ReadOptions::default()).unwrap();
+    fn read_all(files: &[Written]) -> Vec<Exchange> {
+        let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+        let mut r = RecordingReader::open(&paths, ReadOptions::default()).unwrap();
         let mut out = Vec::new();
         while let Some(e) = r.next_exchange().unwrap() {
             out.push(e);
         }
-        assert!(r.take_warnings().is_empty());
+        let warnings = r.take_warnings();
+        assert!(warnings.is_empty(), "{warnings:?}");
         out
     }
 
@@ -670,7 +861,14 @@ mod tests {
             .unwrap();
         }
         let files = r.close();
-        assert_eq!(files, std::slice::from_ref(&out));
+        assert_eq!(
+            files,
+            [Written {
+                path: out,
+                exchanges: 6,
+                not_completed: None
+            }]
+        );
         let got = read_all(&files);
         // 5 sampled + 1 kept for the interface minimum.
         assert_eq!(got.len(), 6);
@@ -711,7 +909,7 @@ mod tests {
         let files = r.close();
         assert!(files.len() >= 3, "{files:?}");
         for f in &files {
-            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            let name = f.path.file_name().unwrap().to_string_lossy().to_string();
             assert!(
                 name.starts_with("rec-") && name.ends_with(".jsonl"),
                 "{name}"
@@ -879,6 +1077,163 @@ mod tests {
         // Two full files; the idle third one was never created.
         assert_eq!(files.len(), 2, "{files:?}");
         assert_eq!(read_all(&files).len(), 2);
+    }
+
+    /// Submits exchanges `ids` (bodies long enough to fill buffers) as sampled.
+    fn submit_range(h: &RecorderHandle, ids: std::ops::Range<usize>) {
+        for i in ids {
+            let body = format!("{i:0>400}");
+            h.submit(Captured {
+                exchange: ex(&format!("e{i}"), "/a", &body),
+                sampled: true,
+                heads: None,
+            })
+            .unwrap();
+        }
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A disk that fills up part-way through a line, then has room again, twice: every
+    /// exchange is counted once, as recorded only when its line reached the file, or as
+    /// dropped for `disk_full`; the file holds exactly the recorded ones, whole, and is the
+    /// only file ever created.
+    #[test]
+    fn on_a_full_disk_recorded_counts_exactly_the_lines_in_the_file() {
+        use crate::recording::streamed::small_disk;
+        const ROOM: u64 = 64 << 20;
+        for name in ["full.jsonl", "full.jsonl.zst"] {
+            let dir = tempfile::tempdir().unwrap();
+            let room = small_disk::mount(dir.path(), ROOM);
+            let mut c = cfg(dir.path().join(name));
+            c.queue_size = 10_000;
+            c.queue_bytes = 1 << 30;
+            let r = Recorder::start(c, Redactor::new(&[], &[]).unwrap()).unwrap();
+            let h = r.handle();
+            let stats = h.stats().clone();
+            let recorded = || stats.recorded.load(Ordering::Relaxed);
+            let full = || stats.dropped(DropReason::DiskFull);
+            let mut next = 0;
+            let mut want = Vec::new();
+            // Sends one exchange at a time until one is recorded (the pause after the last
+            // failure is over), then 20 more, which are recorded too.
+            let until_written_again = |next: &mut usize, want: &mut Vec<usize>| {
+                let before = recorded();
+                while recorded() == before {
+                    assert!(*next < 100_000, "{name}: the recorder never wrote again");
+                    submit_range(&h, *next..*next + 1);
+                    *next += 1;
+                    wait_for(|| recorded() + full() == *next as u64);
+                }
+                want.push(*next - 1);
+                submit_range(&h, *next..*next + 20);
+                want.extend(*next..*next + 20);
+                *next += 20;
+                wait_for(|| recorded() == want.len() as u64);
+            };
+            // Room enough: the first 50 reach the file.
+            submit_range(&h, 0..50);
+            want.extend(0..50);
+            next += 50;
+            wait_for(|| recorded() == 50);
+            // Room for a few bytes: 1,000 lines, more than the buffer holds, fail part-way
+            // through a write.
+            room.store(10, Ordering::Relaxed);
+            submit_range(&h, next..next + 1000);
+            next += 1000;
+            wait_for(|| full() == 1000);
+            assert_eq!(recorded(), 50, "{name}");
+            // Still one file: no new one per try.
+            assert_eq!(files_in(dir.path()), [format!("{name}.partial")], "{name}");
+            room.store(ROOM, Ordering::Relaxed);
+            until_written_again(&mut next, &mut want);
+            // Full again: 30 lines fail part-way through a flush.
+            room.store(10, Ordering::Relaxed);
+            let dropped = full();
+            submit_range(&h, next..next + 30);
+            next += 30;
+            wait_for(|| full() == dropped + 30);
+            room.store(ROOM, Ordering::Relaxed);
+            until_written_again(&mut next, &mut want);
+            let files = r.close();
+            assert_eq!(recorded() + full(), next as u64, "{name}");
+            assert_eq!(stats.dropped(DropReason::WriteError), 0, "{name}");
+            assert!(stats.write_failures.load(Ordering::Relaxed) >= 2, "{name}");
+            assert_eq!(files.len(), 1, "{name}: {files:?}");
+            assert_eq!(files[0].not_completed, None, "{name}");
+            assert_eq!(files[0].exchanges, recorded(), "{name}");
+            let got: Vec<String> = read_all(&files).into_iter().map(|e| e.id).collect();
+            let want: Vec<String> = want.iter().map(|i| format!("e{i}")).collect();
+            assert_eq!(got, want, "{name}");
+            assert_eq!(files_in(dir.path()), [name.to_string()], "{name}");
+            if name.ends_with(".zst") {
+                // Frames ended where the file was cut back are valid zstd for any decoder.
+                let f = std::fs::File::open(&files[0].path).unwrap();
+                let text = zstd::stream::decode_all(f).unwrap();
+                let lines = text
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .count();
+                assert_eq!(lines, want.len() + 1, "{name}");
+            }
+        }
+    }
+
+    /// A file that cannot be completed at the end stays `.partial`, listed with the reason,
+    /// holding exactly the exchanges counted; one that holds none is removed.
+    #[test]
+    fn a_file_the_full_disk_keeps_from_completing_is_listed_or_removed() {
+        use crate::recording::streamed::small_disk;
+        let dir = tempfile::tempdir().unwrap();
+        let room = small_disk::mount(dir.path(), 64 << 20);
+        let out = dir.path().join("kept.jsonl.zst");
+        let r = Recorder::start(cfg(out.clone()), Redactor::new(&[], &[]).unwrap()).unwrap();
+        let h = r.handle();
+        submit_range(&h, 0..20);
+        wait_for(|| h.stats().recorded.load(Ordering::Relaxed) == 20);
+        // Not even the end of the zstd frame fits.
+        room.store(0, Ordering::Relaxed);
+        let files = r.close();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let partial = partial_path(&out);
+        assert_eq!(files[0].path, partial);
+        assert_eq!(files[0].exchanges, 20);
+        let why = files[0].not_completed.clone().unwrap();
+        assert!(why.contains("kept.jsonl.zst.partial"), "{why}");
+        let shown = files[0].to_string();
+        assert!(
+            shown.contains("not completed") && shown.contains("20 whole exchanges"),
+            "{shown}"
+        );
+        assert_eq!(read_all(&files).len(), 20);
+        assert_eq!(h.stats().recorded.load(Ordering::Relaxed), 20);
+
+        // Full from the start: nothing reaches the file, which is not left behind.
+        let dir = tempfile::tempdir().unwrap();
+        small_disk::mount(dir.path(), 0);
+        let r = Recorder::start(
+            cfg(dir.path().join("empty.jsonl")),
+            Redactor::new(&[], &[]).unwrap(),
+        )
+        .unwrap();
+        let h = r.handle();
+        submit_range(&h, 0..5);
+        let stats = h.stats().clone();
+        wait_for(|| stats.dropped(DropReason::DiskFull) == 5);
+        assert_eq!(r.close(), []);
+        assert_eq!(stats.recorded.load(Ordering::Relaxed), 0);
+        assert!(
+            files_in(dir.path()).is_empty(),
+            "{:?}",
+            files_in(dir.path())
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! be searched keeps every byte but those of the redacted values.
 //!
 //! The live shadow compares the real answers and redacts only the values its report keeps
-//! ([`Redactor::differences`]): redacting first could make two different answers equal.
+//! ([`Redactor::differences`]): redacting first could make two different answers equal. The
+//! copy it sends the candidate carries the credentials as production got them, unless
+//! `--shadow-redact` asks for it to be redacted as the recording is.
 
 use crate::compare::pathpat::{parse_path, Step as PathStep};
 use crate::compare::{DiffKind, Difference, Observed};

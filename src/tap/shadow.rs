@@ -2,6 +2,10 @@
 //! has answered, and the two answers are judged by the same [`judge`] and aggregated by the
 //! same [`Aggregator`] as `replay`, so `/report` has exactly the `replay --json` schema.
 //!
+//! The copy is the request as production got it, credentials included, since a candidate
+//! usually needs them to answer the same; `--shadow-redact` redacts it as the recording is
+//! (a body that cannot be searched for the fields to redact is then not sent, and counted).
+//!
 //! The client never waits: the copy is started from the end of the production response and
 //! runs in its own task. Concurrency is capped by a semaphore; when no permit is free the
 //! copy is not sent and is counted (and reported as `skipped`, reason `shadow_busy`, so
@@ -55,6 +59,9 @@ pub struct ShadowStats {
     pub skipped_truncated: AtomicU64,
     /// Not sent: production itself failed (502/504), judged `baseline_error`.
     pub production_errors: AtomicU64,
+    /// Not sent: under `--shadow-redact`, a body that should be searched for JSON fields to
+    /// redact could not be (content-encoded, or not JSON), so the copy could still hold them.
+    pub skipped_unsearchable: AtomicU64,
     /// Shadowed requests production answered a second time, as the noise sample.
     pub noise_probes: AtomicU64,
     /// Copies in flight.
@@ -85,6 +92,7 @@ impl ShadowStats {
              shadowdiff_tap_shadow_not_sent_total{{reason=\"side_effect\"}} {}\n\
              shadowdiff_tap_shadow_not_sent_total{{reason=\"truncated_body\"}} {}\n\
              shadowdiff_tap_shadow_not_sent_total{{reason=\"production_error\"}} {}\n\
+             shadowdiff_tap_shadow_not_sent_total{{reason=\"unsearchable_body\"}} {}\n\
              # HELP shadowdiff_tap_shadow_noise_probes_total Shadowed requests production answered a second time (--shadow-noise-sample), the live shadow's noise sample.\n\
              # TYPE shadowdiff_tap_shadow_noise_probes_total counter\n\
              shadowdiff_tap_shadow_noise_probes_total {}\n\
@@ -97,6 +105,7 @@ impl ShadowStats {
             l(&self.skipped_side_effect),
             l(&self.skipped_truncated),
             l(&self.production_errors),
+            l(&self.skipped_unsearchable),
             l(&self.noise_probes),
             self.in_flight.load(Ordering::Relaxed),
         );
@@ -131,6 +140,8 @@ pub struct Shadow {
     opts: CompareOptions,
     thresholds: Thresholds,
     redactor: Redactor,
+    /// Copies are redacted as the recording is (`--shadow-redact`).
+    redact_copies: bool,
     allow_side_effects: bool,
     /// Counters.
     pub stats: ShadowStats,
@@ -169,6 +180,7 @@ impl Shadow {
             opts: CompareOptions::default(),
             thresholds: Thresholds::default(),
             redactor,
+            redact_copies: cfg.shadow_redact,
             allow_side_effects: cfg.allow_side_effects,
             stats: ShadowStats::default(),
             started: Instant::now(),
@@ -246,6 +258,27 @@ impl Shadow {
             self.skip(&interface, "truncated_body");
             return;
         }
+        let probe = safe && self.noise_sampler.picks(&id);
+        // Under --shadow-redact the candidate gets a redacted copy; production's second
+        // answer is still asked with the request it answered the first time.
+        let (request, original) = if self.redact_copies {
+            let original = probe.then(|| request.clone());
+            let mut copy = request;
+            self.redactor.headers(&mut copy.headers);
+            let body = self
+                .redactor
+                .body(&copy.headers, &mut copy.body, &mut copy.body_truncated);
+            if body.dropped {
+                self.stats
+                    .skipped_unsearchable
+                    .fetch_add(1, Ordering::Relaxed);
+                self.skip(&interface, "unsearchable_body");
+                return;
+            }
+            (copy, original)
+        } else {
+            (request, None)
+        };
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             self.stats.dropped_busy.fetch_add(1, Ordering::Relaxed);
             self.skip(&interface, "shadow_busy");
@@ -263,11 +296,12 @@ impl Shadow {
         rt.spawn(async move {
             let _permit = permit;
             let now = Instant::now();
-            let (candidate, again) = if safe && me.noise_sampler.picks(&id) {
+            let (candidate, again) = if probe {
                 me.stats.noise_probes.fetch_add(1, Ordering::Relaxed);
                 let (c, p) = tokio::join!(
                     me.target.send(&request, now),
-                    me.production.send(&request, now)
+                    me.production
+                        .send(original.as_ref().unwrap_or(&request), now)
                 );
                 (c, Some(p))
             } else {

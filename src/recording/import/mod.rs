@@ -449,7 +449,8 @@ pub fn import(
 
 /// Where the recording goes: a file written safely, or standard output for `--out -`.
 enum Output {
-    File(RecordingWriter),
+    // Boxed: the writer is several times the size of the standard output's buffer.
+    File(Box<RecordingWriter>),
     Stdout(std::io::BufWriter<std::io::Stdout>, Vec<u8>),
 }
 
@@ -491,10 +492,10 @@ pub fn run(args: &ImportArgs, quiet: bool) -> Result<u8> {
             .map_err(|e| Error::io("-", e))?;
         Output::Stdout(w, Vec::new())
     } else {
-        Output::File(RecordingWriter::create(
+        Output::File(Box::new(RecordingWriter::create(
             &args.out,
             &RecordingHeader::new(&format!("import:{format_name}")),
-        )?)
+        )?))
     };
     let mut report = ImportReport::new("");
     let result = import(from, &args.inputs, &mut out, &mut report);
