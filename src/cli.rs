@@ -505,7 +505,9 @@ pub struct TapArgs {
     /// Redact this JSON body field (`$.a.b`, `$.items[*].card`). Repeatable.
     #[arg(long, value_name = "PATH")]
     pub redact_json_path: Vec<String>,
-    /// Rules file: its `[redact]` section adds headers and JSON paths to redact.
+    /// Rules file: its `[redact]` section adds headers and JSON paths to redact, its
+    /// `[side_effects]` declares reads, and its `[gate]`, `[noise]` and `[latency]` judge
+    /// the live shadow as they judge a replay.
     #[arg(long, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
     /// Largest body kept in the recording per request and per response (`1MiB`, `64k`);

@@ -572,62 +572,7 @@ impl ReplayConfig {
             .collect::<Result<Vec<_>>>()?;
 
         // Thresholds: defaults, then the file, then flags.
-        let mut th = Thresholds::default();
-        if let Some(v) = &fc.noise.relative {
-            th.noise_relative = margin_at(file, "noise.relative", v)?;
-        }
-        if let Some(v) = &fc.noise.absolute_pct {
-            th.noise_absolute_pct = points_at(file, "noise.absolute_pct", v)?;
-        }
-        if let Some(v) = &fc.latency.relative {
-            th.latency_relative = margin_at(file, "latency.relative", v)?;
-        }
-        if let (Some(f), Some(s)) = (file, &fc.latency.absolute) {
-            th.latency_absolute_us = duration_at(f, "latency.absolute", s)?.as_micros() as u64;
-        }
-        if let Some(v) = fc.latency.min_samples {
-            th.latency_min_samples = v;
-        }
-        if let Some(v) = &fc.latency.tail_relative {
-            th.latency_tail_relative = margin_at(file, "latency.tail_relative", v)?;
-        }
-        if let (Some(f), Some(s)) = (file, &fc.latency.tail_absolute) {
-            th.latency_tail_absolute_us =
-                duration_at(f, "latency.tail_absolute", s)?.as_micros() as u64;
-        }
-        if let Some(v) = fc.latency.tail_min_samples {
-            th.latency_tail_min_samples = v;
-        }
-        if let Some(list) = &fc.gate.fail_on {
-            th.fail_on = parse_fail_on(&list.get_ref().join(","))
-                .map_err(|e| file_error(file, list.span(), "gate.fail_on", e))?;
-        }
-        if let Some(v) = &fc.gate.max_diff_rate {
-            let r = v.get_ref().0;
-            if !(0.0..=1.0).contains(&r) {
-                return Err(file_error(
-                    file,
-                    v.span(),
-                    "gate.max_diff_rate",
-                    format!("expected a share between 0 and 1, found {r}"),
-                ));
-            }
-            th.max_diff_rate = Some(r);
-        }
-        for r in &fc.noise_rule {
-            glob_at(file, &key, "noise_rule.interfaces", &r.interfaces)?;
-            th.noise_rules.push(NoiseRule {
-                interfaces: r.interfaces.get_ref().clone(),
-                relative: match &r.relative {
-                    Some(v) => margin_at(file, "noise_rule.relative", v)?,
-                    None => th.noise_relative,
-                },
-                absolute_pct: match &r.absolute_pct {
-                    Some(v) => points_at(file, "noise_rule.absolute_pct", v)?,
-                    None => th.noise_absolute_pct,
-                },
-            });
-        }
+        let mut th = file_thresholds(file, &key)?;
         if let Some(s) = &a.fail_on {
             th.fail_on = parse_fail_on(s)?;
         }
@@ -893,6 +838,71 @@ impl ReplayConfig {
             })?,
         })
     }
+}
+
+/// The gates, noise and latency thresholds a rules file sets over the defaults (`[gate]`,
+/// `[noise]`, `[[noise_rule]]`, `[latency]`): one reading for replay and the tap's live
+/// shadow, so the same file judges alike wherever it is used. Flags come on top.
+pub fn file_thresholds(file: Option<&LoadedConfig>, key: &InterfaceKey) -> Result<Thresholds> {
+    let empty = file::FileConfig::default();
+    let fc = file.map(|f| &f.config).unwrap_or(&empty);
+    let mut th = Thresholds::default();
+    if let Some(v) = &fc.noise.relative {
+        th.noise_relative = margin_at(file, "noise.relative", v)?;
+    }
+    if let Some(v) = &fc.noise.absolute_pct {
+        th.noise_absolute_pct = points_at(file, "noise.absolute_pct", v)?;
+    }
+    if let Some(v) = &fc.latency.relative {
+        th.latency_relative = margin_at(file, "latency.relative", v)?;
+    }
+    if let (Some(f), Some(s)) = (file, &fc.latency.absolute) {
+        th.latency_absolute_us = duration_at(f, "latency.absolute", s)?.as_micros() as u64;
+    }
+    if let Some(v) = fc.latency.min_samples {
+        th.latency_min_samples = v;
+    }
+    if let Some(v) = &fc.latency.tail_relative {
+        th.latency_tail_relative = margin_at(file, "latency.tail_relative", v)?;
+    }
+    if let (Some(f), Some(s)) = (file, &fc.latency.tail_absolute) {
+        th.latency_tail_absolute_us =
+            duration_at(f, "latency.tail_absolute", s)?.as_micros() as u64;
+    }
+    if let Some(v) = fc.latency.tail_min_samples {
+        th.latency_tail_min_samples = v;
+    }
+    if let Some(list) = &fc.gate.fail_on {
+        th.fail_on = parse_fail_on(&list.get_ref().join(","))
+            .map_err(|e| file_error(file, list.span(), "gate.fail_on", e))?;
+    }
+    if let Some(v) = &fc.gate.max_diff_rate {
+        let r = v.get_ref().0;
+        if !(0.0..=1.0).contains(&r) {
+            return Err(file_error(
+                file,
+                v.span(),
+                "gate.max_diff_rate",
+                format!("expected a share between 0 and 1, found {r}"),
+            ));
+        }
+        th.max_diff_rate = Some(r);
+    }
+    for r in &fc.noise_rule {
+        glob_at(file, key, "noise_rule.interfaces", &r.interfaces)?;
+        th.noise_rules.push(NoiseRule {
+            interfaces: r.interfaces.get_ref().clone(),
+            relative: match &r.relative {
+                Some(v) => margin_at(file, "noise_rule.relative", v)?,
+                None => th.noise_relative,
+            },
+            absolute_pct: match &r.absolute_pct {
+                Some(v) => points_at(file, "noise_rule.absolute_pct", v)?,
+                None => th.noise_absolute_pct,
+            },
+        });
+    }
+    Ok(th)
 }
 
 /// A byte range of the rules file.

@@ -3046,11 +3046,17 @@ async fn live_shadow_measures_noise_and_flags_only_real_changes() {
     let prod = Nginx::start(&bin, &routes(false));
     let cand = Nginx::start(&bin, &routes(true));
     let dir = tempfile::tempdir().unwrap();
+    // The rules file's latency margin judges the live shadow too: 15 ms, well under the
+    // planted 40 ms and over what a busy test machine adds to one side.
+    let rules = dir.path().join("shadowdiff.toml");
+    std::fs::write(&rules, "[latency]\nabsolute = \"15ms\"\n").unwrap();
     let tap = shadow_tap(
         dir.path(),
         &prod.url(),
         &cand.url(),
         &[
+            "--config",
+            rules.to_str().unwrap(),
             "--safe",
             "POST /rpc/*/Get*",
             "--safe",
@@ -3094,6 +3100,7 @@ async fn live_shadow_measures_noise_and_flags_only_real_changes() {
     let r: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_counts_consistent(&r);
     assert_eq!(r["verdict"], "fail");
+    assert_eq!(r["run"]["thresholds"]["latency_absolute_us"], 15_000);
     let regressed = |i: &serde_json::Value, list: &str| -> Vec<String> {
         i[list]
             .as_array()

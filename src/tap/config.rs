@@ -159,6 +159,9 @@ pub struct TapConfig {
     pub queue_bytes: u64,
     /// Interface key rule.
     pub interface_key: InterfaceKey,
+    /// Gates and thresholds of the live shadow's verdict: the defaults, with what the rules
+    /// file's `[gate]`, `[noise]`, `[[noise_rule]]` and `[latency]` set.
+    pub shadow_thresholds: crate::analysis::result::Thresholds,
     /// Simulated slow disk: delay before every recorder write.
     pub write_delay: Option<Duration>,
 }
@@ -241,16 +244,26 @@ impl TapConfig {
         if a.threads == Some(0) {
             return Err(Error::Usage("--threads: expected at least 1".into()));
         }
+        let interface_key = match &a.interface {
+            Some(s) => s
+                .parse()
+                .map_err(|e| Error::Usage(format!("--interface: {e}")))?,
+            None => InterfaceKey::Default,
+        };
+        let loaded = match &a.config {
+            Some(p) => Some(crate::config::file::LoadedConfig::load(p)?),
+            None => None,
+        };
+        // The live shadow's verdict is judged by the file's gates and thresholds, as a
+        // replay with the same file would be.
+        let shadow_thresholds = crate::config::file_thresholds(loaded.as_ref(), &interface_key)?;
         // The rules file's [redact] section adds to the flags.
-        let (file_headers, file_paths, side_effects) = match &a.config {
-            Some(p) => {
-                let f = crate::config::file::LoadedConfig::load(p)?;
-                (
-                    f.config.redact.headers,
-                    f.config.redact.json_paths,
-                    f.config.side_effects,
-                )
-            }
+        let (file_headers, file_paths, side_effects) = match loaded {
+            Some(f) => (
+                f.config.redact.headers,
+                f.config.redact.json_paths,
+                f.config.side_effects,
+            ),
             None => (Vec::new(), Vec::new(), Default::default()),
         };
         let safety = crate::safety::Safety::new(
@@ -356,12 +369,8 @@ impl TapConfig {
             },
             queue_size: a.queue_size,
             queue_bytes: parse_size("queue-bytes", &a.queue_bytes)?.max(1),
-            interface_key: match &a.interface {
-                Some(s) => s
-                    .parse()
-                    .map_err(|e| Error::Usage(format!("--interface: {e}")))?,
-                None => InterfaceKey::Default,
-            },
+            interface_key,
+            shadow_thresholds,
             write_delay: match &a.debug_write_delay {
                 Some(s) => Some(parse_duration("debug-write-delay", s)?),
                 None => None,

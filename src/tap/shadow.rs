@@ -178,7 +178,7 @@ impl Shadow {
             concurrency: cfg.shadow_concurrency,
             agg: Mutex::new(Aggregator::new()),
             opts: CompareOptions::default(),
-            thresholds: Thresholds::default(),
+            thresholds: cfg.shadow_thresholds.clone(),
             redactor,
             redact_copies: cfg.shadow_redact,
             allow_side_effects: cfg.allow_side_effects,
