@@ -94,6 +94,17 @@ impl TapProc {
         }
     }
 
+    /// Resident memory of the tap process in KiB, from `/proc`.
+    pub(crate) fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -3324,7 +3335,7 @@ const H2_END_STREAM: u8 = 0x1;
 const H2_END_HEADERS: u8 = 0x4;
 
 /// One HTTP/2 frame as it goes on the wire.
-fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut f = len.to_be_bytes()[1..].to_vec();
     f.extend([kind, flags]);
@@ -3335,7 +3346,7 @@ fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
 
 /// The HPACK block of `GET http://AUTHORITY/PATH`: `:method GET` and `:scheme http` from the
 /// static table, `:authority` and `:path` as literals without Huffman coding.
-fn hpack_get(authority: &str, path: &str) -> Vec<u8> {
+pub(crate) fn hpack_get(authority: &str, path: &str) -> Vec<u8> {
     let mut b = vec![0x82, 0x86];
     for (index, value) in [(0x01u8, authority), (0x04, path)] {
         assert!(value.len() < 127);
@@ -3346,7 +3357,7 @@ fn hpack_get(authority: &str, path: &str) -> Vec<u8> {
 }
 
 /// Reads one frame: its type, flags, stream and payload; `None` once the peer has closed.
-async fn read_h2_frame(s: &mut tokio::net::TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
+pub(crate) async fn read_h2_frame(s: &mut tokio::net::TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
     let mut head = [0u8; 9];
     s.read_exact(&mut head).await.ok()?;
     let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;

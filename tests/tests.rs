@@ -20,4 +20,5 @@ mod rpc;
 mod shard_merge;
 mod show;
 mod tap;
+mod tap_floods;
 mod tap_paths;
