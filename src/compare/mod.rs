@@ -83,6 +83,16 @@ impl fmt::Display for FetchErrorKind {
     }
 }
 
+impl From<crate::failure::Failure> for FetchErrorKind {
+    fn from(f: crate::failure::Failure) -> Self {
+        match f {
+            crate::failure::Failure::Connect => FetchErrorKind::Connect,
+            crate::failure::Failure::Reset => FetchErrorKind::Reset,
+            crate::failure::Failure::Malformed => FetchErrorKind::Malformed,
+        }
+    }
+}
+
 /// A failed fetch: what kind of failure and the underlying message.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FetchError {

@@ -600,15 +600,10 @@ fn header_list(h: &http::HeaderMap) -> Vec<(String, String)> {
 }
 
 fn classify_client_error(e: hyper_util::client::legacy::Error) -> FetchError {
-    if e.is_connect() {
-        return FetchError {
-            kind: FetchErrorKind::Connect,
-            message: error_chain(&e),
-        };
-    }
+    let (failure, message) = crate::failure::of_client_error(&e);
     FetchError {
-        kind: kind_from_chain(&e),
-        message: error_chain(&e),
+        kind: failure.into(),
+        message,
     }
 }
 
@@ -619,38 +614,11 @@ fn classify_body_error(e: Box<dyn std::error::Error + Send + Sync>, limit: usize
             message: format!("body larger than {limit} bytes (--max-body)"),
         };
     }
+    let (failure, message) = crate::failure::of_error(e.as_ref());
     FetchError {
-        kind: kind_from_chain(e.as_ref()),
-        message: error_chain(e.as_ref()),
+        kind: failure.into(),
+        message,
     }
-}
-
-fn kind_from_chain(e: &(dyn std::error::Error + 'static)) -> FetchErrorKind {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
-                return FetchErrorKind::Malformed;
-            }
-        }
-        cur = err.source();
-    }
-    FetchErrorKind::Reset
-}
-
-/// An error with its sources, each said once: `client error: connection reset by peer`.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(err) = cur {
-        let m = err.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = err.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -15,9 +15,10 @@
 //! bytes already read, so a client never sees which of the two served it. Deciding,
 //! recording and shadowing are the same code for both (`Tap::plan`, [`InFlight`]).
 
-use super::metrics::{Refusal, Timeout, UpstreamError};
+use super::metrics::{Refusal, Timeout};
 use super::proxy::{head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, UNASKED_UPGRADE};
 use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
+use super::upstream::UpstreamError;
 use crate::exchange::{Exchange, Headers, Request as CapturedRequest};
 use crate::interface::InterfaceKey;
 use crate::recording::format::now_us;

@@ -5,6 +5,7 @@
 
 use super::recorder::{DropReason, RecorderStats};
 use super::shadow::ShadowStats;
+use super::upstream::UpstreamError;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -107,42 +108,6 @@ impl Timeout {
         match self {
             Timeout::Head => "head",
             Timeout::Idle => "idle",
-        }
-    }
-}
-
-/// How production failed (the client got 502 or 504).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UpstreamError {
-    /// No connection could be made.
-    Connect,
-    /// No response head within `--upstream-timeout`.
-    Timeout,
-    /// The connection broke before the response head.
-    Reset,
-    /// The response was not valid HTTP.
-    Malformed,
-    /// The response body broke off after the head was sent on.
-    Body,
-}
-
-impl UpstreamError {
-    const ALL: [UpstreamError; 5] = [
-        UpstreamError::Connect,
-        UpstreamError::Timeout,
-        UpstreamError::Reset,
-        UpstreamError::Malformed,
-        UpstreamError::Body,
-    ];
-
-    /// The label used in metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            UpstreamError::Connect => "connect",
-            UpstreamError::Timeout => "timeout",
-            UpstreamError::Reset => "reset",
-            UpstreamError::Malformed => "malformed",
-            UpstreamError::Body => "body",
         }
     }
 }

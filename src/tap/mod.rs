@@ -47,6 +47,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod connset;
 pub mod fast;
 pub mod metrics;
 pub mod proxy;

@@ -9,21 +9,21 @@
 
 use super::config::TapConfig;
 use super::fast::{self, RawHeads, Rewind, SpareHeaders};
-use super::metrics::{Metrics, Refusal, Timeout, UpstreamError};
+use super::metrics::{Metrics, Refusal, Timeout};
 use super::recorder::{Captured, RecorderHandle};
 use super::sample::Sampler;
 use super::shadow::{Production, Shadow};
 use super::tee::{
     BodyCopy, Finish, RequestEnd, RequestState, RequestTee, ResponseEnd, ResponseTee,
 };
-use super::upstream::{self, ConnUpstream};
+use super::upstream::ConnUpstream;
+use super::upstream::UpstreamError;
 use crate::compare::{FetchError, FetchErrorKind, Observed};
 use crate::exchange::{
     Exchange, Headers, Request as CapturedRequest, Response as CapturedResponse,
 };
 use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::format::now_us;
-use crate::replay::target::error_chain;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -918,10 +918,8 @@ fn strip_hop_by_hop(h: &mut HeaderMap, list: &[HeaderName]) {
 }
 
 fn classify(e: &hyper_util::client::legacy::Error) -> (UpstreamError, String) {
-    if e.is_connect() {
-        return (UpstreamError::Connect, error_chain(e));
-    }
-    upstream::classify(e)
+    let (failure, message) = crate::failure::of_client_error(e);
+    (failure.into(), message)
 }
 
 /// Counts the answer hyper's server gave a request head itself, before any handler ran:

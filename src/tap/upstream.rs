@@ -7,10 +7,8 @@
 //! the client's connection, the upstream connection and the exchange all run on one
 //! thread. HTTP/2 clients (many streams at once) and gRPC use the tap's shared clients.
 
-use super::metrics::UpstreamError;
+use super::connset::{ConnSet, SendError};
 use super::tee::RequestTee;
-use crate::connset::{ConnSet, SendError};
-use crate::replay::target::error_chain;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
@@ -48,23 +46,57 @@ impl ConnUpstream {
                 Ok(resp)
             }
             Err(SendError::Connect(message)) => Err((UpstreamError::Connect, message)),
-            Err(SendError::Http(e)) => Err(classify(&e)),
+            Err(SendError::Http(e)) => {
+                let (failure, message) = crate::failure::of_error(&e);
+                Err((failure.into(), message))
+            }
         }
     }
 }
 
-/// What failed, for the 502 and the metrics: an answer that was not HTTP, or a connection
-/// that broke.
-pub fn classify(e: &(dyn std::error::Error + 'static)) -> (UpstreamError, String) {
-    let message = error_chain(e);
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() || h.is_parse_too_large() {
-                return (UpstreamError::Malformed, message);
-            }
+/// How production failed (the client got 502 or 504).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// No connection could be made.
+    Connect,
+    /// No response head within `--upstream-timeout`.
+    Timeout,
+    /// The connection broke before the response head.
+    Reset,
+    /// The response was not valid HTTP.
+    Malformed,
+    /// The response body broke off after the head was sent on.
+    Body,
+}
+
+impl UpstreamError {
+    /// Every kind, in the order the metrics list them.
+    pub(super) const ALL: [UpstreamError; 5] = [
+        UpstreamError::Connect,
+        UpstreamError::Timeout,
+        UpstreamError::Reset,
+        UpstreamError::Malformed,
+        UpstreamError::Body,
+    ];
+
+    /// The label used in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpstreamError::Connect => "connect",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Reset => "reset",
+            UpstreamError::Malformed => "malformed",
+            UpstreamError::Body => "body",
         }
-        cur = err.source();
     }
-    (UpstreamError::Reset, message)
+}
+
+impl From<crate::failure::Failure> for UpstreamError {
+    fn from(f: crate::failure::Failure) -> Self {
+        match f {
+            crate::failure::Failure::Connect => UpstreamError::Connect,
+            crate::failure::Failure::Reset => UpstreamError::Reset,
+            crate::failure::Failure::Malformed => UpstreamError::Malformed,
+        }
+    }
 }

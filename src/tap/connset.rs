@@ -5,7 +5,7 @@
 //! Connections the server closed are skipped, and a request a kept connection closed
 //! before it went out is sent once more on a new connection.
 
-use crate::replay::target::error_chain;
+use crate::failure::error_chain;
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1;
