@@ -7,7 +7,7 @@ use shadowdiff::exchange::{Exchange, Request, Response};
 use shadowdiff::interface::{interface_of, InterfaceKey, Keyer};
 use shadowdiff::recording::format::exchange_to_line;
 use shadowdiff::recording::{ReadOptions, RecordingHeader, RecordingReader, RecordingWriter};
-use shadowdiff::tap::fast::RawHeads;
+use shadowdiff::tap::heads::RawHeads;
 use shadowdiff::tap::recorder::{Captured, Recorder, RecorderConfig};
 use shadowdiff::tap::redact::Redactor;
 use std::path::Path;

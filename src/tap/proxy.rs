@@ -8,9 +8,11 @@
 //! answers to production's failures and the hand-on with [`super::fast`].
 
 use super::config::TapConfig;
-use super::fast::{self, RawHeads, Rewind, SpareHeaders};
+use super::fast;
+use super::heads::{RawHeads, SpareHeaders};
 use super::metrics::{Metrics, Refusal, Timeout};
 use super::recorder::{Captured, RecorderHandle};
+use super::rewind::Rewind;
 use super::sample::Sampler;
 use super::shadow::{Production, Shadow};
 use super::tee::{

@@ -22,7 +22,7 @@
 //! second would write out data the kernel may never have to (a file deleted soon after) and
 //! stall the recorder on a busy disk, for a gain only when the whole machine fails.
 
-use super::fast::{RawHeads, SpareHeaders};
+use super::heads::{RawHeads, SpareHeaders};
 use super::redact::Redactor;
 use super::sample::{Admit, Coverage, Quota};
 use crate::error::{Error, Result};
