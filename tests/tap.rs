@@ -392,43 +392,145 @@ async fn curl_through_the_tap_to_nginx_replays_identical_and_keeps_no_secret() {
     assert_eq!(r["summary"]["identical"], 8, "{:#}", r["summary"]);
 }
 
-/// Starts wrk (or, without wrk, a loop of curl) against `url` for at most `secs` seconds.
-fn load(url: &str, secs: u32) -> Child {
-    if Path::new("/usr/bin/wrk").exists() || which("wrk") {
-        Command::new("wrk")
-            .args(["-t1", "-c16", &format!("-d{secs}s"), url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+/// wrk running against one URL with 16 connections, killed when dropped.
+struct Wrk {
+    child: Option<Child>,
+}
+
+/// What wrk said it did, from the summary it prints when it stops.
+#[derive(Debug)]
+struct WrkSummary {
+    /// Answers wrk read whole.
+    requests: u64,
+    /// Requests wrk saw outstanding for longer than its `--timeout` (still counted in
+    /// `requests` if answered later).
+    timeouts: u64,
+    /// Answers whose status was not 2xx or 3xx.
+    non_2xx: u64,
+    text: String,
+}
+
+impl Wrk {
+    /// Starts `wrk` against `url` for at most `secs` seconds. Its timeout is longer than any
+    /// test runs, so a timeout it reports is a request never answered, not a slow machine.
+    fn start(wrk: &Path, url: &str, secs: u32) -> Wrk {
+        let child = Command::new(wrk)
+            .args([
+                "-t1",
+                "-c16",
+                &format!("-d{secs}s"),
+                "--timeout",
+                "120s",
+                url,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
+            .expect("start wrk");
+        Wrk { child: Some(child) }
+    }
+
+    /// Stops wrk with SIGINT, on which it stops sending and prints its summary.
+    fn stop(mut self) -> WrkSummary {
+        let child = self.child.take().unwrap();
+        let ok = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
             .unwrap()
-    } else {
-        // A shell loop of curl as a stand-in, still a real client.
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "end=$(($(date +%s) + {secs})); \
-                 while [ $(date +%s) -lt $end ]; do curl -s -o /dev/null {url} || true; done"
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+            .success();
+        assert!(ok, "wrk ended before it was stopped");
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // `  1234 requests in 3.00s, 1.2MB read`
+        let requests = text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in ")?.0.parse().ok())
+            .unwrap_or_else(|| panic!("no request count in wrk's summary:\n{text}"));
+        // `  Socket errors: connect 16, read 3, write 0, timeout 0` (absent when all are 0)
+        let timeouts = text
+            .lines()
+            .find_map(|l| l.split("timeout ").nth(1)?.trim().parse().ok())
+            .unwrap_or(0);
+        // `  Non-2xx or 3xx responses: 5` (absent when there are none)
+        let non_2xx = text
+            .lines()
+            .find_map(|l| {
+                l.split("Non-2xx or 3xx responses: ")
+                    .nth(1)?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        WrkSummary {
+            requests,
+            timeouts,
+            non_2xx,
+            text,
+        }
     }
 }
 
-fn which(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
+impl Drop for Wrk {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The counts of the tap's last line, `stopped: N exchanges proxied, R recorded, S sampled
+/// out, D dropped; files: ...`, read from its standard error.
+struct StopLine {
+    line: String,
+    proxied: u64,
+    recorded: u64,
+    sampled_out: u64,
+    dropped: u64,
+}
+
+impl StopLine {
+    fn of(stderr: &str) -> StopLine {
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("stopped: "))
+            .unwrap_or_else(|| panic!("no stop line in {stderr}"))
+            .to_string();
+        let number = |after: &str| -> u64 {
+            line.split(after)
+                .next()
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .replace(',', "")
+                .parse()
+                .unwrap_or_else(|e| panic!("{after}: {e} in {line}"))
+        };
+        StopLine {
+            proxied: number(" exchanges proxied"),
+            recorded: number(" recorded"),
+            sampled_out: number(" sampled out"),
+            dropped: number(" dropped"),
+            line,
+        }
+    }
 }
 
 /// The issue's second check: SIGTERM in the middle of a wrk run leaves a recording that
-/// parses completely, with every exchange whole.
+/// parses completely, with every exchange whole, and holds every exchange proxied: with
+/// the whole sample and a queue that cannot fill, proxied = recorded = the exchanges in the
+/// file = the answers wrk read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_wrk_leaves_a_complete_recording() {
     let Some(nginx) = nginx_binary() else { return };
+    let Some(wrk) = wrk_binary() else { return };
     let gw = Nginx::start(&nginx, NGINX_API);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("load.jsonl.zst");
@@ -441,25 +543,34 @@ async fn sigterm_during_wrk_leaves_a_complete_recording() {
         "127.0.0.1:0",
         "--shutdown-grace",
         "5s",
+        "--sample",
+        "1",
+        "--queue-size",
+        "1000000",
     ]);
-    let mut wrk = load(&format!("{}/api/users/7", tap.url()), 20);
+    let load = Wrk::start(&wrk, &format!("{}/api/users/7", tap.url()), 60);
     until("load to flow", || async {
         tap.metric("shadowdiff_tap_proxied_total").await >= 300
     })
     .await;
     let err = tap.stop_async().await;
-    let _ = wrk.kill();
-    let _ = wrk.wait();
+    let wrk = tokio::task::spawn_blocking(move || load.stop())
+        .await
+        .unwrap();
     assert!(!shadowdiff::recording::writer::partial_path(&out).exists());
+    let stop = StopLine::of(&err);
+    let line = &stop.line;
+    assert!(stop.proxied >= 300, "{line}");
+    assert_eq!((stop.sampled_out, stop.dropped), (0, 0), "{line}");
+    assert_eq!(stop.recorded, stop.proxied, "{line}");
     let got = read_recordings(std::slice::from_ref(&out));
-    let recorded: usize = err
-        .split("proxied, ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no summary line in {err}"));
-    assert_eq!(got.len(), recorded, "{err}");
-    assert!(got.len() >= 300);
+    assert_eq!(got.len() as u64, stop.proxied, "{line}");
+    // wrk's own count: every answer it read whole is one the tap proxied, and the other way
+    // round. Its socket errors are connections the tap closed while stopping, each with a
+    // request the tap never read (so never proxied); none may have gone unanswered.
+    assert_eq!(wrk.timeouts, 0, "{}", wrk.text);
+    assert_eq!(wrk.non_2xx, 0, "{}", wrk.text);
+    assert_eq!(wrk.requests, stop.proxied, "{line}\n{}", wrk.text);
     for e in &got {
         let r = e.response.as_ref().unwrap();
         assert_eq!(r.status, 200);
@@ -620,6 +731,7 @@ async fn a_full_disk_loses_no_counted_exchange_and_leaves_no_empty_files() {
     let Some(disk) = Tmpfs::mount("2m") else {
         return;
     };
+    let Some(wrk) = wrk_binary() else { return };
     let filler = disk.path().join("filler");
     std::fs::write(&filler, vec![0u8; 1536 << 10]).unwrap();
     let up = TestServer::start(echo_server()).await;
@@ -632,7 +744,7 @@ async fn a_full_disk_loses_no_counted_exchange_and_leaves_no_empty_files() {
         "--metrics",
         "127.0.0.1:0",
     ]);
-    let mut wrk = load(&format!("{}/api/users/7", tap.url()), 15);
+    let load = Wrk::start(&wrk, &format!("{}/api/users/7", tap.url()), 15);
     const FULL: &str = "shadowdiff_tap_dropped_total{reason=\"disk_full\"}";
     const RECORDED: &str = "shadowdiff_tap_recorded_total";
     until("the disk to be full", || async {
@@ -645,8 +757,7 @@ async fn a_full_disk_loses_no_counted_exchange_and_leaves_no_empty_files() {
         tap.metric(RECORDED).await > before
     })
     .await;
-    let _ = wrk.kill();
-    let _ = wrk.wait();
+    drop(load);
     assert_every_exchange_accounted(&tap).await;
     until("the recorder to have flushed what it took", || async {
         let m = tap.metrics_text().await;
@@ -656,27 +767,13 @@ async fn a_full_disk_loses_no_counted_exchange_and_leaves_no_empty_files() {
     .await;
     let m = tap.metrics_text().await;
     let err = tap.stop_async().await;
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("stopped: "))
-        .unwrap_or_else(|| panic!("no stop line in {err}"));
-    let number = |after: &str| -> u64 {
-        line.split(after)
-            .next()
-            .unwrap()
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .replace(',', "")
-            .parse()
-            .unwrap_or_else(|e| panic!("{after}: {e} in {line}"))
-    };
-    let (proxied, recorded, sampled_out, dropped) = (
-        number(" exchanges proxied"),
-        number(" recorded"),
-        number(" sampled out"),
-        number(" dropped"),
-    );
+    let StopLine {
+        line,
+        proxied,
+        recorded,
+        sampled_out,
+        dropped,
+    } = StopLine::of(&err);
     assert_eq!(proxied, recorded + sampled_out + dropped, "{line}");
     assert!(dropped > 0 && recorded > 0, "{line}");
     // What the metrics said after the load is what the tap said at the end: nothing changed.
