@@ -175,16 +175,37 @@ async fn get_text(addr: SocketAddr, path: &str) -> (u16, String) {
     raw_response(&buf)
 }
 
-/// Sends raw bytes and reads until the server closes or 2 s pass.
+/// Sends raw bytes on a new connection and reads everything until the tap closes it, so a
+/// caller comparing the body sees every byte the tap sent, stray ones included. A tap still
+/// holding the connection after 10 s fails the test (the bound only stops a hang: the tap
+/// answers these at once).
 async fn raw(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = vec![0u8; 65536];
-    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    raw_response(&buf[..n])
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    match read {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => panic!(
+            "reading the answer to {request:?}: {e} after {:?}",
+            String::from_utf8_lossy(&buf)
+        ),
+        Err(_) => panic!(
+            "the tap still holds the connection after 10 s; {request:?} got {:?}",
+            String::from_utf8_lossy(&buf)
+        ),
+    }
+    raw_response(&buf)
+}
+
+/// Sends raw bytes on a new connection and reads one answer, framed by its content-length,
+/// without waiting for the tap to close: for answers on a connection the tap may keep.
+async fn raw_answer(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let (head, body) = read_answer(&mut s, request.starts_with("HEAD ")).await;
+    let (status, _) = raw_response(head.as_bytes());
+    (status, String::from_utf8_lossy(&body).to_string())
 }
 
 fn raw_response(buf: &[u8]) -> (u16, String) {
@@ -382,43 +403,145 @@ async fn curl_through_the_tap_to_nginx_replays_identical_and_keeps_no_secret() {
     assert_eq!(r["summary"]["identical"], 8, "{:#}", r["summary"]);
 }
 
-/// Starts wrk (or, without wrk, a loop of curl) against `url` for at most `secs` seconds.
-fn load(url: &str, secs: u32) -> Child {
-    if Path::new("/usr/bin/wrk").exists() || which("wrk") {
-        Command::new("wrk")
-            .args(["-t1", "-c16", &format!("-d{secs}s"), url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+/// wrk running against one URL with 16 connections, killed when dropped.
+struct Wrk {
+    child: Option<Child>,
+}
+
+/// What wrk said it did, from the summary it prints when it stops.
+#[derive(Debug)]
+struct WrkSummary {
+    /// Answers wrk read whole.
+    requests: u64,
+    /// Requests wrk saw outstanding for longer than its `--timeout` (still counted in
+    /// `requests` if answered later).
+    timeouts: u64,
+    /// Answers whose status was not 2xx or 3xx.
+    non_2xx: u64,
+    text: String,
+}
+
+impl Wrk {
+    /// Starts `wrk` against `url` for at most `secs` seconds. Its timeout is longer than any
+    /// test runs, so a timeout it reports is a request never answered, not a slow machine.
+    fn start(wrk: &Path, url: &str, secs: u32) -> Wrk {
+        let child = Command::new(wrk)
+            .args([
+                "-t1",
+                "-c16",
+                &format!("-d{secs}s"),
+                "--timeout",
+                "120s",
+                url,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
+            .expect("start wrk");
+        Wrk { child: Some(child) }
+    }
+
+    /// Stops wrk with SIGINT, on which it stops sending and prints its summary.
+    fn stop(mut self) -> WrkSummary {
+        let child = self.child.take().unwrap();
+        let ok = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
             .unwrap()
-    } else {
-        // A shell loop of curl as a stand-in, still a real client.
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "end=$(($(date +%s) + {secs})); \
-                 while [ $(date +%s) -lt $end ]; do curl -s -o /dev/null {url} || true; done"
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+            .success();
+        assert!(ok, "wrk ended before it was stopped");
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // `  1234 requests in 3.00s, 1.2MB read`
+        let requests = text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in ")?.0.parse().ok())
+            .unwrap_or_else(|| panic!("no request count in wrk's summary:\n{text}"));
+        // `  Socket errors: connect 16, read 3, write 0, timeout 0` (absent when all are 0)
+        let timeouts = text
+            .lines()
+            .find_map(|l| l.split("timeout ").nth(1)?.trim().parse().ok())
+            .unwrap_or(0);
+        // `  Non-2xx or 3xx responses: 5` (absent when there are none)
+        let non_2xx = text
+            .lines()
+            .find_map(|l| {
+                l.split("Non-2xx or 3xx responses: ")
+                    .nth(1)?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        WrkSummary {
+            requests,
+            timeouts,
+            non_2xx,
+            text,
+        }
     }
 }
 
-fn which(cmd: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {cmd}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
+impl Drop for Wrk {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The counts of the tap's last line, `stopped: N exchanges proxied, R recorded, S sampled
+/// out, D dropped; files: ...`, read from its standard error.
+struct StopLine {
+    line: String,
+    proxied: u64,
+    recorded: u64,
+    sampled_out: u64,
+    dropped: u64,
+}
+
+impl StopLine {
+    fn of(stderr: &str) -> StopLine {
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("stopped: "))
+            .unwrap_or_else(|| panic!("no stop line in {stderr}"))
+            .to_string();
+        let number = |after: &str| -> u64 {
+            line.split(after)
+                .next()
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .replace(',', "")
+                .parse()
+                .unwrap_or_else(|e| panic!("{after}: {e} in {line}"))
+        };
+        StopLine {
+            proxied: number(" exchanges proxied"),
+            recorded: number(" recorded"),
+            sampled_out: number(" sampled out"),
+            dropped: number(" dropped"),
+            line,
+        }
+    }
 }
 
 /// The issue's second check: SIGTERM in the middle of a wrk run leaves a recording that
-/// parses completely, with every exchange whole.
+/// parses completely, with every exchange whole, and holds every exchange proxied: with
+/// the whole sample and a queue that cannot fill, proxied = recorded = the exchanges in the
+/// file = the answers wrk read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_wrk_leaves_a_complete_recording() {
     let Some(nginx) = nginx_binary() else { return };
+    let Some(wrk) = wrk_binary() else { return };
     let gw = Nginx::start(&nginx, NGINX_API);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("load.jsonl.zst");
@@ -431,25 +554,34 @@ async fn sigterm_during_wrk_leaves_a_complete_recording() {
         "127.0.0.1:0",
         "--shutdown-grace",
         "5s",
+        "--sample",
+        "1",
+        "--queue-size",
+        "1000000",
     ]);
-    let mut wrk = load(&format!("{}/api/users/7", tap.url()), 20);
+    let load = Wrk::start(&wrk, &format!("{}/api/users/7", tap.url()), 60);
     until("load to flow", || async {
         tap.metric("shadowdiff_tap_proxied_total").await >= 300
     })
     .await;
     let err = tap.stop_async().await;
-    let _ = wrk.kill();
-    let _ = wrk.wait();
+    let wrk = tokio::task::spawn_blocking(move || load.stop())
+        .await
+        .unwrap();
     assert!(!shadowdiff::recording::writer::partial_path(&out).exists());
+    let stop = StopLine::of(&err);
+    let line = &stop.line;
+    assert!(stop.proxied >= 300, "{line}");
+    assert_eq!((stop.sampled_out, stop.dropped), (0, 0), "{line}");
+    assert_eq!(stop.recorded, stop.proxied, "{line}");
     let got = read_recordings(std::slice::from_ref(&out));
-    let recorded: usize = err
-        .split("proxied, ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no summary line in {err}"));
-    assert_eq!(got.len(), recorded, "{err}");
-    assert!(got.len() >= 300);
+    assert_eq!(got.len() as u64, stop.proxied, "{line}");
+    // wrk's own count: every answer it read whole is one the tap proxied, and the other way
+    // round. Its socket errors are connections the tap closed while stopping, each with a
+    // request the tap never read (so never proxied); none may have gone unanswered.
+    assert_eq!(wrk.timeouts, 0, "{}", wrk.text);
+    assert_eq!(wrk.non_2xx, 0, "{}", wrk.text);
+    assert_eq!(wrk.requests, stop.proxied, "{line}\n{}", wrk.text);
     for e in &got {
         let r = e.response.as_ref().unwrap();
         assert_eq!(r.status, 200);
@@ -498,8 +630,10 @@ async fn a_recorder_that_cannot_write_does_not_touch_traffic_and_drops_are_count
     assert!(log.contains("recording is failing"), "{log}");
     assert!(!log.contains('\x1b'), "{log:?}");
 
-    // A slow disk: 200 ms per write behind a queue of 2. Waiting for the disk would take
-    // 50 x 200 ms = 10 s; the clients see no delay and the overflow is counted.
+    // A slow disk: a second per write behind a queue of 2. Clients that waited for the disk
+    // would each get their answer after a write, so at least 48 would be written by the
+    // last answer; these get all 50 answers while the recorder is a few writes in, and the
+    // overflow is counted.
     let tap = TapProc::start(&[
         "--upstream",
         &up.url(),
@@ -508,24 +642,22 @@ async fn a_recorder_that_cannot_write_does_not_touch_traffic_and_drops_are_count
         "--metrics",
         "127.0.0.1:0",
         "--debug-write-delay",
-        "200ms",
+        "1s",
         "--queue-size",
         "2",
     ]);
-    let start = Instant::now();
     for i in 0..50 {
         let (status, _) = send(&c, "GET", &format!("{}/y/{i}", tap.url()), &[], "").await;
         assert_eq!(status, 200);
     }
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
-    let full = tap
-        .metric("shadowdiff_tap_dropped_total{reason=\"queue_full\"}")
-        .await;
-    assert!(full >= 40, "{full}");
+    let m = tap.metrics_text().await;
+    // Written: recorded (flushed) or still in the writer's buffers. Half of the 50, the
+    // bound, would mean 25 s for 50 local requests, which no loaded machine takes.
+    let written = metric_in(&m, "shadowdiff_tap_recorded_total")
+        + metric_in(&m, "shadowdiff_tap_recorder_pending");
+    assert!(written < 25, "{written} written by the last answer\n{m}");
+    let full = metric_in(&m, "shadowdiff_tap_dropped_total{reason=\"queue_full\"}");
+    assert!(full >= 40, "{full}\n{m}");
     assert_every_exchange_accounted(&tap).await;
     tap.stop_async().await;
 }
@@ -610,6 +742,7 @@ async fn a_full_disk_loses_no_counted_exchange_and_leaves_no_empty_files() {
     let Some(disk) = Tmpfs::mount("2m") else {
         return;
     };
+    let Some(wrk) = wrk_binary() else { return };
     let filler = disk.path().join("filler");
     std::fs::write(&filler, vec![0u8; 1536 << 10]).unwrap();
     let up = TestServer::start(echo_server()).await;
@@ -622,7 +755,7 @@ async fn a_full_disk_loses_no_counted_exchange_and_leaves_no_empty_files() {
         "--metrics",
         "127.0.0.1:0",
     ]);
-    let mut wrk = load(&format!("{}/api/users/7", tap.url()), 15);
+    let load = Wrk::start(&wrk, &format!("{}/api/users/7", tap.url()), 15);
     const FULL: &str = "shadowdiff_tap_dropped_total{reason=\"disk_full\"}";
     const RECORDED: &str = "shadowdiff_tap_recorded_total";
     until("the disk to be full", || async {
@@ -635,8 +768,7 @@ async fn a_full_disk_loses_no_counted_exchange_and_leaves_no_empty_files() {
         tap.metric(RECORDED).await > before
     })
     .await;
-    let _ = wrk.kill();
-    let _ = wrk.wait();
+    drop(load);
     assert_every_exchange_accounted(&tap).await;
     until("the recorder to have flushed what it took", || async {
         let m = tap.metrics_text().await;
@@ -646,27 +778,13 @@ async fn a_full_disk_loses_no_counted_exchange_and_leaves_no_empty_files() {
     .await;
     let m = tap.metrics_text().await;
     let err = tap.stop_async().await;
-    let line = err
-        .lines()
-        .find(|l| l.starts_with("stopped: "))
-        .unwrap_or_else(|| panic!("no stop line in {err}"));
-    let number = |after: &str| -> u64 {
-        line.split(after)
-            .next()
-            .unwrap()
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .replace(',', "")
-            .parse()
-            .unwrap_or_else(|e| panic!("{after}: {e} in {line}"))
-    };
-    let (proxied, recorded, sampled_out, dropped) = (
-        number(" exchanges proxied"),
-        number(" recorded"),
-        number(" sampled out"),
-        number(" dropped"),
-    );
+    let StopLine {
+        line,
+        proxied,
+        recorded,
+        sampled_out,
+        dropped,
+    } = StopLine::of(&err);
     assert_eq!(proxied, recorded + sampled_out + dropped, "{line}");
     assert!(dropped > 0 && recorded > 0, "{line}");
     // What the metrics said after the load is what the tap said at the end: nothing changed.
@@ -780,26 +898,26 @@ async fn open_proxy_requests_and_oversized_requests_are_refused() {
         "--max-header-bytes",
         "8KiB",
     ]);
-    let (s, _) = raw(
+    let (s, _) = raw_answer(
         tap.addr,
         "GET http://evil.example/steal HTTP/1.1\r\nHost: evil.example\r\n\r\n",
     )
     .await;
     assert_eq!(s, 421);
-    let (s, _) = raw(
+    let (s, _) = raw_answer(
         tap.addr,
         "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
     )
     .await;
     assert_eq!(s, 405);
-    let (s, _) = raw(
+    let (s, _) = raw_answer(
         tap.addr,
         "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 5000\r\n\r\n",
     )
     .await;
     assert_eq!(s, 413);
     let big = "x".repeat(16 << 10);
-    let (s, _) = raw(
+    let (s, _) = raw_answer(
         tap.addr,
         &format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n"),
     )
@@ -816,7 +934,7 @@ async fn open_proxy_requests_and_oversized_requests_are_refused() {
         "POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n{}\r\n0\r\n\r\n",
         "y".repeat(0x800)
     );
-    let (s, _) = raw(tap.addr, &chunked).await;
+    let (s, _) = raw_answer(tap.addr, &chunked).await;
     assert!(s == 413 || s == 502, "{s}");
     // Absolute form naming the upstream itself is an ordinary request.
     let (s, body) = raw(
@@ -2038,18 +2156,20 @@ async fn a_connection_handed_over_mid_way_keeps_its_order() {
 
 /// An upstream that reads requests one after another on each connection and answers the
 /// n-th request of the whole run with `script(n, request head)`: pieces written after their
-/// delays, then the connection closed when the last piece is `None`. Counts the requests.
-async fn scripted_upstream<F>(script: F) -> (SocketAddr, Arc<AtomicUsize>)
+/// delays, then the connection closed when the last piece is `None`. Counts the requests
+/// and the pieces written (a piece counts once it is in the tap's receive buffer).
+async fn scripted_upstream<F>(script: F) -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>)
 where
     F: Fn(usize, &str) -> Vec<(u64, Option<&'static [u8]>)> + Send + Sync + 'static,
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(AtomicUsize::new(0));
-    let (script, count) = (Arc::new(script), seen.clone());
+    let written = Arc::new(AtomicUsize::new(0));
+    let (script, count, pieces) = (Arc::new(script), seen.clone(), written.clone());
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
-            let (script, count) = (script.clone(), count.clone());
+            let (script, count, pieces) = (script.clone(), count.clone(), pieces.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 loop {
@@ -2073,6 +2193,7 @@ where
                                 if s.write_all(p).await.is_err() {
                                     return;
                                 }
+                                pieces.fetch_add(1, Ordering::SeqCst);
                             }
                             None => return,
                         }
@@ -2081,25 +2202,30 @@ where
             });
         }
     });
-    (addr, seen)
+    (addr, seen, written)
 }
 
-/// Reads one answer framed by its content-length (or none) from `s`.
+/// Reads one answer framed by its content-length (or bodiless: to HEAD, 1xx, 204, 304) from
+/// `s`. Any other framing fails the test rather than being read as an empty body.
 async fn read_answer(s: &mut tokio::net::TcpStream, head_request: bool) -> (String, Vec<u8>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .unwrap_or(0);
-            let want = if head_request { 0 } else { len };
+            let len: Option<usize> = head.lines().find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            });
+            let status = head.split_whitespace().nth(1).unwrap_or_default();
+            let bodiless =
+                head_request || status.starts_with('1') || status == "204" || status == "304";
+            let want = match len {
+                _ if bodiless => 0,
+                Some(len) => len,
+                None => panic!("an answer not framed by content-length: {head}"),
+            };
             while buf.len() < end + 4 + want {
                 let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
                     .await
@@ -2129,7 +2255,7 @@ async fn read_answer(s: &mut tokio::net::TcpStream, head_request: bool) -> (Stri
 /// and never sent twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odd_answers_on_a_kept_connection_are_not_misread() {
-    let (up, seen) = scripted_upstream(|_, head| {
+    let (up, seen, written) = scripted_upstream(|_, head| {
         if head.starts_with("HEAD") {
             vec![
                 (0, Some(&b"HTTP/1.1 200\r\ncontent-length: 4\r\n\r\n"[..])),
@@ -2153,7 +2279,12 @@ async fn odd_answers_on_a_kept_connection_are_not_misread() {
         .unwrap();
     let (head, _) = read_answer(&mut s, true).await;
     assert!(head.starts_with("HTTP/1.1 200 \r\n"), "{head}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The next request goes only once production has sent its stray body: the tap must
+    // have it waiting on the connection, not racing the next answer.
+    until("production to send a body after HEAD", || async {
+        written.load(Ordering::SeqCst) == 2
+    })
+    .await;
     s.write_all(b"GET /g HTTP/1.1\r\nhost: shop\r\n\r\n")
         .await
         .unwrap();
@@ -2191,7 +2322,7 @@ async fn odd_answers_on_a_kept_connection_are_not_misread() {
 /// complete head longer than `--max-header-bytes` is answered 431 and never forwarded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_upload_gets_504_and_an_oversized_head_431() {
-    let (up, seen) = scripted_upstream(|_, _| {
+    let (up, seen, _) = scripted_upstream(|_, _| {
         vec![(
             0,
             Some(&b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"[..]),
@@ -2214,7 +2345,8 @@ async fn a_stalled_upload_gets_504_and_an_oversized_head_431() {
         .await
         .unwrap();
     let mut got = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    // The 20 s bound only stops a hang: the tap closes after `--upstream-timeout` (1 s).
+    let closed = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut got)).await;
     assert!(closed.is_ok(), "the connection was left open");
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 504"), "{text}");
@@ -2846,8 +2978,10 @@ async fn json_redaction_changes_only_the_secret_values() {
 /// leaves no exchange counted in flight, and is counted as an abort.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_giving_up_before_the_answer_are_counted_and_not_left_in_flight() {
+    // Production answers only after the test has ended: the clients give up first however
+    // slowly the machine runs.
     let up = TestServer::start_delayed(|_s: Seen| {
-        (Answer::json(200, "{}"), Some(Duration::from_millis(1500)))
+        (Answer::json(200, "{}"), Some(Duration::from_secs(3600)))
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -3205,7 +3339,7 @@ async fn credentials_in_the_authority_or_host_are_refused_and_never_recorded() {
     let (answer, _) = h2.send_request(req, true).unwrap();
     assert_eq!(answer.await.unwrap().status(), 400, "HTTP/2 :authority");
 
-    let (s, body) = raw(
+    let (s, body) = raw_answer(
         tap.addr,
         &format!(
             "GET http://user:pw@{}/secret HTTP/1.1\r\nHost: {}\r\n\r\n",
@@ -3215,7 +3349,7 @@ async fn credentials_in_the_authority_or_host_are_refused_and_never_recorded() {
     .await;
     assert_eq!(s, 400, "absolute form: {body}");
     assert!(body.contains("credentials"), "{body}");
-    let (s, _) = raw(
+    let (s, _) = raw_answer(
         tap.addr,
         &format!("GET /secret HTTP/1.1\r\nHost: user:pw@{}\r\n\r\n", tap.addr),
     )
@@ -3516,7 +3650,7 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
         let slow = s.path_and_query == "/slow";
         (
             Answer::json(200, format!(r#"{{"path":"{}"}}"#, s.path_and_query)),
-            slow.then(|| Duration::from_millis(1200)),
+            slow.then(|| Duration::from_secs(3)),
         )
     })
     .await;
@@ -3530,12 +3664,23 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     tokio::spawn(async move {
         let _ = ended_tx.send(connection.await);
     });
-    for path in ["/slow", "/fast"] {
+    let ask = |h2: &mut h2::client::SendRequest<Bytes>, path: &str| {
         let req = http::Request::get(format!("http://{}{path}", tap.addr))
             .body(())
             .unwrap();
-        let (answer, _) = h2.send_request(req, true).unwrap();
-        let answer = answer.await.unwrap();
+        let (answer, _) = h2
+            .send_request(req, true)
+            .unwrap_or_else(|e| panic!("{path} refused: {e}"));
+        answer
+    };
+    let slow = ask(&mut h2, "/slow");
+    // Three idle timeouts with /slow open, a wait that a busy machine only makes longer
+    // (well short of the 3 s /slow takes): a connection wrongly taken for idle would have
+    // had its GOAWAY by now and would refuse /fast.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let fast = ask(&mut h2, "/fast");
+    for (path, answer) in [("/fast", fast), ("/slow", slow)] {
+        let answer = answer.await.unwrap_or_else(|e| panic!("{path}: {e}"));
         assert_eq!(answer.status(), 200, "{path}");
         let mut body = answer.into_body();
         let mut got = Vec::new();

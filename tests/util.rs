@@ -472,6 +472,15 @@ pub fn required_tool(paths: &[&str], require: &str, what: &str) -> Option<PathBu
     None
 }
 
+/// wrk, the load generator the tap's tests drive.
+pub fn wrk_binary() -> Option<PathBuf> {
+    required_tool(
+        &["/usr/bin/wrk", "/usr/local/bin/wrk"],
+        "SHADOWDIFF_REQUIRE_WRK",
+        "wrk",
+    )
+}
+
 /// The headless browser used to check the HTML report.
 pub fn chromium_binary() -> Option<PathBuf> {
     required_tool(
