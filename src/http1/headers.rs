@@ -79,26 +79,27 @@ pub enum Forward {
 }
 
 /// The policy for the fields of one message: [`HOP_BY_HOP`], the names its `Connection`
-/// fields list, and the `te` rule. It borrows the message's fields (name, value) and
-/// allocates nothing.
+/// fields list, and the `te` rule. It reads the message's fields (name, value) through a
+/// function that lists them afresh, so it borrows them and allocates nothing.
 #[derive(Clone, Debug)]
-pub struct FieldPolicy<I> {
+pub struct FieldPolicy<F> {
     direction: Direction,
-    fields: I,
+    fields: F,
     /// Some `Connection` option names a field to remove.
     removes: bool,
     /// A `te` field asks for trailers.
     trailers: bool,
 }
 
-impl<'a, I> FieldPolicy<I>
+impl<'a, F, I> FieldPolicy<F>
 where
-    I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+    F: Fn() -> I,
+    I: Iterator<Item = (&'a [u8], &'a [u8])>,
 {
-    /// The policy for a message with `fields`.
-    pub fn new(direction: Direction, fields: I) -> Self {
+    /// The policy for a message whose fields `fields` lists.
+    pub fn new(direction: Direction, fields: F) -> Self {
         let (mut removes, mut trailers) = (false, false);
-        for (name, value) in fields.clone() {
+        for (name, value) in fields() {
             if name.eq_ignore_ascii_case(b"connection") {
                 removes |= list_tokens(value).any(connection_option_removes);
             } else if name.eq_ignore_ascii_case(b"te") {
@@ -131,8 +132,7 @@ where
 
     /// Whether a `Connection` field lists `name` as one to remove.
     pub fn connection_names(&self, name: &[u8]) -> bool {
-        self.fields
-            .clone()
+        (self.fields)()
             .filter(|(n, _)| n.eq_ignore_ascii_case(b"connection"))
             .flat_map(|(_, v)| list_tokens(v))
             .any(|t| connection_option_removes(t) && t.eq_ignore_ascii_case(name))
@@ -144,7 +144,7 @@ mod tests {
     use super::*;
 
     fn decide(direction: Direction, head: &[(&str, &str)]) -> Vec<(String, Forward)> {
-        let fields = head.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
+        let fields = || head.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()));
         let policy = FieldPolicy::new(direction, fields);
         head.iter()
             .map(|(n, _)| (n.to_string(), policy.field(n.as_bytes())))
