@@ -987,7 +987,11 @@ async fn te_reaches_production_alike_on_both_http1_paths() {
     let cases: [(&str, &str, &[&str]); 5] = [
         ("one field", "te: gzip, trailers\r\n", &["trailers"]),
         ("two fields", "te: gzip\r\nTE: trailers\r\n", &["trailers"]),
-        ("trailers first", "te: trailers\r\nte: gzip\r\n", &["trailers"]),
+        (
+            "trailers first",
+            "te: trailers\r\nte: gzip\r\n",
+            &["trailers"],
+        ),
         ("codings only", "te: gzip, deflate\r\n", &[]),
         (
             "named by connection",

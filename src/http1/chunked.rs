@@ -77,25 +77,30 @@ impl ChunkedDecoder {
                     let Some(nl) = buf[i..].iter().position(|&b| b == b'\n') else {
                         self.line.extend_from_slice(&buf[i..]);
                         if self.line.len() > MAX_SIZE_LINE {
-                            return Err(error(buf.len(), format!(
-                                "chunk-size line longer than {MAX_SIZE_LINE} bytes"
-                            )));
+                            return Err(error(
+                                buf.len(),
+                                format!("chunk-size line longer than {MAX_SIZE_LINE} bytes"),
+                            ));
                         }
                         return Ok((buf.len(), false));
                     };
                     self.line.extend_from_slice(&buf[i..=i + nl]);
                     i += nl + 1;
                     if self.line.len() > MAX_SIZE_LINE {
-                        return Err(error(i, format!(
-                            "chunk-size line longer than {MAX_SIZE_LINE} bytes"
-                        )));
+                        return Err(error(
+                            i,
+                            format!("chunk-size line longer than {MAX_SIZE_LINE} bytes"),
+                        ));
                     }
                     let size = chunk_size(&self.line, self.mode).ok_or_else(|| {
                         let shown = &self.line[..self.line.len().min(40)];
-                        error(i, format!(
-                            "expected a hex chunk size and CRLF, found {:?}",
-                            String::from_utf8_lossy(shown)
-                        ))
+                        error(
+                            i,
+                            format!(
+                                "expected a hex chunk size and CRLF, found {:?}",
+                                String::from_utf8_lossy(shown)
+                            ),
+                        )
                     })?;
                     self.line.clear();
                     self.state = if size == 0 {
@@ -156,10 +161,13 @@ impl ChunkedDecoder {
                         return Ok((i, true));
                     }
                     if field(line, self.mode).is_none() {
-                        return Err(error(i, format!(
-                            "expected a `Name: value` trailer field, found {:?}",
-                            String::from_utf8_lossy(&line[..line.len().min(40)])
-                        )));
+                        return Err(error(
+                            i,
+                            format!(
+                                "expected a `Name: value` trailer field, found {:?}",
+                                String::from_utf8_lossy(&line[..line.len().min(40)])
+                            ),
+                        ));
                     }
                 }
                 State::Done => return Ok((i, true)),
@@ -312,7 +320,10 @@ mod tests {
                 assert_eq!(taken, end, "step {step}");
                 assert_eq!(
                     trailers(&d),
-                    [("x-checksum".into(), "9".into()), ("grpc-status".into(), "0".into())]
+                    [
+                        ("x-checksum".into(), "9".into()),
+                        ("grpc-status".into(), "0".into())
+                    ]
                 );
             }
         }
@@ -341,7 +352,11 @@ mod tests {
         ];
         for (bad, lenient_takes) in cases {
             let strict = decode(bad, bad.len(), Mode::Strict);
-            assert!(strict.is_err(), "strict took {:?}", String::from_utf8_lossy(bad));
+            assert!(
+                strict.is_err(),
+                "strict took {:?}",
+                String::from_utf8_lossy(bad)
+            );
             let lenient = decode(bad, bad.len(), Mode::Lenient);
             assert_eq!(
                 lenient.is_ok(),
@@ -350,8 +365,12 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
-        let (content, _, done, d) =
-            decode(b"3;x=y\r\nabc\r\n2\nde\n0\r\nGrpc-Status: 0\n\n", 1, Mode::Lenient).unwrap();
+        let (content, _, done, d) = decode(
+            b"3;x=y\r\nabc\r\n2\nde\n0\r\nGrpc-Status: 0\n\n",
+            1,
+            Mode::Lenient,
+        )
+        .unwrap();
         assert!(done);
         assert_eq!(content, b"abcde");
         assert_eq!(trailers(&d), [("Grpc-Status".into(), "0".into())]);

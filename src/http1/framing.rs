@@ -152,8 +152,10 @@ impl BodyFields {
             return if self.chunked {
                 Ok(Framing::Chunked)
             } else {
-                Err("request Transfer-Encoding does not end in chunked, so its length is unknown"
-                    .into())
+                Err(
+                    "request Transfer-Encoding does not end in chunked, so its length is unknown"
+                        .into(),
+                )
             };
         }
         match self.length? {
@@ -167,7 +169,12 @@ impl BodyFields {
 mod tests {
     use super::*;
 
-    fn answer(fields: &[(&str, &str)], status: u16, head: bool, http11: bool) -> Result<(Framing, bool), String> {
+    fn answer(
+        fields: &[(&str, &str)],
+        status: u16,
+        head: bool,
+        http11: bool,
+    ) -> Result<(Framing, bool), String> {
         let mut b = BodyFields::default();
         for (n, v) in fields {
             b.field(n, v.as_bytes());
@@ -186,25 +193,43 @@ mod tests {
     #[test]
     fn transfer_encoding_wins_over_a_length_which_then_costs_the_connection() {
         let both = [("content-length", "3"), ("transfer-encoding", "chunked")];
-        assert_eq!(answer(&both, 200, false, true), Ok((Framing::Chunked, false)));
+        assert_eq!(
+            answer(&both, 200, false, true),
+            Ok((Framing::Chunked, false))
+        );
         assert_eq!(request(&both), Ok(Framing::Chunked));
         // Even a length that is no number does not matter beside chunks.
-        let bad = [("Content-Length", "x"), ("Transfer-Encoding", "gzip, chunked")];
-        assert_eq!(answer(&bad, 200, false, true), Ok((Framing::Chunked, false)));
+        let bad = [
+            ("Content-Length", "x"),
+            ("Transfer-Encoding", "gzip, chunked"),
+        ];
+        assert_eq!(
+            answer(&bad, 200, false, true),
+            Ok((Framing::Chunked, false))
+        );
         // Codings not ending in chunked: the close ends an answer; a request is refused.
         let gzip = [("transfer-encoding", "chunked, gzip")];
-        assert_eq!(answer(&gzip, 200, false, true), Ok((Framing::UntilClose, false)));
+        assert_eq!(
+            answer(&gzip, 200, false, true),
+            Ok((Framing::UntilClose, false))
+        );
         assert!(request(&gzip).is_err());
         // Empty list elements are not codings.
         let trailing = [("transfer-encoding", "gzip, chunked, ")];
         assert_eq!(request(&trailing), Ok(Framing::Chunked));
-        let split = [("transfer-encoding", "gzip"), ("transfer-encoding", "chunked")];
+        let split = [
+            ("transfer-encoding", "gzip"),
+            ("transfer-encoding", "chunked"),
+        ];
         assert_eq!(request(&split), Ok(Framing::Chunked));
     }
 
     #[test]
     fn lengths_must_be_decimal_and_agree() {
-        assert_eq!(request(&[("content-length", "5, 5")]), Ok(Framing::Length(5)));
+        assert_eq!(
+            request(&[("content-length", "5, 5")]),
+            Ok(Framing::Length(5))
+        );
         assert_eq!(request(&[("content-length", "0")]), Ok(Framing::Empty));
         assert_eq!(request(&[]), Ok(Framing::Empty));
         for bad in ["x", "+1", "-1", "1 2", "", "99999999999999999999"] {
@@ -234,15 +259,36 @@ mod tests {
 
     #[test]
     fn the_connection_is_kept_as_the_version_and_the_fields_say() {
-        assert_eq!(answer(&[], 200, false, true), Ok((Framing::UntilClose, false)));
+        assert_eq!(
+            answer(&[], 200, false, true),
+            Ok((Framing::UntilClose, false))
+        );
         let cl = [("content-length", "1")];
-        assert_eq!(answer(&cl, 200, false, true), Ok((Framing::Length(1), true)));
-        assert_eq!(answer(&cl, 200, false, false), Ok((Framing::Length(1), false)));
+        assert_eq!(
+            answer(&cl, 200, false, true),
+            Ok((Framing::Length(1), true))
+        );
+        assert_eq!(
+            answer(&cl, 200, false, false),
+            Ok((Framing::Length(1), false))
+        );
         let ka = [("connection", "Keep-Alive"), ("content-length", "1")];
-        assert_eq!(answer(&ka, 200, false, false), Ok((Framing::Length(1), true)));
+        assert_eq!(
+            answer(&ka, 200, false, false),
+            Ok((Framing::Length(1), true))
+        );
         let close = [("connection", "x, close"), ("content-length", "1")];
-        assert_eq!(answer(&close, 200, false, true), Ok((Framing::Length(1), false)));
-        let chunked10 = [("connection", "keep-alive"), ("transfer-encoding", "chunked")];
-        assert_eq!(answer(&chunked10, 200, false, false), Ok((Framing::Chunked, false)));
+        assert_eq!(
+            answer(&close, 200, false, true),
+            Ok((Framing::Length(1), false))
+        );
+        let chunked10 = [
+            ("connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+        ];
+        assert_eq!(
+            answer(&chunked10, 200, false, false),
+            Ok((Framing::Chunked, false))
+        );
     }
 }

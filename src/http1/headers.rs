@@ -21,7 +21,9 @@ pub const TE_FORWARDED: &str = "trailers";
 
 /// Whether `name` is one of [`HOP_BY_HOP`], in any letter case.
 pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+    HOP_BY_HOP
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
 }
 
 /// The elements of a comma-separated field value, trimmed, empty ones left out.
@@ -182,8 +184,9 @@ mod tests {
         );
         // In an answer `te` means nothing at all.
         let got = decide(Direction::Response, &head);
-        assert!(got.iter().all(|(n, f)| (*f == Forward::Drop)
-            != (n == "content-length" || n == "x-kept")));
+        assert!(got
+            .iter()
+            .all(|(n, f)| (*f == Forward::Drop) != (n == "content-length" || n == "x-kept")));
     }
 
     #[test]
@@ -203,8 +206,14 @@ mod tests {
                 "{values:?}"
             );
             let head: Vec<(&str, &str)> = values.iter().map(|v| ("te", *v)).collect();
-            let fate = if want { Forward::Trailers } else { Forward::Drop };
-            assert!(decide(Direction::Request, &head).iter().all(|(_, f)| *f == fate));
+            let fate = if want {
+                Forward::Trailers
+            } else {
+                Forward::Drop
+            };
+            assert!(decide(Direction::Request, &head)
+                .iter()
+                .all(|(_, f)| *f == fate));
         }
     }
 

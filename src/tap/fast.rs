@@ -19,13 +19,13 @@ use super::metrics::{Refusal, Timeout, UpstreamError};
 use super::proxy::{head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, UNASKED_UPGRADE};
 use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
 use crate::exchange::{Exchange, Headers, Request as CapturedRequest};
-use crate::interface::InterfaceKey;
-use crate::recording::format::now_us;
 use crate::http1::framing::{parse_length, BodyFields, Framing, Mode};
 use crate::http1::headers::{
     connection_option_removes, list_tokens, Direction, FieldPolicy, Forward, TE_FORWARDED,
 };
 use crate::http1::ChunkedDecoder;
+use crate::interface::InterfaceKey;
+use crate::recording::format::now_us;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};

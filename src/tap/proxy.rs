@@ -7,7 +7,6 @@
 //! in [`Tap::handle`] and [`InFlight::finish`], and shares deciding (`Tap::plan`), the
 //! answers to production's failures and the hand-on with [`super::fast`].
 
-use crate::http1::headers::{is_hop_by_hop, Direction, FieldPolicy, Forward, TE_FORWARDED};
 use super::config::TapConfig;
 use super::fast::{self, RawHeads, Rewind, SpareHeaders};
 use super::metrics::{Metrics, Refusal, Timeout, UpstreamError};
@@ -22,6 +21,7 @@ use crate::compare::{FetchError, FetchErrorKind, Observed};
 use crate::exchange::{
     Exchange, Headers, Request as CapturedRequest, Response as CapturedResponse,
 };
+use crate::http1::headers::{is_hop_by_hop, Direction, FieldPolicy, Forward, TE_FORWARDED};
 use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::format::now_us;
 use crate::replay::target::error_chain;
