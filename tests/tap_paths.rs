@@ -37,14 +37,17 @@ impl Reply {
     }
 }
 
+/// The requests production received: each one's target and bytes.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Production as a raw socket. Each request is read whole (its body by length or by
 /// chunks, so that a close never resets an upload it left unread), kept, and answered with
 /// the reply registered for its path, or with the default one.
 struct RawProduction {
     addr: SocketAddr,
     replies: Arc<Mutex<HashMap<String, Reply>>>,
-    /// Every request received: its target and its bytes.
-    received: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    /// Every request received.
+    received: Received,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -53,7 +56,7 @@ impl RawProduction {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let replies: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
-        let received: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+        let received: Received = Arc::default();
         let (table, log) = (replies.clone(), received.clone());
         let task = tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {

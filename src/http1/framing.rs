@@ -13,6 +13,21 @@ pub enum Mode {
     Lenient,
 }
 
+impl Mode {
+    /// How httparse reads heads in this mode: Lenient also takes runs of spaces in the
+    /// start line, spaces after a field name and folded (obsolete multi-line) answer fields.
+    pub fn head_parser(self) -> httparse::ParserConfig {
+        let mut c = httparse::ParserConfig::default();
+        if self == Mode::Lenient {
+            c.allow_multiple_spaces_in_request_line_delimiters(true)
+                .allow_multiple_spaces_in_response_status_delimiters(true)
+                .allow_obsolete_multiline_headers_in_responses(true)
+                .allow_spaces_after_header_name_in_responses(true);
+        }
+        c
+    }
+}
+
 /// Where a body ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Framing {

@@ -340,14 +340,12 @@ fn head_end(b: &[u8], from: usize) -> Option<usize> {
 fn probe(role: Role, partial: &[u8]) -> Result<(), ParseError> {
     let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
     let r = match role {
-        Role::Request => httparse::ParserConfig::default()
-            .allow_multiple_spaces_in_request_line_delimiters(true)
+        Role::Request => Mode::Lenient
+            .head_parser()
             .parse_request(&mut httparse::Request::new(&mut slots), partial)
             .map(|_| ()),
-        Role::Response => httparse::ParserConfig::default()
-            .allow_multiple_spaces_in_response_status_delimiters(true)
-            .allow_obsolete_multiline_headers_in_responses(true)
-            .allow_spaces_after_header_name_in_responses(true)
+        Role::Response => Mode::Lenient
+            .head_parser()
             .parse_response(&mut httparse::Response::new(&mut slots), partial)
             .map(|_| ()),
     };
@@ -409,8 +407,8 @@ fn parse_head(
     let (start, version, raw_headers): (StartLine, String, Vec<(String, String)>) = match role {
         Role::Request => {
             let mut req = httparse::Request::new(&mut slots);
-            let status = httparse::ParserConfig::default()
-                .allow_multiple_spaces_in_request_line_delimiters(true)
+            let status = Mode::Lenient
+                .head_parser()
                 .parse_request(&mut req, head)
                 .map_err(|e| bad("request", e))?;
             if status.is_partial() {
@@ -441,10 +439,8 @@ fn parse_head(
         }
         Role::Response => {
             let mut resp = httparse::Response::new(&mut slots);
-            let status = httparse::ParserConfig::default()
-                .allow_multiple_spaces_in_response_status_delimiters(true)
-                .allow_obsolete_multiline_headers_in_responses(true)
-                .allow_spaces_after_header_name_in_responses(true)
+            let status = Mode::Lenient
+                .head_parser()
                 .parse_response(&mut resp, head)
                 .map_err(|e| bad("response", e))?;
             if status.is_partial() {
