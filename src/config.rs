@@ -429,19 +429,9 @@ pub fn parse_header_flag(flag: &str, s: &str) -> Result<(String, String)> {
         )));
     }
     let name = name.to_ascii_lowercase();
-    // These describe one connection's framing, which the client sets from the body it sends;
-    // a second length or a transfer coding beside it would desynchronise the server.
-    const FRAMING: &[&str] = &[
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "upgrade",
-        "te",
-        "http2-settings",
-    ];
-    if FRAMING.contains(&name.as_str()) {
+    // These describe one connection and its framing, which the client sets from the body it
+    // sends; a second length or a transfer coding beside it would desynchronise the server.
+    if name == "content-length" || crate::http1::headers::is_hop_by_hop(name.as_bytes()) {
         return Err(Error::Usage(format!(
             "--{flag}: {name} belongs to the connection and is set by the client itself; \
              it cannot be set"

@@ -23,6 +23,7 @@ pub mod exchange;
 pub mod failure;
 pub mod glob;
 pub mod hash;
+pub mod http1;
 pub mod interface;
 pub mod inventory;
 pub mod progress;

@@ -37,12 +37,17 @@ impl Reply {
     }
 }
 
+/// The requests production received: each one's target and bytes.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Production as a raw socket. Each request is read whole (its body by length or by
-/// chunks, so that a close never resets an upload it left unread) and answered with the
-/// reply registered for its path, or with the default one.
+/// chunks, so that a close never resets an upload it left unread), kept, and answered with
+/// the reply registered for its path, or with the default one.
 struct RawProduction {
     addr: SocketAddr,
     replies: Arc<Mutex<HashMap<String, Reply>>>,
+    /// Every request received.
+    received: Received,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -51,10 +56,11 @@ impl RawProduction {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let replies: Arc<Mutex<HashMap<String, Reply>>> = Arc::default();
-        let table = replies.clone();
+        let received: Received = Arc::default();
+        let (table, log) = (replies.clone(), received.clone());
         let task = tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
-                let (table, default) = (table.clone(), default.clone());
+                let (table, default, log) = (table.clone(), default.clone(), log.clone());
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     loop {
@@ -68,7 +74,8 @@ impl RawProduction {
                                 Ok(n) => buf.extend_from_slice(&piece[..n]),
                             }
                         };
-                        buf.drain(..end);
+                        let request = buf.drain(..end).collect();
+                        log.lock().unwrap().push((path.clone(), request));
                         let reply = table
                             .lock()
                             .unwrap()
@@ -85,12 +92,29 @@ impl RawProduction {
         RawProduction {
             addr,
             replies,
+            received,
             task,
         }
     }
 
     fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The values of the `name` fields of the request production received for `path`.
+    fn received_values(&self, path: &str, name: &str) -> Vec<String> {
+        let received = self.received.lock().unwrap();
+        let Some((_, request)) = received.iter().find(|(p, _)| p == path) else {
+            panic!("production received no request for {path}");
+        };
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut req = httparse::Request::new(&mut fields);
+        req.parse(request).unwrap();
+        req.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            .collect()
     }
 
     /// Answers requests for `path` with `reply` from now on.
@@ -948,4 +972,75 @@ fn every_answer_framing_reaches_the_client_alike_on_both_http1_paths() {
         "{m}"
     );
     assert_eq!(metric_in(&m, "shadowdiff_tap_in_flight"), 0, "{m}");
+}
+
+/// `te` reaches production the same way whichever path serves the request: only
+/// `te: trailers` survives, once, whether the client offered it beside a transfer coding in
+/// one field or in two, listed `te` in `Connection` or not; a `te` offering only codings is
+/// left out. The tap's own path and hyper's (taken by `Expect: 100-continue` and by
+/// HTTP/1.0) follow one policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn te_reaches_production_alike_on_both_http1_paths() {
+    let production = RawProduction::start(Reply::new(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    ))
+    .await;
+    let (tap, _out, _dir) = recording_tap(&production.url(), &["--metrics", "127.0.0.1:0"]);
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("one field", "te: gzip, trailers\r\n", &["trailers"]),
+        ("two fields", "te: gzip\r\nTE: trailers\r\n", &["trailers"]),
+        (
+            "trailers first",
+            "te: trailers\r\nte: gzip\r\n",
+            &["trailers"],
+        ),
+        ("codings only", "te: gzip, deflate\r\n", &[]),
+        (
+            "named by connection",
+            "connection: te\r\nte: gzip;q=0.5, trailers\r\n",
+            &["trailers"],
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, (name, te, want)) in cases.iter().enumerate() {
+        let requests = [
+            (
+                "the tap's own path",
+                format!("/te/{i}/fast"),
+                format!("GET /te/{i}/fast HTTP/1.1\r\nhost: shop\r\n{te}connection: close\r\n\r\n"),
+                false,
+            ),
+            (
+                "hyper's path (Expect)",
+                format!("/te/{i}/expect"),
+                format!(
+                    "POST /te/{i}/expect HTTP/1.1\r\nhost: shop\r\ncontent-length: 3\r\n\
+                     expect: 100-continue\r\n{te}connection: close\r\n\r\nabc"
+                ),
+                true,
+            ),
+            (
+                "hyper's path (HTTP/1.0)",
+                format!("/te/{i}/http10"),
+                format!("GET /te/{i}/http10 HTTP/1.0\r\nhost: shop\r\n{te}\r\n"),
+                true,
+            ),
+        ];
+        for (path_name, path, request, by_hyper) in requests {
+            let got = read_as_client(&ask(tap.addr, request.as_bytes()).await, false);
+            assert_eq!(
+                (got.status, got.dated),
+                (200, by_hyper),
+                "{name}, {path_name}: {got:?}"
+            );
+            let te_sent = production.received_values(&path, "te");
+            if te_sent != *want {
+                failures.push(format!(
+                    "{name}: {path_name} sent te {te_sent:?}, wanted {want:?}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

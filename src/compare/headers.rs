@@ -3,36 +3,29 @@
 
 use super::timeval::within_tolerance_str;
 use super::{CompareOptions, DiffKind, Difference};
+use crate::http1::headers::is_hop_by_hop;
 
 /// Response headers never compared (lower case): they differ between any two answers, or
 /// describe the transfer rather than the content.
 ///
 /// - `date`: the moment the answer was generated; two servers never agree to the second.
 /// - `age`: seconds the answer spent in a cache; depends on cache state, not the gateway.
-/// - `connection`, `keep-alive`, `proxy-connection`, `te`, `upgrade`: hop-by-hop
-///   (RFC 9110 §7.6.1); they describe one connection, not the answer.
-/// - `transfer-encoding`: chunking is a transfer detail, undone before bodies are compared.
 /// - `trailer`: only announces which trailers follow; the trailers themselves are compared.
 /// - `content-length`: bodies are compared decoded, so the encoded length changes with any
 ///   change of compressor or level even when the content is the same.
 /// - `server-timing`: the server's own timing measurements, different on every answer.
-pub const VOLATILE_HEADERS: &[&str] = &[
-    "date",
-    "age",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "content-length",
-    "server-timing",
-];
+///
+/// Nor are the hop-by-hop fields ([`HOP_BY_HOP`](crate::http1::headers::HOP_BY_HOP): `connection`, `keep-alive`,
+/// `transfer-encoding`, ...), which describe one connection, not the answer; chunking in
+/// particular is undone before bodies are compared.
+pub const VOLATILE_HEADERS: &[&str] =
+    &["date", "age", "trailer", "content-length", "server-timing"];
 
-/// True when the header is not compared: built in as volatile or ignored by the user.
+/// True when the header is not compared: built in as volatile, hop-by-hop, or ignored by
+/// the user.
 fn is_ignored(name_lower: &str, opts: &CompareOptions) -> bool {
     VOLATILE_HEADERS.contains(&name_lower)
+        || is_hop_by_hop(name_lower.as_bytes())
         || opts
             .ignore_headers
             .iter()

@@ -11,6 +11,8 @@
 //! connection (RFC 9112 section 6.3), and an answer that comes before the request body has
 //! gone out (a 413 to an upload) is read at once and the connection given up.
 
+use crate::http1::framing::{BodyFields, Framing, Mode};
+use crate::http1::ChunkedDecoder;
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -177,121 +179,6 @@ struct HeadInfo {
     reusable: bool,
 }
 
-/// Where a response body ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Framing {
-    /// It has none (HEAD, 204, 304, 1xx).
-    Empty,
-    /// After this many bytes.
-    Length(usize),
-    /// At the last chunk and its trailers.
-    Chunked,
-    /// When the server closes the connection.
-    UntilClose,
-}
-
-/// What a response head's fields say about its body and its connection, gathered field by
-/// field; one set of RFC 9112 rules for replay's client and the tap.
-#[derive(Debug)]
-pub(crate) struct BodyFields {
-    length: Result<Option<usize>, String>,
-    chunked: bool,
-    encoded: bool,
-    close: bool,
-    keep_alive: bool,
-}
-
-impl Default for BodyFields {
-    fn default() -> Self {
-        BodyFields {
-            length: Ok(None),
-            chunked: false,
-            encoded: false,
-            close: false,
-            keep_alive: false,
-        }
-    }
-}
-
-impl BodyFields {
-    /// Takes note of one header field.
-    pub(crate) fn field(&mut self, name: &str, value: &[u8]) {
-        if name.eq_ignore_ascii_case("content-length") {
-            let text = String::from_utf8_lossy(value);
-            // A list of one value repeated is allowed (RFC 9110 section 8.6).
-            for part in text.split(',') {
-                let part = part.trim();
-                let n = match part.parse::<usize>() {
-                    Ok(n) if part.bytes().all(|b| b.is_ascii_digit()) => n,
-                    _ => {
-                        self.length = Err(format!("content-length {text:?} is not a number"));
-                        break;
-                    }
-                };
-                self.length = match std::mem::replace(&mut self.length, Ok(None)) {
-                    Ok(Some(l)) if l != n => {
-                        Err(format!("conflicting content-length values ({text:?})"))
-                    }
-                    Ok(_) => Ok(Some(n)),
-                    e => e,
-                };
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            self.encoded = true;
-            self.chunked = value
-                .rsplit(|&b| b == b',')
-                .next()
-                .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(|&b| b == b',') {
-                let t = token.trim_ascii();
-                self.close |= t.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
-            }
-        }
-    }
-
-    /// The body's framing and whether the connection may carry another request, for an
-    /// answer with `status` to a request that was (or was not) HEAD.
-    pub(crate) fn framing(
-        self,
-        status: u16,
-        head_request: bool,
-        http11: bool,
-    ) -> Result<(Framing, bool), String> {
-        let mut reusable = if http11 {
-            !self.close
-        } else {
-            self.keep_alive && !self.close
-        };
-        // A bad length matters only when the length frames the body (not on HEAD, 204, 304).
-        let framing = if head_request || status == 204 || status == 304 || status < 200 {
-            Framing::Empty
-        } else if self.encoded {
-            // A length beside a transfer coding is ignored, and the connection not trusted;
-            // nor is an HTTP/1.0 answer with a transfer coding (RFC 9112 section 6.1).
-            if !matches!(self.length, Ok(None)) || !http11 {
-                reusable = false;
-            }
-            if self.chunked {
-                Framing::Chunked
-            } else {
-                Framing::UntilClose
-            }
-        } else {
-            match self.length {
-                Ok(Some(n)) => Framing::Length(n),
-                Ok(None) => Framing::UntilClose,
-                Err(message) => return Err(message),
-            }
-        };
-        if status == 101 || framing == Framing::UntilClose {
-            reusable = false;
-        }
-        Ok((framing, reusable))
-    }
-}
-
 /// Reads one answer, skipping informational ones.
 /// Sets `received` as soon as any byte arrives.
 async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
@@ -328,6 +215,7 @@ async fn read_answer<R: tokio::io::AsyncRead + Unpin>(
     let body = match info.framing {
         Framing::Empty => Bytes::new(),
         Framing::Length(n) => {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
             if n > max_body {
                 return Err(too_large(max_body));
             }
@@ -417,7 +305,7 @@ fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<(usize, HeadInfo)
         headers.push((name, String::from_utf8_lossy(f.value).into_owned()));
     }
     let (framing, reusable) = body
-        .framing(status, head_request, http11)
+        .answer(status, head_request, false, http11)
         .map_err(H1Error::Malformed)?;
     Ok(Some((
         len,
@@ -438,108 +326,36 @@ async fn read_chunked<R: tokio::io::AsyncRead + Unpin>(
     trailers: &mut Vec<(String, String)>,
     received: &mut bool,
 ) -> Result<Bytes, H1Error> {
+    let mut chunks = ChunkedDecoder::new(Mode::Strict);
     let mut body = BytesMut::new();
+    let mut data = Vec::new();
     loop {
-        let (skip, size) = loop {
-            // httparse takes an empty size (a line of only an extension) for zero.
-            if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) {
-                return Err(H1Error::Malformed("a chunk size line is not valid".into()));
-            }
-            match httparse::parse_chunk_size(buf) {
-                Ok(httparse::Status::Complete(c)) if bare_lf(&buf[..c.0]) => {
-                    return Err(H1Error::Malformed(
-                        "a chunk size line does not end with CRLF".into(),
-                    ))
-                }
-                Ok(httparse::Status::Complete(c)) => break c,
-                Ok(httparse::Status::Partial) if buf.len() < 1024 => {
-                    fill(rd, buf, 1024, received, "the next chunk").await?
-                }
-                _ => return Err(H1Error::Malformed("a chunk size line is not valid".into())),
-            }
-        };
-        let size = usize::try_from(size).unwrap_or(usize::MAX);
-        if size > max_body.saturating_sub(body.len()) {
+        data.clear();
+        let (used, done) = chunks
+            .feed(buf, &mut data)
+            .map_err(|e| H1Error::Malformed(e.message))?;
+        // The chunk announced is refused before it is read, not once it has been.
+        let coming: usize = data.iter().map(|r| r.len()).sum();
+        let left = usize::try_from(chunks.chunk_left()).unwrap_or(usize::MAX);
+        if body.len() + coming > max_body || left > max_body - body.len() - coming {
             return Err(too_large(max_body));
         }
-        if size == 0 {
-            buf.advance(skip);
-            return read_trailers(rd, buf, trailers, received)
-                .await
-                .map(|()| body.freeze());
+        for r in &data {
+            body.extend_from_slice(&buf[r.clone()]);
         }
-        let need = skip
-            .checked_add(size)
-            .and_then(|n| n.checked_add(2))
-            .ok_or_else(|| too_large(max_body))?;
-        while buf.len() < need {
-            let want = need - buf.len();
-            fill(rd, buf, want, received, "the whole chunk").await?;
-        }
-        buf.advance(skip);
-        body.extend_from_slice(&buf[..size]);
-        if &buf[size..size + 2] != b"\r\n" {
-            return Err(H1Error::Malformed("a chunk does not end with CRLF".into()));
-        }
-        buf.advance(size + 2);
-    }
-}
-
-/// Reads the trailer section after the last chunk, up to the empty line.
-async fn read_trailers<R: tokio::io::AsyncRead + Unpin>(
-    rd: &mut R,
-    buf: &mut BytesMut,
-    trailers: &mut Vec<(String, String)>,
-    received: &mut bool,
-) -> Result<(), H1Error> {
-    loop {
-        if let Some(len) = parse_trailers(buf, trailers)? {
-            buf.advance(len);
-            return Ok(());
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(H1Error::Malformed(format!(
-                "trailers larger than {} KiB",
-                MAX_HEAD / 1024
-            )));
-        }
-        fill(rd, buf, 1024, received, "the end of the trailers").await?;
-    }
-}
-
-/// Parses a complete trailer section into `trailers`, returning its length. Kept out of
-/// the async functions so the field array is not part of their state.
-fn parse_trailers(
-    buf: &[u8],
-    trailers: &mut Vec<(String, String)>,
-) -> Result<Option<usize>, H1Error> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    match httparse::parse_headers(buf, &mut fields) {
-        Ok(httparse::Status::Complete((len, _))) if bare_lf(&buf[..len]) => Err(
-            H1Error::Malformed("a trailer line does not end with CRLF".into()),
-        ),
-        Ok(httparse::Status::Complete((len, parsed))) => {
-            for f in parsed {
+        buf.advance(used);
+        if done {
+            for (name, value) in chunks.trailer_fields() {
                 trailers.push((
-                    f.name.to_ascii_lowercase(),
-                    String::from_utf8_lossy(f.value).into_owned(),
+                    String::from_utf8_lossy(name).to_ascii_lowercase(),
+                    String::from_utf8_lossy(value).into_owned(),
                 ));
             }
-            Ok(Some(len))
+            return Ok(body.freeze());
         }
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(e) => Err(H1Error::Malformed(format!("trailers not valid: {e}"))),
+        let want = left.clamp(1024, 256 * 1024);
+        fill(rd, buf, want, received, "the end of the chunked body").await?;
     }
-}
-
-/// Whether `line` has a line feed without a carriage return before it. httparse accepts a
-/// bare LF where HTTP/1.1 framing says CRLF (RFC 9112 section 7.1); servers and proxies that
-/// disagree about it disagree about where a chunk ends, and so where the next answer on the
-/// connection starts. hyper refuses it too.
-pub(crate) fn bare_lf(line: &[u8]) -> bool {
-    line.iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || line[i - 1] != b'\r'))
 }
 
 /// The characters of a token (RFC 9110 section 5.6.2): methods and field names.

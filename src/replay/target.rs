@@ -11,6 +11,7 @@ use crate::cli::HostHeaderMode;
 use crate::compare::{FetchError, FetchErrorKind, Fetched, Observed};
 use crate::error::{Error, Result};
 use crate::exchange::{header, origin_form, Request, Side};
+use crate::http1::headers::{Direction, FieldPolicy, Forward, TE_FORWARDED};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Uri};
@@ -24,18 +25,10 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Request headers that belong to one connection and are never replayed as recorded: the
-/// client stack sets its own (`content-length` from the body, `host` per `--host-header`).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-    "host",
-    "http2-settings",
-];
+/// Request headers the client stack sets itself rather than replaying them as recorded
+/// (`content-length` from the body, `host` per `--host-header`); the fields of one
+/// connection go by [`FieldPolicy`].
+const SET_BY_CLIENT: &[&str] = &["content-length", "host"];
 
 /// Settings shared by every target of a run.
 #[derive(Clone, Debug)]
@@ -554,23 +547,34 @@ pub fn each_replayed_header(
     host: Option<&str>,
     mut emit: impl FnMut(&str, &str) -> Result<(), FetchError>,
 ) -> Result<(), FetchError> {
+    let fields = || {
+        req.headers
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+    };
+    let policy = FieldPolicy::new(Direction::Request, fields);
+    let mut te_sent = false;
     for (k, v) in &req.headers {
         let lk: Cow<str> = if k.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(k.to_ascii_lowercase())
         } else {
             Cow::Borrowed(k)
         };
-        if k.starts_with(':') || HOP_BY_HOP.contains(&lk.as_ref()) {
-            continue;
-        }
-        // `te: trailers` is what gRPC needs; any other TE is connection-specific.
-        if lk == "te" && !v.eq_ignore_ascii_case("trailers") {
+        if k.starts_with(':') || SET_BY_CLIENT.contains(&lk.as_ref()) {
             continue;
         }
         if set.iter().any(|(n, _)| *n == lk) {
             continue;
         }
-        emit(&lk, v)?;
+        match policy.field(lk.as_bytes()) {
+            Forward::Keep => emit(&lk, v)?,
+            Forward::Drop => {}
+            Forward::Trailers if !te_sent => {
+                te_sent = true;
+                emit(&lk, TE_FORWARDED)?;
+            }
+            Forward::Trailers => {}
+        }
     }
     for (i, (k, v)) in set.iter().enumerate() {
         // Set twice: the last one wins. (Values were checked when the flag was read.)

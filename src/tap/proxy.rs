@@ -24,6 +24,7 @@ use crate::compare::{FetchError, FetchErrorKind, Observed};
 use crate::exchange::{
     Exchange, Headers, Request as CapturedRequest, Response as CapturedResponse,
 };
+use crate::http1::headers::{is_hop_by_hop, Direction, FieldPolicy, Forward, TE_FORWARDED};
 use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::format::now_us;
 use bytes::Bytes;
@@ -61,33 +62,12 @@ const ACCEPT_REPORT_EVERY: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Request headers that belong to one connection and are never forwarded. `expect` is
-/// answered by the tap itself (hyper sends `100 Continue` when the body is first read).
-const REQUEST_HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("http2-settings"),
-    header::EXPECT,
-];
-
 /// Why production's `101 Switching Protocols` is answered 502 on every path: the tap never
 /// forwards an `Upgrade`, so no request through it asked for one.
 pub(super) const UNASKED_UPGRADE: &str =
     "101 Switching Protocols to a request that asked for no upgrade";
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-
-/// Response headers that belong to one connection.
-const RESPONSE_HOP_BY_HOP: [HeaderName; 5] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
 
 /// The tap's shared state: configuration, clients, counters, recorder and shadow handles.
 #[derive(Debug)]
@@ -366,7 +346,7 @@ impl Tap {
         {
             rparts.headers.remove(header::CONTENT_LENGTH);
         }
-        strip_hop_by_hop(&mut rparts.headers, &RESPONSE_HOP_BY_HOP);
+        apply_field_policy(&mut rparts.headers, Direction::Response);
         // hyper writes the client's own protocol; the upstream's version means nothing here.
         rparts.version = Version::HTTP_11;
         let copy = plan.copy_bodies.then(|| BodyCopy::new(self.cfg.max_body));
@@ -417,19 +397,9 @@ impl Tap {
         h2: bool,
     ) -> Result<(), String> {
         let h = &mut parts.headers;
-        strip_hop_by_hop(h, &REQUEST_HOP_BY_HOP);
-        // `te: trailers` is what gRPC needs; any other transfer coding is per connection.
-        if let Some(te) = h.get(header::TE) {
-            let trailers = te.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-            });
-            if trailers {
-                h.insert(header::TE, HeaderValue::from_static("trailers"));
-            } else {
-                h.remove(header::TE);
-            }
-        }
+        // Answered by the tap itself: hyper sends `100 Continue` when the body is first read.
+        h.remove(header::EXPECT);
+        apply_field_policy(h, Direction::Request);
         if h2 {
             // HTTP/2 carries the authority in the request line; a Host header would repeat it.
             h.remove(header::HOST);
@@ -895,27 +865,35 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Removes `list` and every header the Connection header names.
-fn strip_hop_by_hop(h: &mut HeaderMap, list: &[HeaderName]) {
-    // Most requests carry none of them: one pass over the few names present is cheaper than
-    // hashing every name of the list.
-    if !h.keys().any(|k| list.contains(k)) {
+/// Leaves out the fields that belong to one connection, by the policy the tap's own path
+/// follows too ([`FieldPolicy`]): the hop-by-hop list, what `Connection` names, and of
+/// `te` only `te: trailers`.
+pub(super) fn apply_field_policy(h: &mut HeaderMap, direction: Direction) {
+    // Most messages carry none of them: a look at the few names present is cheaper than
+    // building the policy.
+    if !h.keys().any(|k| is_hop_by_hop(k.as_str().as_bytes())) {
         return;
     }
-    if let Some(conn) = h.get(header::CONNECTION).and_then(|v| v.to_str().ok()) {
-        let named: Vec<HeaderName> = conn
-            .split(',')
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .collect();
-        for n in named {
-            // `te: trailers` survives: it is the one end-to-end meaning gRPC relies on.
-            if n != header::TE {
-                h.remove(n);
+    let fields = || h.iter().map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()));
+    let policy = FieldPolicy::new(direction, fields);
+    let mut trailers = false;
+    let dropped: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| match policy.field(k.as_str().as_bytes()) {
+            Forward::Keep => false,
+            Forward::Drop => true,
+            Forward::Trailers => {
+                trailers = true;
+                false
             }
-        }
-    }
-    for n in list {
+        })
+        .cloned()
+        .collect();
+    for n in dropped {
         h.remove(n);
+    }
+    if trailers {
+        h.insert(header::TE, HeaderValue::from_static(TE_FORWARDED));
     }
 }
 
@@ -1272,11 +1250,16 @@ mod tests {
         );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::TE, HeaderValue::from_static("gzip"));
+        h.append(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-kept", HeaderValue::from_static("1"));
-        strip_hop_by_hop(&mut h, &REQUEST_HOP_BY_HOP);
-        let names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["te", "x-kept"]);
+        apply_field_policy(&mut h, Direction::Request);
+        let mut fields: Vec<(&str, &str)> = h
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        fields.sort();
+        assert_eq!(fields, [("te", "trailers"), ("x-kept", "1")]);
     }
 
     #[test]

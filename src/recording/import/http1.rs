@@ -1,21 +1,19 @@
 //! HTTP/1.x message framing for the importers: an incremental reader that takes one byte
 //! stream (a GoReplay record, or one direction of a reassembled TCP connection) and yields
-//! whole requests or responses, bodies de-chunked and capped. gor and pcap share it, so
-//! "where does this message end" has one answer (RFC 9112 §6: HEAD, 1xx/204/304,
-//! Transfer-Encoding, Content-Length, read-until-close).
+//! whole requests or responses, bodies de-chunked and capped. gor and pcap share it; where
+//! a message ends is decided by [`crate::http1`], as everywhere else in the crate, in its
+//! lenient mode (captures written on Unix end lines with a bare LF).
 
 use super::MAX_BODY;
 use crate::exchange::{Headers, Request, Response};
+use crate::http1::framing::{BodyFields, Mode};
+use crate::http1::ChunkedDecoder;
 use bytes::Bytes;
 
 /// Largest header section accepted; real ones are a few KiB.
 pub const MAX_HEAD: usize = 1 << 20;
 /// Most header fields accepted in one message.
 const MAX_HEADERS: usize = 256;
-/// Longest chunk-size line (with extensions) accepted.
-const MAX_CHUNK_LINE: usize = 4096;
-/// Largest trailer section accepted.
-const MAX_TRAILERS: usize = 64 << 10;
 /// How much of an unfinished header section is checked for a valid beginning.
 const PROBE: usize = 4096;
 /// Consumed bytes are dropped from the buffer once this many have piled up.
@@ -139,18 +137,11 @@ pub enum Step {
     Idle,
 }
 
+/// Where the body being read ends.
 enum Framing {
     Length(u64),
-    Chunked(Chunk),
+    Chunked(Box<ChunkedDecoder>),
     UntilClose,
-}
-
-#[derive(Clone, Copy)]
-enum Chunk {
-    Size,
-    Data(u64),
-    DataEnd,
-    Trailers,
 }
 
 struct Partial {
@@ -160,7 +151,6 @@ struct Partial {
     body: Vec<u8>,
     body_truncated: bool,
     trailers: Headers,
-    trailer_bytes: usize,
     begin: u64,
     switches: bool,
 }
@@ -350,14 +340,12 @@ fn head_end(b: &[u8], from: usize) -> Option<usize> {
 fn probe(role: Role, partial: &[u8]) -> Result<(), ParseError> {
     let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
     let r = match role {
-        Role::Request => httparse::ParserConfig::default()
-            .allow_multiple_spaces_in_request_line_delimiters(true)
+        Role::Request => Mode::Lenient
+            .head_parser()
             .parse_request(&mut httparse::Request::new(&mut slots), partial)
             .map(|_| ()),
-        Role::Response => httparse::ParserConfig::default()
-            .allow_multiple_spaces_in_response_status_delimiters(true)
-            .allow_obsolete_multiline_headers_in_responses(true)
-            .allow_spaces_after_header_name_in_responses(true)
+        Role::Response => Mode::Lenient
+            .head_parser()
             .parse_response(&mut httparse::Response::new(&mut slots), partial)
             .map(|_| ()),
     };
@@ -419,8 +407,8 @@ fn parse_head(
     let (start, version, raw_headers): (StartLine, String, Vec<(String, String)>) = match role {
         Role::Request => {
             let mut req = httparse::Request::new(&mut slots);
-            let status = httparse::ParserConfig::default()
-                .allow_multiple_spaces_in_request_line_delimiters(true)
+            let status = Mode::Lenient
+                .head_parser()
                 .parse_request(&mut req, head)
                 .map_err(|e| bad("request", e))?;
             if status.is_partial() {
@@ -451,10 +439,8 @@ fn parse_head(
         }
         Role::Response => {
             let mut resp = httparse::Response::new(&mut slots);
-            let status = httparse::ParserConfig::default()
-                .allow_multiple_spaces_in_response_status_delimiters(true)
-                .allow_obsolete_multiline_headers_in_responses(true)
-                .allow_spaces_after_header_name_in_responses(true)
+            let status = Mode::Lenient
+                .head_parser()
                 .parse_response(&mut resp, head)
                 .map_err(|e| bad("response", e))?;
             if status.is_partial() {
@@ -495,7 +481,6 @@ fn parse_head(
         body: Vec::new(),
         body_truncated: false,
         trailers: Vec::new(),
-        trailer_bytes: 0,
         begin,
         switches,
     };
@@ -508,66 +493,31 @@ fn framing(
     headers: &[(String, String)],
     request_method: Option<&str>,
 ) -> Result<Option<Framing>, ParseError> {
-    let is_request = matches!(start, StartLine::Request { .. });
-    if let StartLine::Response { status } = start {
-        let method = request_method.unwrap_or("GET");
-        let no_body = method.eq_ignore_ascii_case("HEAD")
-            || (100..200).contains(status)
-            || *status == 204
-            || *status == 304
-            || (method.eq_ignore_ascii_case("CONNECT") && (200..300).contains(status));
-        if no_body {
-            return Ok(None);
+    let mut fields = BodyFields::default();
+    for (name, value) in headers {
+        fields.field(name, value.as_bytes());
+    }
+    let framing = match start {
+        StartLine::Request { .. } => fields.request(),
+        StartLine::Response { status } => {
+            let method = request_method.unwrap_or("GET");
+            fields
+                .answer(
+                    *status,
+                    method.eq_ignore_ascii_case("HEAD"),
+                    method.eq_ignore_ascii_case("CONNECT"),
+                    true,
+                )
+                .map(|(framing, _)| framing)
         }
-    }
-    let codings: Vec<String> = headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"))
-        .flat_map(|(_, v)| v.split(','))
-        .map(|c| c.trim().to_ascii_lowercase())
-        .filter(|c| !c.is_empty())
-        .collect();
-    if !codings.is_empty() {
-        return if codings.last().map(String::as_str) == Some("chunked") {
-            Ok(Some(Framing::Chunked(Chunk::Size)))
-        } else if is_request {
-            Err(ParseError::Malformed(format!(
-                "request Transfer-Encoding {:?} does not end in chunked, so its length is unknown",
-                codings.join(", ")
-            )))
-        } else {
-            Ok(Some(Framing::UntilClose))
-        };
-    }
-    let mut length: Option<u64> = None;
-    for (_, v) in headers
-        .iter()
-        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-    {
-        for part in v.split(',') {
-            let part = part.trim();
-            let n: u64 = part
-                .parse()
-                .ok()
-                .filter(|_| !part.starts_with('+'))
-                .ok_or_else(|| {
-                    ParseError::Malformed(format!(
-                        "expected a decimal Content-Length, found {part:?}"
-                    ))
-                })?;
-            if length.is_some_and(|l| l != n) {
-                return Err(ParseError::Malformed(format!(
-                    "conflicting Content-Length values {v:?}"
-                )));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
-        Some(0) => None,
-        Some(n) => Some(Framing::Length(n)),
-        None if is_request => None,
-        None => Some(Framing::UntilClose),
+    };
+    Ok(match framing.map_err(ParseError::Malformed)? {
+        crate::http1::Framing::Empty | crate::http1::Framing::Length(0) => None,
+        crate::http1::Framing::Length(n) => Some(Framing::Length(n)),
+        crate::http1::Framing::Chunked => Some(Framing::Chunked(Box::new(ChunkedDecoder::new(
+            Mode::Lenient,
+        )))),
+        crate::http1::Framing::UntilClose => Some(Framing::UntilClose),
     })
 }
 
@@ -611,115 +561,33 @@ fn read_body(
             *pos = buf.len();
             Ok(eof)
         }
-        Framing::Chunked(state) => loop {
-            match state {
-                Chunk::Size => {
-                    let avail = &buf[*pos..];
-                    let Some(nl) = avail.iter().position(|&c| c == b'\n') else {
-                        if avail.len() > MAX_CHUNK_LINE {
-                            return Err(ParseError::Malformed(format!(
-                                "chunk-size line longer than {MAX_CHUNK_LINE} bytes at offset {}",
-                                base + *pos as u64
-                            )));
-                        }
-                        return incomplete(eof, "inside a chunk-size line");
-                    };
-                    let line = &avail[..nl];
-                    let size_text = line
-                        .split(|&c| c == b';')
-                        .next()
-                        .unwrap_or_default()
-                        .trim_ascii();
-                    let size = std::str::from_utf8(size_text)
-                        .ok()
-                        .filter(|s| !s.is_empty() && s.len() <= 15)
-                        .and_then(|s| u64::from_str_radix(s, 16).ok())
-                        .ok_or_else(|| {
-                            ParseError::Malformed(format!(
-                                "expected a hex chunk size at offset {}, found {:?}",
-                                base + *pos as u64,
-                                text(&line[..line.len().min(40)])
-                            ))
-                        })?;
-                    *pos += nl + 1;
-                    *state = if size == 0 {
-                        Chunk::Trailers
-                    } else {
-                        Chunk::Data(size)
-                    };
-                }
-                Chunk::Data(rem) => {
-                    let avail = (buf.len() - *pos) as u64;
-                    let n = avail.min(*rem) as usize;
-                    keep(p, &buf[*pos..*pos + n]);
-                    *pos += n;
-                    *rem -= n as u64;
-                    if *rem > 0 {
-                        return incomplete(eof, "inside chunk data");
-                    }
-                    *state = Chunk::DataEnd;
-                }
-                Chunk::DataEnd => {
-                    let avail = &buf[*pos..];
-                    match avail {
-                        [b'\n', ..] => *pos += 1,
-                        [b'\r', b'\n', ..] => *pos += 2,
-                        [] | [b'\r'] => return incomplete(eof, "after chunk data"),
-                        _ => {
-                            return Err(ParseError::Malformed(format!(
-                                "expected CRLF after chunk data at offset {}",
-                                base + *pos as u64
-                            )))
-                        }
-                    }
-                    *state = Chunk::Size;
-                }
-                Chunk::Trailers => {
-                    let avail = &buf[*pos..];
-                    let Some(nl) = avail.iter().position(|&c| c == b'\n') else {
-                        if avail.len() > MAX_TRAILERS {
-                            return Err(ParseError::Malformed(format!(
-                                "trailer section longer than {} KiB",
-                                MAX_TRAILERS >> 10
-                            )));
-                        }
-                        return incomplete(eof, "inside the trailer section");
-                    };
-                    let line = avail[..nl].strip_suffix(b"\r").unwrap_or(&avail[..nl]);
-                    *pos += nl + 1;
-                    p.trailer_bytes += nl + 1;
-                    if line.is_empty() {
-                        return Ok(true);
-                    }
-                    if p.trailer_bytes > MAX_TRAILERS {
-                        return Err(ParseError::Malformed(format!(
-                            "trailer section longer than {} KiB",
-                            MAX_TRAILERS >> 10
-                        )));
-                    }
-                    let Some(colon) = line.iter().position(|&c| c == b':') else {
-                        return Err(ParseError::Malformed(format!(
-                            "expected a `Name: value` trailer field, found {:?}",
-                            text(&line[..line.len().min(40)])
-                        )));
-                    };
-                    p.trailers.push((
-                        text(line[..colon].trim_ascii()),
-                        text(line[colon + 1..].trim_ascii()),
-                    ));
-                }
+        Framing::Chunked(chunks) => {
+            let mut data = Vec::new();
+            let (used, done) = chunks.feed(&buf[*pos..], &mut data).map_err(|e| {
+                ParseError::Malformed(format!(
+                    "{} at offset {}",
+                    e.message,
+                    base + (*pos + e.at) as u64
+                ))
+            })?;
+            for r in data {
+                keep(p, &buf[*pos + r.start..*pos + r.end]);
             }
-        },
-    }
-}
-
-fn incomplete(eof: bool, what: &str) -> Result<bool, ParseError> {
-    if eof {
-        Err(ParseError::Incomplete(format!(
-            "the stream ends {what} of a chunked body"
-        )))
-    } else {
-        Ok(false)
+            *pos += used;
+            if done {
+                for (name, value) in chunks.trailer_fields() {
+                    p.trailers.push((text(name), text(value)));
+                }
+                Ok(true)
+            } else if eof {
+                Err(ParseError::Incomplete(format!(
+                    "the stream ends {} of a chunked body",
+                    chunks.stage()
+                )))
+            } else {
+                Ok(false)
+            }
+        }
     }
 }
 
