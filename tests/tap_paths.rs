@@ -1,5 +1,5 @@
 //! The tap's paths held to one client-visible answer. An HTTP/1 request is served by the
-//! tap's own code or by hyper's server depending on its shape (see `src/tap/fast.rs`), and
+//! tap's own code or by hyper's server depending on its shape (see `src/tap/h1_conn.rs`), and
 //! an HTTP/2 request by hyper's: production answering with odd framing (a length beside
 //! chunks, no framing at all, interim answers, 101, 204 or 304 with a length, HEAD) must
 //! reach the client the same way on each. Production here is a raw socket writing exact

@@ -94,7 +94,7 @@ fn route(tap: &Tap, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 
 /// Serves the admin endpoint on `listener` until the task is dropped.
 pub async fn serve(tap: Arc<Tap>, listener: TcpListener) {
-    let mut backoff = super::proxy::AcceptBackoff::new(false);
+    let mut backoff = super::accept::AcceptBackoff::new(false);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => {

@@ -6,7 +6,7 @@
 use crate::exchange::{Exchange, Headers, Request as CapturedRequest};
 use bytes::Bytes;
 
-use super::fast::MAX_HEADERS;
+use super::h1_conn::MAX_HEADERS;
 
 /// Request and response heads as they came over the wire, for the recorder thread to parse
 /// into an exchange's strings; the thread that serves traffic only copies bytes.

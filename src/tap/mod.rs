@@ -4,12 +4,12 @@
 //!
 //! # One request's path through the tap, in order
 //!
-//! 1. **Accept** ([`proxy::serve`]): HTTP/1.1 or HTTP/2 prior knowledge on one port;
+//! 1. **Accept** ([`accept::serve`]): HTTP/1.1 or HTTP/2 prior knowledge on one port;
 //!    request heads are capped by `--max-header-bytes` and must be complete within
 //!    `--head-timeout`; a connection with no request in progress is closed after
 //!    `--idle-timeout`, and an HTTP/2 client may open `--http2-max-streams` streams. Plain
 //!    HTTP/1.1 requests (origin form, a body of at most 64 KiB framed by its length, no
-//!    `Expect` or upgrade) are served by hand in `fast`, the rest by hyper-util's auto
+//!    `Expect` or upgrade) are served by hand in `h1_conn`, the rest by hyper-util's auto
 //!    server, which takes a connection over at its first such request. Both run the steps
 //!    below with the same code for deciding, recording and shadowing.
 //! 2. **Refuse** ([`proxy::Tap::handle`]): CONNECT (405), credentials (`user:pw@`) in the
@@ -45,10 +45,11 @@
 //!
 //! `--metrics ADDR` serves [`admin`]: `/metrics`, `/healthz`, `/report`, `/report.html`.
 
+pub mod accept;
 pub mod admin;
 pub mod config;
 pub mod connset;
-pub mod fast;
+pub mod h1_conn;
 pub mod heads;
 pub mod metrics;
 pub mod proxy;
@@ -216,7 +217,7 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
         // Kept alive so connection tasks see one change, not a closed channel.
         std::future::pending::<()>().await;
     });
-    let left_open = proxy::serve(tap.clone(), listener, stop_rx, grace).await;
+    let left_open = accept::serve(tap.clone(), listener, stop_rx, grace).await;
     if left_open > 0 {
         tracing::warn!(
             "tap: {} still open after --shutdown-grace; {} not recorded",

@@ -8,7 +8,7 @@
 //! Doing only this much by hand takes hyper's server and client, which were most of the
 //! tap's own CPU per request, off the common path.
 //!
-//! Everything else stays with hyper's server in [`super::proxy::serve`]: HTTP/1.0 and
+//! Everything else stays with hyper's server in [`super::accept::serve`]: HTTP/1.0 and
 //! HTTP/2 clients, `Expect: 100-continue`, upgrades, chunked or large request bodies,
 //! absolute-form targets and CONNECT, malformed or oversized heads and the answers they
 //! get. The first request this module does not take hands the connection over, with the
