@@ -3463,12 +3463,12 @@ async fn running_out_of_file_descriptors_backs_off_and_reports_failed_accepts_wi
     tap.stop_async().await;
 }
 
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const H2_HEADERS: u8 = 0x1;
-const H2_RST_STREAM: u8 = 0x3;
-const H2_SETTINGS: u8 = 0x4;
-const H2_END_STREAM: u8 = 0x1;
-const H2_END_HEADERS: u8 = 0x4;
+pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(crate) const H2_HEADERS: u8 = 0x1;
+pub(crate) const H2_RST_STREAM: u8 = 0x3;
+pub(crate) const H2_SETTINGS: u8 = 0x4;
+pub(crate) const H2_END_STREAM: u8 = 0x1;
+pub(crate) const H2_END_HEADERS: u8 = 0x4;
 
 /// One HTTP/2 frame as it goes on the wire.
 pub(crate) fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {

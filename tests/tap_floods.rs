@@ -3,7 +3,11 @@
 //! without end), and a flood of SETTINGS and PINGs. Each must end in the tap closing that
 //! connection, with what reached production bounded, and the next client served.
 
-use crate::tap::{h2_frame, hpack_get, read_h2_frame, recording_tap, TapProc};
+use crate::tap::{
+    h2_frame, hpack_get, read_h2_frame, recording_tap, TapProc, H2_END_HEADERS as END_HEADERS,
+    H2_END_STREAM as END_STREAM, H2_HEADERS as HEADERS, H2_PREFACE as PREFACE,
+    H2_RST_STREAM as RST_STREAM, H2_SETTINGS as SETTINGS,
+};
 use crate::util::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,15 +15,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
 const GOAWAY: u8 = 0x7;
 const CONTINUATION: u8 = 0x9;
-const END_STREAM: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
 
 /// Production that counts the requests reaching it.
 async fn counting_production() -> (TestServer, Arc<AtomicU64>) {
