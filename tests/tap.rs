@@ -164,6 +164,15 @@ pub(crate) fn metric_in(text: &str, series: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The sum of a labelled series over all its labels (`shadowdiff_tap_dropped_total`).
+fn metric_sum(text: &str, name: &str) -> u64 {
+    let labelled = format!("{name}{{");
+    text.lines()
+        .filter(|l| l.starts_with(&labelled))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// A raw HTTP/1.0 GET, for the admin endpoint.
 async fn get_text(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -666,11 +675,7 @@ async fn a_recorder_that_cannot_write_does_not_touch_traffic_and_drops_are_count
 /// still queued or pending in the recorder's buffers: the counters add up exactly.
 async fn assert_every_exchange_accounted(tap: &TapProc) {
     let accounted = |text: &str| {
-        let dropped: u64 = text
-            .lines()
-            .filter(|l| l.starts_with("shadowdiff_tap_dropped_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum();
+        let dropped = metric_sum(text, "shadowdiff_tap_dropped_total");
         (
             metric_in(text, "shadowdiff_tap_proxied_total"),
             metric_in(text, "shadowdiff_tap_recorded_total")
@@ -791,11 +796,7 @@ async fn a_full_disk_loses_no_counted_exchange_and_leaves_no_empty_files() {
     assert!(dropped > 0 && recorded > 0, "{line}");
     // What the metrics said after the load is what the tap said at the end: nothing changed.
     assert_eq!(metric_in(&m, RECORDED), recorded, "{m}");
-    let by_reason: u64 = m
-        .lines()
-        .filter(|l| l.starts_with("shadowdiff_tap_dropped_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let by_reason = metric_sum(&m, "shadowdiff_tap_dropped_total");
     assert_eq!(by_reason, dropped, "{m}");
     assert!(metric_in(&m, FULL) > 0, "{m}");
     assert_eq!(
@@ -959,11 +960,7 @@ async fn open_proxy_requests_and_oversized_requests_are_refused() {
     .await;
     let m = tap.metrics_text().await;
     // Every refusal is an answer, counted by its class.
-    let refused: u64 = m
-        .lines()
-        .filter(|l| l.starts_with("shadowdiff_tap_refused_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let refused = metric_sum(&m, "shadowdiff_tap_refused_total");
     assert!(refused >= 4, "{m}");
     assert_eq!(
         metric_in(&m, "shadowdiff_tap_responses_total{class=\"4xx\"}"),
@@ -1051,11 +1048,7 @@ async fn malformed_heads_hyper_answers_400_itself_are_counted_as_refusals() {
     })
     .await;
     let m = tap.metrics_text().await;
-    let refused: u64 = m
-        .lines()
-        .filter(|l| l.starts_with("shadowdiff_tap_refused_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
+    let refused = metric_sum(&m, "shadowdiff_tap_refused_total");
     assert_eq!(refused, 11, "{m}");
     // Every 4xx the tap gave itself is a refusal, by reason, or a client's abort.
     assert_eq!(
@@ -3463,6 +3456,17 @@ async fn running_out_of_file_descriptors_backs_off_and_reports_failed_accepts_wi
     tap.stop_async().await;
 }
 
+/// Waits until `n` connections are counted as timed out for `reason`, and checks that none
+/// was counted for `other`.
+async fn assert_timed_out(tap: &TapProc, reason: &str, n: u64, other: &str) {
+    let series = |r: &str| format!("shadowdiff_tap_timed_out_total{{reason=\"{r}\"}}");
+    until(&format!("{n} counted as {reason} timeouts"), || async {
+        tap.metric(&series(reason)).await == n
+    })
+    .await;
+    assert_eq!(tap.metric(&series(other)).await, 0, "{other} timeouts");
+}
+
 pub(crate) const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(crate) const H2_HEADERS: u8 = 0x1;
 pub(crate) const H2_RST_STREAM: u8 = 0x3;
@@ -3622,17 +3626,7 @@ async fn an_http2_connection_that_never_completes_a_request_head_is_closed() {
     open_block.write_all(&bytes).await.unwrap();
     assert_closed_by_the_tap(&mut preface_only, "the preface alone").await;
     assert_closed_by_the_tap(&mut open_block, "a header block without its end").await;
-    until("both counted as head timeouts", || async {
-        tap.metric("shadowdiff_tap_timed_out_total{reason=\"head\"}")
-            .await
-            == 2
-    })
-    .await;
-    assert_eq!(
-        tap.metric("shadowdiff_tap_timed_out_total{reason=\"idle\"}")
-            .await,
-        0
-    );
+    assert_timed_out(&tap, "head", 2, "idle").await;
     tap.stop_async().await;
 
     let h2c = up.url().replace("http://", "h2c://");
@@ -3706,16 +3700,6 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(body, br#"{"path":"/kept"}"#);
     assert_closed_by_the_tap(&mut h1, "a kept HTTP/1.1 connection").await;
 
-    until("both counted as idle timeouts", || async {
-        tap.metric("shadowdiff_tap_timed_out_total{reason=\"idle\"}")
-            .await
-            == 2
-    })
-    .await;
-    assert_eq!(
-        tap.metric("shadowdiff_tap_timed_out_total{reason=\"head\"}")
-            .await,
-        0
-    );
+    assert_timed_out(&tap, "idle", 2, "head").await;
     tap.stop_async().await;
 }

@@ -463,6 +463,23 @@ async fn a_length_beside_chunks_from_production_is_dropped_on_hyper_paths() {
     assert_eq!(seen, vec![(200, &b"hello"[..], false); 4]);
 }
 
+/// Sends `request` on a new connection, reads its answer (`ok`), then the HTTP/2 preface:
+/// what the tap sent back before closing. Fails if the tap leaves the connection open.
+async fn preface_after(tap: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(tap).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut first = Vec::new();
+    read_until_end(&mut s, &mut first, b"\r\n\r\nok").await;
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    let text = String::from_utf8_lossy(&rest).into_owned();
+    assert!(read.is_ok(), "the connection was left open, after {text:?}");
+    text
+}
+
 /// The HTTP/2 connection preface is what a connection may start with, never what follows
 /// an HTTP/1.1 exchange: after one the tap served itself, `PRI * HTTP/2.0` is an HTTP/1
 /// request of a version the tap does not serve, answered 400 (counted) on a connection then
@@ -476,33 +493,16 @@ async fn an_http2_preface_after_an_http1_request_is_refused_not_switched_to() {
     ))
     .await;
     let (tap, _out, _dir) = recording_tap(&production.url(), &["--metrics", "127.0.0.1:0"]);
-    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
-    let mut s = TcpStream::connect(tap.addr).await.unwrap();
-    s.write_all(b"GET /one HTTP/1.1\r\nhost: shop\r\n\r\n")
-        .await
-        .unwrap();
-    let mut first = Vec::new();
-    read_until_end(&mut s, &mut first, b"\r\n\r\nok").await;
-    s.write_all(preface).await.unwrap();
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
-    let text = String::from_utf8_lossy(&rest);
-    assert!(read.is_ok(), "the connection was left open, after {text:?}");
+    let text = preface_after(tap.addr, b"GET /one HTTP/1.1\r\nhost: shop\r\n\r\n").await;
     assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text:?}");
     assert!(text.contains("\r\nconnection: close\r\n"), "{text:?}");
     // A connection hyper took over at its first request is HTTP/1 for good too: hyper's
     // server closes on the preface without a word.
-    let mut s = TcpStream::connect(tap.addr).await.unwrap();
-    s.write_all(b"POST /up HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n")
-        .await
-        .unwrap();
-    let mut first = Vec::new();
-    read_until_end(&mut s, &mut first, b"\r\n\r\nok").await;
-    s.write_all(preface).await.unwrap();
-    let mut rest = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
-    let text = String::from_utf8_lossy(&rest);
-    assert!(read.is_ok(), "the connection was left open, after {text:?}");
+    let text = preface_after(
+        tap.addr,
+        b"POST /up HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await;
     assert_eq!(text, "");
     // At the start of a connection the preface is HTTP/2, as ever.
     let h2 = h2_get(&format!("{}/two", tap.url())).await;

@@ -571,15 +571,10 @@ mod tests {
     fn result_of(agg: Aggregator, shard: Option<Shard>, owned: u64, read: u64) -> RunResult {
         let th = Thresholds::default();
         let (summary, interfaces) = agg.finish(&th);
-        let (verdict, gate_failures) = gate::evaluate(&summary, &interfaces, &th);
-        RunResult {
-            gateway_wide: crate::analysis::gateway_wide(&interfaces),
-            shadowdiff_result: RESULT_FORMAT,
-            verdict,
-            gate_failures,
+        gate::decided(
             summary,
             interfaces,
-            run: RunInfo {
+            RunInfo {
                 created: "2026-11-02T10:00:00Z".into(),
                 tool_version: "0.1.0".into(),
                 recordings: vec!["cap.jsonl".into()],
@@ -594,8 +589,7 @@ mod tests {
                 }),
                 ..RunInfo::default()
             },
-            trend: None,
-        }
+        )
     }
 
     const N: u64 = 1200;

@@ -383,6 +383,26 @@ impl TapConfig {
 mod tests {
     use super::*;
 
+    /// `shadowdiff tap` against a dead upstream with `extra` flags, read into a config.
+    fn tap_config(extra: &[&str]) -> Result<TapConfig> {
+        let mut argv = vec![
+            "shadowdiff",
+            "tap",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--out",
+            "t.jsonl",
+        ];
+        argv.extend_from_slice(extra);
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+        let crate::cli::Command::Tap(a) = cli.command else {
+            panic!()
+        };
+        TapConfig::from_args(&a)
+    }
+
     #[test]
     fn rules_file_redact_section_adds_to_the_flags() {
         let dir = tempfile::tempdir().unwrap();
@@ -392,25 +412,7 @@ mod tests {
             "[redact]\nheaders = [\"X-Session\"]\njson_paths = [\"$.password\"]\n",
         )
         .unwrap();
-        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
-            "shadowdiff",
-            "tap",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            "http://127.0.0.1:1",
-            "--out",
-            "t.jsonl",
-            "--redact-header",
-            "x-a",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .unwrap();
-        let crate::cli::Command::Tap(a) = cli.command else {
-            panic!()
-        };
-        let c = TapConfig::from_args(&a).unwrap();
+        let c = tap_config(&["--redact-header", "x-a", "--config", cfg.to_str().unwrap()]).unwrap();
         assert!(c.redact_headers.contains(&"x-a".to_string()));
         assert!(c.redact_headers.contains(&"x-session".to_string()));
         assert_eq!(c.redact_json_paths, ["$.password"]);
@@ -423,23 +425,7 @@ mod tests {
             ("--idle-timeout", "0ms"),
             ("--http2-max-streams", "0"),
         ] {
-            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from([
-                "shadowdiff",
-                "tap",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                "http://127.0.0.1:1",
-                "--out",
-                "t.jsonl",
-                flag,
-                value,
-            ])
-            .unwrap();
-            let crate::cli::Command::Tap(a) = cli.command else {
-                panic!()
-            };
-            let e = TapConfig::from_args(&a).unwrap_err().to_string();
+            let e = tap_config(&[flag, value]).unwrap_err().to_string();
             assert!(e.contains(flag), "{flag}: {e}");
         }
     }
