@@ -72,7 +72,10 @@ impl Request {
     pub fn path(&self) -> Cow<'_, str> {
         match origin_form(&self.uri) {
             Cow::Borrowed(t) => Cow::Borrowed(cut_query(t)),
-            Cow::Owned(t) => Cow::Owned(cut_query(&t).to_string()),
+            Cow::Owned(mut t) => {
+                t.truncate(cut_query(&t).len());
+                Cow::Owned(t)
+            }
         }
     }
 
