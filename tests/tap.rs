@@ -2654,36 +2654,122 @@ async fn concurrent_http2_streams_are_each_answered_and_recorded() {
     }
 }
 
-/// An informational answer (103 Early Hints) before the real one: the tap passes on and
-/// records the final answer.
+/// Production that answers one request with `interim` at once, and with `last` only once
+/// `go` fires, so a test can see what reached the client before the final answer existed.
+async fn interim_then_final_upstream(
+    interim: &'static [u8],
+    last: &'static [u8],
+    go: tokio::sync::oneshot::Receiver<()>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut head = vec![0u8; 4096];
+        let _ = s.read(&mut head).await.unwrap();
+        s.write_all(interim).await.unwrap();
+        if go.await.is_ok() {
+            let _ = s.write_all(last).await;
+        }
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+    });
+    (addr, task)
+}
+
+/// 103 Early Hints is passed on as it comes, before production has its final answer (RFC
+/// 9110 section 15.2: a proxy forwards the 1xx answers it did not ask for), without
+/// production's hop-by-hop fields; the final answer follows on the same connection and is
+/// the one recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_informational_answer_before_the_final_one_is_skipped() {
-    let (up, server) = one_answer_upstream(
-        b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n\
-          HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nfinal",
-        true,
+async fn early_hints_reach_the_client_before_the_final_answer() {
+    let (go, wait) = tokio::sync::oneshot::channel();
+    let (up, server) = interim_then_final_upstream(
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\nconnection: x-hop\r\nx-hop: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nfinal",
+        wait,
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("hints.jsonl");
-    let tap = TapProc::start(&[
-        "--upstream",
-        &format!("http://{up}"),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    let (status, body) = raw(
-        tap.addr,
-        "GET /page HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n",
+    let (tap, out, _dir) = recording_tap(&format!("http://{up}"), &["--metrics", "127.0.0.1:0"]);
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(b"GET /page HTTP/1.1\r\nhost: shop\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let hints = tokio::time::timeout(
+        Duration::from_secs(10),
+        read_until_end(&mut s, &mut got, b"\r\n\r\n"),
     )
     .await;
-    assert_eq!((status, body.as_str()), (200, "final"));
+    assert!(
+        hints.is_ok(),
+        "no interim answer before the final one: {got:?}"
+    );
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.starts_with("HTTP/1.1 103 "), "{text}");
+    assert!(text.contains("link: </a.css>; rel=preload\r\n"), "{text}");
+    assert!(!text.to_ascii_lowercase().contains("x-hop"), "{text}");
+    go.send(()).unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(rest.is_ok(), "the tap left the connection open");
+    let text = String::from_utf8_lossy(&got).to_string();
+    let last = text.rfind("HTTP/1.1 ").unwrap();
+    assert!(text[last..].starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.ends_with("\r\n\r\nfinal"), "{text}");
+    let m = tap.metrics_text().await;
+    assert_eq!(
+        metric_in(&m, r#"shadowdiff_tap_interim_total{outcome="forwarded"}"#),
+        1,
+        "{m}"
+    );
+    assert_eq!(
+        metric_in(&m, r#"shadowdiff_tap_interim_total{outcome="dropped"}"#),
+        0,
+        "{m}"
+    );
     tap.stop_async().await;
     server.abort();
     let recorded = read_recordings(std::slice::from_ref(&out));
     assert_eq!(recorded.len(), 1);
     let r = recorded[0].response.as_ref().unwrap();
     assert_eq!((r.status, &r.body[..]), (200, &b"final"[..]));
+}
+
+/// An HTTP/1.0 client may not be sent a 1xx answer (RFC 9110 section 15.2): it gets only
+/// the final one, and the interim answer it did not get is counted as dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_client_gets_no_interim_answer_and_the_drop_is_counted() {
+    let (up, server) = one_answer_upstream(
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nfinal",
+        true,
+    )
+    .await;
+    let (tap, _out, _dir) = recording_tap(&format!("http://{up}"), &["--metrics", "127.0.0.1:0"]);
+    let mut s = tokio::net::TcpStream::connect(tap.addr).await.unwrap();
+    s.write_all(b"GET /page HTTP/1.0\r\nhost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "the tap left the connection open");
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.starts_with("HTTP/1.0 200 "), "{text}");
+    assert!(!text.contains(" 103 "), "{text}");
+    assert!(text.ends_with("final"), "{text}");
+    let m = tap.metrics_text().await;
+    assert_eq!(
+        metric_in(&m, r#"shadowdiff_tap_interim_total{outcome="dropped"}"#),
+        1,
+        "{m}"
+    );
+    assert_eq!(
+        metric_in(&m, r#"shadowdiff_tap_interim_total{outcome="forwarded"}"#),
+        0,
+        "{m}"
+    );
+    tap.stop_async().await;
+    server.abort();
 }
 
 /// An upstream URL with a path (`http://host:port/v2`): production gets every request under

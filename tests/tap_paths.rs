@@ -2,8 +2,9 @@
 //! tap's own code or by hyper's server depending on its shape (see `src/tap/h1_conn.rs`), and
 //! an HTTP/2 request by hyper's: production answering with odd framing (a length beside
 //! chunks, no framing at all, interim answers, 101, 204 or 304 with a length, HEAD) must
-//! reach the client the same way on each. Production here is a raw socket writing exact
-//! bytes; clients are raw sockets too, or hyper's HTTP/2 client.
+//! reach the client the same way on each, but for interim (1xx) answers, which only the
+//! tap's own path can pass on. Production here is a raw socket writing exact bytes; clients
+//! are raw sockets too, or hyper's HTTP/2 client.
 
 use crate::tap::{metric_in, read_recordings, read_until_end, recording_tap};
 use bytes::Bytes;
@@ -703,6 +704,23 @@ async fn both_paths(
         ));
     }
     (by_fast.dated, by_hyper.dated) = (false, false);
+    // Interim answers are the one thing the paths may not show alike: the tap's own path
+    // passes production's on (RFC 9110 section 15.2), hyper's server cannot send them (and an
+    // HTTP/1.0 client may not get them), so there they are dropped and counted.
+    let sent = read_as_client(bytes, head_request).interim;
+    if by_fast.interim != sent {
+        return Err(format!(
+            "{fast:?} (the tap's own path) got interim answers {:?}, production sent {sent:?}",
+            by_fast.interim
+        ));
+    }
+    if !by_hyper.interim.is_empty() {
+        return Err(format!(
+            "{hyper:?} (hyper's path) got interim answers {:?}",
+            by_hyper.interim
+        ));
+    }
+    (by_fast.interim, by_hyper.interim) = (Vec::new(), Vec::new());
     if let Some(w) = wrong(&by_fast, want) {
         return Err(format!("{fast:?} (the tap's own path): {w}"));
     }

@@ -28,7 +28,7 @@ use crate::http1::headers::{
 use crate::http1::ChunkedDecoder;
 use crate::interface::InterfaceKey;
 use crate::recording::format::now_us;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use std::ops::Range;
@@ -501,13 +501,15 @@ impl RespHead {
             let passed_chunks = is(name, "transfer-encoding") && self.framing == Framing::Chunked;
             let hop = (policy.field(name) == Forward::Drop && !passed_chunks)
                 // A length beside a transfer coding is not what frames the body (RFC 9112
-                // section 6.3): passed on, it would tell the client another end. 204 and 304
-                // have no body to measure: RFC 9110 section 8.6 forbids the length on 204,
-                // and on 304 hyper's server (serving the other requests) never sends it.
+                // section 6.3): passed on, it would tell the client another end. 1xx, 204
+                // and 304 have no body to measure: RFC 9110 section 8.6 forbids the length
+                // on 1xx and 204, and on 304 hyper's server (serving the other requests)
+                // never sends it.
                 || (is(name, "content-length")
                     && (matches!(self.framing, Framing::Chunked | Framing::UntilClose)
                         || self.code == 204
-                        || self.code == 304));
+                        || self.code == 304
+                        || self.code < 200));
             if hop {
                 continue;
             }
@@ -659,6 +661,10 @@ impl Conn {
             return false;
         }
         head.write_upstream(&mut self.out, &tap.cfg.upstream.prefix, &self.ip, &body);
+        let interim = Interim {
+            client: &self.client,
+            forwarded: &tap.metrics.interim_forwarded,
+        };
         let send = send(
             &mut self.up,
             &self.out,
@@ -666,6 +672,7 @@ impl Conn {
             &tap.cfg.upstream.authority,
             head.method.is_safe(),
             head_request,
+            &interim,
         );
         let sent = tokio::select! {
             biased;
@@ -873,6 +880,7 @@ async fn send(
     authority: &str,
     safe: bool,
     head_request: bool,
+    interim: &Interim<'_>,
 ) -> Result<RespHead, (UpstreamError, String)> {
     for attempt in 0..2 {
         // A request that may not go twice, or a connection whose last answer had no body,
@@ -907,7 +915,7 @@ async fn send(
                 format!("sending the request to {authority}: {e}"),
             ));
         }
-        match up.read_head(fields, head_request).await {
+        match up.read_head(fields, head_request, interim).await {
             Ok(head) => return Ok(head),
             Err(fail) => {
                 *up_slot = None;
@@ -927,6 +935,27 @@ async fn send(
         UpstreamError::Reset,
         format!("{authority} closed the connection twice"),
     ))
+}
+
+/// Where production's interim answers go while the final one is awaited.
+struct Interim<'a> {
+    client: &'a TcpStream,
+    forwarded: &'a std::sync::atomic::AtomicU64,
+}
+
+/// Writes all of `bytes` through a shared reference, so that the exchange can watch the same
+/// connection for its client leaving meanwhile.
+async fn write_shared(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Waits until the client has closed its connection (or broken it). Bytes it sends meanwhile
@@ -978,19 +1007,30 @@ impl Upstream {
         }
     }
 
-    /// Reads a response head, passing over interim (1xx) responses.
+    /// Reads a response head; interim (1xx) ones before it go to the client.
     async fn read_head(
         &mut self,
         fields: &mut Vec<Field>,
         head_request: bool,
+        interim: &Interim<'_>,
     ) -> Result<RespHead, HeadFail> {
         let mut heard = false;
         loop {
             if !self.buf.is_empty() {
                 match parse_response(&self.buf, fields, head_request) {
-                    // Interim answers (100 Continue, 103 Early Hints) are not passed on.
-                    Ok(Some((head, n))) if (100..200).contains(&head.code) && head.code != 101 => {
-                        self.buf.advance(n);
+                    // A proxy passes on the interim answers it did not ask for (RFC 9110
+                    // section 15.2), as they come: 103 Early Hints is of use only before
+                    // the final answer is ready. The client on this path speaks HTTP/1.1.
+                    Ok(Some((mut head, n)))
+                        if (100..200).contains(&head.code) && head.code != 101 =>
+                    {
+                        head.bytes = self.buf.split_to(n).freeze();
+                        let mut out = BytesMut::with_capacity(head.bytes.len());
+                        head.write_client(&mut out, false);
+                        // A client gone meanwhile is noticed by the exchange, not here.
+                        if write_shared(interim.client, &out).await.is_ok() {
+                            interim.forwarded.fetch_add(1, Ordering::Relaxed);
+                        }
                         continue;
                     }
                     Ok(Some((mut head, n))) => {

@@ -131,6 +131,12 @@ pub struct Metrics {
     timed_out: [AtomicU64; 2],
     /// Failed attempts to accept a client connection (out of file descriptors and the like).
     pub accept_failures: AtomicU64,
+    /// Production's interim (1xx) answers passed on to the client.
+    pub interim_forwarded: AtomicU64,
+    /// Production's interim (1xx) answers that could not be passed on: HTTP/1.0 clients
+    /// may not get one (RFC 9110 section 15.2), and hyper's server sends none but its own
+    /// `100 Continue`.
+    pub interim_dropped: AtomicU64,
     upstream_errors: [AtomicU64; 5],
     /// Request arrival to last response byte, as seen by the tap.
     pub latency: Histogram,
@@ -251,6 +257,17 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
         "shadowdiff_tap_accept_failures_total",
         "Failed attempts to accept a client connection (out of file descriptors and the like).",
         load(&m.accept_failures),
+    );
+    labelled(
+        &mut out,
+        "shadowdiff_tap_interim_total",
+        "Production's interim (1xx) answers: passed on, or dropped where the client's protocol path cannot carry them.",
+        "outcome",
+        [
+            ("forwarded", load(&m.interim_forwarded)),
+            ("dropped", load(&m.interim_dropped)),
+        ]
+        .into_iter(),
     );
     labelled(
         &mut out,

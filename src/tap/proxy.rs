@@ -241,19 +241,24 @@ impl Tap {
         // An HTTP/1 client's requests come one at a time: they go on its own upstream
         // connection. HTTP/2 clients and gRPC share the pooled clients.
         let own_connection = !use_h2 && parts.version < Version::HTTP_2 && !h2_client;
+        let mut upstream_req = Request::from_parts(parts, tee);
+        // hyper's server sends no interim answer but its own `100 Continue`, and an HTTP/1.0
+        // client may not get one at all: production's are dropped here, and counted.
+        let metrics = self.metrics.clone();
+        hyper::ext::on_informational(&mut upstream_req, move |_| {
+            metrics.interim_dropped.fetch_add(1, Ordering::Relaxed);
+        });
         let send = async {
             if own_connection {
                 // The upstream connection is ours alone: the request line takes the origin form.
                 let mut uri = http::uri::Parts::default();
-                uri.path_and_query = parts.uri.path_and_query().cloned();
-                parts.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
-                up.send(Request::from_parts(parts, tee)).await
+                uri.path_and_query = upstream_req.uri().path_and_query().cloned();
+                *upstream_req.uri_mut() =
+                    Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
+                up.send(upstream_req).await
             } else {
                 let client = if use_h2 { &self.h2 } else { &self.h1 };
-                client
-                    .request(Request::from_parts(parts, tee))
-                    .await
-                    .map_err(|e| classify(&e))
+                client.request(upstream_req).await.map_err(|e| classify(&e))
             }
         };
         let sent = tokio::time::timeout(self.cfg.upstream_timeout, send).await;
