@@ -469,6 +469,11 @@ fn parse_response(
 }
 
 impl RespHead {
+    /// An interim answer (1xx but 101), with the final one still to come.
+    fn is_interim(&self) -> bool {
+        (100..200).contains(&self.code) && self.code != 101
+    }
+
     fn slice(&self, r: &Range<usize>) -> &[u8] {
         &self.bytes[r.clone()]
     }
@@ -661,10 +666,6 @@ impl Conn {
             return false;
         }
         head.write_upstream(&mut self.out, &tap.cfg.upstream.prefix, &self.ip, &body);
-        let interim = Interim {
-            client: &self.client,
-            forwarded: &tap.metrics.interim_forwarded,
-        };
         let send = send(
             &mut self.up,
             &self.out,
@@ -672,9 +673,8 @@ impl Conn {
             &tap.cfg.upstream.authority,
             head.method.is_safe(),
             head_request,
-            &interim,
         );
-        let sent = tokio::select! {
+        let mut sent = tokio::select! {
             biased;
             sent = tokio::time::timeout_at(deadline, send) => sent,
             // A client that leaves before the answer takes its exchange with it, as under
@@ -684,6 +684,36 @@ impl Conn {
                 return false;
             }
         };
+        // A proxy passes on the interim answers it did not ask for (RFC 9110 section 15.2),
+        // as they come: 103 Early Hints is of use only before the final answer is ready.
+        // The client on this path speaks HTTP/1.1.
+        while let Ok(Ok(interim)) = &sent {
+            if !interim.is_interim() {
+                break;
+            }
+            let mut out = BytesMut::with_capacity(interim.bytes.len());
+            interim.write_client(&mut out, false);
+            // A client gone meanwhile is noticed below, while the final answer is awaited.
+            if self.client.write_all(&out).await.is_ok() {
+                tap.metrics
+                    .interim_forwarded
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let next = next_head(
+                &mut self.up,
+                &mut self.resp_fields,
+                &tap.cfg.upstream.authority,
+                head_request,
+            );
+            sent = tokio::select! {
+                biased;
+                sent = tokio::time::timeout_at(deadline, next) => sent,
+                () = gone(&self.client) => {
+                    self.up = None;
+                    return false;
+                }
+            };
+        }
         let resp = match sent {
             Ok(Ok(resp)) => resp,
             Ok(Err((kind, message))) => {
@@ -880,7 +910,6 @@ async fn send(
     authority: &str,
     safe: bool,
     head_request: bool,
-    interim: &Interim<'_>,
 ) -> Result<RespHead, (UpstreamError, String)> {
     for attempt in 0..2 {
         // A request that may not go twice, or a connection whose last answer had no body,
@@ -915,7 +944,7 @@ async fn send(
                 format!("sending the request to {authority}: {e}"),
             ));
         }
-        match up.read_head(fields, head_request, interim).await {
+        match up.read_head(fields, head_request).await {
             Ok(head) => return Ok(head),
             Err(fail) => {
                 *up_slot = None;
@@ -937,25 +966,33 @@ async fn send(
     ))
 }
 
-/// Where production's interim answers go while the final one is awaited.
-struct Interim<'a> {
-    client: &'a TcpStream,
-    forwarded: &'a std::sync::atomic::AtomicU64,
-}
-
-/// Writes all of `bytes` through a shared reference, so that the exchange can watch the same
-/// connection for its client leaving meanwhile.
-async fn write_shared(stream: &TcpStream, mut bytes: &[u8]) -> std::io::Result<()> {
-    while !bytes.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(bytes) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
+/// Reads the head after an interim answer on the connection in `up_slot`, which carried
+/// the request and heard from production: it is not sent again. The slot is emptied when the
+/// connection fails.
+async fn next_head(
+    up_slot: &mut Option<Upstream>,
+    fields: &mut Vec<Field>,
+    authority: &str,
+    head_request: bool,
+) -> Result<RespHead, (UpstreamError, String)> {
+    let Some(up) = up_slot.as_mut() else {
+        return Err((
+            UpstreamError::Reset,
+            format!("{authority}: connection lost"),
+        ));
+    };
+    match up.read_head(fields, head_request).await {
+        Ok(head) => Ok(head),
+        Err(fail) => {
+            *up_slot = None;
+            Err(match fail {
+                HeadFail::Silent(m) | HeadFail::Broken(m) => {
+                    (UpstreamError::Reset, format!("{authority}: {m}"))
+                }
+                HeadFail::Malformed(m) => (UpstreamError::Malformed, format!("{authority}: {m}")),
+            })
         }
     }
-    Ok(())
 }
 
 /// Waits until the client has closed its connection (or broken it). Bytes it sends meanwhile
@@ -1007,32 +1044,16 @@ impl Upstream {
         }
     }
 
-    /// Reads a response head; interim (1xx) ones before it go to the client.
+    /// Reads a response head: the final one, or an interim (1xx) one before it.
     async fn read_head(
         &mut self,
         fields: &mut Vec<Field>,
         head_request: bool,
-        interim: &Interim<'_>,
     ) -> Result<RespHead, HeadFail> {
         let mut heard = false;
         loop {
             if !self.buf.is_empty() {
                 match parse_response(&self.buf, fields, head_request) {
-                    // A proxy passes on the interim answers it did not ask for (RFC 9110
-                    // section 15.2), as they come: 103 Early Hints is of use only before
-                    // the final answer is ready. The client on this path speaks HTTP/1.1.
-                    Ok(Some((mut head, n)))
-                        if (100..200).contains(&head.code) && head.code != 101 =>
-                    {
-                        head.bytes = self.buf.split_to(n).freeze();
-                        let mut out = BytesMut::with_capacity(head.bytes.len());
-                        head.write_client(&mut out, false);
-                        // A client gone meanwhile is noticed by the exchange, not here.
-                        if write_shared(interim.client, &out).await.is_ok() {
-                            interim.forwarded.fetch_add(1, Ordering::Relaxed);
-                        }
-                        continue;
-                    }
                     Ok(Some((mut head, n))) => {
                         if head.code == 101 {
                             return Err(HeadFail::Malformed(UNASKED_UPGRADE.into()));
