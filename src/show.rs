@@ -274,9 +274,7 @@ impl Show<'_> {
         );
         let safe = self.safe();
         let opts = self.cfg.rules.options_for(self.interface);
-        let a = targets
-            .ask(&self.ex.request, Instant::now(), safe.is_ok())
-            .await;
+        let a = targets.ask(self.ex, Instant::now(), safe.is_ok()).await;
         let j = targets.judge(self.ex, &a, &opts);
         let _ = writeln!(out);
         self.answer_line(out, "baseline ", &b.url, &a.baseline);

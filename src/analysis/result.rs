@@ -616,6 +616,63 @@ pub struct RunInfo {
     /// it. Absent for a run that read everything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incomplete: Option<String>,
+    /// shadowdiff played both gateways' upstreams (`--baseline-upstream`,
+    /// `--candidate-upstream`): where, and what each side forwarded. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamRun>,
+}
+
+/// A run in which shadowdiff played both gateways' upstreams.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamRun {
+    /// The address the baseline gateway forwarded to.
+    pub baseline_addr: String,
+    /// The address the candidate gateway forwarded to.
+    pub candidate_addr: String,
+    /// `none` (answered at once: latency is the gateway's own) or `recorded` (after the
+    /// recorded latency).
+    pub latency: String,
+    /// What the baseline gateway forwarded.
+    pub baseline: UpstreamSide,
+    /// What the candidate gateway forwarded.
+    pub candidate: UpstreamSide,
+}
+
+/// What one gateway forwarded to shadowdiff playing its upstream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamSide {
+    /// Requests received.
+    pub forwarded: u64,
+    /// Tied to their exchange by the correlation header.
+    pub by_header: u64,
+    /// Received without the correlation header (the gateway did not pass it on).
+    pub without_header: u64,
+    /// Of those, tied to their exchange by method, body and path.
+    pub by_match: u64,
+    /// Tied to no exchange in flight: answered 502.
+    pub unmatched: u64,
+    /// The same call again within one exchange (same method, target and body).
+    pub retries: u64,
+    /// Tied to an exchange recorded without an answer: answered 502.
+    #[serde(default)]
+    pub unanswerable: u64,
+    /// Whose body could not be read (over `--max-body`, or cut): answered 502.
+    #[serde(default)]
+    pub unreadable: u64,
+}
+
+impl UpstreamSide {
+    /// Adds another run's counts (a shard's) to these.
+    pub fn add(&mut self, o: &UpstreamSide) {
+        self.forwarded += o.forwarded;
+        self.by_header += o.by_header;
+        self.without_header += o.without_header;
+        self.by_match += o.by_match;
+        self.unmatched += o.unmatched;
+        self.retries += o.retries;
+        self.unanswerable += o.unanswerable;
+        self.unreadable += o.unreadable;
+    }
 }
 
 /// What one selection filter kept.

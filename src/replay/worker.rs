@@ -43,13 +43,14 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         }
         None => Instant::now(),
     };
-    let answers = t.ask(&job.exchange.request, start, job.safe).await;
+    let answers = t.ask(&job.exchange, start, job.safe).await;
     let judgement = t.judge(&job.exchange, &answers, &opts);
     let Answers {
         baseline: b,
         candidate: c,
         probe,
         resent,
+        ..
     } = answers;
     if judgement.outcome == Outcome::Skipped {
         return Replayed {
@@ -545,6 +546,7 @@ mod tests {
             candidate: Target::new(Side::Candidate, url, opts).unwrap(),
             probe: None,
             recorded_noise: false,
+            plays: None,
         }
     }
 

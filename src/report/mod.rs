@@ -333,6 +333,7 @@ pub(crate) mod fixture {
                 filters: Vec::new(),
                 shard: None,
                 incomplete: None,
+                upstream: None,
             },
             trend: None,
         }

@@ -1,0 +1,497 @@
+//! shadowdiff as the upstream of both gateway versions (`--baseline-upstream`,
+//! `--candidate-upstream`): one listener per side (HTTP/1.1 and h2c, gRPC trailers
+//! included) that answers every request a gateway forwards with the recorded answer of the
+//! exchange it belongs to, and keeps what was forwarded for the comparison
+//! ([`crate::compare::upstream`]).
+//!
+//! A forwarded request is tied to its exchange by the correlation header the replayer adds
+//! to each request it sends ([`CORRELATION_HEADER`]); a gateway that does not pass it on is
+//! matched by method, body and path among that side's exchanges in flight, and counted, so
+//! the report can say the header was stripped. A request that matches no exchange in flight
+//! is answered 502 and counted. Nothing a gateway forwards reaches any other server.
+
+use crate::analysis::result::{UpstreamRun, UpstreamSide};
+use crate::cli::UpstreamLatency;
+use crate::compare::upstream::{without_retries, Forwarded};
+use crate::error::{Error, Result};
+use crate::exchange::{Exchange, Response, Side};
+use crate::http1::headers::is_hop_by_hop;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Either, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// The request header that carries an exchange's token from the replayer through the
+/// gateway to shadowdiff playing its upstream. Gateways must pass it on (most pass unknown
+/// headers by default); it is never compared.
+pub const CORRELATION_HEADER: &str = "x-shadowdiff-exchange";
+
+/// One exchange in flight on one side: what identifies its forwarded requests when the
+/// correlation header is missing, the answer to give, and the calls received.
+struct Open {
+    method: String,
+    path: String,
+    body: Bytes,
+    answer: Option<Arc<Response>>,
+    latency: Option<Duration>,
+    calls: Vec<Forwarded>,
+}
+
+#[derive(Default)]
+struct State {
+    open: HashMap<u64, Open>,
+    stats: UpstreamSide,
+}
+
+/// shadowdiff playing one side's upstream.
+pub struct Upstream {
+    side: Side,
+    /// The address bound.
+    addr: SocketAddr,
+    /// Authorities that name this side: its listening address and its gateway's.
+    own: Vec<String>,
+    latency: UpstreamLatency,
+    max_body: usize,
+    state: Mutex<State>,
+}
+
+/// Both sides' upstreams and the tokens of exchanges in flight.
+pub struct Plays {
+    baseline: Arc<Upstream>,
+    candidate: Arc<Upstream>,
+    next: AtomicU64,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+/// What both sides forwarded for one request, taken when their gateways had answered.
+#[derive(Clone, Debug, Default)]
+pub struct Calls {
+    /// What the baseline gateway forwarded.
+    pub baseline: Vec<Forwarded>,
+    /// What the candidate gateway forwarded.
+    pub candidate: Vec<Forwarded>,
+}
+
+impl Plays {
+    /// Binds both listeners and starts serving on the current runtime. `targets` are the
+    /// authorities of the baseline and candidate gateways (a `Host` naming them is the
+    /// side's own too).
+    pub async fn start(
+        addrs: (SocketAddr, SocketAddr),
+        targets: (&str, &str),
+        latency: UpstreamLatency,
+        max_body: usize,
+    ) -> Result<Plays> {
+        let (b, tb) = Upstream::bind(Side::Baseline, addrs.0, targets.0, latency, max_body).await?;
+        let (c, tc) =
+            Upstream::bind(Side::Candidate, addrs.1, targets.1, latency, max_body).await?;
+        Ok(Plays {
+            baseline: b,
+            candidate: c,
+            next: AtomicU64::new(1),
+            tasks: vec![tb, tc],
+        })
+    }
+
+    /// The addresses actually bound (a port 0 given is a port chosen).
+    pub fn addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.baseline.addr, self.candidate.addr)
+    }
+
+    /// Opens `ex` on both sides under a fresh token, returned to be sent in
+    /// [`CORRELATION_HEADER`].
+    pub fn open(&self, ex: &Exchange) -> u64 {
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        let answer = ex.response.clone().map(Arc::new);
+        for side in [&self.baseline, &self.candidate] {
+            side.open(token, ex, answer.clone());
+        }
+        token
+    }
+
+    /// Closes a token on both sides and returns what each forwarded under it.
+    pub fn close(&self, token: u64) -> Calls {
+        Calls {
+            baseline: self.baseline.close(token),
+            candidate: self.candidate.close(token),
+        }
+    }
+
+    /// The counts of the run, for the result.
+    pub fn report(&self, latency: UpstreamLatency) -> UpstreamRun {
+        UpstreamRun {
+            baseline_addr: self.baseline.addr.to_string(),
+            candidate_addr: self.candidate.addr.to_string(),
+            latency: latency.name().to_string(),
+            baseline: self.baseline.stats(),
+            candidate: self.candidate.stats(),
+        }
+    }
+}
+
+impl Drop for Plays {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Upstream {
+    async fn bind(
+        side: Side,
+        addr: SocketAddr,
+        target: &str,
+        latency: UpstreamLatency,
+        max_body: usize,
+    ) -> Result<(Arc<Upstream>, tokio::task::AbortHandle)> {
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            Error::Usage(format!(
+                "--{side}-upstream {addr}: cannot listen there ({e}); expected a free local \
+                 address such as 127.0.0.1:9001"
+            ))
+        })?;
+        let addr = listener.local_addr().unwrap_or(addr);
+        let port = addr.port();
+        let own = vec![
+            addr.to_string(),
+            format!("localhost:{port}"),
+            format!("127.0.0.1:{port}"),
+            format!("[::1]:{port}"),
+            target.to_string(),
+        ];
+        let up = Arc::new(Upstream {
+            side,
+            addr,
+            own,
+            latency,
+            max_body,
+            state: Mutex::new(State::default()),
+        });
+        let task = tokio::spawn(serve(up.clone(), listener)).abort_handle();
+        Ok((up, task))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while the lock was held leaves counts, never broken invariants.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn open(&self, token: u64, ex: &Exchange, answer: Option<Arc<Response>>) {
+        let open = Open {
+            method: ex.request.method.clone(),
+            path: ex.request.path().into_owned(),
+            body: ex.request.body.clone(),
+            answer,
+            latency: ex.latency_us.map(Duration::from_micros),
+            calls: Vec::new(),
+        };
+        self.state().open.insert(token, open);
+    }
+
+    fn close(&self, token: u64) -> Vec<Forwarded> {
+        let mut st = self.state();
+        let calls = st.open.remove(&token).map(|o| o.calls).unwrap_or_default();
+        st.stats.retries += without_retries(&calls).1;
+        calls
+    }
+
+    fn stats(&self) -> UpstreamSide {
+        self.state().stats.clone()
+    }
+
+    /// Ties a forwarded request to its exchange, notes it, and gives the answer to send
+    /// (with the wait before it), or `None` when it belongs to no exchange in flight.
+    fn take(
+        &self,
+        token: Option<&str>,
+        call: Forwarded,
+    ) -> Option<(Option<Arc<Response>>, Option<Duration>)> {
+        let mut st = self.state();
+        st.stats.forwarded += 1;
+        let by_header = token.and_then(|t| t.trim().parse::<u64>().ok());
+        let key = match by_header {
+            Some(k) if st.open.contains_key(&k) => {
+                st.stats.by_header += 1;
+                Some(k)
+            }
+            // A token of an exchange already closed: a call made after the gateway answered.
+            Some(_) => None,
+            None => {
+                st.stats.without_header += 1;
+                let k = fallback(&st.open, &call);
+                if k.is_some() {
+                    st.stats.by_match += 1;
+                }
+                k
+            }
+        };
+        let Some(open) = key.and_then(|k| st.open.get_mut(&k)) else {
+            st.stats.unmatched += 1;
+            return None;
+        };
+        open.calls.push(call);
+        let wait = match self.latency {
+            UpstreamLatency::Recorded => open.latency,
+            UpstreamLatency::None => None,
+        };
+        Some((open.answer.clone(), wait))
+    }
+}
+
+/// The exchange in flight a forwarded request without a token belongs to: the same method
+/// and body, and of those the same path, else a path that ends with the other (a prefix
+/// added or cut), else the only one.
+fn fallback(open: &HashMap<u64, Open>, call: &Forwarded) -> Option<u64> {
+    let path = call.target.split(['?', '#']).next().unwrap_or("");
+    let same: Vec<(&u64, &Open)> = open
+        .iter()
+        .filter(|(_, o)| o.method.eq_ignore_ascii_case(&call.method) && o.body == call.body)
+        .collect();
+    if let Some((k, _)) = same.iter().find(|(_, o)| o.path == path) {
+        return Some(**k);
+    }
+    let suffix: Vec<&u64> = same
+        .iter()
+        .filter(|(_, o)| o.path.ends_with(path) || path.ends_with(o.path.as_str()))
+        .map(|(k, _)| *k)
+        .collect();
+    match (suffix.as_slice(), same.as_slice()) {
+        ([k], _) => Some(**k),
+        ([], [(k, _)]) => Some(**k),
+        // Several alike: their requests are the same, so any of them answers alike.
+        ([k, ..], _) => Some(**k),
+        _ => None,
+    }
+}
+
+type Body = Either<
+    Full<Bytes>,
+    StreamBody<
+        futures_util::stream::Iter<
+            std::vec::IntoIter<std::result::Result<Frame<Bytes>, Infallible>>,
+        >,
+    >,
+>;
+
+async fn serve(up: Arc<Upstream>, listener: TcpListener) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(_) => {
+                // Out of file descriptors, or a connection reset before it was accepted:
+                // spinning on it would only take the CPU the gateways need.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let local = stream.local_addr().ok();
+        let _ = stream.set_nodelay(true);
+        let up = up.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let up = up.clone();
+                async move { Ok::<_, Infallible>(answer(&up, local, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+/// Answers one forwarded request.
+async fn answer(
+    up: &Upstream,
+    local: Option<SocketAddr>,
+    req: http::Request<Incoming>,
+) -> http::Response<Body> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, up.max_body).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            up.state().stats.unreadable += 1;
+            return plain(
+                StatusCode::BAD_GATEWAY,
+                format!("shadowdiff could not read the forwarded request: {e}\n"),
+            );
+        }
+    };
+    let mut token = None;
+    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+    // HTTP/2 carries the authority in the request line; it is compared as the Host it is.
+    if parts.version == http::Version::HTTP_2 {
+        if let Some(a) = parts.uri.authority() {
+            headers.push(("host".to_string(), a.to_string()));
+        }
+    }
+    for (n, v) in &parts.headers {
+        let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        if n.as_str() == CORRELATION_HEADER {
+            token = Some(v);
+        } else {
+            headers.push((n.as_str().to_string(), v));
+        }
+    }
+    let mut own = up.own.clone();
+    if let Some(l) = local {
+        own.push(l.to_string());
+    }
+    let call = Forwarded {
+        method: parts.method.as_str().to_string(),
+        target: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
+        headers,
+        body,
+        own,
+    };
+    let side = up.side;
+    let Some((recorded, wait)) = up.take(token.as_deref(), call) else {
+        return plain(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "shadowdiff, playing the {side}'s upstream, found no exchange in flight for \
+                 this request\n"
+            ),
+        );
+    };
+    let Some(recorded) = recorded else {
+        up.state().stats.unanswerable += 1;
+        return plain(
+            StatusCode::BAD_GATEWAY,
+            "shadowdiff has no recorded answer for this exchange\n".into(),
+        );
+    };
+    if let Some(w) = wait {
+        tokio::time::sleep(w).await;
+    }
+    recorded_answer(&recorded)
+}
+
+/// The recorded answer as sent again: status, header fields but those of the connection and
+/// the body's framing (set anew for this connection), body, and trailers when it had any.
+fn recorded_answer(r: &Response) -> http::Response<Body> {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = match &r.trailers {
+        Some(t) => {
+            let frames = vec![
+                Ok(Frame::data(r.body.clone())),
+                Ok(Frame::trailers(header_map(t))),
+            ];
+            Either::Right(StreamBody::new(futures_util::stream::iter(frames)))
+        }
+        None => Either::Left(Full::new(r.body.clone())),
+    };
+    let mut resp = http::Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    for (n, v) in &r.headers {
+        if is_hop_by_hop(n.as_bytes()) || n.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            h.append(n, v);
+        }
+    }
+    resp
+}
+
+fn header_map(fields: &[(String, String)]) -> HeaderMap {
+    let mut m = HeaderMap::new();
+    for (n, v) in fields {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            m.append(n, v);
+        }
+    }
+    m
+}
+
+fn plain(status: StatusCode, text: String) -> http::Response<Body> {
+    let mut resp = http::Response::new(Either::Left(Full::new(Bytes::from(text))));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::Request;
+
+    fn ex(method: &str, uri: &str, body: &str) -> Exchange {
+        Exchange {
+            id: "e".into(),
+            ts_us: 0,
+            interface: None,
+            tenant: None,
+            request: Request {
+                method: method.into(),
+                uri: uri.into(),
+                version: "HTTP/1.1".into(),
+                body: Bytes::copy_from_slice(body.as_bytes()),
+                ..Default::default()
+            },
+            response: None,
+            latency_us: None,
+        }
+    }
+
+    fn open_of(e: &Exchange) -> Open {
+        Open {
+            method: e.request.method.clone(),
+            path: e.request.path().into_owned(),
+            body: e.request.body.clone(),
+            answer: None,
+            latency: None,
+            calls: Vec::new(),
+        }
+    }
+
+    fn fwd(method: &str, target: &str, body: &str) -> Forwarded {
+        Forwarded {
+            method: method.into(),
+            target: target.into(),
+            body: Bytes::copy_from_slice(body.as_bytes()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn fallback_matches_method_body_then_path() {
+        let mut open = HashMap::new();
+        open.insert(1, open_of(&ex("POST", "/api/orders/Create", r#"{"a":1}"#)));
+        open.insert(2, open_of(&ex("POST", "/api/users/Update", r#"{"a":1}"#)));
+        open.insert(3, open_of(&ex("GET", "/api/x", "")));
+        assert_eq!(
+            fallback(&open, &fwd("POST", "/api/users/Update", r#"{"a":1}"#)),
+            Some(2)
+        );
+        // A prefix cut by the gateway.
+        assert_eq!(
+            fallback(&open, &fwd("POST", "/orders/Create", r#"{"a":1}"#)),
+            Some(1)
+        );
+        assert_eq!(fallback(&open, &fwd("GET", "/v2/other", "")), Some(3));
+        assert_eq!(fallback(&open, &fwd("POST", "/x", r#"{"a":2}"#)), None);
+    }
+}
