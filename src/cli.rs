@@ -206,6 +206,20 @@ pub struct ShowArgs {
     /// Skip recording lines that do not parse (with a warning) instead of stopping.
     #[arg(long)]
     pub skip_bad_lines: bool,
+    /// Play the baseline gateway's upstream at this address, as replay does, and show what
+    /// each gateway forwarded side by side.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires_all = ["candidate_upstream", "candidate"]
+    )]
+    pub baseline_upstream: Option<String>,
+    /// Play the candidate gateway's upstream at this address.
+    #[arg(long, value_name = "ADDR", requires = "baseline_upstream")]
+    pub candidate_upstream: Option<String>,
+    /// When the played upstream answers: `none` or `recorded`, as for replay.
+    #[arg(long, value_enum, default_value_t = UpstreamLatency::None, value_name = "WHEN")]
+    pub upstream_latency: UpstreamLatency,
 }
 
 /// When shadowdiff, playing a gateway's upstream, sends the recorded answer.

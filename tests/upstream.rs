@@ -14,6 +14,9 @@
 //! - `auth_request` before every users call (`upstream.calls`, two interfaces);
 //! - no location for `QueryReservations`: answered 403 by the catch-all, a status outside
 //!   the missing-rule set, found because nothing was forwarded (`missing_rule`).
+//!
+//! Both versions stamp a fresh `X-Request-Id` on every forwarded request: a difference on
+//! every exchange that the noise probe (which forwards too) shows to be noise.
 
 use crate::util::*;
 use bytes::Bytes;
@@ -217,14 +220,15 @@ async fn note_dropper(upstream: u16) -> (u16, tokio::task::JoinHandle<()>) {
 /// `extra` lines go first (a rule that strips a header, say).
 fn haproxy_old(upstream: u16, extra: &str) -> String {
     format!(
-        "{extra}  acl billing path_beg /rpc/billing/\n  http-request set-header X-Auth-Scope billing if billing\n  default_backend up\nbackend up\n  server s 127.0.0.1:{upstream}\n"
+        "{extra}  unique-id-format %[uuid()]\n  unique-id-header X-Request-Id\n  acl billing path_beg /rpc/billing/\n  http-request set-header X-Auth-Scope billing if billing\n  default_backend up\nbackend up\n  server s 127.0.0.1:{upstream}\n"
     )
 }
 
 /// The new gateway: a location per service, with the five changes planted.
 fn nginx_new(upstream: u16, dropper: u16) -> String {
     let pass =
-        "proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass_header Server;";
+        "proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_pass_header Server; \
+                proxy_set_header X-Request-Id $request_id;";
     format!(
         "    location /rpc/orders/ {{ proxy_pass http://127.0.0.1:{upstream}; {pass} }}\n\
          location = /rpc/orders/UpdateOrder {{ proxy_pass http://127.0.0.1:{dropper}; {pass} }}\n\
@@ -270,13 +274,14 @@ async fn replay_playing(
     baseline: &str,
     candidate: &str,
     ports: (u16, u16),
+    more: &[&str],
 ) -> (std::process::Output, Value) {
     let json = s.dir.path().join(format!("{name}.json"));
     let (b, c) = (
         format!("127.0.0.1:{}", ports.0),
         format!("127.0.0.1:{}", ports.1),
     );
-    let extra = [
+    let mut extra = vec![
         "--baseline-upstream",
         &b,
         "--candidate-upstream",
@@ -284,6 +289,7 @@ async fn replay_playing(
         "--timeout",
         "5s",
     ];
+    extra.extend(more);
     replay_json(&s.rec, baseline, candidate, &json, &extra).await
 }
 
@@ -327,7 +333,33 @@ async fn what_each_gateway_forwarded_is_compared_and_every_planted_change_found(
     })
     .await
     .unwrap();
-    let (o, r) = replay_playing(&s, "old-new", &old.url(), &new.url(), (bup, cup)).await;
+    let d = s.dir.path();
+    let (html, junit, md, diffs) = (
+        d.join("r.html"),
+        d.join("r.xml"),
+        d.join("r.md"),
+        d.join("diffs.jsonl"),
+    );
+    let report_flags: Vec<String> = vec![
+        "--html".into(),
+        html.display().to_string(),
+        "--junit".into(),
+        junit.display().to_string(),
+        "--markdown".into(),
+        md.display().to_string(),
+        "--diffs".into(),
+        diffs.display().to_string(),
+    ];
+    let report_flags: Vec<&str> = report_flags.iter().map(String::as_str).collect();
+    let (o, r) = replay_playing(
+        &s,
+        "old-new",
+        &old.url(),
+        &new.url(),
+        (bup, cup),
+        &report_flags,
+    )
+    .await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
 
     // Nothing reached the backend: every forwarded request went to shadowdiff.
@@ -382,6 +414,100 @@ async fn what_each_gateway_forwarded_is_compared_and_every_planted_change_found(
     let q = interface(&r, &key("/rpc/inventory/QueryReservations"));
     assert_eq!(q["missing_rule"], 6);
     assert_eq!(q["missing_rule_answer"]["status"], 403);
+
+    // Every report shows the upstream side: the two forwarded requests of one exchange.
+    // Prose is wrapped to the terminal's width: words are compared, not line breaks.
+    let stdout = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        stdout.contains("upstream.header:x-auth-scope (removed): differed in 16"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("forwarded upstream for "), "{stdout}");
+    assert!(stdout.contains("≠ x-auth-scope: billing"), "{stdout}");
+    assert!(
+        stdout.contains("shadowdiff played the upstreams"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("what each gateway itself adds"), "{stdout}");
+    let charge = interface(&r, &key("/rpc/billing/Charge"));
+    let kept = charge["sample_requests"].as_object().unwrap();
+    let fwd = kept
+        .values()
+        .find_map(|s| s.get("forwarded"))
+        .expect("forwarded kept");
+    assert_eq!(fwd["baseline"][0]["uri"], "/rpc/billing/Charge");
+    let scope = |side: &str| {
+        fwd[side][0]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h[0] == "x-auth-scope")
+    };
+    assert!(scope("baseline") && !scope("candidate"), "{fwd:#}");
+    let html = std::fs::read_to_string(&html).unwrap();
+    assert!(html.contains("Forwarded upstream in exchange"));
+    assert!(html.contains("<code>/search/v2/Search</code>") || html.contains("/search/v2/Search"));
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(junit.contains("upstream.path"), "{junit}");
+    assert!(junit.contains("forwarded upstream for"), "{junit}");
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(md.contains("Forwarded upstream for"), "{md}");
+    let diffs = std::fs::read_to_string(&diffs).unwrap();
+    let line: Value = diffs
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["interface"] == key("/rpc/orders/UpdateOrder"))
+        .unwrap();
+    let keys: Vec<&str> = line["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"upstream.body:$.note (removed)"), "{keys:?}");
+    assert_eq!(line["outcome"], "different");
+    assert!(line["forwarded"]["baseline"][0]["body"]
+        .as_str()
+        .unwrap()
+        .contains("note"));
+    assert!(!line["forwarded"]["candidate"][0]["body"]
+        .as_str()
+        .unwrap()
+        .contains("note"));
+
+    // `show` plays the upstreams too, and puts the two forwarded requests side by side.
+    let id = charge["fields"][0]["samples"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let args: Vec<String> = [
+        "show",
+        &s.rec.display().to_string(),
+        &id,
+        "--baseline",
+        &old.url(),
+        "--candidate",
+        &new.url(),
+        "--baseline-upstream",
+        &format!("127.0.0.1:{bup}"),
+        "--candidate-upstream",
+        &format!("127.0.0.1:{cup}"),
+    ]
+    .map(String::from)
+    .to_vec();
+    let o = shadowdiff_async(args).await;
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("forwarded upstream: baseline 1 call | candidate 1 call"),
+        "{}",
+        describe(&o)
+    );
+    assert!(text.contains("≠ x-auth-scope: billing"), "{text}");
+    assert!(text.contains("upstream.header:x-auth-scope"), "{text}");
+    assert_eq!(s.backend_calls.load(Ordering::SeqCst), s.captured);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -399,7 +525,7 @@ async fn the_same_gateway_config_twice_is_clean() {
     })
     .await
     .unwrap();
-    let (o, r) = replay_playing(&s, "aa", &a.url(), &b.url(), (bup, cup)).await;
+    let (o, r) = replay_playing(&s, "aa", &a.url(), &b.url(), (bup, cup), &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert_eq!(r["verdict"], "pass");
     assert_eq!(r["summary"]["skipped"], 0);
@@ -430,7 +556,7 @@ async fn a_gateway_stripping_the_correlation_header_is_reported_and_still_matche
     })
     .await
     .unwrap();
-    let (o, r) = replay_playing(&s, "stripped", &old.url(), &again.url(), (bup, cup)).await;
+    let (o, r) = replay_playing(&s, "stripped", &old.url(), &again.url(), (bup, cup), &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let up = &r["run"]["upstream"];
     let forwarded = up["baseline"]["forwarded"].as_u64().unwrap();

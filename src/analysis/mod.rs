@@ -253,6 +253,21 @@ impl Aggregator {
         }
     }
 
+    /// Keeps what the gateways forwarded for exchange `id` of `interface` with its request,
+    /// when that request is kept (a path example comes from it).
+    pub fn record_forwarded(
+        &mut self,
+        interface: &str,
+        id: &str,
+        calls: &crate::replay::upstream::Calls,
+    ) {
+        if let Some(r) = self.iface(interface).requests.get_mut(id) {
+            if r.forwarded.is_none() {
+                r.forwarded = Some(result::ForwardedSample::of(calls));
+            }
+        }
+    }
+
     /// Keeps the candidate's answer in an exchange counted `missing_rule`, when none is kept
     /// for `interface` yet.
     pub fn record_missing_answer(

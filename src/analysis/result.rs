@@ -405,6 +405,35 @@ pub struct SampleRequest {
     /// The recording kept only the start of the body.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub body_truncated: bool,
+    /// What each gateway forwarded for this exchange, when shadowdiff played their
+    /// upstreams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded: Option<ForwardedSample>,
+}
+
+/// What each gateway forwarded to its upstream for one exchange, each call as a
+/// [`SampleRequest`] (`uri` is the target the upstream received).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForwardedSample {
+    /// The baseline gateway's calls, in the order they came.
+    pub baseline: Vec<SampleRequest>,
+    /// The candidate gateway's calls, in the order they came.
+    pub candidate: Vec<SampleRequest>,
+}
+
+impl ForwardedSample {
+    /// Both sides' calls as a report keeps them.
+    pub fn of(calls: &crate::replay::upstream::Calls) -> Self {
+        let keep = |v: &[crate::compare::upstream::Forwarded]| -> Vec<SampleRequest> {
+            v.iter()
+                .map(|f| SampleRequest::of(&f.compared_request()))
+                .collect()
+        };
+        ForwardedSample {
+            baseline: keep(&calls.baseline),
+            candidate: keep(&calls.candidate),
+        }
+    }
 }
 
 impl SampleRequest {
@@ -445,6 +474,7 @@ impl SampleRequest {
             body_bytes: r.body.len() as u64,
             body_binary,
             body_truncated: r.body_truncated,
+            forwarded: None,
         }
     }
 }

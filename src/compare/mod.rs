@@ -189,8 +189,8 @@ pub enum DiffKind {
     Trailer,
     /// The body: a JSON field path, a text line, or the whole body for binary.
     Body,
-    /// What the gateway forwarded to its upstream: `method`, `path`, `calls`,
-    /// `header:NAME` or `body:...` (see [`upstream`]).
+    /// What the gateway forwarded to its upstream: `upstream.method`, `upstream.path`,
+    /// `upstream.calls`, `upstream.header:NAME` or `upstream.body:...` (see [`upstream`]).
     Upstream,
 }
 
@@ -220,7 +220,7 @@ impl Difference {
             DiffKind::Header => format!("header {}", self.path),
             DiffKind::Trailer => format!("trailer {}", self.path),
             DiffKind::Body => self.path.clone(),
-            DiffKind::Upstream => format!("upstream.{}", self.path),
+            DiffKind::Upstream => self.path.clone(),
         }
     }
 
@@ -230,12 +230,15 @@ impl Difference {
         // A forwarded call's header field or body field is classed as an answer's is; a call
         // made on one side only is removed or added.
         let (kind, path) = match self.kind {
-            DiffKind::Upstream => match self.path.split_once(':') {
-                Some(("header", _)) => (DiffKind::Header, self.path.as_str()),
-                Some(("body", field)) => (DiffKind::Body, field),
-                _ if self.path == "calls" => (DiffKind::Header, self.path.as_str()),
-                _ => return Change::Value,
-            },
+            DiffKind::Upstream => {
+                let part = self.path.strip_prefix("upstream.").unwrap_or(&self.path);
+                match part.split_once(':') {
+                    Some(("header", _)) => (DiffKind::Header, part),
+                    Some(("body", field)) => (DiffKind::Body, field),
+                    _ if part == "calls" => (DiffKind::Header, part),
+                    _ => return Change::Value,
+                }
+            }
             kind => (kind, self.path.as_str()),
         };
         let classed = match kind {
@@ -297,7 +300,7 @@ impl Difference {
             ),
             DiffKind::Trailer => format!("trailer:{}", self.path),
             DiffKind::Body => fold_path(&self.path),
-            DiffKind::Upstream => format!("upstream.{}", fold_path(&self.path)),
+            DiffKind::Upstream => fold_path(&self.path),
         }
     }
 }

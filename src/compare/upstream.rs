@@ -30,6 +30,19 @@ pub struct Forwarded {
 }
 
 impl Forwarded {
+    /// The call as a request, its target in `uri`, its header fields as compared (a `Host`
+    /// naming the side itself is [`OWN_AUTHORITY`]).
+    pub fn compared_request(&self) -> crate::exchange::Request {
+        crate::exchange::Request {
+            method: self.method.clone(),
+            uri: self.target.clone(),
+            version: "HTTP/1.1".into(),
+            headers: self.compared_headers(),
+            body: self.body.clone(),
+            body_truncated: false,
+        }
+    }
+
     /// `METHOD target`, as the calls list shows one call.
     pub fn line(&self) -> String {
         format!("{} {}", self.method, self.target)
@@ -127,10 +140,10 @@ pub fn diff_calls(a: &[Forwarded], b: &[Forwarded], opts: &CompareOptions) -> Ve
     let (pairs, only_a, only_b) = pair(&a, &b);
     let mut out = Vec::new();
     for x in only_a {
-        out.push(upstream("calls", Some(x.line()), None));
+        out.push(upstream("upstream.calls", Some(x.line()), None));
     }
     for y in only_b {
-        out.push(upstream("calls", None, Some(y.line())));
+        out.push(upstream("upstream.calls", None, Some(y.line())));
     }
     for (x, y) in pairs {
         diff_call(x, y, opts, &mut out);
@@ -143,14 +156,14 @@ pub fn diff_calls(a: &[Forwarded], b: &[Forwarded], opts: &CompareOptions) -> Ve
 fn diff_call(a: &Forwarded, b: &Forwarded, opts: &CompareOptions, out: &mut Vec<Difference>) {
     if a.method != b.method {
         out.push(upstream(
-            "method",
+            "upstream.method",
             Some(a.method.clone()),
             Some(b.method.clone()),
         ));
     }
     if a.target != b.target {
         out.push(upstream(
-            "path",
+            "upstream.path",
             Some(a.target.clone()),
             Some(b.target.clone()),
         ));
@@ -169,11 +182,11 @@ fn diff_call(a: &Forwarded, b: &Forwarded, opts: &CompareOptions, out: &mut Vec<
     body::diff_bodies_for(Some(a.path()), &oa, &ob, opts, &mut found);
     for (i, mut d) in found.into_iter().enumerate() {
         d.path = if i < header_count {
-            format!("header:{}", d.path)
+            format!("upstream.header:{}", d.path)
         } else if d.path.starts_with('$') {
-            format!("body:{}", d.path)
+            format!("upstream.body:{}", d.path)
         } else {
-            d.path
+            format!("upstream.{}", d.path)
         };
         d.kind = DiffKind::Upstream;
         out.push(d);
@@ -266,7 +279,7 @@ mod tests {
                 "upstream.path",
             ]
         );
-        let calls = d.iter().find(|d| d.path == "calls").unwrap();
+        let calls = d.iter().find(|d| d.path == "upstream.calls").unwrap();
         assert_eq!(calls.candidate.as_deref(), Some("GET /auth/check"));
     }
 

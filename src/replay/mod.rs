@@ -170,14 +170,20 @@ impl WorkerTargets {
         let Some(plays) = &self.plays else {
             return self.ask_request(&ex.request, start, safe, None).await;
         };
-        let token = plays.open(ex);
-        let pair_req = with_token(&ex.request, token);
-        let mut probe_token = None;
+        let mut tokens = Tokens {
+            pair: plays.open(ex),
+            pair_calls: None,
+            probe: None,
+        };
+        let pair_req = with_token(&ex.request, tokens.pair);
         let mut a = self
-            .ask_request(&pair_req, start, safe, Some((plays, ex, &mut probe_token)))
+            .ask_request(&pair_req, start, safe, Some((plays, ex, &mut tokens)))
             .await;
-        let pair = plays.close(token);
-        let probe = probe_token.map(|t| plays.close(t).baseline);
+        let pair = match tokens.pair_calls {
+            Some(calls) => calls,
+            None => plays.close(tokens.pair),
+        };
+        let probe = tokens.probe.map(|t| plays.close(t).baseline);
         a.upstream = Some(UpstreamCalls { pair, probe });
         a
     }
@@ -187,15 +193,18 @@ impl WorkerTargets {
         req: &Request,
         start: Instant,
         safe: bool,
-        mut plays: Option<(&upstream::Plays, &Exchange, &mut Option<u64>)>,
+        mut plays: Option<(&upstream::Plays, &Exchange, &mut Tokens)>,
     ) -> Answers {
         // The probe's requests carry a token of their own, opened once the pair's answers
-        // are in, so its calls are never taken for the pair's.
+        // are in and its token closed: a gateway that strips the token is matched by method,
+        // body and path among the exchanges in flight, where the pair's token must no longer
+        // be to take the probe's calls.
         let mut probe_req = || -> Cow<'_, Request> {
             match plays.as_mut() {
-                Some((p, ex, slot)) => {
+                Some((p, ex, tokens)) => {
+                    tokens.pair_calls = Some(p.close(tokens.pair));
                     let t = p.open(ex);
-                    **slot = Some(t);
+                    tokens.probe = Some(t);
                     Cow::Owned(with_token(&ex.request, t))
                 }
                 None => Cow::Borrowed(req),
@@ -264,6 +273,16 @@ impl WorkerTargets {
         }
         j
     }
+}
+
+/// The tokens of one exchange's requests while shadowdiff plays the upstreams.
+struct Tokens {
+    /// The pair's token.
+    pair: u64,
+    /// What was forwarded under it, once it was closed for the probe.
+    pair_calls: Option<upstream::Calls>,
+    /// The probe's token, when a probe was sent.
+    probe: Option<u64>,
 }
 
 /// `req` with the correlation header carrying `token`.

@@ -476,6 +476,139 @@ mod tests {
         }
     }
 
+    async fn raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(bytes).await;
+        let _ = s.shutdown().await;
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out));
+        assert!(
+            read.await.is_ok(),
+            "the upstream neither answered nor closed"
+        );
+        out
+    }
+
+    fn recorded() -> Exchange {
+        let mut e = ex("POST", "/pkg.Svc/Get", "\0\0\0\0\x02\x08\x01");
+        e.response = Some(Response {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "application/grpc".into()),
+                ("connection".into(), "keep-alive".into()),
+                ("content-length".into(), "999".into()),
+            ],
+            trailers: Some(vec![("grpc-status".into(), "0".into())]),
+            body: Bytes::from_static(b"\0\0\0\0\x02\x08\x07"),
+            body_truncated: false,
+        });
+        e
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hostile_bytes_strays_and_oversized_bodies_get_answers_and_leave_it_serving() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let plays = Plays::start(
+            (any, any),
+            ("gw-b:80", "gw-c:80"),
+            UpstreamLatency::None,
+            64,
+        )
+        .await
+        .unwrap();
+        let (b, _) = plays.addrs();
+        for junk in [
+            &b"\x00\xff\xfe\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: \x01\x02\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x04\x08\x00\x00\x00\x00\x00",
+            b"GET / HTTP/1.1\r\nHost: x\r\nx-shadowdiff-exchange: -1\r\n\r\n",
+        ] {
+            raw(b, junk).await;
+        }
+        // A request tied to no exchange in flight, and one over the body limit.
+        let stray = raw(
+            b,
+            b"GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(
+            stray.starts_with(b"HTTP/1.1 502"),
+            "{}",
+            String::from_utf8_lossy(&stray)
+        );
+        let big = format!(
+            "POST /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100\r\n\r\n{}",
+            "a".repeat(100)
+        );
+        let big = raw(b, big.as_bytes()).await;
+        assert!(
+            big.starts_with(b"HTTP/1.1 502"),
+            "{}",
+            String::from_utf8_lossy(&big)
+        );
+        let st = plays.baseline.stats();
+        // The chunk size that is no number, and the body over the limit.
+        assert_eq!(st.unreadable, 2, "{st:?}");
+        assert!(st.unmatched >= 2, "{st:?}");
+
+        // Still serving: a gRPC call over h2c gets the recorded answer, trailers included.
+        let e = recorded();
+        let token = plays.open(&e);
+        let io = TokioIo::new(tokio::net::TcpStream::connect(b).await.unwrap());
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::post(format!("http://{b}/pkg.Svc/Get"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header(CORRELATION_HEADER, token.to_string())
+            .body(Full::new(e.request.body.clone()))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["content-type"], "application/grpc");
+        let got = resp.into_body().collect().await.unwrap();
+        assert_eq!(got.trailers().unwrap()["grpc-status"], "0");
+        assert_eq!(got.to_bytes(), Bytes::from_static(b"\0\0\0\0\x02\x08\x07"));
+        let calls = plays.close(token);
+        assert_eq!(calls.baseline.len(), 1);
+        assert!(calls.candidate.is_empty());
+        let call = &calls.baseline[0];
+        assert_eq!(call.target, "/pkg.Svc/Get");
+        assert!(call.headers.iter().all(|(n, _)| n != CORRELATION_HEADER));
+        assert!(call
+            .headers
+            .iter()
+            .any(|(n, v)| n == "host" && v == &b.to_string()));
+        assert_eq!(plays.baseline.stats().by_header, 1);
+    }
+
+    #[test]
+    fn recorded_latency_is_waited_only_when_asked_for() {
+        for (mode, wait) in [
+            (UpstreamLatency::None, None),
+            (UpstreamLatency::Recorded, Some(Duration::from_micros(1500))),
+        ] {
+            let up = Upstream {
+                side: Side::Baseline,
+                addr: "127.0.0.1:1".parse().unwrap(),
+                own: Vec::new(),
+                latency: mode,
+                max_body: 64,
+                state: Mutex::new(State::default()),
+            };
+            let mut e = recorded();
+            e.latency_us = Some(1500);
+            up.open(7, &e, e.response.clone().map(Arc::new));
+            let (_, w) = up.take(Some("7"), fwd("POST", "/pkg.Svc/Get", "")).unwrap();
+            assert_eq!(w, wait);
+        }
+    }
+
     #[test]
     fn fallback_matches_method_body_then_path() {
         let mut open = HashMap::new();

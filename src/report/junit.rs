@@ -105,7 +105,7 @@ fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
         ("field", &i.fields),
     ] {
         for p in list.iter().filter(|p| p.regression) {
-            let label = format!("{kind} {}", p.classed_path());
+            let label = words::path_label(kind, p);
             let mut line = format!(
                 "{label}: differed in {} of {} compared ({}); {}",
                 p.raw,
@@ -181,6 +181,25 @@ fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
     out
 }
 
+/// What the two gateways forwarded for one exchange, as lines `baseline | candidate`, rows
+/// that differ marked; empty when the interface has no forwarded example.
+fn forwarded_text(i: &InterfaceResult) -> String {
+    let Some((id, f)) = super::forwarded::example(i) else {
+        return String::new();
+    };
+    let mut out = format!("\nforwarded upstream for {id}, baseline | candidate:");
+    for r in super::forwarded::rows(f) {
+        let _ = write!(
+            out,
+            "\n{} {} | {}",
+            if r.differs { "≠" } else { " " },
+            r.baseline.as_deref().unwrap_or("(absent)"),
+            r.candidate.as_deref().unwrap_or("(absent)")
+        );
+    }
+    out
+}
+
 fn case_of(r: &RunResult, i: &InterfaceResult, tripped: &[&str]) -> Case {
     let all = reasons(i);
     let trend = r
@@ -216,7 +235,7 @@ fn case_of(r: &RunResult, i: &InterfaceResult, tripped: &[&str]) -> Case {
         return Case::Failure {
             message,
             kind: classes.join(","),
-            detail: format!("{}{trend_line}", detail.join("\n")),
+            detail: format!("{}{}{trend_line}", detail.join("\n"), forwarded_text(i)),
         };
     }
     if i.counts.baseline_error > 0 && i.counts.baseline_error == i.counts.total - i.counts.skipped {

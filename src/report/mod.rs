@@ -6,6 +6,7 @@
 pub mod chart;
 pub mod diffs;
 pub mod fit;
+pub mod forwarded;
 pub mod html;
 pub mod inert;
 pub mod json;
@@ -230,6 +231,7 @@ pub(crate) mod fixture {
                 body_bytes: 0,
                 body_binary: false,
                 body_truncated: false,
+                forwarded: None,
             },
         )]);
         product.fields = vec![

@@ -4,6 +4,7 @@
 //! hidden. Colour is optional and decided by the caller (TTY, `NO_COLOR`).
 
 use super::fit::{self, width};
+use super::forwarded;
 use super::words::{self, count_of, ms};
 use super::{inert, Exporter};
 use crate::analysis::result::{
@@ -372,10 +373,7 @@ fn samples_line(out: &mut Out, samples: &[String]) {
 }
 
 fn path_label(kind: &str, p: &PathResult) -> String {
-    match kind {
-        "status" => format!("status {}", p.classed_path()),
-        _ => format!("{kind} {}", p.classed_path()),
-    }
+    words::path_label(kind, p)
 }
 
 fn details(
@@ -439,11 +437,37 @@ fn details(
             }
         }
     }
+    forwarded_view(out, i);
     if i.latency.regression {
         latency(out, i);
     }
     for e in &i.errors {
         error(out, e);
+    }
+}
+
+/// What the two gateways forwarded for one exchange, side by side, rows that differ marked.
+fn forwarded_view(out: &mut Out, i: &InterfaceResult) {
+    let Some((id, f)) = forwarded::example(i) else {
+        return;
+    };
+    out.line(format!(
+        "  forwarded upstream for {id}, baseline | candidate:"
+    ));
+    let col = (out.width.min(160).saturating_sub(8) / 2).max(16);
+    let cell = |s: &Option<String>| {
+        let text = s.as_deref().unwrap_or("(absent)");
+        let cut = fit::cut(text, col);
+        let pad = col.saturating_sub(width(&cut));
+        format!("{cut}{}", " ".repeat(pad))
+    };
+    for r in forwarded::rows(f) {
+        let mark = if r.differs { "≠" } else { " " };
+        out.row(&format!(
+            "  {mark} {} | {}",
+            cell(&r.baseline),
+            cell(&r.candidate)
+        ));
     }
 }
 

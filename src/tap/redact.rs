@@ -417,7 +417,7 @@ impl Redactor {
         for d in diffs {
             let secret = match d.kind {
                 DiffKind::Status => false,
-                DiffKind::Upstream => match d.path.strip_prefix("header:") {
+                DiffKind::Upstream => match d.path.strip_prefix("upstream.header:") {
                     Some(name) => self.is_secret_header(name),
                     None => true,
                 },
