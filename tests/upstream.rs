@@ -579,3 +579,44 @@ async fn a_gateway_stripping_the_correlation_header_is_reported_and_still_matche
     }
     assert_eq!(s.backend_calls.load(Ordering::SeqCst), s.captured);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_addresses_that_cannot_be_played_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = write_recording(&dir.path().join("r.jsonl"), &numbered_gets(2, "/a"));
+    let gw = TestServer::start(|_| Answer::json(200, "{}")).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let free = format!("127.0.0.1:{}", free_port());
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "--baseline-upstream",
+                "old-gw:9001",
+                "--candidate-upstream",
+                &free,
+            ],
+            "--baseline-upstream: expected an address to listen on as IP:PORT",
+        ),
+        (
+            &["--baseline-upstream", &free, "--candidate-upstream", &free],
+            "the same address as --baseline-upstream",
+        ),
+        (
+            &["--baseline-upstream", &taken, "--candidate-upstream", &free],
+            "cannot listen there",
+        ),
+        (&["--baseline-upstream", &free], "--candidate-upstream"),
+    ];
+    for (flags, says) in cases {
+        let extra: Vec<&dyn std::fmt::Display> =
+            flags.iter().map(|f| f as &dyn std::fmt::Display).collect();
+        let o = replay_run(&rec, &gw.url(), &gw.url(), &extra).await;
+        assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(says),
+            "{flags:?}: {}",
+            describe(&o)
+        );
+    }
+}

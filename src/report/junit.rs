@@ -86,13 +86,13 @@ fn samples(ids: &[String]) -> String {
 }
 
 /// Every reason an interface needs attention, as lines, with the gate class it belongs to.
-fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
+fn reasons(i: &InterfaceResult, missing: &str) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     if i.counts.missing_rule > 0 {
         out.push((
             "missing_rule",
             format!(
-                "missing rule: the candidate gave its no-route answer for {} of {}{}",
+                "missing rule: the candidate {missing} for {} of {}{}",
                 i.counts.missing_rule,
                 count_of(i.counts.total, "exchange", "exchanges"),
                 samples(&i.missing_rule_samples)
@@ -201,7 +201,7 @@ fn forwarded_text(i: &InterfaceResult) -> String {
 }
 
 fn case_of(r: &RunResult, i: &InterfaceResult, tripped: &[&str]) -> Case {
-    let all = reasons(i);
+    let all = reasons(i, words::missing_rule_phrase(r));
     let trend = r
         .trend
         .as_ref()
@@ -538,7 +538,10 @@ mod tests {
         ];
         i.counts.baseline_error += i.counts.candidate_error;
         i.counts.candidate_error = 0;
-        let classes: Vec<&str> = reasons(i).iter().map(|(c, _)| *c).collect();
+        let classes: Vec<&str> = reasons(i, "gave its no-route answer")
+            .iter()
+            .map(|(c, _)| *c)
+            .collect();
         assert!(
             classes.contains(&"baseline_error") && !classes.contains(&"candidate_error"),
             "{classes:?}"

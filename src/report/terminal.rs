@@ -74,7 +74,15 @@ impl TerminalExporter {
         let told: Vec<&str> = r.gateway_wide.iter().map(|g| g.header.as_str()).collect();
         for (i, f) in rows.iter().filter(|(_, f)| !f.is_empty()) {
             out.blank();
-            details(&mut out, i, f, trend, &told, p);
+            details(
+                &mut out,
+                i,
+                f,
+                trend,
+                &told,
+                p,
+                words::missing_rule_phrase(r),
+            );
         }
         if let Some(t) = trend {
             trend_section(&mut out, t, p);
@@ -383,6 +391,7 @@ fn details(
     trend: Option<&Trend>,
     told: &[&str],
     p: Paint,
+    missing: &str,
 ) {
     let mark = trend_mark(trend.and_then(|t| t.interface_state(&i.interface)), p);
     out.line(format!(
@@ -392,7 +401,7 @@ fn details(
     ));
     if i.counts.missing_rule > 0 {
         out.line(format!(
-            "  missing rule: the candidate gave its no-route answer for {} of {}",
+            "  missing rule: the candidate {missing} for {} of {}",
             i.counts.missing_rule,
             count_of(i.counts.total, "exchange", "exchanges")
         ));

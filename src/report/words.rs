@@ -411,16 +411,37 @@ pub fn upstream_note(r: &RunResult) -> Option<String> {
     } else {
         "it answered at once, so latencies are what each gateway itself adds"
     };
-    Some(format!(
-        "shadowdiff played the upstreams (the baseline's at {}, which got {}; the \
+    Some(
+        format!(
+            "shadowdiff played the upstreams (the baseline's at {}, which got {}; the \
          candidate's at {}, which got {}): nothing reached a backend, so writes were replayed \
          and asked twice for noise like reads, and what each gateway forwarded was compared \
          (upstream.* paths); {latency}",
-        u.baseline_addr,
-        count_of(u.baseline.forwarded, "request", "requests"),
-        u.candidate_addr,
-        u.candidate.forwarded,
-    ))
+            u.baseline_addr,
+            count_of(u.baseline.forwarded, "request", "requests"),
+            u.candidate_addr,
+            u.candidate.forwarded,
+        ) + &retries(u),
+    )
+}
+
+/// What a missing rule is, as the reports say it: with the upstreams played, a candidate
+/// that answered without forwarding where the baseline forwarded is one too.
+pub fn missing_rule_phrase(r: &RunResult) -> &'static str {
+    if r.run.upstream.is_some() {
+        "gave its no-route answer, or answered without forwarding where the baseline forwarded,"
+    } else {
+        "gave its no-route answer"
+    }
+}
+
+/// The retries each gateway made, when any: the same call again within one exchange.
+fn retries(u: &crate::analysis::result::UpstreamRun) -> String {
+    let (b, c) = (u.baseline.retries, u.candidate.retries);
+    if b == 0 && c == 0 {
+        return String::new();
+    }
+    format!("; retries (the same call again in one exchange): baseline {b}, candidate {c}")
 }
 
 /// How reports name one path entry: `status 200 → 404`, `header server`, `field $.price`;
