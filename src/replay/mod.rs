@@ -760,3 +760,80 @@ async fn join_thread<T: Send + 'static>(
         .map_err(|e| Error::internal(what, e))?
         .map_err(|_| Error::internal(what, "panicked"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::{judge, Observed};
+
+    fn call(target: &str, headers: &[(&str, &str)]) -> Forwarded {
+        Forwarded {
+            method: "POST".into(),
+            target: target.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn same_answers() -> Judgement {
+        let a: Fetched = Ok(Observed {
+            status: 403,
+            ..Default::default()
+        });
+        let mut j = judge(&a, &a, Some(&a), &CompareOptions::default());
+        j.noise_source = Some(NoiseSource::Baseline);
+        j
+    }
+
+    #[test]
+    fn a_candidate_that_forwarded_nothing_is_a_missing_rule_whatever_its_status() {
+        let mut j = same_answers();
+        let calls = UpstreamCalls {
+            pair: upstream::Calls {
+                baseline: vec![call("/o", &[])],
+                candidate: Vec::new(),
+            },
+            probe: None,
+        };
+        judge_forwarded(&mut j, &calls, &CompareOptions::default());
+        assert_eq!(j.outcome, Outcome::MissingRule);
+        // Neither forwarded: the gateway answers this itself on both sides.
+        let mut j = same_answers();
+        judge_forwarded(
+            &mut j,
+            &UpstreamCalls::default(),
+            &CompareOptions::default(),
+        );
+        assert_eq!(j.outcome, Outcome::Identical);
+    }
+
+    #[test]
+    fn the_probes_forwarded_requests_are_its_noise_sample() {
+        let mut j = same_answers();
+        let calls = UpstreamCalls {
+            pair: upstream::Calls {
+                baseline: vec![call("/o", &[("x-request-id", "1")])],
+                candidate: vec![call("/o", &[("x-request-id", "2")])],
+            },
+            probe: Some(vec![call("/o", &[("x-request-id", "3")])]),
+        };
+        judge_forwarded(&mut j, &calls, &CompareOptions::default());
+        assert_eq!(j.outcome, Outcome::Different);
+        let key = |d: &Vec<crate::compare::Difference>| -> Vec<String> {
+            d.iter().map(crate::compare::Difference::key).collect()
+        };
+        assert_eq!(key(&j.diffs), ["upstream.header:x-request-id"]);
+        assert_eq!(
+            key(j.probe.as_ref().unwrap()),
+            ["upstream.header:x-request-id"]
+        );
+        // A recorded answer as the sample forwarded nothing: no forwarded noise from it.
+        let mut j = same_answers();
+        j.noise_source = Some(NoiseSource::Recording);
+        judge_forwarded(&mut j, &calls, &CompareOptions::default());
+        assert!(j.probe.as_ref().unwrap().is_empty());
+    }
+}
