@@ -268,12 +268,14 @@ fn fallback(open: &HashMap<u64, Open>, call: &Forwarded) -> Option<u64> {
     match (suffix.as_slice(), same.as_slice()) {
         ([k], _) => Some(**k),
         ([], [(k, _)]) => Some(**k),
-        // Several alike: their requests are the same, so any of them answers alike.
+        // Several alike (a path cut to a common tail): the first. The correlation header is
+        // what tells them apart for sure, and the report says when it was missing.
         ([k, ..], _) => Some(**k),
         _ => None,
     }
 }
 
+/// An answer's body: whole, or whole and then trailers (gRPC status).
 type Body = Either<
     Full<Bytes>,
     StreamBody<
@@ -283,6 +285,8 @@ type Body = Either<
     >,
 >;
 
+/// Accepts connections for as long as the task runs, each served by hyper's automatic
+/// HTTP/1.1 or h2c connection.
 async fn serve(up: Arc<Upstream>, listener: TcpListener) {
     loop {
         let (stream, _) = match listener.accept().await {
