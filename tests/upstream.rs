@@ -620,3 +620,73 @@ async fn upstream_addresses_that_cannot_be_played_are_refused_naming_the_flag() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_counted_not_a_difference() {
+    let Some(nginx) = nginx_binary() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Production answered these 502: a gateway that retries on 502 calls again.
+    let items: Vec<Exchange> = numbered_gets(10, "/api/flaky")
+        .into_iter()
+        .map(|mut e| {
+            e.response = Some(Response {
+                status: 502,
+                headers: vec![("content-type".into(), "application/json".into())],
+                trailers: None,
+                body: Bytes::from_static(br#"{"error":"busy"}"#),
+                body_truncated: false,
+            });
+            e
+        })
+        .collect();
+    let rec = write_recording(&dir.path().join("flaky.jsonl"), &items);
+    let (bup, cup) = (free_port(), free_port());
+    let pass = "proxy_http_version 1.1; proxy_set_header Connection \"\";";
+    // Both name their upstream `flaky` (and so send `Host: flaky`); the new one lists the
+    // same address twice, never marked down, and tries the next on a 502: the retry goes
+    // to shadowdiff again.
+    let once = format!("    location / {{ proxy_pass http://flaky; {pass} }}");
+    let twice = format!(
+        "    location / {{ proxy_pass http://flaky; {pass} proxy_next_upstream error timeout http_502; }}"
+    );
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        let a = Nginx::start_with_http(
+            &nginx,
+            &format!("upstream flaky {{ server 127.0.0.1:{bup}; }}"),
+            &once,
+        );
+        let b = Nginx::start_with_http(
+            &nginx,
+            &format!(
+                "upstream flaky {{ server 127.0.0.1:{cup} max_fails=0; server 127.0.0.1:{cup} max_fails=0; }}"
+            ),
+            &twice,
+        );
+        (a, b)
+    })
+    .await
+    .unwrap();
+    let s = Setup {
+        rec,
+        dir,
+        backend_calls: Arc::new(AtomicU64::new(0)),
+        captured: 0,
+        _backend: TestServer::start(|_| Answer::json(200, "{}")).await,
+    };
+    let (o, r) = replay_playing(&s, "retry", &a.url(), &b.url(), (bup, cup), &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let up = &r["run"]["upstream"];
+    // The pair's request and the probe's twin, each forwarded twice.
+    assert_eq!(up["candidate"]["retries"], 20, "{up:#}");
+    assert_eq!(up["candidate"]["forwarded"], 40, "{up:#}");
+    assert_eq!(up["baseline"]["retries"], 0, "{up:#}");
+    assert_eq!(r["summary"]["identical"], 10, "{:#}", r["summary"]);
+    let stdout = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        stdout.contains("retries (the same call again in one exchange): baseline 0, candidate 20"),
+        "{stdout}"
+    );
+}
