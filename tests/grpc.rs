@@ -1083,7 +1083,13 @@ async fn grpc_through_haproxy_with_shadowdiff_playing_its_upstream() {
         capture_calls(false, calls).await,
         true,
     );
-    let (bup, cup) = (free_port(), free_port());
+    // Held until the replay, so that the gateways started first cannot take them.
+    let hold = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = (hold(), hold());
+    let (bup, cup) = (
+        held.0.local_addr().unwrap().port(),
+        held.1.local_addr().unwrap().port(),
+    );
     let gateway = |port: u16, extra: &str| {
         format!("{extra}  default_backend up\nbackend up\n  server s 127.0.0.1:{port} proto h2\n")
     };
@@ -1116,6 +1122,7 @@ async fn grpc_through_haproxy_with_shadowdiff_playing_its_upstream() {
     ]
     .map(String::from)
     .to_vec();
+    drop(held);
     let o = shadowdiff_async(args).await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let r = read_json(&json);

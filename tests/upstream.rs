@@ -267,6 +267,18 @@ async fn setup() -> Option<Setup> {
     })
 }
 
+/// Two loopback ports held until the replay: the gateways, started first, and other tests
+/// cannot take them meanwhile.
+fn held_ports() -> ((std::net::TcpListener, std::net::TcpListener), (u16, u16)) {
+    let l = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a, b) = (l(), l());
+    let ports = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    ((a, b), ports)
+}
+
 /// Replays `s.rec` with shadowdiff playing the upstreams at `ports`.
 async fn replay_playing(
     s: &Setup,
@@ -322,7 +334,7 @@ fn flagged(r: &Value, iface: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn what_each_gateway_forwarded_is_compared_and_every_planted_change_found() {
     let Some(s) = setup().await else { return };
-    let (bup, cup) = (free_port(), free_port());
+    let (held, (bup, cup)) = held_ports();
     let (dropper, _d) = note_dropper(cup).await;
     let (nginx, haproxy) = (nginx_binary().unwrap(), haproxy_binary().unwrap());
     let (old, new) = tokio::task::spawn_blocking(move || {
@@ -351,6 +363,7 @@ async fn what_each_gateway_forwarded_is_compared_and_every_planted_change_found(
         diffs.display().to_string(),
     ];
     let report_flags: Vec<&str> = report_flags.iter().map(String::as_str).collect();
+    drop(held);
     let (o, r) = replay_playing(
         &s,
         "old-new",
@@ -513,7 +526,7 @@ async fn what_each_gateway_forwarded_is_compared_and_every_planted_change_found(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_gateway_config_twice_is_clean() {
     let Some(s) = setup().await else { return };
-    let (bup, cup) = (free_port(), free_port());
+    let (held, (bup, cup)) = held_ports();
     let (bdrop, _bd) = note_dropper(bup).await;
     let (cdrop, _cd) = note_dropper(cup).await;
     let nginx = nginx_binary().unwrap();
@@ -525,6 +538,7 @@ async fn the_same_gateway_config_twice_is_clean() {
     })
     .await
     .unwrap();
+    drop(held);
     let (o, r) = replay_playing(&s, "aa", &a.url(), &b.url(), (bup, cup), &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     assert_eq!(r["verdict"], "pass");
@@ -543,7 +557,7 @@ async fn the_same_gateway_config_twice_is_clean() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gateway_stripping_the_correlation_header_is_reported_and_still_matched() {
     let Some(s) = setup().await else { return };
-    let (bup, cup) = (free_port(), free_port());
+    let (held, (bup, cup)) = held_ports();
     let haproxy = haproxy_binary().unwrap();
     let (old, again) = tokio::task::spawn_blocking(move || {
         (
@@ -556,6 +570,7 @@ async fn a_gateway_stripping_the_correlation_header_is_reported_and_still_matche
     })
     .await
     .unwrap();
+    drop(held);
     let (o, r) = replay_playing(&s, "stripped", &old.url(), &again.url(), (bup, cup), &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let up = &r["run"]["upstream"];
@@ -640,7 +655,7 @@ async fn a_retry_is_counted_not_a_difference() {
         })
         .collect();
     let rec = write_recording(&dir.path().join("flaky.jsonl"), &items);
-    let (bup, cup) = (free_port(), free_port());
+    let (held, (bup, cup)) = held_ports();
     let pass = "proxy_http_version 1.1; proxy_set_header Connection \"\";";
     // Both name their upstream `flaky` (and so send `Host: flaky`); the new one lists the
     // same address twice, never marked down, and tries the next on a 502: the retry goes
@@ -673,6 +688,7 @@ async fn a_retry_is_counted_not_a_difference() {
         captured: 0,
         _backend: TestServer::start(|_| Answer::json(200, "{}")).await,
     };
+    drop(held);
     let (o, r) = replay_playing(&s, "retry", &a.url(), &b.url(), (bup, cup), &[]).await;
     assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
     let up = &r["run"]["upstream"];

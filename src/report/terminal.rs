@@ -615,8 +615,10 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
     let probe = words::probe_failures(r);
     let few = words::slower_on_few_pairs(r);
     let resent = words::resent_notes(r);
+    let writes = words::side_effect_note(r);
     if noise.is_empty()
         && resent.is_empty()
+        && writes.is_none()
         && skipped == 0
         && r.run.warnings.is_empty()
         && probe.is_none()
@@ -671,7 +673,7 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
             out.line(p.dim(&format!("  {n}")));
         }
     }
-    if let Some(text) = words::side_effect_note(r) {
+    if let Some(text) = writes {
         out.line(p.dim(&format!("note: {text}")));
     }
     for text in &resent {
