@@ -427,6 +427,10 @@ async fn what_each_gateway_forwarded_is_compared_and_every_planted_change_found(
     let q = interface(&r, &key("/rpc/inventory/QueryReservations"));
     assert_eq!(q["missing_rule"], 6);
     assert_eq!(q["missing_rule_answer"]["status"], 403);
+    // What the baseline forwarded where the candidate forwarded nothing.
+    let f = &q["missing_rule_answer"]["forwarded"];
+    assert_eq!(f["baseline"][0]["uri"], "/rpc/inventory/QueryReservations");
+    assert_eq!(f["candidate"], json!([]));
 
     // Every report shows the upstream side: the two forwarded requests of one exchange.
     // Prose is wrapped to the terminal's width: words are compared, not line breaks.
@@ -440,6 +444,10 @@ async fn what_each_gateway_forwarded_is_compared_and_every_planted_change_found(
     );
     assert!(stdout.contains("forwarded upstream for "), "{stdout}");
     assert!(stdout.contains("≠ x-auth-scope: billing"), "{stdout}");
+    assert!(
+        stdout.contains("≠ POST /rpc/inventory/QueryReservations | (absent)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("shadowdiff played the upstreams"),
         "{stdout}"

@@ -282,6 +282,21 @@ impl Aggregator {
         }
     }
 
+    /// Keeps what the gateways forwarded in exchange `id`, when it is the missing-rule
+    /// exchange whose answer is kept for `interface`.
+    pub fn record_missing_forwarded(
+        &mut self,
+        interface: &str,
+        id: &str,
+        calls: &crate::replay::upstream::Calls,
+    ) {
+        if let Some(a) = self.iface(interface).missing_answer.as_mut() {
+            if a.id == id && a.forwarded.is_none() {
+                a.forwarded = Some(result::ForwardedSample::of(calls));
+            }
+        }
+    }
+
     /// Records one judged exchange; true when a path example was taken from it.
     fn record_judged(
         &mut self,

@@ -347,6 +347,10 @@ pub struct MissingRuleAnswer {
     /// without a body, its `grpc-message`.
     #[serde(default)]
     pub body: String,
+    /// What each gateway forwarded in that exchange, when shadowdiff played their
+    /// upstreams: the baseline's calls where the candidate made none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded: Option<ForwardedSample>,
 }
 
 impl MissingRuleAnswer {
@@ -378,6 +382,7 @@ impl MissingRuleAnswer {
             status: o.status,
             grpc_status,
             body,
+            forwarded: None,
         }
     }
 }

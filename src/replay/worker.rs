@@ -447,6 +447,9 @@ pub(super) async fn worker(
             agg.record_exchange(interface, &r.job.exchange, &r.judgement, r.lat);
             if let Some(answer) = &r.missing_rule_answer {
                 agg.record_missing_answer(interface, id, answer);
+                if let Some(calls) = &r.forwarded {
+                    agg.record_missing_forwarded(interface, id, calls);
+                }
             }
             if let Some(calls) = &r.forwarded {
                 agg.record_forwarded(interface, id, calls);

@@ -23,17 +23,23 @@ pub struct Row {
 }
 
 /// The exchange whose forwarded requests an interface's report shows: the example of its
-/// first regressing `upstream.*` path, else of any `upstream.*` path, when its calls were
-/// kept.
+/// first regressing `upstream.*` path, else of any `upstream.*` path, else its missing-rule
+/// exchange, when its calls were kept.
 pub fn example(i: &InterfaceResult) -> Option<(&str, &ForwardedSample)> {
     let upstream = |p: &&crate::analysis::result::PathResult| p.path.starts_with("upstream.");
     let mut paths: Vec<_> = i.fields.iter().filter(upstream).collect();
     paths.sort_by_key(|p| !p.regression);
-    paths.into_iter().find_map(|p| {
-        let id = p.example.as_ref()?.id.as_str();
-        let f = i.sample_requests.get(id)?.forwarded.as_ref()?;
-        Some((id, f))
-    })
+    paths
+        .into_iter()
+        .find_map(|p| {
+            let id = p.example.as_ref()?.id.as_str();
+            let f = i.sample_requests.get(id)?.forwarded.as_ref()?;
+            Some((id, f))
+        })
+        .or_else(|| {
+            let m = i.missing_rule_answer.as_ref()?;
+            Some((m.id.as_str(), m.forwarded.as_ref()?))
+        })
 }
 
 /// The rows of both sides' calls.

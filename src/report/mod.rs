@@ -195,6 +195,7 @@ pub(crate) mod fixture {
             status: 404,
             grpc_status: None,
             body: r#"{"error":"no route"}"#.into(),
+            forwarded: None,
         });
         export.latency = latency(
             stats(1, 182_000, 182_000, 182_000),
