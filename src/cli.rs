@@ -206,6 +206,39 @@ pub struct ShowArgs {
     /// Skip recording lines that do not parse (with a warning) instead of stopping.
     #[arg(long)]
     pub skip_bad_lines: bool,
+    /// Play the baseline gateway's upstream at this address, as replay does, and show what
+    /// each gateway forwarded side by side.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires_all = ["candidate_upstream", "candidate"]
+    )]
+    pub baseline_upstream: Option<String>,
+    /// Play the candidate gateway's upstream at this address.
+    #[arg(long, value_name = "ADDR", requires = "baseline_upstream")]
+    pub candidate_upstream: Option<String>,
+    /// When the played upstream answers: `none` or `recorded`, as for replay.
+    #[arg(long, value_enum, default_value_t = UpstreamLatency::None, value_name = "WHEN")]
+    pub upstream_latency: UpstreamLatency,
+}
+
+/// When shadowdiff, playing a gateway's upstream, sends the recorded answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamLatency {
+    /// At once: the latency measured is what the gateway itself adds.
+    None,
+    /// After the latency the exchange was recorded with.
+    Recorded,
+}
+
+impl UpstreamLatency {
+    /// The name on the command line and in the result.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpstreamLatency::None => "none",
+            UpstreamLatency::Recorded => "recorded",
+        }
+    }
 }
 
 /// How the Host header of replayed requests is set.
@@ -240,6 +273,34 @@ pub struct ReplayArgs {
     /// Do not send the noise probe; every candidate difference then counts.
     #[arg(help_heading = "Targets", long)]
     pub no_noise_probe: bool,
+    /// Play the baseline gateway's upstream at this address (`host:port`): its forwarded
+    /// requests are answered as recorded and compared with the candidate's; writes are
+    /// replayed, since nothing reaches a real backend.
+    #[arg(
+        help_heading = "Upstream",
+        long,
+        value_name = "ADDR",
+        requires = "candidate_upstream"
+    )]
+    pub baseline_upstream: Option<String>,
+    /// Play the candidate gateway's upstream at this address (`host:port`).
+    #[arg(
+        help_heading = "Upstream",
+        long,
+        value_name = "ADDR",
+        requires = "baseline_upstream"
+    )]
+    pub candidate_upstream: Option<String>,
+    /// When the played upstream answers: `none` (at once, so latency is the gateway's own)
+    /// or `recorded` (after the recorded latency).
+    #[arg(
+        help_heading = "Upstream",
+        long,
+        value_enum,
+        default_value_t = UpstreamLatency::None,
+        value_name = "WHEN"
+    )]
+    pub upstream_latency: UpstreamLatency,
     /// Exchanges in flight at once (closed loop), or the cap on in-flight exchanges with
     /// --rate/--speed.
     #[arg(help_heading = "Pacing", long, default_value_t = 16, value_name = "N")]

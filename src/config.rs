@@ -116,6 +116,34 @@ pub struct ReplayConfig {
     pub diffs: Option<PathBuf>,
     /// Shard and filters: which exchanges this run replays.
     pub selection: Selection,
+    /// shadowdiff plays both gateways' upstreams, when set.
+    pub upstream: Option<UpstreamPlay>,
+}
+
+/// Where shadowdiff plays the gateways' upstreams, and when it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UpstreamPlay {
+    /// `--baseline-upstream`.
+    pub baseline: std::net::SocketAddr,
+    /// `--candidate-upstream`.
+    pub candidate: std::net::SocketAddr,
+    /// `--upstream-latency`.
+    pub latency: crate::cli::UpstreamLatency,
+}
+
+/// An address to listen on, `host:port` with a literal IP (or `localhost`).
+fn listen_addr(flag: &str, v: &str) -> Result<std::net::SocketAddr> {
+    let v = v.trim();
+    let parsed = match v.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}").parse(),
+        None => v.parse(),
+    };
+    parsed.map_err(|_| {
+        Error::Usage(format!(
+            "--{flag}: expected an address to listen on as IP:PORT (e.g. 127.0.0.1:9001 or \
+             0.0.0.0:9001), found {v:?}"
+        ))
+    })
 }
 
 /// A rule that applies to the interfaces a glob matches (all when there is no glob).
@@ -826,6 +854,24 @@ impl ReplayConfig {
                 filters: &a.filters,
                 shard: a.shard.as_deref(),
             })?,
+            upstream: match (&a.baseline_upstream, &a.candidate_upstream) {
+                (Some(b), Some(c)) => {
+                    let play = UpstreamPlay {
+                        baseline: listen_addr("baseline-upstream", b)?,
+                        candidate: listen_addr("candidate-upstream", c)?,
+                        latency: a.upstream_latency,
+                    };
+                    if play.baseline == play.candidate && play.baseline.port() != 0 {
+                        return Err(Error::Usage(format!(
+                            "--candidate-upstream {c}: the same address as --baseline-upstream; \
+                             each gateway version needs its own, so every forwarded request is \
+                             known by side"
+                        )));
+                    }
+                    Some(play)
+                }
+                _ => None,
+            },
         })
     }
 }

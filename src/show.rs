@@ -132,6 +132,11 @@ fn replay_config(args: &ShowArgs) -> Result<ReplayConfig> {
     for h in &args.set_header {
         flag("set-header", h.clone());
     }
+    if let (Some(b), Some(c)) = (&args.baseline_upstream, &args.candidate_upstream) {
+        flag("baseline-upstream", b.clone());
+        flag("candidate-upstream", c.clone());
+        flag("upstream-latency", args.upstream_latency.name().to_string());
+    }
     let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(&argv)
         .map_err(|e| Error::Usage(e.to_string()))?;
     let crate::cli::Command::Replay(ra) = cli.command else {
@@ -140,6 +145,10 @@ fn replay_config(args: &ShowArgs) -> Result<ReplayConfig> {
         ));
     };
     ReplayConfig::from_args(&ra)
+}
+
+fn count_of_calls(n: usize) -> String {
+    crate::report::words::count_of(n as u64, "call", "calls")
 }
 
 /// Runs `show` and returns the text to print. Everything taken from the recording or the
@@ -243,7 +252,9 @@ struct Sides {
 impl Show<'_> {
     /// Whether a replay would send the request to the baseline twice, and if not, why.
     fn safe(&self) -> std::result::Result<(), String> {
-        if self.cfg.safety.is_safe(&self.ex.request, self.interface) {
+        // Playing the upstreams, nothing reaches a backend: a write may go twice.
+        if self.cfg.safety.is_safe(&self.ex.request, self.interface) || self.cfg.upstream.is_some()
+        {
             return Ok(());
         }
         Err(format!(
@@ -266,17 +277,28 @@ impl Show<'_> {
             );
         }
         // The noise probe a replay sends by default: the baseline again.
+        let plays = match &self.cfg.upstream {
+            Some(play) => Some(std::sync::Arc::new(
+                crate::replay::upstream::Plays::start(
+                    (play.baseline, play.candidate),
+                    (b.authority(), c.authority()),
+                    play.latency,
+                    self.cfg.max_body,
+                )
+                .await?,
+            )),
+            None => None,
+        };
         let targets = WorkerTargets::new(
             b.clone(),
             c.clone(),
             Some(b.clone()),
             self.cfg.recorded_noise,
-        );
+        )
+        .playing(plays);
         let safe = self.safe();
         let opts = self.cfg.rules.options_for(self.interface);
-        let a = targets
-            .ask(&self.ex.request, Instant::now(), safe.is_ok())
-            .await;
+        let a = targets.ask(self.ex, Instant::now(), safe.is_ok()).await;
         let j = targets.judge(self.ex, &a, &opts);
         let _ = writeln!(out);
         self.answer_line(out, "baseline ", &b.url, &a.baseline);
@@ -302,7 +324,46 @@ impl Show<'_> {
         if let (Ok(bo), Ok(co)) = (&a.baseline, &a.candidate) {
             self.unified_answers(out, ("baseline", bo), ("candidate", co));
         }
+        if let Some(u) = &a.upstream {
+            self.forwarded(out, &u.pair);
+        }
         Ok(())
+    }
+
+    /// What each gateway forwarded to the upstream shadowdiff played, side by side, rows
+    /// that differ marked.
+    fn forwarded(&self, out: &mut String, calls: &crate::replay::upstream::Calls) {
+        let f = crate::analysis::result::ForwardedSample::of(calls);
+        let _ = writeln!(
+            out,
+            "\n{} baseline {} | candidate {}",
+            self.p.bold("forwarded upstream:"),
+            count_of_calls(f.baseline.len()),
+            count_of_calls(f.candidate.len())
+        );
+        let rows = crate::report::forwarded::rows(&f);
+        let col = rows
+            .iter()
+            .filter_map(|r| r.baseline.as_deref())
+            .map(|t| crate::report::fit::width(&inert::line(t)))
+            .max()
+            .unwrap_or(8)
+            .clamp(8, 70);
+        for r in rows {
+            let cell = |t: Option<&str>| -> String {
+                let t = inert::line(t.unwrap_or("(absent)")).into_owned();
+                crate::report::fit::cut(&t, col)
+            };
+            let left = cell(r.baseline.as_deref());
+            let pad = col.saturating_sub(crate::report::fit::width(&left));
+            let _ = writeln!(
+                out,
+                "{} {left}{} | {}",
+                if r.differs { "≠" } else { " " },
+                " ".repeat(pad),
+                cell(r.candidate.as_deref())
+            );
+        }
     }
 
     /// A baseline alone: its live answer judged against the recorded one, its second
@@ -456,6 +517,11 @@ impl Show<'_> {
         }
         let outcome = line.as_ref().map_or(j.outcome, |l| l.outcome);
         let detail = match (outcome, &j.error) {
+            (Outcome::MissingRule, _) if self.cfg.upstream.is_some() => {
+                " (the candidate answered with its no-route signature, or without forwarding \
+                 where the baseline forwarded)"
+                    .to_string()
+            }
             (Outcome::MissingRule, _) => {
                 " (the candidate answered with its no-route signature)".to_string()
             }

@@ -1061,3 +1061,93 @@ async fn show_judges_a_grpc_call_and_gives_the_grpcurl_command() {
         );
     }
 }
+
+/// gRPC through real gateways with shadowdiff playing their upstream: haproxy takes h2c and
+/// forwards HTTP/2 to the address shadowdiff plays, which answers each call with its
+/// recorded headers, messages and trailers. The new haproxy stamps one header more on what
+/// it forwards; that is the one finding, on every method, and the answers are identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_through_haproxy_with_shadowdiff_playing_its_upstream() {
+    let Some(haproxy) = haproxy_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let calls = Calls {
+        users: &[1, 2, 3, 4, 5],
+        lists: 2,
+        legacy: &[7, 8],
+        ..Calls::default()
+    };
+    let rec = write_captured(
+        &dir.path().join("grpc.jsonl"),
+        capture_calls(false, calls).await,
+        true,
+    );
+    // Held until the replay, so that the gateways started first cannot take them.
+    let hold = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let held = (hold(), hold());
+    let (bup, cup) = (
+        held.0.local_addr().unwrap().port(),
+        held.1.local_addr().unwrap().port(),
+    );
+    let gateway = |port: u16, extra: &str| {
+        format!("{extra}  default_backend up\nbackend up\n  server s 127.0.0.1:{port} proto h2\n")
+    };
+    let (old, new) = tokio::task::spawn_blocking(move || {
+        (
+            Haproxy::start(&haproxy, &gateway(bup, "")),
+            Haproxy::start(
+                &haproxy,
+                &gateway(cup, "  http-request set-header x-tenant eu\n"),
+            ),
+        )
+    })
+    .await
+    .unwrap();
+    let json = dir.path().join("up.json");
+    let (b, c) = (format!("127.0.0.1:{bup}"), format!("127.0.0.1:{cup}"));
+    let args: Vec<String> = [
+        "replay",
+        &rec.display().to_string(),
+        "--baseline",
+        &format!("h2c://127.0.0.1:{}", old.port),
+        "--candidate",
+        &format!("h2c://127.0.0.1:{}", new.port),
+        "--baseline-upstream",
+        &b,
+        "--candidate-upstream",
+        &c,
+        "--json",
+        &json.display().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    drop(held);
+    let o = shadowdiff_async(args).await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_counts_consistent(&r);
+    // gRPC calls are POSTs: replayed and asked twice, since nothing reaches a backend.
+    assert_eq!(r["summary"]["skipped"], 0);
+    assert_eq!(r["summary"]["different"], 9, "{:#}", r["summary"]);
+    let up = &r["run"]["upstream"];
+    for side in ["baseline", "candidate"] {
+        assert_eq!(up[side]["forwarded"], 18, "{up:#}");
+        assert_eq!(up[side]["by_header"], 18, "{up:#}");
+    }
+    for i in r["interfaces"].as_array().unwrap() {
+        let flagged: Vec<String> = ["status", "headers", "fields"]
+            .iter()
+            .flat_map(|k| i[*k].as_array().unwrap())
+            .filter(|p| p["regression"] == true)
+            .map(|p| format!("{} {}", p["path"].as_str().unwrap(), p["change"]))
+            .collect();
+        assert_eq!(
+            flagged,
+            ["upstream.header:x-tenant \"added\""],
+            "{}",
+            i["interface"]
+        );
+        assert_eq!(i["probed"], i["compared"], "{}", i["interface"]);
+    }
+}

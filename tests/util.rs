@@ -325,6 +325,12 @@ pub fn nginx_binary() -> Option<PathBuf> {
 impl Nginx {
     /// Starts nginx with `server_body` inside `server { listen ...; <server_body> }`.
     pub fn start(bin: &Path, server_body: &str) -> Nginx {
+        Self::start_with_http(bin, "", server_body)
+    }
+
+    /// Like [`Nginx::start`], with `http_body` (an `upstream` block, say) in the `http`
+    /// block before the server.
+    pub fn start_with_http(bin: &Path, http_body: &str, server_body: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("error.log");
         let (port, child) = start_on_free_port("nginx", &log, |port, attempt| {
@@ -332,7 +338,7 @@ impl Nginx {
             let conf = format!(
                 "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
                  events {{ worker_connections 1024; }}\n\
-                 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  default_type application/json;\n\
+                 http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  default_type application/json;\n{http_body}\n\
                  server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n}}\n"
             );
             let conf_path = dir.path().join(format!("nginx-{attempt}.conf"));

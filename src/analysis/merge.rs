@@ -12,7 +12,7 @@ use super::gate;
 use super::latency::LatencyAgg;
 use super::result::{
     Counts, FilterCount, InterfaceResult, PathResult, RunInfo, RunResult, ShardInfo, Signature,
-    RESULT_FORMAT,
+    UpstreamRun, RESULT_FORMAT,
 };
 use super::{decide, summarize, MAX_SAMPLES, MAX_SIGNATURES};
 use std::collections::{BTreeMap, HashMap};
@@ -342,6 +342,19 @@ fn merge_run(inputs: &[(String, RunResult)], shard: Option<ShardInfo>) -> RunInf
                 .collect();
             (!why.is_empty()).then(|| why.join("; "))
         },
+        upstream: runs.iter().filter_map(|r| r.upstream.as_ref()).fold(
+            None,
+            |acc: Option<UpstreamRun>, u| {
+                Some(match acc {
+                    None => u.clone(),
+                    Some(mut m) => {
+                        m.baseline.add(&u.baseline);
+                        m.candidate.add(&u.candidate);
+                        m
+                    }
+                })
+            },
+        ),
     }
 }
 

@@ -253,6 +253,21 @@ impl Aggregator {
         }
     }
 
+    /// Keeps what the gateways forwarded for exchange `id` of `interface` with its request,
+    /// when that request is kept (a path example comes from it).
+    pub fn record_forwarded(
+        &mut self,
+        interface: &str,
+        id: &str,
+        calls: &crate::replay::upstream::Calls,
+    ) {
+        if let Some(r) = self.iface(interface).requests.get_mut(id) {
+            if r.forwarded.is_none() {
+                r.forwarded = Some(result::ForwardedSample::of(calls));
+            }
+        }
+    }
+
     /// Keeps the candidate's answer in an exchange counted `missing_rule`, when none is kept
     /// for `interface` yet.
     pub fn record_missing_answer(
@@ -264,6 +279,21 @@ impl Aggregator {
         let agg = self.iface(interface);
         if agg.missing_answer.is_none() {
             agg.missing_answer = Some(MissingRuleAnswer::of(id, answer));
+        }
+    }
+
+    /// Keeps what the gateways forwarded in exchange `id`, when it is the missing-rule
+    /// exchange whose answer is kept for `interface`.
+    pub fn record_missing_forwarded(
+        &mut self,
+        interface: &str,
+        id: &str,
+        calls: &crate::replay::upstream::Calls,
+    ) {
+        if let Some(a) = self.iface(interface).missing_answer.as_mut() {
+            if a.id == id && a.forwarded.is_none() {
+                a.forwarded = Some(result::ForwardedSample::of(calls));
+            }
         }
     }
 
@@ -730,6 +760,14 @@ fn hint(interface: &str, kind: DiffKind, p: &PathResult) -> Option<String> {
     }
     let looks = p.volatile_kind.as_deref().unwrap_or("volatile values");
     let rule = match kind {
+        // What a gateway forwarded takes the same rules as answers: header names and field
+        // paths.
+        DiffKind::Body if p.path.starts_with("upstream.header:") => {
+            format!("headers = [{:?}]", &p.path["upstream.header:".len()..])
+        }
+        DiffKind::Body if p.path.starts_with("upstream.body:$") => {
+            format!("paths = [{:?}]", &p.path["upstream.body:".len()..])
+        }
         // Ignore rules take field paths; text lines (`body:line 2`) and whole bodies have
         // no rule to suggest.
         DiffKind::Body if p.path.starts_with('$') => format!("paths = [{:?}]", p.path),
@@ -945,6 +983,48 @@ mod tests {
         let id = x.fields.iter().find(|f| f.path == "$.id").unwrap();
         assert_eq!((id.raw, id.noise, id.regression), (40, 20, false));
         assert_eq!(x.counts.noise_only, 40);
+    }
+
+    #[test]
+    fn forwarded_differences_aggregate_under_their_paths_with_the_rule_that_ignores_them() {
+        let mut agg = Aggregator::new();
+        for i in 0..20 {
+            let d = Difference {
+                kind: DiffKind::Upstream,
+                path: "upstream.header:x-trace".into(),
+                baseline: Some(format!("0f{i:06}a9e41c7d")),
+                candidate: Some(format!("7c{i:06}d2b8e05f")),
+                tolerated: false,
+            };
+            let gone = Difference {
+                kind: DiffKind::Upstream,
+                path: "upstream.calls".into(),
+                baseline: Some("GET /auth".into()),
+                candidate: None,
+                tolerated: false,
+            };
+            agg.record(
+                "POST /o",
+                &format!("e{i}"),
+                &judged(vec![d, gone], None),
+                None,
+            );
+        }
+        let (_, ifs) = agg.finish(&Thresholds::default());
+        let f = &ifs[0].fields;
+        let trace = f
+            .iter()
+            .find(|p| p.path == "upstream.header:x-trace")
+            .unwrap();
+        assert!(trace.regression);
+        let hint = trace.hint.as_deref().unwrap_or_default();
+        assert!(hint.ends_with(r#"headers = ["x-trace"]"#), "{hint}");
+        let calls = f.iter().find(|p| p.path == "upstream.calls").unwrap();
+        assert_eq!(calls.change.as_deref(), Some("removed"));
+        assert_eq!(
+            ifs[0].signatures[0].keys,
+            ["upstream.calls (removed)", "upstream.header:x-trace"]
+        );
     }
 
     #[test]

@@ -347,6 +347,10 @@ pub struct MissingRuleAnswer {
     /// without a body, its `grpc-message`.
     #[serde(default)]
     pub body: String,
+    /// What each gateway forwarded in that exchange, when shadowdiff played their
+    /// upstreams: the baseline's calls where the candidate made none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded: Option<ForwardedSample>,
 }
 
 impl MissingRuleAnswer {
@@ -378,6 +382,7 @@ impl MissingRuleAnswer {
             status: o.status,
             grpc_status,
             body,
+            forwarded: None,
         }
     }
 }
@@ -405,6 +410,35 @@ pub struct SampleRequest {
     /// The recording kept only the start of the body.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub body_truncated: bool,
+    /// What each gateway forwarded for this exchange, when shadowdiff played their
+    /// upstreams.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded: Option<ForwardedSample>,
+}
+
+/// What each gateway forwarded to its upstream for one exchange, each call as a
+/// [`SampleRequest`] (`uri` is the target the upstream received).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForwardedSample {
+    /// The baseline gateway's calls, in the order they came.
+    pub baseline: Vec<SampleRequest>,
+    /// The candidate gateway's calls, in the order they came.
+    pub candidate: Vec<SampleRequest>,
+}
+
+impl ForwardedSample {
+    /// Both sides' calls as a report keeps them.
+    pub fn of(calls: &crate::replay::upstream::Calls) -> Self {
+        let keep = |v: &[crate::compare::upstream::Forwarded]| -> Vec<SampleRequest> {
+            v.iter()
+                .map(|f| SampleRequest::of(&f.compared_request()))
+                .collect()
+        };
+        ForwardedSample {
+            baseline: keep(&calls.baseline),
+            candidate: keep(&calls.candidate),
+        }
+    }
 }
 
 impl SampleRequest {
@@ -445,6 +479,7 @@ impl SampleRequest {
             body_bytes: r.body.len() as u64,
             body_binary,
             body_truncated: r.body_truncated,
+            forwarded: None,
         }
     }
 }
@@ -616,6 +651,63 @@ pub struct RunInfo {
     /// it. Absent for a run that read everything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incomplete: Option<String>,
+    /// shadowdiff played both gateways' upstreams (`--baseline-upstream`,
+    /// `--candidate-upstream`): where, and what each side forwarded. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<UpstreamRun>,
+}
+
+/// A run in which shadowdiff played both gateways' upstreams.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamRun {
+    /// The address the baseline gateway forwarded to.
+    pub baseline_addr: String,
+    /// The address the candidate gateway forwarded to.
+    pub candidate_addr: String,
+    /// `none` (answered at once: latency is the gateway's own) or `recorded` (after the
+    /// recorded latency).
+    pub latency: String,
+    /// What the baseline gateway forwarded.
+    pub baseline: UpstreamSide,
+    /// What the candidate gateway forwarded.
+    pub candidate: UpstreamSide,
+}
+
+/// What one gateway forwarded to shadowdiff playing its upstream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamSide {
+    /// Requests received.
+    pub forwarded: u64,
+    /// Tied to their exchange by the correlation header.
+    pub by_header: u64,
+    /// Received without the correlation header (the gateway did not pass it on).
+    pub without_header: u64,
+    /// Of those, tied to their exchange by method, body and path.
+    pub by_match: u64,
+    /// Tied to no exchange in flight: answered 502.
+    pub unmatched: u64,
+    /// The same call again within one exchange (same method, target and body).
+    pub retries: u64,
+    /// Tied to an exchange recorded without an answer: answered 502.
+    #[serde(default)]
+    pub unanswerable: u64,
+    /// Whose body could not be read (over `--max-body`, or cut): answered 502.
+    #[serde(default)]
+    pub unreadable: u64,
+}
+
+impl UpstreamSide {
+    /// Adds another run's counts (a shard's) to these.
+    pub fn add(&mut self, o: &UpstreamSide) {
+        self.forwarded += o.forwarded;
+        self.by_header += o.by_header;
+        self.without_header += o.without_header;
+        self.by_match += o.by_match;
+        self.unmatched += o.unmatched;
+        self.retries += o.retries;
+        self.unanswerable += o.unanswerable;
+        self.unreadable += o.unreadable;
+    }
 }
 
 /// What one selection filter kept.

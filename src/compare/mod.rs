@@ -23,6 +23,7 @@ pub mod pathpat;
 pub mod protobuf;
 pub mod text;
 pub mod timeval;
+pub mod upstream;
 pub mod watch;
 
 use crate::exchange::Headers;
@@ -188,6 +189,9 @@ pub enum DiffKind {
     Trailer,
     /// The body: a JSON field path, a text line, or the whole body for binary.
     Body,
+    /// What the gateway forwarded to its upstream: `upstream.method`, `upstream.path`,
+    /// `upstream.calls`, `upstream.header:NAME` or `upstream.body:...` (see [`upstream`]).
+    Upstream,
 }
 
 /// One difference between two answers.
@@ -216,18 +220,33 @@ impl Difference {
             DiffKind::Header => format!("header {}", self.path),
             DiffKind::Trailer => format!("trailer {}", self.path),
             DiffKind::Body => self.path.clone(),
+            DiffKind::Upstream => self.path.clone(),
         }
     }
 
     /// What kind of change this is (see [`Change`]): the class a noise sample must share
     /// with a candidate's difference to explain it.
     pub fn change(&self) -> Change {
-        let classed = match self.kind {
+        // A forwarded call's header field or body field is classed as an answer's is; a call
+        // made on one side only is removed or added.
+        let (kind, path) = match self.kind {
+            DiffKind::Upstream => {
+                let part = self.path.strip_prefix("upstream.").unwrap_or(&self.path);
+                match part.split_once(':') {
+                    Some(("header", _)) => (DiffKind::Header, part),
+                    Some(("body", field)) => (DiffKind::Body, field),
+                    _ if part == "calls" => (DiffKind::Header, part),
+                    _ => return Change::Value,
+                }
+            }
+            kind => (kind, self.path.as_str()),
+        };
+        let classed = match kind {
             // A trailer's presence goes with the gRPC status, already keyed by transition.
-            DiffKind::Status | DiffKind::Trailer => false,
+            DiffKind::Status | DiffKind::Trailer | DiffKind::Upstream => false,
             DiffKind::Header => true,
             // A multipart part's text line (`$.part.NAME:line 2`) is text, not JSON.
-            DiffKind::Body => self.path.starts_with('$') && !self.path.contains(":line"),
+            DiffKind::Body => path.starts_with('$') && !path.contains(":line"),
         };
         if !classed {
             return Change::Value;
@@ -238,7 +257,7 @@ impl Difference {
             (None, Some(_)) => return Change::Added,
             (None, None) => return Change::Value,
         };
-        if self.kind != DiffKind::Body {
+        if kind != DiffKind::Body {
             return Change::Value;
         }
         match (json_type(a), json_type(b)) {
@@ -281,6 +300,7 @@ impl Difference {
             ),
             DiffKind::Trailer => format!("trailer:{}", self.path),
             DiffKind::Body => fold_path(&self.path),
+            DiffKind::Upstream => fold_path(&self.path),
         }
     }
 }
@@ -558,7 +578,7 @@ fn more_count(d: &Difference) -> (usize, bool) {
 /// rest: the body walks close their own lists, and parts diffed without a cap (headers,
 /// text lines, several multipart parts) are cut here. Tolerated differences (bounded by the
 /// walk) stay, so they can neither crowd out a real change nor be mistaken for one.
-fn cap_list(out: &mut Vec<Difference>, max: usize) {
+pub(crate) fn cap_list(out: &mut Vec<Difference>, max: usize) {
     let real = out.iter().filter(|d| !d.tolerated && !is_more(d)).count();
     let closers = out.iter().filter(|d| is_more(d)).count();
     if real <= max && closers <= 1 {

@@ -71,10 +71,13 @@ pub(super) fn dispatch(
         if let Some(t) = &ex.tenant {
             skipped.record_tenant(&interface, t);
         }
-        let safe = cfg.safety.is_safe(&ex.request, &interface);
-        if !safe {
+        let writes = !cfg.safety.is_safe(&ex.request, &interface);
+        if writes {
             skipped.record_side_effecting(&interface);
         }
+        // With shadowdiff playing the upstreams nothing reaches a real backend: a write may
+        // be sent, and sent again for the noise probe, like any read.
+        let safe = !writes || cfg.upstream.is_some();
         let reason = if !safe && !cfg.allow_side_effects {
             Some("side_effect")
         } else if ex.request.body_truncated {

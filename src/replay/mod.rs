@@ -24,11 +24,13 @@ pub mod recorded;
 pub mod resend;
 pub mod select;
 pub mod target;
+pub mod upstream;
 mod worker;
 
 use crate::analysis::gate;
 use crate::analysis::result::{RunInfo, RunResult};
 use crate::analysis::{Aggregator, Resent};
+use crate::compare::upstream::{diff_calls, Forwarded};
 use crate::compare::{
     judge_for, CompareOptions, FetchErrorKind, Fetched, Judgement, NoiseSource, Outcome,
 };
@@ -38,6 +40,7 @@ use crate::exchange::{Exchange, Request, Side};
 use crate::recording::RecordingReader;
 use crate::report::diffs::DiffSink;
 use dispatch::{dispatch, Dispatched};
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +71,8 @@ struct Targets {
     candidate: Target,
     probe: Option<Target>,
     recorded_noise: bool,
+    /// shadowdiff playing both gateways' upstreams, when it does.
+    plays: Option<Arc<upstream::Plays>>,
 }
 
 /// The targets as one replay worker uses them, with that worker's own connections; `show`
@@ -78,6 +83,8 @@ pub struct WorkerTargets {
     probe: Probe,
     /// Take the recorded answer as the noise sample where no second call is made.
     recorded_noise: bool,
+    /// shadowdiff playing both gateways' upstreams, when it does.
+    plays: Option<Arc<upstream::Plays>>,
 }
 
 /// Where the noise probe goes.
@@ -101,11 +108,31 @@ pub struct Answers {
     pub probe: Option<(Fetched, NoiseSource)>,
     /// Requests sent a second time, per side.
     pub resent: Resent,
+    /// What the gateways forwarded, when shadowdiff played their upstreams.
+    pub upstream: Option<UpstreamCalls>,
+}
+
+/// What the gateways forwarded for one exchange.
+#[derive(Debug, Default)]
+pub struct UpstreamCalls {
+    /// The baseline's and the candidate's calls for the pair's requests.
+    pub pair: upstream::Calls,
+    /// The noise probe's calls, when the probe went through a gateway to the baseline's
+    /// upstream.
+    pub probe: Option<Vec<Forwarded>>,
 }
 
 impl WorkerTargets {
     fn from_targets(t: Targets) -> Self {
-        Self::new(t.baseline, t.candidate, t.probe, t.recorded_noise)
+        let plays = t.plays.clone();
+        Self::new(t.baseline, t.candidate, t.probe, t.recorded_noise).playing(plays)
+    }
+
+    /// The same targets with shadowdiff playing their upstreams (`plays`): each request
+    /// carries its exchange's token, and what the gateways forwarded is judged too.
+    pub fn playing(mut self, plays: Option<Arc<upstream::Plays>>) -> Self {
+        self.plays = plays;
+        self
     }
 
     /// The targets with connections of their own: `probe` is where the noise probe goes
@@ -130,13 +157,59 @@ impl WorkerTargets {
             candidate: ConnTarget::new(candidate),
             probe,
             recorded_noise,
+            plays: None,
         }
     }
 
-    /// Sends `req` to the baseline and the candidate at the same moment (latency counted
-    /// from `start`), then, once both answered, to the noise probe: a `--secondary` always,
-    /// the baseline a second time only when `safe` (a request that may be repeated).
-    pub async fn ask(&self, req: &Request, start: Instant, safe: bool) -> Answers {
+    /// Sends `ex`'s request to the baseline and the candidate at the same moment (latency
+    /// counted from `start`), then, once both answered, to the noise probe: a `--secondary`
+    /// always, the baseline a second time only when `safe` (a request that may be
+    /// repeated). When shadowdiff plays the upstreams, each of those requests carries a
+    /// token of its own, and what the gateways forwarded under it comes back too.
+    pub async fn ask(&self, ex: &Exchange, start: Instant, safe: bool) -> Answers {
+        let Some(plays) = &self.plays else {
+            return self.ask_request(&ex.request, start, safe, None).await;
+        };
+        let mut tokens = Tokens {
+            pair: plays.open(ex),
+            pair_calls: None,
+            probe: None,
+        };
+        let pair_req = with_token(&ex.request, tokens.pair);
+        let mut a = self
+            .ask_request(&pair_req, start, safe, Some((plays, ex, &mut tokens)))
+            .await;
+        let pair = match tokens.pair_calls {
+            Some(calls) => calls,
+            None => plays.close(tokens.pair),
+        };
+        let probe = tokens.probe.map(|t| plays.close(t).baseline);
+        a.upstream = Some(UpstreamCalls { pair, probe });
+        a
+    }
+
+    async fn ask_request(
+        &self,
+        req: &Request,
+        start: Instant,
+        safe: bool,
+        mut plays: Option<(&upstream::Plays, &Exchange, &mut Tokens)>,
+    ) -> Answers {
+        // The probe's requests carry a token of their own, opened once the pair's answers
+        // are in and its token closed: a gateway that strips the token is matched by method,
+        // body and path among the exchanges in flight, where the pair's token must no longer
+        // be to take the probe's calls.
+        let mut probe_req = || -> Cow<'_, Request> {
+            match plays.as_mut() {
+                Some((p, ex, tokens)) => {
+                    tokens.pair_calls = Some(p.close(tokens.pair));
+                    let t = p.open(ex);
+                    tokens.probe = Some(t);
+                    Cow::Owned(with_token(&ex.request, t))
+                }
+                None => Cow::Borrowed(req),
+            }
+        };
         let ((b, b_resent), (c, c_resent)) = tokio::join!(
             self.baseline.send_counted(req, start),
             self.candidate.send_counted(req, start)
@@ -152,7 +225,8 @@ impl WorkerTargets {
         // same load, and a baseline busier than the candidate cannot hide a slower candidate.
         let probe = match (&self.probe, &b) {
             (Probe::Own(p), Ok(_)) => {
-                let (probe, again) = p.send_counted(req, Instant::now()).await;
+                let req = probe_req();
+                let (probe, again) = p.send_counted(&req, Instant::now()).await;
                 resent.secondary += u8::from(again);
                 Some((probe, NoiseSource::Secondary))
             }
@@ -161,10 +235,11 @@ impl WorkerTargets {
             // Over the baseline's own connections, as the candidate's goes over the
             // candidate's: the same connections, the same load.
             (Probe::Baseline, Ok(_)) if safe => {
+                let req = probe_req();
                 let now = Instant::now();
                 let ((probe, again), (_, cand_again)) = tokio::join!(
-                    self.baseline.send_counted(req, now),
-                    self.candidate.send_counted(req, now)
+                    self.baseline.send_counted(&req, now),
+                    self.candidate.send_counted(&req, now)
                 );
                 resent.secondary += u8::from(again);
                 resent.candidate += u8::from(cand_again);
@@ -177,20 +252,72 @@ impl WorkerTargets {
             candidate: c,
             probe,
             resent,
+            upstream: None,
         }
     }
 
-    /// Judges the answers to `ex` as replay does (see [`judge_answers`]).
+    /// Judges the answers to `ex` as replay does (see [`judge_answers`]), and what the
+    /// gateways forwarded when shadowdiff played their upstreams (see [`judge_forwarded`]).
     pub fn judge(&self, ex: &Exchange, a: &Answers, opts: &CompareOptions) -> Judgement {
         let probe = a.probe.as_ref().map(|(p, source)| (p, *source));
-        judge_answers(
+        let mut j = judge_answers(
             ex,
             &a.baseline,
             &a.candidate,
             probe,
             self.recorded_noise,
             opts,
-        )
+        );
+        if let Some(calls) = &a.upstream {
+            judge_forwarded(&mut j, calls, opts);
+        }
+        j
+    }
+}
+
+/// The tokens of one exchange's requests while shadowdiff plays the upstreams.
+struct Tokens {
+    /// The pair's token.
+    pair: u64,
+    /// What was forwarded under it, once it was closed for the probe.
+    pair_calls: Option<upstream::Calls>,
+    /// The probe's token, when a probe was sent.
+    probe: Option<u64>,
+}
+
+/// `req` with the correlation header carrying `token`.
+fn with_token(req: &Request, token: u64) -> Request {
+    let mut r = req.clone();
+    r.headers
+        .retain(|(n, _)| !n.eq_ignore_ascii_case(upstream::CORRELATION_HEADER));
+    r.headers
+        .push((upstream::CORRELATION_HEADER.to_string(), token.to_string()));
+    r
+}
+
+/// Adds what the gateways forwarded to a judgement of two answers: the differences between
+/// the baseline's and the candidate's calls join the answers' own, and the probe's calls
+/// against the baseline's join the noise sample (the probe went through a gateway too). A
+/// candidate that made no call where the baseline made some answered without its backend:
+/// the missing-rule signature, whatever its status.
+pub fn judge_forwarded(j: &mut Judgement, calls: &UpstreamCalls, opts: &CompareOptions) {
+    if !matches!(
+        j.outcome,
+        Outcome::Identical | Outcome::NoiseOnly | Outcome::Different
+    ) {
+        return;
+    }
+    let (b, c) = (&calls.pair.baseline, &calls.pair.candidate);
+    if !b.is_empty() && c.is_empty() {
+        j.outcome = Outcome::MissingRule;
+        return;
+    }
+    j.diffs.extend(diff_calls(b, c, opts));
+    j.outcome = Outcome::of_diffs(&j.diffs);
+    if j.noise_source != Some(NoiseSource::Recording) {
+        if let (Some(probe), Some(p)) = (j.probe.as_mut(), &calls.probe) {
+            probe.extend(diff_calls(b, p, opts));
+        }
     }
 }
 
@@ -249,6 +376,7 @@ impl Targets {
             candidate: self.candidate.fresh()?,
             probe: self.probe.as_ref().map(Target::fresh).transpose()?,
             recorded_noise: self.recorded_noise,
+            plays: self.plays.clone(),
         })
     }
 }
@@ -344,7 +472,22 @@ pub async fn prepare_reader(
             None => None,
         },
         recorded_noise: cfg.recorded_noise,
+        plays: None,
     };
+    // Listening first: a gateway may check its upstream before it says it is ready.
+    let mut targets = targets;
+    if let Some(play) = &cfg.upstream {
+        let plays = upstream::Plays::start(
+            (play.baseline, play.candidate),
+            (targets.baseline.authority(), targets.candidate.authority()),
+            play.latency,
+            cfg.max_body,
+        )
+        .await?;
+        let (b, c) = plays.addrs();
+        tracing::info!("playing the baseline's upstream at {b}, the candidate's at {c}");
+        targets.plays = Some(Arc::new(plays));
+    }
     let all: Vec<&Target> = [
         Some(&targets.baseline),
         Some(&targets.candidate),
@@ -531,6 +674,14 @@ pub async fn run(
         warnings.push(w);
     }
 
+    let upstream_run = targets.plays.as_ref().zip(cfg.upstream).map(|(p, play)| {
+        let r = p.report(play.latency);
+        for w in upstream_warnings(&r) {
+            tracing::warn!("{w}");
+            warnings.push(w);
+        }
+        r
+    });
     let th = cfg.thresholds.clone();
     let (summary, interfaces) = agg.finish(&th);
     let keys: Vec<&str> = interfaces.iter().map(|i| i.interface.as_str()).collect();
@@ -567,8 +718,36 @@ pub async fn run(
             filters,
             shard,
             incomplete,
+            upstream: upstream_run,
         },
     ))
+}
+
+/// What the played upstreams saw that the operator must hear about: a gateway that does not
+/// pass the correlation header on, and requests tied to no exchange.
+fn upstream_warnings(r: &crate::analysis::result::UpstreamRun) -> Vec<String> {
+    let mut out = Vec::new();
+    for (side, s) in [("baseline", &r.baseline), ("candidate", &r.candidate)] {
+        if s.without_header > 0 {
+            out.push(format!(
+                "the {side} gateway forwarded {} of {} requests without the {} header (it \
+                 strips it): {} were tied to their exchange by method, body and path; let the \
+                 header through for an exact match",
+                s.without_header,
+                s.forwarded,
+                upstream::CORRELATION_HEADER,
+                s.by_match
+            ));
+        }
+        if s.unmatched > 0 {
+            out.push(format!(
+                "the {side} gateway forwarded {} requests that belong to no exchange in flight \
+                 (answered 502): calls made after its answer, or changed beyond a match",
+                s.unmatched
+            ));
+        }
+    }
+    out
 }
 
 /// Waits, off the runtime, for a thread to finish; a panic becomes an error.
@@ -580,4 +759,81 @@ async fn join_thread<T: Send + 'static>(
         .await
         .map_err(|e| Error::internal(what, e))?
         .map_err(|_| Error::internal(what, "panicked"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::{judge, Observed};
+
+    fn call(target: &str, headers: &[(&str, &str)]) -> Forwarded {
+        Forwarded {
+            method: "POST".into(),
+            target: target.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn same_answers() -> Judgement {
+        let a: Fetched = Ok(Observed {
+            status: 403,
+            ..Default::default()
+        });
+        let mut j = judge(&a, &a, Some(&a), &CompareOptions::default());
+        j.noise_source = Some(NoiseSource::Baseline);
+        j
+    }
+
+    #[test]
+    fn a_candidate_that_forwarded_nothing_is_a_missing_rule_whatever_its_status() {
+        let mut j = same_answers();
+        let calls = UpstreamCalls {
+            pair: upstream::Calls {
+                baseline: vec![call("/o", &[])],
+                candidate: Vec::new(),
+            },
+            probe: None,
+        };
+        judge_forwarded(&mut j, &calls, &CompareOptions::default());
+        assert_eq!(j.outcome, Outcome::MissingRule);
+        // Neither forwarded: the gateway answers this itself on both sides.
+        let mut j = same_answers();
+        judge_forwarded(
+            &mut j,
+            &UpstreamCalls::default(),
+            &CompareOptions::default(),
+        );
+        assert_eq!(j.outcome, Outcome::Identical);
+    }
+
+    #[test]
+    fn the_probes_forwarded_requests_are_its_noise_sample() {
+        let mut j = same_answers();
+        let calls = UpstreamCalls {
+            pair: upstream::Calls {
+                baseline: vec![call("/o", &[("x-request-id", "1")])],
+                candidate: vec![call("/o", &[("x-request-id", "2")])],
+            },
+            probe: Some(vec![call("/o", &[("x-request-id", "3")])]),
+        };
+        judge_forwarded(&mut j, &calls, &CompareOptions::default());
+        assert_eq!(j.outcome, Outcome::Different);
+        let key = |d: &Vec<crate::compare::Difference>| -> Vec<String> {
+            d.iter().map(crate::compare::Difference::key).collect()
+        };
+        assert_eq!(key(&j.diffs), ["upstream.header:x-request-id"]);
+        assert_eq!(
+            key(j.probe.as_ref().unwrap()),
+            ["upstream.header:x-request-id"]
+        );
+        // A recorded answer as the sample forwarded nothing: no forwarded noise from it.
+        let mut j = same_answers();
+        j.noise_source = Some(NoiseSource::Recording);
+        judge_forwarded(&mut j, &calls, &CompareOptions::default());
+        assert!(j.probe.as_ref().unwrap().is_empty());
+    }
 }

@@ -32,6 +32,9 @@ struct Replayed {
     resent: Resent,
     /// The candidate's answer, when it was its no-route answer.
     missing_rule_answer: Option<crate::compare::Observed>,
+    /// What the gateways forwarded for the pair's requests, when shadowdiff played their
+    /// upstreams.
+    forwarded: Option<super::upstream::Calls>,
 }
 
 /// Sends one exchange to the targets and judges the answers.
@@ -43,14 +46,16 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         }
         None => Instant::now(),
     };
-    let answers = t.ask(&job.exchange.request, start, job.safe).await;
+    let answers = t.ask(&job.exchange, start, job.safe).await;
     let judgement = t.judge(&job.exchange, &answers, &opts);
     let Answers {
         baseline: b,
         candidate: c,
         probe,
         resent,
+        upstream,
     } = answers;
+    let forwarded = upstream.map(|u| u.pair);
     if judgement.outcome == Outcome::Skipped {
         return Replayed {
             judgement,
@@ -60,6 +65,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
             candidate_error: None,
             resent,
             missing_rule_answer: None,
+            forwarded: None,
         };
     }
     let probe_error = match probe {
@@ -88,6 +94,7 @@ async fn replay_one(job: Job, t: Rc<WorkerTargets>, opts: Arc<CompareOptions>) -
         candidate_error,
         resent,
         missing_rule_answer,
+        forwarded,
     }
 }
 
@@ -440,6 +447,12 @@ pub(super) async fn worker(
             agg.record_exchange(interface, &r.job.exchange, &r.judgement, r.lat);
             if let Some(answer) = &r.missing_rule_answer {
                 agg.record_missing_answer(interface, id, answer);
+                if let Some(calls) = &r.forwarded {
+                    agg.record_missing_forwarded(interface, id, calls);
+                }
+            }
+            if let Some(calls) = &r.forwarded {
+                agg.record_forwarded(interface, id, calls);
             }
             if r.judgement.probe.is_some()
                 && r.judgement.noise_source == Some(NoiseSource::Recording)
@@ -448,7 +461,8 @@ pub(super) async fn worker(
             }
         }
         if let Some(s) = sink.as_mut() {
-            if let Some(mut line) = DiffLine::judged(id, interface, &r.judgement) {
+            if let Some(line) = DiffLine::judged(id, interface, &r.judgement) {
+                let mut line = line.with_forwarded(r.forwarded.as_ref());
                 if line.outcome == Outcome::Skipped {
                     line.skip_reason = Some(UNSENDABLE.to_string());
                 }
@@ -545,6 +559,7 @@ mod tests {
             candidate: Target::new(Side::Candidate, url, opts).unwrap(),
             probe: None,
             recorded_noise: false,
+            plays: None,
         }
     }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 /// One difference in a diffs line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DiffLineEntry {
-    /// `status`, `header`, `trailer` or `body`.
+    /// `status`, `header`, `trailer`, `body`, or `upstream` (what a gateway forwarded).
     pub kind: DiffKind,
     /// Exact path (`$.items[3].price`, a header name, `status`, `body`).
     pub path: String,
@@ -53,6 +53,10 @@ pub struct DiffLine {
     /// Every difference found.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub differences: Vec<DiffLineEntry>,
+    /// What each gateway forwarded, when shadowdiff played their upstreams and the exchange
+    /// differs there or is a missing rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded: Option<crate::analysis::result::ForwardedSample>,
 }
 
 impl DiffLine {
@@ -71,7 +75,21 @@ impl DiffLine {
                 .as_ref()
                 .map(|e| format!("{}: {}", e.kind, e.message)),
             differences: j.diffs.iter().map(entry).collect(),
+            forwarded: None,
         })
+    }
+
+    /// Adds what the gateways forwarded, when the line differs there or is a missing rule.
+    pub fn with_forwarded(mut self, calls: Option<&crate::replay::upstream::Calls>) -> Self {
+        let upstream = self.outcome == Outcome::MissingRule
+            || self
+                .differences
+                .iter()
+                .any(|d| d.kind == DiffKind::Upstream);
+        if let (true, Some(c)) = (upstream, calls) {
+            self.forwarded = Some(crate::analysis::result::ForwardedSample::of(c));
+        }
+        self
     }
 
     /// A line for a skipped exchange.
@@ -83,6 +101,7 @@ impl DiffLine {
             skip_reason: Some(reason.to_string()),
             error: None,
             differences: Vec::new(),
+            forwarded: None,
         }
     }
 }

@@ -150,6 +150,8 @@ struct Detail {
     missing_answer: Option<AnswerView>,
     paths: Vec<PathRow>,
     examples: Vec<ExampleView>,
+    /// What the two gateways forwarded for one exchange: its id and the rows.
+    forwarded: Option<(String, Vec<super::forwarded::Row>)>,
     chart: Option<Chart>,
     slower: bool,
     latency_rows: Vec<(&'static str, Vec<String>)>,
@@ -347,7 +349,7 @@ fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>, resenders: &Re
     ] {
         for p in list {
             paths.push(PathRow {
-                kind,
+                kind: words::kind_of(kind, p),
                 path: p.classed_path(),
                 raw: p.raw,
                 raw_rate: pct(p.raw, i.compared),
@@ -363,7 +365,7 @@ fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>, resenders: &Re
             if let Some(ex) = &p.example {
                 examples.push(ExampleView {
                     judged: judged(p),
-                    kind,
+                    kind: words::kind_of(kind, p),
                     path: ex.path.clone(),
                     id: ex.id.clone(),
                     view: side_by_side(ex.baseline.as_deref(), ex.candidate.as_deref()),
@@ -435,6 +437,8 @@ fn detail(idx: usize, i: &InterfaceResult, trend: Option<&Trend>, resenders: &Re
         },
         missing_samples: i.missing_rule_samples.clone(),
         missing_answer: i.missing_rule_answer.as_ref().map(answer_view),
+        forwarded: super::forwarded::example(i)
+            .map(|(id, f)| (id.to_string(), super::forwarded::rows(f))),
         paths,
         examples,
         chart: chart::percentile_chart(&l.baseline, &l.candidate),

@@ -86,13 +86,13 @@ fn samples(ids: &[String]) -> String {
 }
 
 /// Every reason an interface needs attention, as lines, with the gate class it belongs to.
-fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
+fn reasons(i: &InterfaceResult, missing: &str) -> Vec<(&'static str, String)> {
     let mut out = Vec::new();
     if i.counts.missing_rule > 0 {
         out.push((
             "missing_rule",
             format!(
-                "missing rule: the candidate gave its no-route answer for {} of {}{}",
+                "missing rule: the candidate {missing} for {} of {}{}",
                 i.counts.missing_rule,
                 count_of(i.counts.total, "exchange", "exchanges"),
                 samples(&i.missing_rule_samples)
@@ -105,7 +105,7 @@ fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
         ("field", &i.fields),
     ] {
         for p in list.iter().filter(|p| p.regression) {
-            let label = format!("{kind} {}", p.classed_path());
+            let label = words::path_label(kind, p);
             let mut line = format!(
                 "{label}: differed in {} of {} compared ({}); {}",
                 p.raw,
@@ -181,8 +181,27 @@ fn reasons(i: &InterfaceResult) -> Vec<(&'static str, String)> {
     out
 }
 
+/// What the two gateways forwarded for one exchange, as lines `baseline | candidate`, rows
+/// that differ marked; empty when the interface has no forwarded example.
+fn forwarded_text(i: &InterfaceResult) -> String {
+    let Some((id, f)) = super::forwarded::example(i) else {
+        return String::new();
+    };
+    let mut out = format!("\nforwarded upstream for {id}, baseline | candidate:");
+    for r in super::forwarded::rows(f) {
+        let _ = write!(
+            out,
+            "\n{} {} | {}",
+            if r.differs { "≠" } else { " " },
+            r.baseline.as_deref().unwrap_or("(absent)"),
+            r.candidate.as_deref().unwrap_or("(absent)")
+        );
+    }
+    out
+}
+
 fn case_of(r: &RunResult, i: &InterfaceResult, tripped: &[&str]) -> Case {
-    let all = reasons(i);
+    let all = reasons(i, words::missing_rule_phrase(r));
     let trend = r
         .trend
         .as_ref()
@@ -216,7 +235,7 @@ fn case_of(r: &RunResult, i: &InterfaceResult, tripped: &[&str]) -> Case {
         return Case::Failure {
             message,
             kind: classes.join(","),
-            detail: format!("{}{trend_line}", detail.join("\n")),
+            detail: format!("{}{}{trend_line}", detail.join("\n"), forwarded_text(i)),
         };
     }
     if i.counts.baseline_error > 0 && i.counts.baseline_error == i.counts.total - i.counts.skipped {
@@ -519,7 +538,10 @@ mod tests {
         ];
         i.counts.baseline_error += i.counts.candidate_error;
         i.counts.candidate_error = 0;
-        let classes: Vec<&str> = reasons(i).iter().map(|(c, _)| *c).collect();
+        let classes: Vec<&str> = reasons(i, "gave its no-route answer")
+            .iter()
+            .map(|(c, _)| *c)
+            .collect();
         assert!(
             classes.contains(&"baseline_error") && !classes.contains(&"candidate_error"),
             "{classes:?}"

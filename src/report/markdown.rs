@@ -3,6 +3,7 @@
 //! still gives a short message), the counts, and the trend. Captured text (interface names,
 //! values) is put in code spans or escaped, so it cannot turn into links, HTML or tables.
 
+use super::forwarded;
 use super::words::{self, count_of, ms};
 use super::{inert, Exporter};
 use crate::analysis::result::{InterfaceResult, Problem, RunResult, TrendState, Verdict};
@@ -127,6 +128,41 @@ fn detail(i: &InterfaceResult, problems: &[Problem]) -> String {
     parts.join("; ")
 }
 
+/// Interfaces whose forwarded requests are shown, at most.
+const MAX_FORWARDED: usize = 3;
+
+/// For the first flagged interfaces that have one, what the two gateways forwarded for one
+/// exchange, side by side, in a folded block.
+fn forwarded_views(md: &mut String, flagged: &[(&InterfaceResult, Vec<Problem>)]) {
+    let views = flagged
+        .iter()
+        .filter_map(|(i, _)| forwarded::example(i).map(|(id, f)| (i, id, f)))
+        .take(MAX_FORWARDED);
+    for (i, id, f) in views {
+        let _ = writeln!(
+            md,
+            "\n<details><summary>Forwarded upstream for {} ({})</summary>\n",
+            md_text(&i.interface),
+            md_text(id)
+        );
+        md.push_str("| | baseline | candidate |\n| --- | --- | --- |\n");
+        for row in forwarded::rows(f) {
+            let cell = |s: &Option<String>| match s {
+                Some(t) => code(t),
+                None => "(absent)".to_string(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                if row.differs { "≠" } else { "" },
+                cell(&row.baseline),
+                cell(&row.candidate)
+            );
+        }
+        md.push_str("\n</details>\n");
+    }
+}
+
 fn render(r: &RunResult) -> String {
     let mut md = String::new();
     let icon = match r.verdict {
@@ -193,6 +229,7 @@ fn render(r: &RunResult) -> String {
             );
         }
     }
+    forwarded_views(&mut md, &flagged);
     let c = &r.summary.counts;
     md.push('\n');
     let _ = writeln!(

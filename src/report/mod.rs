@@ -6,6 +6,7 @@
 pub mod chart;
 pub mod diffs;
 pub mod fit;
+pub mod forwarded;
 pub mod html;
 pub mod inert;
 pub mod json;
@@ -194,6 +195,7 @@ pub(crate) mod fixture {
             status: 404,
             grpc_status: None,
             body: r#"{"error":"no route"}"#.into(),
+            forwarded: None,
         });
         export.latency = latency(
             stats(1, 182_000, 182_000, 182_000),
@@ -230,6 +232,7 @@ pub(crate) mod fixture {
                 body_bytes: 0,
                 body_binary: false,
                 body_truncated: false,
+                forwarded: None,
             },
         )]);
         product.fields = vec![
@@ -333,6 +336,7 @@ pub(crate) mod fixture {
                 filters: Vec::new(),
                 shard: None,
                 incomplete: None,
+                upstream: None,
             },
             trend: None,
         }

@@ -4,6 +4,7 @@
 //! hidden. Colour is optional and decided by the caller (TTY, `NO_COLOR`).
 
 use super::fit::{self, width};
+use super::forwarded;
 use super::words::{self, count_of, ms};
 use super::{inert, Exporter};
 use crate::analysis::result::{
@@ -73,7 +74,15 @@ impl TerminalExporter {
         let told: Vec<&str> = r.gateway_wide.iter().map(|g| g.header.as_str()).collect();
         for (i, f) in rows.iter().filter(|(_, f)| !f.is_empty()) {
             out.blank();
-            details(&mut out, i, f, trend, &told, p);
+            details(
+                &mut out,
+                i,
+                f,
+                trend,
+                &told,
+                p,
+                words::missing_rule_phrase(r),
+            );
         }
         if let Some(t) = trend {
             trend_section(&mut out, t, p);
@@ -372,10 +381,7 @@ fn samples_line(out: &mut Out, samples: &[String]) {
 }
 
 fn path_label(kind: &str, p: &PathResult) -> String {
-    match kind {
-        "status" => format!("status {}", p.classed_path()),
-        _ => format!("{kind} {}", p.classed_path()),
-    }
+    words::path_label(kind, p)
 }
 
 fn details(
@@ -385,6 +391,7 @@ fn details(
     trend: Option<&Trend>,
     told: &[&str],
     p: Paint,
+    missing: &str,
 ) {
     let mark = trend_mark(trend.and_then(|t| t.interface_state(&i.interface)), p);
     out.line(format!(
@@ -394,7 +401,7 @@ fn details(
     ));
     if i.counts.missing_rule > 0 {
         out.line(format!(
-            "  missing rule: the candidate gave its no-route answer for {} of {}",
+            "  missing rule: the candidate {missing} for {} of {}",
             i.counts.missing_rule,
             count_of(i.counts.total, "exchange", "exchanges")
         ));
@@ -439,11 +446,37 @@ fn details(
             }
         }
     }
+    forwarded_view(out, i);
     if i.latency.regression {
         latency(out, i);
     }
     for e in &i.errors {
         error(out, e);
+    }
+}
+
+/// What the two gateways forwarded for one exchange, side by side, rows that differ marked.
+fn forwarded_view(out: &mut Out, i: &InterfaceResult) {
+    let Some((id, f)) = forwarded::example(i) else {
+        return;
+    };
+    out.line(format!(
+        "  forwarded upstream for {id}, baseline | candidate:"
+    ));
+    let col = (out.width.min(160).saturating_sub(8) / 2).max(16);
+    let cell = |s: &Option<String>| {
+        let text = s.as_deref().unwrap_or("(absent)");
+        let cut = fit::cut(text, col);
+        let pad = col.saturating_sub(width(&cut));
+        format!("{cut}{}", " ".repeat(pad))
+    };
+    for r in forwarded::rows(f) {
+        let mark = if r.differs { "≠" } else { " " };
+        out.row(&format!(
+            "  {mark} {} | {}",
+            cell(&r.baseline),
+            cell(&r.candidate)
+        ));
     }
 }
 
@@ -582,8 +615,10 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
     let probe = words::probe_failures(r);
     let few = words::slower_on_few_pairs(r);
     let resent = words::resent_notes(r);
+    let writes = words::side_effect_note(r);
     if noise.is_empty()
         && resent.is_empty()
+        && writes.is_none()
         && skipped == 0
         && r.run.warnings.is_empty()
         && probe.is_none()
@@ -638,7 +673,7 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
             out.line(p.dim(&format!("  {n}")));
         }
     }
-    if let Some(text) = words::side_effect_note(r) {
+    if let Some(text) = writes {
         out.line(p.dim(&format!("note: {text}")));
     }
     for text in &resent {

@@ -358,6 +358,10 @@ const MAX_DECLARED: usize = 8;
 /// the recording at best; for those whose name reads like a read, the line that declares
 /// them safe.
 pub fn side_effect_note(r: &RunResult) -> Option<String> {
+    // With the upstreams played, writes were replayed and asked twice: that is the note.
+    if r.run.upstream.is_some() {
+        return upstream_note(r);
+    }
     let writes: Vec<&InterfaceResult> = r
         .interfaces
         .iter()
@@ -395,6 +399,68 @@ pub fn verdict_notes(r: &RunResult) -> Vec<String> {
         .into_iter()
         .chain(r.gateway_wide.iter().map(gateway_wide_sentence))
         .collect()
+}
+
+/// The note on a run in which shadowdiff played the gateways' upstreams: what each side
+/// forwarded, that writes were replayed and asked twice, and what the latencies measure.
+pub fn upstream_note(r: &RunResult) -> Option<String> {
+    let u = r.run.upstream.as_ref()?;
+    let latency = if u.latency == "recorded" {
+        "it answered after each exchange's recorded latency, so latencies include the \
+         production backend's"
+    } else {
+        "it answered at once, so latencies are what each gateway itself adds"
+    };
+    Some(
+        format!(
+            "shadowdiff played the upstreams (the baseline's at {}, which got {}; the \
+         candidate's at {}, which got {}): nothing reached a backend, so writes were replayed \
+         and asked twice for noise like reads, and what each gateway forwarded was compared \
+         (upstream.* paths); {latency}",
+            u.baseline_addr,
+            count_of(u.baseline.forwarded, "request", "requests"),
+            u.candidate_addr,
+            u.candidate.forwarded,
+        ) + &retries(u),
+    )
+}
+
+/// What a missing rule is, as the reports say it: with the upstreams played, a candidate
+/// that answered without forwarding where the baseline forwarded is one too.
+pub fn missing_rule_phrase(r: &RunResult) -> &'static str {
+    if r.run.upstream.is_some() {
+        "gave its no-route answer, or answered without forwarding where the baseline forwarded,"
+    } else {
+        "gave its no-route answer"
+    }
+}
+
+/// The retries each gateway made, when any: the same call again within one exchange.
+fn retries(u: &crate::analysis::result::UpstreamRun) -> String {
+    let (b, c) = (u.baseline.retries, u.candidate.retries);
+    if b == 0 && c == 0 {
+        return String::new();
+    }
+    format!("; retries (the same call again in one exchange): baseline {b}, candidate {c}")
+}
+
+/// How reports name one path entry: `status 200 → 404`, `header server`, `field $.price`;
+/// what a gateway forwarded by its own path (`upstream.header:x-auth-scope (removed)`).
+pub fn path_label(kind: &str, p: &PathResult) -> String {
+    if p.path.starts_with("upstream.") {
+        p.classed_path()
+    } else {
+        format!("{kind} {}", p.classed_path())
+    }
+}
+
+/// The kind column of a path entry: `upstream` for what a gateway forwarded.
+pub fn kind_of<'a>(kind: &'a str, p: &PathResult) -> &'a str {
+    if p.path.starts_with("upstream.") {
+        "upstream"
+    } else {
+        kind
+    }
 }
 
 /// The sentence reports print for a gateway-wide header change, with the one rule that

@@ -417,6 +417,10 @@ impl Redactor {
         for d in diffs {
             let secret = match d.kind {
                 DiffKind::Status => false,
+                DiffKind::Upstream => match d.path.strip_prefix("upstream.header:") {
+                    Some(name) => self.is_secret_header(name),
+                    None => true,
+                },
                 DiffKind::Header | DiffKind::Trailer => self.is_secret_header(&d.path),
                 DiffKind::Body => match parse_path(&d.path) {
                     Some(path) => self.json.iter().any(|p| p.touches(&path)),

@@ -383,6 +383,7 @@ impl Shadow {
                 filters: Vec::new(),
                 shard: None,
                 incomplete: None,
+                upstream: None,
             },
         )
     }
