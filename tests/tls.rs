@@ -71,6 +71,11 @@ async fn https_a_a_passes_and_a_difference_is_found_over_http1_and_h2() {
         assert!(c["setup_us_total"].as_u64() >= c["setup_us_max"].as_u64());
     }
     assert!(r["run"]["warnings"].as_array().unwrap().is_empty());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("candidate:") && out.contains("setup (connect and TLS handshake)"),
+        "{out}"
+    );
 
     // HTTP/1.1 against HTTP/2 (nginx offers h2 and ALPN takes it) with a changed price.
     let json = dir.path().join("diff.json");
@@ -115,6 +120,11 @@ async fn https_a_a_passes_and_a_difference_is_found_over_http1_and_h2() {
         out.contains("HTTP/2.0") && out.contains("11.0"),
         "{}",
         describe(&o)
+    );
+    // The command that sends it again trusts the same CA.
+    assert!(
+        out.contains(&format!("curl -sS -i --globoff --path-as-is --cacert {ca}")),
+        "{out}"
     );
 }
 
