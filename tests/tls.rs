@@ -77,19 +77,34 @@ async fn https_a_a_passes_and_a_difference_is_found_over_http1_and_h2() {
         "{out}"
     );
 
-    // HTTP/1.1 against HTTP/2 (nginx offers h2 and ALPN takes it) with a changed price.
+    // HTTP/1.1 against HTTP/2 (nginx offers h2 and ALPN takes it) with a changed price; the
+    // noise probe goes to the baseline's nginx by its name, over TLS settings of its own.
     let json = dir.path().join("diff.json");
+    let secondary = format!("https://localhost:{}", h1.port);
     let (o, r) = replay_json(
         &rec,
         &h1.https_url(),
         &h2.https_url(),
         &json,
-        &["--ca-cert", &ca],
+        &[
+            "--ca-cert",
+            &pki.path("stranger.pem"),
+            "--baseline-tls",
+            &format!("ca-cert={ca}"),
+            "--candidate-tls",
+            &format!("ca-cert={ca}"),
+            "--secondary",
+            &secondary,
+            "--secondary-tls",
+            &format!("ca-cert={ca}"),
+        ],
     )
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let i = interface(&r, "GET /api/items/{id}");
     assert_eq!(i["different"], 40, "{i:#}");
+    assert_eq!(i["noise_samples"]["secondary"], 40, "{i:#}");
+    assert!(r["run"]["connections"]["secondary"]["opened"].as_u64() > Some(0));
     let fields = i["fields"].as_array().unwrap();
     let at = |path: &str| {
         fields
