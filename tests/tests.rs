@@ -22,4 +22,5 @@ mod show;
 mod tap;
 mod tap_floods;
 mod tap_paths;
+mod tls;
 mod upstream;

@@ -302,6 +302,7 @@ impl Resenders {
             pool_size: 0,
             host_header: crate::cli::HostHeaderMode::Target,
             set_headers: Vec::new(),
+            tls: Default::default(),
         };
         // A target the result names in a form no request can go to gets `$TARGET` instead.
         let target = |side, url: &str| Target::new(side, url, opts.clone()).ok();
@@ -642,6 +643,7 @@ fn page(r: &RunResult) -> Page {
     notes.extend(words::side_effect_note(r));
     // The run-level cautions the terminal and Markdown reports carry, in the same words.
     notes.extend(words::resent_notes(r));
+    notes.extend(words::connection_notes(r));
     notes.extend(words::probe_failures(r));
     notes.extend(words::slower_on_few_pairs(r));
     let verdict_fail = r.verdict == Verdict::Fail;
@@ -816,6 +818,7 @@ mod tests {
                 pool_size: 0,
                 host_header: crate::cli::HostHeaderMode::Target,
                 set_headers: Vec::new(),
+                tls: Default::default(),
             },
         )
         .unwrap();

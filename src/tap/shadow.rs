@@ -165,6 +165,7 @@ impl Shadow {
             pool_size: cfg.shadow_concurrency,
             host_header: HostHeaderMode::Target,
             set_headers: Vec::new(),
+            tls: Default::default(),
         };
         let target = Target::new(Side::Candidate, &up.url, opts.clone())?;
         let production = Target::new(Side::Baseline, &cfg.upstream.url, opts)?;
@@ -378,6 +379,7 @@ impl Shadow {
                     self.concurrency
                 ),
                 ready_ms: Default::default(),
+                connections: Default::default(),
                 thresholds: th,
                 warnings,
                 filters: Vec::new(),
