@@ -492,6 +492,14 @@ pub struct TapArgs {
     /// `STEM-TIME-SEQ.EXT` next to it.
     #[arg(long, value_name = "PATH")]
     pub out: std::path::PathBuf,
+    /// Serve TLS on `--listen` with this certificate chain (PEM, the server's certificate
+    /// first); HTTP/1.1 and HTTP/2 are offered by ALPN. Read again on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted). Read
+    /// again on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Share of exchanges recorded (`10%` or `0.1`), decided by a hash of the exchange id.
     #[arg(long, default_value = "1", value_name = "SHARE", value_parser = crate::units::share)]
     pub sample: f64,

@@ -103,6 +103,9 @@ impl Upstream {
 pub struct TapConfig {
     /// Where clients connect.
     pub listen: SocketAddr,
+    /// The listener's certificate chain and key files (`--tls-cert`, `--tls-key`): clients
+    /// connect over TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Production.
     pub upstream: Upstream,
     /// Recording file (or the name rotated files are derived from).
@@ -336,6 +339,7 @@ impl TapConfig {
         }
         Ok(TapConfig {
             listen: parse_addr("listen", &a.listen)?,
+            tls: a.tls_cert.clone().zip(a.tls_key.clone()),
             upstream,
             out: a.out.clone(),
             sample: share("sample", a.sample)?,

@@ -19,8 +19,9 @@ use super::heads::{fill_request, fill_response, SpareHeaders};
 use super::metrics::{Refusal, Timeout};
 use super::proxy::{head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, UNASKED_UPGRADE};
 use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
+use super::tls::ClientStream;
 use super::upstream::UpstreamError;
-use crate::exchange::{Headers, Request as CapturedRequest};
+use crate::exchange::{Headers, Request as CapturedRequest, Tls};
 use crate::http1::framing::{parse_length, BodyFields, Framing, Mode};
 use crate::http1::headers::{
     connection_option_removes, list_tokens, Direction, FieldPolicy, Forward, TE_FORWARDED,
@@ -58,31 +59,30 @@ const RESPONSE_HEAD_MAX: usize = 256 * 1024;
 const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2";
 
 /// How a connection left this path.
-pub(super) enum End {
+pub(super) enum End<S> {
     /// It is closed, or done with.
     Closed,
     /// A request this path does not take: hyper serves the connection from here, starting
     /// with these bytes already read from it. `fresh` when they are the connection's first,
     /// the one place an HTTP/2 connection preface may be.
-    Handoff {
-        stream: TcpStream,
-        read: Bytes,
-        fresh: bool,
-    },
+    Handoff { stream: S, read: Bytes, fresh: bool },
 }
 
 /// Serves `client` until it closes, the tap stops, or a request needs hyper. `ip` is the
-/// client's address as an `x-forwarded-for` value.
-pub(super) async fn serve(
+/// client's address as an `x-forwarded-for` value; `tls` what its TLS session was, when
+/// the tap terminated one.
+pub(super) async fn serve<S: ClientStream>(
     tap: Arc<Tap>,
-    client: TcpStream,
+    client: S,
     ip: HeaderValue,
+    tls: Option<Tls>,
     mut shutdown: watch::Receiver<bool>,
-) -> End {
+) -> End<S> {
     let mut conn = Conn {
         tap,
         client,
         ip,
+        tls,
         buf: BytesMut::with_capacity(READ_CHUNK),
         out: BytesMut::with_capacity(READ_CHUNK),
         up: None,
@@ -107,7 +107,7 @@ pub(super) async fn serve(
                      connection: close\r\ncontent-length: {}\r\n\r\n{text}",
                     text.len()
                 );
-                let _ = conn.client.write_all(answer.as_bytes()).await;
+                let _ = send_all(&mut conn.client, answer.as_bytes()).await;
                 let _ = conn.client.shutdown().await;
                 return End::Closed;
             }
@@ -121,13 +121,12 @@ pub(super) async fn serve(
             Next::TooLarge => {
                 // Exactly at the limit, which hyper's server checks only between reads.
                 conn.tap.metrics.refuse(Refusal::HeadTooLarge);
-                let _ = conn
-                    .client
-                    .write_all(
-                        b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
-                          connection: close\r\ncontent-length: 0\r\n\r\n",
-                    )
-                    .await;
+                let _ = send_all(
+                    &mut conn.client,
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+                      connection: close\r\ncontent-length: 0\r\n\r\n",
+                )
+                .await;
                 let _ = conn.client.shutdown().await;
                 return End::Closed;
             }
@@ -142,10 +141,12 @@ pub(super) async fn serve(
 }
 
 /// One client connection on this path.
-struct Conn {
+struct Conn<S> {
     tap: Arc<Tap>,
-    client: TcpStream,
+    client: S,
     ip: HeaderValue,
+    /// The client's TLS session, noted in every exchange recorded from it.
+    tls: Option<Tls>,
     /// Bytes read from the client and not yet used.
     buf: BytesMut,
     /// What is written next (an upstream request, or a response head).
@@ -356,8 +357,11 @@ impl ReqHead {
     }
 
     /// The head as the recording keeps it.
-    fn capture(&self) -> CapturedRequest {
-        let mut r = CapturedRequest::default();
+    fn capture(&self, tls: Option<Tls>) -> CapturedRequest {
+        let mut r = CapturedRequest {
+            tls,
+            ..Default::default()
+        };
         fill_request(&self.bytes, &mut r, &mut SpareHeaders::default());
         r
     }
@@ -530,7 +534,7 @@ impl RespHead {
     }
 }
 
-impl Conn {
+impl<S: ClientStream> Conn<S> {
     /// Reads the next request head within `--head-timeout`, counted as hyper's server counts
     /// it: from the connection's start, or from the end of the previous answer. A kept
     /// connection waits no longer than `--idle-timeout` for it either.
@@ -611,9 +615,12 @@ impl Conn {
         // thread; one the shadow compares needs them here and now.
         let lazy = plan.record && !plan.shadow;
         let captured = if lazy {
-            Some(CapturedRequest::default())
+            Some(CapturedRequest {
+                tls: self.tls.clone(),
+                ..Default::default()
+            })
         } else {
-            plan.shadow.then(|| head.capture())
+            plan.shadow.then(|| head.capture(self.tls.clone()))
         };
         let raw_head = lazy.then(|| Bytes::copy_from_slice(&head.bytes));
         let head_request = head.method == Method::HEAD;
@@ -672,7 +679,7 @@ impl Conn {
             sent = tokio::time::timeout_at(deadline, send) => sent,
             // A client that leaves before the answer takes its exchange with it, as under
             // hyper: counted as an abort (dropping `pending`), nothing recorded.
-            () = gone(&self.client) => {
+            () = gone(self.client.tcp()) => {
                 self.up = None;
                 return false;
             }
@@ -750,8 +757,8 @@ impl Conn {
         in_flight.finish(end, copy, trailers);
         let written = match tail {
             Tail::Nothing => Ok(()),
-            Tail::Out => self.client.write_all(&self.out).await,
-            Tail::Piece(b) => self.client.write_all(&b).await,
+            Tail::Out => send_all(&mut self.client, &self.out).await,
+            Tail::Piece(b) => send_all(&mut self.client, &b).await,
         };
         written.is_ok() && end == ResponseEnd::Complete && !close
     }
@@ -812,11 +819,11 @@ impl Conn {
             let written = if first {
                 first = false;
                 self.out.extend_from_slice(&bytes);
-                self.client.write_all(&self.out).await
+                send_all(&mut self.client, &self.out).await
             } else if bytes.is_empty() {
                 Ok(())
             } else {
-                self.client.write_all(&bytes).await
+                send_all(&mut self.client, &bytes).await
             };
             if written.is_err() {
                 return (ResponseEnd::ClientGone, copy, None, Tail::Nothing);
@@ -856,7 +863,7 @@ impl Conn {
         if !head_request {
             self.out.extend_from_slice(text.as_bytes());
         }
-        self.client.write_all(&self.out).await.is_ok() && !close
+        send_all(&mut self.client, &self.out).await.is_ok() && !close
     }
 }
 
@@ -927,6 +934,13 @@ async fn send(
         UpstreamError::Reset,
         format!("{authority} closed the connection twice"),
     ))
+}
+
+/// Writes `bytes` to the client and pushes them out: over TLS the last record may wait in
+/// the session's buffer until flushed (on a plain socket flushing does nothing).
+async fn send_all<S: ClientStream>(client: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    client.write_all(bytes).await?;
+    client.flush().await
 }
 
 /// Waits until the client has closed its connection (or broken it). Bytes it sends meanwhile
@@ -1162,7 +1176,7 @@ mod tests {
             "POST /v2/o?q=1 HTTP/1.1\r\nHost: shop\r\nte: trailers\r\nX-Id: 7\r\nContent-Length: 2\r\n\
              x-forwarded-for: 10.0.0.1, 127.0.0.1\r\n\r\n{}"
         );
-        let captured = h.capture();
+        let captured = h.capture(None);
         assert_eq!(captured.uri, "/o?q=1");
         assert_eq!(
             captured.headers[0],

@@ -59,6 +59,7 @@ pub mod rewind;
 pub mod sample;
 pub mod shadow;
 pub mod tee;
+pub mod tls;
 pub mod upstream;
 
 pub use config::TapConfig;
@@ -164,6 +165,10 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
     }
     let redactor = Redactor::new(&cfg.redact_headers, &cfg.redact_json_paths)
         .map_err(|e| Error::Usage(format!("--redact-json-path {e}")))?;
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(Arc::new(tls::ServerTls::load(cert, key)?)),
+        None => None,
+    };
     let listener = bind("listen", cfg.listen).await?;
     let listen_addr = listener.local_addr().map_err(|e| Error::Runtime {
         side: Side::Tap,
@@ -191,6 +196,10 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
     let grace = cfg.shutdown_grace;
     let upstream = cfg.upstream.url.clone();
     let metrics = Arc::new(Metrics::default());
+    // Watched before the listener is announced, like the stop signals.
+    let reload = tls
+        .clone()
+        .map(|t| tokio::spawn(tls::reload_on_sighup(t, metrics.clone(), quiet)));
     let tap = Arc::new(
         proxy::Tap::new(cfg, listen_addr, metrics.clone(), recorder.handle(), shadow)
             .map_err(Error::Usage)?,
@@ -207,7 +216,10 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
         None => None,
     };
     if !quiet {
-        eprintln!("listening on {listen_addr} (forwarding to {upstream})");
+        eprintln!(
+            "listening on {listen_addr}{} (forwarding to {upstream})",
+            if tls.is_some() { " with TLS" } else { "" }
+        );
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -217,7 +229,10 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
         // Kept alive so connection tasks see one change, not a closed channel.
         std::future::pending::<()>().await;
     });
-    let left_open = accept::serve(tap.clone(), listener, stop_rx, grace).await;
+    let left_open = accept::serve(tap.clone(), listener, tls, stop_rx, grace).await;
+    if let Some(r) = reload {
+        r.abort();
+    }
     if left_open > 0 {
         tracing::warn!(
             "tap: {} still open after --shutdown-grace; {} not recorded",

@@ -21,7 +21,7 @@ use super::upstream::ConnUpstream;
 use super::upstream::UpstreamError;
 use crate::compare::{FetchError, FetchErrorKind, Observed};
 use crate::exchange::{
-    Exchange, Headers, Request as CapturedRequest, Response as CapturedResponse,
+    Exchange, Headers, Request as CapturedRequest, Response as CapturedResponse, Tls,
 };
 use crate::http1::headers::{is_hop_by_hop, Direction, FieldPolicy, Forward, TE_FORWARDED};
 use crate::interface::{interface_of, InterfaceKey};
@@ -167,11 +167,13 @@ impl Tap {
 
     /// Proxies one request. Never fails: every problem becomes the answer a proxy gives.
     /// `peer` is the client's address as an `x-forwarded-for` value.
-    /// `up` holds the client connection's own upstream connections (HTTP/1 clients).
+    /// `up` holds the client connection's own upstream connections (HTTP/1 clients);
+    /// `tls` what the client's TLS session agreed on, when the tap terminated one.
     pub async fn handle(
         self: Arc<Self>,
         peer: HeaderValue,
         up: Arc<ConnUpstream>,
+        tls: Option<Tls>,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
@@ -221,7 +223,7 @@ impl Tap {
             self.head_interface(&parts)
         });
         // 3. Keep the request head as the client sent it, before anything is rewritten.
-        let head = (plan.record || plan.shadow).then(|| capture_head(&parts));
+        let head = (plan.record || plan.shadow).then(|| capture_head(&parts, tls));
 
         // 4. Rewrite for the upstream and forward, the body streaming through the tee.
         let state = Arc::new(RequestState::default());
@@ -789,7 +791,7 @@ fn version_name(v: Version) -> &'static str {
     }
 }
 
-fn capture_head(parts: &http::request::Parts) -> CapturedRequest {
+fn capture_head(parts: &http::request::Parts, tls: Option<Tls>) -> CapturedRequest {
     // The recording keeps the origin form (`/a/b?x=1`), whatever form the client used: an
     // HTTP/2 request (and an HTTP/1 absolute-form one) names scheme and authority in its
     // target, which would otherwise be recorded with the tap's own address in it.
@@ -812,6 +814,7 @@ fn capture_head(parts: &http::request::Parts) -> CapturedRequest {
         headers,
         body: Bytes::new(),
         body_truncated: false,
+        tls,
     }
 }
 
