@@ -22,3 +22,4 @@ mod show;
 mod tap;
 mod tap_floods;
 mod tap_paths;
+mod tap_tls;
