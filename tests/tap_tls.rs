@@ -428,9 +428,9 @@ async fn handshakes_that_never_finish_are_timed_out_and_counted() {
 /// Bytes that are no TLS handshake, from a raw socket: plain HTTP, a ClientHello cut short
 /// by the client's close, a record header announcing more than TLS allows, another record
 /// type, an SSLv2 hello, random bytes, a ClientHello with its body scrambled, one offering
-/// only protocols the tap does not speak and leaving. Each is
-/// refused (closed with nothing but TLS records sent back), counted as a failed handshake, and the tap
-/// serves the next client as before.
+/// only protocols the tap does not speak and leaving. Each is refused (closed with nothing
+/// but TLS records sent back), counted as a failed handshake, and the tap serves the next
+/// client as before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bytes_instead_of_a_client_hello_are_refused_and_counted() {
     let upstream = TestServer::start(|_| Answer::json(200, "{}")).await;
