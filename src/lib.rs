@@ -33,6 +33,7 @@ pub mod report;
 pub mod safety;
 pub mod show;
 pub mod tap;
+pub mod tls;
 pub mod units;
 
 use analysis::result::{RunResult, Verdict};
