@@ -484,10 +484,29 @@ pub struct TapArgs {
     /// address is printed as `listening on ADDR`).
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
-    /// Production: `http://host:port[/prefix]` (HTTP/1.1; gRPC requests go over h2c), or
+    /// Production: `http://host:port[/prefix]` (HTTP/1.1; gRPC requests go over h2c),
+    /// `https://host:port[/prefix]` (TLS; HTTP/1.1, gRPC over h2 by ALPN), or
     /// `h2c://host:port` to send everything over HTTP/2 prior knowledge.
     #[arg(long, value_name = "URL")]
     pub upstream: String,
+    /// PEM file of CA certificates trusted, besides the platform's roots, for an
+    /// `https://` upstream.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Do not verify an `https://` upstream's certificate at all.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Client certificate (PEM) presented to an `https://` upstream that asks for one
+    /// (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The private key of `--client-cert` (PEM).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
+    /// Name sent as SNI to an `https://` upstream and checked against its certificate,
+    /// instead of the URL's host (for an upstream given by address).
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
     /// Recording file (format v1; `.zst` for zstd). With rotation, files are named
     /// `STEM-TIME-SEQ.EXT` next to it.
     #[arg(long, value_name = "PATH")]

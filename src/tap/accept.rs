@@ -250,7 +250,10 @@ async fn serve_connection<S: ClientStream>(
             ),
         }
     };
-    let up = Arc::new(ConnUpstream::new(&tap.cfg.upstream.authority));
+    let up = Arc::new(ConnUpstream::new(
+        &tap.cfg.upstream.authority,
+        tap.upstream_tls().cloned(),
+    ));
     let activity = Arc::new(Activity::default());
     let seen = activity.clone();
     let svc = hyper::service::service_fn(move |req| {

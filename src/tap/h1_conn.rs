@@ -20,7 +20,7 @@ use super::metrics::{Refusal, Timeout};
 use super::proxy::{head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, UNASKED_UPGRADE};
 use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
 use super::tls::ClientStream;
-use super::upstream::UpstreamError;
+use super::upstream::{UpStream, UpstreamError};
 use crate::exchange::{Headers, Request as CapturedRequest, Tls};
 use crate::http1::framing::{parse_length, BodyFields, Framing, Mode};
 use crate::http1::headers::{
@@ -29,6 +29,7 @@ use crate::http1::headers::{
 use crate::http1::ChunkedDecoder;
 use crate::interface::InterfaceKey;
 use crate::recording::format::now_us;
+use crate::tls::TlsConnector;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
@@ -166,7 +167,7 @@ struct Conn<S> {
 
 /// An upstream connection and the bytes read from it and not yet used.
 struct Upstream {
-    stream: TcpStream,
+    stream: UpStream,
     buf: BytesMut,
     /// Its last answer had no body (HEAD, 204, 304): a server that sends one anyway leaves
     /// it on the connection, so the next reuse asks the kernel, not the runtime's cache.
@@ -671,6 +672,7 @@ impl<S: ClientStream> Conn<S> {
             &self.out,
             &mut self.resp_fields,
             &tap.cfg.upstream.authority,
+            tap.upstream_tls(),
             head.method.is_safe(),
             head_request,
         );
@@ -878,24 +880,22 @@ async fn send(
     out: &[u8],
     fields: &mut Vec<Field>,
     authority: &str,
+    tls: Option<&TlsConnector>,
     safe: bool,
     head_request: bool,
 ) -> Result<RespHead, (UpstreamError, String)> {
     for attempt in 0..2 {
         // A request that may not go twice, or a connection whose last answer had no body,
         // is worth a system call to know the connection is clean.
-        let kept = up_slot.take().filter(|u| u.open(!safe || u.suspect));
+        let kept = up_slot.take().and_then(|mut u| {
+            let ask_kernel = !safe || u.suspect;
+            u.open(ask_kernel).then_some(u)
+        });
         let reused = kept.is_some();
         let up = match kept {
             Some(u) => up_slot.insert(u),
             None => {
-                let stream = TcpStream::connect(authority).await.map_err(|e| {
-                    (
-                        UpstreamError::Connect,
-                        format!("cannot connect to {authority}: {e}"),
-                    )
-                })?;
-                let _ = stream.set_nodelay(true);
+                let stream = super::upstream::connect(authority, tls).await?;
                 up_slot.insert(Upstream {
                     stream,
                     buf: BytesMut::with_capacity(READ_CHUNK),
@@ -904,7 +904,12 @@ async fn send(
             }
         };
         let retry = reused && attempt == 0;
-        if let Err(e) = up.stream.write_all(out).await {
+        // Over TLS the last record may wait in the session until flushed.
+        let sent = match up.stream.write_all(out).await {
+            Ok(()) => up.stream.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
             *up_slot = None;
             if retry {
                 continue;
@@ -943,6 +948,33 @@ async fn send_all<S: ClientStream>(client: &mut S, bytes: &[u8]) -> std::io::Res
     client.flush().await
 }
 
+/// Whether the kernel holds nothing to read on `tcp` and no close: one system call.
+fn silent(tcp: &TcpStream) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let mut probe = [0u8; 1];
+        // SAFETY: `recv` on a socket this stream owns, into a live one-byte buffer; with
+        // MSG_PEEK nothing is consumed, with MSG_DONTWAIT it never blocks.
+        let n = unsafe {
+            libc::recv(
+                tcp.as_raw_fd(),
+                probe.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    }
+    #[cfg(not(unix))]
+    {
+        let mut probe = [0u8; 1];
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut buf = tokio::io::ReadBuf::new(&mut probe);
+        matches!(tcp.poll_peek(&mut cx, &mut buf), Poll::Pending)
+    }
+}
+
 /// Waits until the client has closed its connection (or broken it). Bytes it sends meanwhile
 /// (a pipelined request) are left for later, and then it is not gone.
 async fn gone(client: &TcpStream) {
@@ -961,32 +993,32 @@ impl Upstream {
     /// processed: a close or bytes that arrived since its last turn go unseen (a safe
     /// request is then sent again on a new connection; stray bytes make a 502). With
     /// `ask_kernel` it peeks at the socket itself, one system call.
-    fn open(&self, ask_kernel: bool) -> bool {
-        #[cfg(unix)]
+    ///
+    /// Over TLS the runtime cannot be asked (bytes on the socket may be a record that holds
+    /// nothing for the reader): the kernel is, and the session is asked for what it has
+    /// already decrypted and not handed out, or a close from production.
+    fn open(&mut self, ask_kernel: bool) -> bool {
+        let tcp = match &mut self.stream {
+            UpStream::Plain(tcp) => tcp,
+            UpStream::Tls(s) => {
+                let (tcp, session) = s.get_mut();
+                let quiet = match session.process_new_packets() {
+                    Ok(io) => io.plaintext_bytes_to_read() == 0 && !io.peer_has_closed(),
+                    Err(_) => false,
+                };
+                return quiet && silent(tcp);
+            }
+        };
         if ask_kernel {
-            use std::os::fd::AsRawFd;
-            let mut probe = [0u8; 1];
-            // SAFETY: `recv` on a socket this stream owns, into a live one-byte buffer; with
-            // MSG_PEEK nothing is consumed, with MSG_DONTWAIT it never blocks.
-            let n = unsafe {
-                libc::recv(
-                    self.stream.as_raw_fd(),
-                    probe.as_mut_ptr().cast(),
-                    1,
-                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
-                )
-            };
-            return n < 0
-                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock;
+            return silent(tcp);
         }
-        let _ = ask_kernel;
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
+        match tcp.poll_read_ready(&mut cx) {
             Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
             Poll::Ready(Ok(())) => {
                 let mut probe = [0u8; 1];
-                matches!(self.stream.try_read(&mut probe),
+                matches!(tcp.try_read(&mut probe),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
             }
         }
@@ -1379,8 +1411,8 @@ mod tests {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let stream = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
             let (mut server, _) = l.accept().await.unwrap();
-            let up = Upstream {
-                stream,
+            let mut up = Upstream {
+                stream: UpStream::Plain(stream),
                 buf: BytesMut::new(),
                 suspect: true,
             };

@@ -140,7 +140,7 @@ pub struct Metrics {
     pub tls_reloads: [AtomicU64; 2],
     /// Failed attempts to accept a client connection (out of file descriptors and the like).
     pub accept_failures: AtomicU64,
-    upstream_errors: [AtomicU64; 5],
+    upstream_errors: [AtomicU64; UpstreamError::ALL.len()],
     /// Request arrival to last response byte, as seen by the tap.
     pub latency: Histogram,
 }

@@ -179,6 +179,10 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
         None => None,
     };
     // Everything that can refuse to start does so before the recording file is created.
+    if cfg.upstream.tls {
+        crate::tls::TlsConnector::new(&cfg.upstream_tls, cfg.upstream.host(), &[])
+            .map_err(|e| Error::Usage(format!("--upstream {}: {e}", cfg.upstream.url)))?;
+    }
     let shadow = Shadow::new(&cfg, redactor.clone())?.map(Arc::new);
     let recorder = Recorder::start(
         RecorderConfig {
