@@ -72,6 +72,25 @@ impl TestCa {
         (c, k, cert.der().clone())
     }
 
+    /// A client certificate named `name` signed by this authority, written as `name.crt`
+    /// and `name.key`.
+    pub(crate) fn client(&self, name: &str) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let (c, k) = (
+            self.dir.join(format!("{name}.crt")),
+            self.dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
     /// A client configuration trusting this authority alone, offering `alpn`.
     pub(crate) fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
@@ -571,4 +590,130 @@ fn unusable_certificate_files_are_refused_before_anything_is_recorded() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--tls-key"));
+}
+
+/// The TLS tap in front of nginx serving https (and asking for a client certificate):
+/// curl over HTTP/1.1 and h2 and wrk through it, each request going to nginx over TLS with
+/// the tap's client certificate, the recording complete. Without the authority the tap
+/// answers 502 and counts a TLS failure; with `--insecure` it goes through unverified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tap_in_front_of_https_nginx_speaks_tls_both_ways_and_records_whole() {
+    let Some(nginx) = nginx_binary() else { return };
+    let Some(wrk) = wrk_binary() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "a");
+    let (gw_cert, gw_key, _) = ca.server("gw");
+    let (tap_cert, tap_key, _) = ca.server("tap");
+    let (client_cert, client_key) = ca.client("tap-client");
+    let gw = Nginx::start_listen(
+        &nginx,
+        "ssl",
+        &format!(
+            "    ssl_certificate {};\n    ssl_certificate_key {};\n    \
+             ssl_client_certificate {};\n    ssl_verify_client optional;\n    \
+             location = /whoami {{ return 200 '{{\"dn\":\"$ssl_client_s_dn\",\"verify\":\"$ssl_client_verify\"}}'; }}\n{NGINX_API}",
+            gw_cert.display(),
+            gw_key.display(),
+            ca.cert.display()
+        ),
+    );
+    let out = dir.path().join("tls.jsonl");
+    let ca_file = ca.cert.to_str().unwrap().to_string();
+    let tap = tls_tap(
+        &tap_cert,
+        &tap_key,
+        &gw.https_url(),
+        &out,
+        &[
+            "--ca-cert",
+            &ca_file,
+            "--client-cert",
+            client_cert.to_str().unwrap(),
+            "--client-key",
+            client_key.to_str().unwrap(),
+            "--queue-size",
+            "1000000",
+        ],
+    );
+    let url = https(&tap);
+    let curled = {
+        let (url, ca_file) = (url.clone(), ca_file.clone());
+        tokio::task::spawn_blocking(move || {
+            ["--http1.1", "--http2", "--http2"]
+                .iter()
+                .zip(["/whoami", "/api/users/3", "/whoami"])
+                .map(|(v, path)| curl(&["--cacert", &ca_file, v, &format!("{url}{path}")]))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap()
+    };
+    let whoami = "{\"dn\":\"CN=tap-client\",\"verify\":\"SUCCESS\"}\n200";
+    assert_eq!(
+        curled,
+        [whoami, "{\"id\":3,\"name\":\"user 3\"}\n200", whoami]
+    );
+    let load = Wrk::start(&wrk, &format!("{url}/api/users/5"), 60);
+    until("load to flow", || async {
+        tap.metric("shadowdiff_tap_proxied_total").await >= 203
+    })
+    .await;
+    let wrk = tokio::task::spawn_blocking(move || load.stop())
+        .await
+        .unwrap();
+    assert_eq!((wrk.timeouts, wrk.non_2xx), (0, 0), "{}", wrk.text);
+    let text = tap.metrics_text().await;
+    assert_eq!(
+        metric_sum(&text, "shadowdiff_tap_upstream_errors_total"),
+        0,
+        "{text}"
+    );
+    let err = tap.stop_async().await;
+    let stop = StopLine::of(&err);
+    assert_eq!(stop.recorded, stop.proxied, "{}", stop.line);
+    assert_eq!((stop.sampled_out, stop.dropped), (0, 0), "{}", stop.line);
+    let got = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(got.len() as u64, stop.proxied, "{}", stop.line);
+    // wrk stopped with requests of its own in flight, which the tap still answered.
+    assert!(
+        wrk.requests + 3 <= stop.proxied && stop.proxied <= wrk.requests + 3 + 16,
+        "{}\n{}",
+        stop.line,
+        wrk.text
+    );
+    assert!(got.iter().all(|e| e.request.tls.is_some()));
+    assert!(got[3..]
+        .iter()
+        .all(|e| e.response.as_ref().unwrap().status == 200));
+
+    // No authority to check nginx's certificate by: 502, counted as a TLS failure.
+    let out2 = dir.path().join("refused.jsonl");
+    let tap = tls_tap(&tap_cert, &tap_key, &gw.https_url(), &out2, &[]);
+    let (url, ca2) = (https(&tap), ca_file.clone());
+    let refused = tokio::task::spawn_blocking(move || {
+        curl(&["--cacert", &ca2, &format!("{url}/api/users/3")])
+    })
+    .await
+    .unwrap();
+    assert_eq!(refused, "bad gateway\n\n502");
+    assert_eq!(
+        tap.metric("shadowdiff_tap_upstream_errors_total{kind=\"tls\"}")
+            .await,
+        1
+    );
+    tap.stop_async().await;
+    let got = read_recordings(std::slice::from_ref(&out2));
+    assert_eq!(got[0].response.as_ref().unwrap().status, 502);
+
+    // --insecure: no verification; nginx sees no client certificate.
+    let out3 = dir.path().join("insecure.jsonl");
+    let tap = tls_tap(&tap_cert, &tap_key, &gw.https_url(), &out3, &["--insecure"]);
+    let url = https(&tap);
+    let answer = tokio::task::spawn_blocking(move || {
+        curl(&["--cacert", &ca_file, &format!("{url}/whoami")])
+    })
+    .await
+    .unwrap();
+    assert_eq!(answer, "{\"dn\":\"\",\"verify\":\"NONE\"}\n200");
+    tap.stop_async().await;
 }

@@ -325,6 +325,11 @@ pub fn nginx_binary() -> Option<PathBuf> {
 impl Nginx {
     /// Starts nginx with `server_body` inside `server { listen ...; <server_body> }`.
     pub fn start(bin: &Path, server_body: &str) -> Nginx {
+        Nginx::start_listen(bin, "", server_body)
+    }
+
+    /// [`Nginx::start`] with `params` after the listen address (`ssl http2`).
+    pub fn start_listen(bin: &Path, params: &str, server_body: &str) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("error.log");
         let (port, child) = start_on_free_port("nginx", &log, |port, attempt| {
@@ -333,7 +338,7 @@ impl Nginx {
                 "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
                  events {{ worker_connections 1024; }}\n\
                  http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  default_type application/json;\n\
-                 server {{\n    listen 127.0.0.1:{port};\n{server_body}\n  }}\n}}\n"
+                 server {{\n    listen 127.0.0.1:{port} {params};\n{server_body}\n  }}\n}}\n"
             );
             let conf_path = dir.path().join(format!("nginx-{attempt}.conf"));
             std::fs::write(&conf_path, conf).unwrap();
@@ -355,6 +360,10 @@ impl Nginx {
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn https_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
     }
 }
 

@@ -628,6 +628,38 @@ mod tests {
     }
 
     #[test]
+    fn the_scheme_and_alpn_of_a_tls_request_are_read_back_and_checked() {
+        let line = |request_tail: &str| {
+            format!(
+                r#"{{"id":"a","ts":"2026-11-02T09:00:00Z","request":{{"method":"GET","uri":"/"{request_tail}}}}}"#
+            )
+        };
+        let tls = |tail: &str| parse_exchange(line(tail).as_bytes()).map(|e| e.request.tls);
+        assert_eq!(tls(""), Ok(None));
+        assert_eq!(tls(r#","scheme":"http""#), Ok(None));
+        assert_eq!(tls(r#","scheme":"https""#), Ok(Some(Tls { alpn: None })));
+        assert_eq!(
+            tls(r#","scheme":"https","alpn":"h2""#),
+            Ok(Some(Tls {
+                alpn: Some("h2".into())
+            }))
+        );
+        let e = tls(r#","scheme":"ftp""#).unwrap_err();
+        assert!(e.message.contains("field request.scheme"), "{e}");
+        let e = tls(r#","alpn":"h2""#).unwrap_err();
+        assert!(e.message.contains("field request.alpn"), "{e}");
+        // Written as read.
+        let ex = parse_exchange(line(r#","scheme":"https","alpn":"http/1.1""#).as_bytes()).unwrap();
+        let mut out = Vec::new();
+        exchange_to_line(&ex, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#""body_truncated":false,"scheme":"https","alpn":"http/1.1"}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn non_utf8_lines_say_where() {
         let e = parse_exchange(b"{\"id\":\"a\xff\"}").unwrap_err();
         assert!(e.message.contains("not valid UTF-8 at byte 8"), "{e}");
