@@ -4,8 +4,9 @@
 //!
 //! # One request's path through the tap, in order
 //!
-//! 1. **Accept** ([`accept::serve`]): HTTP/1.1 or HTTP/2 prior knowledge on one port;
-//!    request heads are capped by `--max-header-bytes` and must be complete within
+//! 1. **Accept** ([`accept::serve`]): HTTP/1.1 or HTTP/2 prior knowledge on one port, or
+//!    with `--tls-cert` a TLS session ([`tls`]; h2 or http/1.1 by ALPN) whose handshake
+//!    must be done within `--head-timeout`; request heads are capped by `--max-header-bytes` and must be complete within
 //!    `--head-timeout`; a connection with no request in progress is closed after
 //!    `--idle-timeout`, and an HTTP/2 client may open `--http2-max-streams` streams. Plain
 //!    HTTP/1.1 requests (origin form, a body of at most 64 KiB framed by its length, no
@@ -26,7 +27,7 @@
 //!    streams to production through a [`tee::RequestTee`] (a copy of at most `--max-body`,
 //!    the `--max-request-body` limit enforced on the way). An HTTP/1 client's requests go on
 //!    that client connection's own upstream connection ([`upstream`]); HTTP/2 clients share
-//!    pooled clients; gRPC goes over h2c.
+//!    pooled clients; gRPC goes over h2c (h2 by ALPN to an `https://` upstream).
 //! 5. **Answer**: production's head within `--upstream-timeout` is passed on and its body
 //!    streams back through a [`tee::ResponseTee`], trailers included; a failed connect or a
 //!    broken connection becomes 502, a timeout 504 — counted and recorded as such.
