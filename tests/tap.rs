@@ -1197,7 +1197,7 @@ impl Body for ChanBody {
 }
 
 /// A gRPC message frame: flag, 4-byte big-endian length, payload.
-fn grpc_frame(payload: &[u8]) -> Bytes {
+pub(crate) fn grpc_frame(payload: &[u8]) -> Bytes {
     let mut v = vec![0u8];
     v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     v.extend_from_slice(payload);
@@ -1207,7 +1207,9 @@ fn grpc_frame(payload: &[u8]) -> Bytes {
 /// A gRPC-shaped h2c server: `/demo.Greeter/Stream` answers three messages and
 /// `grpc-status: 0` in trailers. The first call holds its last message until `go` fires,
 /// which proves the tap streams instead of buffering.
-async fn grpc_server(go: Arc<tokio::sync::Notify>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+pub(crate) async fn grpc_server(
+    go: Arc<tokio::sync::Notify>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let first = Arc::new(AtomicBool::new(true));

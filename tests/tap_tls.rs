@@ -717,3 +717,82 @@ async fn the_tap_in_front_of_https_nginx_speaks_tls_both_ways_and_records_whole(
     assert_eq!(answer, "{\"dn\":\"\",\"verify\":\"NONE\"}\n200");
     tap.stop_async().await;
 }
+
+/// gRPC over TLS: a client that agrees on h2 by ALPN sends a streaming call through the
+/// TLS tap to an h2c gRPC server; the messages and the `grpc-status` trailers come through,
+/// and the exchange is recorded with its trailers, as HTTP/2 over `https` with ALPN `h2`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_tls_streams_through_with_trailers_and_is_recorded() {
+    use http_body_util::{BodyExt, Full};
+    let go = Arc::new(tokio::sync::Notify::new());
+    go.notify_one();
+    let (addr, server) = crate::tap::grpc_server(go).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(dir.path(), "a");
+    let (cert, key, _) = ca.server("tap");
+    let out = dir.path().join("grpc.jsonl");
+    let tap = tls_tap(&cert, &key, &format!("http://{addr}"), &out, &[]);
+    let tls = tls_connect(tap.addr, ca.client_config(&[b"h2"]))
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!(
+            "https://localhost:{}/demo.Greeter/Stream",
+            tap.addr.port()
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::new(crate::tap::grpc_frame(b"tls")))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let (mut data, mut trailers) = (Vec::new(), None);
+    while let Some(f) = tokio::time::timeout(Duration::from_secs(10), body.frame())
+        .await
+        .expect("the call ends")
+    {
+        let f = f.unwrap();
+        if let Some(d) = f.data_ref() {
+            data.extend_from_slice(d);
+        } else {
+            trailers = f.into_trailers().ok();
+        }
+    }
+    assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    let mut want = crate::tap::grpc_frame(b"hello tls").to_vec();
+    want.extend_from_slice(&crate::tap::grpc_frame(b"second"));
+    want.extend_from_slice(&crate::tap::grpc_frame(b"third"));
+    assert_eq!(data, want);
+    drop(send);
+    tap.stop_async().await;
+    server.abort();
+    let got = read_recordings(std::slice::from_ref(&out));
+    assert_eq!(got.len(), 1);
+    let e = &got[0];
+    assert_eq!(
+        (e.request.version.as_str(), e.request.tls.clone()),
+        (
+            "HTTP/2",
+            Some(Tls {
+                alpn: Some("h2".into())
+            })
+        )
+    );
+    let r = e.response.as_ref().unwrap();
+    assert_eq!(&r.body[..], &want[..]);
+    assert!(r
+        .trailers
+        .as_ref()
+        .unwrap()
+        .contains(&("grpc-status".to_string(), "0".to_string())));
+}
