@@ -125,7 +125,7 @@ pub enum Command {
     #[command(
         override_usage = "shadowdiff show [OPTIONS] <RECORDING>... <ID>\n       shadowdiff show [OPTIONS] <RECORDING>... --id <ID>"
     )]
-    Show(ShowArgs),
+    Show(Box<ShowArgs>),
     /// Turn captures made by other tools (GoReplay `.gor`, HAR, pcap/pcapng) into a
     /// recording, and say what was read, written and skipped.
     Import(ImportArgs),
@@ -206,6 +206,48 @@ pub struct ShowArgs {
     /// Skip recording lines that do not parse (with a warning) instead of stopping.
     #[arg(long)]
     pub skip_bad_lines: bool,
+    /// TLS settings of https:// targets.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// How `https://` targets are spoken to: one setting for all of them, and per side where
+/// a side needs its own.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// PEM file of CA certificates trusted for https:// targets, besides the platform's roots.
+    #[arg(help_heading = "TLS", long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Do not verify https:// targets' certificates (every report then says so).
+    #[arg(help_heading = "TLS", long)]
+    pub insecure: bool,
+    /// PEM client certificate (chain) shown to https:// targets that ask for one (mutual TLS).
+    #[arg(
+        help_heading = "TLS",
+        long,
+        value_name = "FILE",
+        requires = "client_key"
+    )]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(
+        help_heading = "TLS",
+        long,
+        value_name = "FILE",
+        requires = "client_cert"
+    )]
+    pub client_key: Option<PathBuf>,
+    /// Name sent as SNI and verified against the certificate, for a target given by address
+    /// (default: the URL's host).
+    #[arg(help_heading = "TLS", long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// The baseline's own TLS setting, over the one for all: ca-cert=FILE, client-cert=FILE,
+    /// client-key=FILE, server-name=NAME or insecure[=true|false] (repeatable).
+    #[arg(help_heading = "TLS", long, value_name = "KEY=VALUE")]
+    pub baseline_tls: Vec<String>,
+    /// The candidate's own TLS setting, as --baseline-tls.
+    #[arg(help_heading = "TLS", long, value_name = "KEY=VALUE")]
+    pub candidate_tls: Vec<String>,
 }
 
 /// How the Host header of replayed requests is set.
@@ -223,7 +265,8 @@ pub struct ReplayArgs {
     /// Recording files (format v1, `.zst` for zstd); several are merged in timestamp order.
     #[arg(required = true, value_name = "RECORDING")]
     pub recordings: Vec<PathBuf>,
-    /// The old version: `http://host:port[/prefix]`, or `h2c://host:port` for HTTP/2 prior knowledge.
+    /// The old version: `http://host:port[/prefix]`, `https://host:port[/prefix]` (HTTP/2
+    /// or HTTP/1.1 as the server chooses), or `h2c://host:port` for HTTP/2 prior knowledge.
     #[arg(help_heading = "Targets", long, value_name = "URL")]
     pub baseline: String,
     /// The new version, same forms as --baseline.
@@ -304,6 +347,18 @@ pub struct ReplayArgs {
     /// Skip recording lines that do not parse (with a warning) instead of stopping.
     #[arg(help_heading = "Inputs", long)]
     pub skip_bad_lines: bool,
+    /// TLS settings of https:// targets.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// The --secondary target's own TLS setting, as --baseline-tls (without --secondary, the
+    /// probe is the baseline and takes its settings).
+    #[arg(
+        help_heading = "TLS",
+        long,
+        value_name = "KEY=VALUE",
+        requires = "secondary"
+    )]
+    pub secondary_tls: Vec<String>,
     /// Write the result as JSON (`-` for standard output).
     #[arg(help_heading = "Reports", long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -507,6 +562,12 @@ pub struct TapArgs {
     /// instead of the URL's host (for an upstream given by address).
     #[arg(long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
+    /// The `--shadow` candidate's own TLS setting, over `--ca-cert`, `--insecure`,
+    /// `--client-cert`/`--client-key` and `--tls-server-name`: ca-cert=FILE,
+    /// client-cert=FILE, client-key=FILE, server-name=NAME or insecure[=true|false]
+    /// (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", requires = "shadow")]
+    pub shadow_tls: Vec<String>,
     /// Recording file (format v1; `.zst` for zstd). With rotation, files are named
     /// `STEM-TIME-SEQ.EXT` next to it.
     #[arg(long, value_name = "PATH")]
@@ -548,7 +609,7 @@ pub struct TapArgs {
     #[arg(long, value_name = "DUR")]
     pub rotate_interval: Option<String>,
     /// Candidate to send a copy of sampled requests to, after production answered:
-    /// `http://host:port` or `h2c://host:port`.
+    /// `http://host:port`, `https://host:port` or `h2c://host:port`.
     #[arg(long, value_name = "URL")]
     pub shadow: Option<String>,
     /// Share of requests shadowed (`1%` or `0.01`), decided by a hash of the exchange id.

@@ -5,7 +5,7 @@
 pub mod file;
 
 use crate::analysis::result::{NoiseRule, Thresholds};
-use crate::cli::{HostHeaderMode, ReplayArgs};
+use crate::cli::{HostHeaderMode, ReplayArgs, TlsArgs};
 use crate::compare::descriptor::Descriptors;
 use crate::compare::pathpat::PathPattern;
 use crate::compare::watch::{Target, Watch, Watched};
@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::interface::{InterfaceKey, Keyer};
 use crate::recording::ReadOptions;
 use crate::replay::select::{Selection, SelectionArgs};
+use crate::tls::TlsClientOptions;
 use file::LoadedConfig;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,6 +101,8 @@ pub struct ReplayConfig {
     pub recorded_noise: bool,
     /// Headers set on every replayed request.
     pub set_headers: Vec<(String, String)>,
+    /// How `https://` targets are spoken to.
+    pub tls: TargetTls,
     /// Host header mode.
     pub host_header: HostHeaderMode,
     /// Reader options.
@@ -394,21 +397,107 @@ pub fn parse_duration(flag: &str, s: &str) -> Result<Duration> {
 }
 
 fn check_url(flag: &str, url: &str) -> Result<()> {
-    let ok = ["http://", "h2c://"]
+    let ok = ["http://", "https://", "h2c://"]
         .iter()
         .any(|p| url.starts_with(p) && url.len() > p.len());
-    if url.starts_with("https://") {
-        return Err(Error::Usage(format!(
-            "--{flag} {url}: https targets are not supported; put the target behind a local \
-             TLS-terminating proxy or use its plain-HTTP port (http:// or h2c://)"
-        )));
-    }
     if !ok {
         return Err(Error::Usage(format!(
-            "--{flag}: expected a URL like http://host:port or h2c://host:port, found {url:?}"
+            "--{flag}: expected a URL like http://host:port, https://host:port or \
+             h2c://host:port, found {url:?}"
         )));
     }
     Ok(())
+}
+
+/// How each target speaks TLS when its URL is `https://`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TargetTls {
+    /// The baseline's settings.
+    pub baseline: TlsClientOptions,
+    /// The candidate's settings.
+    pub candidate: TlsClientOptions,
+    /// The noise probe's (the baseline's when the probe is the baseline).
+    pub secondary: TlsClientOptions,
+}
+
+impl TargetTls {
+    /// The settings for all targets with each side's `KEY=VALUE` settings over them;
+    /// `secondary` is `None` when the probe is the baseline.
+    pub fn from_args(a: &TlsArgs, secondary: Option<&[String]>) -> Result<Self> {
+        let all = TlsClientOptions {
+            ca_cert: a.ca_cert.clone(),
+            insecure: a.insecure,
+            client_cert: a.client_cert.clone(),
+            client_key: a.client_key.clone(),
+            server_name: a.tls_server_name.clone(),
+        };
+        let baseline = side_tls(&all, "baseline-tls", &a.baseline_tls)?;
+        Ok(TargetTls {
+            candidate: side_tls(&all, "candidate-tls", &a.candidate_tls)?,
+            secondary: match secondary {
+                Some(own) => side_tls(&all, "secondary-tls", own)?,
+                None => baseline.clone(),
+            },
+            baseline,
+        })
+    }
+
+    /// The sides that do not verify certificates, for the warning every report carries.
+    pub fn insecure_sides<'a>(&self, urls: [(&'a str, Option<&'a str>); 3]) -> Vec<String> {
+        let opts = [&self.baseline, &self.candidate, &self.secondary];
+        urls.iter()
+            .zip(opts)
+            .filter_map(|((side, url), o)| {
+                let url = (*url)?;
+                (o.insecure && url.starts_with("https://")).then(|| format!("{side} ({url})"))
+            })
+            .collect()
+    }
+}
+
+/// `all` with the `KEY=VALUE` settings of `--{flag}` over it.
+pub(crate) fn side_tls(
+    all: &TlsClientOptions,
+    flag: &str,
+    settings: &[String],
+) -> Result<TlsClientOptions> {
+    let mut o = all.clone();
+    for s in settings {
+        let (key, value) = s.split_once('=').unwrap_or((s.as_str(), ""));
+        let need = |v: &str| {
+            if v.is_empty() {
+                Err(Error::Usage(format!(
+                    "--{flag} {s}: {key} needs a value ({key}=...)"
+                )))
+            } else {
+                Ok(v.to_string())
+            }
+        };
+        match key {
+            "ca-cert" => o.ca_cert = Some(need(value)?.into()),
+            "client-cert" => o.client_cert = Some(need(value)?.into()),
+            "client-key" => o.client_key = Some(need(value)?.into()),
+            "server-name" => o.server_name = Some(need(value)?),
+            "insecure" => {
+                o.insecure = match value {
+                    "" | "true" => true,
+                    "false" => false,
+                    _ => {
+                        return Err(Error::Usage(format!(
+                            "--{flag} {s}: insecure takes true or false"
+                        )))
+                    }
+                }
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "--{flag} {s}: expected ca-cert=FILE, client-cert=FILE, client-key=FILE, \
+                     server-name=NAME or insecure[=true|false]"
+                )))
+            }
+        }
+    }
+    Ok(o)
 }
 
 /// Parses `Name: value`.
@@ -810,6 +899,10 @@ impl ReplayConfig {
             safety: Arc::new(safety),
             recorded_noise: !a.no_recorded_noise,
             set_headers,
+            tls: TargetTls::from_args(
+                &a.tls,
+                a.secondary.as_ref().map(|_| a.secondary_tls.as_slice()),
+            )?,
             host_header: a.host_header,
             read: ReadOptions {
                 skip_bad_lines: a.skip_bad_lines,
@@ -1086,10 +1179,11 @@ mod tests {
     fn urls_and_durations() {
         assert!(check_url("baseline", "http://127.0.0.1:1").is_ok());
         assert!(check_url("baseline", "h2c://127.0.0.1:1").is_ok());
-        assert!(check_url("baseline", "https://x")
+        assert!(check_url("baseline", "https://x").is_ok());
+        assert!(check_url("baseline", "https://")
             .unwrap_err()
             .to_string()
-            .contains("https"));
+            .contains("https://host:port"));
         assert!(check_url("baseline", "localhost:80").is_err());
         assert_eq!(
             parse_duration("t", "500ms").unwrap(),

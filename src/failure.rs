@@ -1,11 +1,14 @@
 //! One classification of a peer that failed an exchange, for both sides that talk to one:
 //! replay (a target gave no usable answer, [`crate::compare::FetchErrorKind`]) and the tap
 //! (production did not answer, `tap::upstream::UpstreamError`). Both ask the same question
-//! of the same client stack, so the answer is worked out once.
+//! of the same client stack, so the answer is worked out once. A TLS failure anywhere in
+//! the chain of causes is named by its reason ([`crate::tls::TlsReason`]).
 
 /// How a peer failed, as far as the error of the HTTP client stack tells.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
+    /// TLS failed, for this reason (in the handshake, or an alert in place of an answer).
+    Tls(crate::tls::TlsReason),
     /// No connection could be made.
     Connect,
     /// The connection broke before the answer was complete.
@@ -16,6 +19,9 @@ pub enum Failure {
 
 /// The failure behind an error of hyper-util's client, and its message.
 pub fn of_client_error(e: &hyper_util::client::legacy::Error) -> (Failure, String) {
+    if let Some(found) = of_tls(e) {
+        return found;
+    }
     if e.is_connect() {
         return (Failure::Connect, error_chain(e));
     }
@@ -26,6 +32,9 @@ pub fn of_client_error(e: &hyper_util::client::legacy::Error) -> (Failure, Strin
 /// could not parse what the peer sent, anywhere in the chain of causes; else a broken
 /// connection.
 pub fn of_error(e: &(dyn std::error::Error + 'static)) -> (Failure, String) {
+    if let Some(found) = of_tls(e) {
+        return found;
+    }
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
@@ -36,6 +45,12 @@ pub fn of_error(e: &(dyn std::error::Error + 'static)) -> (Failure, String) {
         cur = err.source();
     }
     (Failure::Reset, error_chain(e))
+}
+
+/// The TLS failure behind `e`, if TLS is what failed.
+fn of_tls(e: &(dyn std::error::Error + 'static)) -> Option<(Failure, String)> {
+    let (reason, detail) = crate::tls::classify(e)?;
+    Some((Failure::Tls(reason), format!("TLS: {reason} ({detail})")))
 }
 
 /// An error with its sources, each said once: `client error: connection reset by peer`.

@@ -132,6 +132,28 @@ fn replay_config(args: &ShowArgs) -> Result<ReplayConfig> {
     for h in &args.set_header {
         flag("set-header", h.clone());
     }
+    let tls = &args.tls;
+    for (name, path) in [
+        ("ca-cert", &tls.ca_cert),
+        ("client-cert", &tls.client_cert),
+        ("client-key", &tls.client_key),
+    ] {
+        if let Some(p) = path {
+            flag(name, p.display().to_string());
+        }
+    }
+    if let Some(n) = &tls.tls_server_name {
+        flag("tls-server-name", n.clone());
+    }
+    for s in &tls.baseline_tls {
+        flag("baseline-tls", s.clone());
+    }
+    for s in &tls.candidate_tls {
+        flag("candidate-tls", s.clone());
+    }
+    if tls.insecure {
+        argv.push("--insecure".into());
+    }
     let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(&argv)
         .map_err(|e| Error::Usage(e.to_string()))?;
     let crate::cli::Command::Replay(ra) = cli.command else {
@@ -192,19 +214,24 @@ pub async fn run(args: &ShowArgs, color: bool) -> Result<String> {
         body_block(&mut out, &r.headers, &r.body, r.body_truncated);
     }
 
-    let topts = TargetOptions {
+    let topts = |tls: &crate::tls::TlsClientOptions| TargetOptions {
         timeout: cfg.timeout,
         max_body: cfg.max_body,
         pool_size: 1,
         host_header: cfg.host_header,
         set_headers: cfg.set_headers.clone(),
+        tls: tls.clone(),
     };
     let base = match &args.baseline {
-        Some(url) => Some(Target::new(Side::Baseline, url, topts.clone())?),
+        Some(url) => Some(Target::new(Side::Baseline, url, topts(&cfg.tls.baseline))?),
         None => None,
     };
     let cand = match &args.candidate {
-        Some(url) => Some(Target::new(Side::Candidate, url, topts)?),
+        Some(url) => Some(Target::new(
+            Side::Candidate,
+            url,
+            topts(&cfg.tls.candidate),
+        )?),
         None => None,
     };
     let show = Show {

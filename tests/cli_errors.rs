@@ -29,7 +29,16 @@ fn invalid_values_exit_2_with_what_was_expected() {
     let rec = write_recording(&dir.path().join("r.jsonl"), &[get("a", "/", 1)]);
     let rec = rec.to_str().unwrap();
     for (flag, value, expect) in [
-        ("--baseline", "https://x", "https targets are not supported"),
+        (
+            "--baseline",
+            "ftp://x",
+            "expected a URL like http://host:port, https://host:port",
+        ),
+        (
+            "--baseline-tls",
+            "insecure=maybe",
+            "insecure takes true or false",
+        ),
         ("--timeout", "soon", "expected a duration"),
         (
             "--fail-on",

@@ -796,3 +796,98 @@ async fn grpc_over_tls_streams_through_with_trailers_and_is_recorded() {
         .unwrap()
         .contains(&("grpc-status".to_string(), "0".to_string())));
 }
+
+/// The live shadow over TLS: the TLS tap in front of https nginx sends a copy of every
+/// request to an https candidate whose certificate comes from another authority
+/// (`--shadow-tls ca-cert=...`), which changes one answer: the shadow judges that one
+/// different and the others identical. A candidate whose authority the tap was not given
+/// is a candidate error, never a false difference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_shadow_compares_with_an_https_candidate() {
+    let Some(nginx) = nginx_binary() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (prod_ca, cand_ca) = (
+        TestCa::new(dir.path(), "prod"),
+        TestCa::new(dir.path(), "cand"),
+    );
+    let https_nginx = |ca: &TestCa, name: &str, api: &str| {
+        let (cert, key, _) = ca.server(name);
+        Nginx::start_listen(
+            &nginx,
+            "ssl",
+            &format!(
+                "    ssl_certificate {};\n    ssl_certificate_key {};\n{api}",
+                cert.display(),
+                key.display()
+            ),
+        )
+    };
+    let prod = https_nginx(&prod_ca, "prod", NGINX_API);
+    let changed = NGINX_API.replace(
+        "location ~ ^/api/users/(\\d+)$",
+        "location = /api/users/2 { return 200 '{\"id\":2,\"name\":\"USER 2\"}'; }\n    location ~ ^/api/users/(\\d+)$",
+    );
+    let cand = https_nginx(&cand_ca, "cand", &changed);
+    let (cert, key, _) = prod_ca.server("tap");
+    let prod_ca_file = prod_ca.cert.to_str().unwrap().to_string();
+    let cand_setting = format!("ca-cert={}", cand_ca.cert.display());
+    let shadowed = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "--ca-cert",
+            prod_ca_file.as_str(),
+            "--shadow-sample",
+            "1",
+            "--shadow-noise-sample",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        let shadow = cand.https_url();
+        let mut all: Vec<&str> = vec!["--shadow", shadow.as_str()];
+        all.extend_from_slice(&args);
+        tls_tap(&cert, &key, &prod.https_url(), out, &all)
+    };
+    let judged = |o: &str| format!("shadowdiff_tap_shadow_judged_total{{outcome=\"{o}\"}}");
+    let ask = |tap: &TapProc| {
+        let (url, ca) = (https(tap), prod_ca_file.clone());
+        tokio::task::spawn_blocking(move || {
+            (1..=3)
+                .map(|i| curl(&["--cacert", &ca, &format!("{url}/api/users/{i}")]))
+                .collect::<Vec<_>>()
+        })
+    };
+
+    let tap = shadowed(
+        &dir.path().join("a.jsonl"),
+        &["--shadow-tls", &cand_setting],
+    );
+    let answers = ask(&tap).await.unwrap();
+    assert_eq!(answers[1], "{\"id\":2,\"name\":\"user 2\"}\n200");
+    until("three judged", || async {
+        metric_sum(
+            &tap.metrics_text().await,
+            "shadowdiff_tap_shadow_judged_total",
+        ) == 3
+    })
+    .await;
+    assert_eq!(
+        (
+            tap.metric(&judged("identical")).await,
+            tap.metric(&judged("different")).await
+        ),
+        (2, 1)
+    );
+    tap.stop_async().await;
+
+    // Without the candidate's authority: its TLS fails, and that is the candidate's error.
+    let tap = shadowed(&dir.path().join("b.jsonl"), &[]);
+    ask(&tap).await.unwrap();
+    until("three judged", || async {
+        metric_sum(
+            &tap.metrics_text().await,
+            "shadowdiff_tap_shadow_judged_total",
+        ) == 3
+    })
+    .await;
+    assert_eq!(tap.metric(&judged("candidate_error")).await, 3);
+    tap.stop_async().await;
+}

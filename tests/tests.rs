@@ -23,3 +23,4 @@ mod tap;
 mod tap_floods;
 mod tap_paths;
 mod tap_tls;
+mod tls;

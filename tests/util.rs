@@ -426,6 +426,11 @@ pub struct Haproxy {
 impl Haproxy {
     /// Starts haproxy with `frontend fe` bound to a free loopback port, followed by `body`.
     pub fn start(bin: &Path, body: &str) -> Haproxy {
+        Haproxy::start_bind(bin, "", body)
+    }
+
+    /// [`Haproxy::start`] with `params` after the bind address (`ssl crt ...`).
+    pub fn start_bind(bin: &Path, params: &str, body: &str) -> Haproxy {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("haproxy.log");
         let (port, child) = start_on_free_port("haproxy", &log, |port, attempt| {
@@ -434,7 +439,7 @@ impl Haproxy {
             let conf = format!(
                 "global\n  maxconn 4096\n\
                  defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-                 frontend fe\n  bind 127.0.0.1:{port}\n{body}\n"
+                 frontend fe\n  bind 127.0.0.1:{port} {params}\n{body}\n"
             );
             let conf_path = dir.path().join(format!("haproxy-{attempt}.cfg"));
             std::fs::write(&conf_path, conf).unwrap();
@@ -607,4 +612,73 @@ pub async fn late_server(ms: u64) -> TestServer {
         )
     })
     .await
+}
+
+/// Certificates made at test time (rcgen), as PEM files in a directory of their own: a CA
+/// the tests trust (`ca.pem`) and a stranger CA nobody trusts; server certificates for
+/// `localhost` and 127.0.0.1 (`server`), expired (`expired`), for another name (`wrong`) and
+/// from the stranger (`unknown`); a CA for clients (`client-ca.pem`), a client certificate
+/// from it (`client`) and one from the stranger (`rogue`). Each `NAME` is `NAME.pem` (the
+/// certificate), `NAME.key` and `NAME.both.pem` (both, as haproxy takes them).
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        let ca = |name: &str| {
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name.push(DnType::CommonName, name);
+            let key = KeyPair::generate().unwrap();
+            write(&format!("{name}.pem"), &p.self_signed(&key).unwrap().pem());
+            (p, key)
+        };
+        let (ca_p, ca_k) = ca("ca");
+        let (st_p, st_k) = ca("stranger");
+        let (cl_p, cl_k) = ca("client-ca");
+        let leaf = |name: &str, sans: &[&str], by: (&CertificateParams, &KeyPair), expired| {
+            let mut p =
+                CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                    .unwrap();
+            p.distinguished_name.push(DnType::CommonName, name);
+            if expired {
+                p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
+            let key = KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &Issuer::from_params(by.0, by.1)).unwrap();
+            write(&format!("{name}.pem"), &cert.pem());
+            write(&format!("{name}.key"), &key.serialize_pem());
+            write(
+                &format!("{name}.both.pem"),
+                &format!("{}{}", cert.pem(), key.serialize_pem()),
+            );
+        };
+        let here = ["localhost", "127.0.0.1"];
+        leaf("server", &here, (&ca_p, &ca_k), false);
+        leaf("expired", &here, (&ca_p, &ca_k), true);
+        leaf("wrong", &["other.example"], (&ca_p, &ca_k), false);
+        leaf("unknown", &here, (&st_p, &st_k), false);
+        leaf("client", &["client"], (&cl_p, &cl_k), false);
+        leaf("rogue", &["client"], (&st_p, &st_k), false);
+        Pki { dir }
+    }
+
+    /// The path of one of the files, as a string for a command line or a config.
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// nginx lines that serve TLS with the certificate `name`.
+    pub fn nginx_tls(&self, name: &str) -> String {
+        format!(
+            "    ssl_certificate {};\n    ssl_certificate_key {};\n",
+            self.path(&format!("{name}.pem")),
+            self.path(&format!("{name}.key"))
+        )
+    }
 }

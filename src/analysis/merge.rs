@@ -11,8 +11,8 @@
 use super::gate;
 use super::latency::LatencyAgg;
 use super::result::{
-    Counts, FilterCount, InterfaceResult, PathResult, RunInfo, RunResult, ShardInfo, Signature,
-    RESULT_FORMAT,
+    ConnectionSetup, Counts, FilterCount, InterfaceResult, PathResult, RunInfo, RunResult,
+    ShardInfo, Signature, RESULT_FORMAT,
 };
 use super::{decide, summarize, MAX_SAMPLES, MAX_SIGNATURES};
 use std::collections::{BTreeMap, HashMap};
@@ -277,6 +277,7 @@ fn merge_run(inputs: &[(String, RunResult)], shard: Option<ShardInfo>) -> RunInf
     let mut recordings = Vec::new();
     let mut warnings = Vec::new();
     let mut ready_ms: BTreeMap<String, u64> = BTreeMap::new();
+    let mut connections: BTreeMap<String, ConnectionSetup> = BTreeMap::new();
     let mut filters: Vec<FilterCount> = Vec::new();
     let mut exchanges_read = 0u64;
     for r in &runs {
@@ -285,6 +286,9 @@ fn merge_run(inputs: &[(String, RunResult)], shard: Option<ShardInfo>) -> RunInf
         for (k, v) in &r.ready_ms {
             let e = ready_ms.entry(k.clone()).or_default();
             *e = (*e).max(*v);
+        }
+        for (k, v) in &r.connections {
+            connections.entry(k.clone()).or_default().merge(v);
         }
         // Filters run after the shard split, so each shard's funnel counts only its own
         // exchanges and the funnels add up exactly.
@@ -327,6 +331,7 @@ fn merge_run(inputs: &[(String, RunResult)], shard: Option<ShardInfo>) -> RunInf
         duration_ms: runs.iter().map(|r| r.duration_ms).max().unwrap_or(0),
         pacing: union_joined(runs.iter().map(|r| r.pacing.as_str())),
         ready_ms,
+        connections,
         thresholds: runs
             .first()
             .map(|r| r.thresholds.clone())

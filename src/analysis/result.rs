@@ -599,6 +599,11 @@ pub struct RunInfo {
     pub pacing: String,
     /// Time each target took to become ready under `--wait-ready`, ms.
     pub ready_ms: BTreeMap<String, u64>,
+    /// Connections each target (`baseline`, `candidate`, `secondary`) opened, and the time
+    /// their setup took (TCP connect and, for `https://`, the TLS handshake): counted apart
+    /// from the latency of the requests they carried. Absent in results of earlier versions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connections: BTreeMap<String, ConnectionSetup>,
     /// Thresholds the analysis used.
     pub thresholds: Thresholds,
     /// Warnings raised while reading input (truncated lines and the like).
@@ -617,6 +622,26 @@ pub struct RunInfo {
     /// it. Absent for a run that read everything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incomplete: Option<String>,
+}
+
+/// The connections one target opened during a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionSetup {
+    /// Connections opened.
+    pub opened: u64,
+    /// Their setup time summed, µs.
+    pub setup_us_total: u64,
+    /// The longest setup, µs.
+    pub setup_us_max: u64,
+}
+
+impl ConnectionSetup {
+    /// Adds another run's connections of the same side.
+    pub fn merge(&mut self, o: &ConnectionSetup) {
+        self.opened += o.opened;
+        self.setup_us_total += o.setup_us_total;
+        self.setup_us_max = self.setup_us_max.max(o.setup_us_max);
+    }
 }
 
 /// What one selection filter kept.

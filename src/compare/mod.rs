@@ -64,6 +64,10 @@ pub enum FetchErrorKind {
     TooLarge,
     /// The request itself could not be built from the recording.
     BadRequest,
+    /// TLS failed: the handshake (unknown CA, name mismatch, expired certificate, no shared
+    /// protocol, client certificate refused), or a TLS alert in place of an answer; the
+    /// message names the reason.
+    Tls,
     /// The noise probe answered, but with another status than the baseline: only its status
     /// is a noise sample (never an outcome's error).
     Status,
@@ -78,6 +82,7 @@ impl fmt::Display for FetchErrorKind {
             FetchErrorKind::Malformed => "malformed",
             FetchErrorKind::TooLarge => "too_large",
             FetchErrorKind::BadRequest => "bad_request",
+            FetchErrorKind::Tls => "tls",
             FetchErrorKind::Status => "status",
         })
     }
@@ -89,6 +94,7 @@ impl From<crate::failure::Failure> for FetchErrorKind {
             crate::failure::Failure::Connect => FetchErrorKind::Connect,
             crate::failure::Failure::Reset => FetchErrorKind::Reset,
             crate::failure::Failure::Malformed => FetchErrorKind::Malformed,
+            crate::failure::Failure::Tls(_) => FetchErrorKind::Tls,
         }
     }
 }

@@ -10,12 +10,18 @@
 //! by `transfer-encoding: chunked` (trailers kept), `content-length` or the end of the
 //! connection (RFC 9112 section 6.3), and an answer that comes before the request body has
 //! gone out (a 413 to an upload) is read at once and the connection given up.
+//!
+//! The connection is plain TCP or TLS over it ([`crate::tls`]); the exchange is one generic
+//! function over the two halves, so the plain path is compiled as it was without TLS.
 
 use crate::http1::framing::{BodyFields, Framing, Mode};
 use crate::http1::ChunkedDecoder;
+use crate::tls::{TlsReason, TlsStream};
 use bytes::{Buf, Bytes, BytesMut};
 use std::io;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Largest response head accepted (status line and header fields).
@@ -57,11 +63,17 @@ pub enum H1Error {
     Malformed(String),
     /// The answer's body is larger than the limit.
     TooLarge(String),
+    /// TLS failed after the handshake seemed done: under TLS 1.3 a server refuses a client
+    /// certificate with an alert the client reads with the first answer.
+    Tls(TlsReason, String),
 }
 
 impl H1Error {
     /// A broken connection; [`H1Conn::exchange`] fills in what had arrived and gone out.
     fn io(e: io::Error) -> Self {
+        if let Some((reason, message)) = crate::tls::classify(&e) {
+            return H1Error::Tls(reason, message);
+        }
         H1Error::Io {
             message: format!("connection error: {e}"),
             nothing_received: false,
@@ -78,10 +90,20 @@ impl H1Error {
     }
 }
 
+/// What an [`H1Conn`] talks over.
+#[derive(Debug)]
+pub enum Stream {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP (boxed: its buffers are large, and plain connections need not carry
+    /// the room).
+    Tls(Box<TlsStream>),
+}
+
 /// One HTTP/1.1 connection to a server.
 #[derive(Debug)]
 pub struct H1Conn {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: BytesMut,
 }
 
@@ -90,18 +112,40 @@ impl H1Conn {
     pub async fn connect(authority: &str) -> io::Result<H1Conn> {
         let stream = TcpStream::connect(authority).await?;
         stream.set_nodelay(true)?;
-        Ok(H1Conn {
+        Ok(H1Conn::over(Stream::Plain(stream)))
+    }
+
+    /// A connection over a stream already connected (and, for TLS, past its handshake).
+    pub fn over(stream: Stream) -> H1Conn {
+        H1Conn {
             stream,
             rbuf: BytesMut::with_capacity(8 * 1024),
-        })
+        }
     }
 
     /// Whether the server closed this idle connection (or sent something nobody asked
     /// for). The runtime records readiness from the poller, so while nothing arrived this
     /// costs no system call.
-    pub fn is_stale(&self) -> bool {
-        let mut probe = [0u8; 1];
-        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    pub fn is_stale(&mut self) -> bool {
+        match &mut self.stream {
+            Stream::Plain(s) => {
+                let mut probe = [0u8; 1];
+                !matches!(s.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+            // TLS has records that carry no data (a session ticket, a key update), so the
+            // socket having bytes says nothing: one read is tried, and only "nothing yet"
+            // means the connection is still good. The read's waker is never woken; the next
+            // real read registers its own.
+            Stream::Tls(s) => {
+                let mut probe = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut probe);
+                let mut cx = Context::from_waker(Waker::noop());
+                !matches!(
+                    Pin::new(&mut **s).poll_read(&mut cx, &mut buf),
+                    Poll::Pending
+                )
+            }
+        }
     }
 
     /// Writes `head` (a complete request head) and `body`, and reads the whole answer.
@@ -115,59 +159,76 @@ impl H1Conn {
         head_request: bool,
         max_body: usize,
     ) -> Result<Answer, H1Error> {
-        let mut received = false;
-        let mut written = false;
-        let outcome = 'done: {
-            let (mut rd, mut wr) = self.stream.split();
-            // One vectored write for head and body together.
-            let write = async {
-                let mut request = Buf::chain(head, &body[..]);
-                wr.write_all_buf(&mut request).await
-            };
-            let read = read_answer(
-                &mut rd,
-                &mut self.rbuf,
-                head_request,
-                max_body,
-                &mut received,
-            );
-            tokio::pin!(write, read);
-            let failed = loop {
-                tokio::select! {
-                    biased;
-                    w = &mut write, if !written => match w {
-                        Ok(()) => written = true,
-                        Err(e) => break e,
-                    },
-                    r = &mut read => break 'done r,
-                }
-            };
-            // The server may have answered and closed without reading the whole request:
-            // its answer is what counts, if one comes.
-            match tokio::time::timeout(std::time::Duration::from_millis(50), &mut read).await {
-                Ok(r) => r,
-                Err(_) => Err(H1Error::io(failed)),
+        let outcome = match &mut self.stream {
+            Stream::Plain(s) => {
+                let (rd, wr) = s.split();
+                exchange_on(rd, wr, &mut self.rbuf, head, body, head_request, max_body).await
             }
-        };
-        let outcome = match outcome {
-            Ok(mut a) => {
-                a.reusable &= written;
-                Ok(a)
+            Stream::Tls(s) => {
+                let (rd, wr) = tokio::io::split(&mut **s);
+                exchange_on(rd, wr, &mut self.rbuf, head, body, head_request, max_body).await
             }
-            // What the read saw decides, but not whether anything arrived: that is known
-            // only now, and a request not all written is one the server never had whole.
-            Err(H1Error::Io { message, .. }) => Err(H1Error::Io {
-                message,
-                nothing_received: !received,
-                unsent: !written,
-            }),
-            Err(e) => Err(e),
         };
         // A large answer leaves a large buffer behind; an idle connection need not keep it.
         if self.rbuf.capacity() > KEEP_BUFFER {
             self.rbuf = BytesMut::with_capacity(8 * 1024);
         }
         outcome
+    }
+}
+
+/// [`H1Conn::exchange`] over a connection's two halves.
+async fn exchange_on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut rd: R,
+    mut wr: W,
+    rbuf: &mut BytesMut,
+    head: &[u8],
+    body: &Bytes,
+    head_request: bool,
+    max_body: usize,
+) -> Result<Answer, H1Error> {
+    let mut received = false;
+    let mut written = false;
+    let outcome = 'done: {
+        // One vectored write for head and body together; the flush is nothing on TCP, and
+        // sends what TLS still holds.
+        let write = async {
+            let mut request = Buf::chain(head, &body[..]);
+            wr.write_all_buf(&mut request).await?;
+            wr.flush().await
+        };
+        let read = read_answer(&mut rd, rbuf, head_request, max_body, &mut received);
+        tokio::pin!(write, read);
+        let failed = loop {
+            tokio::select! {
+                biased;
+                w = &mut write, if !written => match w {
+                    Ok(()) => written = true,
+                    Err(e) => break e,
+                },
+                r = &mut read => break 'done r,
+            }
+        };
+        // The server may have answered and closed without reading the whole request:
+        // its answer is what counts, if one comes.
+        match tokio::time::timeout(std::time::Duration::from_millis(50), &mut read).await {
+            Ok(r) => r,
+            Err(_) => Err(H1Error::io(failed)),
+        }
+    };
+    match outcome {
+        Ok(mut a) => {
+            a.reusable &= written;
+            Ok(a)
+        }
+        // What the read saw decides, but not whether anything arrived: that is known
+        // only now, and a request not all written is one the server never had whole.
+        Err(H1Error::Io { message, .. }) => Err(H1Error::Io {
+            message,
+            nothing_received: !received,
+            unsent: !written,
+        }),
+        Err(e) => Err(e),
     }
 }
 
@@ -541,6 +602,7 @@ mod tests {
             let got = match &e {
                 H1Error::Malformed(_) => "malformed",
                 H1Error::TooLarge(_) => "too_large",
+                H1Error::Tls(..) => "tls",
                 H1Error::Io {
                     nothing_received: false,
                     ..
@@ -718,7 +780,7 @@ mod tests {
             let _ = close_rx.await;
             drop(s);
         });
-        let c = H1Conn::connect(&addr).await.unwrap();
+        let mut c = H1Conn::connect(&addr).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert!(!c.is_stale());
         close_tx.send(()).unwrap();

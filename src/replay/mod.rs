@@ -16,6 +16,7 @@
 //! 3. [`run`] (this file) checks the targets, starts the threads, and merges the aggregates
 //!    once at the end.
 
+pub mod connect;
 mod dispatch;
 pub mod h1;
 pub mod input;
@@ -329,18 +330,23 @@ pub async fn prepare_reader(
     reader: RecordingReader,
     recording_names: Vec<String>,
 ) -> Result<Prepared> {
-    let topts = TargetOptions {
+    let topts = |tls: &crate::tls::TlsClientOptions| TargetOptions {
         timeout: cfg.timeout,
         max_body: cfg.max_body,
         pool_size: cfg.concurrency,
         host_header: cfg.host_header,
         set_headers: cfg.set_headers.clone(),
+        tls: tls.clone(),
     };
     let targets = Targets {
-        baseline: Target::new(Side::Baseline, &cfg.baseline, topts.clone())?,
-        candidate: Target::new(Side::Candidate, &cfg.candidate, topts.clone())?,
+        baseline: Target::new(Side::Baseline, &cfg.baseline, topts(&cfg.tls.baseline))?,
+        candidate: Target::new(Side::Candidate, &cfg.candidate, topts(&cfg.tls.candidate))?,
         probe: match &cfg.secondary {
-            Some(url) => Some(Target::new(Side::Secondary, url, topts)?),
+            Some(url) => Some(Target::new(
+                Side::Secondary,
+                url,
+                topts(&cfg.tls.secondary),
+            )?),
             None => None,
         },
         recorded_noise: cfg.recorded_noise,
@@ -531,6 +537,41 @@ pub async fn run(
         warnings.push(w);
     }
 
+    let secondary = cfg.secondary.as_deref().filter(|s| *s != cfg.baseline);
+    let insecure = cfg.tls.insecure_sides([
+        ("baseline", Some(&cfg.baseline)),
+        ("candidate", Some(&cfg.candidate)),
+        ("secondary", secondary),
+    ]);
+    if !insecure.is_empty() {
+        warnings.push(format!(
+            "TLS certificates were not verified (--insecure) for the {}: another server \
+             answering in their place would not have been noticed",
+            insecure.join(" and the ")
+        ));
+    }
+    let mut connections = std::collections::BTreeMap::new();
+    for t in [
+        Some(&targets.baseline),
+        Some(&targets.candidate),
+        targets.probe.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let c = t.setup_counts();
+        if c.opened > 0 {
+            connections.insert(
+                t.side.to_string(),
+                crate::analysis::result::ConnectionSetup {
+                    opened: c.opened,
+                    setup_us_total: c.total_us,
+                    setup_us_max: c.max_us,
+                },
+            );
+        }
+    }
+
     let th = cfg.thresholds.clone();
     let (summary, interfaces) = agg.finish(&th);
     let keys: Vec<&str> = interfaces.iter().map(|i| i.interface.as_str()).collect();
@@ -562,6 +603,7 @@ pub async fn run(
                 p => format!("{p}, at most {} in flight", cfg.concurrency),
             },
             ready_ms,
+            connections,
             thresholds: th,
             warnings,
             filters,

@@ -375,6 +375,7 @@ mod tests {
                 pool_size: 1,
                 host_header: HostHeaderMode::Target,
                 set_headers: vec![("x-env".into(), "shadow".into())],
+                tls: Default::default(),
             },
         )
         .unwrap()

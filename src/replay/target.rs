@@ -4,8 +4,11 @@
 //! client (readiness checks, HTTP/2); [`ConnTarget`] keeps HTTP/1 connections of its own
 //! ([`super::h1`]), one set per replay worker and one for the tap's shadow, so the
 //! baseline's connections never queue behind the candidate's and a worker never waits on
-//! another thread.
+//! another thread. An `https://` target speaks TLS on both ([`super::connect`]): HTTP/1.1
+//! over a worker's own connections, or HTTP/2 through the pooled client when the server
+//! chose it by ALPN.
 
+use super::connect::{Connector, Opened, SetupCounts, SetupStats, TlsTarget};
 use super::h1::{self, H1Conn, H1Error};
 use crate::cli::HostHeaderMode;
 use crate::compare::{FetchError, FetchErrorKind, Fetched, Observed};
@@ -22,7 +25,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Request headers the client stack sets itself rather than replaying them as recorded
@@ -43,6 +47,8 @@ pub struct TargetOptions {
     pub host_header: HostHeaderMode,
     /// Headers set on every request (lower-case names).
     pub set_headers: Vec<(String, String)>,
+    /// How an `https://` target is spoken to (ignored for the others).
+    pub tls: crate::tls::TlsClientOptions,
 }
 
 /// One server replayed requests go to.
@@ -59,22 +65,29 @@ pub struct Target {
     /// Path prefix from the URL, without trailing slash.
     prefix: String,
     http2: bool,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// For an `https://` target.
+    tls: Option<TlsTarget>,
+    client: Client<Connector, Full<Bytes>>,
+    /// Connections opened and their setup time, shared by every copy of this target.
+    setup: Arc<SetupStats>,
     opts: TargetOptions,
 }
 
 impl Target {
-    /// Builds a target for `url` (`http://` or `h2c://`, optionally with a path prefix).
+    /// Builds a target for `url` (`http://`, `https://` or `h2c://`, optionally with a path
+    /// prefix). The TLS files of an `https://` target are read here.
     pub fn new(side: Side, url: &str, opts: TargetOptions) -> Result<Self> {
-        let (http2, rest) = if let Some(r) = url.strip_prefix("h2c://") {
-            (true, r)
+        let (http2, tls, rest) = if let Some(r) = url.strip_prefix("h2c://") {
+            (true, false, r)
         } else if let Some(r) = url.strip_prefix("http://") {
-            (false, r)
+            (false, false, r)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (false, true, r)
         } else {
             return Err(Error::Target {
                 side,
                 url: url.into(),
-                message: "expected http:// or h2c://".into(),
+                message: "expected http://, https:// or h2c://".into(),
             });
         };
         let (authority, prefix) = match rest.find('/') {
@@ -85,37 +98,66 @@ impl Target {
             .parse()
             .map_err(|e| Error::Usage(format!("--{side} {url}: not a valid URL ({e})")))?;
         let host = uri.host().unwrap_or_default();
-        let port = uri.port_u16().unwrap_or(80);
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
         let authority = if uri.port().is_some() {
             authority.to_string()
         } else {
             format!("{host}:{port}")
         };
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(opts.timeout));
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_max_idle_per_host(opts.pool_size)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .http2_only(http2)
-            .set_host(false);
-        let client = builder.build(connector);
+        let tls = if tls {
+            let alpn: &[&[u8]] = &[crate::tls::ALPN_H2, crate::tls::ALPN_H1];
+            let connector = crate::tls::TlsConnector::new(&opts.tls, host, alpn)
+                .map_err(|e| Error::Usage(format!("--{side} {url}: TLS settings: {e}")))?;
+            Some(TlsTarget {
+                connector,
+                h2: Arc::new(AtomicBool::new(false)),
+            })
+        } else {
+            None
+        };
+        let setup = Arc::new(SetupStats::default());
+        let client = pooled_client(&opts, http2, tls.clone(), setup.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
         Ok(Target {
             side,
             url: url.to_string(),
-            origin: format!("http://{authority}"),
+            origin: format!("{scheme}://{authority}"),
             authority,
             prefix: prefix.to_string(),
             http2,
+            tls,
             client,
+            setup,
             opts,
         })
     }
 
-    /// The same target with a client (and so a connection pool) of its own.
+    /// The same target with a client (and so a connection pool) of its own; the TLS
+    /// configuration (and its session cache) and the setup counts are shared.
     pub fn fresh(&self) -> Result<Self> {
-        Target::new(self.side, &self.url, self.opts.clone())
+        let mut t = self.clone();
+        t.client = pooled_client(&self.opts, self.http2, self.tls.clone(), self.setup.clone());
+        Ok(t)
+    }
+
+    /// Connections this target (and its copies) opened so far, and their setup time.
+    pub fn setup_counts(&self) -> SetupCounts {
+        self.setup.counts()
+    }
+
+    /// The TLS settings of an `https://` target; `None` for the others.
+    pub fn tls_options(&self) -> Option<&crate::tls::TlsClientOptions> {
+        self.tls.as_ref().map(|_| &self.opts.tls)
+    }
+
+    /// Whether requests go through the pooled client: HTTP/2 with prior knowledge, or TLS
+    /// where the server chose HTTP/2.
+    fn pooled(&self) -> bool {
+        self.http2
+            || self
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.h2.load(Ordering::Relaxed))
     }
 
     /// `host:port` of the target.
@@ -167,7 +209,7 @@ impl Target {
         each_replayed_header(
             req,
             &self.opts.set_headers,
-            host.filter(|_| !self.http2),
+            host.filter(|_| !self.pooled()),
             emit,
         )
     }
@@ -193,6 +235,11 @@ impl Target {
     /// True for an `h2c://` target (HTTP/2 with prior knowledge).
     pub fn is_http2(&self) -> bool {
         self.http2
+    }
+
+    /// True for an `https://` target.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The HTTP/1.1 request head for this target, as bytes, checked as [`Target::build`]
@@ -280,8 +327,28 @@ impl Target {
         }
     }
 
-    /// Checks that a TCP connection can be made (preflight).
+    /// Checks that a TCP connection can be made, and for an `https://` target that the TLS
+    /// handshake succeeds (preflight); a handshake failure is named by its reason.
     pub async fn preflight(&self) -> Result<()> {
+        if let Some(tls) = &self.tls {
+            let check = tls.check(&self.authority, Duration::from_millis(200));
+            return match tokio::time::timeout(Duration::from_secs(5), check).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(Error::Target {
+                    side: self.side,
+                    url: self.url.clone(),
+                    message: e.message,
+                }),
+                Err(_) => Err(Error::Target {
+                    side: self.side,
+                    url: self.url.clone(),
+                    message: format!(
+                        "connecting to {} and the TLS handshake did not finish within 5s",
+                        self.authority
+                    ),
+                }),
+            };
+        }
         let connect = tokio::net::TcpStream::connect(&self.authority);
         match tokio::time::timeout(Duration::from_secs(5), connect).await {
             Ok(Ok(_)) => Ok(()),
@@ -317,6 +384,15 @@ impl Target {
             let last = match tokio::time::timeout(left, poll).await {
                 Ok(Ok(o)) if (200..300).contains(&o.status) => return Ok(start.elapsed()),
                 Ok(Ok(o)) => format!("status {}", o.status),
+                // A server that refuses the handshake is up: waiting will not change its
+                // certificate.
+                Ok(Err(e)) if e.kind == FetchErrorKind::Tls => {
+                    return Err(Error::Target {
+                        side: self.side,
+                        url: self.url.clone(),
+                        message: e.message,
+                    })
+                }
                 Ok(Err(e)) => e.message,
                 Err(_) => format!(
                     "no complete answer within {}",
@@ -392,7 +468,7 @@ impl ConnTarget {
     /// that does it often should be seen, so replay counts it.
     pub async fn send_counted(&self, req: &Request, started: Instant) -> (Fetched, bool) {
         let t = &self.target;
-        if t.http2 {
+        if t.pooled() {
             // Boxed: the pooled client's future is large, and would otherwise be carried
             // in every HTTP/1 exchange's state.
             return (Box::pin(t.send(req, started)).await, false);
@@ -419,9 +495,13 @@ impl ConnTarget {
     ) -> Fetched {
         let head_request = req.method == "HEAD";
         let max_body = self.target.opts.max_body;
-        let (mut conn, reused) = match self.checkout() {
-            Some(c) => (c, true),
-            None => (self.connect().await?, false),
+        let (mut conn, reused, mut setup) = match self.checkout() {
+            Some(c) => (c, true, Duration::ZERO),
+            None => match self.connect().await? {
+                Some((c, took)) => (c, false, took),
+                // The server chose HTTP/2.
+                None => return Box::pin(self.target.send(req, started)).await,
+            },
         };
         let answer = match conn
             .exchange(&head, &req.body, head_request, max_body)
@@ -436,7 +516,11 @@ impl ConnTarget {
                 ..
             }) if reused && (unsent || idempotent(&req.method)) => {
                 *resent = true;
-                conn = self.connect().await?;
+                let Some((c, took)) = self.connect().await? else {
+                    return Box::pin(self.target.send(req, started)).await;
+                };
+                conn = c;
+                setup = took;
                 conn.exchange(&head, &req.body, head_request, max_body)
                     .await
             }
@@ -455,14 +539,15 @@ impl ConnTarget {
             headers: answer.headers,
             trailers: answer.trailers,
             body: answer.body,
-            latency_us: started.elapsed().as_micros() as u64,
+            // The setup of a connection opened for this request is counted apart.
+            latency_us: started.elapsed().saturating_sub(setup).as_micros() as u64,
         })
     }
 
     /// A kept connection the server has not closed meanwhile.
     fn checkout(&self) -> Option<H1Conn> {
         let mut idle = self.idle.lock().ok()?;
-        while let Some(c) = idle.pop() {
+        while let Some(mut c) = idle.pop() {
             if !c.is_stale() {
                 return Some(c);
             }
@@ -470,12 +555,27 @@ impl ConnTarget {
         None
     }
 
-    async fn connect(&self) -> Result<H1Conn, FetchError> {
-        let authority = &self.target.authority;
-        H1Conn::connect(authority).await.map_err(|e| FetchError {
-            kind: FetchErrorKind::Connect,
-            message: format!("cannot connect to {authority}: {e}"),
-        })
+    /// A new connection and how long its setup took; `None` when the server chose HTTP/2
+    /// in the TLS handshake (the request then goes through the pooled client).
+    async fn connect(&self) -> Result<Option<(H1Conn, Duration)>, FetchError> {
+        let t = &self.target;
+        let authority = &t.authority;
+        let start = Instant::now();
+        let opened = match &t.tls {
+            Some(tls) => match tls.open_h1(authority).await? {
+                Opened::H1(c, took) => (c, took),
+                Opened::H2 => return Ok(None),
+            },
+            None => {
+                let c = H1Conn::connect(authority).await.map_err(|e| FetchError {
+                    kind: FetchErrorKind::Connect,
+                    message: format!("cannot connect to {authority}: {e}"),
+                })?;
+                (c, start.elapsed())
+            }
+        };
+        t.setup.record(opened.1);
+        Ok(Some(opened))
     }
 }
 
@@ -533,6 +633,10 @@ fn fetch_error(e: H1Error) -> FetchError {
         H1Error::TooLarge(message) => FetchError {
             kind: FetchErrorKind::TooLarge,
             message,
+        },
+        H1Error::Tls(reason, detail) => FetchError {
+            kind: FetchErrorKind::Tls,
+            message: format!("TLS: {reason} ({detail})"),
         },
     }
 }
@@ -592,6 +696,28 @@ pub fn each_replayed_header(
     Ok(())
 }
 
+/// The pooled client of a target: HTTP/2 only for `h2c://`; over TLS, HTTP/2 when ALPN
+/// agrees on it.
+fn pooled_client(
+    opts: &TargetOptions,
+    http2: bool,
+    tls: Option<TlsTarget>,
+    stats: Arc<SetupStats>,
+) -> Client<Connector, Full<Bytes>> {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(opts.timeout));
+    // The URI says https; the TLS is ours, after the TCP connection.
+    http.enforce_http(false);
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_max_idle_per_host(opts.pool_size)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .http2_only(http2)
+        .set_host(false);
+    builder.build(Connector { http, tls, stats })
+}
+
 fn header_list(h: &http::HeaderMap) -> Vec<(String, String)> {
     h.iter()
         .map(|(k, v)| {
@@ -636,6 +762,7 @@ mod tests {
             pool_size: 1,
             host_header: HostHeaderMode::Target,
             set_headers: vec![("authorization".into(), "Bearer real".into())],
+            tls: Default::default(),
         }
     }
 

@@ -539,6 +539,7 @@ mod tests {
             pool_size: slots,
             host_header: crate::cli::HostHeaderMode::Target,
             set_headers: Vec::new(),
+            tls: Default::default(),
         };
         Targets {
             baseline: Target::new(Side::Baseline, url, opts.clone()).unwrap(),

@@ -300,6 +300,7 @@ impl Resenders {
             pool_size: 0,
             host_header: crate::cli::HostHeaderMode::Target,
             set_headers: Vec::new(),
+            tls: Default::default(),
         };
         // A target the result names in a form no request can go to gets `$TARGET` instead.
         let target = |side, url: &str| Target::new(side, url, opts.clone()).ok();
@@ -812,6 +813,7 @@ mod tests {
                 pool_size: 0,
                 host_header: crate::cli::HostHeaderMode::Target,
                 set_headers: Vec::new(),
+                tls: Default::default(),
             },
         )
         .unwrap();

@@ -325,6 +325,7 @@ pub(crate) mod fixture {
                     ("baseline".to_string(), 3),
                     ("candidate".to_string(), 4),
                 ]),
+                connections: BTreeMap::new(),
                 thresholds: Thresholds {
                     max_diff_rate: Some(0.01),
                     ..Thresholds::default()

@@ -136,11 +136,15 @@ pub struct TapConfig {
     pub rotate_size: Option<u64>,
     /// Rotate at this file age.
     pub rotate_interval: Option<Duration>,
-    /// How TLS is spoken to an `https://` upstream: `--ca-cert`, `--insecure`,
-    /// `--client-cert`, `--client-key`, `--tls-server-name`.
+    /// How TLS is spoken to an `https://` upstream (and production asked again for the
+    /// shadow's noise): `--ca-cert`, `--insecure`, `--client-cert`, `--client-key`,
+    /// `--tls-server-name`.
     pub upstream_tls: crate::tls::TlsClientOptions,
     /// Candidate for live shadowing.
     pub shadow: Option<Upstream>,
+    /// How TLS is spoken to an `https://` candidate: the upstream's settings with
+    /// `--shadow-tls` over them.
+    pub shadow_tls: crate::tls::TlsClientOptions,
     /// Share of requests shadowed.
     pub shadow_sample: f64,
     /// Shadow requests in flight at most.
@@ -227,23 +231,22 @@ impl TapConfig {
             ("--client-cert", a.client_cert.is_some()),
             ("--tls-server-name", a.tls_server_name.is_some()),
         ];
+        let any_https = upstream.tls || shadow.as_ref().is_some_and(|s| s.tls);
         if let Some((flag, _)) = tls_flags.iter().find(|(_, set)| *set) {
-            if !upstream.tls {
+            if !any_https {
                 return Err(Error::Usage(format!(
-                    "{flag}: only for an https:// --upstream, and --upstream is {}",
-                    upstream.url
+                    "{flag}: only for an https:// --upstream or --shadow, and neither is one"
                 )));
             }
         }
-        if let Some(s) = &shadow {
-            if s.tls || upstream.tls {
-                return Err(Error::Usage(format!(
-                    "--shadow {} with --upstream {}: the live shadow speaks plain HTTP only \
-                     (http:// or h2c://) to both",
-                    s.url, upstream.url
-                )));
-            }
-        }
+        let upstream_tls = crate::tls::TlsClientOptions {
+            ca_cert: a.ca_cert.clone(),
+            insecure: a.insecure,
+            client_cert: a.client_cert.clone(),
+            client_key: a.client_key.clone(),
+            server_name: a.tls_server_name.clone(),
+        };
+        let shadow_tls = crate::config::side_tls(&upstream_tls, "shadow-tls", &a.shadow_tls)?;
         let size = |flag: &str, s: &str| -> Result<usize> {
             usize::try_from(parse_size(flag, s)?)
                 .map_err(|_| Error::Usage(format!("--{flag}: {s} is too large")))
@@ -379,13 +382,8 @@ impl TapConfig {
             listen: parse_addr("listen", &a.listen)?,
             tls: a.tls_cert.clone().zip(a.tls_key.clone()),
             upstream,
-            upstream_tls: crate::tls::TlsClientOptions {
-                ca_cert: a.ca_cert.clone(),
-                insecure: a.insecure,
-                client_cert: a.client_cert.clone(),
-                client_key: a.client_key.clone(),
-                server_name: a.tls_server_name.clone(),
-            },
+            upstream_tls,
+            shadow_tls,
             out: a.out.clone(),
             sample: share("sample", a.sample)?,
             min_per_interface: a.min_per_interface,

@@ -107,6 +107,7 @@ impl From<crate::failure::Failure> for UpstreamError {
             crate::failure::Failure::Connect => UpstreamError::Connect,
             crate::failure::Failure::Reset => UpstreamError::Reset,
             crate::failure::Failure::Malformed => UpstreamError::Malformed,
+            crate::failure::Failure::Tls(_) => UpstreamError::Tls,
         }
     }
 }

@@ -25,7 +25,7 @@ pub enum TlsReason {
     ClientCertRefused,
     /// The peer ended the handshake with a generic `handshake_failure` alert.
     HandshakeRefused,
-    /// What came back is not TLS (a plain-HTTP port, most often).
+    /// What came back is not valid TLS (a plain-HTTP port, most often).
     NotTls,
     /// Any other TLS failure.
     Other,
@@ -43,7 +43,7 @@ impl TlsReason {
             TlsReason::NoSharedProtocol => "no shared protocol",
             TlsReason::ClientCertRefused => "client certificate refused",
             TlsReason::HandshakeRefused => "handshake refused by the peer",
-            TlsReason::NotTls => "the peer does not speak TLS",
+            TlsReason::NotTls => "not TLS: the peer's answer is not valid TLS",
             TlsReason::Other => "TLS error",
         }
     }
