@@ -120,9 +120,17 @@ async fn tls_connect(
 /// One HTTP/1.1 GET on a kept TLS connection; the answer's status and body, framed by its
 /// content-length.
 async fn get_on(s: &mut TlsStream<TcpStream>, path: &str) -> (u16, String) {
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    send_on(
+        s,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    )
+    .await
+}
+
+/// `request` as it is, on a TLS connection; the answer's status and body, framed by its
+/// content-length.
+async fn send_on(s: &mut TlsStream<TcpStream>, request: &str) -> (u16, String) {
+    s.write_all(request.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -404,7 +412,8 @@ fn client_hello(alpn: &[&[u8]]) -> Vec<u8> {
 
 /// Clients that open TCP and never finish a handshake (silent, or a ClientHello cut off
 /// midway and left hanging) are closed after `--head-timeout` and counted as `handshake`
-/// timeouts; a client that connects at once still gets through.
+/// timeouts; one that finishes it and sends no request is closed as a `head` timeout; a
+/// client that asks at once still gets through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshakes_that_never_finish_are_timed_out_and_counted() {
     let upstream = TestServer::start(|_| Answer::json(200, "{}")).await;
@@ -449,7 +458,7 @@ async fn handshakes_that_never_finish_are_timed_out_and_counted() {
 /// type, an SSLv2 hello, random bytes, a ClientHello with its body scrambled, one offering
 /// only protocols the tap does not speak and leaving. Each is refused (closed with nothing
 /// but TLS records sent back), counted as a failed handshake, and the tap serves the next
-/// client as before.
+/// client as before; inside TLS its refusals (CONNECT, credentials, another host) hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bytes_instead_of_a_client_hello_are_refused_and_counted() {
     let upstream = TestServer::start(|_| Answer::json(200, "{}")).await;
@@ -527,6 +536,31 @@ async fn hostile_bytes_instead_of_a_client_hello_are_refused_and_counted() {
         .unwrap();
     assert_eq!(get_on(&mut s, "/ok").await, (200, "{}".into()));
     drop(s);
+    // Inside TLS, the tap's own refusals hold as on plain connections.
+    for (request, status, reason) in [
+        (
+            "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n",
+            405,
+            "connect",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: user:pw@localhost\r\n\r\n",
+            400,
+            "userinfo",
+        ),
+        (
+            "GET http://elsewhere/ HTTP/1.1\r\nHost: elsewhere\r\n\r\n",
+            421,
+            "foreign_host",
+        ),
+    ] {
+        let mut s = tls_connect(tap.addr, ca.client_config(&[b"http/1.1"]))
+            .await
+            .unwrap();
+        assert_eq!(send_on(&mut s, request).await.0, status, "{request:?}");
+        let series = format!("shadowdiff_tap_refused_total{{reason=\"{reason}\"}}");
+        assert_eq!(tap.metric(&series).await, 1, "{reason}");
+    }
     let text = tap.metrics_text().await;
     assert_eq!(
         crate::tap::metric_in(&text, "shadowdiff_tap_proxied_total"),
