@@ -1,6 +1,7 @@
 //! `shadowdiff import`: the real captures in ../shared/fixtures and tests/fixtures import
 //! with the counts the files (or tshark) show, our own tcpdump capture imports exactly,
-//! the results replay, `--strict` and errors behave, and no input makes a parser panic.
+//! the results replay, `--strict` and errors behave, a TLS session in a capture is counted
+//! as such, and no input makes a parser panic.
 
 use crate::util::*;
 use shadowdiff::cli::ImportFormat;

@@ -1,7 +1,8 @@
 //! The tap terminating TLS, as a real process: curl (HTTP/1.1 and h2 by ALPN) and wrk over
-//! TLS through it to nginx, the recording complete and noting scheme and protocol; a
-//! certificate replaced on SIGHUP while a kept connection stays open; clients that never
-//! finish a handshake, and bytes that are no handshake at all, from raw sockets.
+//! TLS through it to plain and to https nginx, the recording complete and noting scheme and
+//! protocol; gRPC over TLS; the live shadow to an https candidate; a certificate replaced on
+//! SIGHUP while a kept connection stays open; clients that never finish a handshake, and
+//! bytes that are no handshake at all, from raw sockets.
 
 use crate::tap::{
     assert_timed_out, curl, metric_sum, read_recordings, until, StopLine, TapProc, Wrk, NGINX_API,
