@@ -22,6 +22,7 @@
 #
 #   benches/replay_vs_wrk.sh            # 100,000 and 1,000,000 exchanges, 3 rounds each
 #   SIZES="20000" ROUNDS=1 benches/replay_vs_wrk.sh
+#   BIN=/path/to/shadowdiff benches/replay_vs_wrk.sh   # another build, not rebuilt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"100000 1000000"}
@@ -34,8 +35,11 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk;
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
-cargo build --release --quiet --bin shadowdiff --example gen_recording
-BIN=target/release/shadowdiff
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --bin shadowdiff
+  BIN=target/release/shadowdiff
+fi
+cargo build --release --quiet --example gen_recording
 work=$(mktemp -d)
 trap 'for p in $work/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; done; rm -rf "$work"' EXIT
 

@@ -1176,6 +1176,63 @@ mod tests {
     }
 
     #[test]
+    fn each_side_takes_its_own_tls_settings_over_the_shared_ones() {
+        let a = TlsArgs {
+            ca_cert: Some("ca.pem".into()),
+            client_cert: Some("c.pem".into()),
+            client_key: Some("c.key".into()),
+            candidate_tls: vec![
+                "insecure".into(),
+                "server-name=new.internal".into(),
+                "client-cert=n.pem".into(),
+            ],
+            baseline_tls: vec!["ca-cert=old-ca.pem".into()],
+            ..Default::default()
+        };
+        let t = TargetTls::from_args(&a, None).unwrap();
+        assert_eq!(t.baseline.ca_cert, Some("old-ca.pem".into()));
+        assert_eq!(t.baseline.client_key, Some("c.key".into()));
+        assert!(!t.baseline.insecure);
+        assert!(t.candidate.insecure);
+        assert_eq!(t.candidate.server_name.as_deref(), Some("new.internal"));
+        assert_eq!(t.candidate.client_cert, Some("n.pem".into()));
+        assert_eq!(t.candidate.ca_cert, Some("ca.pem".into()));
+        // Without --secondary the probe is the baseline, settings and all.
+        assert_eq!(t.secondary, t.baseline);
+        let own = TargetTls::from_args(&a, Some(&["insecure=false".to_string()])).unwrap();
+        assert_eq!(own.secondary.ca_cert, Some("ca.pem".into()));
+        let sides = t.insecure_sides([
+            ("baseline", Some("https://old")),
+            ("candidate", Some("https://new")),
+            ("secondary", None),
+        ]);
+        assert_eq!(sides, ["candidate (https://new)"]);
+        // A plain target has nothing to verify.
+        assert!(t
+            .insecure_sides([
+                ("baseline", Some("http://old")),
+                ("candidate", Some("http://new")),
+                ("secondary", None)
+            ])
+            .is_empty());
+        for (bad, says) in [
+            ("ca-cert", "ca-cert needs a value"),
+            ("insecure=yes", "insecure takes true or false"),
+            ("cacert=x", "expected ca-cert=FILE"),
+        ] {
+            let a = TlsArgs {
+                candidate_tls: vec![bad.into()],
+                ..Default::default()
+            };
+            let e = TargetTls::from_args(&a, None).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("--candidate-tls {bad}")) && e.contains(says),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn urls_and_durations() {
         assert!(check_url("baseline", "http://127.0.0.1:1").is_ok());
         assert!(check_url("baseline", "h2c://127.0.0.1:1").is_ok());

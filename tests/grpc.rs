@@ -1062,3 +1062,40 @@ async fn show_judges_a_grpc_call_and_gives_the_grpcurl_command() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_tls_finds_what_h2c_finds() {
+    let Some(bin) = nginx_binary() else { return };
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record_grpc_traffic(dir.path()).await;
+    let v1 = TonicServer::start(false).await;
+    let v2 = TonicServer::start(true).await;
+    // nginx terminates TLS (HTTP/2 by ALPN) and passes the calls on to tonic over h2c.
+    let front = |s: &TonicServer| {
+        let body = format!(
+            "{}    location / {{ grpc_pass grpc://{}; }}\n",
+            pki.nginx_tls("server"),
+            s.addr
+        );
+        Nginx::start_listen(&bin, "ssl http2", &body)
+    };
+    let (n1, n2) = (front(&v1), front(&v2));
+    let json = dir.path().join("tls.json");
+    let ca = pki.path("ca.pem");
+    let o = replay(
+        &rec,
+        &n1.https_url(),
+        &n2.https_url(),
+        &json,
+        &["--ca-cert", &ca],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_counts_consistent(&r);
+    assert_eq!(interface(&r, "/pkg.Svc/GetUser")["different"], 5);
+    field(interface(&r, "/pkg.Svc/GetUser"), "fields", "$.msg[*].3.2");
+    assert_eq!(interface(&r, "/pkg.Svc/Legacy")["missing_rule"], 2);
+    assert_eq!(interface(&r, "/pkg.Svc/ListItems")["identical"], 2);
+}

@@ -71,20 +71,40 @@ async fn https_a_a_passes_and_a_difference_is_found_over_http1_and_h2() {
         assert!(c["setup_us_total"].as_u64() >= c["setup_us_max"].as_u64());
     }
     assert!(r["run"]["warnings"].as_array().unwrap().is_empty());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("candidate:") && out.contains("setup (connect and TLS handshake)"),
+        "{out}"
+    );
 
-    // HTTP/1.1 against HTTP/2 (nginx offers h2 and ALPN takes it) with a changed price.
+    // HTTP/1.1 against HTTP/2 (nginx offers h2 and ALPN takes it) with a changed price; the
+    // noise probe goes to the baseline's nginx by its name, over TLS settings of its own.
     let json = dir.path().join("diff.json");
+    let secondary = format!("https://localhost:{}", h1.port);
     let (o, r) = replay_json(
         &rec,
         &h1.https_url(),
         &h2.https_url(),
         &json,
-        &["--ca-cert", &ca],
+        &[
+            "--ca-cert",
+            &pki.path("stranger.pem"),
+            "--baseline-tls",
+            &format!("ca-cert={ca}"),
+            "--candidate-tls",
+            &format!("ca-cert={ca}"),
+            "--secondary",
+            &secondary,
+            "--secondary-tls",
+            &format!("ca-cert={ca}"),
+        ],
     )
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", describe(&o));
     let i = interface(&r, "GET /api/items/{id}");
     assert_eq!(i["different"], 40, "{i:#}");
+    assert_eq!(i["noise_samples"]["secondary"], 40, "{i:#}");
+    assert!(r["run"]["connections"]["secondary"]["opened"].as_u64() > Some(0));
     let fields = i["fields"].as_array().unwrap();
     let at = |path: &str| {
         fields
@@ -115,6 +135,11 @@ async fn https_a_a_passes_and_a_difference_is_found_over_http1_and_h2() {
         out.contains("HTTP/2.0") && out.contains("11.0"),
         "{}",
         describe(&o)
+    );
+    // The command that sends it again trusts the same CA.
+    assert!(
+        out.contains(&format!("curl -sS -i --globoff --path-as-is --cacert {ca}")),
+        "{out}"
     );
 }
 

@@ -723,6 +723,31 @@ mod tests {
     }
 
     #[test]
+    fn connections_of_the_shards_add_up_and_the_longest_setup_is_kept() {
+        let mut s = shards(2);
+        for (k, (_, r)) in s.iter_mut().enumerate() {
+            let k = k as u64;
+            r.run.connections.insert(
+                "candidate".into(),
+                ConnectionSetup {
+                    opened: 2 + k,
+                    setup_us_total: 1_000 * (k + 1),
+                    setup_us_max: 700 + 100 * k,
+                },
+            );
+        }
+        let merged = merge(&s).unwrap();
+        assert_eq!(
+            merged.run.connections["candidate"],
+            ConnectionSetup {
+                opened: 5,
+                setup_us_total: 3_000,
+                setup_us_max: 800,
+            }
+        );
+    }
+
+    #[test]
     fn shards_of_different_recordings_are_refused() {
         let s = shards(2);
         let mut other = s[1].clone();

@@ -97,7 +97,11 @@ impl TlsTarget {
     /// here rather than on every exchange.
     pub async fn check(&self, authority: &str, linger: Duration) -> Result<(), FetchError> {
         use tokio::io::AsyncReadExt;
-        let (mut stream, _) = self.handshake(authority).await?;
+        let (mut stream, alpn) = self.handshake(authority).await?;
+        if alpn.as_deref() == Some(ALPN_H2) {
+            // Workers go straight to the pooled client instead of each learning it anew.
+            self.h2.store(true, Ordering::Relaxed);
+        }
         if stream.get_ref().1.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
             return Ok(());
         }

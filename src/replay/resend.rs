@@ -120,6 +120,49 @@ impl<'a> Body<'a> {
     }
 }
 
+/// Which command a flag is spelled for.
+#[derive(Clone, Copy)]
+enum Tool {
+    Curl,
+    Grpcurl,
+}
+
+/// The flags that make `tool` speak TLS to `t` as replay does: the CA file, no
+/// verification, the client certificate and the name asked for; empty for a plain target.
+fn tls_flags(t: &Target, tool: Tool) -> String {
+    let Some(o) = t.tls_options() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut flag = |curl: &str, grpcurl: &str, value: Option<&str>| {
+        let name = match tool {
+            Tool::Curl => curl,
+            Tool::Grpcurl => grpcurl,
+        };
+        out.push(' ');
+        out.push_str(name);
+        if let Some(v) = value {
+            out.push(' ');
+            out.push_str(&quote(v.as_bytes()));
+        }
+    };
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    if o.insecure {
+        flag("--insecure", "-insecure", None);
+    } else if let Some(ca) = path(&o.ca_cert) {
+        flag("--cacert", "-cacert", Some(&ca));
+    }
+    if let (Some(cert), Some(key)) = (path(&o.client_cert), path(&o.client_key)) {
+        flag("--cert", "-cert", Some(&cert));
+        flag("--key", "-key", Some(&key));
+    }
+    // curl takes the name to verify only from the URL; grpcurl has a flag for it.
+    if let (Some(name), Tool::Grpcurl) = (&o.server_name, tool) {
+        flag("", "-servername", Some(name));
+    }
+    out
+}
+
 /// A shell word that stands for exactly `s`: bare when every byte is one no shell treats
 /// specially, in single quotes when it holds no single quote and no control character, and
 /// otherwise in `$'…'` with escapes (bytes that are not UTF-8 as `\xHH`).
@@ -242,6 +285,9 @@ pub fn curl_with_body(to: &To<'_>, req: &Request, body: Body<'_>, body_file: &Bo
     if matches!(to, To::Target(t) if t.is_http2()) {
         cmd.push_str(" --http2-prior-knowledge");
     }
+    if let To::Target(t) = to {
+        cmd.push_str(&tls_flags(t, Tool::Curl));
+    }
     let method = req.method.as_str();
     if method.eq_ignore_ascii_case("HEAD") && body.is_empty() {
         cmd.push_str(" --head");
@@ -334,9 +380,13 @@ pub fn grpcurl(to: &To<'_>, req: &Request, desc: &Descriptors, protoset: &Path) 
         }
     };
     let mut out = notes(&headers, req, req.body.len() as u64);
+    let tls = match to {
+        To::Target(t) if t.is_tls() => tls_flags(t, Tool::Grpcurl),
+        _ => " -plaintext".to_string(),
+    };
     let _ = write!(
         out,
-        "grpcurl -plaintext -protoset {}",
+        "grpcurl{tls} -protoset {}",
         quote(protoset.display().to_string().as_bytes())
     );
     for (n, v) in headers

@@ -639,6 +639,7 @@ fn page(r: &RunResult) -> Page {
     notes.extend(words::side_effect_note(r));
     // The run-level cautions the terminal and Markdown reports carry, in the same words.
     notes.extend(words::resent_notes(r));
+    notes.extend(words::connection_notes(r));
     notes.extend(words::probe_failures(r));
     notes.extend(words::slower_on_few_pairs(r));
     let verdict_fail = r.verdict == Verdict::Fail;

@@ -225,6 +225,7 @@ fn render(r: &RunResult) -> String {
     let resent: Vec<String> = words::side_effect_note(r)
         .into_iter()
         .chain(words::resent_notes(r))
+        .chain(words::connection_notes(r))
         .collect();
     if !resent.is_empty() {
         md.push('\n');

@@ -581,7 +581,8 @@ fn notes(out: &mut Out, r: &RunResult, p: Paint) {
     let skipped = r.summary.counts.skipped;
     let probe = words::probe_failures(r);
     let few = words::slower_on_few_pairs(r);
-    let resent = words::resent_notes(r);
+    let mut resent = words::resent_notes(r);
+    resent.extend(words::connection_notes(r));
     if noise.is_empty()
         && resent.is_empty()
         && skipped == 0

@@ -28,6 +28,38 @@ pub fn unsendable_note(r: &RunResult) -> Option<String> {
     ))
 }
 
+/// One line per side on the connections it opened and their setup, e.g. `candidate: 4
+/// connections opened, setup (connect and TLS handshake) 2.1 ms on average, longest 3.0
+/// ms, apart from latency`; only for runs with an `https://` target, where a handshake
+/// is a cost worth seeing.
+pub fn connection_notes(r: &RunResult) -> Vec<String> {
+    let run = &r.run;
+    let tls = [
+        Some(&run.baseline),
+        Some(&run.candidate),
+        run.secondary.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|u| u.starts_with("https://"));
+    if !tls {
+        return Vec::new();
+    }
+    run.connections
+        .iter()
+        .filter(|(_, c)| c.opened > 0)
+        .map(|(side, c)| {
+            format!(
+                "{side}: {} opened, setup (connect and TLS handshake) {} on average, longest {}, \
+                 apart from latency",
+                count_of(c.opened, "connection", "connections"),
+                ms(c.setup_us_total / c.opened),
+                ms(c.setup_us_max)
+            )
+        })
+        .collect()
+}
+
 /// Share of a side's requests re-sent above which the note says the server closes
 /// connections unusually often (idle keep-alive connections closed now and then stay below).
 pub const RESENT_NOTABLE: f64 = 0.05;
