@@ -600,14 +600,47 @@ pub struct TapArgs {
     /// address is printed as `listening on ADDR`).
     #[arg(long, value_name = "ADDR")]
     pub listen: String,
-    /// Production: `http://host:port[/prefix]` (HTTP/1.1; gRPC requests go over h2c), or
+    /// Production: `http://host:port[/prefix]` (HTTP/1.1; gRPC requests go over h2c),
+    /// `https://host:port[/prefix]` (TLS; HTTP/1.1, gRPC over h2 by ALPN), or
     /// `h2c://host:port` to send everything over HTTP/2 prior knowledge.
     #[arg(long, value_name = "URL")]
     pub upstream: String,
+    /// PEM file of CA certificates trusted, besides the platform's roots, for an
+    /// `https://` upstream.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Do not verify an `https://` upstream's certificate at all.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Client certificate (PEM) presented to an `https://` upstream that asks for one
+    /// (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The private key of `--client-cert` (PEM).
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
+    /// Name sent as SNI to an `https://` upstream and checked against its certificate,
+    /// instead of the URL's host (for an upstream given by address).
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// The `--shadow` candidate's own TLS setting, over `--ca-cert`, `--insecure`,
+    /// `--client-cert`/`--client-key` and `--tls-server-name`: ca-cert=FILE,
+    /// client-cert=FILE, client-key=FILE, server-name=NAME or insecure[=true|false]
+    /// (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", requires = "shadow")]
+    pub shadow_tls: Vec<String>,
     /// Recording file (format v1; `.zst` for zstd). With rotation, files are named
     /// `STEM-TIME-SEQ.EXT` next to it.
     #[arg(long, value_name = "PATH")]
     pub out: std::path::PathBuf,
+    /// Serve TLS on `--listen` with this certificate chain (PEM, the server's certificate
+    /// first); HTTP/1.1 and HTTP/2 are offered by ALPN. Read again on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted). Read
+    /// again on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Share of exchanges recorded (`10%` or `0.1`), decided by a hash of the exchange id.
     #[arg(long, default_value = "1", value_name = "SHARE", value_parser = crate::units::share)]
     pub sample: f64,
@@ -637,7 +670,7 @@ pub struct TapArgs {
     #[arg(long, value_name = "DUR")]
     pub rotate_interval: Option<String>,
     /// Candidate to send a copy of sampled requests to, after production answered:
-    /// `http://host:port` or `h2c://host:port`.
+    /// `http://host:port`, `https://host:port` or `h2c://host:port`.
     #[arg(long, value_name = "URL")]
     pub shadow: Option<String>,
     /// Share of requests shadowed (`1%` or `0.01`), decided by a hash of the exchange id.

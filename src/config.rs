@@ -484,7 +484,11 @@ impl TargetTls {
 }
 
 /// `all` with the `KEY=VALUE` settings of `--{flag}` over it.
-fn side_tls(all: &TlsClientOptions, flag: &str, settings: &[String]) -> Result<TlsClientOptions> {
+pub(crate) fn side_tls(
+    all: &TlsClientOptions,
+    flag: &str,
+    settings: &[String],
+) -> Result<TlsClientOptions> {
     let mut o = all.clone();
     for s in settings {
         let (key, value) = s.split_once('=').unwrap_or((s.as_str(), ""));

@@ -49,6 +49,16 @@ pub struct Request {
     pub body: Bytes,
     /// True when the capture kept only a prefix of the body.
     pub body_truncated: bool,
+    /// The TLS session the request came over, when the producer terminated it (the tap's
+    /// `--tls-cert` listener); `None` for plain HTTP. Recorded as `scheme` and `alpn`.
+    pub tls: Option<Tls>,
+}
+
+/// What a client's TLS session was, as the recording notes it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Tls {
+    /// The protocol agreed on by ALPN (`h2`, `http/1.1`), when the client offered any.
+    pub alpn: Option<String>,
 }
 
 /// A captured or live HTTP response.

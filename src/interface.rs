@@ -272,6 +272,7 @@ mod tests {
                 .collect(),
             body: bytes::Bytes::copy_from_slice(body.as_bytes()),
             body_truncated: false,
+            tls: None,
         }
     }
 

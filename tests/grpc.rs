@@ -436,6 +436,7 @@ fn write_captured(
                 headers: c.headers,
                 body: c.body,
                 body_truncated: false,
+                tls: None,
             },
             response: answers.then_some(c.response),
             latency_us: None,

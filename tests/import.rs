@@ -1,6 +1,7 @@
 //! `shadowdiff import`: the real captures in ../shared/fixtures and tests/fixtures import
 //! with the counts the files (or tshark) show, our own tcpdump capture imports exactly,
-//! the results replay, `--strict` and errors behave, and no input makes a parser panic.
+//! the results replay, `--strict` and errors behave, a TLS session in a capture is counted
+//! as such, and no input makes a parser panic.
 
 use crate::util::*;
 use shadowdiff::cli::ImportFormat;
@@ -1330,4 +1331,171 @@ fn a_600_mb_har_body_is_cut_while_reading_and_the_next_entry_kept() {
     assert!(big.body.iter().all(|&b| b == b'a'));
     let small = got[1].response.as_ref().unwrap();
     assert_eq!((&small.body[..], small.body_truncated), (&b"ok"[..], false));
+}
+
+/// The bytes a real TLS session puts on the wire, each flight as (from the client, bytes):
+/// a rustls client and server, in memory, completing a handshake and carrying one HTTP/1.1
+/// request and its answer.
+fn tls_session_flights() -> Vec<(bool, Vec<u8>)> {
+    use std::io::{Read as _, Write as _};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = crate::tap_tls::TestCa::new(dir.path(), "pcap");
+    let (cert, key, _) = ca.server("server");
+    let server_config = Arc::new(shadowdiff::tap::tls::server_config(&cert, &key).unwrap());
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut client = rustls::ClientConnection::new(ca.client_config(&[b"http/1.1"]), name).unwrap();
+    let mut server = rustls::ServerConnection::new(server_config).unwrap();
+    client
+        .writer()
+        .write_all(b"GET /secret HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut flights = Vec::new();
+    let mut answered = false;
+    for _ in 0..20 {
+        let mut bytes = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut bytes).unwrap();
+        }
+        if !bytes.is_empty() {
+            server.read_tls(&mut &bytes[..]).unwrap();
+            server.process_new_packets().unwrap();
+            flights.push((true, bytes));
+        }
+        let mut request = Vec::new();
+        let _ = server.reader().read_to_end(&mut request);
+        if !answered && !request.is_empty() {
+            server
+                .writer()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .unwrap();
+            answered = true;
+        }
+        let mut bytes = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut bytes).unwrap();
+        }
+        if !bytes.is_empty() {
+            client.read_tls(&mut &bytes[..]).unwrap();
+            client.process_new_packets().unwrap();
+            flights.push((false, bytes));
+        }
+        let mut answer = Vec::new();
+        let _ = client.reader().read_to_end(&mut answer);
+        if answer.ends_with(b"ok") {
+            return flights;
+        }
+    }
+    panic!("the in-memory TLS session did not complete");
+}
+
+/// Ethernet frames of one TCP connection from `port` to `to`: the three-way handshake,
+/// `flights` in order, and both FINs.
+fn tcp_conversation(port: u16, to: u16, flights: &[(bool, Vec<u8>)]) -> Vec<Vec<u8>> {
+    let (mut c, mut s) = (1000u32, 9000u32);
+    let frame = |from_client: bool, seq: u32, ack: u32, syn: bool, fin: bool, data: &[u8]| {
+        let (src, dst, sp, dp) = if from_client {
+            ([10, 0, 0, 1], [10, 0, 0, 2], port, to)
+        } else {
+            ([10, 0, 0, 2], [10, 0, 0, 1], to, port)
+        };
+        let mut b = etherparse::PacketBuilder::ethernet2([2; 6], [2; 6])
+            .ipv4(src, dst, 64)
+            .tcp(sp, dp, seq, 65535);
+        if syn {
+            b = b.syn();
+        }
+        if fin {
+            b = b.fin();
+        }
+        if !(syn && from_client) {
+            b = b.ack(ack);
+        }
+        let mut out = Vec::new();
+        b.write(&mut out, data).unwrap();
+        out
+    };
+    let mut frames = vec![
+        frame(true, c, 0, true, false, &[]),
+        frame(false, s, c + 1, true, false, &[]),
+    ];
+    c += 1;
+    s += 1;
+    frames.push(frame(true, c, s, false, false, &[]));
+    for (from_client, data) in flights {
+        if *from_client {
+            frames.push(frame(true, c, s, false, false, data));
+            c += data.len() as u32;
+        } else {
+            frames.push(frame(false, s, c, false, false, data));
+            s += data.len() as u32;
+        }
+    }
+    frames.push(frame(true, c, s, false, true, &[]));
+    frames.push(frame(false, s, c + 1, false, true, &[]));
+    frames
+}
+
+/// A capture holding a real TLS session beside a plain HTTP exchange: the plain one is
+/// written, the TLS stream is counted under a reason of its own that says it cannot be
+/// read from the wire and what to do instead (never guessed at as garbage, never a
+/// crash), and `--strict` refuses the capture for it.
+#[test]
+fn a_tls_session_in_a_capture_is_counted_and_said_not_guessed() {
+    let tls = tls_session_flights();
+    assert_eq!(&tls[0].1[..2], [0x16, 0x03]);
+    let plain = vec![
+        (true, b"GET /open HTTP/1.1\r\nHost: a\r\n\r\n".to_vec()),
+        (
+            false,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        ),
+    ];
+    let mut frames = tcp_conversation(40000, 443, &tls);
+    frames.extend(tcp_conversation(40001, 80, &plain));
+    let stamped: Vec<(u32, u32, Vec<u8>)> = frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (1_800_000_000, i as u32 * 100, f))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let pcap = dir.path().join("mixed.pcap");
+    std::fs::write(&pcap, classic_pcap(1, false, false, &stamped)).unwrap();
+
+    let (out, r) = run_import(ImportFormat::Pcap, std::slice::from_ref(&pcap));
+    assert_eq!(out.len(), 1, "{r:?}");
+    assert_eq!(out[0].request.uri, "/open");
+    let tls_reason = r
+        .skipped
+        .iter()
+        .find(|(k, _)| k.starts_with("TCP streams that are TLS"))
+        .unwrap_or_else(|| panic!("no TLS count in {r:?}"));
+    assert_eq!(*tls_reason.1, 1);
+    assert_eq!(r.skipped_total(), 1, "{r:?}");
+
+    let rec = dir.path().join("out.jsonl");
+    let o = shadowdiff(&[
+        "import",
+        "--from",
+        "pcap",
+        pcap.to_str().unwrap(),
+        "--out",
+        rec.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("TCP streams that are TLS"), "{err}");
+    assert!(err.contains("cannot be read from the wire"), "{err}");
+    assert!(!String::from_utf8_lossy(&std::fs::read(&rec).unwrap()).contains("secret"));
+    let strict = dir.path().join("strict.jsonl");
+    let o = shadowdiff(&[
+        "import",
+        "--from",
+        "pcap",
+        pcap.to_str().unwrap(),
+        "--out",
+        strict.to_str().unwrap(),
+        "--strict",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
 }

@@ -328,6 +328,7 @@ async fn capture(gateway: &str, age_us: &AtomicI64, path: &std::path::Path) -> P
                         ],
                         body: Bytes::from(body.clone()),
                         body_truncated: false,
+                        tls: None,
                     },
                     response: Some(response),
                     latency_us: Some(latency),

@@ -94,6 +94,11 @@ impl TapProc {
         }
     }
 
+    /// The tap's process id, for signals.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident memory of the tap process in KiB, from `/proc`.
     pub(crate) fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -165,7 +170,7 @@ pub(crate) fn metric_in(text: &str, series: &str) -> u64 {
 }
 
 /// The sum of a labelled series over all its labels (`shadowdiff_tap_dropped_total`).
-fn metric_sum(text: &str, name: &str) -> u64 {
+pub(crate) fn metric_sum(text: &str, name: &str) -> u64 {
     let labelled = format!("{name}{{");
     text.lines()
         .filter(|l| l.starts_with(&labelled))
@@ -253,7 +258,7 @@ async fn send(
 }
 
 /// Waits until `f` returns true, checking every 20 ms, for at most 20 s.
-async fn until<F, Fut>(what: &str, mut f: F)
+pub(crate) async fn until<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -285,11 +290,11 @@ pub(crate) fn files_in(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-const NGINX_API: &str = r#"    location ~ ^/api/users/(\d+)$ { return 200 '{"id":$1,"name":"user $1"}'; }
+pub(crate) const NGINX_API: &str = r#"    location ~ ^/api/users/(\d+)$ { return 200 '{"id":$1,"name":"user $1"}'; }
     location = /api/orders { return 201 '{"created":true}'; }
     location / { return 404 '{"error":"no route"}'; }"#;
 
-fn curl(args: &[&str]) -> String {
+pub(crate) fn curl(args: &[&str]) -> String {
     let o = Command::new("curl")
         .args(["-s", "-S", "--max-time", "10", "-w", "\n%{http_code}"])
         .args(args)
@@ -413,27 +418,27 @@ async fn curl_through_the_tap_to_nginx_replays_identical_and_keeps_no_secret() {
 }
 
 /// wrk running against one URL with 16 connections, killed when dropped.
-struct Wrk {
+pub(crate) struct Wrk {
     child: Option<Child>,
 }
 
 /// What wrk said it did, from the summary it prints when it stops.
 #[derive(Debug)]
-struct WrkSummary {
+pub(crate) struct WrkSummary {
     /// Answers wrk read whole.
-    requests: u64,
+    pub(crate) requests: u64,
     /// Requests wrk saw outstanding for longer than its `--timeout` (still counted in
     /// `requests` if answered later).
-    timeouts: u64,
+    pub(crate) timeouts: u64,
     /// Answers whose status was not 2xx or 3xx.
-    non_2xx: u64,
-    text: String,
+    pub(crate) non_2xx: u64,
+    pub(crate) text: String,
 }
 
 impl Wrk {
     /// Starts `wrk` against `url` for at most `secs` seconds. Its timeout is longer than any
     /// test runs, so a timeout it reports is a request never answered, not a slow machine.
-    fn start(wrk: &Path, url: &str, secs: u32) -> Wrk {
+    pub(crate) fn start(wrk: &Path, url: &str, secs: u32) -> Wrk {
         let child = Command::new(wrk)
             .args([
                 "-t1",
@@ -452,7 +457,7 @@ impl Wrk {
     }
 
     /// Stops wrk with SIGINT, on which it stops sending and prints its summary.
-    fn stop(mut self) -> WrkSummary {
+    pub(crate) fn stop(mut self) -> WrkSummary {
         let child = self.child.take().unwrap();
         let ok = Command::new("kill")
             .args(["-INT", &child.id().to_string()])
@@ -507,16 +512,16 @@ impl Drop for Wrk {
 
 /// The counts of the tap's last line, `stopped: N exchanges proxied, R recorded, S sampled
 /// out, D dropped; files: ...`, read from its standard error.
-struct StopLine {
-    line: String,
-    proxied: u64,
-    recorded: u64,
-    sampled_out: u64,
-    dropped: u64,
+pub(crate) struct StopLine {
+    pub(crate) line: String,
+    pub(crate) proxied: u64,
+    pub(crate) recorded: u64,
+    pub(crate) sampled_out: u64,
+    pub(crate) dropped: u64,
 }
 
 impl StopLine {
-    fn of(stderr: &str) -> StopLine {
+    pub(crate) fn of(stderr: &str) -> StopLine {
         let line = stderr
             .lines()
             .find(|l| l.starts_with("stopped: "))
@@ -1192,7 +1197,7 @@ impl Body for ChanBody {
 }
 
 /// A gRPC message frame: flag, 4-byte big-endian length, payload.
-fn grpc_frame(payload: &[u8]) -> Bytes {
+pub(crate) fn grpc_frame(payload: &[u8]) -> Bytes {
     let mut v = vec![0u8];
     v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     v.extend_from_slice(payload);
@@ -1202,7 +1207,9 @@ fn grpc_frame(payload: &[u8]) -> Bytes {
 /// A gRPC-shaped h2c server: `/demo.Greeter/Stream` answers three messages and
 /// `grpc-status: 0` in trailers. The first call holds its last message until `go` fires,
 /// which proves the tap streams instead of buffering.
-async fn grpc_server(go: Arc<tokio::sync::Notify>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+pub(crate) async fn grpc_server(
+    go: Arc<tokio::sync::Notify>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let first = Arc::new(AtomicBool::new(true));
@@ -3544,7 +3551,7 @@ async fn running_out_of_file_descriptors_backs_off_and_reports_failed_accepts_wi
 
 /// Waits until `n` connections are counted as timed out for `reason`, and checks that none
 /// was counted for `other`.
-async fn assert_timed_out(tap: &TapProc, reason: &str, n: u64, other: &str) {
+pub(crate) async fn assert_timed_out(tap: &TapProc, reason: &str, n: u64, other: &str) {
     let series = |r: &str| format!("shadowdiff_tap_timed_out_total{{reason=\"{r}\"}}");
     until(&format!("{n} counted as {reason} timeouts"), || async {
         tap.metric(&series(reason)).await == n

@@ -22,5 +22,6 @@ mod show;
 mod tap;
 mod tap_floods;
 mod tap_paths;
+mod tap_tls;
 mod tls;
 mod upstream;

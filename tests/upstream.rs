@@ -134,6 +134,7 @@ async fn capture(backend: &TestServer, path: &std::path::Path) -> PathBuf {
                     ],
                     body: Bytes::from(body),
                     body_truncated: false,
+                    tls: None,
                 },
                 response: Some(Response {
                     status: parts.status.as_u16(),

@@ -1236,6 +1236,7 @@ mod tests {
                 headers: vec![("content-type".into(), "application/json".into())],
                 body: bytes::Bytes::copy_from_slice(body),
                 body_truncated: false,
+                tls: None,
             },
             response: None,
             latency_us: None,

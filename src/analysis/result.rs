@@ -460,6 +460,7 @@ impl SampleRequest {
             headers: self.headers.clone(),
             body: self.body.clone().unwrap_or_default().into(),
             body_truncated: self.body_truncated,
+            tls: None,
         };
         (r, body)
     }

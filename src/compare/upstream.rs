@@ -40,6 +40,7 @@ impl Forwarded {
             headers: self.compared_headers(),
             body: self.body.clone(),
             body_truncated: false,
+            tls: None,
         }
     }
 

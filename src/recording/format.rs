@@ -3,7 +3,7 @@
 //! reader and writer so both agree on one definition of the format. Exchange lines are
 //! written by [`super::line`], by hand, to the bytes serde_json writes for these shapes.
 
-use crate::exchange::{Exchange, Request, Response};
+use crate::exchange::{Exchange, Request, Response, Tls};
 use base64::Engine;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -103,6 +103,12 @@ struct WireRequest<'a> {
     body_encoding: BodyEncoding,
     #[serde(default)]
     body_truncated: bool,
+    /// `https` when the request came over TLS; absent (or `http`) for plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scheme: Option<Cow<'a, str>>,
+    /// The ALPN protocol of that TLS session, when one was agreed on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alpn: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -200,8 +206,25 @@ pub fn parse_exchange(line: &[u8]) -> Result<Exchange, LineError> {
             w.request.uri
         )));
     }
+    let tls = match (w.request.scheme.as_deref(), w.request.alpn) {
+        (None | Some("http"), None) => None,
+        (Some("https"), alpn) => Some(Tls {
+            alpn: alpn.map(Cow::into_owned),
+        }),
+        (None | Some("http"), Some(_)) => {
+            return Err(LineError::bad(
+                "field request.alpn: expected only with \"scheme\":\"https\" (ALPN is agreed on in a TLS handshake)".to_string(),
+            ))
+        }
+        (Some(other), _) => {
+            return Err(LineError::bad(format!(
+                "field request.scheme: expected \"http\" or \"https\", found {other:?}"
+            )))
+        }
+    };
     // What serde reads into a `Cow` is owned, so `into_owned` below moves, not copies.
     let request = Request {
+        tls,
         body: decode_body(w.request.body.into_owned(), w.request.body_encoding)
             .map_err(|e| LineError::bad(format!("field request.body: {e}")))?,
         method: w.request.method.into_owned(),
@@ -283,6 +306,13 @@ pub(super) fn serde_line(ex: &Exchange) -> Vec<u8> {
             body,
             body_encoding,
             body_truncated: ex.request.body_truncated,
+            scheme: ex.request.tls.as_ref().map(|_| Cow::Borrowed("https")),
+            alpn: ex
+                .request
+                .tls
+                .as_ref()
+                .and_then(|t| t.alpn.as_deref())
+                .map(Cow::Borrowed),
         },
         response: ex.response.as_ref().map(|r| {
             let (body, body_encoding) = encode_body(&r.body);
@@ -580,6 +610,7 @@ mod tests {
                 headers: vec![("a".into(), "1".into()), ("a".into(), "2".into())],
                 body: Bytes::from_static(&[0xff, 0x00, 0x01]),
                 body_truncated: true,
+                tls: None,
             },
             response: Some(Response {
                 status: 200,
@@ -594,6 +625,38 @@ mod tests {
         let text = String::from_utf8(line.clone()).unwrap();
         assert!(text.contains("\"body_encoding\":\"base64\""), "{text}");
         assert_eq!(parse_exchange(&line).unwrap(), ex);
+    }
+
+    #[test]
+    fn the_scheme_and_alpn_of_a_tls_request_are_read_back_and_checked() {
+        let line = |request_tail: &str| {
+            format!(
+                r#"{{"id":"a","ts":"2026-11-02T09:00:00Z","request":{{"method":"GET","uri":"/"{request_tail}}}}}"#
+            )
+        };
+        let tls = |tail: &str| parse_exchange(line(tail).as_bytes()).map(|e| e.request.tls);
+        assert_eq!(tls(""), Ok(None));
+        assert_eq!(tls(r#","scheme":"http""#), Ok(None));
+        assert_eq!(tls(r#","scheme":"https""#), Ok(Some(Tls { alpn: None })));
+        assert_eq!(
+            tls(r#","scheme":"https","alpn":"h2""#),
+            Ok(Some(Tls {
+                alpn: Some("h2".into())
+            }))
+        );
+        let e = tls(r#","scheme":"ftp""#).unwrap_err();
+        assert!(e.message.contains("field request.scheme"), "{e}");
+        let e = tls(r#","alpn":"h2""#).unwrap_err();
+        assert!(e.message.contains("field request.alpn"), "{e}");
+        // Written as read.
+        let ex = parse_exchange(line(r#","scheme":"https","alpn":"http/1.1""#).as_bytes()).unwrap();
+        let mut out = Vec::new();
+        exchange_to_line(&ex, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#""body_truncated":false,"scheme":"https","alpn":"http/1.1"}"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -48,10 +48,18 @@ pub fn write_exchange(ex: &Exchange, out: &mut Vec<u8>) {
     // The request always states whether its body was cut; the response only when it was
     // (the wire shapes' serde attributes, kept as they are).
     out.extend_from_slice(if r.body_truncated {
-        b",\"body_truncated\":true}"
+        b",\"body_truncated\":true"
     } else {
-        b",\"body_truncated\":false}"
+        b",\"body_truncated\":false"
     });
+    if let Some(tls) = &r.tls {
+        out.extend_from_slice(b",\"scheme\":\"https\"");
+        if let Some(a) = &tls.alpn {
+            out.extend_from_slice(b",\"alpn\":");
+            string(out, a);
+        }
+    }
+    out.push(b'}');
     if let Some(resp) = &ex.response {
         out.extend_from_slice(b",\"response\":{\"status\":");
         number(out, u64::from(resp.status));
@@ -286,6 +294,7 @@ mod tests {
             req_headers in arb_headers(),
             req_body in arb_body(),
             req_cut in any::<bool>(),
+            tls in proptest::option::of(proptest::option::of(arb_text())),
             response in proptest::option::of((
                 any::<u16>(), arb_headers(), proptest::option::of(arb_headers()), arb_body(),
                 any::<bool>(),
@@ -304,6 +313,7 @@ mod tests {
                     headers: req_headers,
                     body: req_body,
                     body_truncated: req_cut,
+                    tls: tls.map(|alpn| crate::exchange::Tls { alpn }),
                 },
                 response: response.map(|(status, headers, trailers, body, body_truncated)| {
                     Response { status, headers, trailers, body, body_truncated }

@@ -442,6 +442,7 @@ mod tests {
                 .collect(),
             body: bytes::Bytes::copy_from_slice(body),
             body_truncated: false,
+            tls: None,
         }
     }
 

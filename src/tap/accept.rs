@@ -8,6 +8,7 @@ use super::h1_conn;
 use super::metrics::{Metrics, Refusal, Timeout};
 use super::proxy::{ProxyBody, Tap};
 use super::rewind::Rewind;
+use super::tls::{ClientStream, Negotiated, ServerTls};
 use super::upstream::ConnUpstream;
 use bytes::Bytes;
 use http::header::HeaderValue;
@@ -20,8 +21,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 /// How long a connection closed for `--head-timeout` or `--idle-timeout` gets to take its
 /// GOAWAY (one round trip: hyper waits for the client's answer to a PING) before it is
@@ -53,16 +56,31 @@ fn count_own_answer(metrics: &Metrics, e: &(dyn std::error::Error + Send + Sync 
     }
 }
 
+/// The three ways hyper's server may take a connection over.
+struct Builders {
+    /// Either protocol: the connection's first bytes tell (the HTTP/2 preface, or not).
+    auto: Builder,
+    /// HTTP/1 only: a connection the tap's own code has served an exchange on, or one
+    /// whose TLS session agreed on `http/1.1`.
+    h1_only: Builder,
+    /// HTTP/2 only: a TLS session that agreed on `h2`.
+    h2_only: Builder,
+}
+
+type Builder = hyper_util::server::conn::auto::Builder<TokioExecutor>;
+
 /// Accepts client connections until `shutdown` fires, then lets open connections finish
 /// their in-flight exchanges (HTTP/1 closes after the current response, HTTP/2 sends
 /// GOAWAY) for at most `grace`. Returns the number of connections still open at the end.
+/// With `tls`, every connection is a TLS session, its handshake held to `--head-timeout`.
 pub async fn serve(
     tap: Arc<Tap>,
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
 ) -> usize {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -74,10 +92,11 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(tap.cfg.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(tap.cfg.http2_max_streams);
-    // A connection the tap's own code has served an exchange on is HTTP/1.1 for good: only
-    // its first bytes may be the HTTP/2 preface.
-    let h1_builder = Arc::new(builder.clone().http1_only());
-    let builder = Arc::new(builder);
+    let builders = Arc::new(Builders {
+        h1_only: builder.clone().http1_only(),
+        h2_only: builder.clone().http2_only(),
+        auto: builder,
+    });
     // Every connection task holds a sender; when all are gone, recv() returns None.
     let (open_tx, mut open_rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut backoff = AcceptBackoff::new(true);
@@ -103,16 +122,27 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         tap.metrics.connections.fetch_add(1, Ordering::Relaxed);
         tap.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-        let (tap, builder, h1_only, shutdown, open) = (
+        let (tap, builders, shutdown, open) = (
             tap.clone(),
-            builder.clone(),
-            h1_builder.clone(),
+            builders.clone(),
             shutdown.clone(),
             open_tx.clone(),
         );
+        // The acceptor is taken now: a certificate reloaded meanwhile serves the next one.
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         tokio::spawn(async move {
             let metrics = tap.metrics.clone();
-            serve_connection(tap, builder, h1_only, stream, peer, shutdown).await;
+            match acceptor {
+                None => serve_connection(tap, builders, stream, peer, None, shutdown).await,
+                Some(acceptor) => {
+                    if let Some((stream, negotiated)) =
+                        handshake(&tap, acceptor, stream, peer, shutdown.clone()).await
+                    {
+                        serve_connection(tap, builders, stream, peer, Some(negotiated), shutdown)
+                            .await;
+                    }
+                }
+            }
             metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
             drop(open);
         });
@@ -123,14 +153,54 @@ pub async fn serve(
     usize::try_from(tap.metrics.connections_open.load(Ordering::Relaxed)).unwrap_or(0)
 }
 
+/// The TLS handshake of a client connection, within `--head-timeout` of its accept: a
+/// client that never sends its ClientHello (or trickles it) is closed and counted as a
+/// `handshake` timeout, one that sends something else or breaks off as a failed handshake.
+async fn handshake(
+    tap: &Tap,
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) -> Option<(TlsStream<TcpStream>, Negotiated)> {
+    let metrics = &tap.metrics;
+    let done = tokio::select! {
+        r = tokio::time::timeout(tap.cfg.head_timeout, acceptor.accept(stream)) => r,
+        // No request has begun on a connection still shaking hands.
+        _ = shutdown.changed() => return None,
+    };
+    match done {
+        Ok(Ok(s)) => {
+            metrics.tls_handshakes[0].fetch_add(1, Ordering::Relaxed);
+            let alpn = s
+                .get_ref()
+                .1
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned());
+            Some((s, Negotiated { alpn }))
+        }
+        Ok(Err(e)) => {
+            metrics.tls_handshakes[1].fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("tap: TLS handshake with {peer}: {e}");
+            None
+        }
+        Err(_) => {
+            metrics.time_out(Timeout::Handshake);
+            tracing::debug!("tap: closing connection from {peer}: TLS handshake timeout");
+            None
+        }
+    }
+}
+
 /// Serves one client connection to its end: by hand while its requests are plain HTTP/1.1,
 /// then by hyper, closing it when it is too slow to send a request head or idle too long.
-async fn serve_connection(
+/// `tls` is what its TLS session agreed on, when it is one.
+async fn serve_connection<S: ClientStream>(
     tap: Arc<Tap>,
-    auto: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
-    h1_only: Arc<hyper_util::server::conn::auto::Builder<TokioExecutor>>,
-    stream: tokio::net::TcpStream,
+    builders: Arc<Builders>,
+    stream: S,
     peer: SocketAddr,
+    tls: Option<Negotiated>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let metrics = tap.metrics.clone();
@@ -138,12 +208,31 @@ async fn serve_connection(
     // Formatted once per connection, not once per request.
     let ip = HeaderValue::from_str(&peer.ip().to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let alpn_h2 = tls.as_ref().is_some_and(Negotiated::is_h2);
+    let alpn_h1 = tls.as_ref().is_some_and(|t| t.alpn.is_some()) && !alpn_h2;
+    let note = tls.as_ref().map(Negotiated::tls);
     // Plain HTTP/1.1 requests are served by hand; the first other one hands the
-    // connection to hyper. An upstream spoken to in HTTP/2 is hyper's throughout.
-    let (stream, builder) = if tap.cfg.upstream.http2 {
-        (Rewind::new(stream, Bytes::new()), auto)
+    // connection to hyper. An upstream spoken to in HTTP/2, and a client that chose h2 by
+    // ALPN, are hyper's throughout.
+    let (stream, builder) = if alpn_h2 {
+        (Rewind::new(stream, Bytes::new()), &builders.h2_only)
+    } else if tap.cfg.upstream.http2 {
+        let b = if alpn_h1 {
+            &builders.h1_only
+        } else {
+            &builders.auto
+        };
+        (Rewind::new(stream, Bytes::new()), b)
     } else {
-        match h1_conn::serve(tap.clone(), stream, ip.clone(), shutdown.clone()).await {
+        match h1_conn::serve(
+            tap.clone(),
+            stream,
+            ip.clone(),
+            note.clone(),
+            shutdown.clone(),
+        )
+        .await
+        {
             h1_conn::End::Closed => return,
             h1_conn::End::Handoff {
                 stream,
@@ -151,18 +240,27 @@ async fn serve_connection(
                 fresh,
             } => (
                 Rewind::new(stream, read),
-                if fresh { auto } else { h1_only },
+                // Only a connection's first bytes may be the HTTP/2 preface, and only
+                // where ALPN did not settle on HTTP/1.1.
+                if fresh && !alpn_h1 {
+                    &builders.auto
+                } else {
+                    &builders.h1_only
+                },
             ),
         }
     };
-    let up = Arc::new(ConnUpstream::new(&tap.cfg.upstream.authority));
+    let up = Arc::new(ConnUpstream::new(
+        &tap.cfg.upstream.authority,
+        tap.upstream_tls().cloned(),
+    ));
     let activity = Arc::new(Activity::default());
     let seen = activity.clone();
     let svc = hyper::service::service_fn(move |req| {
         let busy = Busy::new(&seen);
-        let (tap, ip, up) = (tap.clone(), ip.clone(), up.clone());
+        let (tap, ip, up, note) = (tap.clone(), ip.clone(), up.clone(), note.clone());
         async move {
-            let resp = tap.handle(ip, up, req).await;
+            let resp = tap.handle(ip, up, note, req).await;
             Ok::<_, Infallible>(resp.map(|body| Tracked { body, _busy: busy }))
         }
     });

@@ -24,26 +24,28 @@ pub struct Upstream {
     pub prefix: String,
     /// True for `h2c://`: every request goes over HTTP/2 prior knowledge.
     pub http2: bool,
+    /// True for `https://`: every connection is a TLS session.
+    pub tls: bool,
 }
 
 impl Upstream {
-    /// Parses `http://host:port[/prefix]` or `h2c://host:port[/prefix]`. Everything a request
-    /// is built from is checked here, so a URL that would fail every request is refused at
-    /// start, naming `--{flag}` and what was expected.
+    /// Parses `http://host:port[/prefix]`, `https://host:port[/prefix]` or
+    /// `h2c://host:port[/prefix]`. Everything a request is built from is checked here, so a
+    /// URL that would fail every request is refused at start, naming `--{flag}` and what was
+    /// expected.
     pub fn parse(flag: &str, url: &str) -> Result<Self> {
         const SHAPE: &str =
-            "expected http://host:port[/path-prefix] or h2c://host:port[/path-prefix]";
-        let (http2, rest) = if let Some(r) = url.strip_prefix("h2c://") {
-            (true, r)
+            "expected http://host:port[/path-prefix], https://host:port[/path-prefix] \
+             or h2c://host:port[/path-prefix]";
+        let (http2, tls, rest) = if let Some(r) = url.strip_prefix("h2c://") {
+            (true, false, r)
         } else if let Some(r) = url.strip_prefix("http://") {
-            (false, r)
-        } else if url.starts_with("https://") {
-            return Err(Error::Usage(format!(
-                "--{flag} {url}: https is not supported; use the plain-HTTP port (http:// or h2c://)"
-            )));
+            (false, false, r)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (false, true, r)
         } else {
             return Err(Error::Usage(format!(
-                "--{flag}: expected a URL like http://host:port or h2c://host:port, found {url:?}"
+                "--{flag}: expected a URL like http://host:port, https://host:port or h2c://host:port, found {url:?}"
             )));
         };
         // Every request keeps its own query; one in the URL would have nowhere to go.
@@ -82,6 +84,7 @@ impl Upstream {
         }
         let authority = match uri.port_u16() {
             Some(_) => authority.to_string(),
+            None if tls => format!("{host}:443"),
             None => format!("{host}:80"),
         };
         if authority.parse::<http::uri::Authority>().is_err() {
@@ -94,7 +97,16 @@ impl Upstream {
             authority,
             prefix: prefix.to_string(),
             http2,
+            tls,
         })
+    }
+
+    /// The host of the authority, brackets of an IPv6 address included.
+    pub fn host(&self) -> &str {
+        match self.authority.rfind(':') {
+            Some(i) => &self.authority[..i],
+            None => &self.authority,
+        }
     }
 }
 
@@ -103,6 +115,9 @@ impl Upstream {
 pub struct TapConfig {
     /// Where clients connect.
     pub listen: SocketAddr,
+    /// The listener's certificate chain and key files (`--tls-cert`, `--tls-key`): clients
+    /// connect over TLS.
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Production.
     pub upstream: Upstream,
     /// Recording file (or the name rotated files are derived from).
@@ -121,8 +136,15 @@ pub struct TapConfig {
     pub rotate_size: Option<u64>,
     /// Rotate at this file age.
     pub rotate_interval: Option<Duration>,
+    /// How TLS is spoken to an `https://` upstream (and production asked again for the
+    /// shadow's noise): `--ca-cert`, `--insecure`, `--client-cert`, `--client-key`,
+    /// `--tls-server-name`.
+    pub upstream_tls: crate::tls::TlsClientOptions,
     /// Candidate for live shadowing.
     pub shadow: Option<Upstream>,
+    /// How TLS is spoken to an `https://` candidate: the upstream's settings with
+    /// `--shadow-tls` over them.
+    pub shadow_tls: crate::tls::TlsClientOptions,
     /// Share of requests shadowed.
     pub shadow_sample: f64,
     /// Shadow requests in flight at most.
@@ -203,6 +225,28 @@ impl TapConfig {
             Some(u) => Some(Upstream::parse("shadow", u)?),
             None => None,
         };
+        let tls_flags = [
+            ("--ca-cert", a.ca_cert.is_some()),
+            ("--insecure", a.insecure),
+            ("--client-cert", a.client_cert.is_some()),
+            ("--tls-server-name", a.tls_server_name.is_some()),
+        ];
+        let any_https = upstream.tls || shadow.as_ref().is_some_and(|s| s.tls);
+        if let Some((flag, _)) = tls_flags.iter().find(|(_, set)| *set) {
+            if !any_https {
+                return Err(Error::Usage(format!(
+                    "{flag}: only for an https:// --upstream or --shadow, and neither is one"
+                )));
+            }
+        }
+        let upstream_tls = crate::tls::TlsClientOptions {
+            ca_cert: a.ca_cert.clone(),
+            insecure: a.insecure,
+            client_cert: a.client_cert.clone(),
+            client_key: a.client_key.clone(),
+            server_name: a.tls_server_name.clone(),
+        };
+        let shadow_tls = crate::config::side_tls(&upstream_tls, "shadow-tls", &a.shadow_tls)?;
         let size = |flag: &str, s: &str| -> Result<usize> {
             usize::try_from(parse_size(flag, s)?)
                 .map_err(|_| Error::Usage(format!("--{flag}: {s} is too large")))
@@ -336,7 +380,10 @@ impl TapConfig {
         }
         Ok(TapConfig {
             listen: parse_addr("listen", &a.listen)?,
+            tls: a.tls_cert.clone().zip(a.tls_key.clone()),
             upstream,
+            upstream_tls,
+            shadow_tls,
             out: a.out.clone(),
             sample: share("sample", a.sample)?,
             min_per_interface: a.min_per_interface,
@@ -452,10 +499,13 @@ mod tests {
         );
         let u = Upstream::parse("upstream", "h2c://gw").unwrap();
         assert_eq!((u.authority.as_str(), u.http2), ("gw:80", true));
-        assert!(Upstream::parse("upstream", "https://gw")
-            .unwrap_err()
-            .to_string()
-            .contains("https"));
+        let u = Upstream::parse("upstream", "https://gw/v1").unwrap();
+        assert_eq!(
+            (u.authority.as_str(), u.host(), u.prefix.as_str(), u.tls),
+            ("gw:443", "gw", "/v1", true)
+        );
+        let u = Upstream::parse("upstream", "https://[::1]:8443").unwrap();
+        assert_eq!((u.host(), u.tls, u.http2), ("[::1]", true, false));
         assert!(Upstream::parse("upstream", "gw:80").is_err());
         // What would fail every request is refused at start, naming the flag.
         for (bad, says) in [

@@ -5,19 +5,21 @@
 //! Connections the server closed are skipped, and a request a kept connection closed
 //! before it went out is sent once more on a new connection.
 
+use super::upstream::UpstreamError;
 use crate::failure::error_chain;
+use crate::tls::TlsConnector;
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use std::sync::Mutex;
-use tokio::net::TcpStream;
 
 /// Why a request got no response head.
 #[derive(Debug)]
 pub enum SendError {
-    /// No connection could be made (the message says to where and why).
-    Connect(String),
+    /// No connection could be made, or no TLS session over it (the message says to where
+    /// and why).
+    Connect(UpstreamError, String),
     /// The connection failed while the request was on it.
     Http(hyper::Error),
 }
@@ -27,6 +29,8 @@ pub enum SendError {
 pub struct ConnSet<B> {
     /// `host:port` to connect to.
     authority: String,
+    /// TLS over every connection, for an `https://` server.
+    tls: Option<TlsConnector>,
     /// Connections kept at most.
     max_idle: usize,
     /// Connections free for the next request, most recently used last.
@@ -46,10 +50,12 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    /// Connections to `authority` (`host:port`), none opened yet, at most `max_idle` kept.
-    pub fn new(authority: &str, max_idle: usize) -> Self {
+    /// Connections to `authority` (`host:port`), over TLS with `tls`, none opened yet, at
+    /// most `max_idle` kept.
+    pub fn new(authority: &str, tls: Option<TlsConnector>, max_idle: usize) -> Self {
         ConnSet {
             authority: authority.to_string(),
+            tls,
             max_idle,
             idle: Mutex::new(Vec::new()),
         }
@@ -107,16 +113,13 @@ where
     }
 
     async fn connect(&self) -> Result<http1::SendRequest<B>, SendError> {
-        let stream = TcpStream::connect(self.authority.as_str())
+        let stream = super::upstream::connect(&self.authority, self.tls.as_ref())
             .await
-            .map_err(|e| {
-                SendError::Connect(format!("cannot connect to {}: {e}", self.authority))
-            })?;
-        let _ = stream.set_nodelay(true);
+            .map_err(|(kind, message)| SendError::Connect(kind, message))?;
         let (sender, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| SendError::Connect(error_chain(&e)))?;
+            .map_err(|e| SendError::Connect(UpstreamError::Connect, error_chain(&e)))?;
         // The connection's task ends when it fails or when its last sender is dropped; its
         // errors reach the request in flight.
         tokio::spawn(async move {

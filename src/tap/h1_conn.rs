@@ -19,8 +19,9 @@ use super::heads::{fill_request, fill_response, SpareHeaders};
 use super::metrics::{Refusal, Timeout};
 use super::proxy::{head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, UNASKED_UPGRADE};
 use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
-use super::upstream::UpstreamError;
-use crate::exchange::{Headers, Request as CapturedRequest};
+use super::tls::ClientStream;
+use super::upstream::{UpStream, UpstreamError};
+use crate::exchange::{Headers, Request as CapturedRequest, Tls};
 use crate::http1::framing::{parse_length, BodyFields, Framing, Mode};
 use crate::http1::headers::{
     connection_option_removes, list_tokens, Direction, FieldPolicy, Forward, TE_FORWARDED,
@@ -28,6 +29,7 @@ use crate::http1::headers::{
 use crate::http1::ChunkedDecoder;
 use crate::interface::InterfaceKey;
 use crate::recording::format::now_us;
+use crate::tls::TlsConnector;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
@@ -58,31 +60,30 @@ const RESPONSE_HEAD_MAX: usize = 256 * 1024;
 const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2";
 
 /// How a connection left this path.
-pub(super) enum End {
+pub(super) enum End<S> {
     /// It is closed, or done with.
     Closed,
     /// A request this path does not take: hyper serves the connection from here, starting
     /// with these bytes already read from it. `fresh` when they are the connection's first,
     /// the one place an HTTP/2 connection preface may be.
-    Handoff {
-        stream: TcpStream,
-        read: Bytes,
-        fresh: bool,
-    },
+    Handoff { stream: S, read: Bytes, fresh: bool },
 }
 
 /// Serves `client` until it closes, the tap stops, or a request needs hyper. `ip` is the
-/// client's address as an `x-forwarded-for` value.
-pub(super) async fn serve(
+/// client's address as an `x-forwarded-for` value; `tls` what its TLS session was, when
+/// the tap terminated one.
+pub(super) async fn serve<S: ClientStream>(
     tap: Arc<Tap>,
-    client: TcpStream,
+    client: S,
     ip: HeaderValue,
+    tls: Option<Tls>,
     mut shutdown: watch::Receiver<bool>,
-) -> End {
+) -> End<S> {
     let mut conn = Conn {
         tap,
         client,
         ip,
+        tls,
         buf: BytesMut::with_capacity(READ_CHUNK),
         out: BytesMut::with_capacity(READ_CHUNK),
         up: None,
@@ -107,7 +108,7 @@ pub(super) async fn serve(
                      connection: close\r\ncontent-length: {}\r\n\r\n{text}",
                     text.len()
                 );
-                let _ = conn.client.write_all(answer.as_bytes()).await;
+                let _ = send_all(&mut conn.client, answer.as_bytes()).await;
                 let _ = conn.client.shutdown().await;
                 return End::Closed;
             }
@@ -121,13 +122,12 @@ pub(super) async fn serve(
             Next::TooLarge => {
                 // Exactly at the limit, which hyper's server checks only between reads.
                 conn.tap.metrics.refuse(Refusal::HeadTooLarge);
-                let _ = conn
-                    .client
-                    .write_all(
-                        b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
-                          connection: close\r\ncontent-length: 0\r\n\r\n",
-                    )
-                    .await;
+                let _ = send_all(
+                    &mut conn.client,
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n\
+                      connection: close\r\ncontent-length: 0\r\n\r\n",
+                )
+                .await;
                 let _ = conn.client.shutdown().await;
                 return End::Closed;
             }
@@ -142,10 +142,12 @@ pub(super) async fn serve(
 }
 
 /// One client connection on this path.
-struct Conn {
+struct Conn<S> {
     tap: Arc<Tap>,
-    client: TcpStream,
+    client: S,
     ip: HeaderValue,
+    /// The client's TLS session, noted in every exchange recorded from it.
+    tls: Option<Tls>,
     /// Bytes read from the client and not yet used.
     buf: BytesMut,
     /// What is written next (an upstream request, or a response head).
@@ -165,7 +167,7 @@ struct Conn {
 
 /// An upstream connection and the bytes read from it and not yet used.
 struct Upstream {
-    stream: TcpStream,
+    stream: UpStream,
     buf: BytesMut,
     /// Its last answer had no body (HEAD, 204, 304): a server that sends one anyway leaves
     /// it on the connection, so the next reuse asks the kernel, not the runtime's cache.
@@ -356,8 +358,11 @@ impl ReqHead {
     }
 
     /// The head as the recording keeps it.
-    fn capture(&self) -> CapturedRequest {
-        let mut r = CapturedRequest::default();
+    fn capture(&self, tls: Option<Tls>) -> CapturedRequest {
+        let mut r = CapturedRequest {
+            tls,
+            ..Default::default()
+        };
         fill_request(&self.bytes, &mut r, &mut SpareHeaders::default());
         r
     }
@@ -537,7 +542,7 @@ impl RespHead {
     }
 }
 
-impl Conn {
+impl<S: ClientStream> Conn<S> {
     /// Reads the next request head within `--head-timeout`, counted as hyper's server counts
     /// it: from the connection's start, or from the end of the previous answer. A kept
     /// connection waits no longer than `--idle-timeout` for it either.
@@ -618,9 +623,12 @@ impl Conn {
         // thread; one the shadow compares needs them here and now.
         let lazy = plan.record && !plan.shadow;
         let captured = if lazy {
-            Some(CapturedRequest::default())
+            Some(CapturedRequest {
+                tls: self.tls.clone(),
+                ..Default::default()
+            })
         } else {
-            plan.shadow.then(|| head.capture())
+            plan.shadow.then(|| head.capture(self.tls.clone()))
         };
         let raw_head = lazy.then(|| Bytes::copy_from_slice(&head.bytes));
         let head_request = head.method == Method::HEAD;
@@ -671,6 +679,7 @@ impl Conn {
             &self.out,
             &mut self.resp_fields,
             &tap.cfg.upstream.authority,
+            tap.upstream_tls(),
             head.method.is_safe(),
             head_request,
         );
@@ -679,7 +688,7 @@ impl Conn {
             sent = tokio::time::timeout_at(deadline, send) => sent,
             // A client that leaves before the answer takes its exchange with it, as under
             // hyper: counted as an abort (dropping `pending`), nothing recorded.
-            () = gone(&self.client) => {
+            () = gone(self.client.tcp()) => {
                 self.up = None;
                 return false;
             }
@@ -694,7 +703,7 @@ impl Conn {
             let mut out = BytesMut::with_capacity(interim.bytes.len());
             interim.write_client(&mut out, false);
             // A client gone meanwhile is noticed below, while the final answer is awaited.
-            if self.client.write_all(&out).await.is_ok() {
+            if send_all(&mut self.client, &out).await.is_ok() {
                 tap.metrics
                     .interim_forwarded
                     .fetch_add(1, Ordering::Relaxed);
@@ -708,7 +717,7 @@ impl Conn {
             sent = tokio::select! {
                 biased;
                 sent = tokio::time::timeout_at(deadline, next) => sent,
-                () = gone(&self.client) => {
+                () = gone(self.client.tcp()) => {
                     self.up = None;
                     return false;
                 }
@@ -787,8 +796,8 @@ impl Conn {
         in_flight.finish(end, copy, trailers);
         let written = match tail {
             Tail::Nothing => Ok(()),
-            Tail::Out => self.client.write_all(&self.out).await,
-            Tail::Piece(b) => self.client.write_all(&b).await,
+            Tail::Out => send_all(&mut self.client, &self.out).await,
+            Tail::Piece(b) => send_all(&mut self.client, &b).await,
         };
         written.is_ok() && end == ResponseEnd::Complete && !close
     }
@@ -849,11 +858,11 @@ impl Conn {
             let written = if first {
                 first = false;
                 self.out.extend_from_slice(&bytes);
-                self.client.write_all(&self.out).await
+                send_all(&mut self.client, &self.out).await
             } else if bytes.is_empty() {
                 Ok(())
             } else {
-                self.client.write_all(&bytes).await
+                send_all(&mut self.client, &bytes).await
             };
             if written.is_err() {
                 return (ResponseEnd::ClientGone, copy, None, Tail::Nothing);
@@ -893,7 +902,7 @@ impl Conn {
         if !head_request {
             self.out.extend_from_slice(text.as_bytes());
         }
-        self.client.write_all(&self.out).await.is_ok() && !close
+        send_all(&mut self.client, &self.out).await.is_ok() && !close
     }
 }
 
@@ -908,24 +917,22 @@ async fn send(
     out: &[u8],
     fields: &mut Vec<Field>,
     authority: &str,
+    tls: Option<&TlsConnector>,
     safe: bool,
     head_request: bool,
 ) -> Result<RespHead, (UpstreamError, String)> {
     for attempt in 0..2 {
         // A request that may not go twice, or a connection whose last answer had no body,
         // is worth a system call to know the connection is clean.
-        let kept = up_slot.take().filter(|u| u.open(!safe || u.suspect));
+        let kept = up_slot.take().and_then(|mut u| {
+            let ask_kernel = !safe || u.suspect;
+            u.open(ask_kernel).then_some(u)
+        });
         let reused = kept.is_some();
         let up = match kept {
             Some(u) => up_slot.insert(u),
             None => {
-                let stream = TcpStream::connect(authority).await.map_err(|e| {
-                    (
-                        UpstreamError::Connect,
-                        format!("cannot connect to {authority}: {e}"),
-                    )
-                })?;
-                let _ = stream.set_nodelay(true);
+                let stream = super::upstream::connect(authority, tls).await?;
                 up_slot.insert(Upstream {
                     stream,
                     buf: BytesMut::with_capacity(READ_CHUNK),
@@ -934,7 +941,12 @@ async fn send(
             }
         };
         let retry = reused && attempt == 0;
-        if let Err(e) = up.stream.write_all(out).await {
+        // Over TLS the last record may wait in the session until flushed.
+        let sent = match up.stream.write_all(out).await {
+            Ok(()) => up.stream.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
             *up_slot = None;
             if retry {
                 continue;
@@ -995,6 +1007,40 @@ async fn next_head(
     }
 }
 
+/// Writes `bytes` to the client and pushes them out: over TLS the last record may wait in
+/// the session's buffer until flushed (on a plain socket flushing does nothing).
+async fn send_all<S: ClientStream>(client: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    client.write_all(bytes).await?;
+    client.flush().await
+}
+
+/// Whether the kernel holds nothing to read on `tcp` and no close: one system call.
+fn silent(tcp: &TcpStream) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let mut probe = [0u8; 1];
+        // SAFETY: `recv` on a socket this stream owns, into a live one-byte buffer; with
+        // MSG_PEEK nothing is consumed, with MSG_DONTWAIT it never blocks.
+        let n = unsafe {
+            libc::recv(
+                tcp.as_raw_fd(),
+                probe.as_mut_ptr().cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock
+    }
+    #[cfg(not(unix))]
+    {
+        let mut probe = [0u8; 1];
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut buf = tokio::io::ReadBuf::new(&mut probe);
+        matches!(tcp.poll_peek(&mut cx, &mut buf), Poll::Pending)
+    }
+}
+
 /// Waits until the client has closed its connection (or broken it). Bytes it sends meanwhile
 /// (a pipelined request) are left for later, and then it is not gone.
 async fn gone(client: &TcpStream) {
@@ -1013,32 +1059,32 @@ impl Upstream {
     /// processed: a close or bytes that arrived since its last turn go unseen (a safe
     /// request is then sent again on a new connection; stray bytes make a 502). With
     /// `ask_kernel` it peeks at the socket itself, one system call.
-    fn open(&self, ask_kernel: bool) -> bool {
-        #[cfg(unix)]
+    ///
+    /// Over TLS the runtime cannot be asked (bytes on the socket may be a record that holds
+    /// nothing for the reader): the kernel is, and the session is asked for what it has
+    /// already decrypted and not handed out, or a close from production.
+    fn open(&mut self, ask_kernel: bool) -> bool {
+        let tcp = match &mut self.stream {
+            UpStream::Plain(tcp) => tcp,
+            UpStream::Tls(s) => {
+                let (tcp, session) = s.get_mut();
+                let quiet = match session.process_new_packets() {
+                    Ok(io) => io.plaintext_bytes_to_read() == 0 && !io.peer_has_closed(),
+                    Err(_) => false,
+                };
+                return quiet && silent(tcp);
+            }
+        };
         if ask_kernel {
-            use std::os::fd::AsRawFd;
-            let mut probe = [0u8; 1];
-            // SAFETY: `recv` on a socket this stream owns, into a live one-byte buffer; with
-            // MSG_PEEK nothing is consumed, with MSG_DONTWAIT it never blocks.
-            let n = unsafe {
-                libc::recv(
-                    self.stream.as_raw_fd(),
-                    probe.as_mut_ptr().cast(),
-                    1,
-                    libc::MSG_PEEK | libc::MSG_DONTWAIT,
-                )
-            };
-            return n < 0
-                && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock;
+            return silent(tcp);
         }
-        let _ = ask_kernel;
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
+        match tcp.poll_read_ready(&mut cx) {
             Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
             Poll::Ready(Ok(())) => {
                 let mut probe = [0u8; 1];
-                matches!(self.stream.try_read(&mut probe),
+                matches!(tcp.try_read(&mut probe),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
             }
         }
@@ -1223,7 +1269,7 @@ mod tests {
             "POST /v2/o?q=1 HTTP/1.1\r\nHost: shop\r\nte: trailers\r\nX-Id: 7\r\nContent-Length: 2\r\n\
              x-forwarded-for: 10.0.0.1, 127.0.0.1\r\n\r\n{}"
         );
-        let captured = h.capture();
+        let captured = h.capture(None);
         assert_eq!(captured.uri, "/o?q=1");
         assert_eq!(
             captured.headers[0],
@@ -1426,8 +1472,8 @@ mod tests {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let stream = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
             let (mut server, _) = l.accept().await.unwrap();
-            let up = Upstream {
-                stream,
+            let mut up = Upstream {
+                stream: UpStream::Plain(stream),
                 buf: BytesMut::new(),
                 suspect: true,
             };

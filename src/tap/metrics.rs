@@ -99,15 +99,19 @@ pub enum Timeout {
     Head,
     /// No request in progress (HTTP/2: no open stream) for `--idle-timeout`.
     Idle,
+    /// A TLS handshake not finished within `--head-timeout` (a client that never sends its
+    /// ClientHello, or sends it a byte at a time).
+    Handshake,
 }
 
 impl Timeout {
-    const ALL: [Timeout; 2] = [Timeout::Head, Timeout::Idle];
+    const ALL: [Timeout; 3] = [Timeout::Head, Timeout::Idle, Timeout::Handshake];
 
     fn name(self) -> &'static str {
         match self {
             Timeout::Head => "head",
             Timeout::Idle => "idle",
+            Timeout::Handshake => "handshake",
         }
     }
 }
@@ -128,7 +132,12 @@ pub struct Metrics {
     /// Clients that went away (or broke their request body) before the exchange ended.
     pub client_aborted: AtomicU64,
     refused: [AtomicU64; 6],
-    timed_out: [AtomicU64; 2],
+    timed_out: [AtomicU64; 3],
+    /// TLS handshakes on client connections: completed, failed (not TLS, cut short, no
+    /// protocol in common). Those too slow are in the `handshake` timeouts.
+    pub tls_handshakes: [AtomicU64; 2],
+    /// Certificate reloads on SIGHUP: done, failed (the certificate in use kept).
+    pub tls_reloads: [AtomicU64; 2],
     /// Failed attempts to accept a client connection (out of file descriptors and the like).
     pub accept_failures: AtomicU64,
     /// Production's interim (1xx) answers passed on to the client.
@@ -137,7 +146,7 @@ pub struct Metrics {
     /// may not get one (RFC 9110 section 15.2), and hyper's server sends none but its own
     /// `100 Continue`.
     pub interim_dropped: AtomicU64,
-    upstream_errors: [AtomicU64; 5],
+    upstream_errors: [AtomicU64; UpstreamError::ALL.len()],
     /// Request arrival to last response byte, as seen by the tap.
     pub latency: Histogram,
 }
@@ -248,7 +257,7 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
     labelled(
         &mut out,
         "shadowdiff_tap_timed_out_total",
-        "Client connections closed for a request head slower than --head-timeout, or no request for --idle-timeout.",
+        "Client connections closed for a request head or TLS handshake slower than --head-timeout, or no request for --idle-timeout.",
         "reason",
         Timeout::ALL.iter().map(|t| (t.name(), m.timed_out(*t))),
     );
@@ -284,6 +293,24 @@ pub fn render(m: &Metrics, rec: &RecorderStats, shadow: Option<&ShadowStats>) ->
         UpstreamError::ALL
             .iter()
             .map(|e| (e.name(), load(&m.upstream_errors[*e as usize]))),
+    );
+    labelled(
+        &mut out,
+        "shadowdiff_tap_tls_handshakes_total",
+        "TLS handshakes with clients, by result (failed: not TLS, cut short, or nothing in common; too slow ones are timeouts).",
+        "result",
+        ["completed", "failed"]
+            .into_iter()
+            .zip(m.tls_handshakes.iter().map(load)),
+    );
+    labelled(
+        &mut out,
+        "shadowdiff_tap_tls_reloads_total",
+        "Certificate reloads on SIGHUP, by result (failed: the certificate in use is kept).",
+        "result",
+        ["done", "failed"]
+            .into_iter()
+            .zip(m.tls_reloads.iter().map(load)),
     );
     m.latency.render(
         "shadowdiff_tap_request_duration_seconds",

@@ -4,8 +4,9 @@
 //!
 //! # One request's path through the tap, in order
 //!
-//! 1. **Accept** ([`accept::serve`]): HTTP/1.1 or HTTP/2 prior knowledge on one port;
-//!    request heads are capped by `--max-header-bytes` and must be complete within
+//! 1. **Accept** ([`accept::serve`]): HTTP/1.1 or HTTP/2 prior knowledge on one port, or
+//!    with `--tls-cert` a TLS session ([`tls`]; h2 or http/1.1 by ALPN) whose handshake
+//!    must be done within `--head-timeout`; request heads are capped by `--max-header-bytes` and must be complete within
 //!    `--head-timeout`; a connection with no request in progress is closed after
 //!    `--idle-timeout`, and an HTTP/2 client may open `--http2-max-streams` streams. Plain
 //!    HTTP/1.1 requests (origin form, a body of at most 64 KiB framed by its length, no
@@ -26,7 +27,7 @@
 //!    streams to production through a [`tee::RequestTee`] (a copy of at most `--max-body`,
 //!    the `--max-request-body` limit enforced on the way). An HTTP/1 client's requests go on
 //!    that client connection's own upstream connection ([`upstream`]); HTTP/2 clients share
-//!    pooled clients; gRPC goes over h2c.
+//!    pooled clients; gRPC goes over h2c (h2 by ALPN to an `https://` upstream).
 //! 5. **Answer**: production's head within `--upstream-timeout` is passed on and its body
 //!    streams back through a [`tee::ResponseTee`], trailers included; a failed connect or a
 //!    broken connection becomes 502, a timeout 504 — counted and recorded as such.
@@ -59,6 +60,7 @@ pub mod rewind;
 pub mod sample;
 pub mod shadow;
 pub mod tee;
+pub mod tls;
 pub mod upstream;
 
 pub use config::TapConfig;
@@ -164,6 +166,10 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
     }
     let redactor = Redactor::new(&cfg.redact_headers, &cfg.redact_json_paths)
         .map_err(|e| Error::Usage(format!("--redact-json-path {e}")))?;
+    let tls = match &cfg.tls {
+        Some((cert, key)) => Some(Arc::new(tls::ServerTls::load(cert, key)?)),
+        None => None,
+    };
     let listener = bind("listen", cfg.listen).await?;
     let listen_addr = listener.local_addr().map_err(|e| Error::Runtime {
         side: Side::Tap,
@@ -174,6 +180,10 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
         None => None,
     };
     // Everything that can refuse to start does so before the recording file is created.
+    if cfg.upstream.tls {
+        crate::tls::TlsConnector::new(&cfg.upstream_tls, cfg.upstream.host(), &[])
+            .map_err(|e| Error::Usage(format!("--upstream {}: {e}", cfg.upstream.url)))?;
+    }
     let shadow = Shadow::new(&cfg, redactor.clone())?.map(Arc::new);
     let recorder = Recorder::start(
         RecorderConfig {
@@ -191,6 +201,10 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
     let grace = cfg.shutdown_grace;
     let upstream = cfg.upstream.url.clone();
     let metrics = Arc::new(Metrics::default());
+    // Watched before the listener is announced, like the stop signals.
+    let reload = tls
+        .clone()
+        .map(|t| tokio::spawn(tls::reload_on_sighup(t, metrics.clone(), quiet)));
     let tap = Arc::new(
         proxy::Tap::new(cfg, listen_addr, metrics.clone(), recorder.handle(), shadow)
             .map_err(Error::Usage)?,
@@ -207,7 +221,10 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
         None => None,
     };
     if !quiet {
-        eprintln!("listening on {listen_addr} (forwarding to {upstream})");
+        eprintln!(
+            "listening on {listen_addr}{} (forwarding to {upstream})",
+            if tls.is_some() { " with TLS" } else { "" }
+        );
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -217,7 +234,10 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
         // Kept alive so connection tasks see one change, not a closed channel.
         std::future::pending::<()>().await;
     });
-    let left_open = accept::serve(tap.clone(), listener, stop_rx, grace).await;
+    let left_open = accept::serve(tap.clone(), listener, tls, stop_rx, grace).await;
+    if let Some(r) = reload {
+        r.abort();
+    }
     if left_open > 0 {
         tracing::warn!(
             "tap: {} still open after --shutdown-grace; {} not recorded",

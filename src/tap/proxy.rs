@@ -17,21 +17,21 @@ use super::shadow::{Production, Shadow};
 use super::tee::{
     BodyCopy, Finish, RequestEnd, RequestState, RequestTee, ResponseEnd, ResponseTee,
 };
-use super::upstream::ConnUpstream;
 use super::upstream::UpstreamError;
+use super::upstream::{ConnUpstream, PoolConnector};
 use crate::compare::{FetchError, FetchErrorKind, Observed};
 use crate::exchange::{
-    Exchange, Headers, Request as CapturedRequest, Response as CapturedResponse,
+    Exchange, Headers, Request as CapturedRequest, Response as CapturedResponse, Tls,
 };
 use crate::http1::headers::{is_hop_by_hop, Direction, FieldPolicy, Forward, TE_FORWARDED};
 use crate::interface::{interface_of, InterfaceKey};
 use crate::recording::format::now_us;
+use crate::tls::TlsConnector;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{header, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::SocketAddr;
@@ -62,8 +62,11 @@ pub struct Tap {
     /// The live shadow, when `--shadow` is set.
     pub shadow: Option<Arc<Shadow>>,
     sampler: Sampler,
-    h1: Client<HttpConnector, RequestTee>,
-    h2: Client<HttpConnector, RequestTee>,
+    h1: Client<PoolConnector, RequestTee>,
+    h2: Client<PoolConnector, RequestTee>,
+    /// TLS to an `https://` upstream, offering HTTP/1.1 (each client connection's own
+    /// upstream connections speak it).
+    upstream_tls: Option<TlsConnector>,
     authority: Authority,
     /// Authorities (lower case) an absolute-form request target may name.
     own: Vec<String>,
@@ -123,12 +126,23 @@ impl Tap {
         if let Some(h) = cfg.upstream.authority.strip_suffix(":80") {
             own.push(h.to_ascii_lowercase());
         }
-        let h1 = client(&cfg, false);
-        let h2 = client(&cfg, true);
+        let connector = |alpn: &[u8]| -> Result<Option<TlsConnector>, String> {
+            if !cfg.upstream.tls {
+                return Ok(None);
+            }
+            let host = cfg.upstream.host();
+            TlsConnector::new(&cfg.upstream_tls, host, &[alpn])
+                .map(Some)
+                .map_err(|e| format!("--upstream {}: {e}", cfg.upstream.url))
+        };
+        let upstream_tls = connector(crate::tls::ALPN_H1)?;
+        let h1 = client(upstream_tls.clone(), false);
+        let h2 = client(connector(crate::tls::ALPN_H2)?, true);
         Ok(Tap {
             sampler: Sampler::new(cfg.sample, RECORD_SALT),
             h1,
             h2,
+            upstream_tls,
             authority,
             own,
             id_prefix: format!("{:08x}", rand::random::<u32>()),
@@ -138,6 +152,11 @@ impl Tap {
             recorder,
             shadow,
         })
+    }
+
+    /// TLS to the upstream for its HTTP/1.1 connections, when it is `https://`.
+    pub(super) fn upstream_tls(&self) -> Option<&TlsConnector> {
+        self.upstream_tls.as_ref()
     }
 
     pub(super) fn next_id(&self) -> String {
@@ -167,11 +186,13 @@ impl Tap {
 
     /// Proxies one request. Never fails: every problem becomes the answer a proxy gives.
     /// `peer` is the client's address as an `x-forwarded-for` value.
-    /// `up` holds the client connection's own upstream connections (HTTP/1 clients).
+    /// `up` holds the client connection's own upstream connections (HTTP/1 clients);
+    /// `tls` what the client's TLS session agreed on, when the tap terminated one.
     pub async fn handle(
         self: Arc<Self>,
         peer: HeaderValue,
         up: Arc<ConnUpstream>,
+        tls: Option<Tls>,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
@@ -221,7 +242,7 @@ impl Tap {
             self.head_interface(&parts)
         });
         // 3. Keep the request head as the client sent it, before anything is rewritten.
-        let head = (plan.record || plan.shadow).then(|| capture_head(&parts));
+        let head = (plan.record || plan.shadow).then(|| capture_head(&parts, tls));
 
         // 4. Rewrite for the upstream and forward, the body streaming through the tee.
         let state = Arc::new(RequestState::default());
@@ -426,7 +447,11 @@ impl Tap {
                 .map_err(|e| format!("path: {e}"))?
         };
         let mut up = http::uri::Parts::default();
-        up.scheme = Some(Scheme::HTTP);
+        up.scheme = Some(if self.cfg.upstream.tls {
+            Scheme::HTTPS
+        } else {
+            Scheme::HTTP
+        });
         up.authority = Some(self.authority.clone());
         up.path_and_query = Some(pq);
         parts.uri = Uri::from_parts(up).map_err(|e| format!("uri: {e}"))?;
@@ -479,7 +504,7 @@ impl Tap {
                 body_truncated: false,
             };
             let fetch_kind = match kind {
-                UpstreamError::Connect => FetchErrorKind::Connect,
+                UpstreamError::Connect | UpstreamError::Tls => FetchErrorKind::Connect,
                 UpstreamError::Timeout => FetchErrorKind::Timeout,
                 UpstreamError::Malformed => FetchErrorKind::Malformed,
                 UpstreamError::Reset | UpstreamError::Body => FetchErrorKind::Reset,
@@ -729,17 +754,16 @@ fn plain(status: StatusCode, text: &'static str) -> Response<ProxyBody> {
     r
 }
 
-fn client(cfg: &TapConfig, http2: bool) -> Client<HttpConnector, RequestTee> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(cfg.upstream_timeout));
+/// A pooled client to the upstream (HTTP/2 when `http2`; over TLS with `tls`). Connecting
+/// has no deadline of its own: `--upstream-timeout` bounds the whole exchange.
+fn client(tls: Option<TlsConnector>, http2: bool) -> Client<PoolConnector, RequestTee> {
     let mut b = Client::builder(TokioExecutor::new());
     b.pool_idle_timeout(Duration::from_secs(60))
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .http2_only(http2)
         .set_host(false);
-    b.build(connector)
+    b.build(PoolConnector::new(tls))
 }
 
 /// The interface of a request from its method, path (no query) and header fields, when
@@ -794,7 +818,7 @@ fn version_name(v: Version) -> &'static str {
     }
 }
 
-fn capture_head(parts: &http::request::Parts) -> CapturedRequest {
+fn capture_head(parts: &http::request::Parts, tls: Option<Tls>) -> CapturedRequest {
     // The recording keeps the origin form (`/a/b?x=1`), whatever form the client used: an
     // HTTP/2 request (and an HTTP/1 absolute-form one) names scheme and authority in its
     // target, which would otherwise be recorded with the tap's own address in it.
@@ -817,6 +841,7 @@ fn capture_head(parts: &http::request::Parts) -> CapturedRequest {
         headers,
         body: Bytes::new(),
         body_truncated: false,
+        tls,
     }
 }
 
@@ -886,6 +911,9 @@ pub(super) fn apply_field_policy(h: &mut HeaderMap, direction: Direction) {
 
 fn classify(e: &hyper_util::client::legacy::Error) -> (UpstreamError, String) {
     let (failure, message) = crate::failure::of_client_error(e);
+    if e.is_connect() && super::upstream::is_handshake_failure(e) {
+        return (UpstreamError::Tls, message);
+    }
     (failure.into(), message)
 }
 

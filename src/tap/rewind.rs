@@ -5,24 +5,24 @@
 use bytes::Bytes;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// A client connection handed over to hyper: the bytes this path had read from it come
-/// first, then the socket.
+/// first, then the connection.
 #[derive(Debug)]
-pub(super) struct Rewind {
+pub(super) struct Rewind<S> {
     read: Bytes,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl Rewind {
+impl<S> Rewind<S> {
     /// `inner`, with `read` to be read again first.
-    pub(super) fn new(inner: TcpStream, read: Bytes) -> Self {
+    pub(super) fn new(inner: S, read: Bytes) -> Self {
         Rewind { read, inner }
     }
 }
 
-impl tokio::io::AsyncRead for Rewind {
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -38,7 +38,7 @@ impl tokio::io::AsyncRead for Rewind {
     }
 }
 
-impl tokio::io::AsyncWrite for Rewind {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -148,6 +148,8 @@ pub struct Shadow {
     started: Instant,
     upstream_url: String,
     shadow_url: String,
+    /// The candidate is `https://` and its certificate is not verified.
+    insecure: bool,
 }
 
 /// What production gave for a shadowed request.
@@ -165,10 +167,18 @@ impl Shadow {
             pool_size: cfg.shadow_concurrency,
             host_header: HostHeaderMode::Target,
             set_headers: Vec::new(),
-            tls: Default::default(),
+            tls: cfg.shadow_tls.clone(),
         };
         let target = Target::new(Side::Candidate, &up.url, opts.clone())?;
-        let production = Target::new(Side::Baseline, &cfg.upstream.url, opts)?;
+        // Production, asked again for noise, as the tap itself speaks to it.
+        let production = Target::new(
+            Side::Baseline,
+            &cfg.upstream.url,
+            TargetOptions {
+                tls: cfg.upstream_tls.clone(),
+                ..opts
+            },
+        )?;
         Ok(Some(Shadow {
             target: ConnTarget::new(target),
             production: ConnTarget::new(production),
@@ -187,6 +197,7 @@ impl Shadow {
             started: Instant::now(),
             upstream_url: cfg.upstream.url.clone(),
             shadow_url: up.url.clone(),
+            insecure: up.tls && cfg.shadow_tls.insecure,
         }))
     }
 
@@ -353,6 +364,13 @@ impl Shadow {
                     "picked exchanges were"
                 ),
                 crate::report::words::count_of(self.concurrency as u64, "copy was", "copies were")
+            ));
+        }
+        if self.insecure {
+            warnings.push(format!(
+                "TLS certificates were not verified (--insecure) for the candidate ({}): \
+                 another server answering in its place would not have been noticed",
+                self.shadow_url
             ));
         }
         let in_flight = s.in_flight.load(Ordering::Relaxed);

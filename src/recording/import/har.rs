@@ -462,6 +462,7 @@ fn request(
         headers,
         body: Bytes::from(body),
         body_truncated: body_truncated || cut,
+        tls: None,
     })
 }
 

@@ -99,6 +99,7 @@ impl Message {
             headers: self.headers,
             body: Bytes::from(self.body),
             body_truncated: self.body_truncated,
+            tls: None,
         }
     }
 

@@ -20,6 +20,9 @@ const MAX_UNANSWERED: usize = 10_000;
 
 const SKIP_NOT_HTTP: &str =
     "TCP streams that are not HTTP/1.x (the client's first bytes are not a request)";
+const SKIP_TLS: &str = "TCP streams that are TLS (a handshake record, 0x16 0x03, at the client's \
+     first byte): encrypted, they cannot be read from the wire; record them with the tap \
+     terminating TLS (--tls-cert), or capture where the traffic is plain";
 const SKIP_BAD_REQUEST: &str = "malformed HTTP/1 requests (rest of the client's stream unusable)";
 const SKIP_BAD_RESPONSE: &str = "malformed HTTP/1 responses (rest of the server's stream unusable)";
 const SKIP_CUT_REQUEST: &str = "requests cut short (the stream ends inside them)";
@@ -149,6 +152,15 @@ impl Flow {
         }
         let side = &mut self.sides[d];
         if side.stopped {
+            return Ok(());
+        }
+        if d == 0 && side.pushed == 0 && bytes.starts_with(&[0x16, 0x03]) {
+            // A TLS handshake record: no byte of this stream is HTTP to read, either way.
+            for side in &mut self.sides {
+                side.stopped = true;
+            }
+            let at = format!("{}: {}", ctx.at(), self.label);
+            ctx.report.skip(SKIP_TLS, || at);
             return Ok(());
         }
         side.pushed += bytes.len() as u64;

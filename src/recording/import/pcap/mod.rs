@@ -762,6 +762,31 @@ mod tests {
     }
 
     #[test]
+    fn tls_streams_are_counted_as_unreadable_not_as_garbage() {
+        // A ClientHello's first bytes, then the server's answer and more records.
+        let (out, r) = Talk::new()
+            .client(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x03])
+            .server(&[0x16, 0x03, 0x03, 0x00, 0x02, 0x02, 0x00])
+            .client(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .fin(true)
+            .fin(false)
+            .run();
+        assert!(out.is_empty());
+        assert_eq!(r.skipped.len(), 1, "{r:?}");
+        let (reason, n) = r.skipped.iter().next().unwrap();
+        assert!(reason.starts_with("TCP streams that are TLS"), "{reason}");
+        assert_eq!(*n, 1);
+        // Plain HTTP that merely starts with 0x16 later is read as ever.
+        let (out, r) = Talk::new()
+            .client(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n\x16\x03")
+            .fin(true)
+            .fin(false)
+            .run();
+        assert_eq!((out.len(), r.skipped.len()), (1, 0), "{r:?}");
+    }
+
+    #[test]
     fn an_upgrade_pairs_the_101_and_counts_what_follows() {
         let (out, r) = Talk::new()
             .client(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
@@ -803,9 +828,9 @@ mod tests {
 
     #[test]
     fn what_cannot_be_used_is_counted_never_guessed() {
-        // Not HTTP at all (a TLS ClientHello).
+        // Not HTTP at all (an SSH client's banner).
         let (out, r) = Talk::new()
-            .client(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03")
+            .client(b"SSH-2.0-OpenSSH_9.6\r\n")
             .fin(true)
             .fin(false)
             .run();
