@@ -5,9 +5,10 @@
 //! accepting fails.
 
 use super::h1_conn;
+use super::hyper_path::ProxyBody;
 use super::metrics::{Metrics, Refusal, Timeout};
-use super::proxy::{ProxyBody, Tap};
 use super::rewind::Rewind;
+use super::shared::Tap;
 use super::tls::{ClientStream, Negotiated, ServerTls};
 use super::upstream::ConnUpstream;
 use bytes::Bytes;

@@ -4,7 +4,7 @@
 //! browser never competes with client connections for the proxy's accept loop.
 
 use super::metrics::render;
-use super::proxy::Tap;
+use super::shared::Tap;
 use crate::report::html::HtmlExporter;
 use crate::report::{Exporter, JsonExporter};
 use bytes::Bytes;

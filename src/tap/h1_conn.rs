@@ -17,7 +17,7 @@
 
 use super::heads::{fill_request, fill_response, SpareHeaders};
 use super::metrics::{Refusal, Timeout};
-use super::proxy::{head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, UNASKED_UPGRADE};
+use super::shared::{head_interface, is_grpc_type, Ctx, InFlight, Pending, Tap, UNASKED_UPGRADE};
 use super::tee::{BodyCopy, Finish, RequestEnd, RequestState, ResponseEnd};
 use super::tls::ClientStream;
 use super::upstream::{UpStream, UpstreamError};
@@ -1311,7 +1311,7 @@ mod tests {
                     HeaderValue::from_bytes(value).unwrap(),
                 );
             }
-            super::super::proxy::apply_field_policy(&mut map, Direction::Request);
+            super::super::hyper_path::apply_field_policy(&mut map, Direction::Request);
             let hyper: Vec<(String, String)> = map
                 .iter()
                 .map(|(n, v)| (n.as_str().to_string(), lossy(v.as_bytes())))

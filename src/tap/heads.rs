@@ -129,7 +129,7 @@ fn field_list(fields: &[httparse::Header<'_>], mut list: Headers) -> Headers {
     list
 }
 
-/// A request head this path took, as the recording keeps it (as [`super::proxy`]'s hyper
+/// A request head this path took, as the recording keeps it (as [`super::hyper_path`]'s hyper
 /// path does: the target in origin form, as the client sent it).
 pub(super) fn fill_request(head: &[u8], r: &mut CapturedRequest, spare: &mut SpareHeaders) {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];

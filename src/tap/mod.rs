@@ -13,10 +13,10 @@
 //!    `Expect` or upgrade) are served by hand in `h1_conn`, the rest by hyper-util's auto
 //!    server, which takes a connection over at its first such request. Both run the steps
 //!    below with the same code for deciding, recording and shadowing.
-//! 2. **Refuse** ([`proxy::Tap::handle`]): CONNECT (405), credentials (`user:pw@`) in the
-//!    authority or Host (400), an HTTP/1 absolute-form target naming another host (421), a
-//!    declared body over `--max-request-body` (413). The tap forwards only to `--upstream`;
-//!    it is never an open proxy.
+//! 2. **Refuse** ([`shared::Tap::handle`], in [`hyper_path`]): CONNECT (405), credentials
+//!    (`user:pw@`) in the authority or Host (400), an HTTP/1 absolute-form target naming
+//!    another host (421), a declared body over `--max-request-body` (413). The tap forwards
+//!    only to `--upstream`; it is never an open proxy.
 //! 3. **Decide** from the head alone: an exchange id; whether the recording sample
 //!    ([`sample::Sampler`]) picks it or its interface may still need its per-file minimum
 //!    ([`sample::Coverage`]), counted as sampled out when neither (the recorder never sees
@@ -52,13 +52,14 @@ pub mod config;
 pub mod connset;
 pub mod h1_conn;
 pub mod heads;
+pub mod hyper_path;
 pub mod metrics;
-pub mod proxy;
 pub mod recorder;
 pub mod redact;
 pub mod rewind;
 pub mod sample;
 pub mod shadow;
+pub mod shared;
 pub mod tee;
 pub mod tls;
 pub mod upstream;
@@ -206,7 +207,7 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
         .clone()
         .map(|t| tokio::spawn(tls::reload_on_sighup(t, metrics.clone(), quiet)));
     let tap = Arc::new(
-        proxy::Tap::new(cfg, listen_addr, metrics.clone(), recorder.handle(), shadow)
+        shared::Tap::new(cfg, listen_addr, metrics.clone(), recorder.handle(), shadow)
             .map_err(Error::Usage)?,
     );
     let admin = match admin_listener {
