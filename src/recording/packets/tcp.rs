@@ -1,4 +1,4 @@
-//! TCP reassembly for the pcap importer: follows each connection from its handshake,
+//! TCP reassembly for the packet pipeline: follows each connection from its handshake,
 //! puts each direction's segments back in sequence order (retransmissions dropped,
 //! out-of-order segments held until the hole fills, partial overlaps trimmed) and hands
 //! the in-order bytes to the connection's [`Flow`]. A stream whose start was not captured
@@ -205,6 +205,11 @@ impl Dir {
 }
 
 impl Tracker {
+    /// Connections followed now.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
     /// Takes one TCP segment.
     pub fn segment(&mut self, seg: &Segment<'_>, ctx: &mut Ctx<'_>) -> Result<()> {
         self.since_sweep += 1;
