@@ -1,5 +1,5 @@
-//! The recorder: a thread of its own behind a bounded queue, so production traffic never
-//! waits for the disk. The proxy hands over a finished exchange with [`RecorderHandle::submit`],
+//! The recorder, the tap's and `capture`'s: a thread of its own behind a bounded queue, so
+//! production traffic never waits for the disk. The proxy (or the capture's ring reader) hands over a finished exchange with [`RecorderHandle::submit`],
 //! which never blocks: when the queue is full (in exchanges or in bytes), the exchange is
 //! dropped and counted as `queue_full`. The thread makes the final sampling decision (the
 //! per-file minimum is exact because only it knows the file), redacts, writes, rotates by
@@ -75,6 +75,8 @@ pub struct RecorderConfig {
     pub interface_key: InterfaceKey,
     /// Simulated slow disk.
     pub write_delay: Option<Duration>,
+    /// What made the recording, for its header's `source` (`tap`, `capture`).
+    pub source: &'static str,
 }
 
 /// Why an exchange did not reach the file.
@@ -461,7 +463,7 @@ impl Files {
             return false;
         }
         let path = self.next_path();
-        match RecordingWriter::create_new(&path, &RecordingHeader::new("tap")) {
+        match RecordingWriter::create_new(&path, &RecordingHeader::new(self.cfg.source)) {
             Ok(mut w) => {
                 w.stream_to_disk();
                 self.writer = Some(w);
@@ -822,6 +824,7 @@ mod tests {
             queue_bytes: 1 << 20,
             interface_key: InterfaceKey::Default,
             write_delay: None,
+            source: "tap",
         }
     }
 

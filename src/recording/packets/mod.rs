@@ -24,6 +24,10 @@ const SKIP_BAD: &str = "packets whose headers are malformed or cut short";
 const SKIP_SNAPLEN: &str = "packets cut short by the capture's snap length";
 const SKIP_FRAGMENT: &str = "IP fragments (not reassembled)";
 
+/// The skip reasons that count packets, not streams or messages: what such a packet
+/// carried is lost too, and counted again by the stream it belonged to (as a gap).
+pub const PACKET_REASONS: [&str; 4] = [SKIP_LINK, SKIP_BAD, SKIP_SNAPLEN, SKIP_FRAGMENT];
+
 /// One TCP segment as the reassembler needs it.
 #[derive(Clone, Debug)]
 pub struct Segment<'a> {
