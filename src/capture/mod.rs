@@ -102,7 +102,7 @@ impl CaptureConfig {
         }
         if bpf::program(&ports, SNAPLEN, true).is_none() {
             return Err(Error::Usage(format!(
-                "--port: {} ports given; expected at most 60 (the kernel filter's jumps are 8-bit)",
+                "--port: {} ports given; expected at most 59 (the kernel filter's jumps are 8-bit)",
                 ports.len()
             )));
         }
