@@ -609,3 +609,39 @@ fn an_unknown_device_is_refused_with_the_devices_there_are() {
     assert!(err.contains("--device nosuchdev0"), "{err}");
     assert!(err.contains("lo"), "{err}");
 }
+
+#[test]
+fn the_tap_recorder_samples_and_redacts_a_capture_and_counts_what_it_left_out() {
+    let Some(nb) = nginx_binary() else { return };
+    if !may_capture() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gw = nginx(&nb, dir.path());
+    let out = dir.path().join("sampled.jsonl");
+    let cap = Capture::start(
+        gw.port,
+        &out,
+        &[
+            "--sample",
+            "0",
+            "--min-per-interface",
+            "1",
+            "--redact-header",
+            "x-secret",
+        ],
+    );
+    for _ in 0..3 {
+        curl(&["-H", "X-Secret: hunter2", &format!("{}/json", gw.url())]);
+    }
+    curl(&[&format!("{}/missing", gw.url())]);
+    let m = cap.wait_accounted(4);
+    assert_eq!(metric(&m, "shadowdiff_capture_sampled_out_total"), 2, "{m}");
+    let (code, err) = cap.stop();
+    assert_eq!(code, Some(0), "{err}");
+    // One of each interface is kept by the minimum; the other two are sampled out.
+    assert_eq!(identity(&err), (4, 2, 2, 0, 0), "{err}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert_eq!(read_recording(&out).len(), 2);
+}
