@@ -530,8 +530,9 @@ pub struct CaptureArgs {
     /// before the kernel drops packets (counted).
     #[arg(long, default_value = "64MiB", value_name = "SIZE")]
     pub ring_size: String,
-    /// Exchanges waiting for the recorder at most; beyond it they are dropped and counted.
-    #[arg(long, default_value_t = 16384, value_name = "N")]
+    /// Exchanges waiting for the recorder at most; beyond it the ring reader waits (the
+    /// kernel's ring fills meanwhile).
+    #[arg(long, default_value_t = 131072, value_name = "N")]
     pub queue_size: usize,
     /// Bytes (bodies and headers) waiting for the recorder at most (bounds memory).
     #[arg(long, default_value = "64MiB", value_name = "SIZE")]

@@ -102,7 +102,8 @@ impl Capture {
                 + metric(&m, "shadowdiff_capture_sampled_out_total")
                 + metric(&m, "shadowdiff_capture_dropped_total")
                 + metric(&m, "shadowdiff_capture_lost_total");
-            if done >= n {
+            // The seen count is published a few times a second: wait for it to catch up too.
+            if done >= n && metric(&m, "shadowdiff_capture_exchanges_seen_total") == done {
                 return m;
             }
             assert!(

@@ -209,7 +209,10 @@ impl Sink for ToRecorder {
             || (self.min_per_interface > 0
                 && ex.interface.as_deref().is_none_or(|i| self.handle.needs(i)));
         if record {
-            let _ = self.handle.submit(Captured {
+            // Waits while the recorder's queue is full: the capture is not in the traffic
+            // path, and the kernel's ring holds the packets meanwhile (its overflow is
+            // counted by the kernel, then as holes in streams).
+            let _ = self.handle.submit_waiting(Captured {
                 exchange: ex,
                 sampled,
                 heads: None,
