@@ -545,6 +545,7 @@ fn read_ring(
     max: Option<u64>,
     published: &Mutex<Counts>,
 ) -> Result<Counts> {
+    let ring_retire_ms = ring.retire_ms();
     let mut pipeline = Pipeline::new();
     let mut report = ImportReport::new("packets");
     let file = PathBuf::from(device);
@@ -571,7 +572,13 @@ fn read_ring(
             // Blocks the kernel already filled are still read; then the ring is left.
             stopping = true;
         }
-        let timeout = if stopping { 0 } else { POLL_MS };
+        // Once stopping, the block the kernel is still filling is waited for too: it is
+        // handed over within its retire timeout.
+        let timeout = if stopping {
+            2 * ring_retire_ms as i32
+        } else {
+            POLL_MS
+        };
         let mut step_err: Option<Error> = None;
         let got = ring.next_block(timeout, &mut |data, p| {
             if step_err.is_some() {

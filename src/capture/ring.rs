@@ -45,17 +45,21 @@ pub struct RingSize {
     pub blocks: u32,
     /// How long the kernel may keep a partly filled block before handing it over, in
     /// milliseconds: bounds the delay between a packet and its reading on a quiet link.
+    /// (`retire_ms`)
     pub retire_ms: u32,
 }
 
 impl RingSize {
-    /// A ring of about `bytes` in blocks of 1 MiB (at least 4 blocks).
+    /// A ring of about `bytes` in blocks of 256 KiB (room for the largest IP packet; at
+    /// least 16 blocks). The kernel hands over a block when it is full or `retire_ms`
+    /// after its first packet: many smaller blocks mean a reader kept off the CPU on a
+    /// quiet link (each block retired nearly empty) still has seconds before the ring is full.
     pub fn of(bytes: u64) -> RingSize {
-        let block: u64 = 1 << 20;
+        let block: u64 = 256 << 10;
         RingSize {
             block_size: block as u32,
-            blocks: (bytes / block).clamp(4, 1 << 16) as u32,
-            retire_ms: 20,
+            blocks: (bytes / block).clamp(16, 1 << 18) as u32,
+            retire_ms: 50,
         }
     }
 }
@@ -357,6 +361,11 @@ impl Ring {
             .store(TP_STATUS_KERNEL, Ordering::Release);
         self.cur = (self.cur + 1) % self.size.blocks;
         Ok(Some(u64::from(!whole)))
+    }
+
+    /// How long the kernel keeps a partly filled block, in milliseconds.
+    pub fn retire_ms(&self) -> u32 {
+        self.size.retire_ms
     }
 
     /// The kernel's totals so far (read and summed: the kernel resets them on each read).
