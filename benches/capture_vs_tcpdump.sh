@@ -111,6 +111,7 @@ fixed() { # rate-in-requests/s
 capture_run() { # label load...
   local label=$1; shift
   rm -f "$work/cap.jsonl"
+  : > "$work/cap.err"
   "$BIN" capture --device lo --port "$PORT" --out "$work/cap.jsonl" 2> "$work/cap.err" &
   local pid=$!
   for _ in $(seq 100); do grep -q "capturing on" "$work/cap.err" && break; sleep 0.05; done
@@ -136,6 +137,7 @@ capture_run() { # label load...
 tcpdump_run() { # label load...
   local label=$1; shift
   rm -f "$work/td.pcap"
+  : > "$work/td.err"
   "$TCPDUMP" -i lo -s 0 -B 65536 -w "$work/td.pcap" "tcp port $PORT" 2> "$work/td.err" &
   local pid=$!
   for _ in $(seq 100); do grep -q "listening on" "$work/td.err" && break; sleep 0.05; done
