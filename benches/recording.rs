@@ -160,6 +160,7 @@ fn bench_recorder(c: &mut Criterion) {
                     queue_bytes: u64::MAX,
                     interface_key: InterfaceKey::Default,
                     write_delay: None,
+                    source: "tap",
                 };
                 let rec = Recorder::start(cfg, Redactor::new(&[], &[]).unwrap()).unwrap();
                 let handle = rec.handle();

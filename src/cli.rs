@@ -139,6 +139,10 @@ pub enum Command {
     /// share of it to a candidate) without ever making production wait or fail.
     #[command(after_help = TAP_EXAMPLES)]
     Tap(Box<TapArgs>),
+    /// Record the HTTP traffic reaching ports of this host from the network device,
+    /// passively (Linux AF_PACKET ring; needs cap_net_raw), into a recording; every
+    /// exchange seen is recorded, sampled out, or counted lost by reason.
+    Capture(Box<CaptureArgs>),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -591,6 +595,64 @@ pub struct InterfacesArgs {
     /// Write the inventory as JSON (`-` for standard output).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+/// Flags of `capture`.
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Network device to capture from (`eth0`, `lo`).
+    #[arg(long, value_name = "DEV")]
+    pub device: String,
+    /// TCP port whose HTTP traffic is recorded (the server's port). Repeatable.
+    #[arg(long, value_name = "PORT", required = true)]
+    pub port: Vec<u16>,
+    /// Recording file (format v1; `.zst` for zstd). With rotation, files are named
+    /// `STEM-TIME-SEQ.EXT` next to it.
+    #[arg(long, value_name = "PATH")]
+    pub out: std::path::PathBuf,
+    /// Stop after this long (`30s`, `1h`); otherwise at SIGTERM or SIGINT.
+    #[arg(long, value_name = "DUR")]
+    pub duration: Option<String>,
+    /// Stop once this many exchanges have been seen.
+    #[arg(long, value_name = "N")]
+    pub max_exchanges: Option<u64>,
+    /// Share of exchanges recorded (`10%` or `0.1`), decided by a hash of the exchange id.
+    #[arg(long, default_value = "1", value_name = "SHARE", value_parser = crate::units::share)]
+    pub sample: f64,
+    /// Every interface keeps at least this many exchanges per output file, however rare.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub min_per_interface: u32,
+    /// Redact this header too (authorization, proxy-authorization, cookie, set-cookie and
+    /// x-api-key always are). Repeatable.
+    #[arg(long, value_name = "H")]
+    pub redact_header: Vec<String>,
+    /// Redact this JSON body field (`$.a.b`, `$.items[*].card`). Repeatable.
+    #[arg(long, value_name = "PATH")]
+    pub redact_json_path: Vec<String>,
+    /// Largest body kept in the recording per request and per response (`1MiB`, `64k`);
+    /// beyond it the copy is cut and marked `body_truncated`.
+    #[arg(long, default_value = "1MiB", value_name = "SIZE")]
+    pub max_body: String,
+    /// Start a new file when the current one reaches this size (uncompressed, `256MiB`).
+    #[arg(long, value_name = "SIZE")]
+    pub rotate_size: Option<String>,
+    /// Start a new file when the current one is this old (`1h`, `15m`).
+    #[arg(long, value_name = "DUR")]
+    pub rotate_interval: Option<String>,
+    /// Serve `/metrics` (Prometheus) here; the bound address is printed as `metrics on ADDR`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Memory of the kernel's packet ring (`64MiB`); a bigger ring rides out longer bursts
+    /// before the kernel drops packets (counted).
+    #[arg(long, default_value = "64MiB", value_name = "SIZE")]
+    pub ring_size: String,
+    /// Exchanges waiting for the recorder at most; beyond it the ring reader waits (the
+    /// kernel's ring fills meanwhile).
+    #[arg(long, default_value_t = 131072, value_name = "N")]
+    pub queue_size: usize,
+    /// Bytes (bodies and headers) waiting for the recorder at most (bounds memory).
+    #[arg(long, default_value = "64MiB", value_name = "SIZE")]
+    pub queue_bytes: String,
 }
 
 /// Flags of `tap`.

@@ -14,6 +14,7 @@
 //! The binary is a thin wrapper around [`run`], so tests drive the same code in-process.
 
 pub mod analysis;
+pub mod capture;
 pub mod cli;
 pub mod compare;
 pub mod config;
@@ -179,6 +180,10 @@ pub fn run(cli: Cli) -> Result<u8> {
             let cfg = tap::TapConfig::from_args(&args)?;
             let rt = tap::runtime(cfg.threads)?;
             rt.block_on(tap::run(cfg, cli.quiet))?;
+            Ok(EXIT_PASS)
+        }
+        Command::Capture(args) => {
+            capture::run(&args, cli.quiet)?;
             Ok(EXIT_PASS)
         }
         Command::Completions { shell } => {

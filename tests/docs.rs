@@ -353,6 +353,10 @@ fn check(words: &[String]) -> Result<&'static str, String> {
             }
             "tap"
         }
+        Command::Capture(args) => {
+            shadowdiff::capture::CaptureConfig::from_args(&args).map_err(|e| e.to_string())?;
+            "capture"
+        }
         Command::Completions { .. } => "completions",
     })
 }

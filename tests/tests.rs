@@ -3,6 +3,7 @@
 
 mod util;
 
+mod capture;
 mod cli_errors;
 mod config;
 mod dead_rules;

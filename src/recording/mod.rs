@@ -1,11 +1,13 @@
 //! Recording format v1 (DESIGN.md): JSON Lines, a header line then one exchange per line,
 //! zstd when the name ends in `.zst`. [`format`] defines the lines, [`reader`] streams one or
 //! several files in timestamp order, [`writer`] writes a file safely, [`import`] turns
-//! other tools' captures (gor, HAR, pcap) into recordings.
+//! other tools' captures (gor, HAR, pcap) into recordings, [`packets`] turns packets (a
+//! pcap file's, or a live capture's) into exchanges.
 
 pub mod format;
 pub mod import;
 mod line;
+pub mod packets;
 pub mod reader;
 pub(crate) mod streamed;
 pub mod writer;

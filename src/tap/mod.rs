@@ -196,6 +196,7 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
             queue_bytes: cfg.queue_bytes,
             interface_key: cfg.interface_key.clone(),
             write_delay: cfg.write_delay,
+            source: "tap",
         },
         redactor,
     )?;

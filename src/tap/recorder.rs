@@ -1,5 +1,5 @@
-//! The recorder: a thread of its own behind a bounded queue, so production traffic never
-//! waits for the disk. The proxy hands over a finished exchange with [`RecorderHandle::submit`],
+//! The recorder, the tap's and `capture`'s: a thread of its own behind a bounded queue, so
+//! production traffic never waits for the disk. The proxy (or the capture's ring reader) hands over a finished exchange with [`RecorderHandle::submit`],
 //! which never blocks: when the queue is full (in exchanges or in bytes), the exchange is
 //! dropped and counted as `queue_full`. The thread makes the final sampling decision (the
 //! per-file minimum is exact because only it knows the file), redacts, writes, rotates by
@@ -75,6 +75,8 @@ pub struct RecorderConfig {
     pub interface_key: InterfaceKey,
     /// Simulated slow disk.
     pub write_delay: Option<Duration>,
+    /// What made the recording, for its header's `source` (`tap`, `capture`).
+    pub source: &'static str,
 }
 
 /// Why an exchange did not reach the file.
@@ -218,6 +220,43 @@ impl RecorderHandle {
                 self.stats.drop_one(reason);
                 Err(reason)
             }
+        }
+    }
+
+    /// Hands an exchange to the recorder, waiting while the queue is full instead of
+    /// dropping it: for a producer that is not in the traffic path (`capture`, whose
+    /// kernel ring holds the packets meanwhile). Dropped (counted) only once the recorder
+    /// has closed.
+    pub fn submit_waiting(&self, c: Captured) -> Result<(), DropReason> {
+        let size = queued_size(&c);
+        let mut msg = Msg::Exchange(Box::new(c), size);
+        let mut pause = Duration::from_micros(50);
+        loop {
+            if self.closed.load(Ordering::Relaxed) {
+                self.stats.drop_one(DropReason::Shutdown);
+                return Err(DropReason::Shutdown);
+            }
+            let before = self.stats.queue_bytes.load(Ordering::Relaxed);
+            if before == 0 || before + size <= self.queue_bytes {
+                self.stats.queue_bytes.fetch_add(size, Ordering::Relaxed);
+                self.stats.queue_len.fetch_add(1, Ordering::Relaxed);
+                match self.tx.try_send(msg) {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        self.stats.queue_bytes.fetch_sub(size, Ordering::Relaxed);
+                        self.stats.queue_len.fetch_sub(1, Ordering::Relaxed);
+                        msg = match e {
+                            TrySendError::Full(m) => m,
+                            TrySendError::Disconnected(_) => {
+                                self.stats.drop_one(DropReason::Shutdown);
+                                return Err(DropReason::Shutdown);
+                            }
+                        };
+                    }
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(2));
         }
     }
 
@@ -461,7 +500,7 @@ impl Files {
             return false;
         }
         let path = self.next_path();
-        match RecordingWriter::create_new(&path, &RecordingHeader::new("tap")) {
+        match RecordingWriter::create_new(&path, &RecordingHeader::new(self.cfg.source)) {
             Ok(mut w) => {
                 w.stream_to_disk();
                 self.writer = Some(w);
@@ -822,6 +861,7 @@ mod tests {
             queue_bytes: 1 << 20,
             interface_key: InterfaceKey::Default,
             write_delay: None,
+            source: "tap",
         }
     }
 
@@ -976,6 +1016,35 @@ mod tests {
         assert_eq!(h.stats().dropped(DropReason::QueueFull), full);
         let files = r.close();
         assert_eq!(read_all(&files).len() as u64, 100 - full);
+    }
+
+    #[test]
+    fn submit_waiting_waits_for_room_and_drops_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path().join("rec.jsonl"));
+        c.queue_size = 2;
+        c.queue_bytes = 600;
+        c.write_delay = Some(Duration::from_millis(5));
+        let r = Recorder::start(c, Redactor::new(&[], &[]).unwrap()).unwrap();
+        let h = r.handle();
+        for i in 0..30 {
+            let body = if i % 2 == 0 {
+                "x".repeat(400)
+            } else {
+                "ok".into()
+            };
+            h.submit_waiting(Captured {
+                exchange: ex(&format!("e{i}"), "/a", &body),
+                sampled: true,
+                heads: None,
+            })
+            .unwrap();
+        }
+        for reason in DropReason::ALL {
+            assert_eq!(h.stats().dropped(reason), 0, "{reason:?}");
+        }
+        let files = r.close();
+        assert_eq!(read_all(&files).len(), 30);
     }
 
     /// The byte bound holds for bodies and for heads still to be parsed, which weigh what

@@ -205,6 +205,12 @@ impl MessageReader {
             }
     }
 
+    /// The bytes buffered and not yet read into a message (before the first message: the
+    /// stream's first bytes, for telling its protocol).
+    pub fn unread(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
     /// True when the reader is between messages with nothing buffered.
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Head { .. }) && self.pos == self.buf.len()

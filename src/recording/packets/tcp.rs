@@ -1,4 +1,4 @@
-//! TCP reassembly for the pcap importer: follows each connection from its handshake,
+//! TCP reassembly for the packet pipeline: follows each connection from its handshake,
 //! puts each direction's segments back in sequence order (retransmissions dropped,
 //! out-of-order segments held until the hole fills, partial overlaps trimmed) and hands
 //! the in-order bytes to the connection's [`Flow`]. A stream whose start was not captured
@@ -23,6 +23,9 @@ const MAX_PENDING: usize = 16 << 20;
 const FORGET_AFTER_US: i64 = 300_000_000;
 /// Segments between sweeps of forgotten connections.
 const SWEEP_EVERY: u64 = 65_536;
+/// Capture time between sweeps however few segments came: on a quiet live capture, idle
+/// connections are still given up within about [`LIVE_IDLE_US`] of their last segment.
+const SWEEP_EVERY_US: i64 = 10_000_000;
 /// A live connection with no segment for this long (capture time) is given up: HTTP
 /// servers and clients close idle keep-alive connections well before.
 pub(crate) const LIVE_IDLE_US: i64 = 600_000_000;
@@ -101,6 +104,8 @@ pub(crate) struct Tracker {
     live: usize,
     streams: u64,
     since_sweep: u64,
+    /// Capture time of the last sweep.
+    swept_us: i64,
 }
 
 struct Conn {
@@ -205,11 +210,22 @@ impl Dir {
 }
 
 impl Tracker {
+    /// Connections followed now.
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
     /// Takes one TCP segment.
     pub fn segment(&mut self, seg: &Segment<'_>, ctx: &mut Ctx<'_>) -> Result<()> {
         self.since_sweep += 1;
-        if self.since_sweep >= SWEEP_EVERY {
+        if self.swept_us == 0 {
+            self.swept_us = seg.ts_us;
+        }
+        if self.since_sweep >= SWEEP_EVERY
+            || seg.ts_us.saturating_sub(self.swept_us) >= SWEEP_EVERY_US
+        {
             self.since_sweep = 0;
+            self.swept_us = seg.ts_us;
             self.sweep(seg.ts_us, ctx)?;
         }
         self.take(seg, ctx)?;
@@ -681,14 +697,29 @@ mod tests {
         // Other traffic, mid-stream ACKs that open nothing, for longer than the idle limit.
         let n = SWEEP_EVERY as usize;
         for i in 0..n {
-            let ts = 10 + (2 * LIVE_IDLE_US / n as i64) * i as i64;
+            let ts = 10 + (6 * LIVE_IDLE_US / 5 / n as i64) * i as i64;
             r.seg(&addr(i + 1), "10.0.0.2:80", 7, Some(9), false, b"", ts);
         }
         assert_eq!(r.tracker.live, 0);
         assert_eq!(r.report.notes[NOTE_IDLE], 1);
         assert_eq!(r.out.len(), 1);
-        r.answer(3 * LIVE_IDLE_US);
+        // Within FORGET_AFTER_US of being given up, so it is still known as given up.
+        r.answer(13 * LIVE_IDLE_US / 10);
         assert_eq!(r.report.skipped[SKIP_AFTER_GIVEN_UP], 1);
+    }
+
+    #[test]
+    fn on_a_quiet_capture_an_idle_connection_is_still_given_up() {
+        let mut r = Run::new();
+        r.request();
+        // One segment a minute: far fewer than a sweep's segment count.
+        for i in 0..12 {
+            let ts = 10 + 60_000_000 * i as i64;
+            r.seg(&addr(i + 1), "10.0.0.2:80", 7, Some(9), false, b"", ts);
+        }
+        assert_eq!(r.tracker.live, 0);
+        assert_eq!(r.report.notes[NOTE_IDLE], 1);
+        assert_eq!(r.out.len(), 1);
     }
 
     fn collect(dir: &mut Dir, segs: &[(i64, &[u8])]) -> (Vec<u8>, Vec<&'static str>) {

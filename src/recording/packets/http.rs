@@ -4,11 +4,11 @@
 //! packet's; its latency is the first response packet's time minus the last request
 //! packet's, so it measures the server, not the transfer.
 
-use super::super::http1::{Message, MessageReader, ParseError, Role, Step, MAX_HEAD};
-use super::super::{emit, exchange, INCOMPLETE_BODY_CAP, MAX_BODY};
 use super::Ctx;
 use crate::error::Result;
 use crate::exchange::Request;
+use crate::recording::import::http1::{Message, MessageReader, ParseError, Role, Step, MAX_HEAD};
+use crate::recording::import::{emit, exchange, INCOMPLETE_BODY_CAP, MAX_BODY};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -23,6 +23,11 @@ const SKIP_NOT_HTTP: &str =
 const SKIP_TLS: &str = "TCP streams that are TLS (a handshake record, 0x16 0x03, at the client's \
      first byte): encrypted, they cannot be read from the wire; record them with the tap \
      terminating TLS (--tls-cert), or capture where the traffic is plain";
+const SKIP_H2: &str =
+    "TCP streams that are HTTP/2 with prior knowledge (h2c, gRPC): not decoded, counted whole";
+/// The client preface of HTTP/2 with prior knowledge (RFC 9113 section 3.4) up to its
+/// first line's end, enough to tell it from an HTTP/1 request.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 const SKIP_BAD_REQUEST: &str = "malformed HTTP/1 requests (rest of the client's stream unusable)";
 const SKIP_BAD_RESPONSE: &str = "malformed HTTP/1 responses (rest of the server's stream unusable)";
 const SKIP_CUT_REQUEST: &str = "requests cut short (the stream ends inside them)";
@@ -117,6 +122,8 @@ pub(crate) struct Flow {
     paused: bool,
     switched: bool,
     after_switch: u64,
+    /// The client's first bytes were looked at for a protocol other than HTTP/1.
+    sniffed: bool,
 }
 
 impl Flow {
@@ -131,6 +138,7 @@ impl Flow {
             paused: false,
             switched: false,
             after_switch: 0,
+            sniffed: false,
         }
     }
 
@@ -154,15 +162,6 @@ impl Flow {
         if side.stopped {
             return Ok(());
         }
-        if d == 0 && side.pushed == 0 && bytes.starts_with(&[0x16, 0x03]) {
-            // A TLS handshake record: no byte of this stream is HTTP to read, either way.
-            for side in &mut self.sides {
-                side.stopped = true;
-            }
-            let at = format!("{}: {}", ctx.at(), self.label);
-            ctx.report.skip(SKIP_TLS, || at);
-            return Ok(());
-        }
         side.pushed += bytes.len() as u64;
         side.marks.push_back((side.pushed, ts_us));
         side.reader.push(bytes);
@@ -182,8 +181,50 @@ impl Flow {
         self.pump(ctx)
     }
 
+    /// Tells a stream that is not HTTP/1 by its client's first bytes: TLS (a handshake
+    /// record, 0x16 0x03) or HTTP/2's preface. Such a stream is counted once, whole, and
+    /// neither side is parsed, so its bytes are never read as broken HTTP/1.
+    fn sniff(&mut self, ctx: &mut Ctx<'_>) {
+        let first = self.sides[0].reader.unread();
+        let eof = self.sides[0].end.is_some();
+        if !eof
+            && (first.len() < 2
+                || (first.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(first)))
+        {
+            // Too few bytes to tell yet (the preface's whole first line is waited for).
+            return;
+        }
+        let reason = if first.starts_with(&[0x16, 0x03]) {
+            Some(SKIP_TLS)
+        } else if first.starts_with(H2_PREFACE) {
+            Some(SKIP_H2)
+        } else {
+            None
+        };
+        self.sniffed = true;
+        if let Some(reason) = reason {
+            self.sides[0].stopped = true;
+            self.sides[1].stopped = true;
+            let at = format!("{}: {}", ctx.at(), self.label);
+            ctx.report.skip(reason, || at);
+        }
+    }
+
     /// Parses and pairs whatever the buffered bytes allow.
     fn pump(&mut self, ctx: &mut Ctx<'_>) -> Result<()> {
+        if !self.sniffed && self.requests == 0 && !self.sides[0].stopped {
+            if self.sides[0].reader.unread().is_empty() && self.sides[0].end.is_none() {
+                // Nothing from the client yet: the server's bytes wait too.
+                if !self.sides[1].reader.unread().is_empty() {
+                    return Ok(());
+                }
+            } else {
+                self.sniff(ctx);
+                if !self.sniffed {
+                    return Ok(());
+                }
+            }
+        }
         loop {
             let mut progress = false;
             if !self.paused && !self.sides[0].stopped && !self.switched {

@@ -1,0 +1,458 @@
+//! From packets to HTTP exchanges, one pipeline for every packet source: `import --from
+//! pcap` hands it the frames of capture files, `capture` the frames of a live ring. A
+//! [`Pipeline`] peels the link and IP layers (etherparse; Ethernet, Linux cooked v1/v2, raw
+//! IP, BSD loopback; IPv4 and IPv6) and hands TCP segments to [`tcp`], which reassembles
+//! each connection and passes its two byte streams to [`http`] for HTTP/1.x pairing.
+//! Whatever cannot become an exchange is counted by reason in the [`ImportReport`];
+//! checksums are not verified: frames taken on the sending host carry the unfinished
+//! checksums of checksum offload.
+
+pub(crate) mod http;
+pub(crate) mod tcp;
+
+use crate::error::Result;
+use crate::recording::import::{ImportReport, Sink};
+use etherparse::{EtherType, IpNumber, NetSlice, SlicedPacket, TransportSlice};
+use pcap_file::DataLink;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+const IGN_NOT_IP: &str = "frames that are not IP (ARP, LLDP, ...)";
+const IGN_NOT_TCP: &str = "IP packets that are not TCP (UDP, ICMP, ...)";
+const SKIP_LINK: &str = "packets of a link type this importer does not read";
+const SKIP_BAD: &str = "packets whose headers are malformed or cut short";
+const SKIP_SNAPLEN: &str = "packets cut short by the capture's snap length";
+const SKIP_FRAGMENT: &str = "IP fragments (not reassembled)";
+
+/// The skip reasons that count packets, not streams or messages: what such a packet
+/// carried is lost too, and counted again by the stream it belonged to (as a gap).
+pub const PACKET_REASONS: [&str; 4] = [SKIP_LINK, SKIP_BAD, SKIP_SNAPLEN, SKIP_FRAGMENT];
+
+/// One TCP segment as the reassembler needs it.
+#[derive(Clone, Debug)]
+pub struct Segment<'a> {
+    /// Sender address and port.
+    pub src: SocketAddr,
+    /// Receiver address and port.
+    pub dst: SocketAddr,
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgment number (meaningful when `has_ack`).
+    pub ack: u32,
+    /// SYN flag.
+    pub syn: bool,
+    /// ACK flag.
+    pub has_ack: bool,
+    /// FIN flag.
+    pub fin: bool,
+    /// RST flag.
+    pub rst: bool,
+    /// TCP payload.
+    pub payload: &'a [u8],
+    /// Capture time, microseconds since the epoch.
+    pub ts_us: i64,
+}
+
+/// Where the current packet is, for skip examples and errors.
+pub struct Ctx<'a> {
+    /// Where exchanges go.
+    pub sink: &'a mut dyn Sink,
+    /// What is counted.
+    pub report: &'a mut ImportReport,
+    /// The file being read, or the device captured from.
+    pub file: &'a Path,
+    /// 1-based packet number in `file`; 0 once the capture is over.
+    pub packet: u64,
+}
+
+impl Ctx<'_> {
+    /// `file: packet N` (or `file: end of capture` once the packets are read).
+    pub fn at(&self) -> String {
+        if self.packet == 0 {
+            format!("{}: end of capture", self.file.display())
+        } else {
+            format!("{}: packet {}", self.file.display(), self.packet)
+        }
+    }
+}
+
+/// Frames in, exchanges and counts out: the one way packets become exchanges.
+#[derive(Default)]
+pub struct Pipeline {
+    tracker: tcp::Tracker,
+}
+
+impl Pipeline {
+    /// A pipeline that has seen nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes one frame: a TCP segment goes to its connection; anything else is counted as
+    /// ignored (not TCP by nature) or skipped (unreadable), by reason.
+    pub fn frame(&mut self, frame: &Frame<'_>, ctx: &mut Ctx<'_>) -> Result<()> {
+        match decode(frame) {
+            Decoded::Tcp(seg) => self.tracker.segment(&seg, ctx),
+            Decoded::Ignore(reason) => {
+                ctx.report.ignore(reason);
+                Ok(())
+            }
+            Decoded::Skip(reason) => {
+                let at = ctx.at();
+                ctx.report.skip(reason, || at);
+                Ok(())
+            }
+        }
+    }
+
+    /// Connections being followed now (bounded by the reassembler's limits).
+    pub fn live_connections(&self) -> usize {
+        self.tracker.live()
+    }
+
+    /// Ends the capture: connections still open give up what they completed.
+    pub fn finish(&mut self, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.tracker.finish(ctx)
+    }
+}
+
+/// One captured frame.
+pub struct Frame<'a> {
+    /// 1-based packet number within its file (or since a live capture began).
+    pub n: u64,
+    /// Capture time, microseconds since the epoch.
+    pub ts_us: i64,
+    /// The link layer the frame starts with.
+    pub link: DataLink,
+    /// The frame's bytes as captured.
+    pub data: &'a [u8],
+    /// The capture kept fewer bytes than were on the wire.
+    pub cut: bool,
+}
+
+/// What a frame turned out to be.
+enum Decoded<'a> {
+    Tcp(Segment<'a>),
+    Ignore(&'static str),
+    Skip(&'static str),
+}
+
+/// Slices what follows a Linux cooked header of `len` bytes whose protocol (an EtherType)
+/// is at `proto_at`; `None` when the frame is shorter than the header.
+fn cooked(
+    d: &[u8],
+    proto_at: usize,
+    len: usize,
+) -> Option<Result<SlicedPacket<'_>, etherparse::err::packet::SliceError>> {
+    let proto = d.get(proto_at..proto_at + 2)?;
+    let rest = d.get(len..)?;
+    Some(SlicedPacket::from_ether_type(
+        EtherType(u16::from_be_bytes([proto[0], proto[1]])),
+        rest,
+    ))
+}
+
+/// Peels link, IP and TCP headers.
+fn decode<'a>(f: &Frame<'a>) -> Decoded<'a> {
+    let d = f.data;
+    let sliced = match f.link {
+        DataLink::ETHERNET => SlicedPacket::from_ethernet(d),
+        // Linux cooked v1: packet type (2), ARPHRD (2), address length (2), address (8),
+        // protocol (2). Read here rather than by etherparse, which refuses ARPHRD types
+        // such as loopback (772) that `tcpdump -i any` records for `lo`.
+        DataLink::LINUX_SLL => match cooked(d, 14, 16) {
+            Some(r) => r,
+            None => return Decoded::Skip(if f.cut { SKIP_SNAPLEN } else { SKIP_BAD }),
+        },
+        // Linux cooked v2: protocol (2), reserved (2), ifindex (4), ARPHRD (2), packet type
+        // (1), address length (1), address (8), then the network layer.
+        DataLink::LINUX_SLL2 => match cooked(d, 0, 20) {
+            Some(r) => r,
+            None => return Decoded::Skip(if f.cut { SKIP_SNAPLEN } else { SKIP_BAD }),
+        },
+        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => SlicedPacket::from_ip(d),
+        // BSD loopback: a 4-byte address family, then IP.
+        DataLink::NULL | DataLink::LOOP => match d.get(4..) {
+            Some(rest) => SlicedPacket::from_ip(rest),
+            None => return Decoded::Skip(if f.cut { SKIP_SNAPLEN } else { SKIP_BAD }),
+        },
+        _ => return Decoded::Skip(SKIP_LINK),
+    };
+    let p = match sliced {
+        Ok(p) => p,
+        Err(_) => return Decoded::Skip(if f.cut { SKIP_SNAPLEN } else { SKIP_BAD }),
+    };
+    let (src_ip, dst_ip, payload) = match &p.net {
+        Some(NetSlice::Ipv4(ip)) => (
+            IpAddr::V4(ip.header().source_addr()),
+            IpAddr::V4(ip.header().destination_addr()),
+            ip.payload(),
+        ),
+        Some(NetSlice::Ipv6(ip)) => (
+            IpAddr::V6(ip.header().source_addr()),
+            IpAddr::V6(ip.header().destination_addr()),
+            ip.payload(),
+        ),
+        _ => return Decoded::Ignore(IGN_NOT_IP),
+    };
+    if payload.fragmented {
+        return Decoded::Skip(SKIP_FRAGMENT);
+    }
+    match &p.transport {
+        // Strict slicing checked the IP length against the captured bytes, so even in a
+        // frame cut by the snap length (`f.cut`) the TCP payload here is whole: what was
+        // cut is link padding or a trailer. A payload really cut fails slicing above.
+        Some(TransportSlice::Tcp(t)) => Decoded::Tcp(Segment {
+            src: SocketAddr::new(src_ip, t.source_port()),
+            dst: SocketAddr::new(dst_ip, t.destination_port()),
+            seq: t.sequence_number(),
+            ack: t.acknowledgment_number(),
+            syn: t.syn(),
+            has_ack: t.ack(),
+            fin: t.fin(),
+            rst: t.rst(),
+            payload: t.payload(),
+            ts_us: f.ts_us,
+        }),
+        None if payload.ip_number == IpNumber::TCP => {
+            Decoded::Skip(if f.cut { SKIP_SNAPLEN } else { SKIP_BAD })
+        }
+        _ => Decoded::Ignore(IGN_NOT_TCP),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::Exchange;
+
+    /// A scripted TCP conversation, built segment by segment after a full handshake.
+    struct Talk {
+        segs: Vec<(bool, u32, Vec<u8>, bool, bool)>,
+        c: u32,
+        s: u32,
+    }
+
+    const C_ISN: u32 = u32::MAX - 10; // so client sequence numbers wrap
+    const S_ISN: u32 = 5000;
+
+    impl Talk {
+        fn new() -> Self {
+            Talk {
+                segs: vec![
+                    (true, C_ISN, vec![], true, false),
+                    (false, S_ISN, vec![], true, false),
+                ],
+                c: C_ISN.wrapping_add(1),
+                s: S_ISN + 1,
+            }
+        }
+        fn client(mut self, data: &[u8]) -> Self {
+            self.segs.push((true, self.c, data.to_vec(), false, false));
+            self.c = self.c.wrapping_add(data.len() as u32);
+            self
+        }
+        fn server(mut self, data: &[u8]) -> Self {
+            self.segs.push((false, self.s, data.to_vec(), false, false));
+            self.s = self.s.wrapping_add(data.len() as u32);
+            self
+        }
+        /// The next `n` client bytes are never captured.
+        fn lose_client(mut self, n: u32) -> Self {
+            self.c = self.c.wrapping_add(n);
+            self
+        }
+        fn fin(mut self, client: bool) -> Self {
+            let seq = if client { self.c } else { self.s };
+            self.segs.push((client, seq, vec![], false, true));
+            self
+        }
+        fn run(self) -> (Vec<Exchange>, ImportReport) {
+            let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+            let server: SocketAddr = "10.0.0.2:80".parse().unwrap();
+            let mut out = Vec::new();
+            let mut report = ImportReport::new("packets");
+            let mut tracker = tcp::Tracker::default();
+            let file = std::path::PathBuf::from("t.pcap");
+            for (i, (from_client, seq, data, syn, fin)) in self.segs.iter().enumerate() {
+                let (src, dst) = if *from_client {
+                    (client, server)
+                } else {
+                    (server, client)
+                };
+                let seg = Segment {
+                    src,
+                    dst,
+                    seq: *seq,
+                    ack: if *syn && !from_client {
+                        C_ISN.wrapping_add(1)
+                    } else {
+                        0
+                    },
+                    syn: *syn,
+                    has_ack: !(*syn && *from_client),
+                    fin: *fin,
+                    rst: false,
+                    payload: data,
+                    ts_us: 1_000 * i as i64,
+                };
+                let mut ctx = Ctx {
+                    sink: &mut out,
+                    report: &mut report,
+                    file: &file,
+                    packet: i as u64 + 1,
+                };
+                tracker.segment(&seg, &mut ctx).unwrap();
+            }
+            let mut ctx = Ctx {
+                sink: &mut out,
+                report: &mut report,
+                file: &file,
+                packet: 0,
+            };
+            tracker.finish(&mut ctx).unwrap();
+            (out, report)
+        }
+    }
+
+    #[test]
+    fn an_upgrade_pairs_the_101_and_counts_what_follows() {
+        let (out, r) = Talk::new()
+            .client(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+            .client(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .server(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n\x00\x00\x00\x04\x00")
+            .fin(true)
+            .fin(false)
+            .run();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].response.as_ref().unwrap().status, 101);
+        assert_eq!(r.skipped.len(), 1, "{r:?}");
+        assert!(r
+            .skipped
+            .keys()
+            .next()
+            .unwrap()
+            .contains("switched protocols"));
+    }
+
+    #[test]
+    fn interim_answers_and_read_until_close_bodies() {
+        let (out, r) = Talk::new()
+            .client(b"POST /u HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+            .server(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .client(b"ok")
+            .server(b"HTTP/1.0 200 OK\r\n\r\nuntil the ")
+            .server(b"end")
+            .fin(false)
+            .fin(true)
+            .run();
+        assert!(r.skipped.is_empty(), "{r:?}");
+        assert_eq!(out.len(), 1);
+        let resp = out[0].response.as_ref().unwrap();
+        assert_eq!((resp.status, &resp.body[..]), (200, &b"until the end"[..]));
+        assert_eq!(&out[0].request.body[..], b"ok");
+        // Last request packet is #5 (4 ms), first final-answer packet #6 (5 ms).
+        assert_eq!(out[0].latency_us, Some(1_000));
+    }
+
+    #[test]
+    fn what_cannot_be_used_is_counted_never_guessed() {
+        // Not HTTP at all (a TLS ClientHello).
+        let (out, r) = Talk::new()
+            .client(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03")
+            .fin(true)
+            .fin(false)
+            .run();
+        assert!(out.is_empty());
+        assert!(
+            r.skipped
+                .keys()
+                .any(|k| k.contains("TCP streams that are TLS")),
+            "{r:?}"
+        );
+
+        // A lost client segment: the first request is whole, the second cannot be read.
+        let (out, r) = Talk::new()
+            .client(b"GET /a HTTP/1.1\r\n\r\n")
+            .server(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .client(b"GET /b HTT")
+            .lose_client(8)
+            .client(b"\r\n\r\n")
+            .fin(true)
+            .fin(false)
+            .run();
+        assert_eq!(out.len(), 1);
+        assert!(
+            r.skipped.keys().any(|k| k.contains("lost segment")),
+            "{r:?}"
+        );
+        assert!(
+            r.skipped
+                .keys()
+                .any(|k| k.starts_with("requests cut short")),
+            "{r:?}"
+        );
+
+        // The capture ends inside a response: the request is kept, without it.
+        let (out, r) = Talk::new()
+            .client(b"GET /c HTTP/1.1\r\n\r\n")
+            .server(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+            .run();
+        assert_eq!(out.len(), 1);
+        assert!(out[0].response.is_none());
+        assert!(
+            r.skipped
+                .keys()
+                .any(|k| k.starts_with("responses cut short")),
+            "{r:?}"
+        );
+        assert!(
+            r.examples
+                .values()
+                .flatten()
+                .any(|e| e.contains("capture ended")),
+            "{r:?}"
+        );
+        assert_eq!(
+            r.notes.get("TCP streams still open when the capture ended"),
+            Some(&1)
+        );
+    }
+
+    #[test]
+    fn tls_and_http2_prior_knowledge_are_counted_whole_never_parsed() {
+        let (out, r) = Talk::new()
+            .client(b"\x16\x03")
+            .client(b"\x01\x00\xa5\x01")
+            .server(b"\x16\x03\x03\x00\x7a\x02")
+            .fin(true)
+            .fin(false)
+            .run();
+        assert!(out.is_empty());
+        assert_eq!(r.skipped_total(), 1, "{r:?}");
+        assert!(r.skipped.keys().next().unwrap().contains("TLS"), "{r:?}");
+
+        // The preface arrives in two pieces; the first alone could start a request line.
+        let (out, r) = Talk::new()
+            .client(b"PRI * HT")
+            .client(b"TP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .server(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .fin(true)
+            .fin(false)
+            .run();
+        assert!(out.is_empty());
+        assert_eq!(r.skipped_total(), 1, "{r:?}");
+        assert!(r.skipped.keys().next().unwrap().contains("HTTP/2"), "{r:?}");
+
+        // A request whose method starts like the preface is still HTTP/1.
+        let (out, r) = Talk::new()
+            .client(b"PR")
+            .client(b"OPFIND / HTTP/1.1\r\n\r\n")
+            .server(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .fin(true)
+            .fin(false)
+            .run();
+        assert_eq!(out.len(), 1, "{r:?}");
+        assert_eq!(r.skipped_total(), 0, "{r:?}");
+    }
+}
