@@ -17,8 +17,9 @@ use crate::exchange::Side;
 use crate::interface::InterfaceKey;
 use crate::recording::import::{ImportReport, Sink};
 use crate::recording::packets::{Ctx, Frame, Pipeline, PACKET_REASONS};
-use crate::recording::writer::{partial_exists_message, partial_path};
+use crate::recording::writer::refuse_existing_out;
 use crate::report::words::count_of;
+use crate::tap::config::{parse_rotation, parse_size};
 use crate::tap::recorder::{Captured, DropReason, Recorder, RecorderConfig, RecorderHandle};
 use crate::tap::redact::Redactor;
 use crate::tap::sample::Sampler;
@@ -85,10 +86,6 @@ pub struct CaptureConfig {
     pub queue_bytes: u64,
 }
 
-fn size(flag: &str, s: &str) -> Result<u64> {
-    crate::units::size(s).map_err(|e| Error::Usage(format!("--{flag}: {e}")))
-}
-
 impl CaptureConfig {
     /// Validates the flags of `capture`; errors name the flag.
     pub fn from_args(a: &CaptureArgs) -> Result<Self> {
@@ -110,25 +107,8 @@ impl CaptureConfig {
             Some(s) => Some(parse_duration("duration", s)?),
             None => None,
         };
-        let rotate_size = match &a.rotate_size {
-            Some(s) => match size("rotate-size", s)? {
-                0 => return Err(Error::Usage("--rotate-size: expected more than 0".into())),
-                n => Some(n),
-            },
-            None => None,
-        };
-        let rotate_interval = match &a.rotate_interval {
-            Some(s) => {
-                let d = parse_duration("rotate-interval", s)?;
-                if d < Duration::from_secs(1) {
-                    return Err(Error::Usage(format!(
-                        "--rotate-interval: expected at least 1s, found {s}"
-                    )));
-                }
-                Some(d)
-            }
-            None => None,
-        };
+        let (rotate_size, rotate_interval) =
+            parse_rotation(a.rotate_size.as_deref(), a.rotate_interval.as_deref())?;
         let metrics = match &a.metrics {
             Some(s) => Some(s.parse::<SocketAddr>().map_err(|_| {
                 Error::Usage(format!(
@@ -137,7 +117,7 @@ impl CaptureConfig {
             })?),
             None => None,
         };
-        let ring_bytes = size("ring-size", &a.ring_size)?;
+        let ring_bytes = parse_size("ring-size", &a.ring_size)?;
         if ring_bytes < 4 << 20 {
             return Err(Error::Usage(format!(
                 "--ring-size: expected at least 4MiB, found {}",
@@ -163,14 +143,14 @@ impl CaptureConfig {
             min_per_interface: a.min_per_interface,
             redact_headers: a.redact_header.clone(),
             redact_json_paths: a.redact_json_path.clone(),
-            max_body: usize::try_from(size("max-body", &a.max_body)?)
+            max_body: usize::try_from(parse_size("max-body", &a.max_body)?)
                 .map_err(|_| Error::Usage(format!("--max-body: {} is too large", a.max_body)))?,
             rotate_size,
             rotate_interval,
             metrics,
             ring: ring::RingSize::of(ring_bytes),
             queue_size: a.queue_size,
-            queue_bytes: size("queue-bytes", &a.queue_bytes)?.max(1),
+            queue_bytes: parse_size("queue-bytes", &a.queue_bytes)?.max(1),
         })
     }
 }
@@ -409,19 +389,7 @@ pub fn run(a: &CaptureArgs, quiet: bool) -> Result<()> {
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
     let rotating = cfg.rotate_size.is_some() || cfg.rotate_interval.is_some();
-    if !rotating && cfg.out.exists() {
-        return Err(Error::Usage(format!(
-            "--out {}: the file exists; move it away, or name another file (capture never overwrites a recording)",
-            cfg.out.display()
-        )));
-    }
-    if !rotating && partial_path(&cfg.out).exists() {
-        return Err(Error::Usage(format!(
-            "--out {}: {}",
-            cfg.out.display(),
-            partial_exists_message(&cfg.out)
-        )));
-    }
+    refuse_existing_out(&cfg.out, rotating, "capture")?;
     let redactor = Redactor::new(&cfg.redact_headers, &cfg.redact_json_paths)
         .map_err(|e| Error::Usage(format!("--redact-json-path {e}")))?;
     if ring::device_index(&cfg.device).is_none() {

@@ -118,6 +118,29 @@ pub fn partial_exists_message(path: &Path) -> String {
     )
 }
 
+/// Refuses, before anything starts, a recording `--out` that would replace one: the file
+/// itself, or its `.partial` left by a recorder that was killed. `who` names the command
+/// for the message. With rotation each file gets its own name, and this does not apply.
+pub fn refuse_existing_out(out: &Path, rotating: bool, who: &str) -> Result<()> {
+    if rotating {
+        return Ok(());
+    }
+    if out.exists() {
+        return Err(Error::Usage(format!(
+            "--out {}: the file exists; move it away, or name another file ({who} never overwrites a recording)",
+            out.display()
+        )));
+    }
+    if partial_path(out).exists() {
+        return Err(Error::Usage(format!(
+            "--out {}: {}",
+            out.display(),
+            partial_exists_message(out)
+        )));
+    }
+    Ok(())
+}
+
 /// The temporary name a file has while it is being written.
 pub fn partial_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();

@@ -193,6 +193,34 @@ pub fn parse_size(flag: &str, s: &str) -> Result<u64> {
     crate::units::size(s).map_err(|e| Error::Usage(format!("--{flag}: {e}")))
 }
 
+/// `--rotate-size` and `--rotate-interval`, as the tap and capture take them: a size over 0,
+/// an interval of at least a second.
+pub fn parse_rotation(
+    size: Option<&str>,
+    interval: Option<&str>,
+) -> Result<(Option<u64>, Option<Duration>)> {
+    let size = match size {
+        Some(s) => match parse_size("rotate-size", s)? {
+            0 => return Err(Error::Usage("--rotate-size: expected more than 0".into())),
+            n => Some(n),
+        },
+        None => None,
+    };
+    let interval = match interval {
+        Some(s) => {
+            let d = parse_duration("rotate-interval", s)?;
+            if d < Duration::from_secs(1) {
+                return Err(Error::Usage(format!(
+                    "--rotate-interval: expected at least 1s, found {s}"
+                )));
+            }
+            Some(d)
+        }
+        None => None,
+    };
+    Ok((size, interval))
+}
+
 fn parse_addr(flag: &str, s: &str) -> Result<SocketAddr> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
@@ -258,25 +286,8 @@ impl TapConfig {
                 a.max_header_bytes
             )));
         }
-        let rotate_size = match &a.rotate_size {
-            Some(s) => match parse_size("rotate-size", s)? {
-                0 => return Err(Error::Usage("--rotate-size: expected more than 0".into())),
-                n => Some(n),
-            },
-            None => None,
-        };
-        let rotate_interval = match &a.rotate_interval {
-            Some(s) => {
-                let d = parse_duration("rotate-interval", s)?;
-                if d < Duration::from_secs(1) {
-                    return Err(Error::Usage(format!(
-                        "--rotate-interval: expected at least 1s, found {s}"
-                    )));
-                }
-                Some(d)
-            }
-            None => None,
-        };
+        let (rotate_size, rotate_interval) =
+            parse_rotation(a.rotate_size.as_deref(), a.rotate_interval.as_deref())?;
         if a.queue_size == 0 {
             return Err(Error::Usage("--queue-size: expected at least 1".into()));
         }

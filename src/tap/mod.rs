@@ -68,7 +68,7 @@ pub use config::TapConfig;
 
 use crate::error::{Error, Result};
 use crate::exchange::Side;
-use crate::recording::writer::{partial_exists_message, partial_path};
+use crate::recording::writer::refuse_existing_out;
 use metrics::Metrics;
 use recorder::{Recorder, RecorderConfig};
 use redact::Redactor;
@@ -152,19 +152,7 @@ pub async fn run(cfg: TapConfig, quiet: bool) -> Result<()> {
     // Watched before anything is announced, so no signal finds the default disposition.
     let stop = stop_signal();
     let rotating = cfg.rotate_size.is_some() || cfg.rotate_interval.is_some();
-    if !rotating && cfg.out.exists() {
-        return Err(Error::Usage(format!(
-            "--out {}: the file exists; move it away, or name another file (the tap never overwrites a recording)",
-            cfg.out.display()
-        )));
-    }
-    if !rotating && partial_path(&cfg.out).exists() {
-        return Err(Error::Usage(format!(
-            "--out {}: {}",
-            cfg.out.display(),
-            partial_exists_message(&cfg.out)
-        )));
-    }
+    refuse_existing_out(&cfg.out, rotating, "the tap")?;
     let redactor = Redactor::new(&cfg.redact_headers, &cfg.redact_json_paths)
         .map_err(|e| Error::Usage(format!("--redact-json-path {e}")))?;
     let tls = match &cfg.tls {
