@@ -1297,3 +1297,40 @@ async fn a_header_changed_on_every_interface_is_one_gateway_wide_finding() {
     let md = std::fs::read_to_string(&md).unwrap();
     assert!(md.contains("gateway-wide: header server"), "{md}");
 }
+
+/// Baseline and candidate the same server: the candidate is the slower of a pair about as
+/// often as the baseline. The two requests of a pair go out, and their answers are read,
+/// one after the other on one thread; served always in the same order, one side was the
+/// faster in 98% of 3,000 pairs here, which turns the latency rules' sign tests (meant to
+/// tell a slower target from jitter) into a test of that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_a_a_run_finds_neither_side_faster_in_most_pairs() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = numbered_gets(600, "/users");
+    let rec = write_recording(&dir.path().join("r.jsonl"), &items);
+    let server = TestServer::start(|_| Answer::json(200, r#"{"ok":true}"#)).await;
+    let json = dir.path().join("r.json");
+    let (o, r) = replay_json(
+        &rec,
+        &server.url(),
+        &server.url(),
+        &json,
+        &["--threads", "1", "--concurrency", "8", "--no-noise-probe"],
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let (mut slower, mut faster) = (0.0, 0.0);
+    for i in r["interfaces"].as_array().unwrap() {
+        let p = &i["latency"]["paired"];
+        let count = p["count"].as_f64().unwrap();
+        slower += p["slower_share"].as_f64().unwrap() * count;
+        faster += p["faster"].as_f64().unwrap();
+    }
+    let share = slower / (slower + faster);
+    // Two equal servers: a half, give or take what 600 pairs allow (0.25 is 12 standard
+    // deviations away).
+    assert!(
+        (0.25..=0.75).contains(&share),
+        "the candidate was the slower in {share:.3} of the pairs with a difference ({slower} slower, {faster} faster)"
+    );
+}

@@ -44,7 +44,7 @@ use dispatch::{dispatch, Dispatched};
 use std::borrow::Cow;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use target::{ConnTarget, Target, TargetOptions};
@@ -86,6 +86,12 @@ pub struct WorkerTargets {
     recorded_noise: bool,
     /// shadowdiff playing both gateways' upstreams, when it does.
     plays: Option<Arc<upstream::Plays>>,
+    /// Whether the candidate's request goes out first on the next exchange. The two sends
+    /// of a pair, and the two reads, happen one after the other on this thread: the side
+    /// served second waits a few microseconds, or a whole preemption on a starved machine.
+    /// Alternated, that wait falls on each side equally often, so the latency rules' sign
+    /// tests see a difference between the targets, not the order they were served in.
+    candidate_first: AtomicBool,
 }
 
 /// Where the noise probe goes.
@@ -159,6 +165,29 @@ impl WorkerTargets {
             probe,
             recorded_noise,
             plays: None,
+            candidate_first: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends `req` to the baseline and the candidate at once, the candidate's first when
+    /// `candidate_first`; the answers as (baseline, candidate).
+    async fn both(
+        &self,
+        req: &Request,
+        start: Instant,
+        candidate_first: bool,
+    ) -> ((Fetched, bool), (Fetched, bool)) {
+        if candidate_first {
+            let (c, b) = tokio::join!(
+                self.candidate.send_counted(req, start),
+                self.baseline.send_counted(req, start)
+            );
+            (b, c)
+        } else {
+            tokio::join!(
+                self.baseline.send_counted(req, start),
+                self.candidate.send_counted(req, start)
+            )
         }
     }
 
@@ -211,10 +240,8 @@ impl WorkerTargets {
                 None => Cow::Borrowed(req),
             }
         };
-        let ((b, b_resent), (c, c_resent)) = tokio::join!(
-            self.baseline.send_counted(req, start),
-            self.candidate.send_counted(req, start)
-        );
+        let candidate_first = self.candidate_first.fetch_xor(true, Ordering::Relaxed);
+        let ((b, b_resent), (c, c_resent)) = self.both(req, start, candidate_first).await;
         let mut resent = Resent {
             baseline: u8::from(b_resent),
             candidate: u8::from(c_resent),
@@ -238,10 +265,7 @@ impl WorkerTargets {
             (Probe::Baseline, Ok(_)) if safe => {
                 let req = probe_req();
                 let now = Instant::now();
-                let ((probe, again), (_, cand_again)) = tokio::join!(
-                    self.baseline.send_counted(&req, now),
-                    self.candidate.send_counted(&req, now)
-                );
+                let ((probe, again), (_, cand_again)) = self.both(&req, now, candidate_first).await;
                 resent.secondary += u8::from(again);
                 resent.candidate += u8::from(cand_again);
                 Some((probe, NoiseSource::Baseline))
