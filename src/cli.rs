@@ -252,13 +252,31 @@ impl UpstreamLatency {
 /// a side needs its own.
 #[derive(Debug, Clone, Default, Args)]
 pub struct TlsArgs {
-    /// PEM file of CA certificates trusted for https:// targets, besides the platform's roots.
+    /// The settings for every https:// target.
+    #[command(flatten)]
+    pub client: TlsClientArgs,
+    /// The baseline's own TLS setting, over the one for all: ca-cert=FILE, client-cert=FILE,
+    /// client-key=FILE, server-name=NAME or insecure[=true|false] (repeatable).
+    #[arg(help_heading = "TLS", long, value_name = "KEY=VALUE")]
+    pub baseline_tls: Vec<String>,
+    /// The candidate's own TLS setting, as --baseline-tls.
+    #[arg(help_heading = "TLS", long, value_name = "KEY=VALUE")]
+    pub candidate_tls: Vec<String>,
+}
+
+/// How shadowdiff speaks TLS as a client: to replay's `https://` targets, the tap's
+/// `https://` upstream and its live shadow.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsClientArgs {
+    /// PEM file of CA certificates trusted for https:// targets and upstreams, besides the
+    /// platform's roots.
     #[arg(help_heading = "TLS", long, value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
-    /// Do not verify https:// targets' certificates (every report then says so).
+    /// Do not verify https:// targets' and upstreams' certificates (reports then say so).
     #[arg(help_heading = "TLS", long)]
     pub insecure: bool,
-    /// PEM client certificate (chain) shown to https:// targets that ask for one (mutual TLS).
+    /// PEM client certificate (chain) shown to an https:// target or upstream that asks for
+    /// one (mutual TLS).
     #[arg(
         help_heading = "TLS",
         long,
@@ -274,17 +292,10 @@ pub struct TlsArgs {
         requires = "client_cert"
     )]
     pub client_key: Option<PathBuf>,
-    /// Name sent as SNI and verified against the certificate, for a target given by address
-    /// (default: the URL's host).
+    /// Name sent as SNI and verified against the certificate, for a target or upstream
+    /// given by address (default: the URL's host).
     #[arg(help_heading = "TLS", long, value_name = "NAME")]
     pub tls_server_name: Option<String>,
-    /// The baseline's own TLS setting, over the one for all: ca-cert=FILE, client-cert=FILE,
-    /// client-key=FILE, server-name=NAME or insecure[=true|false] (repeatable).
-    #[arg(help_heading = "TLS", long, value_name = "KEY=VALUE")]
-    pub baseline_tls: Vec<String>,
-    /// The candidate's own TLS setting, as --baseline-tls.
-    #[arg(help_heading = "TLS", long, value_name = "KEY=VALUE")]
-    pub candidate_tls: Vec<String>,
 }
 
 /// How the Host header of replayed requests is set.
@@ -667,24 +678,9 @@ pub struct TapArgs {
     /// `h2c://host:port` to send everything over HTTP/2 prior knowledge.
     #[arg(long, value_name = "URL")]
     pub upstream: String,
-    /// PEM file of CA certificates trusted, besides the platform's roots, for an
-    /// `https://` upstream.
-    #[arg(long, value_name = "FILE")]
-    pub ca_cert: Option<std::path::PathBuf>,
-    /// Do not verify an `https://` upstream's certificate at all.
-    #[arg(long)]
-    pub insecure: bool,
-    /// Client certificate (PEM) presented to an `https://` upstream that asks for one
-    /// (mutual TLS).
-    #[arg(long, value_name = "FILE", requires = "client_key")]
-    pub client_cert: Option<std::path::PathBuf>,
-    /// The private key of `--client-cert` (PEM).
-    #[arg(long, value_name = "FILE", requires = "client_cert")]
-    pub client_key: Option<std::path::PathBuf>,
-    /// Name sent as SNI to an `https://` upstream and checked against its certificate,
-    /// instead of the URL's host (for an upstream given by address).
-    #[arg(long, value_name = "NAME")]
-    pub tls_server_name: Option<String>,
+    /// TLS to an `https://` upstream or shadow.
+    #[command(flatten)]
+    pub tls_client: TlsClientArgs,
     /// The `--shadow` candidate's own TLS setting, over `--ca-cert`, `--insecure`,
     /// `--client-cert`/`--client-key` and `--tls-server-name`: ca-cert=FILE,
     /// client-cert=FILE, client-key=FILE, server-name=NAME or insecure[=true|false]

@@ -448,17 +448,22 @@ pub struct TargetTls {
     pub secondary: TlsClientOptions,
 }
 
+/// The TLS client settings the flags give, before any side's own.
+pub fn client_tls(a: &crate::cli::TlsClientArgs) -> TlsClientOptions {
+    TlsClientOptions {
+        ca_cert: a.ca_cert.clone(),
+        insecure: a.insecure,
+        client_cert: a.client_cert.clone(),
+        client_key: a.client_key.clone(),
+        server_name: a.tls_server_name.clone(),
+    }
+}
+
 impl TargetTls {
     /// The settings for all targets with each side's `KEY=VALUE` settings over them;
     /// `secondary` is `None` when the probe is the baseline.
     pub fn from_args(a: &TlsArgs, secondary: Option<&[String]>) -> Result<Self> {
-        let all = TlsClientOptions {
-            ca_cert: a.ca_cert.clone(),
-            insecure: a.insecure,
-            client_cert: a.client_cert.clone(),
-            client_key: a.client_key.clone(),
-            server_name: a.tls_server_name.clone(),
-        };
+        let all = client_tls(&a.client);
         let baseline = side_tls(&all, "baseline-tls", &a.baseline_tls)?;
         Ok(TargetTls {
             candidate: side_tls(&all, "candidate-tls", &a.candidate_tls)?,
@@ -1224,16 +1229,18 @@ mod tests {
     #[test]
     fn each_side_takes_its_own_tls_settings_over_the_shared_ones() {
         let a = TlsArgs {
-            ca_cert: Some("ca.pem".into()),
-            client_cert: Some("c.pem".into()),
-            client_key: Some("c.key".into()),
+            client: crate::cli::TlsClientArgs {
+                ca_cert: Some("ca.pem".into()),
+                client_cert: Some("c.pem".into()),
+                client_key: Some("c.key".into()),
+                ..Default::default()
+            },
             candidate_tls: vec![
                 "insecure".into(),
                 "server-name=new.internal".into(),
                 "client-cert=n.pem".into(),
             ],
             baseline_tls: vec!["ca-cert=old-ca.pem".into()],
-            ..Default::default()
         };
         let t = TargetTls::from_args(&a, None).unwrap();
         assert_eq!(t.baseline.ca_cert, Some("old-ca.pem".into()));

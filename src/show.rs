@@ -139,15 +139,15 @@ fn replay_config(args: &ShowArgs) -> Result<ReplayConfig> {
     }
     let tls = &args.tls;
     for (name, path) in [
-        ("ca-cert", &tls.ca_cert),
-        ("client-cert", &tls.client_cert),
-        ("client-key", &tls.client_key),
+        ("ca-cert", &tls.client.ca_cert),
+        ("client-cert", &tls.client.client_cert),
+        ("client-key", &tls.client.client_key),
     ] {
         if let Some(p) = path {
             flag(name, p.display().to_string());
         }
     }
-    if let Some(n) = &tls.tls_server_name {
+    if let Some(n) = &tls.client.tls_server_name {
         flag("tls-server-name", n.clone());
     }
     for s in &tls.baseline_tls {
@@ -156,7 +156,7 @@ fn replay_config(args: &ShowArgs) -> Result<ReplayConfig> {
     for s in &tls.candidate_tls {
         flag("candidate-tls", s.clone());
     }
-    if tls.insecure {
+    if tls.client.insecure {
         argv.push("--insecure".into());
     }
     let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(&argv)

@@ -253,11 +253,12 @@ impl TapConfig {
             Some(u) => Some(Upstream::parse("shadow", u)?),
             None => None,
         };
+        let t = &a.tls_client;
         let tls_flags = [
-            ("--ca-cert", a.ca_cert.is_some()),
-            ("--insecure", a.insecure),
-            ("--client-cert", a.client_cert.is_some()),
-            ("--tls-server-name", a.tls_server_name.is_some()),
+            ("--ca-cert", t.ca_cert.is_some()),
+            ("--insecure", t.insecure),
+            ("--client-cert", t.client_cert.is_some()),
+            ("--tls-server-name", t.tls_server_name.is_some()),
         ];
         let any_https = upstream.tls || shadow.as_ref().is_some_and(|s| s.tls);
         if let Some((flag, _)) = tls_flags.iter().find(|(_, set)| *set) {
@@ -267,13 +268,7 @@ impl TapConfig {
                 )));
             }
         }
-        let upstream_tls = crate::tls::TlsClientOptions {
-            ca_cert: a.ca_cert.clone(),
-            insecure: a.insecure,
-            client_cert: a.client_cert.clone(),
-            client_key: a.client_key.clone(),
-            server_name: a.tls_server_name.clone(),
-        };
+        let upstream_tls = crate::config::client_tls(t);
         let shadow_tls = crate::config::side_tls(&upstream_tls, "shadow-tls", &a.shadow_tls)?;
         let size = |flag: &str, s: &str| -> Result<usize> {
             usize::try_from(parse_size(flag, s)?)
