@@ -2661,6 +2661,21 @@ async fn concurrent_http2_streams_are_each_answered_and_recorded() {
     }
 }
 
+/// The tap's count of production's interim answers passed on and dropped.
+fn assert_interim(m: &str, forwarded: u64, dropped: u64) {
+    let count = |outcome: &str| {
+        metric_in(
+            m,
+            &format!("shadowdiff_tap_interim_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(
+        (count("forwarded"), count("dropped")),
+        (forwarded, dropped),
+        "{m}"
+    );
+}
+
 /// Production that answers one request with `interim` at once, and with `last` only once
 /// `go` fires, so a test can see what reached the client before the final answer existed.
 async fn interim_then_final_upstream(
@@ -2724,16 +2739,7 @@ async fn early_hints_reach_the_client_before_the_final_answer() {
     assert!(text[last..].starts_with("HTTP/1.1 200 "), "{text}");
     assert!(text.ends_with("\r\n\r\nfinal"), "{text}");
     let m = tap.metrics_text().await;
-    assert_eq!(
-        metric_in(&m, r#"shadowdiff_tap_interim_total{outcome="forwarded"}"#),
-        1,
-        "{m}"
-    );
-    assert_eq!(
-        metric_in(&m, r#"shadowdiff_tap_interim_total{outcome="dropped"}"#),
-        0,
-        "{m}"
-    );
+    assert_interim(&m, 1, 0);
     tap.stop_async().await;
     server.abort();
     let recorded = read_recordings(std::slice::from_ref(&out));
@@ -2765,16 +2771,7 @@ async fn an_http10_client_gets_no_interim_answer_and_the_drop_is_counted() {
     assert!(!text.contains(" 103 "), "{text}");
     assert!(text.ends_with("final"), "{text}");
     let m = tap.metrics_text().await;
-    assert_eq!(
-        metric_in(&m, r#"shadowdiff_tap_interim_total{outcome="dropped"}"#),
-        1,
-        "{m}"
-    );
-    assert_eq!(
-        metric_in(&m, r#"shadowdiff_tap_interim_total{outcome="forwarded"}"#),
-        0,
-        "{m}"
-    );
+    assert_interim(&m, 0, 1);
     tap.stop_async().await;
     server.abort();
 }
