@@ -4,6 +4,7 @@
 //! packet's; its latency is the first response packet's time minus the last request
 //! packet's, so it measures the server, not the transfer.
 
+use super::h2::H2;
 use super::Ctx;
 use crate::error::Result;
 use crate::exchange::Request;
@@ -23,21 +24,21 @@ const SKIP_NOT_HTTP: &str =
 const SKIP_TLS: &str = "TCP streams that are TLS (a handshake record, 0x16 0x03, at the client's \
      first byte): encrypted, they cannot be read from the wire; record them with the tap \
      terminating TLS (--tls-cert), or capture where the traffic is plain";
-const SKIP_H2: &str =
-    "TCP streams that are HTTP/2 with prior knowledge (h2c, gRPC): not decoded, counted whole";
 /// The client preface of HTTP/2 with prior knowledge (RFC 9113 section 3.4) up to its
 /// first line's end, enough to tell it from an HTTP/1 request.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
 const SKIP_BAD_REQUEST: &str = "malformed HTTP/1 requests (rest of the client's stream unusable)";
 const SKIP_BAD_RESPONSE: &str = "malformed HTTP/1 responses (rest of the server's stream unusable)";
-const SKIP_CUT_REQUEST: &str = "requests cut short (the stream ends inside them)";
+pub(crate) const SKIP_CUT_REQUEST: &str = "requests cut short (the stream ends inside them)";
 const SKIP_CUT_RESPONSE: &str = "responses cut short (the stream ends inside them)";
-const SKIP_ORPHAN: &str = "responses with no request in the stream (its request was lost or cut)";
+pub(crate) const SKIP_ORPHAN: &str =
+    "responses with no request in the stream (its request was lost or cut)";
 const SKIP_SWITCHED: &str =
     "TCP streams that switched protocols (101 or CONNECT): bytes after the switch are not HTTP/1";
 const SKIP_PILED: &str =
     "stream directions given up: too many bytes or requests waiting to be paired";
-const NOTE_NO_RESPONSE: &str = "requests with no response in the capture (written without one)";
+pub(crate) const NOTE_NO_RESPONSE: &str =
+    "requests with no response in the capture (written without one)";
 
 /// How a direction of the stream ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +57,8 @@ pub(crate) enum End {
 }
 
 impl End {
-    fn says(self) -> &'static str {
+    /// What the end was, for messages.
+    pub(crate) fn says(self) -> &'static str {
         match self {
             End::Closed => "connection closed",
             End::Reset => "connection reset",
@@ -124,6 +126,8 @@ pub(crate) struct Flow {
     after_switch: u64,
     /// The client's first bytes were looked at for a protocol other than HTTP/1.
     sniffed: bool,
+    /// The client began with HTTP/2's preface: every byte goes to its decoder.
+    h2: Option<Box<H2>>,
 }
 
 impl Flow {
@@ -139,6 +143,7 @@ impl Flow {
             switched: false,
             after_switch: 0,
             sniffed: false,
+            h2: None,
         }
     }
 
@@ -154,6 +159,9 @@ impl Flow {
 
     /// Bytes that arrived in order on direction `d` (0 client, 1 server) at `ts_us`.
     pub fn data(&mut self, d: usize, bytes: &[u8], ts_us: i64, ctx: &mut Ctx<'_>) -> Result<()> {
+        if let Some(h2) = self.h2.as_mut() {
+            return h2.data(d, bytes, ts_us, ctx);
+        }
         if self.switched {
             self.after_switch += bytes.len() as u64;
             return Ok(());
@@ -177,14 +185,18 @@ impl Flow {
     /// Direction `d` ends as `end`: a read-until-close body completes, a partial message
     /// is counted as cut.
     pub fn end(&mut self, d: usize, end: End, ctx: &mut Ctx<'_>) -> Result<()> {
+        if let Some(h2) = self.h2.as_mut() {
+            return h2.end(d, end, ctx);
+        }
         self.sides[d].end.get_or_insert(end);
         self.pump(ctx)
     }
 
     /// Tells a stream that is not HTTP/1 by its client's first bytes: TLS (a handshake
-    /// record, 0x16 0x03) or HTTP/2's preface. Such a stream is counted once, whole, and
-    /// neither side is parsed, so its bytes are never read as broken HTTP/1.
-    fn sniff(&mut self, ctx: &mut Ctx<'_>) {
+    /// record, 0x16 0x03), counted once, whole, and never parsed, so its bytes are never
+    /// read as broken HTTP/1; or HTTP/2's preface, whose stream goes to the HTTP/2
+    /// decoder with every byte buffered so far.
+    fn sniff(&mut self, ctx: &mut Ctx<'_>) -> Result<()> {
         let first = self.sides[0].reader.unread();
         let eof = self.sides[0].end.is_some();
         if !eof
@@ -192,22 +204,40 @@ impl Flow {
                 || (first.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(first)))
         {
             // Too few bytes to tell yet (the preface's whole first line is waited for).
-            return;
+            return Ok(());
         }
-        let reason = if first.starts_with(&[0x16, 0x03]) {
-            Some(SKIP_TLS)
-        } else if first.starts_with(H2_PREFACE) {
-            Some(SKIP_H2)
-        } else {
-            None
-        };
         self.sniffed = true;
-        if let Some(reason) = reason {
+        if first.starts_with(&[0x16, 0x03]) {
             self.sides[0].stopped = true;
             self.sides[1].stopped = true;
             let at = format!("{}: {}", ctx.at(), self.label);
-            ctx.report.skip(reason, || at);
+            ctx.report.skip(SKIP_TLS, || at);
+        } else if first.starts_with(H2_PREFACE) {
+            let mut h2 = Box::new(H2::new(self.stream, self.label.clone()));
+            for d in 0..2 {
+                // Nothing was parsed yet: the buffered bytes are all that was delivered,
+                // each piece with its capture time.
+                let side = &self.sides[d];
+                let bytes = side.reader.unread();
+                let base = side.pushed - bytes.len() as u64;
+                let mut from = 0usize;
+                for (end, ts) in &side.marks {
+                    let to = (end.saturating_sub(base) as usize).min(bytes.len());
+                    if to > from {
+                        h2.data(d, &bytes[from..to], *ts, ctx)?;
+                        from = to;
+                    }
+                }
+            }
+            for d in 0..2 {
+                if let Some(end) = self.sides[d].end {
+                    h2.end(d, end, ctx)?;
+                }
+            }
+            self.sides = [Side::new(Role::Request), Side::new(Role::Response)];
+            self.h2 = Some(h2);
         }
+        Ok(())
     }
 
     /// Parses and pairs whatever the buffered bytes allow.
@@ -219,8 +249,8 @@ impl Flow {
                     return Ok(());
                 }
             } else {
-                self.sniff(ctx);
-                if !self.sniffed {
+                self.sniff(ctx)?;
+                if !self.sniffed || self.h2.is_some() {
                     return Ok(());
                 }
             }
@@ -340,6 +370,9 @@ impl Flow {
     /// Both directions have ended: writes unanswered requests without a response and
     /// counts what was left over.
     pub fn finish(&mut self, ctx: &mut Ctx<'_>) -> Result<()> {
+        if let Some(h2) = self.h2.as_mut() {
+            return h2.finish(ctx);
+        }
         for d in 0..2 {
             self.sides[d].end.get_or_insert(End::CaptureOver);
         }
