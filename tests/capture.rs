@@ -521,12 +521,12 @@ fn hostile_bytes_and_packets_from_a_raw_socket_peer_are_counted_and_never_stop_i
     let gw = nginx(&nb, dir.path());
     let out = dir.path().join("hostile.jsonl");
     let cap = Capture::start(gw.port, &out, &[]);
-    // Over real connections: garbage, a TLS ClientHello, HTTP/2's preface, a head cut
-    // short, a request with a lying Content-Length.
+    // Over real connections: garbage, a TLS ClientHello, HTTP/2's preface and a header
+    // block naming HPACK index 0, a head cut short, a request with a lying Content-Length.
     let sends: [&[u8]; 5] = [
         b"\x00\xff\xfe garbage \r\n\r\n",
         b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
-        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x02\x01\x05\x00\x00\x00\x01\x80\x84",
         b"GET /json HTTP/1.1\r\nHost: a\r\nX-Cut: ",
         b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nshort",
     ];
@@ -671,4 +671,354 @@ fn the_tap_recorder_samples_and_redacts_a_capture_and_counts_what_it_left_out() 
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(!text.contains("hunter2"), "{text}");
     assert_eq!(read_recording(&out).len(), 2);
+}
+
+/// One unary call of `path` for user `id` over `channel`: `GetUser` answers the user, a
+/// method the server does not serve answers trailers-only with grpc-status 12.
+async fn grpc_call(channel: tonic::transport::Channel, path: &'static str, id: u64) {
+    use crate::grpc::{user, User, UserRequest};
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await.unwrap();
+    let r: Result<tonic::Response<User>, tonic::Status> = client
+        .unary(
+            tonic::Request::new(UserRequest { id }),
+            http::uri::PathAndQuery::from_static(path),
+            tonic_prost::ProstCodec::default(),
+        )
+        .await;
+    match path {
+        "/pkg.Svc/GetUser" => assert_eq!(r.unwrap().into_inner(), user(id, false)),
+        _ => assert_eq!(r.unwrap_err().code(), tonic::Code::Unimplemented),
+    }
+}
+
+async fn grpc_channel(url: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(url.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Eight `GetUser` calls at once and one call of a method not served, all over one h2c
+/// connection (tonic multiplexes them as concurrent streams): nine exchanges.
+async fn grpc_burst(url: &str) {
+    let channel = grpc_channel(url).await;
+    let mut calls: Vec<_> = (1..=8)
+        .map(|id| tokio::spawn(grpc_call(channel.clone(), "/pkg.Svc/GetUser", id)))
+        .collect();
+    calls.push(tokio::spawn(grpc_call(channel, "/pkg.Svc/Missing", 99)));
+    for c in calls {
+        c.await.unwrap();
+    }
+}
+
+/// What a recording says of one exchange, without what differs between two runs of the
+/// same call: ids, times, the port in `host`, the `date` an answer carries.
+fn shape(e: &shadowdiff::exchange::Exchange) -> String {
+    let fields = |h: &[(String, String)]| -> Vec<String> {
+        h.iter()
+            .map(|(k, v)| match k.as_str() {
+                "host" | "date" => format!("{k}: *"),
+                _ => format!("{k}: {v}"),
+            })
+            .collect()
+    };
+    let r = e.response.as_ref();
+    format!(
+        "{} {} {} {:?} body {:?} interface {:?}\n=> {:?} {:?} body {:?} trailers {:?} cut {:?}",
+        e.request.method,
+        e.request.uri,
+        e.request.version,
+        fields(&e.request.headers),
+        e.request.body,
+        e.interface,
+        r.map(|r| r.status),
+        r.map(|r| fields(&r.headers)),
+        r.map(|r| r.body.clone()),
+        r.and_then(|r| r.trailers.as_deref().map(fields)),
+        r.map(|r| (r.body_truncated, e.request.body_truncated)),
+    )
+}
+
+fn shapes(v: &[shadowdiff::exchange::Exchange]) -> Vec<String> {
+    let mut s: Vec<String> = v.iter().map(shape).collect();
+    s.sort();
+    s
+}
+
+/// tcpdump writing the traffic of `port` on `lo` to `out`, once it says it is listening;
+/// each packet is handed over and written as it comes (so none waits in a buffer when it
+/// is stopped), by root (the output is in a directory only root may enter). In immediate
+/// mode its ring holds one slot per packet of the snap length: 64 MiB of 16 KiB slots.
+fn tcpdump(bin: &Path, port: u16, out: &Path) -> (Child, Arc<Mutex<String>>) {
+    let mut child = Command::new(bin)
+        .args(["-i", "lo", "--immediate-mode", "-B", "65536", "-s", "16384"])
+        .args(["-U", "-Z", "root", "-w"])
+        .arg(out)
+        .arg(format!("tcp port {port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tcpdump");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("listening") {
+        line.clear();
+    }
+    assert!(line.contains("listening"), "tcpdump: {line}");
+    let said = Arc::new(Mutex::new(String::new()));
+    let s2 = said.clone();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = err.read_to_string(&mut rest);
+        s2.lock().unwrap().push_str(&rest);
+    });
+    (child, said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_h2c_is_recorded_as_the_tap_records_it_imports_alike_and_replays_identical() {
+    use crate::grpc::TonicServer;
+    use crate::tap::{files_in, read_recordings, TapProc};
+    if !may_capture() {
+        return;
+    }
+    let Some(tcpdump_bin) = crate::util::required_tool(
+        &["/usr/bin/tcpdump", "/usr/sbin/tcpdump"],
+        "SHADOWDIFF_REQUIRE_CAPTURE",
+        "tcpdump",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TonicServer::start(false).await;
+    let beside = TonicServer::start(false).await;
+    let port = server.addr.port();
+    let pcap = dir.path().join("grpc.pcap");
+    let (mut dump, dump_said) = tcpdump(&tcpdump_bin, port, &pcap);
+    let out = dir.path().join("grpc.jsonl");
+    let cap = Capture::start(port, &out, &[]);
+
+    grpc_burst(&format!("http://{}", server.addr)).await;
+    // The same calls through the tap, in front of a server the capture does not watch.
+    let tap_dir = dir.path().join("tap");
+    std::fs::create_dir(&tap_dir).unwrap();
+    let tap_out = tap_dir.join("tap.jsonl");
+    let upstream = format!("http://{}", beside.addr);
+    let tap = TapProc::start(&["--upstream", &upstream, "--out", tap_out.to_str().unwrap()]);
+    grpc_burst(&tap.url()).await;
+    tap.stop_async().await;
+
+    let m = tokio::task::spawn_blocking(move || {
+        let m = cap.wait_accounted(9);
+        (m, cap.stop())
+    })
+    .await
+    .unwrap();
+    let (m, (code, err)) = m;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(metric(&m, "shadowdiff_capture_recorded_total"), 9, "{m}");
+    assert_eq!(identity(&err), (9, 9, 0, 0, 0), "{err}");
+    // SAFETY: signals our own child by its id.
+    unsafe {
+        libc::kill(dump.id() as i32, libc::SIGTERM);
+    }
+    dump.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let dump_said = dump_said.lock().unwrap().clone();
+
+    let captured = read_recording(&out);
+    let tapped = read_recordings(&files_in(&tap_dir));
+    assert_eq!(captured.len(), 9);
+    assert_eq!(tapped.len(), 9);
+    assert_eq!(shapes(&captured), shapes(&tapped));
+    for e in &captured {
+        let r = e.response.as_ref().unwrap();
+        let status = shadowdiff::exchange::header(
+            r.trailers.as_deref().unwrap_or(&r.headers),
+            "grpc-status",
+        );
+        let want = if e.request.uri == "/pkg.Svc/Missing" {
+            "12"
+        } else {
+            "0"
+        };
+        assert_eq!(status, Some(want), "{e:?}");
+        assert_eq!(e.request.version, "HTTP/2");
+    }
+    // Every exchange carries the capture time of its first HEADERS frame and a latency.
+    assert!(captured
+        .iter()
+        .all(|e| e.ts_us > 0 && e.latency_us.is_some()));
+
+    // tcpdump's file of the same traffic imports to the same exchanges.
+    let imported = dir.path().join("imported.jsonl");
+    let o = shadowdiff(&[
+        "import",
+        "--from",
+        "pcap",
+        pcap.to_str().unwrap(),
+        "--out",
+        imported.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", describe(&o));
+    let imp = read_recording(&imported);
+    let dropped = dump_said
+        .lines()
+        .find_map(|l| l.strip_suffix(" packets dropped by kernel"))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    if dropped == Some(0) {
+        assert_eq!(
+            shapes(&imp),
+            shapes(&captured),
+            "{}\ntcpdump: {dump_said}",
+            describe(&o)
+        );
+    } else {
+        // tcpdump lost packets on a busy machine: what the import could not read is
+        // counted, never guessed, and what it wrote is what the capture recorded.
+        eprintln!("tcpdump dropped packets: {dump_said}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("lost segment"), "{err}");
+        let want = shapes(&captured);
+        assert!(shapes(&imp).iter().all(|s| want.contains(s)), "{err}");
+    }
+
+    // Replayed against the server it was captured from, and one just like it: identical.
+    let json = dir.path().join("r.json");
+    let o = crate::grpc::replay(&out, &server.h2c(), &beside.h2c(), &json, &[]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+    let r = read_json(&json);
+    assert_counts_consistent(&r);
+    assert_eq!(r["summary"]["identical"], 9, "{:#}", r["summary"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_connection_open_before_the_capture_is_counted_and_nothing_of_it_recorded() {
+    use crate::grpc::TonicServer;
+    if !may_capture() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TonicServer::start(false).await;
+    let url = format!("http://{}", server.addr);
+    let before = grpc_channel(&url).await;
+    grpc_call(before.clone(), "/pkg.Svc/GetUser", 1).await;
+    let out = dir.path().join("mid.jsonl");
+    let cap = Capture::start(server.addr.port(), &out, &[]);
+    for id in 2..5 {
+        grpc_call(before.clone(), "/pkg.Svc/GetUser", id).await;
+    }
+    let after = grpc_channel(&url).await;
+    for id in 5..7 {
+        grpc_call(after.clone(), "/pkg.Svc/GetUser", id).await;
+    }
+    let (m, (code, err)) = tokio::task::spawn_blocking(move || {
+        let m = cap.wait_accounted(3);
+        (m, cap.stop())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(metric(&m, "shadowdiff_capture_recorded_total"), 2, "{m}");
+    // The connection opened before counts once, whole: its HPACK state is unknown.
+    assert_eq!(identity(&err), (3, 2, 0, 0, 1), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("  lost") && l.contains("mid-connection")),
+        "{err}"
+    );
+    let rec = read_recording(&out);
+    let mut uris: Vec<String> = rec
+        .iter()
+        .map(|e| format!("{} {:?}", e.request.uri, e.request.body))
+        .collect();
+    uris.sort();
+    assert_eq!(rec.len(), 2, "{uris:?}");
+    assert!(rec.iter().all(|e| e.request.uri == "/pkg.Svc/GetUser"));
+}
+
+/// Frame bytes: length, type, flags, stream, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_http2_from_a_raw_socket_peer_is_counted_and_good_calls_beside_it_recorded() {
+    use crate::grpc::TonicServer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !may_capture() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = TonicServer::start(false).await;
+    let out = dir.path().join("hostile.jsonl");
+    let cap = Capture::start(server.addr.port(), &out, &[]);
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    let settings = h2_frame(4, 0, 0, &[]);
+    let hostile: Vec<Vec<u8>> = vec![
+        // A frame longer than SETTINGS_MAX_FRAME_SIZE (16,384 by default).
+        [
+            &preface[..],
+            &settings,
+            &[0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1],
+            &[0; 64],
+        ]
+        .concat(),
+        // A header block naming HPACK index 0, which does not exist.
+        [&preface[..], &settings, &h2_frame(1, 5, 1, &[0x80, 0x84])].concat(),
+        // HPACK that is cut inside a literal.
+        [
+            &preface[..],
+            &settings,
+            &h2_frame(1, 5, 1, &[0x82, 0x44, 0x7f]),
+        ]
+        .concat(),
+        // A CONTINUATION with no header block before it.
+        [&preface[..], &settings, &h2_frame(9, 4, 1, &[0x82])].concat(),
+        // A preface that breaks off into garbage.
+        b"PRI * HTTP/2.0\r\n\r\nXY\r\n\r\n\x00\xff garbage".to_vec(),
+    ];
+    for bytes in &hostile {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(bytes).await.unwrap();
+        let _ = s.shutdown().await;
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut sink)).await;
+    }
+    let channel = grpc_channel(&format!("http://{}", server.addr)).await;
+    grpc_call(channel.clone(), "/pkg.Svc/GetUser", 1).await;
+    grpc_call(channel, "/pkg.Svc/GetUser", 2).await;
+    let (m, (code, err)) = tokio::task::spawn_blocking(move || {
+        let m = cap.wait_accounted(2);
+        (m, cap.stop())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(metric(&m, "shadowdiff_capture_recorded_total"), 2, "{m}");
+    let (_, rec, _, _, lost) = identity(&err);
+    assert_eq!(rec, 2, "{err}");
+    // Each hostile connection is counted (two also lose the stream they opened).
+    assert!(lost >= 5, "{err}");
+    for reason in [
+        "SETTINGS_MAX_FRAME_SIZE",
+        "header compression (HPACK)",
+        "preface",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("  lost") && l.contains(reason)),
+            "{reason}: {err}"
+        );
+    }
+    let recorded = read_recording(&out);
+    assert_eq!(recorded.len(), 2);
+    assert!(recorded.iter().all(|e| e.request.uri == "/pkg.Svc/GetUser"));
 }

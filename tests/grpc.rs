@@ -72,7 +72,7 @@ pub struct Item {
 }
 
 /// The reply both versions give, except that v2 moved everyone to another zip code.
-fn user(id: u64, v2: bool) -> User {
+pub(crate) fn user(id: u64, v2: bool) -> User {
     User {
         id,
         name: format!("user {id}"),
@@ -190,13 +190,13 @@ impl tonic::codegen::Service<http::Request<tonic::body::Body>> for Svc {
 }
 
 /// A tonic server (h2c) on 127.0.0.1:0, stopped when dropped.
-struct TonicServer {
-    addr: SocketAddr,
+pub(crate) struct TonicServer {
+    pub(crate) addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl TonicServer {
-    async fn start(v2: bool) -> Self {
+    pub(crate) async fn start(v2: bool) -> Self {
         Self::serve(Version { v2, noisy: false }).await
     }
 
@@ -219,7 +219,7 @@ impl TonicServer {
         TonicServer { addr, task }
     }
 
-    fn h2c(&self) -> String {
+    pub(crate) fn h2c(&self) -> String {
         format!("h2c://{}", self.addr)
     }
 }
@@ -573,7 +573,7 @@ fn field<'a>(iface: &'a serde_json::Value, list: &str, path: &str) -> &'a serde_
         .unwrap_or_else(|| panic!("no {list} entry {path} in {iface:#}"))
 }
 
-async fn replay(
+pub(crate) async fn replay(
     rec: &std::path::Path,
     base: &str,
     cand: &str,

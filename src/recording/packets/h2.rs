@@ -52,7 +52,7 @@ const SKIP_FLOOD: &str = "HTTP/2 header blocks over 1 MiB (a CONTINUATION flood)
      that direction is lost";
 const SKIP_STREAM_LOST: &str = "HTTP/2 streams lost with a direction of their connection (a lost \
      segment, a broken frame, header compression that could not be followed)";
-const SKIP_RESET: &str = "HTTP/2 streams reset (RST_STREAM) before their exchange was complete";
+const SKIP_RESET: &str = "HTTP/2 streams reset (RST_STREAM) before their answer was complete";
 const SKIP_MALFORMED: &str =
     "HTTP/2 streams with malformed header fields (a pseudo-header missing or wrong)";
 const SKIP_TOO_BIG: &str = "HTTP/2 streams given up: a header list over 1 MiB, or more bytes \
@@ -172,6 +172,9 @@ struct Half {
 struct Stream {
     req: Half,
     resp: Half,
+    /// The server answered in full and reset the stream: the request ends with the
+    /// client's next END_STREAM or reset, or with the connection.
+    answered_reset: bool,
     /// Bytes of this stream counted in the connection's `held`.
     held: usize,
 }
@@ -232,7 +235,7 @@ impl H2 {
         if end == End::Lost && self.dirs[d].dead.is_none() {
             // The reassembler counted the gap itself; the streams it cuts are counted here.
             self.dirs[d].dead = Some("segment lost");
-            self.lose_streams_of(d, ctx);
+            self.lose_streams_of(d, ctx)?;
         }
         Ok(())
     }
@@ -249,6 +252,8 @@ impl H2 {
             if s.req.head.is_none() {
                 let at = format!("{}: {}: stream {id}", ctx.at(), self.label);
                 ctx.report.skip(SKIP_ORPHAN, || at);
+            } else if s.answered_reset {
+                self.write(id, s, true, ctx)?;
             } else if !s.req.done {
                 let why = self.dirs[0].end.map_or("stream ended", End::says);
                 let at = format!("{}: {}: stream {id}: {why}", ctx.at(), self.label);
@@ -268,8 +273,22 @@ impl H2 {
     }
 
     /// Every open stream whose part in direction `d` is not complete is lost with it.
-    fn lose_streams_of(&mut self, d: usize, ctx: &mut Ctx<'_>) {
+    fn lose_streams_of(&mut self, d: usize, ctx: &mut Ctx<'_>) -> Result<()> {
         let why = self.dirs[d].lost().unwrap_or("direction lost");
+        if d == 0 {
+            let done: Vec<u32> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.answered_reset)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in done {
+                if let Some(s) = self.streams.remove(&id) {
+                    self.held -= s.held;
+                    self.write(id, s, true, ctx)?;
+                }
+            }
+        }
         let ids: Vec<u32> = self
             .streams
             .iter()
@@ -279,6 +298,7 @@ impl H2 {
         for id in ids {
             self.fail(id, StreamFail(SKIP_STREAM_LOST, why.to_string()), ctx);
         }
+        Ok(())
     }
 
     /// Counts stream `id` as lost for `f` and forgets it.
@@ -291,7 +311,13 @@ impl H2 {
     }
 
     /// Direction `d` can no longer be read at all.
-    fn kill(&mut self, d: usize, reason: &'static str, detail: String, ctx: &mut Ctx<'_>) {
+    fn kill(
+        &mut self,
+        d: usize,
+        reason: &'static str,
+        detail: String,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<()> {
         let dir = &mut self.dirs[d];
         dir.dead = Some(reason_short(reason));
         dir.buf = Vec::new();
@@ -300,16 +326,22 @@ impl H2 {
         let side = if d == 0 { "client" } else { "server" };
         let at = format!("{}: {} ({side} side): {detail}", ctx.at(), self.label);
         ctx.report.skip(reason, || at);
-        self.lose_streams_of(d, ctx);
+        self.lose_streams_of(d, ctx)
     }
 
     /// Header blocks of direction `d` can no longer be decoded; frames are still walked.
-    fn blind(&mut self, d: usize, reason: &'static str, detail: String, ctx: &mut Ctx<'_>) {
+    fn blind(
+        &mut self,
+        d: usize,
+        reason: &'static str,
+        detail: String,
+        ctx: &mut Ctx<'_>,
+    ) -> Result<()> {
         self.dirs[d].blind = Some(reason_short(reason));
         let side = if d == 0 { "client" } else { "server" };
         let at = format!("{}: {} ({side} side): {detail}", ctx.at(), self.label);
         ctx.report.skip(reason, || at);
-        self.lose_streams_of(d, ctx);
+        self.lose_streams_of(d, ctx)
     }
 
     /// Reads every whole frame buffered on direction `d`.
@@ -353,7 +385,7 @@ impl H2 {
                     "a frame of {len} bytes, over the {} SETTINGS_MAX_FRAME_SIZE allows",
                     self.dirs[d].max_frame
                 );
-                self.kill(d, SKIP_FRAMING, detail, ctx);
+                self.kill(d, SKIP_FRAMING, detail, ctx)?;
                 continue;
             }
             let total = 9 + len as usize;
@@ -400,7 +432,7 @@ impl H2 {
                     "a frame of type {} on stream {} inside a header block",
                     f.kind, f.stream
                 );
-                self.kill(d, SKIP_FRAMING, detail, ctx);
+                self.kill(d, SKIP_FRAMING, detail, ctx)?;
                 return Ok(());
             }
             return self.fragment(d, f.payload, f.flags & END_HEADERS != 0, f.last_us, ctx);
@@ -416,12 +448,12 @@ impl H2 {
                             SKIP_FRAMING,
                             "a padded frame with no pad length".into(),
                             ctx,
-                        );
+                        )?;
                         return Ok(());
                     };
                     if pad as usize > rest.len() {
                         let detail = format!("padding of {pad} bytes in a frame of {}", p.len());
-                        self.kill(d, SKIP_FRAMING, detail, ctx);
+                        self.kill(d, SKIP_FRAMING, detail, ctx)?;
                         return Ok(());
                     }
                     p = &rest[..rest.len() - pad as usize];
@@ -434,7 +466,7 @@ impl H2 {
                 if p.len() < skip || f.stream == 0 {
                     let detail =
                         format!("a header frame of {} bytes on stream {}", p.len(), f.stream);
-                    self.kill(d, SKIP_FRAMING, detail, ctx);
+                    self.kill(d, SKIP_FRAMING, detail, ctx)?;
                     return Ok(());
                 }
                 let push = f.kind == PUSH_PROMISE;
@@ -456,24 +488,40 @@ impl H2 {
                     .payload
                     .get(..4)
                     .map_or(0, |c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
-                if self.streams.contains_key(&f.stream) {
+                let answered = self
+                    .streams
+                    .get(&f.stream)
+                    .is_some_and(|s| s.resp.done && s.req.head.is_some());
+                if answered {
+                    // A server that answered in full may stop the rest of the request with
+                    // NO_ERROR (RFC 9113 section 8.1), as gRPC servers do when they answer
+                    // before reading the body. What the client had sent by then is still on
+                    // its way: the exchange waits for the client's END_STREAM or reset, or
+                    // the connection's end.
+                    let whole = d == 0 || self.streams.get(&f.stream).is_some_and(|s| s.req.done);
+                    if whole {
+                        if let Some(s) = self.streams.remove(&f.stream) {
+                            self.held -= s.held;
+                            self.write(f.stream, s, true, ctx)?;
+                        }
+                    } else if let Some(s) = self.streams.get_mut(&f.stream) {
+                        s.answered_reset = true;
+                    }
+                } else if self.streams.contains_key(&f.stream) {
                     let who = if d == 0 { "client" } else { "server" };
                     let detail = format!("reset by the {who}, error code {code}");
                     self.fail(f.stream, StreamFail(SKIP_RESET, detail), ctx);
                 }
                 Ok(())
             }
-            SETTINGS => {
-                self.on_settings(d, f, ctx);
-                Ok(())
-            }
+            SETTINGS => self.on_settings(d, f, ctx),
             // PRIORITY, PING, GOAWAY, WINDOW_UPDATE and unknown extension frames carry
             // nothing an exchange keeps.
             _ => Ok(()),
         }
     }
 
-    fn on_settings(&mut self, d: usize, f: &Frame<'_>, ctx: &mut Ctx<'_>) {
+    fn on_settings(&mut self, d: usize, f: &Frame<'_>, ctx: &mut Ctx<'_>) -> Result<()> {
         let other = 1 - d;
         if f.flags & ACK != 0 {
             // The sender of this ACK now holds the other side's advertised table size: its
@@ -481,12 +529,11 @@ impl H2 {
             if let Some(v) = self.dirs[other].table_pending.pop_front() {
                 self.dirs[d].table_acked = v;
             }
-            return;
+            return Ok(());
         }
         if f.payload.len() % 6 != 0 {
             let detail = format!("a SETTINGS frame of {} bytes", f.payload.len());
-            self.kill(d, SKIP_FRAMING, detail, ctx);
-            return;
+            return self.kill(d, SKIP_FRAMING, detail, ctx);
         }
         let mut table = None;
         for s in f.payload.chunks_exact(6) {
@@ -514,6 +561,7 @@ impl H2 {
         if self.dirs[d].table_pending.len() < 64 {
             self.dirs[d].table_pending.push_back(pending);
         }
+        Ok(())
     }
 
     /// Adds a header block fragment; decodes the block once it is whole.
@@ -534,7 +582,7 @@ impl H2 {
                 "a header block past {} bytes on stream {}",
                 MAX_BLOCK, block.stream
             );
-            self.kill(d, SKIP_FLOOD, detail, ctx);
+            self.kill(d, SKIP_FLOOD, detail, ctx)?;
             return Ok(());
         }
         block.bytes.extend_from_slice(bytes);
@@ -555,7 +603,7 @@ impl H2 {
             match self.decode(d, &b.bytes) {
                 Ok(f) => Some(f),
                 Err(detail) => {
-                    self.blind(d, SKIP_HPACK, format!("stream {}: {detail}", b.stream), ctx);
+                    self.blind(d, SKIP_HPACK, format!("stream {}: {detail}", b.stream), ctx)?;
                     None
                 }
             }
@@ -626,7 +674,7 @@ impl H2 {
     ) -> Result<()> {
         if id % 2 == 0 {
             let detail = format!("a client header block on even stream {id}");
-            self.kill(0, SKIP_FRAMING, detail, ctx);
+            self.kill(0, SKIP_FRAMING, detail, ctx)?;
             return Ok(());
         }
         let new = id > self.last_client;
@@ -652,6 +700,7 @@ impl H2 {
                 Stream {
                     req: Half::default(),
                     resp: Half::default(),
+                    answered_reset: false,
                     held: 0,
                 },
             );
@@ -791,18 +840,18 @@ impl H2 {
                     SKIP_FRAMING,
                     "a padded DATA frame with no pad length".into(),
                     ctx,
-                );
+                )?;
                 return Ok(());
             };
             if pad as usize > rest.len() {
                 let detail = format!("padding of {pad} bytes in a DATA frame of {}", p.len());
-                self.kill(d, SKIP_FRAMING, detail, ctx);
+                self.kill(d, SKIP_FRAMING, detail, ctx)?;
                 return Ok(());
             }
             p = &rest[..rest.len() - pad as usize];
         }
         if f.stream == 0 {
-            self.kill(d, SKIP_FRAMING, "DATA on stream 0".into(), ctx);
+            self.kill(d, SKIP_FRAMING, "DATA on stream 0".into(), ctx)?;
             return Ok(());
         }
         let Some(s) = self.streams.get_mut(&f.stream) else {
@@ -1131,6 +1180,38 @@ mod tests {
         assert_eq!(r.skipped.get(SKIP_RESET), Some(&1), "{r:?}");
         assert_eq!(r.skipped_total(), 1, "{r:?}");
         assert_eq!((r.requests, r.responses, r.written), (3, 2, 2));
+    }
+
+    #[test]
+    fn a_reset_after_a_whole_answer_keeps_the_exchange() {
+        let (mut ce, mut se) = (Enc::new(), Enc::new());
+        let ok = se.block(&[(":status", "200")]);
+        let end = se.block(&[("grpc-status", "0")]);
+        let (out, r) = start()
+            .client(&frame(
+                HEADERS,
+                END_HEADERS,
+                1,
+                &grpc_request(&mut ce, "/a"),
+            ))
+            .client(&frame(DATA, 0, 1, &grpc_frame(b"q")))
+            .server(&frame(HEADERS, END_HEADERS, 1, &ok))
+            .server(&frame(DATA, 0, 1, &grpc_frame(b"a")))
+            .server(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &end))
+            // The server needs no more of the request: RST_STREAM with NO_ERROR.
+            .server(&frame(RST_STREAM, 0, 1, &0u32.to_be_bytes()))
+            // The client's END_STREAM crosses it; it belongs to a stream already written.
+            .client(&frame(DATA, END_STREAM, 1, &[]))
+            .fin(true)
+            .fin(false)
+            .run();
+        assert!(r.skipped.is_empty(), "{r:?}");
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0].request.body[..], &grpc_frame(b"q")[..]);
+        assert_eq!(
+            &out[0].response.as_ref().unwrap().body[..],
+            &grpc_frame(b"a")[..]
+        );
     }
 
     #[test]
