@@ -53,6 +53,8 @@ const SKIP_FLOOD: &str = "HTTP/2 header blocks over 1 MiB (a CONTINUATION flood)
 const SKIP_STREAM_LOST: &str = "HTTP/2 streams lost with a direction of their connection (a lost \
      segment, a broken frame, header compression that could not be followed)";
 const SKIP_RESET: &str = "HTTP/2 streams reset (RST_STREAM) before their answer was complete";
+const SKIP_REFUSED: &str = "HTTP/2 streams the server refused unprocessed (above its GOAWAY's \
+     last stream): the client may send them again";
 const SKIP_MALFORMED: &str =
     "HTTP/2 streams with malformed header fields (a pseudo-header missing or wrong)";
 const SKIP_TOO_BIG: &str = "HTTP/2 streams given up: a header list over 1 MiB, or more bytes \
@@ -68,6 +70,7 @@ const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
+const GOAWAY: u8 = 0x7;
 const PUSH_PROMISE: u8 = 0x5;
 const CONTINUATION: u8 = 0x9;
 const END_STREAM: u8 = 0x1;
@@ -515,6 +518,18 @@ impl H2 {
                 Ok(())
             }
             SETTINGS => self.on_settings(d, f, ctx),
+            GOAWAY if d == 1 && f.payload.len() >= 8 => {
+                // Streams above the last one the server processed were never acted on; the
+                // client may send them again on another connection.
+                let p = f.payload;
+                let last = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
+                let refused: Vec<u32> = self.streams.range(last + 1..).map(|(id, _)| *id).collect();
+                for id in refused {
+                    let detail = format!("above the GOAWAY's last stream {last}");
+                    self.fail(id, StreamFail(SKIP_REFUSED, detail), ctx);
+                }
+                Ok(())
+            }
             // PRIORITY, PING, GOAWAY, WINDOW_UPDATE and unknown extension frames carry
             // nothing an exchange keeps.
             _ => Ok(()),
@@ -709,8 +724,11 @@ impl H2 {
             // A stream already written or given up.
             return Ok(());
         };
-        let Some(Some(fields)) = fields else {
-            // Blind was handled above; None inside is a list too long.
+        let Some(fields) = fields else {
+            // Blind: a stream still open then was counted with its direction.
+            return Ok(());
+        };
+        let Some(fields) = fields else {
             self.fail(
                 id,
                 StreamFail(SKIP_TOO_BIG, "request header list over 1 MiB".into()),
@@ -1514,6 +1532,35 @@ mod tests {
         t.fin(true).fin(false).run()
     }
 
+    #[test]
+    fn streams_above_a_goaway_are_counted_as_refused() {
+        let (mut ce, mut se) = (Enc::new(), Enc::new());
+        let ok = se.block(&[(":status", "200")]);
+        let mut goaway = 1u32.to_be_bytes().to_vec();
+        goaway.extend_from_slice(&0u32.to_be_bytes());
+        let (out, r) = start()
+            .client(&frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                1,
+                &grpc_request(&mut ce, "/a"),
+            ))
+            .client(&frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                3,
+                &grpc_request(&mut ce, "/b"),
+            ))
+            .server(&frame(GOAWAY, 0, 0, &goaway))
+            .server(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &ok))
+            .fin(true)
+            .fin(false)
+            .run();
+        assert_eq!(out.len(), 1, "{r:?}");
+        assert_eq!(out[0].request.uri, "/a");
+        assert_eq!(r.skipped.get(SKIP_REFUSED), Some(&1), "{r:?}");
+    }
+
     /// Every request seen ends in exactly one place: written, or lost by reason.
     fn assert_accounted(
         out: &[crate::exchange::Exchange],
@@ -1522,6 +1569,7 @@ mod tests {
         assert_eq!(out.len() as u64, r.written);
         let stream_lost: u64 = [
             SKIP_STREAM_LOST,
+            SKIP_REFUSED,
             SKIP_RESET,
             SKIP_MALFORMED,
             SKIP_TOO_BIG,
