@@ -178,6 +178,8 @@ struct Stream {
     /// The server answered in full and reset the stream: the request ends with the
     /// client's next END_STREAM or reset, or with the connection.
     answered_reset: bool,
+    /// The HTTP/1.1 request that upgraded the connection, as stream 1's request.
+    upgrade: Option<Request>,
     /// Bytes of this stream counted in the connection's `held`.
     held: usize,
 }
@@ -206,6 +208,45 @@ impl H2 {
             streams: BTreeMap::new(),
             last_client: 0,
             held: 0,
+        }
+    }
+
+    /// Starts a connection upgraded from HTTP/1.1 (`Upgrade: h2c`): `request` is stream 1,
+    /// already sent whole, and `settings` the client's `HTTP2-Settings` payload, which the
+    /// `101` acknowledged.
+    pub fn upgraded(
+        &mut self,
+        request: Request,
+        first_us: i64,
+        last_us: i64,
+        settings: Option<&[u8]>,
+    ) {
+        let req = Half {
+            head: Some(Vec::new()),
+            done: true,
+            first_us,
+            last_us,
+            ..Half::default()
+        };
+        self.streams.insert(
+            1,
+            Stream {
+                req,
+                resp: Half::default(),
+                answered_reset: false,
+                upgrade: Some(request),
+                held: 0,
+            },
+        );
+        self.last_client = 1;
+        for s in settings.unwrap_or_default().chunks_exact(6) {
+            let id = u16::from_be_bytes([s[0], s[1]]);
+            let v = u32::from_be_bytes([s[2], s[3], s[4], s[5]]);
+            match id {
+                0x1 => self.dirs[1].table_acked = v as usize,
+                0x5 if (DEFAULT_FRAME..=MAX_FRAME_LIMIT).contains(&v) => self.dirs[1].max_frame = v,
+                _ => {}
+            }
         }
     }
 
@@ -716,6 +757,7 @@ impl H2 {
                     req: Half::default(),
                     resp: Half::default(),
                     answered_reset: false,
+                    upgrade: None,
                     held: 0,
                 },
             );
@@ -923,9 +965,11 @@ impl H2 {
 
     /// Turns a stream into an exchange (with its response when `answered`).
     fn write(&mut self, id: u32, s: Stream, answered: bool, ctx: &mut Ctx<'_>) -> Result<()> {
-        let Stream { req, resp, .. } = s;
+        let Stream {
+            req, resp, upgrade, ..
+        } = s;
         let (first_us, req_last) = (req.first_us, req.last_us);
-        let Some(request) = request_of(req) else {
+        let Some(request) = upgrade.or_else(|| request_of(req)) else {
             let at = format!("{}: {}: stream {id}", ctx.at(), self.label);
             ctx.report.skip(SKIP_MALFORMED, || at);
             return Ok(());
@@ -1530,6 +1574,56 @@ mod tests {
             };
         }
         t.fin(true).fin(false).run()
+    }
+
+    #[test]
+    fn an_upgrade_to_h2c_continues_as_stream_1() {
+        let (mut ce, mut se) = (Enc::new(), Enc::new());
+        // HTTP2-Settings: SETTINGS_MAX_FRAME_SIZE 32,768, base64url without padding.
+        let up = b"GET /up HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+            Upgrade: h2c\r\nHTTP2-Settings: AAUAAIAA\r\n\r\n";
+        let mut switched = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\
+            Upgrade: h2c\r\n\r\n"
+            .to_vec();
+        switched.extend(settings(&[]));
+        switched.extend(frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &se.block(&[(":status", "200")]),
+        ));
+        // A frame over the default 16,384 bytes: the client's HTTP2-Settings allowed it.
+        switched.extend(frame(DATA, END_STREAM, 1, &vec![b'x'; 20_000]));
+        let (out, r) = Talk::new()
+            .client(up)
+            .server(&switched)
+            .client(&[PREFACE.to_vec(), settings(&[]), settings_ack()].concat())
+            .client(&frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                3,
+                &grpc_request(&mut ce, "/b"),
+            ))
+            .server(&frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                3,
+                &se.block(&[(":status", "204")]),
+            ))
+            .fin(true)
+            .fin(false)
+            .run();
+        assert!(r.skipped.is_empty(), "{r:?}");
+        assert_eq!(out.len(), 2, "{r:?}");
+        assert_eq!(
+            (out[0].request.uri.as_str(), out[0].request.version.as_str()),
+            ("/up", "HTTP/1.1")
+        );
+        let r1 = out[0].response.as_ref().unwrap();
+        assert_eq!((r1.status, r1.body.len()), (200, 20_000));
+        assert_eq!(out[1].request.uri, "/b");
+        assert_eq!(out[1].response.as_ref().unwrap().status, 204);
+        assert_eq!((r.requests, r.responses, r.written), (2, 2, 2));
     }
 
     #[test]

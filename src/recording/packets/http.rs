@@ -7,7 +7,7 @@
 use super::h2::H2;
 use super::Ctx;
 use crate::error::Result;
-use crate::exchange::Request;
+use crate::exchange::{header, Request};
 use crate::recording::import::http1::{Message, MessageReader, ParseError, Role, Step, MAX_HEAD};
 use crate::recording::import::{emit, exchange, INCOMPLETE_BODY_CAP, MAX_BODY};
 use std::collections::VecDeque;
@@ -256,6 +256,9 @@ impl Flow {
             }
         }
         loop {
+            if self.h2.is_some() {
+                return Ok(());
+            }
             let mut progress = false;
             if !self.paused && !self.sides[0].stopped && !self.switched {
                 let eof = self.sides[0].end.is_some();
@@ -324,6 +327,10 @@ impl Flow {
         let Some(p) = self.pending.pop_front() else {
             return Ok(());
         };
+        if status == 101 && p.switches && m.switches && is_h2c(&p.request, &m) {
+            // The upgrade's request is HTTP/2's stream 1; its answer comes in HTTP/2.
+            return self.start_h2c(p, ctx);
+        }
         ctx.report.responses += 1;
         if m.body_truncated {
             let at = format!("{}: {}", ctx.at(), self.label);
@@ -346,6 +353,42 @@ impl Flow {
         } else if p.switches {
             self.paused = false;
         }
+        Ok(())
+    }
+
+    /// Hands the connection to the HTTP/2 decoder after `101 Switching Protocols` to h2c:
+    /// the request that asked for it is stream 1, the client's `HTTP2-Settings` count as
+    /// its first SETTINGS, and the bytes each side sent after the switch go on there.
+    fn start_h2c(&mut self, p: Pending, ctx: &mut Ctx<'_>) -> Result<()> {
+        use base64::Engine as _;
+        let settings = header(&p.request.headers, "http2-settings").and_then(|v| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(v.trim().trim_end_matches('='))
+                .ok()
+        });
+        let mut h2 = Box::new(H2::new(self.stream, self.label.clone()));
+        h2.upgraded(p.request, p.first_us, p.last_us, settings.as_deref());
+        for d in 0..2 {
+            let side = &self.sides[d];
+            let bytes = side.reader.unread();
+            let base = side.reader.offset();
+            let mut from = 0usize;
+            for (end, ts) in &side.marks {
+                let to = (end.saturating_sub(base) as usize).min(bytes.len());
+                if to > from {
+                    h2.data(d, &bytes[from..to], *ts, ctx)?;
+                    from = to;
+                }
+            }
+        }
+        for d in 0..2 {
+            if let Some(end) = self.sides[d].end {
+                h2.end(d, end, ctx)?;
+            }
+        }
+        self.sides = [Side::new(Role::Request), Side::new(Role::Response)];
+        self.paused = false;
+        self.h2 = Some(h2);
         Ok(())
     }
 
@@ -399,4 +442,12 @@ impl Flow {
         }
         Ok(())
     }
+}
+
+/// An upgrade to h2c: the request asked for it and the `101` agreed.
+fn is_h2c(request: &Request, answer: &Message) -> bool {
+    let names_h2c = |v: Option<&str>| {
+        v.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("h2c")))
+    };
+    names_h2c(header(&request.headers, "upgrade")) && names_h2c(header(&answer.headers, "upgrade"))
 }

@@ -319,9 +319,9 @@ mod tests {
     #[test]
     fn an_upgrade_pairs_the_101_and_counts_what_follows() {
         let (out, r) = Talk::new()
-            .client(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
-            .client(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-            .server(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n\x00\x00\x00\x04\x00")
+            .client(b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .client(b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58")
+            .server(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello")
             .fin(true)
             .fin(false)
             .run();
