@@ -1441,6 +1441,34 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(r.skipped.get(SKIP_FRAMING), Some(&1), "{r:?}");
 
+        // A header list over 1 MiB from a small block (one large field indexed, then named
+        // 300 times): that stream is given up, the table is kept and the next one is read.
+        let mut ce = Enc::new();
+        let mut bomb = grpc_request(&mut ce, "/a");
+        bomb.extend(ce.block(&[("x-a", &"a".repeat(4_000))]));
+        bomb.extend(std::iter::repeat_n(0xbe, 300)); // index 62: the newest table entry
+        let mut se = Enc::new();
+        let (out, r) = start()
+            .client(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &bomb))
+            .client(&frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                3,
+                &grpc_request(&mut ce, "/b"),
+            ))
+            .server(&frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                3,
+                &se.block(&[(":status", "200")]),
+            ))
+            .fin(true)
+            .fin(false)
+            .run();
+        assert_eq!(r.skipped.get(SKIP_TOO_BIG), Some(&1), "{r:?}");
+        assert_eq!(out.len(), 1, "{r:?}");
+        assert_eq!(out[0].request.uri, "/b");
+
         // Too many open streams: the ones past the bound are counted.
         let mut ce = Enc::new();
         let mut t = start();
