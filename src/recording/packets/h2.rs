@@ -1,5 +1,6 @@
 //! HTTP/2 with prior knowledge (h2c, gRPC) over one reassembled TCP connection whose
-//! client began with the HTTP/2 preface: both byte streams are cut into frames, each
+//! client began with the HTTP/2 preface, or switched to it by `Upgrade: h2c` (the upgrading
+//! request is then stream 1): both byte streams are cut into frames, each
 //! direction's header blocks are decoded by its own HPACK decoder in frame order, and each
 //! stream becomes one exchange shaped as the tap records an HTTP/2 exchange (version
 //! `HTTP/2`, the target from `:path`, `:authority` kept as `host`, trailers such as
@@ -1002,7 +1003,7 @@ impl H2 {
     }
 }
 
-/// The first word of a reason, for the detail of the streams it takes down.
+/// How a lost direction is named in the examples of the streams it takes down.
 fn reason_short(reason: &'static str) -> &'static str {
     match reason {
         SKIP_FRAMING => "a frame that breaks the protocol",
