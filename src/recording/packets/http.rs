@@ -8,7 +8,7 @@ use super::Ctx;
 use crate::error::Result;
 use crate::exchange::Request;
 use crate::recording::import::http1::{Message, MessageReader, ParseError, Role, Step, MAX_HEAD};
-use crate::recording::import::{emit, exchange, INCOMPLETE_BODY_CAP, MAX_BODY};
+use crate::recording::import::{exchange, INCOMPLETE_BODY_CAP, MAX_BODY};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -150,6 +150,20 @@ impl Flow {
     /// `stream N (client -> server)`, for messages.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Capture time of the first packet of the oldest request begun on this connection and
+    /// not yet handed on as an exchange: the exchanges of other connections that began
+    /// after it wait for it, so they are written in capture order.
+    pub fn oldest_open_us(&self) -> Option<i64> {
+        if let Some(p) = self.pending.front() {
+            return Some(p.first_us);
+        }
+        let client = &self.sides[0];
+        if client.stopped || self.switched {
+            return None;
+        }
+        client.reader.in_progress().map(|off| client.ts_at(off))
     }
 
     /// Bytes that arrived in order on direction `d` (0 client, 1 server) at `ts_us`.
@@ -308,7 +322,7 @@ impl Flow {
             Some(m.into_response()),
             Some(latency),
         );
-        emit(ctx.sink, ctx.report, ex)?;
+        ctx.sink.put(ex)?;
         if switches {
             self.switched = true;
             self.after_switch +=
@@ -362,7 +376,7 @@ impl Flow {
                 None,
                 None,
             );
-            emit(ctx.sink, ctx.report, ex)?;
+            ctx.sink.put(ex)?;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! checksums of checksum offload.
 
 pub(crate) mod http;
+pub(crate) mod order;
 pub(crate) mod tcp;
 
 use crate::error::Result;
@@ -108,6 +109,17 @@ impl Pipeline {
     /// Connections being followed now (bounded by the reassembler's limits).
     pub fn live_connections(&self) -> usize {
         self.tracker.live()
+    }
+
+    /// Exchanges completed and held until the requests that began before them are done.
+    pub fn held(&self) -> usize {
+        self.tracker.held()
+    }
+
+    /// The capture's clock reached `now_us` with no frame: exchanges held behind a request
+    /// open past the bound are written.
+    pub fn tick(&mut self, now_us: i64, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.tracker.tick(now_us, ctx)
     }
 
     /// Ends the capture: connections still open give up what they completed.
