@@ -1,6 +1,8 @@
 //! HTTP/1.x over one reassembled TCP connection: parses the client's bytes into requests
 //! and the server's into responses (keep-alive and pipelining: the n-th response answers
-//! the n-th request), and writes each pair as an exchange. Its time is the first request
+//! the n-th request), and hands each pair on as an exchange, which the tracker holds until
+//! it can be written in capture order ([`super::order`]): [`Flow::oldest_open_us`] says
+//! how early a request still open here began. An exchange's time is the first request
 //! packet's; its latency is the first response packet's time minus the last request
 //! packet's, so it measures the server, not the transfer.
 

@@ -2,7 +2,8 @@
 //! pcap` hands it the frames of capture files, `capture` the frames of a live ring. A
 //! [`Pipeline`] peels the link and IP layers (etherparse; Ethernet, Linux cooked v1/v2, raw
 //! IP, BSD loopback; IPv4 and IPv6) and hands TCP segments to [`tcp`], which reassembles
-//! each connection and passes its two byte streams to [`http`] for HTTP/1.x pairing.
+//! each connection and passes its two byte streams to [`http`] for HTTP/1.x pairing; the
+//! exchanges leave through [`order`], in order of their request's capture time.
 //! Whatever cannot become an exchange is counted by reason in the [`ImportReport`];
 //! checksums are not verified: frames taken on the sending host carry the unfinished
 //! checksums of checksum offload.

@@ -195,6 +195,35 @@ impl Order {
         }
     }
 
+    /// Takes the exchanges completed since the last call and writes those whose turn has
+    /// come. The common case, one exchange with nothing held that no open request began
+    /// before, is written straight away.
+    pub fn take(
+        &mut self,
+        done: &mut Vec<Exchange>,
+        now_us: i64,
+        sink: &mut dyn Sink,
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        if done.len() == 1 && self.held.is_empty() {
+            let ts = done[0].ts_us;
+            let cutoff = now_us.saturating_sub(MAX_HOLD_US);
+            if self
+                .low
+                .is_some_and(|w| ts > w && (self.stale || w < cutoff))
+            {
+                self.refresh(cutoff);
+            }
+            if self.low.is_none_or(|w| ts <= w) {
+                if let Some(ex) = done.pop() {
+                    return self.write(ex, sink, report);
+                }
+            }
+        }
+        self.hold(done);
+        self.release(now_us, sink, report)
+    }
+
     /// Writes every held exchange that no open request began before, and the earliest
     /// ones beyond the bounds; `now_us` is the latest capture time seen.
     pub fn release(
@@ -231,12 +260,21 @@ impl Order {
             return Ok(());
         };
         self.held_bytes -= h.size;
-        if self.last_out.is_some_and(|t| h.ts < t) {
+        self.write(*h.ex, sink, report)
+    }
+
+    fn write(
+        &mut self,
+        ex: Exchange,
+        sink: &mut dyn Sink,
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        if self.last_out.is_some_and(|t| ex.ts_us < t) {
             report.note(NOTE_OUT_OF_ORDER);
         } else {
-            self.last_out = Some(h.ts);
+            self.last_out = Some(ex.ts_us);
         }
-        emit(sink, report, *h.ex)
+        emit(sink, report, ex)
     }
 }
 

@@ -1,7 +1,8 @@
 //! TCP reassembly for the packet pipeline: follows each connection from its handshake,
 //! puts each direction's segments back in sequence order (retransmissions dropped,
 //! out-of-order segments held until the hole fills, partial overlaps trimmed) and hands
-//! the in-order bytes to the connection's [`Flow`]. A stream whose start was not captured
+//! the in-order bytes to the connection's [`Flow`]; the exchanges the flows complete pass
+//! through [`Order`], which writes them in capture order. A stream whose start was not captured
 //! is counted and skipped: without the initial sequence numbers nothing says where a
 //! message begins, and guessing could invent requests. Memory is bounded whatever the
 //! capture holds: a connection idle for [`LIVE_IDLE_US`] of capture time is given up, and
@@ -247,10 +248,16 @@ impl Tracker {
             };
             step(self, &mut inner)
         };
-        self.order.hold(&mut done);
+        if let Err(e) = stepped {
+            self.order.hold(&mut done);
+            self.done = done;
+            return Err(e);
+        }
+        let taken = self
+            .order
+            .take(&mut done, self.now_us, ctx.sink, ctx.report);
         self.done = done;
-        stepped?;
-        self.order.release(self.now_us, ctx.sink, ctx.report)
+        taken
     }
 
     /// The capture's clock reached `now_us` without a segment (a quiet live capture):
