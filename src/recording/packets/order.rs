@@ -6,9 +6,11 @@
 //! capture time, ties in the order they completed.
 //!
 //! The earliest start of an open request (the low watermark) is kept cheaply: each
-//! connection has a slot holding its oldest open request's start; a change pushes the new
-//! start on a min-heap whose superseded entries are dropped lazily (an entry is current while
-//! its slot still holds that start in the same generation). The watermark is looked up again
+//! connection has a slot holding its oldest open request's start; a change appends the new
+//! start to a queue sorted by start, whose superseded entries are dropped lazily (an entry is
+//! current while its slot still holds that start in the same generation). Requests begin
+//! at the capture's present, so a new start almost always goes at the back: appending and
+//! taking from the front cost the same however many connections are followed. The watermark is looked up again
 //! only when the exchange at the head of the held ones is blocked and the request that
 //! blocked it has ended, so the cost does not grow with the connections followed.
 //!
@@ -22,8 +24,8 @@
 use crate::error::Result;
 use crate::exchange::Exchange;
 use crate::recording::import::{emit, ImportReport, Sink};
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
 
 /// A request open for longer than this (capture time) no longer holds back the exchanges
 /// that began after it.
@@ -97,9 +99,9 @@ pub(crate) struct Order {
     free: Vec<u32>,
     /// Slots whose `since` is set.
     open: usize,
-    /// (start, slot, generation), earliest first; an entry is current while its slot still
-    /// holds that start in that generation.
-    starts: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    /// (start, slot, generation), sorted; an entry is current while its slot still holds
+    /// that start in that generation.
+    starts: VecDeque<(i64, u32, u32)>,
     /// No current entry is earlier than this (`None`: no request open); it is the watermark
     /// itself unless `stale`.
     low: Option<i64>,
@@ -146,13 +148,21 @@ impl Order {
         }
         if let Some(t) = since {
             self.open += 1;
-            self.starts.push(Reverse((t, slot, gen)));
+            let entry = (t, slot, gen);
+            if self.starts.back().is_none_or(|b| *b <= entry) {
+                self.starts.push_back(entry);
+            } else {
+                // A request that began before one already tracked (pipelined requests, or
+                // packets out of time order): rare, so a sorted insert is cheap enough.
+                let at = self.starts.partition_point(|e| *e <= entry);
+                self.starts.insert(at, entry);
+            }
             self.low = Some(self.low.map_or(t, |w| w.min(t)));
             if self.starts.len() > 2 * self.open + 4096 {
                 // Superseded entries behind a long-open request are dropped in one pass,
                 // so the heap stays within a few entries per connection.
                 let slots = &self.slots;
-                self.starts.retain(|Reverse((t, s, g))| {
+                self.starts.retain(|(t, s, g)| {
                     let cur = slots[*s as usize];
                     cur.gen == *g && cur.since == Some(*t)
                 });
@@ -163,14 +173,14 @@ impl Order {
     /// Looks up the watermark again: the earliest current start at or after `cutoff`.
     fn refresh(&mut self, cutoff: i64) {
         self.stale = false;
-        while let Some(Reverse((t, s, g))) = self.starts.peek().copied() {
+        while let Some((t, s, g)) = self.starts.front().copied() {
             let cur = self.slots[s as usize];
             if t >= cutoff && cur.gen == g && cur.since == Some(t) {
                 self.low = Some(t);
                 return;
             }
             // Superseded, or open so long that it holds nothing back any more.
-            self.starts.pop();
+            self.starts.pop_front();
         }
         self.low = None;
     }
@@ -205,6 +215,13 @@ impl Order {
         sink: &mut dyn Sink,
         report: &mut ImportReport,
     ) -> Result<()> {
+        if done.is_empty() {
+            return if self.held.is_empty() {
+                Ok(())
+            } else {
+                self.release(now_us, sink, report)
+            };
+        }
         if done.len() == 1 && self.held.is_empty() {
             let ts = done[0].ts_us;
             let cutoff = now_us.saturating_sub(MAX_HOLD_US);
@@ -372,6 +389,26 @@ mod tests {
         o.track(b, Some(3));
         o.release(5, &mut out, &mut r).unwrap();
         assert_eq!(out_ts(&out), [2]);
+    }
+
+    #[test]
+    fn a_start_earlier_than_those_tracked_takes_its_place_in_order() {
+        let mut o = Order::default();
+        let mut r = ImportReport::new("packets");
+        let mut out = Vec::new();
+        let (a, b, c) = (o.attach(), o.attach(), o.attach());
+        o.track(a, Some(30));
+        o.track(b, Some(10));
+        o.track(c, Some(20));
+        let starts: Vec<i64> = o.starts.iter().map(|e| e.0).collect();
+        assert_eq!(starts, [10, 20, 30]);
+        o.hold(&mut vec![ex(25)]);
+        o.track(b, None);
+        o.release(40, &mut out, &mut r).unwrap();
+        assert!(out.is_empty(), "20 is still open");
+        o.track(c, None);
+        o.release(40, &mut out, &mut r).unwrap();
+        assert_eq!(out_ts(&out), [25]);
     }
 
     #[test]

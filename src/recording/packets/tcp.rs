@@ -113,8 +113,9 @@ pub(crate) struct Tracker {
     now_us: i64,
     /// Completed exchanges, held until the requests that began before them are done.
     order: Order,
-    /// Exchanges the connections completed during the current step, not yet held.
-    done: Vec<Exchange>,
+    /// Exchanges the connections completed during the current step, not yet held (kept
+    /// between steps for its allocation).
+    done: Option<Vec<Exchange>>,
 }
 
 struct Conn {
@@ -238,7 +239,7 @@ impl Tracker {
         ctx: &mut Ctx<'_>,
         step: impl FnOnce(&mut Self, &mut Ctx<'_>) -> Result<()>,
     ) -> Result<()> {
-        let mut done = std::mem::take(&mut self.done);
+        let mut done = self.done.take().unwrap_or_default();
         let stepped = {
             let mut inner = Ctx {
                 sink: &mut done,
@@ -250,13 +251,13 @@ impl Tracker {
         };
         if let Err(e) = stepped {
             self.order.hold(&mut done);
-            self.done = done;
+            self.done = Some(done);
             return Err(e);
         }
         let taken = self
             .order
             .take(&mut done, self.now_us, ctx.sink, ctx.report);
-        self.done = done;
+        self.done = Some(done);
         taken
     }
 
