@@ -128,6 +128,7 @@ elif command -v tcpdump >/dev/null && command -v wrk >/dev/null; then
   sleep 0.5; kill -INT "$tpid"; wait "$tpid" || true
   tcpdump -r "$work/wrk.pcap" -c "$P1" -w "$work/p1.pcap" 2>/dev/null
   tcpdump -r "$work/wrk.pcap" -c "$P2" -w "$work/p2.pcap" 2>/dev/null
+  printf '%-8s %-32s %14s %14s %14s\n' job build "Ir ($P1 pkts)" "Ir ($P2 pkts)" "instr/exchange"
   for bin in "$@"; do
     read -r a ea < <(imported "$bin" "$work/p1.pcap")
     read -r b eb < <(imported "$bin" "$work/p2.pcap")

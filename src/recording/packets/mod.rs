@@ -469,11 +469,13 @@ mod tests {
         assert_eq!(r.skipped_total(), 0, "{r:?}");
     }
 
+    /// (connection, from the client, sequence number, payload, SYN, FIN, capture time)
+    type NetSeg = (usize, bool, u32, Vec<u8>, bool, bool, i64);
+
     /// Several scripted connections to one server, their segments interleaved as given;
     /// each segment's capture time is 1 ms after the one before unless set.
     struct Net {
-        /// (connection, from the client, sequence number, payload, SYN, FIN, capture time)
-        segs: Vec<(usize, bool, u32, Vec<u8>, bool, bool, i64)>,
+        segs: Vec<NetSeg>,
         /// Next client and server sequence numbers per connection.
         seqs: Vec<(u32, u32)>,
         clock: i64,
