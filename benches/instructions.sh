@@ -8,15 +8,24 @@
 #         keep-alive client sends N1, then (in a second run) N2 requests.
 # replay: `replay --threads 1 --no-noise-probe` of a synthetic recording of N1, then N2
 #         exchanges, baseline and candidate both that nginx.
+# import: `import --from pcap` of tcpdump's capture of wrk (64 connections, so requests
+#         overlap and exchanges wait for earlier ones to be written in capture order) against
+#         that nginx, cut to its first P1, then P2 packets; the packet pipeline `capture`
+#         runs too. Skipped without tcpdump or wrk.
 # Each under `valgrind --tool=callgrind`; (Ir(N2) - Ir(N1)) / (N2 - N1) takes the start and
 # the stop out.
 #
 #   benches/instructions.sh                          # target/release/shadowdiff
 #   benches/instructions.sh /tmp/base /tmp/new       # two builds side by side
+#   JOBS=import benches/instructions.sh A B          # only some of tap, replay, import
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-500}
 N2=${N2:-2500}
+P1=${P1:-20000}
+P2=${P2:-100000}
+JOBS=${JOBS:-tap replay import}
+job() { [[ " $JOBS " == *" $1 "* ]]; }
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && apt-get install -y -qq nginx-light; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -24,7 +33,7 @@ if [ $# -eq 0 ]; then
   cargo build --release --quiet --bin shadowdiff
   set -- target/release/shadowdiff
 fi
-cargo build --release --quiet --example gen_recording
+job replay && cargo build --release --quiet --example gen_recording
 work=$(mktemp -d "$PWD/target/tap-instr.XXXXXX")
 trap '[ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 
@@ -90,13 +99,41 @@ replayed() { # bin n
 }
 
 printf '%-8s %-32s %14s %14s %14s\n' job build "Ir ($N1)" "Ir ($N2)" "instr/each"
-for bin in "$@"; do
+job tap && for bin in "$@"; do
   a=$(instructions "$bin" "$N1")
   b=$(instructions "$bin" "$N2")
   printf '%-8s %-32s %14s %14s %14s\n' tap "$bin" "$a" "$b" "$(( (b - a) / (N2 - N1) ))"
 done
-for bin in "$@"; do
+job replay && for bin in "$@"; do
   a=$(replayed "$bin" "$N1")
   b=$(replayed "$bin" "$N2")
   printf '%-8s %-32s %14s %14s %14s\n' replay "$bin" "$a" "$b" "$(( (b - a) / (N2 - N1) ))"
 done
+
+# Total instructions of one import of a pcap, and the exchanges it wrote.
+imported() { # bin pcap
+  local out=$work/cg.$RANDOM
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$1" import --from pcap "$2" \
+    --out "$out.jsonl" 2>"$work/import.err" || { cat "$work/import.err" >&2; exit 1; }
+  echo "$(awk '/^summary:|^totals:/ {print $2; exit}' "$out") $(grep -o 'wrote *[0-9]*' "$work/import.err" | grep -o '[0-9]*')"
+}
+
+if ! job import; then
+  :
+elif command -v tcpdump >/dev/null && command -v wrk >/dev/null; then
+  tcpdump -i lo -s 0 -B 65536 -w "$work/wrk.pcap" "tcp port $port" 2>"$work/tcpdump.err" &
+  tpid=$!
+  for _ in $(seq 50); do grep -q listening "$work/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
+  wrk -t2 -c64 -d2s "http://127.0.0.1:$port/" >/dev/null
+  sleep 0.5; kill -INT "$tpid"; wait "$tpid" || true
+  tcpdump -r "$work/wrk.pcap" -c "$P1" -w "$work/p1.pcap" 2>/dev/null
+  tcpdump -r "$work/wrk.pcap" -c "$P2" -w "$work/p2.pcap" 2>/dev/null
+  printf '%-8s %-32s %14s %14s %14s\n' job build "Ir ($P1 pkts)" "Ir ($P2 pkts)" "instr/exchange"
+  for bin in "$@"; do
+    read -r a ea < <(imported "$bin" "$work/p1.pcap")
+    read -r b eb < <(imported "$bin" "$work/p2.pcap")
+    printf '%-8s %-32s %14s %14s %14s\n' import "$bin" "$a" "$b" "$(( (b - a) / (eb - ea) ))"
+  done
+else
+  echo "import: skipped (needs tcpdump and wrk)" >&2
+fi

@@ -8,7 +8,7 @@
 use crate::util::{
     assert_counts_consistent, bin, describe, nginx_binary, read_json, shadowdiff, wrk_binary, Nginx,
 };
-use shadowdiff::recording::{ReadOptions, RecordingReader};
+use shadowdiff::recording::{FileReader, ReadOptions, RecordingReader};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -465,6 +465,98 @@ fn under_wrk_every_request_nginx_logged_is_recorded_or_counted_lost() {
         assert!(err.lines().any(|l| l.starts_with("  lost")), "{err}");
     }
     assert_eq!(read_recording(&out).len() as u64, rec);
+}
+
+/// Waits until `/metrics` shows `held` exchanges held for order and `seen` handed on.
+fn wait_held(cap: &Capture, held: u64, seen: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = cap.metrics();
+        if metric(&m, "shadowdiff_capture_held_exchanges") == held
+            && metric(&m, "shadowdiff_capture_exchanges_seen_total") == seen
+        {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {held} held and {seen} seen:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A request begun first and answered last, a raw-socket peer holding a request head open
+/// and then ending it with bytes that are no header, and twenty curl requests on their own
+/// connections in between: the curl exchanges wait until both earlier requests are done
+/// (the slow one written first, the peer's stream counted as not HTTP/1), and the recording holds
+/// every exchange, its lines in order of their requests' capture time.
+#[test]
+fn exchanges_are_recorded_in_capture_order_behind_a_slow_request_and_a_hostile_peer() {
+    let Some(nb) = nginx_binary() else { return };
+    if !may_capture() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gw = nginx(&nb, dir.path());
+    let out = dir.path().join("order.jsonl");
+    let cap = Capture::start(gw.port, &out, &[]);
+    let mut slow = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    slow.write_all(b"GET /json?slow HTTP/1.1\r\nHost: a\r\n")
+        .unwrap();
+    let mut peer = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    peer.write_all(b"GET /json?peer HTTP/1.1\r\nHost: a\r\nX-Pad: ")
+        .unwrap();
+    for i in 0..20 {
+        curl(&[&format!("{}/json?fast={i}", gw.url())]);
+    }
+    wait_held(&cap, 20, 0);
+    // The slow request ends and is answered: it is written, the rest still wait for the
+    // peer's request, which began before them.
+    slow.write_all(b"Connection: close\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    slow.read_to_end(&mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    wait_held(&cap, 20, 1);
+    // Bytes that are no header end the peer's request: its stream is counted as not
+    // HTTP/1, and nothing waits for it.
+    peer.write_all(b"\x00\xff\x01 no colon here\r\n\r\n")
+        .unwrap();
+    let _ = peer.shutdown(std::net::Shutdown::Write);
+    let mut rest = Vec::new();
+    let _ = peer.read_to_end(&mut rest);
+    let m = cap.wait_accounted(21);
+    assert_eq!(metric(&m, "shadowdiff_capture_held_exchanges"), 0, "{m}");
+    let (code, err) = cap.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let (_, rec, _, _, _) = identity(&err);
+    assert_eq!(rec, 21, "{err}");
+    assert!(!err.contains("out of capture order"), "{err}");
+    assert!(err.contains("TCP streams that are not HTTP/1.x"), "{err}");
+    let lines = in_file_order(&out);
+    let uris: Vec<&str> = lines.iter().map(|e| e.request.uri.as_str()).collect();
+    let mut expected = vec!["/json?slow".to_string()];
+    expected.extend((0..20).map(|i| format!("/json?fast={i}")));
+    assert_eq!(
+        uris,
+        expected.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert!(
+        lines.windows(2).all(|w| w[0].ts_us <= w[1].ts_us),
+        "{:?}",
+        lines.iter().map(|e| e.ts_us).collect::<Vec<_>>()
+    );
+    let m = metric(&m, "shadowdiff_capture_out_of_order_total");
+    assert_eq!(m, 0);
+}
+
+/// The lines of a recording file in the order they were written.
+fn in_file_order(path: &Path) -> Vec<shadowdiff::exchange::Exchange> {
+    let mut r = FileReader::open(path, ReadOptions::default()).unwrap();
+    let mut v = Vec::new();
+    while let Some(e) = r.next_exchange().unwrap() {
+        v.push(e);
+    }
+    v
 }
 
 /// Sends raw IPv4 packets out on `lo` (they come back in, as from a peer) from a packet

@@ -1499,3 +1499,92 @@ fn a_tls_session_in_a_capture_is_counted_and_said_not_guessed() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", describe(&o));
 }
+
+/// The lines of a recording file in the order they were written.
+fn in_file_order(path: &Path) -> Vec<Exchange> {
+    let mut r = shadowdiff::recording::FileReader::open(path, Default::default()).unwrap();
+    let mut v = Vec::new();
+    while let Some(e) = r.next_exchange().unwrap() {
+        v.push(e);
+    }
+    v
+}
+
+/// A slow request that began first and was answered last, with five fast ones on other
+/// connections in between and one more after it: the recording holds the slow one first and every line in order
+/// of its request's capture time. When the slow one took longer than the 60 s the order
+/// waits for, the others are written without it and the summary counts the one line that
+/// comes out of order.
+#[test]
+fn a_pcap_import_writes_exchanges_in_capture_order() {
+    let get = |path: &str| {
+        (
+            true,
+            format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes(),
+        )
+    };
+    let ok = (
+        false,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+    );
+    let slow = tcp_conversation(40000, 80, &[get("/slow"), ok.clone()]);
+    // SYN, SYN-ACK, ACK and the request go first; the answer and the FINs last.
+    let (slow_start, slow_end) = slow.split_at(4);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, gap_s, out_of_order) in [("short", 1u32, 0), ("long", 61, 1)] {
+        let mut frames: Vec<(u32, u32, Vec<u8>)> = Vec::new();
+        let at = |frames: &mut Vec<_>, sec: u32, f: Vec<u8>| {
+            let usec = frames.len() as u32 * 100;
+            frames.push((sec, usec, f));
+        };
+        for f in slow_start {
+            at(&mut frames, 1_800_000_000, f.clone());
+        }
+        for i in 1..=5u16 {
+            for f in tcp_conversation(40000 + i, 80, &[get(&format!("/fast{i}")), ok.clone()]) {
+                at(&mut frames, 1_800_000_000, f);
+            }
+        }
+        // One more fast exchange once the gap has passed, then the slow answer.
+        for f in tcp_conversation(40006, 80, &[get("/fast6"), ok.clone()]) {
+            at(&mut frames, 1_800_000_000 + gap_s, f);
+        }
+        for f in slow_end {
+            at(&mut frames, 1_800_000_000 + gap_s, f.clone());
+        }
+        let pcap = dir.path().join(format!("{name}.pcap"));
+        std::fs::write(&pcap, classic_pcap(1, false, false, &frames)).unwrap();
+        let rec = dir.path().join(format!("{name}.jsonl"));
+        let o = shadowdiff(&[
+            "import",
+            "--from",
+            "pcap",
+            pcap.to_str().unwrap(),
+            "--out",
+            rec.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", describe(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        let lines = in_file_order(&rec);
+        let uris: Vec<&str> = lines.iter().map(|e| e.request.uri.as_str()).collect();
+        if out_of_order == 0 {
+            assert_eq!(
+                uris,
+                ["/slow", "/fast1", "/fast2", "/fast3", "/fast4", "/fast5", "/fast6"]
+            );
+            assert!(lines.windows(2).all(|w| w[0].ts_us <= w[1].ts_us));
+            assert!(!err.contains("out of capture order"), "{err}");
+        } else {
+            assert_eq!(
+                uris,
+                ["/fast1", "/fast2", "/fast3", "/fast4", "/fast5", "/fast6", "/slow"]
+            );
+            let note = err
+                .lines()
+                .find(|l| l.contains("written out of capture order"))
+                .unwrap_or_else(|| panic!("no out-of-order note: {err}"));
+            assert_eq!(note.split_whitespace().next(), Some("1"), "{note}");
+        }
+        assert!(lines.iter().all(|e| e.response.is_some()));
+    }
+}

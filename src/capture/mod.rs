@@ -16,6 +16,7 @@ use crate::exchange::Exchange;
 use crate::exchange::Side;
 use crate::interface::InterfaceKey;
 use crate::recording::import::{ImportReport, Sink};
+use crate::recording::packets::order::NOTE_OUT_OF_ORDER;
 use crate::recording::packets::{Ctx, Frame, Pipeline, PACKET_REASONS};
 use crate::recording::writer::refuse_existing_out;
 use crate::report::words::count_of;
@@ -228,6 +229,10 @@ pub struct Counts {
     pub notes: BTreeMap<String, u64>,
     /// Exchanges recorded without their response.
     pub without_response: u64,
+    /// Exchanges complete and held until the requests that began before them are done.
+    pub held: u64,
+    /// Exchanges handed on after one whose request began later.
+    pub out_of_order: u64,
 }
 
 impl Counts {
@@ -236,6 +241,7 @@ impl Counts {
             produced: r.written,
             without_response: r.written - r.with_response,
             notes: r.notes.clone(),
+            out_of_order: r.notes.get(NOTE_OUT_OF_ORDER).copied().unwrap_or(0),
             ..Default::default()
         };
         for (k, v) in &r.skipped {
@@ -302,6 +308,11 @@ fn render(c: &Counts, h: &RecorderHandle) -> String {
         "Ring blocks whose layout could not be read whole.",
         c.bad_blocks,
     );
+    one(
+        "shadowdiff_capture_out_of_order_total",
+        "Exchanges handed to the recorder after one whose request began later.",
+        c.out_of_order,
+    );
     let _ = writeln!(
         o,
         "# HELP shadowdiff_capture_dropped_total Exchanges the recorder could not write, by reason.\n# TYPE shadowdiff_capture_dropped_total counter"
@@ -329,6 +340,11 @@ fn render(c: &Counts, h: &RecorderHandle) -> String {
         o,
         "# HELP shadowdiff_capture_live_connections Connections followed now.\n# TYPE shadowdiff_capture_live_connections gauge\nshadowdiff_capture_live_connections {}",
         c.live_connections
+    );
+    let _ = writeln!(
+        o,
+        "# HELP shadowdiff_capture_held_exchanges Exchanges complete and held until the requests that began before them are done (not yet in seen).\n# TYPE shadowdiff_capture_held_exchanges gauge\nshadowdiff_capture_held_exchanges {}",
+        c.held
     );
     o
 }
@@ -521,15 +537,19 @@ fn read_ring(
     let mut bad_blocks: u64 = 0;
     let mut last_publish = Instant::now();
     let mut failure: Option<Error> = None;
-    let publish =
-        |report: &ImportReport, frames: u64, bad: u64, kernel: ring::KernelStats, live: usize| {
-            let mut c = Counts::from_report(report);
-            c.frames = frames;
-            c.bad_blocks = bad;
-            c.kernel = kernel;
-            c.live_connections = live as u64;
-            c
-        };
+    let publish = |report: &ImportReport,
+                   frames: u64,
+                   bad: u64,
+                   kernel: ring::KernelStats,
+                   pipeline: &Pipeline| {
+        let mut c = Counts::from_report(report);
+        c.frames = frames;
+        c.bad_blocks = bad;
+        c.kernel = kernel;
+        c.live_connections = pipeline.live_connections() as u64;
+        c.held = pipeline.held() as u64;
+        c
+    };
     let mut stopping = false;
     loop {
         if !stopping
@@ -577,7 +597,23 @@ fn read_ring(
         match got {
             Ok(Some(bad)) => bad_blocks += bad,
             Ok(None) if stopping => break,
-            Ok(None) => {}
+            Ok(None) => {
+                // A quiet link: the clock still moves, so exchanges held behind a request
+                // open past the bound are written without waiting for the next packet.
+                let now_us = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+                let mut ctx = Ctx {
+                    sink: &mut sink,
+                    report: &mut report,
+                    file: &file,
+                    packet: frames,
+                };
+                if let Err(e) = pipeline.tick(now_us, &mut ctx) {
+                    failure = Some(e);
+                    break;
+                }
+            }
             Err(e) => {
                 failure = Some(Error::Runtime {
                     side: Side::Input,
@@ -588,13 +624,7 @@ fn read_ring(
         }
         if last_publish.elapsed() >= PUBLISH_EVERY {
             last_publish = Instant::now();
-            let c = publish(
-                &report,
-                frames,
-                bad_blocks,
-                ring.stats(),
-                pipeline.live_connections(),
-            );
+            let c = publish(&report, frames, bad_blocks, ring.stats(), &pipeline);
             if let Ok(mut p) = published.lock() {
                 *p = c;
             }
@@ -611,7 +641,7 @@ fn read_ring(
     if let Some(e) = failure {
         return Err(e);
     }
-    Ok(publish(&report, frames, bad_blocks, kernel, 0))
+    Ok(publish(&report, frames, bad_blocks, kernel, &pipeline))
 }
 
 fn lost(r: &ImportReport) -> u64 {

@@ -216,6 +216,16 @@ impl MessageReader {
         matches!(self.state, State::Head { .. }) && self.pos == self.buf.len()
     }
 
+    /// Stream offset where the message being read began, when one has begun (bytes past
+    /// the last message are buffered, or its body is being read).
+    pub fn in_progress(&self) -> Option<u64> {
+        match &self.state {
+            State::Body(p, _) => Some(p.begin),
+            State::Head { .. } if self.pos < self.buf.len() => Some(self.offset()),
+            State::Head { .. } => None,
+        }
+    }
+
     /// Reads the next message. `eof` says no more bytes will come (so a read-until-close
     /// body ends here); `request_method` is the method of the request the next response
     /// answers (ignored for requests).

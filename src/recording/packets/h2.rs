@@ -21,7 +21,7 @@ use super::Ctx;
 use crate::error::Result;
 use crate::exchange::{Headers, Request, Response};
 use crate::recording::import::http1::MAX_HEAD;
-use crate::recording::import::{emit, exchange, INCOMPLETE_BODY_CAP, MAX_BODY};
+use crate::recording::import::{exchange, INCOMPLETE_BODY_CAP, MAX_BODY};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -254,7 +254,6 @@ impl H2 {
     /// Capture time of the first packet of the oldest stream not yet written, if any: what
     /// a stage putting exchanges in capture order may not pass. A client opens streams in
     /// increasing order, so the lowest open id is the oldest.
-    #[allow(dead_code)]
     pub fn oldest_open_us(&self) -> Option<i64> {
         self.streams.values().next().map(|s| s.req.first_us)
     }
@@ -999,7 +998,7 @@ impl H2 {
             response,
             latency,
         );
-        emit(ctx.sink, ctx.report, ex)
+        ctx.sink.put(ex)
     }
 }
 
@@ -1151,6 +1150,39 @@ mod tests {
         b.extend_from_slice(&(msg.len() as u32).to_be_bytes());
         b.extend_from_slice(msg);
         b
+    }
+
+    /// An HTTP/2 call that began first holds back the HTTP/1 exchanges of another
+    /// connection that completed before it: the recording is in capture order.
+    #[test]
+    fn a_slow_http2_stream_holds_later_exchanges_for_capture_order() {
+        use crate::recording::packets::tests::{get, Net, OK};
+        let mut enc = Enc::new();
+        let mut senc = Enc::new();
+        let mut c = PREFACE.to_vec();
+        c.extend(settings(&[]));
+        let mut n = Net::new(2);
+        n.open(0).open(1);
+        n.client(0, &c)
+            .server(0, &[settings(&[]), settings_ack()].concat())
+            .client(0, &settings_ack());
+        let head = grpc_request(&mut enc, "/pkg.Svc/Slow");
+        n.client(0, &frame(HEADERS, END_HEADERS, 1, &head));
+        n.client(0, &frame(DATA, END_STREAM, 1, &grpc_frame(b"q")));
+        n.client(1, &get("/fast")).server(1, OK);
+        let answer = senc.block(&[(":status", "200"), ("content-type", "application/grpc")]);
+        let trailers = senc.block(&[("grpc-status", "0")]);
+        n.server(0, &frame(HEADERS, END_HEADERS, 1, &answer))
+            .server(0, &frame(DATA, 0, 1, &grpc_frame(b"a")))
+            .server(0, &frame(HEADERS, END_HEADERS | END_STREAM, 1, &trailers));
+        n.close(1).close(0);
+        let (out, r) = n.run();
+        let uris: Vec<&str> = out.iter().map(|e| e.request.uri.as_str()).collect();
+        assert_eq!(uris, ["/pkg.Svc/Slow", "/fast"], "{r:?}");
+        assert!(out[0].ts_us < out[1].ts_us);
+        assert!(!r
+            .notes
+            .contains_key(crate::recording::packets::order::NOTE_OUT_OF_ORDER));
     }
 
     fn start() -> Talk {

@@ -1,6 +1,8 @@
 //! HTTP/1.x over one reassembled TCP connection: parses the client's bytes into requests
 //! and the server's into responses (keep-alive and pipelining: the n-th response answers
-//! the n-th request), and writes each pair as an exchange. Its time is the first request
+//! the n-th request), and hands each pair on as an exchange, which the tracker holds until
+//! it can be written in capture order ([`super::order`]): [`Flow::oldest_open_us`] says
+//! how early a request still open here began. An exchange's time is the first request
 //! packet's; its latency is the first response packet's time minus the last request
 //! packet's, so it measures the server, not the transfer.
 
@@ -9,7 +11,7 @@ use super::Ctx;
 use crate::error::Result;
 use crate::exchange::{header, Request};
 use crate::recording::import::http1::{Message, MessageReader, ParseError, Role, Step, MAX_HEAD};
-use crate::recording::import::{emit, exchange, INCOMPLETE_BODY_CAP, MAX_BODY};
+use crate::recording::import::{exchange, INCOMPLETE_BODY_CAP, MAX_BODY};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
@@ -155,6 +157,23 @@ impl Flow {
     /// `stream N (client -> server)`, for messages.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Capture time of the first packet of the oldest request begun on this connection and
+    /// not yet handed on as an exchange: the exchanges of other connections that began
+    /// after it wait for it, so they are written in capture order.
+    pub fn oldest_open_us(&self) -> Option<i64> {
+        if let Some(p) = self.pending.front() {
+            return Some(p.first_us);
+        }
+        if let Some(h2) = &self.h2 {
+            return h2.oldest_open_us();
+        }
+        let client = &self.sides[0];
+        if client.stopped || self.switched {
+            return None;
+        }
+        client.reader.in_progress().map(|off| client.ts_at(off))
     }
 
     /// Bytes that arrived in order on direction `d` (0 client, 1 server) at `ts_us`.
@@ -345,7 +364,7 @@ impl Flow {
             Some(m.into_response()),
             Some(latency),
         );
-        emit(ctx.sink, ctx.report, ex)?;
+        ctx.sink.put(ex)?;
         if switches {
             self.switched = true;
             self.after_switch +=
@@ -438,7 +457,7 @@ impl Flow {
                 None,
                 None,
             );
-            emit(ctx.sink, ctx.report, ex)?;
+            ctx.sink.put(ex)?;
         }
         Ok(())
     }

@@ -2,13 +2,15 @@
 //! pcap` hands it the frames of capture files, `capture` the frames of a live ring. A
 //! [`Pipeline`] peels the link and IP layers (etherparse; Ethernet, Linux cooked v1/v2, raw
 //! IP, BSD loopback; IPv4 and IPv6) and hands TCP segments to [`tcp`], which reassembles
-//! each connection and passes its two byte streams to [`http`] for HTTP/1.x pairing.
+//! each connection and passes its two byte streams to [`http`] for HTTP/1.x pairing; the
+//! exchanges leave through [`order`], in order of their request's capture time.
 //! Whatever cannot become an exchange is counted by reason in the [`ImportReport`];
 //! checksums are not verified: frames taken on the sending host carry the unfinished
 //! checksums of checksum offload.
 
 pub(crate) mod h2;
 pub(crate) mod http;
+pub(crate) mod order;
 pub(crate) mod tcp;
 
 use crate::error::Result;
@@ -109,6 +111,17 @@ impl Pipeline {
     /// Connections being followed now (bounded by the reassembler's limits).
     pub fn live_connections(&self) -> usize {
         self.tracker.live()
+    }
+
+    /// Exchanges completed and held until the requests that began before them are done.
+    pub fn held(&self) -> usize {
+        self.tracker.held()
+    }
+
+    /// The capture's clock reached `now_us` with no frame: exchanges held behind a request
+    /// open past the bound are written.
+    pub fn tick(&mut self, now_us: i64, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.tracker.tick(now_us, ctx)
     }
 
     /// Ends the capture: connections still open give up what they completed.
@@ -465,5 +478,331 @@ mod tests {
             .run();
         assert_eq!(out.len(), 1, "{r:?}");
         assert_eq!(r.skipped_total(), 0, "{r:?}");
+    }
+
+    /// (connection, from the client, sequence number, payload, SYN, FIN, capture time)
+    type NetSeg = (usize, bool, u32, Vec<u8>, bool, bool, i64);
+
+    /// Several scripted connections to one server, their segments interleaved as given;
+    /// each segment's capture time is 1 ms after the one before unless set.
+    pub(super) struct Net {
+        segs: Vec<NetSeg>,
+        /// Next client and server sequence numbers per connection.
+        seqs: Vec<(u32, u32)>,
+        clock: i64,
+    }
+
+    impl Net {
+        pub(super) fn new(conns: usize) -> Self {
+            Net {
+                segs: Vec::new(),
+                seqs: vec![(C_ISN, S_ISN); conns],
+                clock: 0,
+            }
+        }
+        /// Moves the clock to `ts_us` for the next segment.
+        fn at(&mut self, ts_us: i64) -> &mut Self {
+            self.clock = ts_us - 1_000;
+            self
+        }
+        fn push(&mut self, c: usize, client: bool, data: &[u8], syn: bool, fin: bool) -> &mut Self {
+            self.clock += 1_000;
+            let (cs, ss) = &mut self.seqs[c];
+            let seq = if client { cs } else { ss };
+            self.segs
+                .push((c, client, *seq, data.to_vec(), syn, fin, self.clock));
+            *seq = seq.wrapping_add(data.len() as u32 + u32::from(syn || fin));
+            self
+        }
+        pub(super) fn open(&mut self, c: usize) -> &mut Self {
+            self.push(c, true, b"", true, false)
+                .push(c, false, b"", true, false)
+        }
+        pub(super) fn client(&mut self, c: usize, data: &[u8]) -> &mut Self {
+            self.push(c, true, data, false, false)
+        }
+        pub(super) fn server(&mut self, c: usize, data: &[u8]) -> &mut Self {
+            self.push(c, false, data, false, false)
+        }
+        pub(super) fn close(&mut self, c: usize) -> &mut Self {
+            self.push(c, true, b"", false, true)
+                .push(c, false, b"", false, true)
+        }
+        fn addrs(c: usize) -> (SocketAddr, SocketAddr) {
+            (
+                SocketAddr::from(([10, 0, 0, 1], 40_000 + c as u16)),
+                "10.0.0.2:80".parse().unwrap(),
+            )
+        }
+        /// Feeds every segment to `tracker`, the input not yet over.
+        fn feed(
+            &self,
+            tracker: &mut tcp::Tracker,
+            out: &mut Vec<Exchange>,
+            report: &mut ImportReport,
+        ) {
+            let file = std::path::PathBuf::from("t.pcap");
+            for (i, (c, from_client, seq, data, syn, fin, ts)) in self.segs.iter().enumerate() {
+                let (client, server) = Self::addrs(*c);
+                let (src, dst) = if *from_client {
+                    (client, server)
+                } else {
+                    (server, client)
+                };
+                let seg = Segment {
+                    src,
+                    dst,
+                    seq: *seq,
+                    ack: if *syn && !from_client {
+                        C_ISN.wrapping_add(1)
+                    } else {
+                        0
+                    },
+                    syn: *syn,
+                    has_ack: !(*syn && *from_client),
+                    fin: *fin,
+                    rst: false,
+                    payload: data,
+                    ts_us: *ts,
+                };
+                let mut ctx = Ctx {
+                    sink: out,
+                    report,
+                    file: &file,
+                    packet: i as u64 + 1,
+                };
+                tracker.segment(&seg, &mut ctx).unwrap();
+            }
+        }
+        /// Runs every segment through a tracker, then ends the input; `before_end` sees
+        /// what was written before the end.
+        fn run_with(
+            &self,
+            tracker: &mut tcp::Tracker,
+            before_end: impl FnOnce(&[Exchange]),
+        ) -> (Vec<Exchange>, ImportReport) {
+            let mut out = Vec::new();
+            let mut report = ImportReport::new("packets");
+            self.feed(tracker, &mut out, &mut report);
+            before_end(&out);
+            let mut ctx = Ctx {
+                sink: &mut out,
+                report: &mut report,
+                file: Path::new("t.pcap"),
+                packet: 0,
+            };
+            tracker.finish(&mut ctx).unwrap();
+            (out, report)
+        }
+        pub(super) fn run(&self) -> (Vec<Exchange>, ImportReport) {
+            self.run_with(&mut tcp::Tracker::default(), |_| {})
+        }
+    }
+
+    pub(super) fn get(path: &str) -> Vec<u8> {
+        format!("GET {path} HTTP/1.1\r\nhost: h\r\n\r\n").into_bytes()
+    }
+    pub(super) const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    fn paths(out: &[Exchange]) -> Vec<&str> {
+        out.iter().map(|e| e.request.uri.as_str()).collect()
+    }
+
+    fn sorted_by_time(out: &[Exchange]) -> bool {
+        out.windows(2).all(|w| w[0].ts_us <= w[1].ts_us)
+    }
+
+    #[test]
+    fn a_request_that_began_first_and_completed_last_is_written_first() {
+        let mut n = Net::new(3);
+        n.open(0).open(1).open(2);
+        // The slow request's head arrives in two pieces, the first before the others.
+        n.client(0, b"GET /slow HTTP/1.1\r\n");
+        n.client(1, &get("/fast1")).server(1, OK);
+        n.client(0, b"host: h\r\n\r\n");
+        n.client(2, &get("/fast2")).server(2, OK);
+        n.client(1, &get("/fast3")).server(1, OK);
+        n.server(0, OK);
+        n.close(1).close(2).close(0);
+        let mut seen_before_end = 0;
+        let (out, r) = n.run_with(&mut tcp::Tracker::default(), |o| {
+            seen_before_end = o.len();
+        });
+        assert_eq!(paths(&out), ["/slow", "/fast1", "/fast2", "/fast3"]);
+        assert!(sorted_by_time(&out));
+        // Written as soon as the slow one completed, not at the end.
+        assert_eq!(seen_before_end, 4);
+        assert!(!r.notes.contains_key(order::NOTE_OUT_OF_ORDER), "{r:?}");
+        assert_eq!(r.written, 4);
+    }
+
+    #[test]
+    fn a_request_open_past_the_bound_stops_holding_and_what_follows_is_counted() {
+        let mut n = Net::new(2);
+        n.open(0).open(1);
+        n.client(0, &get("/long-poll"));
+        n.client(1, &get("/a")).server(1, OK);
+        n.at(order::MAX_HOLD_US + 10_000);
+        n.client(1, &get("/b")).server(1, OK);
+        n.server(0, OK);
+        n.close(0).close(1);
+        let mut before = Vec::new();
+        let (out, r) = n.run_with(&mut tcp::Tracker::default(), |o| {
+            before = paths(o).iter().map(|s| s.to_string()).collect();
+        });
+        // /a waited for the long poll until it had been open for the bound, then went.
+        assert_eq!(before, ["/a", "/b", "/long-poll"]);
+        assert_eq!(paths(&out), ["/a", "/b", "/long-poll"]);
+        assert_eq!(r.notes[order::NOTE_OUT_OF_ORDER], 1, "{r:?}");
+    }
+
+    #[test]
+    fn a_given_up_connection_no_longer_holds_anything_back() {
+        let mut n = Net::new(2);
+        n.open(0).open(1);
+        // A slowloris: a request head that never ends.
+        n.client(0, b"GET /never HTTP/1.1\r\nx-a: 1\r\n");
+        n.client(1, &get("/a")).server(1, OK);
+        let mut t = tcp::Tracker::default();
+        let (out, r) = n.run_with(&mut t, |o| assert!(o.is_empty()));
+        assert_eq!(paths(&out), ["/a"]);
+        assert!(r
+            .skipped
+            .keys()
+            .any(|k| k.starts_with("requests cut short")));
+
+        // Given up because too many were open: the rest is written at once.
+        let mut n = Net::new(2);
+        n.open(0).open(1);
+        n.client(0, b"GET /never HTTP/1.1\r\nx-a: 1\r\n");
+        n.client(1, &get("/a")).server(1, OK);
+        let mut t = tcp::Tracker::default();
+        let mut report = ImportReport::new("packets");
+        let mut out = Vec::new();
+        n.feed(&mut t, &mut out, &mut report);
+        let file = std::path::PathBuf::from("t.pcap");
+        assert!(out.is_empty());
+        assert_eq!(t.held(), 1);
+        for i in 0..tcp::MAX_LIVE {
+            let seg = Segment {
+                src: SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 1024)),
+                dst: "10.0.0.2:80".parse().unwrap(),
+                seq: 7,
+                ack: 0,
+                syn: true,
+                has_ack: false,
+                fin: false,
+                rst: false,
+                payload: b"",
+                ts_us: 100_000 + i as i64,
+            };
+            let mut ctx = Ctx {
+                sink: &mut out,
+                report: &mut report,
+                file: &file,
+                packet: 2,
+            };
+            t.segment(&seg, &mut ctx).unwrap();
+        }
+        assert_eq!(paths(&out), ["/a"]);
+        assert_eq!(t.held(), 0);
+        assert!(report
+            .skipped
+            .keys()
+            .any(|k| k.starts_with("requests cut short")));
+    }
+
+    #[test]
+    fn the_end_of_the_input_writes_what_is_held_in_order() {
+        let mut n = Net::new(3);
+        n.open(0).open(1).open(2);
+        n.client(0, &get("/unanswered"));
+        n.client(2, &get("/c")).server(2, OK);
+        n.client(1, &get("/b")).server(1, OK);
+        let (out, r) = n.run_with(&mut tcp::Tracker::default(), |o| assert!(o.is_empty()));
+        assert_eq!(paths(&out), ["/unanswered", "/c", "/b"]);
+        assert!(out[0].response.is_none());
+        assert!(sorted_by_time(&out));
+        assert!(!r.notes.contains_key(order::NOTE_OUT_OF_ORDER), "{r:?}");
+    }
+
+    /// One connection's part of a random interleaving: requests, each answered, each
+    /// message possibly split in two segments; closed or left open at the end.
+    #[derive(Clone, Debug)]
+    struct Plan {
+        requests: Vec<(usize, usize)>,
+        close: bool,
+    }
+
+    fn plan() -> impl proptest::strategy::Strategy<Value = Plan> {
+        use proptest::prelude::*;
+        (
+            proptest::collection::vec((0usize..40, 0usize..40), 0..5),
+            any::<bool>(),
+        )
+            .prop_map(|(requests, close)| Plan { requests, close })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(crate::fuzz_cases(256)))]
+        #[test]
+        fn any_interleaving_comes_out_in_capture_order_whole(
+            plans in proptest::collection::vec(plan(), 1..7),
+            picks in proptest::collection::vec(0usize..1000, 0..400),
+        ) {
+            // Each connection's segments in its own order; the connections interleaved by
+            // `picks`, then whatever is left in turn.
+            let mut ops: Vec<Vec<(bool, Vec<u8>)>> = Vec::new();
+            let mut expected = Vec::new();
+            for (c, p) in plans.iter().enumerate() {
+                let mut v = Vec::new();
+                for (i, (rs, ss)) in p.requests.iter().enumerate() {
+                    let path = format!("/c{c}/r{i}");
+                    expected.push(path.clone());
+                    let req = get(&path);
+                    let at = rs % req.len();
+                    if at > 0 {
+                        v.push((true, req[..at].to_vec()));
+                    }
+                    v.push((true, req[at..].to_vec()));
+                    let at = ss % OK.len();
+                    if at > 0 {
+                        v.push((false, OK[..at].to_vec()));
+                    }
+                    v.push((false, OK[at..].to_vec()));
+                }
+                ops.push(v);
+            }
+            let mut n = Net::new(plans.len());
+            for c in 0..plans.len() {
+                n.open(c);
+            }
+            let mut next = vec![0usize; plans.len()];
+            let mut picks = picks.into_iter();
+            loop {
+                let left: Vec<usize> = (0..plans.len()).filter(|c| next[*c] < ops[*c].len()).collect();
+                if left.is_empty() {
+                    break;
+                }
+                let c = left[picks.next().unwrap_or(0) % left.len()];
+                let (client, data) = &ops[c][next[c]];
+                next[c] += 1;
+                if *client { n.client(c, data); } else { n.server(c, data); }
+            }
+            for (c, p) in plans.iter().enumerate() {
+                if p.close {
+                    n.close(c);
+                }
+            }
+            let (out, r) = n.run();
+            proptest::prop_assert!(sorted_by_time(&out), "{:?}", out.iter().map(|e| (e.ts_us, &e.request.uri)).collect::<Vec<_>>());
+            let mut got: Vec<String> = out.iter().map(|e| e.request.uri.clone()).collect();
+            got.sort();
+            expected.sort();
+            proptest::prop_assert_eq!(got, expected);
+            proptest::prop_assert!(out.iter().all(|e| e.response.is_some()));
+            proptest::prop_assert!(!r.notes.contains_key(order::NOTE_OUT_OF_ORDER), "{:?}", r);
+            proptest::prop_assert_eq!(r.written, out.len() as u64);
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! TCP reassembly for the packet pipeline: follows each connection from its handshake,
 //! puts each direction's segments back in sequence order (retransmissions dropped,
 //! out-of-order segments held until the hole fills, partial overlaps trimmed) and hands
-//! the in-order bytes to the connection's [`Flow`]. A stream whose start was not captured
+//! the in-order bytes to the connection's [`Flow`]; the exchanges the flows complete pass
+//! through [`Order`], which writes them in capture order. A stream whose start was not captured
 //! is counted and skipped: without the initial sequence numbers nothing says where a
 //! message begins, and guessing could invent requests. Memory is bounded whatever the
 //! capture holds: a connection idle for [`LIVE_IDLE_US`] of capture time is given up, and
@@ -11,8 +12,10 @@
 //! after it was given up is counted as a skip, never dropped silently.
 
 use super::http::{End, Flow};
+use super::order::Order;
 use super::{Ctx, Segment};
 use crate::error::Result;
+use crate::exchange::Exchange;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
@@ -106,6 +109,13 @@ pub(crate) struct Tracker {
     since_sweep: u64,
     /// Capture time of the last sweep.
     swept_us: i64,
+    /// The latest capture time seen.
+    now_us: i64,
+    /// Completed exchanges, held until the requests that began before them are done.
+    order: Order,
+    /// Exchanges the connections completed during the current step, not yet held (kept
+    /// between steps for its allocation).
+    done: Option<Vec<Exchange>>,
 }
 
 struct Conn {
@@ -115,6 +125,8 @@ struct Conn {
     dirs: [Dir; 2],
     flow: Flow,
     synack_missing_counted: bool,
+    /// Its place in the watermark of open requests.
+    slot: u32,
 }
 
 /// One direction: 0 is client to server, 1 server to client.
@@ -215,8 +227,54 @@ impl Tracker {
         self.live
     }
 
+    /// Exchanges completed and waiting for a request that began before them.
+    pub fn held(&self) -> usize {
+        self.order.held()
+    }
+
+    /// Runs `step` with the exchanges it completes held back, then writes those whose turn
+    /// has come (see [`Order`]).
+    fn in_order(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        step: impl FnOnce(&mut Self, &mut Ctx<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut done = self.done.take().unwrap_or_default();
+        let stepped = {
+            let mut inner = Ctx {
+                sink: &mut done,
+                report: &mut *ctx.report,
+                file: ctx.file,
+                packet: ctx.packet,
+            };
+            step(self, &mut inner)
+        };
+        if let Err(e) = stepped {
+            self.order.hold(&mut done);
+            self.done = Some(done);
+            return Err(e);
+        }
+        let taken = self
+            .order
+            .take(&mut done, self.now_us, ctx.sink, ctx.report);
+        self.done = Some(done);
+        taken
+    }
+
+    /// The capture's clock reached `now_us` without a segment (a quiet live capture):
+    /// exchanges held behind a request open past the bound are written.
+    pub fn tick(&mut self, now_us: i64, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.now_us = self.now_us.max(now_us);
+        self.order.release(self.now_us, ctx.sink, ctx.report)
+    }
+
     /// Takes one TCP segment.
     pub fn segment(&mut self, seg: &Segment<'_>, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.now_us = self.now_us.max(seg.ts_us);
+        self.in_order(ctx, |t, ctx| t.step(seg, ctx))
+    }
+
+    fn step(&mut self, seg: &Segment<'_>, ctx: &mut Ctx<'_>) -> Result<()> {
         self.since_sweep += 1;
         if self.swept_us == 0 {
             self.swept_us = seg.ts_us;
@@ -322,7 +380,9 @@ impl Tracker {
                     && seg.src == conn.client
                     && conn.dirs[0].isn != Some(seg.seq);
                 if !reuse {
-                    if conn.segment(seg, ctx)? {
+                    let ended = conn.segment(seg, ctx)?;
+                    self.order.track(conn.slot, conn.flow.oldest_open_us());
+                    if ended {
                         self.close(key, seg.ts_us, ctx)?;
                     }
                     return Ok(());
@@ -401,10 +461,13 @@ impl Tracker {
             dirs,
             flow: Flow::new(self.streams, client, server),
             synack_missing_counted: false,
+            slot: self.order.attach(),
         });
         let done = conn.segment(seg, ctx)?;
-        if let Some(Entry::Live(_)) = self.conns.insert(key, Entry::Live(conn)) {
+        self.order.track(conn.slot, conn.flow.oldest_open_us());
+        if let Some(Entry::Live(old)) = self.conns.insert(key, Entry::Live(conn)) {
             self.live -= 1;
+            self.order.detach(old.slot);
         }
         self.live += 1;
         if done {
@@ -421,6 +484,7 @@ impl Tracker {
         };
         if let Some(Entry::Live(mut conn)) = self.conns.insert(key, closed) {
             self.live -= 1;
+            self.order.detach(conn.slot);
             conn.flow.finish(ctx)?;
             let isns = [conn.dirs[0].isn, conn.dirs[1].isn];
             self.conns.insert(
@@ -443,8 +507,14 @@ impl Tracker {
         self.close(key, now_us, ctx)
     }
 
-    /// The capture is over: every connection still open ends here, in stream order.
+    /// The capture is over: every connection still open ends here, in stream order, and
+    /// every exchange held is written, in capture order.
     pub fn finish(&mut self, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.in_order(ctx, Self::close_all)?;
+        self.order.flush(ctx.sink, ctx.report)
+    }
+
+    fn close_all(&mut self, ctx: &mut Ctx<'_>) -> Result<()> {
         let mut open: Vec<(u64, Key)> = self
             .conns
             .iter()
