@@ -16,6 +16,7 @@ use etherparse::{EtherType, IpNumber, NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::DataLink;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+pub use tcp::{Limits, LIVE_IDLE_US, MAX_HELD};
 
 const IGN_NOT_IP: &str = "frames that are not IP (ARP, LLDP, ...)";
 const IGN_NOT_TCP: &str = "IP packets that are not TCP (UDP, ICMP, ...)";
@@ -86,6 +87,30 @@ impl Pipeline {
     /// A pipeline that has seen nothing yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A pipeline whose reassembler holds no more than `limits` allow.
+    pub fn with_limits(limits: Limits) -> Self {
+        Pipeline {
+            tracker: tcp::Tracker::new(limits),
+        }
+    }
+
+    /// Capture time has reached `now_us` without a frame: connections idle past the limit
+    /// are given up now rather than at the next frame. `now_us` must be no later than any
+    /// frame still to come.
+    pub fn tick(&mut self, now_us: i64, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.tracker.tick(now_us, ctx)
+    }
+
+    /// Bytes the live connections hold now (bounded by [`Limits::max_held`]).
+    pub fn held_bytes(&self) -> usize {
+        self.tracker.held()
+    }
+
+    /// The most bytes the live connections held at once so far.
+    pub fn peak_held_bytes(&self) -> usize {
+        self.tracker.peak_held()
     }
 
     /// Takes one frame: a TCP segment goes to its connection; anything else is counted as
