@@ -140,9 +140,13 @@ impl CaptureConfig {
                 a.stream_memory
             )));
         }
+        let max_body = usize::try_from(parse_size("max-body", &a.max_body)?)
+            .map_err(|_| Error::Usage(format!("--max-body: {} is too large", a.max_body)))?;
+        // Bodies are cut at --max-body as they are read: the rest is never held.
         let limits = Limits {
             idle_us: i64::try_from(idle.as_micros()).unwrap_or(i64::MAX),
             max_held: usize::try_from(stream_memory).unwrap_or(usize::MAX),
+            max_body,
         };
         if a.queue_size == 0 {
             return Err(Error::Usage("--queue-size: expected at least 1".into()));
@@ -163,8 +167,7 @@ impl CaptureConfig {
             min_per_interface: a.min_per_interface,
             redact_headers: a.redact_header.clone(),
             redact_json_paths: a.redact_json_path.clone(),
-            max_body: usize::try_from(parse_size("max-body", &a.max_body)?)
-                .map_err(|_| Error::Usage(format!("--max-body: {} is too large", a.max_body)))?,
+            max_body,
             rotate_size,
             rotate_interval,
             metrics,

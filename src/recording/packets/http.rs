@@ -94,9 +94,9 @@ struct Side {
 }
 
 impl Side {
-    fn new(role: Role) -> Self {
+    fn new(role: Role, max_body: usize) -> Self {
         Side {
-            reader: MessageReader::new(role),
+            reader: MessageReader::with_max_body(role, max_body),
             marks: VecDeque::new(),
             pushed: 0,
             end: None,
@@ -170,12 +170,16 @@ pub(crate) struct Flow {
 }
 
 impl Flow {
-    /// A new flow for stream number `stream`.
-    pub fn new(stream: u64, client: SocketAddr, server: SocketAddr) -> Self {
+    /// A new flow for stream number `stream`, keeping at most `max_body` bytes of each
+    /// body.
+    pub fn new(stream: u64, client: SocketAddr, server: SocketAddr, max_body: usize) -> Self {
         Flow {
             stream,
             label: format!("stream {stream} ({client} -> {server})"),
-            sides: [Side::new(Role::Request), Side::new(Role::Response)],
+            sides: [
+                Side::new(Role::Request, max_body),
+                Side::new(Role::Response, max_body),
+            ],
             pending: VecDeque::new(),
             pending_bytes: 0,
             requests: 0,

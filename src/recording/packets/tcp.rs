@@ -66,6 +66,9 @@ pub struct Limits {
     pub idle_us: i64,
     /// Bytes held over all live connections; beyond it the largest holders are given up.
     pub max_held: usize,
+    /// Body bytes kept per message (at most the importer's 64 MiB); the rest is read past,
+    /// the message marked truncated.
+    pub max_body: usize,
 }
 
 impl Default for Limits {
@@ -73,6 +76,7 @@ impl Default for Limits {
         Limits {
             idle_us: LIVE_IDLE_US,
             max_held: MAX_HELD,
+            max_body: crate::recording::import::MAX_BODY,
         }
     }
 }
@@ -277,6 +281,7 @@ impl Tracker {
         let limits = Limits {
             idle_us: limits.idle_us.max(1),
             max_held: limits.max_held.max(1),
+            max_body: limits.max_body,
         };
         Tracker {
             conns: HashMap::new(),
@@ -556,7 +561,7 @@ impl Tracker {
             held: 0,
             client,
             dirs,
-            flow: Flow::new(self.streams, client, server),
+            flow: Flow::new(self.streams, client, server, self.limits.max_body),
             synack_missing_counted: false,
         });
         let done = conn.segment(seg, ctx)?;
@@ -1036,8 +1041,8 @@ mod tests {
     #[test]
     fn the_bytes_all_connections_hold_are_capped_by_giving_up_the_largest() {
         let limits = Limits {
-            idle_us: LIVE_IDLE_US,
             max_held: 1 << 20,
+            ..Limits::default()
         };
         let mut r = Run::with(limits);
         let server: SocketAddr = "10.255.0.1:80".parse().unwrap();
