@@ -1102,6 +1102,32 @@ mod tests {
     }
 
     #[test]
+    fn a_direction_that_stops_being_read_lets_go_of_what_it_held() {
+        let mut r = Run::new();
+        r.request();
+        let (c, s) = ("10.0.0.1:40000", "10.0.0.2:80");
+        // A request that starts well and then breaks the grammar after 60 KiB of header
+        // fields: the client's side is malformed, its buffer dropped at once.
+        let fields = "X-A: b\r\n".repeat(7_500);
+        let body = format!("GET /b HTTP/1.1\r\n{fields}");
+        r.seg(c, s, 120, Some(501), false, body.as_bytes(), 3);
+        let held = r.tracker.held();
+        assert!(held >= 60_000, "{held}");
+        let seq = 120 + body.len() as u32;
+        r.seg(
+            c,
+            s,
+            seq,
+            Some(501),
+            false,
+            b"\x00\x01 not a field\r\n\r\n",
+            4,
+        );
+        assert!(r.report.skipped_total() >= 1, "{:?}", r.report);
+        assert!(r.tracker.held() < 1_024, "{}", r.tracker.held());
+    }
+
+    #[test]
     fn an_idle_connection_is_given_up_and_later_data_on_it_counted() {
         let mut r = Run::new();
         r.request();
