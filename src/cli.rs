@@ -657,6 +657,15 @@ pub struct CaptureArgs {
     /// before the kernel drops packets (counted).
     #[arg(long, default_value = "64MiB", value_name = "SIZE")]
     pub ring_size: String,
+    /// A connection with no packet for this long is given up (`10m`, `30s`): what it
+    /// completed is kept, a message it left half sent is counted as lost.
+    #[arg(long, default_value = "10m", value_name = "DUR")]
+    pub idle_timeout: String,
+    /// Bytes all followed connections may hold at once (out-of-order segments, messages
+    /// being read, requests waiting for their answers); beyond it the connections holding
+    /// the most are given up, counted.
+    #[arg(long, default_value = "256MiB", value_name = "SIZE")]
+    pub stream_memory: String,
     /// Exchanges waiting for the recorder at most; beyond it the ring reader waits (the
     /// kernel's ring fills meanwhile).
     #[arg(long, default_value_t = 131072, value_name = "N")]

@@ -2,7 +2,10 @@
 //! (curl, wrk, raw sockets): counts against nginx's own access log, the accounting identity
 //! from the end-of-run line and `/metrics`, a replay of the capture, a capture started in
 //! the middle of connections, hostile packets, and the refusals without the privilege or
-//! with an unknown device. Capturing needs root (CAP_NET_RAW): without it the tests skip,
+//! with an unknown device. Memory under a SYN flood and a slowloris is held to bounds
+//! derived from the reassembler's limits, read from the process's peak resident size; and
+//! a capture on a veth device, with nginx in a network namespace behind it, shows a real
+//! Ethernet link read with each packet once. Capturing needs root (CAP_NET_RAW): without it the tests skip,
 //! unless SHADOWDIFF_REQUIRE_CAPTURE is set (CI), which makes that a failure.
 
 use crate::util::{
@@ -41,8 +44,12 @@ struct Capture {
 
 impl Capture {
     fn start(port: u16, out: &Path, extra: &[&str]) -> Capture {
+        Self::start_on("lo", port, out, extra)
+    }
+
+    fn start_on(device: &str, port: u16, out: &Path, extra: &[&str]) -> Capture {
         let mut child = Command::new(bin())
-            .args(["capture", "--device", "lo", "--port", &port.to_string()])
+            .args(["capture", "--device", device, "--port", &port.to_string()])
             .arg("--out")
             .arg(out)
             .args(["--metrics", "127.0.0.1:0"])
@@ -90,6 +97,20 @@ impl Capture {
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
+    }
+
+    /// Waits until `/metrics` shows at least `n` exchanges recorded (exchanges lost by
+    /// reason, which may be counted first, do not count here).
+    fn wait_recorded(&self, n: u64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let m = self.metrics();
+            if metric(&m, "shadowdiff_capture_recorded_total") >= n {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "fewer than {n} recorded:\n{m}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until `/metrics` shows `n` exchanges accounted for in the files or by reason
@@ -644,8 +665,7 @@ fn hostile_bytes_and_packets_from_a_raw_socket_peer_are_counted_and_never_stop_i
     ]);
     // Then an ordinary request is still recorded.
     curl(&[&format!("{}/json", gw.url())]);
-    let m = cap.wait_accounted(1);
-    assert!(metric(&m, "shadowdiff_capture_recorded_total") >= 1, "{m}");
+    cap.wait_recorded(1);
     let (code, err) = cap.stop();
     assert_eq!(code, Some(0), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -1113,4 +1133,474 @@ async fn hostile_http2_from_a_raw_socket_peer_is_counted_and_good_calls_beside_i
     let recorded = read_recording(&out);
     assert_eq!(recorded.len(), 2);
     assert!(recorded.iter().all(|e| e.request.uri == "/pkg.Svc/GetUser"));
+}
+
+/// The peak resident size of process `pid` (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    kib << 10
+}
+
+/// The reassembler's limits, as `src/recording/packets/tcp.rs` sets them.
+const MAX_LIVE: u64 = 32_768;
+const MAX_TRACKED: u64 = 131_072;
+/// What one followed connection costs at most before it carries data (its state, its
+/// flow's buffers and label, its map slot), and what one remembered ended connection
+/// costs (its map slot, the map at twice its length after growth): generous figures, a
+/// few times the struct sizes, so that the bound is about the count, not the allocator.
+const LIVE_COST: u64 = 2 << 10;
+const TRACKED_COST: u64 = 256;
+
+/// A SYN from `src:sport` to 127.0.0.1:`dport`. Its IP checksum is left zero, so the
+/// kernel's stack drops it after the capture saw it: a flood the server never answers,
+/// as one that fills its backlog, each SYN a connection left half open.
+fn syn_from(src: [u8; 4], sport: u16, dport: u16, seq: u32) -> Vec<u8> {
+    let mut p = ipv4_tcp(sport, dport, seq, 0x02, 5, b"");
+    p[12..16].copy_from_slice(&src);
+    p
+}
+
+#[test]
+fn a_syn_flood_is_counted_given_up_and_held_to_a_memory_bound_while_real_requests_are_all_recorded()
+{
+    let Some(nb) = nginx_binary() else { return };
+    if !may_capture() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let gw = nginx(&nb, dir.path());
+    let out = dir.path().join("flood.jsonl");
+    let ring: u64 = 8 << 20;
+    let cap = Capture::start(gw.port, &out, &["--ring-size", "8MiB"]);
+    let pid = cap.child.id();
+    let base = peak_rss(pid);
+    // Rounds of 20,000 SYNs from distinct 127/8 addresses, each round followed by real
+    // requests; each round waits for the capture to have read it, so the ring never
+    // overflows and every SYN reaches the reassembler.
+    let (rounds, per_round, real_per_round) = (15u64, 20_000u64, 2u64);
+    let mut max_live = 0;
+    for round in 0..rounds {
+        let packets: Vec<Vec<u8>> = (0..per_round)
+            .map(|k| {
+                let i = round * per_round + k;
+                let src = [127, 10 + (i >> 16) as u8, (i >> 8) as u8, i as u8];
+                // Source ports below the ephemeral range: a flood SYN from a port another
+                // test's capture watches would be, rightly, a connection to that capture.
+                syn_from(src, 1024 + (i % 30_000) as u16, gw.port, i as u32)
+            })
+            .collect();
+        inject(&packets);
+        for _ in 0..real_per_round {
+            curl(&[&format!("{}/json", gw.url())]);
+        }
+        let want = (round + 1) * per_round;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let m = cap.metrics();
+            max_live = max_live.max(metric(&m, "shadowdiff_capture_live_connections"));
+            if metric(&m, "shadowdiff_capture_frames_total") >= want {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the flood was not read:\n{m}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let flood = rounds * per_round;
+    let real = rounds * real_per_round;
+    let m = cap.wait_accounted(real);
+    let peak = peak_rss(pid);
+    let given_up = metric(&m, "shadowdiff_capture_connections_given_up_total");
+    let (code, err) = cap.stop();
+    assert_eq!(code, Some(0), "{err}");
+    eprintln!(
+        "SYN flood of {flood}: peak RSS {} MiB (at start {} MiB), {given_up} given up, at most {max_live} live\n{err}",
+        peak >> 20,
+        base >> 20
+    );
+    // Memory: what the limits allow, over what the process had at start. With the limits
+    // out of reach (every SYN followed), this flood costs about 250 MiB, so the bound bites.
+    let bound = ring + MAX_LIVE * LIVE_COST + MAX_TRACKED * TRACKED_COST + (16 << 20);
+    assert!(
+        peak - base <= bound,
+        "peak RSS grew by {} MiB, over the bound of {} MiB",
+        (peak - base) >> 20,
+        bound >> 20
+    );
+    // The real requests all went through, each recorded; the flood carried no request.
+    assert_eq!(identity(&err), (real, real, 0, 0, 0), "{err}");
+    assert!(err.contains("dropped by the kernel (ring full)"), "{err}");
+    assert!(err.contains(" 0 dropped by the kernel"), "{err}");
+    // The flood's connections were given up as too many, and counted.
+    assert!(max_live <= MAX_LIVE, "{max_live} live");
+    assert!(given_up >= flood - MAX_LIVE, "{given_up} given up:\n{m}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("  note") && l.contains("more than 32,768 were open")),
+        "{err}"
+    );
+    assert_eq!(read_recording(&out).len() as u64, real);
+}
+
+#[test]
+fn slowloris_connections_are_given_up_counted_and_held_to_the_stream_memory() {
+    let Some(nb) = nginx_binary() else { return };
+    if !may_capture() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // nginx would close a slow head after a minute; it waits longer here, so every slow
+    // connection is given up by the capture, not closed by the server.
+    let gw = Nginx::start(
+        &nb,
+        "client_header_timeout 300s;\nlocation = /json { return 200 '{\"ok\":true}'; }\n",
+    );
+    let out = dir.path().join("slow.jsonl");
+    let stream_memory: u64 = 1 << 20;
+    let cap = Capture::start(
+        gw.port,
+        &out,
+        &[
+            "--idle-timeout",
+            "1s",
+            "--stream-memory",
+            "1MiB",
+            "--ring-size",
+            "8MiB",
+        ],
+    );
+    let pid = cap.child.id();
+    let base = peak_rss(pid);
+    // Each sends a request line and 6 KiB of header fields, never the empty line, then
+    // goes quiet: 300 of them hold about 1.8 MiB, more than --stream-memory.
+    let n = 300u64;
+    let pad = format!("X-Pad: {}\r\n", "a".repeat(120)).repeat(48);
+    let slow: Vec<TcpStream> = (0..n)
+        .map(|i| {
+            let mut s = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+            write!(s, "GET /slow/{i} HTTP/1.1\r\nHost: a\r\n{pad}").unwrap();
+            s
+        })
+        .collect();
+    // A real request beside them is recorded.
+    curl(&[&format!("{}/json", gw.url())]);
+    let m = cap.wait_accounted(n + 1);
+    let peak = peak_rss(pid);
+    drop(slow);
+    let given_up = metric(&m, "shadowdiff_capture_connections_given_up_total");
+    let peak_held = metric(&m, "shadowdiff_capture_peak_held_bytes");
+    let (code, err) = cap.stop();
+    assert_eq!(code, Some(0), "{err}");
+    eprintln!(
+        "slowloris of {n}: peak RSS {} MiB (at start {} MiB), at most {peak_held} bytes held\n{err}",
+        peak >> 20,
+        base >> 20
+    );
+    assert_eq!(identity(&err), (n + 1, 1, 0, 0, n), "{err}");
+    // Each slow connection was given up (for the bytes held, or idle past --idle-timeout)
+    // and its half-sent request counted as lost.
+    assert_eq!(given_up, n, "{m}");
+    assert!(
+        err.lines().any(|l| l.starts_with("  lost")
+            && l.contains(&n.to_string())
+            && l.contains("requests cut short")),
+        "{err}"
+    );
+    for note in ["idle for 1s", "held more than 1 MiB"] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with("  note") && l.contains(note)),
+            "{note}: {err}"
+        );
+    }
+    assert!(peak_held <= stream_memory, "{peak_held} bytes held");
+    assert!(peak_held >= stream_memory / 2, "{peak_held} bytes held");
+    let bound = (8 << 20) + stream_memory + n * LIVE_COST + (16 << 20);
+    assert!(
+        peak - base <= bound,
+        "peak RSS grew by {} MiB, over the bound of {} MiB",
+        (peak - base) >> 20,
+        bound >> 20
+    );
+    let recorded = read_recording(&out);
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].request.uri, "/json");
+}
+
+/// Runs `ip ARGS`; the error text when it fails.
+fn ip(args: &[&str]) -> Result<(), String> {
+    let o = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stderr).trim()
+        ))
+    }
+}
+
+/// A network namespace joined to this one by a veth pair, and what runs inside it; all
+/// of it removed when dropped, whether the test passed or not.
+struct Netns {
+    name: String,
+    host_dev: String,
+    inside: Option<Child>,
+}
+
+impl Netns {
+    /// Host side `host_ip`/24 on `sdh<pid>`, namespace side `ns_ip`/24 on `sdn<pid>`, no
+    /// IPv6 and static neighbours on both, so the only packets on the link are the test's.
+    fn create(host_ip: &str, ns_ip: &str) -> Result<Netns, String> {
+        let id = std::process::id();
+        let ns = Netns {
+            name: format!("shadowdiff-{id}"),
+            host_dev: format!("sdh{id}"),
+            inside: None,
+        };
+        let peer = format!("sdn{id}");
+        ip(&["netns", "add", &ns.name])?;
+        ip(&[
+            "link",
+            "add",
+            &ns.host_dev,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ])?;
+        ip(&["link", "set", &peer, "netns", &ns.name])?;
+        let sysctl = |dev: &str| format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6");
+        let _ = std::fs::write(sysctl(&ns.host_dev), "1");
+        ns.exec(&["sh", "-c", &format!("echo 1 > {}", sysctl(&peer))])?;
+        ip(&["addr", "add", &format!("{host_ip}/24"), "dev", &ns.host_dev])?;
+        ip(&["link", "set", &ns.host_dev, "up"])?;
+        let inside = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", &ns.name, "ip"];
+            a.extend_from_slice(args);
+            ip(&a)
+        };
+        inside(&["addr", "add", &format!("{ns_ip}/24"), "dev", &peer])?;
+        inside(&["link", "set", &peer, "up"])?;
+        inside(&["link", "set", "lo", "up"])?;
+        let host_mac = std::fs::read_to_string(format!("/sys/class/net/{}/address", ns.host_dev))
+            .map_err(|e| e.to_string())?;
+        let peer_mac = ns
+            .output(&["cat", &format!("/sys/class/net/{peer}/address")])?
+            .trim()
+            .to_string();
+        ip(&[
+            "neigh",
+            "replace",
+            ns_ip,
+            "lladdr",
+            &peer_mac,
+            "dev",
+            &ns.host_dev,
+            "nud",
+            "permanent",
+        ])?;
+        inside(&[
+            "neigh",
+            "replace",
+            host_ip,
+            "lladdr",
+            host_mac.trim(),
+            "dev",
+            &peer,
+            "nud",
+            "permanent",
+        ])?;
+        Ok(ns)
+    }
+
+    fn output(&self, cmd: &[&str]) -> Result<String, String> {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(cmd)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !o.status.success() {
+            return Err(format!("{cmd:?} in {}: {}", self.name, describe(&o)));
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    fn exec(&self, cmd: &[&str]) -> Result<(), String> {
+        self.output(cmd).map(|_| ())
+    }
+
+    /// The host device's (packets received, packets sent).
+    fn host_packets(&self) -> (u64, u64) {
+        let read = |what: &str| {
+            std::fs::read_to_string(format!(
+                "/sys/class/net/{}/statistics/{what}_packets",
+                self.host_dev
+            ))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+        };
+        (read("rx"), read("tx"))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.inside.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Deleting the host side deletes its peer; the namespace goes with its name.
+        let _ = ip(&["link", "del", &self.host_dev]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+#[test]
+fn on_a_veth_device_with_nginx_in_a_namespace_each_packet_is_read_once_and_every_request_recorded()
+{
+    let Some(nb) = nginx_binary() else { return };
+    if !may_capture() {
+        return;
+    }
+    let id = std::process::id();
+    // 198.18.0.0/15 is set aside for benchmarking networks: no real route is shadowed.
+    let net = format!("198.{}.{}", 18 + (id >> 8) % 2, id & 255);
+    let (host_ip, ns_ip) = (format!("{net}.1"), format!("{net}.2"));
+    let mut ns = match Netns::create(&host_ip, &ns_ip) {
+        Ok(ns) => ns,
+        Err(e) if std::env::var_os("SHADOWDIFF_REQUIRE_CAPTURE").is_some() => {
+            panic!("cannot make a network namespace with a veth pair (SHADOWDIFF_REQUIRE_CAPTURE is set): {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: cannot make a network namespace with a veth pair: {e}");
+            return;
+        }
+    };
+    // A real Ethernet device, not loopback: ARPHRD_ETHER, with a hardware address.
+    let sys = format!("/sys/class/net/{}", ns.host_dev);
+    assert_eq!(
+        std::fs::read_to_string(format!("{sys}/type"))
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    let mac = std::fs::read_to_string(format!("{sys}/address")).unwrap();
+    assert_ne!(mac.trim(), "00:00:00:00:00:00");
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let port = 8080u16;
+    std::fs::write(
+        dir.path().join("nginx.conf"),
+        format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/error.log warn;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  default_type application/json;\n\
+             server {{\n    listen {ns_ip}:{port};\n\
+                 location = /json {{ return 200 '{{\"side\":\"namespace\"}}'; }}\n\
+                 location = /upload {{ return 201 'stored\\n'; }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    ns.inside = Some(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name])
+            .arg(&nb)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx in the namespace"),
+    );
+    let url = format!("http://{ns_ip}:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect((ns_ip.as_str(), port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nginx in the namespace did not start"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // Whatever the start-up probe sent is over before the capture starts.
+    std::thread::sleep(Duration::from_millis(200));
+
+    let out = dir.path().join("veth.jsonl");
+    let cap = Capture::start_on(&ns.host_dev, port, &out, &[]);
+    let (rx0, tx0) = ns.host_packets();
+    // Keep-alive, an upload of 200 KiB (many full-size segments each way), a 404,
+    // pipelined.
+    curl(&[&format!("{url}/json"), &format!("{url}/json")]);
+    let upload = dir.path().join("up.bin");
+    std::fs::write(&upload, vec![b'u'; 200 << 10]).unwrap();
+    curl(&[
+        "--data-binary",
+        &format!("@{}", upload.display()),
+        &format!("{url}/upload"),
+    ]);
+    curl(&[&format!("{url}/missing")]);
+    let mut s = TcpStream::connect((ns_ip.as_str(), port)).unwrap();
+    s.write_all(
+        b"GET /json HTTP/1.1\r\nHost: a\r\n\r\nGET /json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answers = Vec::new();
+    s.read_to_end(&mut answers).unwrap();
+    drop(s);
+    let n = 6;
+    let m = cap.wait_settled();
+    let (rx1, tx1) = ns.host_packets();
+    let frames = metric(&m, "shadowdiff_capture_frames_total");
+    let (code, err) = cap.stop();
+    assert_eq!(code, Some(0), "{err}");
+    eprintln!(
+        "veth {}: {} packets received, {} sent; {frames} read\n{err}",
+        ns.host_dev,
+        rx1 - rx0,
+        tx1 - tx0
+    );
+    assert_eq!(identity(&err), (n, n, 0, 0, 0), "{err}");
+    assert!(err.contains("recorded without a response: 0"), "{err}");
+    // Each packet of both directions was read once: as many as the device counted, the
+    // client's going out (PACKET_OUTGOING here) and the server's coming in, and none
+    // taken for a retransmission.
+    assert_eq!(frames, (rx1 - rx0) + (tx1 - tx0), "{err}");
+    assert!(!err.contains("retransmitted"), "{err}");
+    let mut recorded: Vec<String> = read_recording(&out)
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e.request.method,
+                e.request.uri,
+                e.response.as_ref().map_or(0, |r| r.status)
+            )
+        })
+        .collect();
+    recorded.sort();
+    assert_eq!(recorded, access_log(dir.path()));
+    assert_eq!(
+        recorded,
+        [
+            "GET /json 200",
+            "GET /json 200",
+            "GET /json 200",
+            "GET /json 200",
+            "GET /missing 404",
+            "POST /upload 201"
+        ]
+    );
 }

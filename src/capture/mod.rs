@@ -17,7 +17,7 @@ use crate::exchange::Side;
 use crate::interface::InterfaceKey;
 use crate::recording::import::{ImportReport, Sink};
 use crate::recording::packets::order::NOTE_OUT_OF_ORDER;
-use crate::recording::packets::{Ctx, Frame, Pipeline, PACKET_REASONS};
+use crate::recording::packets::{Ctx, Frame, Limits, Pipeline, PACKET_REASONS};
 use crate::recording::writer::refuse_existing_out;
 use crate::report::words::count_of;
 use crate::tap::config::{parse_rotation, parse_size};
@@ -85,6 +85,8 @@ pub struct CaptureConfig {
     pub queue_size: usize,
     /// Recorder queue bytes.
     pub queue_bytes: u64,
+    /// What the reassembler may hold: the idle timeout and the bytes over all connections.
+    pub limits: Limits,
 }
 
 impl CaptureConfig {
@@ -125,6 +127,28 @@ impl CaptureConfig {
                 a.ring_size
             )));
         }
+        let idle = parse_duration("idle-timeout", &a.idle_timeout)?;
+        if idle < Duration::from_millis(100) {
+            return Err(Error::Usage(format!(
+                "--idle-timeout: expected at least 100ms, found {}",
+                a.idle_timeout
+            )));
+        }
+        let stream_memory = parse_size("stream-memory", &a.stream_memory)?;
+        if stream_memory < 1 << 20 {
+            return Err(Error::Usage(format!(
+                "--stream-memory: expected at least 1MiB, found {}",
+                a.stream_memory
+            )));
+        }
+        let max_body = usize::try_from(parse_size("max-body", &a.max_body)?)
+            .map_err(|_| Error::Usage(format!("--max-body: {} is too large", a.max_body)))?;
+        // Bodies are cut at --max-body as they are read: the rest is never held.
+        let limits = Limits {
+            idle_us: i64::try_from(idle.as_micros()).unwrap_or(i64::MAX),
+            max_held: usize::try_from(stream_memory).unwrap_or(usize::MAX),
+            max_body,
+        };
         if a.queue_size == 0 {
             return Err(Error::Usage("--queue-size: expected at least 1".into()));
         }
@@ -144,14 +168,14 @@ impl CaptureConfig {
             min_per_interface: a.min_per_interface,
             redact_headers: a.redact_header.clone(),
             redact_json_paths: a.redact_json_path.clone(),
-            max_body: usize::try_from(parse_size("max-body", &a.max_body)?)
-                .map_err(|_| Error::Usage(format!("--max-body: {} is too large", a.max_body)))?,
+            max_body,
             rotate_size,
             rotate_interval,
             metrics,
             ring: ring::RingSize::of(ring_bytes),
             queue_size: a.queue_size,
             queue_bytes: parse_size("queue-bytes", &a.queue_bytes)?.max(1),
+            limits,
         })
     }
 }
@@ -225,6 +249,10 @@ pub struct Counts {
     pub bad_blocks: u64,
     /// Connections followed now.
     pub live_connections: u64,
+    /// Bytes those connections hold now.
+    pub held_bytes: u64,
+    /// The most bytes they held at once.
+    pub peak_held_bytes: u64,
     /// Handled events worth knowing (retransmissions, reordering), by kind.
     pub notes: BTreeMap<String, u64>,
     /// Exchanges recorded without their response.
@@ -346,6 +374,27 @@ fn render(c: &Counts, h: &RecorderHandle) -> String {
         "# HELP shadowdiff_capture_held_exchanges Exchanges complete and held until the requests that began before them are done (not yet in seen).\n# TYPE shadowdiff_capture_held_exchanges gauge\nshadowdiff_capture_held_exchanges {}",
         c.held
     );
+    let _ = writeln!(
+        o,
+        "# HELP shadowdiff_capture_held_bytes Bytes the followed connections hold (bounded by --stream-memory).\n# TYPE shadowdiff_capture_held_bytes gauge\nshadowdiff_capture_held_bytes {}",
+        c.held_bytes
+    );
+    let _ = writeln!(
+        o,
+        "# HELP shadowdiff_capture_peak_held_bytes The most bytes the followed connections held at once.\n# TYPE shadowdiff_capture_peak_held_bytes gauge\nshadowdiff_capture_peak_held_bytes {}",
+        c.peak_held_bytes
+    );
+    let _ = writeln!(
+        o,
+        "# HELP shadowdiff_capture_connections_given_up_total Connections given up to bound memory, by reason (what they completed is kept).\n# TYPE shadowdiff_capture_connections_given_up_total counter"
+    );
+    for (k, v) in c.notes.iter().filter(|(k, _)| k.contains("given up")) {
+        let _ = writeln!(
+            o,
+            "shadowdiff_capture_connections_given_up_total{{reason=\"{}\"}} {v}",
+            label(k)
+        );
+    }
     o
 }
 
@@ -504,7 +553,20 @@ pub fn run(a: &CaptureArgs, quiet: bool) -> Result<()> {
     let pub2 = published.clone();
     let reader = std::thread::Builder::new()
         .name("shadowdiff-capture".into())
-        .spawn(move || read_ring(&mut ring, sink, &device, started, duration, max, &pub2))
+        .spawn(move || {
+            read_ring(
+                &mut ring,
+                sink,
+                &device,
+                Stops {
+                    started,
+                    duration,
+                    max,
+                },
+                Pipeline::with_limits(cfg.limits),
+                &pub2,
+            )
+        })
         .map_err(|e| Error::internal("cannot start the ring reader thread", e))?;
     let counts = reader
         .join()
@@ -519,18 +581,35 @@ pub fn run(a: &CaptureArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
+/// When the ring reader stops, besides a signal.
+struct Stops {
+    started: Instant,
+    duration: Option<Duration>,
+    max: Option<u64>,
+}
+
+/// Wall-clock time in microseconds since the epoch, the clock of the ring's timestamps.
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// The ring reader's loop: blocks to frames to the pipeline, until a stop.
 fn read_ring(
     ring: &mut ring::Ring,
     mut sink: ToRecorder,
     device: &str,
-    started: Instant,
-    duration: Option<Duration>,
-    max: Option<u64>,
+    stops: Stops,
+    mut pipeline: Pipeline,
     published: &Mutex<Counts>,
 ) -> Result<Counts> {
+    let Stops {
+        started,
+        duration,
+        max,
+    } = stops;
     let ring_retire_ms = ring.retire_ms();
-    let mut pipeline = Pipeline::new();
     let mut report = ImportReport::new("packets");
     let file = PathBuf::from(device);
     let mut frames: u64 = 0;
@@ -548,6 +627,8 @@ fn read_ring(
         c.kernel = kernel;
         c.live_connections = pipeline.live_connections() as u64;
         c.held = pipeline.held() as u64;
+        c.held_bytes = pipeline.held_bytes() as u64;
+        c.peak_held_bytes = pipeline.peak_held_bytes() as u64;
         c
     };
     let mut stopping = false;
@@ -598,18 +679,19 @@ fn read_ring(
             Ok(Some(bad)) => bad_blocks += bad,
             Ok(None) if stopping => break,
             Ok(None) => {
-                // A quiet link: the clock still moves, so exchanges held behind a request
-                // open past the bound are written without waiting for the next packet.
-                let now_us = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+                // A quiet link: the clock still moves, so idle connections are given up
+                // and exchanges held behind a request open past the order's bound are
+                // written without waiting for the next packet. Packets still in the block
+                // being filled are at most its retire timeout old, so the clock is taken
+                // back by twice that, never past a packet still to come.
                 let mut ctx = Ctx {
                     sink: &mut sink,
                     report: &mut report,
                     file: &file,
                     packet: frames,
                 };
-                if let Err(e) = pipeline.tick(now_us, &mut ctx) {
+                let now = now_us() - 2_000 * i64::from(ring_retire_ms);
+                if let Err(e) = pipeline.tick(now, &mut ctx) {
                     failure = Some(e);
                     break;
                 }
@@ -685,6 +767,11 @@ fn summary(c: &Counts, h: &RecorderHandle, files: &[crate::tap::recorder::Writte
     for (k, v) in &c.notes {
         let _ = writeln!(o, "  note    {v:>8}  {k}");
     }
+    let _ = writeln!(
+        o,
+        "  streams: at most {} bytes held at once",
+        c.peak_held_bytes
+    );
     let _ = writeln!(
         o,
         "  files: {}",

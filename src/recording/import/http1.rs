@@ -151,6 +151,8 @@ struct Partial {
     headers: Headers,
     body: Vec<u8>,
     body_truncated: bool,
+    /// Body bytes kept at most; the rest is read past.
+    max_body: usize,
     trailers: Headers,
     begin: u64,
     switches: bool,
@@ -172,6 +174,8 @@ pub struct MessageReader {
     /// Stream offset of `buf[0]`.
     base: u64,
     state: State,
+    /// Body bytes kept per message.
+    max_body: usize,
 }
 
 impl MessageReader {
@@ -183,6 +187,17 @@ impl MessageReader {
             pos: 0,
             base: 0,
             state: State::Head { scanned: 0 },
+            max_body: MAX_BODY,
+        }
+    }
+
+    /// A reader that keeps at most `max_body` bytes of each body (and at most
+    /// [`MAX_BODY`]), marking longer ones truncated: a caller that writes only a prefix
+    /// need not hold the rest.
+    pub fn with_max_body(role: Role, max_body: usize) -> Self {
+        MessageReader {
+            max_body: max_body.min(MAX_BODY),
+            ..Self::new(role)
         }
     }
 
@@ -282,8 +297,9 @@ impl MessageReader {
                         )));
                     }
                     let begin = self.offset();
-                    let (partial, framing) =
+                    let (mut partial, framing) =
                         parse_head(self.role, &avail[..len], begin, request_method)?;
+                    partial.max_body = self.max_body;
                     self.pos += len;
                     match framing {
                         None => {
@@ -497,6 +513,7 @@ fn parse_head(
         headers: raw_headers,
         body: Vec::new(),
         body_truncated: false,
+        max_body: MAX_BODY,
         trailers: Vec::new(),
         begin,
         switches,
@@ -538,9 +555,9 @@ fn framing(
     })
 }
 
-/// Appends body bytes, keeping at most [`MAX_BODY`].
+/// Appends body bytes, keeping at most the reader's cap.
 fn keep(p: &mut Partial, data: &[u8]) {
-    let room = MAX_BODY.saturating_sub(p.body.len());
+    let room = p.max_body.saturating_sub(p.body.len());
     if data.len() > room {
         p.body_truncated = true;
     }

@@ -251,6 +251,17 @@ impl H2 {
         }
     }
 
+    /// Bytes this connection holds: the streams' heads and bodies, and each direction's
+    /// unread frame bytes and time marks, for the bound over all connections.
+    pub fn held(&self) -> usize {
+        self.held
+            + self
+                .dirs
+                .iter()
+                .map(|d| d.buf.len() + d.marks.len() * 16)
+                .sum::<usize>()
+    }
+
     /// Capture time of the first packet of the oldest stream not yet written, if any: what
     /// a stage putting exchanges in capture order may not pass. A client opens streams in
     /// increasing order, so the lowest open id is the oldest.

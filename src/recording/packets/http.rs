@@ -42,6 +42,23 @@ const SKIP_PILED: &str =
 pub(crate) const NOTE_NO_RESPONSE: &str =
     "requests with no response in the capture (written without one)";
 
+/// The role of each direction's messages: 0 client, 1 server.
+const ROLES: [Role; 2] = [Role::Request, Role::Response];
+
+/// What holding a parsed request costs, roughly: its strings, header fields and body.
+fn request_cost(r: &Request) -> usize {
+    const FIELD_COST: usize = 2 * std::mem::size_of::<String>();
+    std::mem::size_of::<Pending>()
+        + r.method.len()
+        + r.uri.len()
+        + r.version.len()
+        + r.body.len()
+        + r.headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + FIELD_COST)
+            .sum::<usize>()
+}
+
 /// How a direction of the stream ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum End {
@@ -81,13 +98,35 @@ struct Side {
 }
 
 impl Side {
-    fn new(role: Role) -> Self {
+    fn new(role: Role, max_body: usize) -> Self {
         Side {
-            reader: MessageReader::new(role),
+            reader: MessageReader::with_max_body(role, max_body),
             marks: VecDeque::new(),
             pushed: 0,
             end: None,
             stopped: false,
+        }
+    }
+
+    /// Bytes held: unparsed bytes, a body being read and the time marks.
+    fn held(&self) -> usize {
+        self.reader.buffered() + self.marks.len() * std::mem::size_of::<(u64, i64)>()
+    }
+
+    /// Stops reading this direction and lets go of what it held.
+    fn stop(&mut self, role: Role) {
+        self.stopped = true;
+        self.reader = MessageReader::new(role);
+        self.marks = VecDeque::new();
+    }
+
+    /// Notes that bytes up to stream offset `pushed` arrived at `ts_us`. Pieces with the
+    /// same time share one mark, so a peer sending a byte at a time within one packet
+    /// batch costs one mark, not one per byte.
+    fn mark(&mut self, ts_us: i64) {
+        match self.marks.back_mut() {
+            Some((end, ts)) if *ts == ts_us => *end = self.pushed,
+            _ => self.marks.push_back((self.pushed, ts_us)),
         }
     }
 
@@ -109,6 +148,8 @@ impl Side {
 
 struct Pending {
     n: u64,
+    /// What `request` costs to hold, roughly.
+    bytes: usize,
     request: Request,
     first_us: i64,
     last_us: i64,
@@ -121,6 +162,8 @@ pub(crate) struct Flow {
     label: String,
     sides: [Side; 2],
     pending: VecDeque<Pending>,
+    /// The sum of `pending`'s `bytes`.
+    pending_bytes: usize,
     requests: u64,
     /// The client sent a request that may switch protocols; its answer decides.
     paused: bool,
@@ -133,13 +176,18 @@ pub(crate) struct Flow {
 }
 
 impl Flow {
-    /// A new flow for stream number `stream`.
-    pub fn new(stream: u64, client: SocketAddr, server: SocketAddr) -> Self {
+    /// A new flow for stream number `stream`, keeping at most `max_body` bytes of each
+    /// body.
+    pub fn new(stream: u64, client: SocketAddr, server: SocketAddr, max_body: usize) -> Self {
         Flow {
             stream,
             label: format!("stream {stream} ({client} -> {server})"),
-            sides: [Side::new(Role::Request), Side::new(Role::Response)],
+            sides: [
+                Side::new(Role::Request, max_body),
+                Side::new(Role::Response, max_body),
+            ],
             pending: VecDeque::new(),
+            pending_bytes: 0,
             requests: 0,
             paused: false,
             switched: false,
@@ -152,6 +200,15 @@ impl Flow {
     /// The stream number.
     pub fn stream(&self) -> u64 {
         self.stream
+    }
+
+    /// Bytes this flow holds: both directions' buffers and the requests waiting for their
+    /// answers.
+    pub fn held(&self) -> usize {
+        self.sides[0].held()
+            + self.sides[1].held()
+            + self.pending_bytes
+            + self.h2.as_ref().map_or(0, |h| h.held())
     }
 
     /// `stream N (client -> server)`, for messages.
@@ -190,10 +247,10 @@ impl Flow {
             return Ok(());
         }
         side.pushed += bytes.len() as u64;
-        side.marks.push_back((side.pushed, ts_us));
+        side.mark(ts_us);
         side.reader.push(bytes);
         if side.reader.buffered() > MAX_BUFFERED || self.pending.len() > MAX_UNANSWERED {
-            side.stopped = true;
+            side.stop(ROLES[d]);
             let at = format!("{}: {}", ctx.at(), self.label);
             ctx.report.skip(SKIP_PILED, || at);
             return Ok(());
@@ -227,8 +284,8 @@ impl Flow {
         }
         self.sniffed = true;
         if first.starts_with(&[0x16, 0x03]) {
-            self.sides[0].stopped = true;
-            self.sides[1].stopped = true;
+            self.sides[0].stop(Role::Request);
+            self.sides[1].stop(Role::Response);
             let at = format!("{}: {}", ctx.at(), self.label);
             ctx.report.skip(SKIP_TLS, || at);
         } else if first.starts_with(H2_PREFACE) {
@@ -253,7 +310,9 @@ impl Flow {
                     h2.end(d, end, ctx)?;
                 }
             }
-            self.sides = [Side::new(Role::Request), Side::new(Role::Response)];
+            // Every byte goes to the decoder from now on: the HTTP/1 sides let go.
+            self.sides[0].stop(Role::Request);
+            self.sides[1].stop(Role::Response);
             self.h2 = Some(h2);
         }
         Ok(())
@@ -320,9 +379,13 @@ impl Flow {
             ctx.report.incomplete(INCOMPLETE_BODY_CAP, || at);
         }
         let switches = m.switches;
+        let request = m.into_request();
+        let bytes = request_cost(&request);
+        self.pending_bytes += bytes;
         self.pending.push_back(Pending {
             n: self.requests,
-            request: m.into_request(),
+            bytes,
+            request,
             first_us,
             last_us,
             switches,
@@ -346,6 +409,7 @@ impl Flow {
         let Some(p) = self.pending.pop_front() else {
             return Ok(());
         };
+        self.pending_bytes -= p.bytes;
         if status == 101 && p.switches && m.switches && is_h2c(&p.request, &m) {
             // The upgrade's request is HTTP/2's stream 1; its answer comes in HTTP/2.
             return self.start_h2c(p, ctx);
@@ -369,6 +433,9 @@ impl Flow {
             self.switched = true;
             self.after_switch +=
                 (self.sides[0].reader.buffered() + self.sides[1].reader.buffered()) as u64;
+            // Nothing after the switch is read: what was buffered is counted, not kept.
+            self.sides[0].stop(Role::Request);
+            self.sides[1].stop(Role::Response);
         } else if p.switches {
             self.paused = false;
         }
@@ -405,14 +472,15 @@ impl Flow {
                 h2.end(d, end, ctx)?;
             }
         }
-        self.sides = [Side::new(Role::Request), Side::new(Role::Response)];
+        self.sides[0].stop(Role::Request);
+        self.sides[1].stop(Role::Response);
         self.paused = false;
         self.h2 = Some(h2);
         Ok(())
     }
 
     fn stop(&mut self, d: usize, e: ParseError, ctx: &mut Ctx<'_>) {
-        self.sides[d].stopped = true;
+        self.sides[d].stop(ROLES[d]);
         let (reason, detail) = match (d, e) {
             (0, ParseError::Malformed(m)) if self.requests == 0 => (SKIP_NOT_HTTP, m),
             (0, ParseError::Malformed(m)) => (SKIP_BAD_REQUEST, m),
@@ -449,6 +517,7 @@ impl Flow {
             ctx.report.skip(SKIP_ORPHAN, || at);
         }
         while let Some(p) = self.pending.pop_front() {
+            self.pending_bytes -= p.bytes;
             ctx.report.note(NOTE_NO_RESPONSE);
             let ex = exchange(
                 format!("pcap-{}-{}", self.stream, p.n),

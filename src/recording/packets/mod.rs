@@ -19,6 +19,7 @@ use etherparse::{EtherType, IpNumber, NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::DataLink;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+pub use tcp::{Limits, LIVE_IDLE_US, MAX_HELD};
 
 const IGN_NOT_IP: &str = "frames that are not IP (ARP, LLDP, ...)";
 const IGN_NOT_TCP: &str = "IP packets that are not TCP (UDP, ICMP, ...)";
@@ -91,6 +92,31 @@ impl Pipeline {
         Self::default()
     }
 
+    /// A pipeline whose reassembler holds no more than `limits` allow.
+    pub fn with_limits(limits: Limits) -> Self {
+        Pipeline {
+            tracker: tcp::Tracker::new(limits),
+        }
+    }
+
+    /// Capture time has reached `now_us` without a frame: connections idle past the limit
+    /// are given up now rather than at the next frame, and exchanges held behind a request
+    /// open past the order's bound are written. `now_us` must be no later than any frame
+    /// still to come.
+    pub fn tick(&mut self, now_us: i64, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.tracker.tick(now_us, ctx)
+    }
+
+    /// Bytes the live connections hold now (bounded by [`Limits::max_held`]).
+    pub fn held_bytes(&self) -> usize {
+        self.tracker.held()
+    }
+
+    /// The most bytes the live connections held at once so far.
+    pub fn peak_held_bytes(&self) -> usize {
+        self.tracker.peak_held()
+    }
+
     /// Takes one frame: a TCP segment goes to its connection; anything else is counted as
     /// ignored (not TCP by nature) or skipped (unreadable), by reason.
     pub fn frame(&mut self, frame: &Frame<'_>, ctx: &mut Ctx<'_>) -> Result<()> {
@@ -115,13 +141,7 @@ impl Pipeline {
 
     /// Exchanges completed and held until the requests that began before them are done.
     pub fn held(&self) -> usize {
-        self.tracker.held()
-    }
-
-    /// The capture's clock reached `now_us` with no frame: exchanges held behind a request
-    /// open past the bound are written.
-    pub fn tick(&mut self, now_us: i64, ctx: &mut Ctx<'_>) -> Result<()> {
-        self.tracker.tick(now_us, ctx)
+        self.tracker.held_exchanges()
     }
 
     /// Ends the capture: connections still open give up what they completed.
@@ -682,7 +702,7 @@ mod tests {
         n.feed(&mut t, &mut out, &mut report);
         let file = std::path::PathBuf::from("t.pcap");
         assert!(out.is_empty());
-        assert_eq!(t.held(), 1);
+        assert_eq!(t.held_exchanges(), 1);
         for i in 0..tcp::MAX_LIVE {
             let seg = Segment {
                 src: SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 1024)),
@@ -705,7 +725,7 @@ mod tests {
             t.segment(&seg, &mut ctx).unwrap();
         }
         assert_eq!(paths(&out), ["/a"]);
-        assert_eq!(t.held(), 0);
+        assert_eq!(t.held_exchanges(), 0);
         assert!(report
             .skipped
             .keys()
