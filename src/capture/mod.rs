@@ -174,8 +174,8 @@ fn cut(body: &mut Bytes, truncated: &mut bool, max: usize) {
 
 impl Sink for ToRecorder {
     fn put(&mut self, mut ex: Exchange) -> Result<()> {
-        let n = ex.id.strip_prefix("pcap-").unwrap_or(&ex.id);
-        ex.id = format!("{}{n}", self.prefix);
+        let numbered = ex.id.strip_prefix("pcap-").map_or(0, |_| "pcap-".len());
+        ex.id.replace_range(..numbered, &self.prefix);
         cut(
             &mut ex.request.body,
             &mut ex.request.body_truncated,

@@ -390,8 +390,13 @@ fn uninit_slots<'b>() -> [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADE
     [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
+/// `b` as text, invalid UTF-8 replaced. Valid text (nearly every header value) is checked
+/// by `from_utf8`'s fast path and copied once.
 fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 fn version_name(v: Option<u8>) -> String {
