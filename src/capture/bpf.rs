@@ -335,7 +335,24 @@ mod tests {
         p.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
         p.extend_from_slice(&40000u16.to_be_bytes());
         p.extend_from_slice(&8080u16.to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, doff << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(&[
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            1,
+            doff << 4,
+            flags,
+            0xff,
+            0xff,
+            0,
+            0,
+            0,
+            0,
+        ]);
         p.resize(20 + 4 * usize::from(doff).max(5), 0);
         p.extend_from_slice(payload);
         p
@@ -349,7 +366,24 @@ mod tests {
         p.extend_from_slice(&[0; 32]);
         p.extend_from_slice(&8080u16.to_be_bytes());
         p.extend_from_slice(&40000u16.to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, doff << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        p.extend_from_slice(&[
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            1,
+            doff << 4,
+            flags,
+            0xff,
+            0xff,
+            0,
+            0,
+            0,
+            0,
+        ]);
         p.resize(40 + 4 * usize::from(doff).max(5), 0);
         p.extend_from_slice(payload);
         p

@@ -30,6 +30,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,9 @@ const SNAPLEN: u32 = 65_535;
 const POLL_MS: i32 = 100;
 /// The salt of the recording sample: the tap's, so the same ids are picked.
 const RECORD_SALT: u64 = 0;
+/// Frames between looks for written exchanges to free: often enough that the recorder
+/// finds room for its next batch even inside a full ring block.
+const SPENT_EVERY: u64 = 64;
 /// How often the counts `/metrics` serves are brought up to date.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
@@ -429,7 +433,7 @@ pub fn run(a: &CaptureArgs, quiet: bool) -> Result<()> {
         })?),
         None => None,
     };
-    let recorder = Recorder::start(
+    let (recorder, spent) = Recorder::start_returning(
         RecorderConfig {
             out: cfg.out.clone(),
             rotate_size: cfg.rotate_size,
@@ -488,7 +492,14 @@ pub fn run(a: &CaptureArgs, quiet: bool) -> Result<()> {
     let pub2 = published.clone();
     let reader = std::thread::Builder::new()
         .name("shadowdiff-capture".into())
-        .spawn(move || read_ring(&mut ring, sink, &device, started, duration, max, &pub2))
+        .spawn(move || {
+            let stop = Stop {
+                started,
+                duration,
+                max,
+            };
+            read_ring(&mut ring, sink, &device, &stop, &spent, &pub2)
+        })
         .map_err(|e| Error::internal("cannot start the ring reader thread", e))?;
     let counts = reader
         .join()
@@ -503,16 +514,29 @@ pub fn run(a: &CaptureArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// The ring reader's loop: blocks to frames to the pipeline, until a stop.
+/// When the ring reader stops, besides a signal.
+struct Stop {
+    started: Instant,
+    duration: Option<Duration>,
+    max: Option<u64>,
+}
+
+/// The ring reader's loop: blocks to frames to the pipeline, until a stop. Exchanges the
+/// recorder has written come back on `spent` and are freed here, on the thread that
+/// allocated them.
 fn read_ring(
     ring: &mut ring::Ring,
     mut sink: ToRecorder,
     device: &str,
-    started: Instant,
-    duration: Option<Duration>,
-    max: Option<u64>,
+    stop: &Stop,
+    spent: &Receiver<Vec<Exchange>>,
     published: &Mutex<Counts>,
 ) -> Result<Counts> {
+    let Stop {
+        started,
+        duration,
+        max,
+    } = *stop;
     let ring_retire_ms = ring.retire_ms();
     let mut pipeline = Pipeline::new();
     let mut report = ImportReport::new("packets");
@@ -553,6 +577,11 @@ fn read_ring(
                 return;
             }
             frames += 1;
+            if frames % SPENT_EVERY == 0 {
+                while let Ok(batch) = spent.try_recv() {
+                    drop(batch);
+                }
+            }
             let frame = Frame {
                 n: frames,
                 ts_us: p.ts_us,
@@ -570,6 +599,9 @@ fn read_ring(
                 step_err = Some(e);
             }
         });
+        while let Ok(batch) = spent.try_recv() {
+            drop(batch);
+        }
         if let Some(e) = step_err {
             failure = Some(e);
             break;
