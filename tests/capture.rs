@@ -591,7 +591,14 @@ fn pure_acknowledgments_stay_in_the_kernel_and_hostile_headers_still_reach_the_c
     // Kept: data on a connection whose start was not seen (one stream lost), an
     // acknowledgment cut inside its TCP header, one whose data offset points past the
     // packet, and one with a data offset below the minimum.
-    packets.push(ipv4_tcp(41200, port, 9, 0x18, 5, b"GET /mid HTTP/1.1\r\n\r\n"));
+    packets.push(ipv4_tcp(
+        41200,
+        port,
+        9,
+        0x18,
+        5,
+        b"GET /mid HTTP/1.1\r\n\r\n",
+    ));
     packets.push(ipv4_tcp(41201, port, 1, 0x10, 5, b"")[..30].to_vec());
     packets.push(ipv4_tcp(41202, port, 1, 0x10, 15, b""));
     packets.push(ipv4_tcp(41203, port, 1, 0x10, 2, b""));

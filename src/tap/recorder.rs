@@ -324,9 +324,9 @@ impl Recorder {
     /// An allocator frees memory fastest on the thread that allocated it: for a producer
     /// that builds every string of an exchange on one thread (`capture`'s ring reader),
     /// freeing them there costs a fraction of freeing them here. The channel has no bound
-    /// of its own: an exchange is in it only after it left the queue, so a producer that
-    /// takes what came back each time it adds to the queue holds at most the queue's bytes
-    /// again in it.
+    /// of its own: an exchange is in it only after it left the queue, so what the queue and
+    /// the channel hold together is at most the queue's bound plus what the producer queued
+    /// since it last emptied the channel.
     pub fn start_returning(
         cfg: RecorderConfig,
         redactor: Redactor,
