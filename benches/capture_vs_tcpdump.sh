@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
 # `shadowdiff capture` against tcpdump, side by side in one run, on this machine: nginx on
 # loopback (`return 200`, worker_processes 1) driven by wrk at its maximum rate, and at
-# fixed rates by `shadowdiff replay --rate` (10k and 50k requests/s where the machine gets
-# there). The truth is nginx's own request count (`stub_status`, on a second port so the
-# counting requests are not captured; the one status request inside each window is taken
-# off).
+# fixed rates by wrk paced with a Lua `delay()` that spaces each wrk thread's requests on
+# the clock (the rate reached is measured from nginx's count and printed). The truth is nginx's own request count
+# (`stub_status`, on a second port so the counting requests are not captured; the one
+# status request inside each window is taken off).
 #
 # For each load it prints:
 #   capture:   exchanges recorded / nginx's requests (completeness), what was lost by reason,
-#              the kernel's drops, CPU time per exchange and peak RSS of the capture process;
+#              the kernel's drops, CPU time per exchange (and as a share of one core per
+#              100k exchanges/s) and peak RSS of the capture process;
 #   tcpdump:   `tcpdump -w` at the same load, its kernel drops, and the completeness of
 #              `shadowdiff import --from pcap` of its file;
-#   cost:      wrk's throughput with the capture running over wrk's throughput without it.
+#   cost:      at wrk's maximum, wrk's throughput with the capture running over without it
+#              (ROUNDS alternating pairs, each ratio and their median); at the fixed rates,
+#              the rate reached and wrk's latency p50/p99 without and with the capture.
 #
 #   benches/capture_vs_tcpdump.sh                 # 5 s per run
-#   DURATION=10s benches/capture_vs_tcpdump.sh
+#   DURATION=10s ROUNDS=5 RATES="10000 50000" benches/capture_vs_tcpdump.sh
 # Needs root (packet capture). tcpdump, nginx and wrk are installed if missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-5s}
 SECS=${DURATION%s}
 CONC=${CONC:-32}
+ROUNDS=${ROUNDS:-3}
+RATES=${RATES:-10000 50000}
 inst() { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || inst nginx-light
 command -v wrk >/dev/null || inst wrk
@@ -76,36 +81,43 @@ measured() {
   after=$(requests)
   TRUTH=$((after - before - 1))
 }
-wrk_max() { wrk -t2 -c"$CONC" -d"$DURATION" "http://127.0.0.1:$PORT/" > "$work/wrk.out"; }
+wrk_max() { wrk -t2 -c"$CONC" -d"$DURATION" --latency "http://127.0.0.1:$PORT/" > "$work/wrk.out"; }
 rps() { awk '/Requests\/sec/ {printf "%d", $2}' "$work/wrk.out"; }
-
-# A recording of GETs for the fixed rates: replay sends each exchange to the baseline and
-# the candidate, both this nginx, so --rate R makes 2R requests/s (noise calls off).
-"$BIN" capture --device lo --port "$PORT" --out "$work/seed.jsonl" --max-exchanges 1 --duration 30s 2>/dev/null &
-sleep 0.5
-curl -s -o /dev/null "http://127.0.0.1:$PORT/item"
-wait
-gen() { # count -> $work/fixed.jsonl
-python3 - "$work/seed.jsonl" "$work/fixed.jsonl" "$1" <<'PY'
-import json, sys, datetime
-src, dst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-lines = open(src).read().splitlines()
-head, ex = lines[0], json.loads(lines[1])
-t0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-with open(dst, "w") as f:
-    f.write(head + "\n")
-    for i in range(n):
-        ex["id"] = f"r{i}"
-        ex["ts"] = (t0 + datetime.timedelta(microseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        ex["request"]["uri"] = f"/item/{i % 50}"
-        f.write(json.dumps(ex, separators=(",", ":")) + "\n")
-PY
+# wrk's latency percentile ("50%" or "99%") in microseconds.
+pct() {
+  awk -v p="$1" '$1 == p {v=$2; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+    f = (u == "us") ? 1 : (u == "ms") ? 1000 : (u == "s") ? 1000000 : 0; printf "%d", v * f}' "$work/wrk.out"
 }
+
+# Fixed rates: request k of each wrk thread is due at k / (rate / 2) seconds after its
+# first; `delay()` holds each connection's next request until the next slot is due (LuaJIT's
+# ffi reads the monotonic clock, wrk's Lua has none finer than a second), sending at once
+# when behind. RATE/100 connections leave room for the answers' latency.
+cat > "$work/pace.lua" <<'LUA'
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } pace_timespec;
+int clock_gettime(int clk, pace_timespec *ts);
+]]
+local ts = ffi.new("pace_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+end
+local step = 1000 / tonumber(os.getenv("PACE_PER_THREAD"))
+local next_at = nil
+function delay()
+  local now = now_ms()
+  if next_at == nil then next_at = now end
+  next_at = next_at + step
+  local d = next_at - now
+  if d <= 0 then return 0 end
+  return math.floor(d + 0.5)
+end
+LUA
 fixed() { # rate-in-requests/s
-  local r=$(( $1 / 2 ))
-  timeout "$((SECS + 30))" "$BIN" replay "$work/fixed.jsonl" --baseline "http://127.0.0.1:$PORT" \
-    --candidate "http://127.0.0.1:$PORT" --rate "$r" --no-recorded-noise --no-noise-probe \
-    --json "$work/replay.json" >/dev/null 2>&1 || true
+  PACE_PER_THREAD=$(( $1 / 2 )) wrk -t2 -c"$(( $1 / 100 ))" -d"$DURATION" --latency \
+    -s "$work/pace.lua" "http://127.0.0.1:$PORT/" > "$work/wrk.out"
 }
 
 capture_run() { # label load...
@@ -128,9 +140,10 @@ capture_run() { # label load...
   local kdrop
   kdrop=$(grep -oE '[0-9]+ dropped by the kernel' "$work/cap.err" | awk '{print $1}')
   local hz; hz=$(getconf CLK_TCK)
-  printf '%-14s capture  nginx %8d  recorded %8d  completeness %7.3f%%  lost %d  kernel drops %d  CPU %.2f us/exchange  peak RSS %d MiB\n' \
+  local us; us=$(echo "1000000 * $ticks / $hz / ($rec + 1)" | bc -l)
+  printf '%-14s capture  nginx %8d  recorded %8d  completeness %7.3f%%  lost %d  kernel drops %d  CPU %.2f us/exchange (%.0f%% of a core per 100k/s)  peak RSS %d MiB\n' \
     "$label" "$TRUTH" "$rec" "$(echo "100 * $rec / $TRUTH" | bc -l)" "$lost" "$kdrop" \
-    "$(echo "1000000 * $ticks / $hz / ($rec + 1)" | bc -l)" "$((rss / 1024))"
+    "$us" "$(echo "$us * 10" | bc -l)" "$((rss / 1024))"
   grep -E '^  (lost|dropped) ' "$work/cap.err" | sed "s/^/$(printf '%-14s' '')/" || true
 }
 
@@ -154,19 +167,27 @@ tcpdump_run() { # label load...
 }
 
 echo "nginx on 127.0.0.1:$PORT, wrk -t2 -c$CONC, $DURATION per run, $(nproc) cores"
-measured wrk_max; base=$(rps)
-capture_run "wrk max" wrk_max; with=$(rps)
-tcpdump_run "wrk max" wrk_max
-echo "cost           wrk alone $base req/s, with capture $with req/s: $(echo "scale=3; $with / $base" | bc)x"
-for rate in 10000 50000; do
-  gen $(( rate / 2 * SECS ))
-  measured fixed "$rate"
-  got=$((TRUTH * 1000 / ELAPSED_MS))
-  if [ "$got" -lt $((rate * 9 / 10)) ]; then
-    echo "fixed $rate/s: this machine reaches $got requests/s with replay as the client; skipped"
-    continue
+ratios=""
+for round in $(seq "$ROUNDS"); do
+  measured wrk_max; base=$(rps); bp50=$(pct 50%); bp99=$(pct 99%)
+  if [ "$round" -eq 1 ]; then
+    capture_run "wrk max" wrk_max
+  else
+    capture_run "wrk max" wrk_max >/dev/null
   fi
-  echo "fixed $rate/s: replay reached $got requests/s"
+  with=$(rps)
+  r=$(echo "scale=3; $with / $base" | bc)
+  ratios="$ratios $r"
+  echo "cost round $round  wrk alone $base req/s (p50 $bp50 us, p99 $bp99 us), with capture $with req/s (p50 $(pct 50%) us, p99 $(pct 99%) us): ${r}x"
+done
+tcpdump_run "wrk max" wrk_max
+echo "cost           median of$ratios: $(echo $ratios | tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')x"
+for rate in $RATES; do
+  measured fixed "$rate"
+  got=$((TRUTH * 1000 / ELAPSED_MS)); p50=$(pct 50%); p99=$(pct 99%)
+  echo "fixed $rate/s: wrk alone reached $got requests/s (p50 $p50 us, p99 $p99 us)"
   capture_run "fixed $rate/s" fixed "$rate"
+  got=$((TRUTH * 1000 / ELAPSED_MS))
+  echo "fixed $rate/s: with capture reached $got requests/s (p50 $(pct 50%) us, p99 $(pct 99%) us)"
   tcpdump_run "fixed $rate/s" fixed "$rate"
 done

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Instructions the tap spends per proxied request and replay per replayed exchange, counted
-# by callgrind: figures that do not move with what else the machine is doing, so two builds
-# can be compared on a shared machine where throughput ratios wander by a fifth from run to
-# run.
+# Instructions the tap spends per proxied request, replay per replayed exchange and capture
+# per captured exchange, counted by callgrind: figures that do not move with what else the
+# machine is doing, so two builds can be compared on a shared machine where throughput
+# ratios wander by a fifth from run to run.
 #
 # tap:    `tap --threads 1` recording every exchange, in front of an nginx `return 200`; a
 #         keep-alive client sends N1, then (in a second run) N2 requests.
@@ -12,19 +12,24 @@
 #         overlap and exchanges wait for earlier ones to be written in capture order) against
 #         that nginx, cut to its first P1, then P2 packets; the packet pipeline `capture`
 #         runs too. Skipped without tcpdump or wrk.
+# capture: `capture --device lo` on nginx's port while the same client sends N1, then N2
+#         requests straight to nginx (needs root); with CLOSE=1 each request (the tap's
+#         too) on a connection of its own (`connection: close`), so handshakes and closes
+#         count too.
+#         Both of capture's threads count: the ring reader and the recorder.
 # Each under `valgrind --tool=callgrind`; (Ir(N2) - Ir(N1)) / (N2 - N1) takes the start and
 # the stop out.
 #
 #   benches/instructions.sh                          # target/release/shadowdiff
 #   benches/instructions.sh /tmp/base /tmp/new       # two builds side by side
-#   JOBS=import benches/instructions.sh A B          # only some of tap, replay, import
+#   JOBS=import benches/instructions.sh A B          # only some of tap, replay, import, capture
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-500}
 N2=${N2:-2500}
 P1=${P1:-20000}
 P2=${P2:-100000}
-JOBS=${JOBS:-tap replay import}
+JOBS=${JOBS:-tap replay import capture}
 job() { [[ " $JOBS " == *" $1 "* ]]; }
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind; }
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && apt-get install -y -qq nginx-light; }
@@ -55,12 +60,18 @@ CONF
 # Sends N GET requests on one kept connection, each read to the end of its body.
 client() { # port n
   python3 - "$1" "$2" <<'PY'
-import socket, sys
+import os, socket, sys
 port, n = int(sys.argv[1]), int(sys.argv[2])
+close = os.environ.get("CLOSE") == "1"
 s = socket.create_connection(("127.0.0.1", port))
 buf = b""
 for i in range(n):
-    s.sendall(b"GET /items/%d HTTP/1.1\r\nhost: shop\r\nuser-agent: bench\r\n\r\n" % i)
+    if close and i > 0:
+        s.close()
+        s = socket.create_connection(("127.0.0.1", port))
+        buf = b""
+    s.sendall(b"GET /items/%d HTTP/1.1\r\nhost: shop\r\nuser-agent: bench\r\n%s\r\n"
+              % (i, b"connection: close\r\n" if close else b""))
     while b"\r\n\r\n" not in buf:
         buf += s.recv(65536)
     head, buf = buf.split(b"\r\n\r\n", 1)
@@ -95,6 +106,23 @@ replayed() { # bin n
   valgrind --tool=callgrind --callgrind-out-file="$out" "$1" replay "$rec" --quiet \
     --baseline "http://127.0.0.1:$port" --candidate "http://127.0.0.1:$port" \
     --threads 1 --concurrency 8 --no-noise-probe --json "$out.json" 2>"$work/replay.err" || true
+  awk '/^summary:|^totals:/ {print $2; exit}' "$out"
+}
+
+# Total instructions of one capture while the client sends n requests to nginx.
+captured() { # bin n
+  local out=$work/cg.$RANDOM err=$work/capture.err
+  rm -f "$work/cap.jsonl"
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$1" capture --device lo \
+    --port "$port" --out "$work/cap.jsonl" 2>"$err" &
+  local pid=$!
+  # valgrind starts a large binary slowly on a busy machine: the client waits for it.
+  for _ in $(seq 600); do grep -q 'capturing on' "$err" 2>/dev/null && break; sleep 0.5; done
+  grep -q 'capturing on' "$err" || { cat "$err" >&2; exit 1; }
+  client "$port" "$2"
+  sleep 1
+  kill -TERM "$pid"; wait "$pid" || true
+  grep -q "= $2 recorded" "$err" || { echo "capture did not record all $2:" >&2; cat "$err" >&2; exit 1; }
   awk '/^summary:|^totals:/ {print $2; exit}' "$out"
 }
 
@@ -136,4 +164,16 @@ elif command -v tcpdump >/dev/null && command -v wrk >/dev/null; then
   done
 else
   echo "import: skipped (needs tcpdump and wrk)" >&2
+fi
+
+if ! job capture; then
+  :
+elif [ "$(id -u)" = 0 ]; then
+  for bin in "$@"; do
+    a=$(captured "$bin" "$N1")
+    b=$(captured "$bin" "$N2")
+    printf '%-8s %-32s %14s %14s %14s\n' capture "$bin" "$a" "$b" "$(( (b - a) / (N2 - N1) ))"
+  done
+else
+  echo "capture: skipped (capturing needs root)"
 fi

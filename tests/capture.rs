@@ -684,6 +684,55 @@ fn hostile_bytes_and_packets_from_a_raw_socket_peer_are_counted_and_never_stop_i
 }
 
 #[test]
+fn pure_acknowledgments_stay_in_the_kernel_and_hostile_headers_still_reach_the_count() {
+    if !may_capture() {
+        return;
+    }
+    // A port nothing listens on: only the injected packets pass there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("acks.jsonl");
+    let cap = Capture::start(port, &out, &[]);
+    let mut packets: Vec<Vec<u8>> = (0..100)
+        .map(|i| ipv4_tcp(41000 + i, port, 1, 0x10, 5, b""))
+        .collect();
+    // Kept: data on a connection whose start was not seen (one stream lost), an
+    // acknowledgment cut inside its TCP header, one whose data offset points past the
+    // packet, and one with a data offset below the minimum.
+    packets.push(ipv4_tcp(
+        41200,
+        port,
+        9,
+        0x18,
+        5,
+        b"GET /mid HTTP/1.1\r\n\r\n",
+    ));
+    packets.push(ipv4_tcp(41201, port, 1, 0x10, 5, b"")[..30].to_vec());
+    packets.push(ipv4_tcp(41202, port, 1, 0x10, 15, b""));
+    packets.push(ipv4_tcp(41203, port, 1, 0x10, 2, b""));
+    inject(&packets);
+    let m = cap.wait_accounted(1);
+    assert_eq!(metric(&m, "shadowdiff_capture_lost_total"), 1, "{m}");
+    let (code, err) = cap.stop();
+    assert_eq!(code, Some(0), "{err}");
+    let (seen, rec, _, _, lost) = identity(&err);
+    assert_eq!((seen, rec, lost), (1, 0, 1), "{err}");
+    assert!(
+        err.contains("packets: 4 read, 0 dropped by the kernel"),
+        "the 100 pure acknowledgments reached the ring: {err}"
+    );
+    let malformed = err
+        .lines()
+        .find(|l| l.contains("packets whose headers are malformed"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(malformed.contains(" 3 "), "{malformed}");
+}
+
+#[test]
 fn without_cap_net_raw_the_error_names_it_and_how_to_grant_it_and_exits_2() {
     if !may_capture() {
         return;

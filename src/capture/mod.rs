@@ -31,6 +31,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,9 @@ const SNAPLEN: u32 = 65_535;
 const POLL_MS: i32 = 100;
 /// The salt of the recording sample: the tap's, so the same ids are picked.
 const RECORD_SALT: u64 = 0;
+/// Frames between looks for written exchanges to free: often enough that the recorder
+/// finds room for its next batch even inside a full ring block.
+const SPENT_EVERY: u64 = 64;
 /// How often the counts `/metrics` serves are brought up to date.
 const PUBLISH_EVERY: Duration = Duration::from_millis(200);
 
@@ -199,8 +203,8 @@ fn cut(body: &mut Bytes, truncated: &mut bool, max: usize) {
 
 impl Sink for ToRecorder {
     fn put(&mut self, mut ex: Exchange) -> Result<()> {
-        let n = ex.id.strip_prefix("pcap-").unwrap_or(&ex.id);
-        ex.id = format!("{}{n}", self.prefix);
+        let numbered = ex.id.strip_prefix("pcap-").map_or(0, |_| "pcap-".len());
+        ex.id.replace_range(..numbered, &self.prefix);
         cut(
             &mut ex.request.body,
             &mut ex.request.body_truncated,
@@ -494,7 +498,7 @@ pub fn run(a: &CaptureArgs, quiet: bool) -> Result<()> {
         })?),
         None => None,
     };
-    let recorder = Recorder::start(
+    let (recorder, spent) = Recorder::start_returning(
         RecorderConfig {
             out: cfg.out.clone(),
             rotate_size: cfg.rotate_size,
@@ -554,16 +558,18 @@ pub fn run(a: &CaptureArgs, quiet: bool) -> Result<()> {
     let reader = std::thread::Builder::new()
         .name("shadowdiff-capture".into())
         .spawn(move || {
+            let stop = Stop {
+                started,
+                duration,
+                max,
+            };
             read_ring(
                 &mut ring,
                 sink,
                 &device,
-                Stops {
-                    started,
-                    duration,
-                    max,
-                },
+                &stop,
                 Pipeline::with_limits(cfg.limits),
+                &spent,
                 &pub2,
             )
         })
@@ -582,7 +588,7 @@ pub fn run(a: &CaptureArgs, quiet: bool) -> Result<()> {
 }
 
 /// When the ring reader stops, besides a signal.
-struct Stops {
+struct Stop {
     started: Instant,
     duration: Option<Duration>,
     max: Option<u64>,
@@ -595,20 +601,23 @@ fn now_us() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// The ring reader's loop: blocks to frames to the pipeline, until a stop.
+/// The ring reader's loop: blocks to frames to the pipeline, until a stop. Exchanges the
+/// recorder has written come back on `spent` and are freed here, on the thread that
+/// allocated them.
 fn read_ring(
     ring: &mut ring::Ring,
     mut sink: ToRecorder,
     device: &str,
-    stops: Stops,
+    stop: &Stop,
     mut pipeline: Pipeline,
+    spent: &Receiver<Vec<Exchange>>,
     published: &Mutex<Counts>,
 ) -> Result<Counts> {
-    let Stops {
+    let Stop {
         started,
         duration,
         max,
-    } = stops;
+    } = *stop;
     let ring_retire_ms = ring.retire_ms();
     let mut report = ImportReport::new("packets");
     let file = PathBuf::from(device);
@@ -654,6 +663,11 @@ fn read_ring(
                 return;
             }
             frames += 1;
+            if frames % SPENT_EVERY == 0 {
+                while let Ok(batch) = spent.try_recv() {
+                    drop(batch);
+                }
+            }
             let frame = Frame {
                 n: frames,
                 ts_us: p.ts_us,
@@ -671,6 +685,9 @@ fn read_ring(
                 step_err = Some(e);
             }
         });
+        while let Ok(batch) = spent.try_recv() {
+            drop(batch);
+        }
         if let Some(e) = step_err {
             failure = Some(e);
             break;

@@ -371,15 +371,23 @@ fn head_end(b: &[u8], from: usize) -> Option<usize> {
 
 /// Fails when `partial`, the start of a header section, cannot begin a valid message.
 fn probe(role: Role, partial: &[u8]) -> Result<(), ParseError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut slots = uninit_slots();
     let r = match role {
         Role::Request => Mode::Lenient
             .head_parser()
-            .parse_request(&mut httparse::Request::new(&mut slots), partial)
+            .parse_request_with_uninit_headers(
+                &mut httparse::Request::new(&mut []),
+                partial,
+                &mut slots,
+            )
             .map(|_| ()),
         Role::Response => Mode::Lenient
             .head_parser()
-            .parse_response(&mut httparse::Response::new(&mut slots), partial)
+            .parse_response_with_uninit_headers(
+                &mut httparse::Response::new(&mut []),
+                partial,
+                &mut slots,
+            )
             .map(|_| ()),
     };
     match r {
@@ -402,8 +410,19 @@ fn probe(role: Role, partial: &[u8]) -> Result<(), ParseError> {
     }
 }
 
+/// Room for the header fields of one head, left uninitialised: httparse writes only the
+/// slots it fills, so a head costs no 8 KiB of initialisation before it is parsed.
+fn uninit_slots<'b>() -> [std::mem::MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
+    [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
+/// `b` as text, invalid UTF-8 replaced. Valid text (nearly every header value) is checked
+/// by `from_utf8`'s fast path and copied once.
 fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    match std::str::from_utf8(b) {
+        Ok(s) => s.to_owned(),
+        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    }
 }
 
 fn version_name(v: Option<u8>) -> String {
@@ -420,7 +439,7 @@ fn parse_head(
     begin: u64,
     request_method: Option<&str>,
 ) -> Result<(Box<Partial>, Option<Framing>), ParseError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut slots = uninit_slots();
     let first_line = || {
         let end = head.iter().position(|&c| c == b'\n').unwrap_or(head.len());
         let line = text(&head[..end.min(120)]);
@@ -439,10 +458,10 @@ fn parse_head(
     };
     let (start, version, raw_headers): (StartLine, String, Vec<(String, String)>) = match role {
         Role::Request => {
-            let mut req = httparse::Request::new(&mut slots);
+            let mut req = httparse::Request::new(&mut []);
             let status = Mode::Lenient
                 .head_parser()
-                .parse_request(&mut req, head)
+                .parse_request_with_uninit_headers(&mut req, head, &mut slots)
                 .map_err(|e| bad("request", e))?;
             if status.is_partial() {
                 return Err(ParseError::Malformed(format!(
@@ -471,10 +490,10 @@ fn parse_head(
             (start, version_name(req.version), headers)
         }
         Role::Response => {
-            let mut resp = httparse::Response::new(&mut slots);
+            let mut resp = httparse::Response::new(&mut []);
             let status = Mode::Lenient
                 .head_parser()
-                .parse_response(&mut resp, head)
+                .parse_response_with_uninit_headers(&mut resp, head, &mut slots)
                 .map_err(|e| bad("response", e))?;
             if status.is_partial() {
                 return Err(ParseError::Malformed(format!(

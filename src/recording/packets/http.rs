@@ -351,8 +351,8 @@ impl Flow {
             }
             if !self.sides[1].stopped && !self.switched {
                 let eof = self.sides[1].end.is_some();
-                let method = self.pending.front().map(|p| p.request.method.clone());
-                match self.sides[1].reader.next(eof, method.as_deref()) {
+                let method = self.pending.front().map(|p| p.request.method.as_str());
+                match self.sides[1].reader.next(eof, method) {
                     Ok(Step::Message(m)) => {
                         self.on_response(*m, ctx)?;
                         progress = true;
