@@ -913,8 +913,13 @@ fn shapes(v: &[shadowdiff::exchange::Exchange]) -> Vec<String> {
 /// is stopped), by root (the output is in a directory only root may enter). In immediate
 /// mode its ring holds one slot per packet of the snap length: 64 MiB of 16 KiB slots.
 fn tcpdump(bin: &Path, port: u16, out: &Path) -> (Child, Arc<Mutex<String>>) {
+    tcpdump_on(bin, "lo", port, out)
+}
+
+/// [`tcpdump`] on device `dev`.
+fn tcpdump_on(bin: &Path, dev: &str, port: u16, out: &Path) -> (Child, Arc<Mutex<String>>) {
     let mut child = Command::new(bin)
-        .args(["-i", "lo", "--immediate-mode", "-B", "65536", "-s", "16384"])
+        .args(["-i", dev, "--immediate-mode", "-B", "65536", "-s", "16384"])
         .args(["-U", "-Z", "root", "-w"])
         .arg(out)
         .arg(format!("tcp port {port}"))
@@ -1520,6 +1525,13 @@ impl Drop for Netns {
 fn on_a_veth_device_with_nginx_in_a_namespace_each_packet_is_read_once_and_every_request_recorded()
 {
     let Some(nb) = nginx_binary() else { return };
+    let Some(tcpdump_bin) = crate::util::required_tool(
+        &["/usr/bin/tcpdump", "/usr/sbin/tcpdump"],
+        "SHADOWDIFF_REQUIRE_CAPTURE",
+        "tcpdump",
+    ) else {
+        return;
+    };
     if !may_capture() {
         return;
     }
@@ -1589,6 +1601,10 @@ fn on_a_veth_device_with_nginx_in_a_namespace_each_packet_is_read_once_and_every
 
     let out = dir.path().join("veth.jsonl");
     let cap = Capture::start_on(&ns.host_dev, port, &out, &[]);
+    // tcpdump beside it, with no filter but the port: what the device carried, for the
+    // count of packets the capture's kernel filter keeps (all but pure acknowledgments).
+    let pcap = dir.path().join("veth.pcap");
+    let (mut dump, _) = tcpdump_on(&tcpdump_bin, &ns.host_dev, port, &pcap);
     let (rx0, tx0) = ns.host_packets();
     // Keep-alive, an upload of 200 KiB (many full-size segments each way), a 404,
     // pipelined.
@@ -1615,18 +1631,38 @@ fn on_a_veth_device_with_nginx_in_a_namespace_each_packet_is_read_once_and_every
     let frames = metric(&m, "shadowdiff_capture_frames_total");
     let (code, err) = cap.stop();
     assert_eq!(code, Some(0), "{err}");
+    // SIGINT: tcpdump writes out what it has and ends.
+    unsafe { libc::kill(dump.id() as i32, libc::SIGINT) };
+    let _ = dump.wait();
+    let counted = |filter: &str| {
+        let o = Command::new(&tcpdump_bin)
+            .args(["-nn", "-r"])
+            .arg(&pcap)
+            .arg(filter)
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().count() as u64
+    };
+    let on_wire = counted(&format!("tcp port {port}"));
+    // A packet with SYN, FIN or RST, or with a payload (IP length minus both headers).
+    let kept = counted(&format!(
+        "tcp port {port} and (tcp[13] & 7 != 0 or (ip[2:2] - ((ip[0] & 0xf) << 2) - ((tcp[12] & 0xf0) >> 2)) != 0)"
+    ));
     eprintln!(
-        "veth {}: {} packets received, {} sent; {frames} read\n{err}",
+        "veth {}: {} packets received, {} sent; tcpdump saw {on_wire}, {kept} not pure acknowledgments; {frames} read\n{err}",
         ns.host_dev,
         rx1 - rx0,
         tx1 - tx0
     );
     assert_eq!(identity(&err), (n, n, 0, 0, 0), "{err}");
     assert!(err.contains("recorded without a response: 0"), "{err}");
-    // Each packet of both directions was read once: as many as the device counted, the
-    // client's going out (PACKET_OUTGOING here) and the server's coming in, and none
-    // taken for a retransmission.
-    assert_eq!(frames, (rx1 - rx0) + (tx1 - tx0), "{err}");
+    // Each packet of both directions was read once: tcpdump saw as many as the device
+    // counted, and the capture read exactly those its filter keeps (the client's going out,
+    // PACKET_OUTGOING here, and the server's coming in), none taken for a retransmission.
+    assert_eq!(on_wire, (rx1 - rx0) + (tx1 - tx0), "{err}");
+    assert!(kept > 0 && kept <= on_wire, "{kept} of {on_wire}");
+    assert_eq!(frames, kept, "{err}");
     assert!(!err.contains("retransmitted"), "{err}");
     let mut recorded: Vec<String> = read_recording(&out)
         .iter()
