@@ -34,8 +34,9 @@ pub(crate) const MAX_STREAMS: usize = 1_000;
 const MAX_BLOCK: usize = MAX_HEAD;
 /// HPACK table size followed at most, whatever a peer advertises.
 const MAX_TABLE: usize = 1 << 20;
-/// Bytes of bodies and header fields held per connection before a stream is given up.
-const MAX_HELD: usize = MAX_BODY + MAX_HEAD + (1 << 20);
+/// Bytes of bodies and header fields held per connection, beyond one capped body, before
+/// a stream is given up.
+const MAX_HELD_EXTRA: usize = MAX_HEAD + (1 << 20);
 /// The largest frame the protocol can carry (a 24-bit length).
 const MAX_FRAME_LIMIT: u32 = (1 << 24) - 1;
 /// SETTINGS_HEADER_TABLE_SIZE and SETTINGS_MAX_FRAME_SIZE before any SETTINGS.
@@ -194,17 +195,21 @@ pub(crate) struct H2 {
     /// Highest client stream id opened; lower ids not in `streams` are closed.
     last_client: u32,
     held: usize,
+    /// Bytes kept of each body.
+    max_body: usize,
 }
 
 /// A problem on one stream: it is counted with this reason and forgotten.
 struct StreamFail(&'static str, String);
 
 impl H2 {
-    /// A connection numbered `conn` (for exchange ids), called `label` in messages.
-    pub fn new(conn: u64, label: String) -> Self {
+    /// A connection numbered `conn` (for exchange ids), called `label` in messages, keeping
+    /// at most `max_body` bytes of each body (the rest is read past, not held).
+    pub fn new(conn: u64, label: String, max_body: usize) -> Self {
         H2 {
             conn,
             label,
+            max_body: max_body.min(MAX_BODY),
             dirs: [Dir::new(true), Dir::new(false)],
             streams: BTreeMap::new(),
             last_client: 0,
@@ -934,7 +939,7 @@ impl H2 {
             self.fail(f.stream, StreamFail(SKIP_MALFORMED, detail), ctx);
             return Ok(());
         }
-        let room = MAX_BODY.saturating_sub(half.body.len());
+        let room = self.max_body.saturating_sub(half.body.len());
         let keep = p.len().min(room);
         half.body.extend_from_slice(&p[..keep]);
         if keep < p.len() {
@@ -950,9 +955,10 @@ impl H2 {
         self.maybe_write(f.stream, ctx)
     }
 
-    /// Gives up stream `id` when the connection holds more than [`MAX_HELD`].
+    /// Gives up stream `id` when the connection holds more than a capped body and
+    /// [`MAX_HELD_EXTRA`].
     fn check_held(&mut self, id: u32, ctx: &mut Ctx<'_>) {
-        if self.held > MAX_HELD {
+        if self.held > self.max_body + MAX_HELD_EXTRA {
             let detail = format!("{} bytes held on the connection", self.held);
             self.fail(id, StreamFail(SKIP_TOO_BIG, detail), ctx);
         }
@@ -1532,8 +1538,41 @@ mod tests {
     }
 
     #[test]
+    fn bodies_are_kept_up_to_max_body_and_the_rest_read_past() {
+        let mut h = H2::new(1, "t".into(), 4);
+        let mut out = Vec::new();
+        let mut report = crate::recording::import::ImportReport::new("packets");
+        let file = std::path::PathBuf::from("t");
+        let mut ctx = Ctx {
+            sink: &mut out,
+            report: &mut report,
+            file: &file,
+            packet: 1,
+        };
+        let (mut ce, mut se) = (Enc::new(), Enc::new());
+        h.data(0, PREFACE, 10, &mut ctx).unwrap();
+        let head = frame(HEADERS, END_HEADERS, 1, &grpc_request(&mut ce, "/up"));
+        h.data(0, &head, 20, &mut ctx).unwrap();
+        h.data(0, &frame(DATA, 0, 1, &[7; 3000]), 21, &mut ctx)
+            .unwrap();
+        h.data(0, &frame(DATA, END_STREAM, 1, &[8; 3000]), 22, &mut ctx)
+            .unwrap();
+        assert!(h.held() < 1000, "{} held", h.held());
+        let ok = frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            1,
+            &se.block(&[(":status", "200")]),
+        );
+        h.data(1, &ok, 30, &mut ctx).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0].request.body[..], &[7; 4][..]);
+        assert!(out[0].request.body_truncated);
+    }
+
+    #[test]
     fn oldest_open_is_the_first_packet_of_the_oldest_unwritten_stream() {
-        let mut h = H2::new(1, "t".into());
+        let mut h = H2::new(1, "t".into(), MAX_BODY);
         let mut out = Vec::new();
         let mut report = crate::recording::import::ImportReport::new("packets");
         let file = std::path::PathBuf::from("t");

@@ -173,6 +173,8 @@ pub(crate) struct Flow {
     sniffed: bool,
     /// The client began with HTTP/2's preface: every byte goes to its decoder.
     h2: Option<Box<H2>>,
+    /// Bytes kept of each body, HTTP/2's too.
+    max_body: usize,
 }
 
 impl Flow {
@@ -194,6 +196,7 @@ impl Flow {
             after_switch: 0,
             sniffed: false,
             h2: None,
+            max_body,
         }
     }
 
@@ -289,7 +292,7 @@ impl Flow {
             let at = format!("{}: {}", ctx.at(), self.label);
             ctx.report.skip(SKIP_TLS, || at);
         } else if first.starts_with(H2_PREFACE) {
-            let mut h2 = Box::new(H2::new(self.stream, self.label.clone()));
+            let mut h2 = Box::new(H2::new(self.stream, self.label.clone(), self.max_body));
             for d in 0..2 {
                 // Nothing was parsed yet: the buffered bytes are all that was delivered,
                 // each piece with its capture time.
@@ -452,7 +455,7 @@ impl Flow {
                 .decode(v.trim().trim_end_matches('='))
                 .ok()
         });
-        let mut h2 = Box::new(H2::new(self.stream, self.label.clone()));
+        let mut h2 = Box::new(H2::new(self.stream, self.label.clone(), self.max_body));
         h2.upgraded(p.request, p.first_us, p.last_us, settings.as_deref());
         for d in 0..2 {
             let side = &self.sides[d];
