@@ -17,6 +17,7 @@
 //! the decoded header list, the HPACK table and the bytes held per connection.
 
 use super::http::{End, NOTE_NO_RESPONSE, SKIP_CUT_REQUEST, SKIP_ORPHAN};
+use super::marks::Marks;
 use super::Ctx;
 use crate::error::Result;
 use crate::exchange::{Headers, Request, Response};
@@ -101,7 +102,7 @@ struct Dir {
     base: u64,
     pushed: u64,
     /// (stream offset one past a delivered piece, its capture time), oldest first.
-    marks: VecDeque<(u64, i64)>,
+    marks: Marks,
     /// Preface bytes still to be checked (client only).
     preface_left: usize,
     hpack: loona_hpack::Decoder<'static>,
@@ -126,7 +127,7 @@ impl Dir {
             pos: 0,
             base: 0,
             pushed: 0,
-            marks: VecDeque::new(),
+            marks: Marks::default(),
             preface_left: if client { PREFACE.len() } else { 0 },
             hpack: loona_hpack::Decoder::new(),
             table_acked: DEFAULT_TABLE,
@@ -136,21 +137,6 @@ impl Dir {
             dead: None,
             blind: None,
             end: None,
-        }
-    }
-
-    /// Capture time of the piece that carried stream offset `off`.
-    fn ts_at(&self, off: u64) -> i64 {
-        self.marks
-            .iter()
-            .find(|(end, _)| *end > off)
-            .or(self.marks.back())
-            .map_or(0, |(_, ts)| *ts)
-    }
-
-    fn drop_marks(&mut self, upto: u64) {
-        while self.marks.len() > 1 && self.marks.front().is_some_and(|(end, _)| *end <= upto) {
-            self.marks.pop_front();
         }
     }
 
@@ -263,7 +249,7 @@ impl H2 {
             + self
                 .dirs
                 .iter()
-                .map(|d| d.buf.len() + d.marks.len() * 16)
+                .map(|d| d.buf.len() + d.marks.held())
                 .sum::<usize>()
     }
 
@@ -281,7 +267,7 @@ impl H2 {
             return Ok(());
         }
         dir.pushed += bytes.len() as u64;
-        dir.marks.push_back((dir.pushed, ts_us));
+        dir.marks.push(dir.pushed, ts_us);
         dir.buf.extend_from_slice(bytes);
         self.pump(d, ctx)
     }
@@ -453,8 +439,8 @@ impl H2 {
                 break Ok(());
             }
             let begin = self.dirs[d].base + pos as u64;
-            let first_us = self.dirs[d].ts_at(begin);
-            let last_us = self.dirs[d].ts_at(begin + total as u64 - 1);
+            let first_us = self.dirs[d].marks.ts_at(begin);
+            let last_us = self.dirs[d].marks.ts_at(begin + total as u64 - 1);
             let frame = Frame {
                 kind: rest[3],
                 flags: rest[4],
@@ -467,7 +453,8 @@ impl H2 {
             if let Err(e) = self.frame(d, &frame, ctx) {
                 break Err(e);
             }
-            self.dirs[d].drop_marks(self.dirs[d].base + pos as u64);
+            let upto = self.dirs[d].base + pos as u64;
+            self.dirs[d].marks.drop_upto(upto);
         };
         let dir = &mut self.dirs[d];
         if dir.dead.is_none() {

@@ -7,6 +7,7 @@
 //! packet's, so it measures the server, not the transfer.
 
 use super::h2::H2;
+use super::marks::Marks;
 use super::Ctx;
 use crate::error::Result;
 use crate::exchange::{header, Request};
@@ -91,7 +92,7 @@ impl End {
 struct Side {
     reader: MessageReader,
     /// (stream offset one past a delivered piece, its capture time), oldest first.
-    marks: VecDeque<(u64, i64)>,
+    marks: Marks,
     pushed: u64,
     end: Option<End>,
     stopped: bool,
@@ -101,7 +102,7 @@ impl Side {
     fn new(role: Role, max_body: usize) -> Self {
         Side {
             reader: MessageReader::with_max_body(role, max_body),
-            marks: VecDeque::new(),
+            marks: Marks::default(),
             pushed: 0,
             end: None,
             stopped: false,
@@ -110,39 +111,28 @@ impl Side {
 
     /// Bytes held: unparsed bytes, a body being read and the time marks.
     fn held(&self) -> usize {
-        self.reader.buffered() + self.marks.len() * std::mem::size_of::<(u64, i64)>()
+        self.reader.buffered() + self.marks.held()
     }
 
     /// Stops reading this direction and lets go of what it held.
     fn stop(&mut self, role: Role) {
         self.stopped = true;
         self.reader = MessageReader::new(role);
-        self.marks = VecDeque::new();
+        self.marks = Marks::default();
     }
 
-    /// Notes that bytes up to stream offset `pushed` arrived at `ts_us`. Pieces with the
-    /// same time share one mark, so a peer sending a byte at a time within one packet
-    /// batch costs one mark, not one per byte.
+    /// Notes that bytes up to stream offset `pushed` arrived at `ts_us`.
     fn mark(&mut self, ts_us: i64) {
-        match self.marks.back_mut() {
-            Some((end, ts)) if *ts == ts_us => *end = self.pushed,
-            _ => self.marks.push_back((self.pushed, ts_us)),
-        }
+        self.marks.push(self.pushed, ts_us);
     }
 
     /// Capture time of the piece that carried stream offset `off`.
     fn ts_at(&self, off: u64) -> i64 {
-        self.marks
-            .iter()
-            .find(|(end, _)| *end > off)
-            .or(self.marks.back())
-            .map_or(0, |(_, ts)| *ts)
+        self.marks.ts_at(off)
     }
 
     fn drop_marks(&mut self, upto: u64) {
-        while self.marks.front().is_some_and(|(end, _)| *end <= upto) {
-            self.marks.pop_front();
-        }
+        self.marks.drop_upto(upto);
     }
 }
 
@@ -292,31 +282,9 @@ impl Flow {
             let at = format!("{}: {}", ctx.at(), self.label);
             ctx.report.skip(SKIP_TLS, || at);
         } else if first.starts_with(H2_PREFACE) {
-            let mut h2 = Box::new(H2::new(self.stream, self.label.clone(), self.max_body));
-            for d in 0..2 {
-                // Nothing was parsed yet: the buffered bytes are all that was delivered,
-                // each piece with its capture time.
-                let side = &self.sides[d];
-                let bytes = side.reader.unread();
-                let base = side.pushed - bytes.len() as u64;
-                let mut from = 0usize;
-                for (end, ts) in &side.marks {
-                    let to = (end.saturating_sub(base) as usize).min(bytes.len());
-                    if to > from {
-                        h2.data(d, &bytes[from..to], *ts, ctx)?;
-                        from = to;
-                    }
-                }
-            }
-            for d in 0..2 {
-                if let Some(end) = self.sides[d].end {
-                    h2.end(d, end, ctx)?;
-                }
-            }
-            // Every byte goes to the decoder from now on: the HTTP/1 sides let go.
-            self.sides[0].stop(Role::Request);
-            self.sides[1].stop(Role::Response);
-            self.h2 = Some(h2);
+            // Nothing was parsed yet: the buffered bytes are all that was delivered.
+            let h2 = Box::new(H2::new(self.stream, self.label.clone(), self.max_body));
+            self.hand_over(h2, ctx)?;
         }
         Ok(())
     }
@@ -457,17 +425,21 @@ impl Flow {
         });
         let mut h2 = Box::new(H2::new(self.stream, self.label.clone(), self.max_body));
         h2.upgraded(p.request, p.first_us, p.last_us, settings.as_deref());
+        self.paused = false;
+        self.hand_over(h2, ctx)
+    }
+
+    /// Gives the connection to the HTTP/2 decoder: the bytes buffered and not yet read,
+    /// piece by piece with their capture times, and any end already seen; from then on
+    /// every byte goes to it and the HTTP/1 sides let go of what they held.
+    fn hand_over(&mut self, mut h2: Box<H2>, ctx: &mut Ctx<'_>) -> Result<()> {
         for d in 0..2 {
             let side = &self.sides[d];
-            let bytes = side.reader.unread();
-            let base = side.reader.offset();
-            let mut from = 0usize;
-            for (end, ts) in &side.marks {
-                let to = (end.saturating_sub(base) as usize).min(bytes.len());
-                if to > from {
-                    h2.data(d, &bytes[from..to], *ts, ctx)?;
-                    from = to;
-                }
+            for (piece, ts) in side
+                .marks
+                .pieces(side.reader.offset(), side.reader.unread())
+            {
+                h2.data(d, piece, ts, ctx)?;
             }
         }
         for d in 0..2 {
@@ -477,7 +449,6 @@ impl Flow {
         }
         self.sides[0].stop(Role::Request);
         self.sides[1].stop(Role::Response);
-        self.paused = false;
         self.h2 = Some(h2);
         Ok(())
     }

@@ -10,6 +10,7 @@
 
 pub(crate) mod h2;
 pub(crate) mod http;
+pub(crate) mod marks;
 pub(crate) mod order;
 pub(crate) mod tcp;
 
