@@ -247,6 +247,24 @@ fn access_log(dir: &Path) -> Vec<String> {
     v
 }
 
+/// The exchanges as `METHOD URI STATUS` lines (status 0 without an answer), sorted, to set
+/// beside [`access_log`].
+fn as_log_lines(exchanges: &[shadowdiff::exchange::Exchange]) -> Vec<String> {
+    let mut v: Vec<String> = exchanges
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e.request.method,
+                e.request.uri,
+                e.response.as_ref().map_or(0, |r| r.status)
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 fn curl(args: &[&str]) {
     let o = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "--max-time", "10"])
@@ -340,18 +358,7 @@ fn n_requests_of_every_shape_are_n_exchanges_matching_nginx_and_replay_identical
         0o600
     );
     let exchanges = read_recording(&out);
-    let mut seen_lines: Vec<String> = exchanges
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {} {}",
-                e.request.method,
-                e.request.uri,
-                e.response.as_ref().map_or(0, |r| r.status)
-            )
-        })
-        .collect();
-    seen_lines.sort();
+    let seen_lines = as_log_lines(&exchanges);
     assert_eq!(seen_lines, access_log(dir.path()));
     let big = exchanges
         .iter()
@@ -1664,18 +1671,7 @@ fn on_a_veth_device_with_nginx_in_a_namespace_each_packet_is_read_once_and_every
     assert!(kept > 0 && kept <= on_wire, "{kept} of {on_wire}");
     assert_eq!(frames, kept, "{err}");
     assert!(!err.contains("retransmitted"), "{err}");
-    let mut recorded: Vec<String> = read_recording(&out)
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {} {}",
-                e.request.method,
-                e.request.uri,
-                e.response.as_ref().map_or(0, |r| r.status)
-            )
-        })
-        .collect();
-    recorded.sort();
+    let recorded = as_log_lines(&read_recording(&out));
     assert_eq!(recorded, access_log(dir.path()));
     assert_eq!(
         recorded,

@@ -487,24 +487,10 @@ impl H2 {
         match f.kind {
             DATA => self.on_data(d, f, ctx),
             HEADERS | PUSH_PROMISE => {
-                let mut p = f.payload;
-                if f.flags & PADDED != 0 {
-                    let Some((&pad, rest)) = p.split_first() else {
-                        self.kill(
-                            d,
-                            SKIP_FRAMING,
-                            "a padded frame with no pad length".into(),
-                            ctx,
-                        )?;
-                        return Ok(());
-                    };
-                    if pad as usize > rest.len() {
-                        let detail = format!("padding of {pad} bytes in a frame of {}", p.len());
-                        self.kill(d, SKIP_FRAMING, detail, ctx)?;
-                        return Ok(());
-                    }
-                    p = &rest[..rest.len() - pad as usize];
-                }
+                let p = match unpad(f) {
+                    Ok(p) => p,
+                    Err(detail) => return self.kill(d, SKIP_FRAMING, detail, ctx),
+                };
                 let skip = match f.kind {
                     HEADERS if f.flags & PRIORITY_FLAG != 0 => 5,
                     HEADERS => 0,
@@ -895,24 +881,10 @@ impl H2 {
     }
 
     fn on_data(&mut self, d: usize, f: &Frame<'_>, ctx: &mut Ctx<'_>) -> Result<()> {
-        let mut p = f.payload;
-        if f.flags & PADDED != 0 {
-            let Some((&pad, rest)) = p.split_first() else {
-                self.kill(
-                    d,
-                    SKIP_FRAMING,
-                    "a padded DATA frame with no pad length".into(),
-                    ctx,
-                )?;
-                return Ok(());
-            };
-            if pad as usize > rest.len() {
-                let detail = format!("padding of {pad} bytes in a DATA frame of {}", p.len());
-                self.kill(d, SKIP_FRAMING, detail, ctx)?;
-                return Ok(());
-            }
-            p = &rest[..rest.len() - pad as usize];
-        }
+        let p = match unpad(f) {
+            Ok(p) => p,
+            Err(detail) => return self.kill(d, SKIP_FRAMING, detail, ctx),
+        };
         if f.stream == 0 {
             self.kill(d, SKIP_FRAMING, "DATA on stream 0".into(), ctx)?;
             return Ok(());
@@ -1007,6 +979,31 @@ impl H2 {
 }
 
 /// How a lost direction is named in the examples of the streams it takes down.
+/// A frame's payload without its padding (PADDED: a pad length byte first, that many
+/// bytes of padding last), or what is wrong with it.
+fn unpad<'a>(f: &Frame<'a>) -> std::result::Result<&'a [u8], String> {
+    let p = f.payload;
+    if f.flags & PADDED == 0 {
+        return Ok(p);
+    }
+    let Some((&pad, rest)) = p.split_first() else {
+        return Err(format!(
+            "a padded frame (type {}) with no pad length",
+            f.kind
+        ));
+    };
+    rest.len()
+        .checked_sub(pad as usize)
+        .map(|n| &rest[..n])
+        .ok_or_else(|| {
+            format!(
+                "padding of {pad} bytes in a frame (type {}) of {}",
+                f.kind,
+                p.len()
+            )
+        })
+}
+
 fn reason_short(reason: &'static str) -> &'static str {
     match reason {
         SKIP_FRAMING => "a frame that breaks the protocol",
@@ -1522,6 +1519,26 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(r.skipped.get(SKIP_TOO_MANY), Some(&5), "{r:?}");
         assert_eq!(r.skipped.get(SKIP_CUT_REQUEST), Some(&(MAX_STREAMS as u64)));
+    }
+
+    #[test]
+    fn padding_is_taken_off_and_impossible_padding_named() {
+        let f = |flags: u8, payload: &'static [u8]| Frame {
+            kind: DATA,
+            flags,
+            stream: 1,
+            payload,
+            first_us: 0,
+            last_us: 0,
+        };
+        assert_eq!(unpad(&f(0, b"\x02ab")).unwrap(), b"\x02ab");
+        assert_eq!(unpad(&f(PADDED, b"\x02abcd")).unwrap(), b"ab");
+        assert_eq!(unpad(&f(PADDED, b"\x00")).unwrap(), b"");
+        assert!(unpad(&f(PADDED, b""))
+            .unwrap_err()
+            .contains("no pad length"));
+        let e = unpad(&f(PADDED, b"\x05ab")).unwrap_err();
+        assert!(e.contains("padding of 5 bytes"), "{e}");
     }
 
     #[test]
