@@ -246,9 +246,10 @@ impl Flow {
             side.stop(ROLES[d]);
             let at = format!("{}: {}", ctx.at(), self.label);
             ctx.report.skip(SKIP_PILED, || at);
-            return Ok(());
+            return self.write_unanswerable(ctx);
         }
-        self.pump(ctx)
+        self.pump(ctx)?;
+        self.write_unanswerable(ctx)
     }
 
     /// Direction `d` ends as `end`: a read-until-close body completes, a partial message
@@ -258,7 +259,37 @@ impl Flow {
             return h2.end(d, end, ctx);
         }
         self.sides[d].end.get_or_insert(end);
-        self.pump(ctx)
+        self.pump(ctx)?;
+        self.write_unanswerable(ctx)
+    }
+
+    /// Once the server's direction has ended or stopped being read, no request waiting on
+    /// this connection can be answered: each is written now, without a response, rather
+    /// than when the connection ends, since until then it would hold every exchange begun
+    /// after it, on any connection, back from the recording (capture order).
+    fn write_unanswerable(&mut self, ctx: &mut Ctx<'_>) -> Result<()> {
+        let server = &self.sides[1];
+        if server.stopped || server.end.is_some() {
+            self.write_unanswered(ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every request still waiting, without a response.
+    fn write_unanswered(&mut self, ctx: &mut Ctx<'_>) -> Result<()> {
+        while let Some(p) = self.pending.pop_front() {
+            self.pending_bytes -= p.bytes;
+            ctx.report.note(NOTE_NO_RESPONSE);
+            let ex = exchange(
+                format!("pcap-{}-{}", self.stream, p.n),
+                p.first_us,
+                p.request,
+                None,
+                None,
+            );
+            ctx.sink.put(ex)?;
+        }
+        Ok(())
     }
 
     /// Tells a stream that is not HTTP/1 by its client's first bytes: TLS (a handshake
@@ -490,19 +521,7 @@ impl Flow {
             let at = format!("{}: {}", ctx.at(), self.label);
             ctx.report.skip(SKIP_ORPHAN, || at);
         }
-        while let Some(p) = self.pending.pop_front() {
-            self.pending_bytes -= p.bytes;
-            ctx.report.note(NOTE_NO_RESPONSE);
-            let ex = exchange(
-                format!("pcap-{}-{}", self.stream, p.n),
-                p.first_us,
-                p.request,
-                None,
-                None,
-            );
-            ctx.sink.put(ex)?;
-        }
-        Ok(())
+        self.write_unanswered(ctx)
     }
 }
 

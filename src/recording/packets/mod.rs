@@ -522,7 +522,7 @@ mod tests {
             }
         }
         /// Moves the clock to `ts_us` for the next segment.
-        fn at(&mut self, ts_us: i64) -> &mut Self {
+        pub(super) fn at(&mut self, ts_us: i64) -> &mut Self {
             self.clock = ts_us - 1_000;
             self
         }
@@ -675,6 +675,31 @@ mod tests {
         assert_eq!(before, ["/a", "/b", "/long-poll"]);
         assert_eq!(paths(&out), ["/a", "/b", "/long-poll"]);
         assert_eq!(r.notes[order::NOTE_OUT_OF_ORDER], 1, "{r:?}");
+    }
+
+    #[test]
+    fn requests_the_server_can_no_longer_answer_are_written_at_once() {
+        let mut n = Net::new(2);
+        n.open(0).open(1);
+        // The server's answer is malformed: its direction is no longer read.
+        n.client(0, &get("/a"))
+            .server(0, b"HTTP/1.1 200 OK\r\ncontent-length: zz\r\n\r\n");
+        n.client(1, &get("/b")).server(1, OK);
+        n.at(30_000_000);
+        n.client(0, &get("/c"));
+        // And a server that closed its side: the request after it is not answered either.
+        n.client(1, &get("/d"));
+        n.push(1, false, b"", false, true);
+        n.client(1, &get("/e"));
+        let mut before = Vec::new();
+        let (out, r) = n.run_with(&mut tcp::Tracker::default(), |o| {
+            before = paths(o).iter().map(|s| s.to_string()).collect();
+        });
+        // Nothing waited for the end of the input, and all is in capture order.
+        assert_eq!(before, ["/a", "/b", "/c", "/d", "/e"], "{r:?}");
+        assert_eq!(paths(&out), ["/a", "/b", "/c", "/d", "/e"]);
+        assert!(!r.notes.contains_key(order::NOTE_OUT_OF_ORDER), "{r:?}");
+        assert_eq!(r.notes.get(http::NOTE_NO_RESPONSE), Some(&4), "{r:?}");
     }
 
     #[test]
