@@ -18,6 +18,7 @@
 
 use super::http::{End, NOTE_NO_RESPONSE, SKIP_CUT_REQUEST, SKIP_ORPHAN};
 use super::marks::Marks;
+use super::order::MAX_HOLD_US;
 use super::Ctx;
 use crate::error::Result;
 use crate::exchange::{Headers, Request, Response};
@@ -33,6 +34,9 @@ pub(crate) const MAX_STREAMS: usize = 1_000;
 /// A header block (HEADERS or PUSH_PROMISE and its CONTINUATIONs) and the header list it
 /// decodes to may be this large, as an HTTP/1 head may.
 const MAX_BLOCK: usize = MAX_HEAD;
+/// Fields a header list may have: many short names fit in [`MAX_BLOCK`], and each costs
+/// the parser work.
+const MAX_FIELDS: usize = 1_000;
 /// HPACK table size followed at most, whatever a peer advertises.
 const MAX_TABLE: usize = 1 << 20;
 /// Bytes of bodies and header fields held per connection, beyond one capped body, before
@@ -60,8 +64,8 @@ const SKIP_REFUSED: &str = "HTTP/2 streams the server refused unprocessed (above
      last stream): the client may send them again";
 const SKIP_MALFORMED: &str =
     "HTTP/2 streams with malformed header fields (a pseudo-header missing or wrong)";
-const SKIP_TOO_BIG: &str = "HTTP/2 streams given up: a header list over 1 MiB, or more bytes \
-     held on their connection than a capped body";
+const SKIP_TOO_BIG: &str = "HTTP/2 streams given up: a header list over 1 MiB or 1,000 fields, \
+     or more bytes held on their connection than a capped body";
 const SKIP_TOO_MANY: &str =
     "HTTP/2 streams given up: more than 1,000 open at once on one connection";
 const INCOMPLETE_CUT_RESPONSE: &str =
@@ -181,6 +185,8 @@ pub(crate) struct H2 {
     /// Highest client stream id opened; lower ids not in `streams` are closed.
     last_client: u32,
     held: usize,
+    /// The latest capture time seen on the connection.
+    now_us: i64,
     /// Bytes kept of each body.
     max_body: usize,
 }
@@ -196,6 +202,7 @@ impl H2 {
             conn,
             label,
             max_body: max_body.min(MAX_BODY),
+            now_us: 0,
             dirs: [Dir::new(true), Dir::new(false)],
             streams: BTreeMap::new(),
             last_client: 0,
@@ -256,12 +263,19 @@ impl H2 {
     /// Capture time of the first packet of the oldest stream not yet written, if any: what
     /// a stage putting exchanges in capture order may not pass. A client opens streams in
     /// increasing order, so the lowest open id is the oldest.
+    /// A stream open longer than the order's bound (a watch, a server-streaming call)
+    /// holds nothing back; the oldest after it does.
     pub fn oldest_open_us(&self) -> Option<i64> {
-        self.streams.values().next().map(|s| s.req.first_us)
+        let cutoff = self.now_us.saturating_sub(MAX_HOLD_US);
+        self.streams
+            .values()
+            .map(|s| s.req.first_us)
+            .find(|&t| t >= cutoff)
     }
 
     /// Bytes that arrived in order on direction `d` (0 client, 1 server) at `ts_us`.
     pub fn data(&mut self, d: usize, bytes: &[u8], ts_us: i64, ctx: &mut Ctx<'_>) -> Result<()> {
+        self.now_us = self.now_us.max(ts_us);
         let dir = &mut self.dirs[d];
         if dir.dead.is_some() || bytes.is_empty() {
             return Ok(());
@@ -688,7 +702,7 @@ impl H2 {
         dir.hpack
             .decode_with_cb(block, |n, v| {
                 size += n.len() + v.len() + 32;
-                if size > MAX_BLOCK {
+                if size > MAX_BLOCK || fields.len() >= MAX_FIELDS {
                     over = true;
                 }
                 if !over {
@@ -762,7 +776,10 @@ impl H2 {
         let Some(fields) = fields else {
             self.fail(
                 id,
-                StreamFail(SKIP_TOO_BIG, "request header list over 1 MiB".into()),
+                StreamFail(
+                    SKIP_TOO_BIG,
+                    "request header list over 1 MiB or 1,000 fields".into(),
+                ),
                 ctx,
             );
             return Ok(());
@@ -821,7 +838,10 @@ impl H2 {
         let Some(fields) = fields else {
             self.fail(
                 id,
-                StreamFail(SKIP_TOO_BIG, "response header list over 1 MiB".into()),
+                StreamFail(
+                    SKIP_TOO_BIG,
+                    "response header list over 1 MiB or 1,000 fields".into(),
+                ),
                 ctx,
             );
             return Ok(());
@@ -1031,10 +1051,14 @@ struct Frame<'a> {
 /// lists every value of a name together, names in the order they first came.
 fn grouped(fields: impl Iterator<Item = (String, String)>) -> Headers {
     let mut order: Vec<(String, Vec<String>)> = Vec::new();
+    let mut at: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (k, v) in fields {
-        match order.iter_mut().find(|(n, _)| *n == k) {
-            Some((_, vs)) => vs.push(v),
-            None => order.push((k, vec![v])),
+        match at.get(&k) {
+            Some(&i) => order[i].1.push(v),
+            None => {
+                at.insert(k.clone(), order.len());
+                order.push((k, vec![v]));
+            }
         }
     }
     order
@@ -1503,6 +1527,33 @@ mod tests {
         assert_eq!(out.len(), 1, "{r:?}");
         assert_eq!(out[0].request.uri, "/b");
 
+        // Many short fields in a small list (each a 1-byte index of the static table):
+        // past MAX_FIELDS the stream is given up, and the next one is read.
+        let mut ce = Enc::new();
+        let mut many = grpc_request(&mut ce, "/a");
+        many.extend(std::iter::repeat_n(0x90, 3 * MAX_FIELDS)); // index 16: accept-encoding
+        let mut se = Enc::new();
+        let (out, r) = start()
+            .client(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &many))
+            .client(&frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                3,
+                &grpc_request(&mut ce, "/b"),
+            ))
+            .server(&frame(
+                HEADERS,
+                END_HEADERS | END_STREAM,
+                3,
+                &se.block(&[(":status", "200")]),
+            ))
+            .fin(true)
+            .fin(false)
+            .run();
+        assert_eq!(r.skipped.get(SKIP_TOO_BIG), Some(&1), "{r:?}");
+        assert_eq!(out.len(), 1, "{r:?}");
+        assert_eq!(out[0].request.uri, "/b");
+
         // Too many open streams: the ones past the bound are counted.
         let mut ce = Enc::new();
         let mut t = start();
@@ -1539,6 +1590,33 @@ mod tests {
             .contains("no pad length"));
         let e = unpad(&f(PADDED, b"\x05ab")).unwrap_err();
         assert!(e.contains("padding of 5 bytes"), "{e}");
+    }
+
+    /// A call open past the order's bound (a watch) no longer holds anything back, but a
+    /// unary call begun beside it on the same connection still does.
+    #[test]
+    fn a_long_lived_stream_does_not_hide_later_streams_from_the_order() {
+        use crate::recording::packets::tests::{get, Net, OK};
+        let (mut enc, mut senc) = (Enc::new(), Enc::new());
+        let mut c = PREFACE.to_vec();
+        c.extend(settings(&[]));
+        let mut n = Net::new(2);
+        n.open(0).open(1);
+        n.client(0, &c)
+            .server(0, &[settings(&[]), settings_ack()].concat())
+            .client(0, &settings_ack());
+        let watch = grpc_request(&mut enc, "/pkg.Svc/Watch");
+        n.client(0, &frame(HEADERS, END_HEADERS, 1, &watch));
+        n.at(120_000_000);
+        let unary = grpc_request(&mut enc, "/pkg.Svc/Unary");
+        n.client(0, &frame(HEADERS, END_HEADERS | END_STREAM, 3, &unary));
+        n.client(1, &get("/fast")).server(1, OK);
+        let answer = senc.block(&[(":status", "200"), ("grpc-status", "0")]);
+        n.server(0, &frame(HEADERS, END_HEADERS | END_STREAM, 3, &answer));
+        n.close(1);
+        let (out, r) = n.run();
+        let uris: Vec<&str> = out.iter().map(|e| e.request.uri.as_str()).collect();
+        assert_eq!(uris[..2], ["/pkg.Svc/Unary", "/fast"], "{r:?}");
     }
 
     #[test]
