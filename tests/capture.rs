@@ -1005,7 +1005,25 @@ async fn grpc_over_h2c_is_recorded_as_the_tap_records_it_imports_alike_and_repla
     let tapped = read_recordings(&files_in(&tap_dir));
     assert_eq!(captured.len(), 9);
     assert_eq!(tapped.len(), 9);
-    assert_eq!(shapes(&captured), shapes(&tapped));
+    // A call the server refuses before reading its body (a trailers-only answer, then
+    // RST_STREAM(NO_ERROR)) has its body on the wire only if the client sent it before the
+    // reset came, which through the tap, a second hop, comes later: that body is left out
+    // of the comparison with the tap's recording (not of the one with tcpdump's file below,
+    // the same wire).
+    let beside_tap = |v: &[shadowdiff::exchange::Exchange]| {
+        let mut v = v.to_vec();
+        for e in &mut v {
+            let trailers_only = e.response.as_ref().is_some_and(|r| {
+                r.trailers.is_none()
+                    && shadowdiff::exchange::header(&r.headers, "grpc-status").is_some()
+            });
+            if trailers_only {
+                e.request.body = Default::default();
+            }
+        }
+        shapes(&v)
+    };
+    assert_eq!(beside_tap(&captured), beside_tap(&tapped));
     for e in &captured {
         let r = e.response.as_ref().unwrap();
         let status = shadowdiff::exchange::header(
