@@ -1499,60 +1499,44 @@ mod tests {
         assert!(out.is_empty());
         assert_eq!(r.skipped.get(SKIP_FRAMING), Some(&1), "{r:?}");
 
-        // A header list over 1 MiB from a small block (one large field indexed, then named
-        // 300 times): that stream is given up, the table is kept and the next one is read.
-        let mut ce = Enc::new();
-        let mut bomb = grpc_request(&mut ce, "/a");
-        bomb.extend(ce.block(&[("x-a", &"a".repeat(4_000))]));
-        bomb.extend(std::iter::repeat_n(0xbe, 300)); // index 62: the newest table entry
-        let mut se = Enc::new();
-        let (out, r) = start()
-            .client(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &bomb))
-            .client(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                3,
-                &grpc_request(&mut ce, "/b"),
-            ))
-            .server(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                3,
-                &se.block(&[(":status", "200")]),
-            ))
-            .fin(true)
-            .fin(false)
-            .run();
-        assert_eq!(r.skipped.get(SKIP_TOO_BIG), Some(&1), "{r:?}");
-        assert_eq!(out.len(), 1, "{r:?}");
-        assert_eq!(out[0].request.uri, "/b");
-
-        // Many short fields in a small list (each a 1-byte index of the static table):
-        // past MAX_FIELDS the stream is given up, and the next one is read.
-        let mut ce = Enc::new();
-        let mut many = grpc_request(&mut ce, "/a");
-        many.extend(std::iter::repeat_n(0x90, 3 * MAX_FIELDS)); // index 16: accept-encoding
-        let mut se = Enc::new();
-        let (out, r) = start()
-            .client(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &many))
-            .client(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                3,
-                &grpc_request(&mut ce, "/b"),
-            ))
-            .server(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                3,
-                &se.block(&[(":status", "200")]),
-            ))
-            .fin(true)
-            .fin(false)
-            .run();
-        assert_eq!(r.skipped.get(SKIP_TOO_BIG), Some(&1), "{r:?}");
-        assert_eq!(out.len(), 1, "{r:?}");
-        assert_eq!(out[0].request.uri, "/b");
+        // A request head that is too big as stream 1, a small one as stream 3 and its
+        // answer: stream 1 is given up and counted, the table kept and stream 3 read.
+        let too_big_then_small = |extra: &dyn Fn(&mut Enc) -> Vec<u8>| {
+            let mut ce = Enc::new();
+            let mut head = grpc_request(&mut ce, "/a");
+            head.extend(extra(&mut ce));
+            let mut se = Enc::new();
+            let (out, r) = start()
+                .client(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &head))
+                .client(&frame(
+                    HEADERS,
+                    END_HEADERS | END_STREAM,
+                    3,
+                    &grpc_request(&mut ce, "/b"),
+                ))
+                .server(&frame(
+                    HEADERS,
+                    END_HEADERS | END_STREAM,
+                    3,
+                    &se.block(&[(":status", "200")]),
+                ))
+                .fin(true)
+                .fin(false)
+                .run();
+            assert_eq!(r.skipped.get(SKIP_TOO_BIG), Some(&1), "{r:?}");
+            assert_eq!(out.len(), 1, "{r:?}");
+            assert_eq!(out[0].request.uri, "/b");
+        };
+        // A header list over 1 MiB from a small block: one large field indexed, then
+        // named 300 times (index 62, the newest table entry).
+        too_big_then_small(&|ce| {
+            let mut b = ce.block(&[("x-a", &"a".repeat(4_000))]);
+            b.extend(std::iter::repeat_n(0xbe, 300));
+            b
+        });
+        // Many short fields in a small list, each a 1-byte index of the static table
+        // (16: accept-encoding): past MAX_FIELDS.
+        too_big_then_small(&|_| vec![0x90; 3 * MAX_FIELDS]);
 
         // Too many open streams: the ones past the bound are counted.
         let mut ce = Enc::new();
