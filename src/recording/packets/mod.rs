@@ -302,51 +302,19 @@ mod tests {
             self.segs.push((client, seq, vec![], false, true));
             self
         }
+        /// Runs the conversation as connection 0 of a [`Net`], a segment each 1 ms.
         pub(super) fn run(self) -> (Vec<Exchange>, ImportReport) {
-            let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
-            let server: SocketAddr = "10.0.0.2:80".parse().unwrap();
-            let mut out = Vec::new();
-            let mut report = ImportReport::new("packets");
-            let mut tracker = tcp::Tracker::default();
-            let file = std::path::PathBuf::from("t.pcap");
-            for (i, (from_client, seq, data, syn, fin)) in self.segs.iter().enumerate() {
-                let (src, dst) = if *from_client {
-                    (client, server)
-                } else {
-                    (server, client)
-                };
-                let seg = Segment {
-                    src,
-                    dst,
-                    seq: *seq,
-                    ack: if *syn && !from_client {
-                        C_ISN.wrapping_add(1)
-                    } else {
-                        0
-                    },
-                    syn: *syn,
-                    has_ack: !(*syn && *from_client),
-                    fin: *fin,
-                    rst: false,
-                    payload: data,
-                    ts_us: 1_000 * i as i64,
-                };
-                let mut ctx = Ctx {
-                    sink: &mut out,
-                    report: &mut report,
-                    file: &file,
-                    packet: i as u64 + 1,
-                };
-                tracker.segment(&seg, &mut ctx).unwrap();
+            let segs = self.segs.into_iter().enumerate();
+            Net {
+                segs: segs
+                    .map(|(i, (client, seq, data, syn, fin))| {
+                        (0, client, seq, data, syn, fin, 1_000 * i as i64)
+                    })
+                    .collect(),
+                seqs: Vec::new(),
+                clock: 0,
             }
-            let mut ctx = Ctx {
-                sink: &mut out,
-                report: &mut report,
-                file: &file,
-                packet: 0,
-            };
-            tracker.finish(&mut ctx).unwrap();
-            (out, report)
+            .run()
         }
     }
 
