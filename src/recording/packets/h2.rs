@@ -1170,6 +1170,16 @@ mod tests {
         ])
     }
 
+    /// A whole request without a body: one HEADERS frame that ends stream `id`.
+    fn call(enc: &mut Enc, id: u32, path: &str) -> Vec<u8> {
+        frame(
+            HEADERS,
+            END_HEADERS | END_STREAM,
+            id,
+            &grpc_request(enc, path),
+        )
+    }
+
     fn grpc_frame(msg: &[u8]) -> Vec<u8> {
         let mut b = vec![0];
         b.extend_from_slice(&(msg.len() as u32).to_be_bytes());
@@ -1249,12 +1259,7 @@ mod tests {
             .server(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &trailers))
             .server(&frame(DATA, 0, 3, &grpc_frame(b"r3")))
             .server(&frame(RST_STREAM, 0, 3, &0u32.to_be_bytes()))
-            .client(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                5,
-                &grpc_request(&mut ce, "/pkg.Svc/C"),
-            ))
+            .client(&call(&mut ce, 5, "/pkg.Svc/C"))
             .server(&frame(HEADERS, END_HEADERS | END_STREAM, 5, &only))
             .fin(true)
             .fin(false)
@@ -1407,12 +1412,7 @@ mod tests {
         let (mut ce, mut se) = (Enc::new(), Enc::new());
         let ok = se.block(&[(":status", "200")]);
         let (out, r) = start()
-            .client(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                1,
-                &grpc_request(&mut ce, "/a"),
-            ))
+            .client(&call(&mut ce, 1, "/a"))
             .server(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &ok))
             .client(&frame(
                 HEADERS,
@@ -1422,12 +1422,7 @@ mod tests {
             ))
             .client(&frame(DATA, 0, 3, b"part"))
             .lose_client(30)
-            .client(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                5,
-                &grpc_request(&mut ce, "/c"),
-            ))
+            .client(&call(&mut ce, 5, "/c"))
             .fin(true)
             .fin(false)
             .run();
@@ -1446,19 +1441,9 @@ mod tests {
         let ok = se.block(&[(":status", "200")]);
         let (out, r) = start()
             // Whole request, no answer: written without one.
-            .client(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                1,
-                &grpc_request(&mut ce, "/a"),
-            ))
+            .client(&call(&mut ce, 1, "/a"))
             // Whole request, answer cut: written without it, marked incomplete.
-            .client(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                3,
-                &grpc_request(&mut ce, "/b"),
-            ))
+            .client(&call(&mut ce, 3, "/b"))
             .server(&frame(HEADERS, END_HEADERS, 3, &ok))
             // Request cut: lost.
             .client(&frame(
@@ -1508,12 +1493,7 @@ mod tests {
             let mut se = Enc::new();
             let (out, r) = start()
                 .client(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &head))
-                .client(&frame(
-                    HEADERS,
-                    END_HEADERS | END_STREAM,
-                    3,
-                    &grpc_request(&mut ce, "/b"),
-                ))
+                .client(&call(&mut ce, 3, "/b"))
                 .server(&frame(
                     HEADERS,
                     END_HEADERS | END_STREAM,
@@ -1651,18 +1631,8 @@ mod tests {
         let (mut ce, mut se) = (Enc::new(), Enc::new());
         h.data(0, PREFACE, 10, &mut ctx).unwrap();
         assert_eq!(h.oldest_open_us(), None);
-        let a = frame(
-            HEADERS,
-            END_HEADERS | END_STREAM,
-            1,
-            &grpc_request(&mut ce, "/a"),
-        );
-        let b = frame(
-            HEADERS,
-            END_HEADERS | END_STREAM,
-            3,
-            &grpc_request(&mut ce, "/b"),
-        );
+        let a = call(&mut ce, 1, "/a");
+        let b = call(&mut ce, 3, "/b");
         // Stream 1's frame arrives in two packets: its time is the first one's.
         h.data(0, &a[..5], 20, &mut ctx).unwrap();
         assert_eq!(h.oldest_open_us(), None);
@@ -1775,12 +1745,7 @@ mod tests {
             .client(up)
             .server(&switched)
             .client(&[PREFACE.to_vec(), settings(&[]), settings_ack()].concat())
-            .client(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                3,
-                &grpc_request(&mut ce, "/b"),
-            ))
+            .client(&call(&mut ce, 3, "/b"))
             .server(&frame(
                 HEADERS,
                 END_HEADERS | END_STREAM,
@@ -1810,18 +1775,8 @@ mod tests {
         let mut goaway = 1u32.to_be_bytes().to_vec();
         goaway.extend_from_slice(&0u32.to_be_bytes());
         let (out, r) = start()
-            .client(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                1,
-                &grpc_request(&mut ce, "/a"),
-            ))
-            .client(&frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                3,
-                &grpc_request(&mut ce, "/b"),
-            ))
+            .client(&call(&mut ce, 1, "/a"))
+            .client(&call(&mut ce, 3, "/b"))
             .server(&frame(GOAWAY, 0, 0, &goaway))
             .server(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &ok))
             .fin(true)
