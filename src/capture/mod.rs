@@ -21,6 +21,7 @@ use crate::recording::packets::{Ctx, Frame, Limits, Pipeline, PACKET_REASONS};
 use crate::recording::writer::refuse_existing_out;
 use crate::report::words::count_of;
 use crate::tap::config::{parse_rotation, parse_size};
+use crate::tap::metrics::{self, counter, labelled};
 use crate::tap::recorder::{Captured, DropReason, Recorder, RecorderConfig, RecorderHandle};
 use crate::tap::redact::Redactor;
 use crate::tap::sample::Sampler;
@@ -299,107 +300,114 @@ fn label(s: &str) -> String {
 }
 
 /// The Prometheus text of the capture's counts.
+/// Reasons as metric labels, with their counts.
+fn labels<'a>(reasons: impl Iterator<Item = (&'a String, &'a u64)>) -> Vec<(String, u64)> {
+    reasons.map(|(k, v)| (label(k), *v)).collect()
+}
+
 fn render(c: &Counts, h: &RecorderHandle) -> String {
     let s = h.stats();
-    let mut o = String::new();
-    let mut one = |name: &str, help: &str, v: u64| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    let mut out = String::new();
+    let o = &mut out;
+    let gauge = |o: &mut String, name: &str, help: &str, v: u64| {
+        metrics::gauge(o, name, help, i64::try_from(v).unwrap_or(i64::MAX))
     };
-    one(
+    counter(
+        o,
         "shadowdiff_capture_exchanges_seen_total",
         "Exchanges seen: recorded + sampled out + dropped + lost.",
         c.produced + c.lost_total(),
     );
-    one(
+    counter(
+        o,
         "shadowdiff_capture_recorded_total",
         "Exchanges in the recording files.",
         s.recorded.load(Ordering::Relaxed),
     );
-    one(
+    counter(
+        o,
         "shadowdiff_capture_sampled_out_total",
         "Exchanges the sample left out.",
         s.sampled_out.load(Ordering::Relaxed),
     );
-    one(
+    counter(
+        o,
         "shadowdiff_capture_frames_total",
         "Packets read from the ring.",
         c.frames,
     );
-    one(
+    counter(
+        o,
         "shadowdiff_capture_kernel_drops_total",
         "Packets the kernel dropped because the ring was full.",
         c.kernel.drops,
     );
-    one(
+    counter(
+        o,
         "shadowdiff_capture_ring_freezes_total",
         "Times the kernel found the ring full.",
         c.kernel.freezes,
     );
-    one(
+    counter(
+        o,
         "shadowdiff_capture_bad_blocks_total",
         "Ring blocks whose layout could not be read whole.",
         c.bad_blocks,
     );
-    one(
+    counter(
+        o,
         "shadowdiff_capture_out_of_order_total",
         "Exchanges handed to the recorder after one whose request began later.",
         c.out_of_order,
     );
-    let _ = writeln!(
+    labelled(
         o,
-        "# HELP shadowdiff_capture_dropped_total Exchanges the recorder could not write, by reason.\n# TYPE shadowdiff_capture_dropped_total counter"
+        "shadowdiff_capture_dropped_total",
+        "Exchanges the recorder could not write, by reason.",
+        "reason",
+        DropReason::ALL.iter().map(|r| (r.name(), s.dropped(*r))),
     );
-    for r in DropReason::ALL {
-        let _ = writeln!(
-            o,
-            "shadowdiff_capture_dropped_total{{reason=\"{}\"}} {}",
-            r.name(),
-            s.dropped(r)
-        );
-    }
-    let _ = writeln!(
+    let lost = labels(c.lost.iter());
+    labelled(
         o,
-        "# HELP shadowdiff_capture_lost_total Exchanges lost before they could be read, by reason (a whole stream counts once).\n# TYPE shadowdiff_capture_lost_total counter"
+        "shadowdiff_capture_lost_total",
+        "Exchanges lost before they could be read, by reason (a whole stream counts once).",
+        "reason",
+        lost.iter().map(|(l, v)| (l.as_str(), *v)),
     );
-    for (k, v) in &c.lost {
-        let _ = writeln!(
-            o,
-            "shadowdiff_capture_lost_total{{reason=\"{}\"}} {v}",
-            label(k)
-        );
-    }
-    let _ = writeln!(
+    gauge(
         o,
-        "# HELP shadowdiff_capture_live_connections Connections followed now.\n# TYPE shadowdiff_capture_live_connections gauge\nshadowdiff_capture_live_connections {}",
-        c.live_connections
+        "shadowdiff_capture_live_connections",
+        "Connections followed now.",
+        c.live_connections,
     );
-    let _ = writeln!(
+    gauge(
         o,
-        "# HELP shadowdiff_capture_held_exchanges Exchanges complete and held until the requests that began before them are done (not yet in seen).\n# TYPE shadowdiff_capture_held_exchanges gauge\nshadowdiff_capture_held_exchanges {}",
-        c.held
+        "shadowdiff_capture_held_exchanges",
+        "Exchanges complete and held until the requests that began before them are done (not yet in seen).",
+        c.held,
     );
-    let _ = writeln!(
+    gauge(
         o,
-        "# HELP shadowdiff_capture_held_bytes Bytes the followed connections hold (bounded by --stream-memory).\n# TYPE shadowdiff_capture_held_bytes gauge\nshadowdiff_capture_held_bytes {}",
-        c.held_bytes
+        "shadowdiff_capture_held_bytes",
+        "Bytes the followed connections hold (bounded by --stream-memory).",
+        c.held_bytes,
     );
-    let _ = writeln!(
+    gauge(
         o,
-        "# HELP shadowdiff_capture_peak_held_bytes The most bytes the followed connections held at once.\n# TYPE shadowdiff_capture_peak_held_bytes gauge\nshadowdiff_capture_peak_held_bytes {}",
-        c.peak_held_bytes
+        "shadowdiff_capture_peak_held_bytes",
+        "The most bytes the followed connections held at once.",
+        c.peak_held_bytes,
     );
-    let _ = writeln!(
+    let given_up = labels(c.notes.iter().filter(|(k, _)| k.contains("given up")));
+    labelled(
         o,
-        "# HELP shadowdiff_capture_connections_given_up_total Connections given up to bound memory, by reason (what they completed is kept).\n# TYPE shadowdiff_capture_connections_given_up_total counter"
+        "shadowdiff_capture_connections_given_up_total",
+        "Connections given up to bound memory, by reason (what they completed is kept).",
+        "reason",
+        given_up.iter().map(|(l, v)| (l.as_str(), *v)),
     );
-    for (k, v) in c.notes.iter().filter(|(k, _)| k.contains("given up")) {
-        let _ = writeln!(
-            o,
-            "shadowdiff_capture_connections_given_up_total{{reason=\"{}\"}} {v}",
-            label(k)
-        );
-    }
-    o
+    out
 }
 
 /// Serves `/metrics` from the latest published counts, one request per connection.

@@ -187,18 +187,21 @@ impl Metrics {
     }
 }
 
-fn counter(out: &mut String, name: &str, help: &str, v: u64) {
+/// Writes a counter in the Prometheus text format.
+pub(crate) fn counter(out: &mut String, name: &str, help: &str, v: u64) {
     let _ = writeln!(
         out,
         "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
     );
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, v: i64) {
+/// Writes a gauge in the Prometheus text format.
+pub(crate) fn gauge(out: &mut String, name: &str, help: &str, v: i64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
 }
 
-fn labelled<'a>(
+/// Writes a counter family with one label, a line per value of it.
+pub(crate) fn labelled<'a>(
     out: &mut String,
     name: &str,
     help: &str,
