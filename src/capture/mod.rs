@@ -672,9 +672,7 @@ fn read_ring(
             }
             frames += 1;
             if frames % SPENT_EVERY == 0 {
-                while let Ok(batch) = spent.try_recv() {
-                    drop(batch);
-                }
+                spent.try_iter().for_each(drop);
             }
             let frame = Frame {
                 n: frames,
@@ -693,9 +691,7 @@ fn read_ring(
                 step_err = Some(e);
             }
         });
-        while let Ok(batch) = spent.try_recv() {
-            drop(batch);
-        }
+        spent.try_iter().for_each(drop);
         if let Some(e) = step_err {
             failure = Some(e);
             break;
