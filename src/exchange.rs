@@ -32,6 +32,22 @@ pub struct Exchange {
     pub latency_us: Option<u64>,
 }
 
+impl Exchange {
+    /// Roughly what the exchange holds in memory: bodies, header text and the target, plus
+    /// a fixed share for the structure, so that bounds in bytes hold for header-heavy
+    /// traffic too.
+    pub fn approx_size(&self) -> usize {
+        let headers =
+            |h: &[(String, String)]| h.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        let req = &self.request;
+        let mut n = 256 + req.body.len() + headers(&req.headers) + req.uri.len();
+        if let Some(r) = &self.response {
+            n += r.body.len() + headers(&r.headers) + r.trailers.as_deref().map_or(0, headers);
+        }
+        n
+    }
+}
+
 /// A captured HTTP request.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Request {

@@ -293,12 +293,7 @@ fn yield_to_traffic() {
 /// heads' bytes), plus a fixed share for the structure itself, so the byte bound holds for
 /// header-heavy traffic too.
 fn queued_size(c: &Captured) -> u64 {
-    let ex = &c.exchange;
-    let headers = |h: &[(String, String)]| h.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-    let mut n = 256 + ex.request.body.len() + headers(&ex.request.headers) + ex.request.uri.len();
-    if let Some(r) = &ex.response {
-        n += r.body.len() + headers(&r.headers) + r.trailers.as_deref().map_or(0, headers);
-    }
+    let mut n = c.exchange.approx_size();
     if let Some(h) = &c.heads {
         n += h.request.as_ref().map_or(0, |b| b.len()) + h.response.as_ref().map_or(0, |b| b.len());
     }

@@ -65,17 +65,6 @@ impl Ord for Held {
     }
 }
 
-/// What an exchange weighs while held: bodies and header text plus a fixed share for the
-/// structure, so the byte bound holds for header-heavy traffic too.
-fn weight(ex: &Exchange) -> usize {
-    let headers = |h: &[(String, String)]| h.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
-    let mut n = 256 + ex.request.body.len() + headers(&ex.request.headers) + ex.request.uri.len();
-    if let Some(r) = &ex.response {
-        n += r.body.len() + headers(&r.headers) + r.trailers.as_deref().map_or(0, headers);
-    }
-    n
-}
-
 /// A connection's place in the watermark.
 #[derive(Clone, Copy, Default)]
 struct Slot {
@@ -193,7 +182,7 @@ impl Order {
     /// Takes the exchanges completed since the last call, in the order they completed.
     pub fn hold(&mut self, done: &mut Vec<Exchange>) {
         for ex in done.drain(..) {
-            let size = weight(&ex);
+            let size = ex.approx_size();
             self.held_bytes += size;
             self.seq += 1;
             self.held.push(Held {
